@@ -45,7 +45,7 @@ public static class Report
         md.Append("every 10 ms, so the two parts peak at different moments and need not add up. Resident pages of memory-mapped inputs count ");
         md.Append("towards RSS although the kernel can drop them at any time. CPU is (user + system) seconds per wall second; '× PyTorch (CPU time)' compares the CPU seconds each spent, which other processes on the machine disturb far less than wall time. ");
         md.Append(results.Settings.Cache == CacheMode.Cold
-            ? "Before every run the page cache is dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`), so every column reads its inputs from disk. "
+            ? "Before every run the page cache is dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`), so every column reads its inputs from disk (on a virtual disk the host may still cache them, which is one reason repeated runs differ). "
             : "Every run is warm: the inputs are read into the page cache just before it, so every column reads from memory. ");
         md.Append(s.CacheNote).Append(' ');
         md.Append("No column calls `fsync`: the output is written to the page cache and flushed by a `sync` before the next run, outside the timed region. ");
