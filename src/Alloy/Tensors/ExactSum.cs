@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace Alloy.Tensors;
@@ -6,7 +7,7 @@ namespace Alloy.Tensors;
 /// The exact sum of float32 values: each value's 24-bit significand is added to an integer bucket for its binary
 /// exponent, so the total does not depend on the order or grouping of the additions. Sums made chunk by chunk on any
 /// number of threads and combined in any order are therefore identical, which a double accumulator cannot promise.
-/// The total is rounded to double once, by <see cref="Value"/>.
+/// The total is rounded to double once, by <see cref="Value"/>, which is meant to be read once per sum (it is not cheap).
 /// </summary>
 public sealed class ExactSum
 {
@@ -41,16 +42,16 @@ public sealed class ExactSum
         _nonFinite += other._nonFinite;
     }
 
-    /// <summary>The total, rounded to double (smallest exponents first, so what rounding there is stays small).</summary>
+    /// <summary>The total, rounded to double once (the buckets are combined exactly first).</summary>
     public double Value
     {
         get
         {
-            if (_nonFinite != 0 || double.IsNaN(_nonFinite)) return _nonFinite;
-            double total = 0;
-            for (int e = 1; e < _buckets.Length; e++)
-                if (_buckets[e] != 0) total += Math.ScaleB(_buckets[e], e - 150);
-            return total;
+            if (_nonFinite != 0) return _nonFinite;   // also NaN, which compares unequal to 0
+            // Σ bucket[e]·2^(e−1) in units of 2^−149, by Horner's rule from the largest exponent down.
+            var units = BigInteger.Zero;
+            for (int e = _buckets.Length - 1; e >= 1; e--) units = (units << 1) + _buckets[e];
+            return Math.ScaleB((double)units, -149);
         }
     }
 }

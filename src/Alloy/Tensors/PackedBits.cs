@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace Alloy.Tensors;
 
 /// <summary>
@@ -31,14 +33,27 @@ public static class PackedBits
         bytes.Clear();
         long column = start % columns;
         int at = 0;
-        foreach (float v in values)
+        for (int i = 0; i < values.Length;)
         {
-            if (v != 0) bytes[at] |= (byte)(0x80 >> (int)(column & 7));
+            if (Vector256.IsHardwareAccelerated && (column & 7) == 0 && columns - column >= 8 && values.Length - i >= 8)
+            {
+                // A whole byte: eight lanes compared at once; lane 0 lands in bit 0, the format wants it in bit 7.
+                uint lanes = (~Vector256.Equals(Vector256.Create(values.Slice(i, 8)), Vector256<float>.Zero)).ExtractMostSignificantBits();
+                bytes[at++] = HighBitFirst[lanes];
+                i += 8;
+                if ((column += 8) == columns) column = 0;
+                continue;
+            }
+            if (values[i++] != 0) bytes[at] |= (byte)(0x80 >> (int)(column & 7));
             if (++column == columns) { column = 0; at++; }
             else if ((column & 7) == 0) at++;
         }
         return count;
     }
+
+    /// <summary>Each byte with its bits in reverse order.</summary>
+    private static readonly byte[] HighBitFirst = Enumerable.Range(0, 256)
+        .Select(b => (byte)Enumerable.Range(0, 8).Sum(bit => ((b >> bit) & 1) << (7 - bit))).ToArray();
 
     /// <summary>How many bytes <see cref="Pack"/> writes for <paramref name="count"/> entries from <paramref name="start"/> (at most <paramref name="count"/>).</summary>
     public static int ByteCount(long start, int count, long columns) =>

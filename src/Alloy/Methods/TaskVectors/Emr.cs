@@ -30,6 +30,9 @@ public sealed class Emr : MergeMethod
         var @base = inputs[inputs.BaseIndex];
         int[] models = InputRules.NonBase(inputs);
         var side = inputs.Side;
+        // Side tensor k is task k's mask (zero until set); totals 2k and 2k + 1 are Σ|τₖ| and Σ|Mₖ ⊙ τ_uni|.
+        var taskSums = side is null ? [] : models.Select((_, k) => side.Total(2 * k)).ToArray();
+        var maskedSums = side is null ? [] : models.Select((_, k) => side.Total(2 * k + 1)).ToArray();
         for (int j = 0; j < output.Length; j++)
         {
             double sum = 0;
@@ -43,14 +46,13 @@ public sealed class Emr : MergeMethod
             }
             output[j] = @base[j] + sign * largest;
             if (side is null) continue;
-            // Side tensor k is task k's mask; totals 2k and 2k + 1 are Σ|τₖ| and Σ|Mₖ ⊙ τ_uni| (|τ_uni| is `largest`).
             for (int k = 0; k < models.Length; k++)
             {
                 float task = inputs[models[k]][j] - @base[j];
-                bool agrees = task * sign > 0;
-                side.Tensor(k)[j] = agrees ? 1 : 0;
-                side.Total(2 * k).Add(Math.Abs(task));
-                if (agrees) side.Total(2 * k + 1).Add(largest);
+                taskSums[k].Add(Math.Abs(task));
+                if (task * sign <= 0) continue;
+                side.Tensor(k)[j] = 1;
+                maskedSums[k].Add(largest);   // |τ_uni| where the mask is set
             }
         }
     }
