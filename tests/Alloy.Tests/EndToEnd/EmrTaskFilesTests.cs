@@ -19,14 +19,16 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
 
     public void Dispose() => _work.Dispose();
 
-    private string Config(string parameters = "{write_task_masks: true}", string dtype = "float32") => _work.Write($"emr-{Guid.NewGuid():N}.yml", $"""
-        merge_method: emr
-        base_model: {_models.Base}
-        models:
-        {string.Join("\n", _models.FineTunes.Select(f => $"  - model: {f}"))}
-        parameters: {parameters}
-        dtype: {dtype}
-        """);
+    /// <summary>An emr recipe over the fixture's base and fine-tunes, or the given models.</summary>
+    private string Config(string parameters = "{write_task_masks: true}", string dtype = "float32", IEnumerable<string>? models = null, string? baseModel = null) =>
+        _work.Write($"emr-{Guid.NewGuid():N}.yml", $"""
+            merge_method: emr
+            base_model: {baseModel ?? _models.Base}
+            models:
+            {string.Join("\n", (models ?? _models.FineTunes).Select(f => $"  - model: {f}"))}
+            parameters: {parameters}
+            dtype: {dtype}
+            """);
 
     /// <summary>rescalers.json's tasks: (model, mask file, rescaler), in recipe order.</summary>
     private static List<(string Model, string Masks, double Rescaler)> Tasks(string output)
@@ -66,17 +68,9 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         var baseB = Enumerable.Repeat(0.5f, 10).ToArray();
         TestCheckpoints.Write(_work["base"], null, [("a", [6], new float[6]), ("b", [2, 5], baseB)]);
         for (int t = 0; t < 3; t++) TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t]), ("b", [2, 5], b[t])]);
-        string Recipe(string name) => _work.Write(name, $$"""
-            merge_method: emr
-            base_model: {{_work["base"]}}
-            models:
-              - model: {{_work["task-1"]}}
-              - model: {{_work["task-2"]}}
-              - model: {{_work["task-3"]}}
-            parameters: {write_task_masks: true}
-            """);
+        string[] taskModels = [_work["task-1"], _work["task-2"], _work["task-3"]];
 
-        var result = AlloyCli.Run("merge-raw", Recipe("emr.yml"), _work["out"], "--quiet");
+        var result = AlloyCli.Run("merge-raw", Config(models: taskModels, baseModel: _work["base"]), _work["out"], "--quiet");
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Equal(["README.md", "rescalers.json", "task-1.safetensors", "task-2.safetensors", "task-3.safetensors"], SideFiles(_work["out"]));
         var tasks = Tasks(_work["out"]);
@@ -99,7 +93,7 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         // Tensor "a" alone gives the worked example's rescalers.
         TestCheckpoints.Write(_work["base"], null, [("a", [6], new float[6])]);
         for (int t = 0; t < 3; t++) TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t])]);
-        Assert.Equal(0, AlloyCli.Run("merge-raw", Recipe("emr-a.yml"), _work["out-a"], "--quiet").ExitCode);
+        Assert.Equal(0, AlloyCli.Run("merge-raw", Config(models: taskModels, baseModel: _work["base"]), _work["out-a"], "--quiet").ExitCode);
         double[] golden = [1.9 / 1.9, 1.65 / 1.3, 1.7 / 0.9];
         Assert.Equal(golden, Tasks(_work["out-a"]).Select(t => t.Rescaler), (x, y) => Math.Abs(x - y) < 1e-6);
     }
@@ -136,6 +130,18 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         var readme = File.ReadAllText(_work["out/emr/README.md"]);
         Assert.Contains("W_t = W_base + s_t * (M_t ⊙ (W_unified − W_base))", readme);
         Assert.Contains($"| `{_models.FineTunes[2]}` | `finetune-3.safetensors` | {tasks[2].Rescaler:R} |", readme);
+    }
+
+    [Fact]
+    public void One_fine_tune_has_rescaler_one_and_a_mask_wherever_it_differs_from_the_base()
+    {
+        AlloyCli.Merge(Config(models: [_models.FineTunes[0]]), _work["out"]);
+        var task = Assert.Single(Tasks(_work["out"]));
+        Assert.Equal(1.0, task.Rescaler, 1e-12);
+        var @base = TestCheckpoints.ReadAll(_models.Base);
+        var fineTune = TestCheckpoints.ReadAll(_models.FineTunes[0]);
+        foreach (var (name, mask) in Masks(_work["out/emr/finetune-1.safetensors"], Shapes(_work["out"])))
+            Assert.Equal(fineTune[name].Zip(@base[name], (x, b) => x != b), mask);
     }
 
     [Fact]
@@ -190,15 +196,7 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
             Directory.CreateDirectory(_work[target]);
             foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(_work[target], Path.GetFileName(file)));
         }
-        string config = _work.Write("same-names.yml", $$"""
-            merge_method: emr
-            base_model: {{_models.Base}}
-            models:
-              - model: {{_work["x/finetune"]}}
-              - model: {{_work["y/finetune"]}}
-            parameters: {write_task_masks: true}
-            """);
-        AlloyCli.Merge(config, _work["out"]);
+        AlloyCli.Merge(Config(models: [_work["x/finetune"], _work["y/finetune"]]), _work["out"]);
         Assert.Equal([(_work["x/finetune"], "finetune.safetensors"), (_work["y/finetune"], "finetune-2.safetensors")], Tasks(_work["out"]).Select(t => (t.Model, t.Masks)));
         Assert.True(File.Exists(_work["out/emr/finetune-2.safetensors"]));
     }
