@@ -55,6 +55,13 @@ public sealed class ShardPlan
         return new ShardPlan(shards, shardOf, totalBytes);
     }
 
+    /// <summary>Every tensor in one file named <paramref name="fileName"/> (a path relative to the writer's folder).</summary>
+    public static ShardPlan SingleFile(IReadOnlyList<TensorInfo> tensors, string fileName)
+    {
+        var plan = Create(tensors, 0);
+        return new ShardPlan(plan.Shards.Select(s => s with { FileName = fileName }).ToArray(), plan._shardOf, plan.TotalBytes);
+    }
+
     /// <summary>Shards in write order. Empty when there are no tensors (as mergekit writes no file then).</summary>
     public IReadOnlyList<Shard> Shards { get; }
 

@@ -46,7 +46,7 @@ public static class MergeExecutor
     public static void Run(MergePlan plan, ShardedWriter writer, ExecutionOptions options, Action<MergeProgress>? progress = null, CancellationToken cancellation = default)
     {
         var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, Math.Max(1, options.Threads)).ConcurrentScheduler;
-        var pending = new Queue<(WorkItem Item, Task<byte[]?> Result)>();
+        var pending = new Queue<(WorkItem Item, Task<byte[]?> Result, SideChunk? Side)>();
         int maxInFlight = Math.Max(2, options.Threads * 2);
         long reserved = 0, bytesDone = 0, bytesTotal = plan.OutputBytes;
         int tensorsDone = 0;
@@ -56,15 +56,18 @@ public static class MergeExecutor
             file.AdviseSequential();
         // Methods that trim by a threshold over whole models need it before their first tensor.
         var modelWideCuts = ModelWideCuts.Compute(plan, options, cancellation);
+        using var sideOutputs = SideOutputWriter.Create(plan, writer.Folder);
 
         void WriteOldest()
         {
-            var (item, task) = pending.Dequeue();
+            var (item, task, side) = pending.Dequeue();
+            using var sideBuffers = side;
             var bytes = task.GetAwaiter().GetResult();
             try
             {
                 if (bytes is null) CopyStored(item, writer);
                 else writer.Append(item.Job.Output.Name, bytes.AsSpan(0, item.OutputByteCount));
+                if (side is not null) sideOutputs!.Append(side);
             }
             finally
             {
@@ -89,20 +92,23 @@ public static class MergeExecutor
                 while (pending.Count >= maxInFlight || (pending.Count > 0 && reserved + item.Reservation > options.MemoryLimitBytes))
                     WriteOldest();
                 reserved += item.Reservation;
+                var side = SideOutputWriter.Begin(item.Job, item.JobIndex, item.Start, item.Count);
                 var task = item.Job.IsCopy
                     ? Task.FromResult<byte[]?>(null)
-                    : Task.Factory.StartNew<byte[]?>(() => Compute(item, modelWideCuts), cancellation, TaskCreationOptions.None, scheduler);
-                pending.Enqueue((item, task));
+                    : Task.Factory.StartNew<byte[]?>(() => Compute(item, modelWideCuts, side), cancellation, TaskCreationOptions.None, scheduler);
+                pending.Enqueue((item, task, side));
             }
             while (pending.Count > 0) WriteOldest();
+            sideOutputs?.Complete();
         }
         catch
         {
             // Let running work finish before the caller disposes the memory maps it reads.
-            foreach (var (_, task) in pending)
+            foreach (var (_, task, side) in pending)
             {
                 try { task.Wait(); } catch (AggregateException) { }
                 if (task.IsCompletedSuccessfully && task.Result is { } buffer) ArrayPool<byte>.Shared.Return(buffer);
+                side?.Dispose();
             }
             throw;
         }
@@ -142,7 +148,7 @@ public static class MergeExecutor
         }
     }
 
-    private static byte[] Compute(WorkItem item, ModelWideCuts? modelWideCuts)
+    private static byte[] Compute(WorkItem item, ModelWideCuts? modelWideCuts, SideChunk? side)
     {
         var job = item.Job;
         int n = item.Count;
@@ -156,7 +162,8 @@ public static class MergeExecutor
                 TensorReader.ReadFloat32(job.Inputs[i], item.Start, inputs[i].AsSpan(0, n));
             }
             var cuts = modelWideCuts?.For(item.JobIndex, inputs.Length, item.Start, n);
-            job.Method!.Merge(new MergeInputs(job.Info!, inputs, n, item.Start, job.Output.Shape, cuts), output.AsSpan(0, n));
+            job.Method!.Merge(new MergeInputs(job.Info!, inputs, n, item.Start, job.Output.Shape, cuts, side?.Values), output.AsSpan(0, n));
+            side?.Encode();
             var bytes = ArrayPool<byte>.Shared.Rent(item.OutputByteCount);
             TensorConvert.FromFloat32(output.AsSpan(0, n), job.Output.DType, bytes.AsSpan(0, item.OutputByteCount));
             return bytes;
@@ -187,8 +194,9 @@ public static class MergeExecutor
 
         public long WrittenBytes => Job.IsCopy ? Job.Output.ByteLength : OutputByteCount;
 
-        /// <summary>Working memory: float32 inputs, output and the method's scratch buffers, plus the output bytes.</summary>
+        /// <summary>Working memory: float32 inputs, output and the method's scratch buffers, the output bytes, and side outputs.</summary>
         public long Reservation => Job.IsCopy ? 0
-            : (long)Count * (4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count)) + Job.Output.DType.Size());
+            : (long)Count * (4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count)) + Job.Output.DType.Size())
+              + (Job.Side?.WorkingBytes(Count) ?? 0);
     }
 }

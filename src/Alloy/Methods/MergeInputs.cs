@@ -89,7 +89,7 @@ public sealed class MergeInputs : MergeInputsInfo
     private readonly IReadOnlyList<MagnitudeCut?>? _modelWideCuts;
 
     public MergeInputs(MergeInputsInfo info, float[][] data, int length, long elementOffset, long[] shape,
-        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null)
+        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null, SideValues? side = null)
         : base(info.TensorName, info.ModelNames, info.BaseIndex, info.Parameters, info.Seed, info.ModelIndices, info.Position)
     {
         _data = data;
@@ -97,7 +97,14 @@ public sealed class MergeInputs : MergeInputsInfo
         ElementOffset = elementOffset;
         Shape = shape;
         _modelWideCuts = modelWideCuts;
+        Side = side;
     }
+
+    /// <summary>
+    /// Where the method writes its side outputs for these entries (see <see cref="MergeMethod.PlanSideOutputs"/>), or
+    /// null when it planned none for this tensor.
+    /// </summary>
+    public SideValues? Side { get; }
 
     /// <summary>
     /// Input <paramref name="i"/>'s part of its model-wide magnitude cut (see <see cref="MergeMethod.ModelWideKeepFraction"/>),

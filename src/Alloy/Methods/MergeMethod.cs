@@ -96,6 +96,15 @@ public abstract class MergeMethod
     /// </summary>
     public virtual double? ModelWideKeepFraction(MergeInputsInfo inputs, int input) => null;
 
+    /// <summary>
+    /// Side outputs for the whole plan (EMR's per-task masks and rescalers): for each tensor this method merges, given in
+    /// plan order, the tensors it writes beside the merged model (filled in <see cref="Merge"/> through
+    /// <see cref="MergeInputs.Side"/>) and the exact totals it sums, and how the totals become files after the last
+    /// tensor. Null (the default) writes nothing. Called once by the planner, before any data is read; throw
+    /// AlloyException to refuse.
+    /// </summary>
+    public virtual SideOutputPlan? PlanSideOutputs(IReadOnlyList<MergeInputsInfo> tensors) => null;
+
     /// <summary>Checks the inputs of one output tensor before any data is read; throw AlloyException to refuse.</summary>
     public virtual void Validate(MergeInputsInfo inputs) { }
 

@@ -26,6 +26,9 @@ public sealed record PlannedInput(InputModel Model, StoredTensor Tensor, long[] 
 public sealed record TensorJob(TensorInfo Output, MergeMethod? Method, IReadOnlyList<PlannedInput> Inputs, MergeInputsInfo? Info)
 {
     public bool IsCopy => Method is null;
+
+    /// <summary>What the method writes beside the model for this tensor (<see cref="MergeMethod.PlanSideOutputs"/>), or null.</summary>
+    public SideOutputs? Side { get; init; }
 }
 
 /// <summary>A merge, fully decided: every output tensor in write order, and what the output folder needs.</summary>
@@ -41,6 +44,9 @@ public sealed record MergePlan(
 {
     /// <summary>The output vocabulary and chat template, when the recipe sets tokenizer or chat_template; null copies the donor's tokenizer.</summary>
     public TokenizerPlan? Tokenizer { get; init; }
+
+    /// <summary>The method's side outputs (each job's part is <see cref="TensorJob.Side"/>), or null when it writes none.</summary>
+    public SideOutputPlan? SideOutputs { get; init; }
 
     public long OutputBytes => Jobs.Sum(j => j.Output.ByteLength);
 

@@ -69,7 +69,7 @@ public sealed class Planner
         if (_options.Raw is { } policy)
         {
             PlanRaw(policy);
-            return new MergePlan(_recipe, _method, _jobs, donor, 0, false, _recipe.OutDType ?? _recipe.DType, false);
+            return WithSideOutputs(new MergePlan(_recipe, _method, _jobs, donor, 0, false, _recipe.OutDType ?? _recipe.DType, false));
         }
         var slices = _recipe.Slices ?? [ExpandModels()];
         foreach (var slice in slices) CheckSlice(slice);
@@ -109,8 +109,20 @@ public sealed class Planner
         }
 
         int donorLayers = donor.Layout.LayerCount;
-        return new MergePlan(_recipe, _method, _jobs, donor, outputLayer, outputLayer != donorLayers,
-            _recipe.OutDType ?? _recipe.DType, untiesHead) { Tokenizer = _tokenizer };
+        return WithSideOutputs(new MergePlan(_recipe, _method, _jobs, donor, outputLayer, outputLayer != donorLayers,
+            _recipe.OutDType ?? _recipe.DType, untiesHead) { Tokenizer = _tokenizer });
+    }
+
+    /// <summary>Asks the method, once for the whole plan, what it writes beside the model, and gives each job its part.</summary>
+    private MergePlan WithSideOutputs(MergePlan plan)
+    {
+        var merged = plan.Jobs.Select((job, index) => (job, index)).Where(x => !x.job.IsCopy).ToList();
+        if (_method.PlanSideOutputs(merged.Select(x => x.job.Info!).ToList()) is not { } side) return plan;
+        if (side.Tensors.Count != merged.Count)
+            throw new InvalidOperationException($"{_method.Name} planned side outputs for {side.Tensors.Count} tensors, not {merged.Count}");
+        var jobs = plan.Jobs.ToArray();
+        for (int k = 0; k < merged.Count; k++) jobs[merged[k].index] = merged[k].job with { Side = side.Tensors[k] };
+        return plan with { Jobs = jobs, SideOutputs = side };
     }
 
     /// <summary>

@@ -46,6 +46,30 @@ public static class TestCheckpoints
         return Read(checkpoint.Find(name) ?? throw new KeyNotFoundException($"{name} not in {path}"));
     }
 
+    /// <summary>
+    /// A boolean tensor of <paramref name="shape"/> stored as packed bits, read by this test suite's own reading of the
+    /// format (numpy.packbits(axis=-1)): uint8 [..., ⌈columns/8⌉], rows packed along the last axis, first entry in the
+    /// high bit, padding bits zero.
+    /// </summary>
+    public static bool[] ReadPackedBits(StoredTensor packed, long[] shape)
+    {
+        long columns = shape.Length == 0 ? 1 : shape[^1];
+        long rows = shape.Aggregate(1L, (a, d) => a * d) / Math.Max(columns, 1);
+        int rowBytes = (int)((columns + 7) / 8);
+        Assert.Equal(DType.U8, packed.Info.DType);
+        Assert.Equal(shape.Length == 0 ? [1L] : [.. shape[..^1], rowBytes], packed.Info.Shape);
+        var bytes = packed.Bytes(0, (int)packed.Info.ByteLength).ToArray();
+        var mask = new bool[rows * columns];
+        for (long r = 0; r < rows; r++)
+            for (int c = 0; c < rowBytes * 8; c++)
+            {
+                bool bit = ((bytes[r * rowBytes + c / 8] >> (7 - c % 8)) & 1) == 1;
+                if (c < columns) mask[r * columns + c] = bit;
+                else Assert.False(bit, $"{packed.Name}: padding bit {c} of row {r} is set");
+            }
+        return mask;
+    }
+
     /// <summary>A digest of every file under a folder, to prove inputs were not touched.</summary>
     public static string FolderDigest(string folder)
     {

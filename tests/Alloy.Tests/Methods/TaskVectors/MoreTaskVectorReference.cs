@@ -129,7 +129,7 @@ public static class PcbReference
     }
 }
 
-/// <summary>EMR-Merging's unified model from methods.md C9, in double.</summary>
+/// <summary>EMR-Merging's unified model, masks and rescalers from methods.md C9, in double.</summary>
 public static class EmrReference
 {
     public static double[] Unified(float[] b, IReadOnlyList<float[]> models) =>
@@ -138,5 +138,28 @@ public static class EmrReference
             var tau = models.Select(m => (double)(m[j] - v)).ToArray();
             int gamma = tau.Sum() > 0 ? 1 : -1;
             return v + gamma * tau.Where(t => t * gamma > 0).Select(Math.Abs).DefaultIfEmpty(0).Max();
+        }).ToArray();
+
+    /// <summary>Task <paramref name="task"/>'s mask [τₜγ &gt; 0].</summary>
+    public static bool[] Mask(float[] b, IReadOnlyList<float[]> models, int task) =>
+        b.Select((v, j) =>
+        {
+            var tau = models.Select(m => (double)(m[j] - v)).ToArray();
+            return tau[task] * (tau.Sum() > 0 ? 1 : -1) > 0;
+        }).ToArray();
+
+    /// <summary>Every task's rescaler over several tensors (base, fine-tunes): Σ mean|τₜ| / Σ mean|Mₜ ⊙ τ_uni|.</summary>
+    public static double[] Rescalers(IReadOnlyList<(float[] Base, IReadOnlyList<float[]> Models)> tensors) =>
+        Enumerable.Range(0, tensors[0].Models.Count).Select(t =>
+        {
+            double taskMeans = 0, maskedMeans = 0;
+            foreach (var (b, models) in tensors)
+            {
+                var unified = Unified(b, models);
+                var mask = Mask(b, models, t);
+                taskMeans += b.Select((v, j) => Math.Abs((double)(models[t][j] - v))).Average();
+                maskedMeans += b.Select((v, j) => mask[j] ? Math.Abs(unified[j] - v) : 0).Average();
+            }
+            return taskMeans / maskedMeans;
         }).ToArray();
 }
