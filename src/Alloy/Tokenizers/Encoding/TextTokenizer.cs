@@ -160,7 +160,8 @@ public sealed class TextTokenizer
 
 /// <summary>
 /// The ids of a model's special tokens: <see cref="Bos"/>, <see cref="Eos"/>, <see cref="Pad"/> and <see cref="Unk"/>
-/// from tokenizer_config.json (else special_tokens_map.json, else generation_config.json's *_token_id), and
+/// from tokenizer_config.json (where a null means none), else special_tokens_map.json, else generation_config.json's
+/// *_token_id; and
 /// <see cref="Stop"/>, the ids that end generation: generation_config.json's eos_token_id (a number or a list), else EOS.
 /// </summary>
 public sealed record SpecialTokenIds(int? Bos, int? Eos, int? Pad, int? Unk, IReadOnlyList<int> Stop)
@@ -169,8 +170,10 @@ public sealed record SpecialTokenIds(int? Bos, int? Eos, int? Pad, int? Unk, IRe
     {
         int? Id(string name)
         {
-            var text = TokenText(config?[name + "_token"]) ?? TokenText(map?[name + "_token"]);
-            if (text is not null) return tokenizer.TokenToId(text);
+            var key = name + "_token";
+            // tokenizer_config.json's explicit null (Qwen's bos_token) means the tokenizer has none.
+            if (config is not null && config.ContainsKey(key)) return TokenText(config[key]) is { } own ? tokenizer.TokenToId(own) : null;
+            if (TokenText(map?[key]) is { } text) return tokenizer.TokenToId(text);
             return generation?[name + "_token_id"] switch
             {
                 JsonValue v when v.TryGetValue(out int id) => id,

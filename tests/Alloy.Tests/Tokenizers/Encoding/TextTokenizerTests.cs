@@ -86,6 +86,17 @@ public sealed class TextTokenizerTests
     }
 
     [Fact]
+    public void Encoding_on_many_threads_gives_the_ids_of_one_thread()
+    {
+        var tokenizer = HuggingFaceFixtureTests.Load("qwen");
+        var texts = LiveComparisonTests.RandomTexts(400, seed: 11);
+        var expected = texts.Select(t => tokenizer.Encode(t)).ToArray();
+        var parallel = new int[texts.Length][];
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = tokenizer.Encode(texts[i]));
+        for (int i = 0; i < texts.Length; i++) Assert.Equal(expected[i], parallel[i]);
+    }
+
+    [Fact]
     public void Unpaired_surrogates_encode_as_the_replacement_character()
     {
         var tokenizer = HuggingFaceFixtureTests.Load("llama3");
