@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json.Nodes;
 using Alloy.Synthetic;
 using Alloy.Tests.Support;
 using Alloy.Tokenizers.Encoding;
@@ -60,6 +61,40 @@ public sealed class LiveComparisonTests
         Assert.Equal([tokenizer.TokenToId("hell")!.Value, 'o'], tokenizer.Encode("hello", addSpecialTokens: false));
         Assert.Equal("<s>hello wörld", tokenizer.Decode(tokenizer.Encode("<s>hello wörld")));
         Assert.Equal("hello", tokenizer.Decode(tokenizer.Encode("<s>hello</s>"), skipSpecialTokens: true));
+    }
+
+    [Fact]
+    public void Word_suffixes_and_subword_prefixes_match_Hugging_Face()
+    {
+        // A CLIP-like model (end_of_word_suffix, BPEDecoder) and a prefix one (continuing_subword_prefix), made here.
+        var letters = "abcdefghijklmnopqrstuvwxyz".Select(c => c.ToString()).ToList();
+        using var folder = new TempFolder();
+        foreach (var (name, vocabulary, merges, setting, value) in new[]
+        {
+            ("suffix", letters.Concat(letters.Select(l => l + "</w>")).Concat(["he", "ll", "llo</w>", "hello</w>", "wo", "wor", "ld</w>", "world</w>"]),
+                new[] { "h e", "l l", "ll o</w>", "he llo</w>", "w o", "wo r", "l d</w>", "wor ld</w>" }, "end_of_word_suffix", "</w>"),
+            ("prefix", letters.Concat(letters.Select(l => "##" + l)).Concat(["he", "hel", "hell", "hello", "##ll", "##llo", "wo", "wor", "worl", "world"]),
+                new[] { "h ##e", "he ##l", "hel ##l", "hell ##o", "##l ##l", "##ll ##o", "w ##o", "wo ##r", "wor ##l", "worl ##d" },
+                "continuing_subword_prefix", "##"),
+        })
+        {
+            var vocab = new JsonObject();
+            foreach (var token in vocabulary.Distinct()) vocab[token] = vocab.Count;
+            var json = new JsonObject
+            {
+                ["version"] = "1.0", ["added_tokens"] = new JsonArray(), ["normalizer"] = new JsonObject { ["type"] = "Lowercase" },
+                ["pre_tokenizer"] = new JsonObject { ["type"] = "WhitespaceSplit" }, ["post_processor"] = null,
+                ["decoder"] = name == "suffix" ? new JsonObject { ["type"] = "BPEDecoder", ["suffix"] = "</w>" } : null,
+                ["model"] = new JsonObject
+                {
+                    ["type"] = "BPE", [setting] = value, ["vocab"] = vocab, ["merges"] = new JsonArray([.. merges.Select(m => (JsonNode)m)]),
+                },
+            };
+            var path = folder.Write($"{name}/tokenizer.json", json.ToJsonString());
+            var tokenizer = TextTokenizer.Load(Path.GetDirectoryName(path)!);
+            Compare(name, tokenizer, path, ["hello world", "Hello   World hell", "world hello worlds", "wohelloorld", "abc xyz", "h e l l o"]);
+            if (name == "suffix") Assert.Equal("hello world", tokenizer.Decode(tokenizer.Encode("Hello  world")));
+        }
     }
 
     private static void Compare(string name, TextTokenizer tokenizer, string tokenizerJson, string[] texts)
