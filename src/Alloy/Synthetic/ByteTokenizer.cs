@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Synthetic;
 
@@ -38,8 +39,7 @@ public static class ByteTokenizer
         if (vocabSize < MinimumVocabSize)
             throw new ArgumentOutOfRangeException(nameof(vocabSize), $"the byte tokenizer needs a vocabulary of at least {MinimumVocabSize}");
         var vocab = new JsonObject();
-        var byteChars = ByteToChar();
-        for (int b = 0; b < 256; b++) vocab[byteChars[b].ToString()] = b;
+        for (int b = 0; b < 256; b++) vocab[ByteLevelAlphabet.ToChar((byte)b).ToString()] = b;
         var added = new JsonArray();
         void Add(int id, string content, bool special) => added.Add(new JsonObject
         {
@@ -97,18 +97,5 @@ public static class ByteTokenizer
         {
             ["bos_token"] = "<s>", ["eos_token"] = "</s>", ["pad_token"] = "<pad>", ["unk_token"] = "<unk>",
         });
-    }
-
-    /// <summary>GPT-2's reversible byte → printable character mapping.</summary>
-    private static char[] ByteToChar()
-    {
-        var map = new char[256];
-        int next = 256;
-        for (int b = 0; b < 256; b++)
-        {
-            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            map[b] = printable ? (char)b : (char)next++;
-        }
-        return map;
     }
 }

@@ -86,7 +86,8 @@ public sealed class ModelTokenizer
         _ => null,
     };
 
-    private static JsonObject? ReadObject(string path)
+    /// <summary>A JSON object file, or null when the file is missing; malformed files are an error.</summary>
+    internal static JsonObject? ReadObject(string path)
     {
         if (!File.Exists(path)) return null;
         try

@@ -324,11 +324,18 @@ public sealed class TokenizerDocument
         return text.Length > 60 ? text[..60] + "…" : text;
     }
 
-    private string? ModelString(string key) =>
-        _model.FirstOrDefault(e => e.Key == key).Value is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+    /// <summary>
+    /// A top-level setting as stored (<c>normalizer</c>, <c>pre_tokenizer</c>, <c>post_processor</c>, <c>decoder</c>, …);
+    /// null when absent or null. The node belongs to the document: read it, do not change it.
+    /// </summary>
+    public JsonNode? Setting(string key) => key is ModelKey or AddedKey ? null : _root.FirstOrDefault(e => e.Key == key).Value;
 
-    private long? ModelLong(string key) =>
-        _model.FirstOrDefault(e => e.Key == key).Value is JsonValue v && v.TryGetValue(out long n) ? n : null;
+    /// <summary>A setting of the model other than its vocabulary and merges (<c>unk_token</c>, <c>byte_fallback</c>, …).</summary>
+    public JsonNode? ModelSetting(string key) => _model.FirstOrDefault(e => e.Key == key).Value;
+
+    private string? ModelString(string key) => ModelSetting(key) is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    private long? ModelLong(string key) => ModelSetting(key) is JsonValue v && v.TryGetValue(out long n) ? n : null;
 
     // ---- writing ------------------------------------------------------------------------------------------------
 

