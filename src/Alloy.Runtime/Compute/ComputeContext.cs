@@ -14,7 +14,8 @@ public sealed class ComputeContext
     {
         if (options.Threads < 1) throw new AlloyException($"threads must be at least 1 (got {options.Threads})");
         Threads = options.Threads;
-        Backend = options.Backend ?? DenseBackend.Current;
+        // The runtime parallelises by tiles and attention items itself, so each backend call stays on its thread.
+        Backend = (options.Backend ?? DenseBackend.Current).SingleThreaded;
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
     }
 

@@ -22,8 +22,9 @@ internal static unsafe class ManagedGemm
     /// <summary>Below this many multiply-adds, the parallel loop costs more than it saves.</summary>
     private const long ParallelWork = 1L << 21;
 
+    /// <summary>C = α·op(A)·op(B) + β·C; <paramref name="parallel"/> lets large products use every core.</summary>
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, bool parallel = true)
     {
         for (int i = 0; i < m; i++)
         {
@@ -46,7 +47,7 @@ internal static unsafe class ManagedGemm
                     int kcCur = Math.Min(KC, k - pcStart);
                     job.PackB(pcStart, kcCur, jc, ncCur);
                     int blocks = (m + MC - 1) / MC;
-                    if ((long)m * ncCur * kcCur < ParallelWork || blocks == 1)
+                    if (!parallel || (long)m * ncCur * kcCur < ParallelWork || blocks == 1)
                     {
                         for (int block = 0; block < blocks; block++) job.RowBlock(block, pcStart, kcCur, jc, ncCur);
                     }
