@@ -74,9 +74,10 @@ foreach (var name in options["--backends"].Split(','))
     var all = Best(repeat, () => model.Forward(tokens, state, LogitSelection.All));
     var last = Best(repeat, () => model.Forward(tokens, state, LogitSelection.Last));
     var generate = Best(repeat, () => Generation.Greedy(model, sequences, decode, stopTokens: []));
-    // Decoding alone: generation minus its prompt pass (which is the last-logits pass).
+    // Decoding alone: generating `decode` tokens minus generating one (the prompt pass, on equally fresh buffers).
+    var prompt = Best(repeat, () => Generation.Greedy(model, sequences, 1, stopTokens: []));
     int steps = Math.Max(1, decode - 1);
-    var perStep = ((generate.Wall - last.Wall) / steps, (generate.Cpu - last.Cpu) / steps);
+    var perStep = ((generate.Wall - prompt.Wall) / steps, (generate.Cpu - prompt.Cpu) / steps);
     string Rate(int tokensDone, (double Wall, double Cpu) t) => $"{tokensDone / t.Wall:F0} ({tokensDone / t.Cpu:F0})";
     Console.WriteLine($"| {name} | {load:F1} | {Rate(tokens.TotalTokens, all)} | {Rate(tokens.TotalTokens, last)} | {Rate(batch, perStep)} ({perStep.Item1 * 1e3:F1}) |");
     Console.Error.WriteLine($"load average: {LoadAverage()}");

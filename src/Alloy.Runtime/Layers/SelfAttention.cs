@@ -8,14 +8,21 @@ namespace Alloy.Runtime.Layers;
 
 /// <summary>
 /// Causal multi-head self-attention with grouped-query heads (query head h reads key/value head h / group size),
-/// RoPE on queries and keys, scores scaled by 1/√head_dim, an optional sliding window, and a KV cache.
-/// Each query row is computed on its own, over its sequence's keys in position order, so a row's result does not
-/// depend on the other rows of the batch: padding, batch composition and cached decoding leave it unchanged.
+/// RoPE on queries and keys, scores scaled by 1/√head_dim, an optional sliding window, and a KV cache. Work items are
+/// (sequence, head, block of queries); each computes its scores and context with two GEMMs on the model's backend, so
+/// a query never sees another sequence's keys, and on the managed backend (whose sums do not depend on the other
+/// rows of a product) its result is the same bits however the batch is composed or cached.
 /// </summary>
 public sealed class SelfAttention
 {
     /// <summary>Query rows per parallel work item: (sequence, head, block of queries) items balance long prompts.</summary>
     private const int QueryBlock = 64;
+
+    /// <summary>
+    /// Windowed key ranges start on multiples of this: the managed GEMM sums k in blocks of 256, so aligned ranges
+    /// make a query's partial sums identical whichever block of queries it is computed in.
+    /// </summary>
+    private const int KeyAlignment = 256;
 
     public SelfAttention(ModelConfig config, int layer, Linear query, Linear key, Linear value, Linear output, RotaryEmbedding rope)
     {
@@ -79,46 +86,61 @@ public sealed class SelfAttention
         context.For(items.Count, n =>
         {
             var (s, h, first, end) = items[n];
-            // Without a cache, a sequence's keys are its own rows of this pass (positions start at 0).
-            var keys = cache is null ? a.Key.Data.AsSpan(layout.Offset(s) * kvDim) : cache.Keys(Layer, s);
-            var values = cache is null ? a.Value.Data.AsSpan(layout.Offset(s) * kvDim) : cache.Values(Layer, s);
-            Attend(a, layout, s, h, first, end, keys, values, keep);
+            // Without a cache, a sequence's keys are its own rows of this pass (its positions start at 0).
+            int offset = cache is null ? layout.Offset(s) * kvDim : 0;
+            Attend(context, a, layout, s, h, first, end, cache?.Keys(Layer, s) ?? a.Key.Data, cache?.Values(Layer, s) ?? a.Value.Data, offset, keep);
         });
 
         Output.Forward(context, a.Context, residual, accumulate: true);
     }
 
-    private void Attend(BlockActivations a, BatchLayout layout, int sequence, int head, int first, int end,
-        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, bool keep)
+    /// <summary>
+    /// Queries [first, end) of one sequence and head, as two products: S = Q·Kᵀ/√d over the keys the block can see,
+    /// then context = softmax(S)·V, with masked keys at probability exactly 0 (adding nothing). The key range starts on
+    /// a multiple of <see cref="KeyAlignment"/>, so a query's sums over keys split at the same keys however the
+    /// queries are grouped.
+    /// </summary>
+    private void Attend(ComputeContext context, BlockActivations a, BatchLayout layout, int sequence, int head, int first, int end,
+        float[] keys, float[] values, int offset, bool keep)
     {
-        int kvDim = KeyValueHeads * HeadDim, group = head / (Heads / KeyValueHeads);
-        int keyColumn = group * HeadDim;
-        int lastPosition = layout.Start(sequence) + end - 1;
-        var buffer = ArrayPool<float>.Shared.Rent(lastPosition + 1);
+        int kvDim = KeyValueHeads * HeadDim, qDim = Heads * HeadDim, column = head / (Heads / KeyValueHeads) * HeadDim;
+        int start = layout.Start(sequence), rowBase = layout.Offset(sequence) + first, count = end - first;
+        int lastPosition = start + end - 1;
+        int lowest = Window is int w ? Math.Max(0, start + first - w + 1) / KeyAlignment * KeyAlignment : 0;
+        int keyCount = lastPosition - lowest + 1;
+        var buffer = ArrayPool<float>.Shared.Rent(count * keyCount);
         try
         {
-            for (int i = first; i < end; i++)
+            var backend = context.Backend;
+            var keySpan = keys.AsSpan(offset + lowest * kvDim + column);
+            var valueSpan = values.AsSpan(offset + lowest * kvDim + column);
+            var scores = buffer.AsSpan(0, count * keyCount);
+            backend.Gemm(false, true, count, keyCount, HeadDim, Scale, a.Query.Data.AsSpan(rowBase * qDim + head * HeadDim), qDim,
+                keySpan, kvDim, 0, scores, keyCount);
+            Span<float> inverseSums = stackalloc float[count];
+            for (int r = 0; r < count; r++)
             {
-                int row = layout.Offset(sequence) + i, position = layout.Start(sequence) + i;
-                int lowest = Window is int w ? Math.Max(0, position - w + 1) : 0;
-                var query = a.Query.Row(row).Slice(head * HeadDim, HeadDim);
-                var scores = buffer.AsSpan(0, position - lowest + 1);
-                for (int j = lowest; j <= position; j++)
-                    scores[j - lowest] = VectorMath.Dot(query, keys.Slice(j * kvDim + keyColumn, HeadDim)) * Scale;
-
+                int position = start + first + r;
+                int from = (Window is int window ? Math.Max(0, position - window + 1) : 0) - lowest, to = position - lowest + 1;
+                var row = scores.Slice(r * keyCount, keyCount);
+                var seen = row[from..to];
                 // Softmax with the maximum subtracted; the normaliser is summed in double.
-                float max = TensorPrimitives.Max(scores);
-                TensorPrimitives.Subtract(scores, max, scores);
-                TensorPrimitives.Exp(scores, scores);
+                float max = TensorPrimitives.Max(seen);
+                TensorPrimitives.Subtract(seen, max, seen);
+                TensorPrimitives.Exp(seen, seen);
                 double sum = 0;
-                foreach (float e in scores) sum += e;
-
-                var output = a.Context.Row(row).Slice(head * HeadDim, HeadDim);
-                output.Clear();
-                for (int j = lowest; j <= position; j++)
-                    VectorMath.AddScaled(output, values.Slice(j * kvDim + keyColumn, HeadDim), scores[j - lowest]);
-                TensorPrimitives.Multiply(output, (float)(1 / sum), output);
-                if (keep) a.AttentionLogSumExp.Row(row)[head] = (float)(max + Math.Log(sum));
+                foreach (float e in seen) sum += e;
+                row[..from].Clear();
+                row[to..].Clear();
+                inverseSums[r] = (float)(1 / sum);
+                if (keep) a.AttentionLogSumExp.Row(rowBase + r)[head] = (float)(max + Math.Log(sum));
+            }
+            var output = a.Context.Data.AsSpan(rowBase * qDim + head * HeadDim);
+            backend.Gemm(false, false, count, HeadDim, keyCount, 1, scores, keyCount, valueSpan, kvDim, 0, output, qDim);
+            for (int r = 0; r < count; r++)
+            {
+                var row = output.Slice(r * qDim, HeadDim);
+                TensorPrimitives.Multiply(row, inverseSums[r], row);
             }
         }
         finally

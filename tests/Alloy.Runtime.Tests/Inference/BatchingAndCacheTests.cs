@@ -33,19 +33,30 @@ public sealed class BatchingAndCacheTests
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Backends))]
-    public void Decoding_through_the_cache_gives_the_logits_of_a_full_forward(string backend)
+    public static TheoryData<string, bool> BackendsAndWindows()
     {
-        var model = TestModels.Load(backend);
-        var sequences = TestModels.Sequences(model.Config.VocabSize, 90, 33);
+        var data = new TheoryData<string, bool>();
+        foreach (var backend in Reference.BackendNames) { data.Add(backend, false); data.Add(backend, true); }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(BackendsAndWindows))]
+    public void Decoding_through_the_cache_gives_the_logits_of_a_full_forward(string backend, bool windowed)
+    {
+        // The windowed model (Mistral, 300 tokens) sums over more than 256 keys, where window ranges are aligned.
+        var model = TestModels.Load(backend, windowed: windowed);
+        int[] lengths = windowed ? [600, 33] : [90, 33];
+        var sequences = TestModels.Sequences(model.Config.VocabSize, lengths);
         var full = model.Forward(TokenBatch.FromSequences(sequences));
 
         // Feed both sequences in uneven pieces (a prompt, then chunks, then single tokens), one sequence sometimes idle.
         var cache = model.CreateCache(2, capacity: 4);   // small on purpose: it must grow mid-sequence
         var state = model.CreateState();
         int[] done = [0, 0];
-        int[][] pieces = [[40, 10], [0, 7], [25, 1], [1, 1], [1, 0], [23, 14]];
+        int[][] pieces = windowed
+            ? [[40, 10], [0, 7], [515, 1], [1, 1], [1, 0], [43, 14]]
+            : [[40, 10], [0, 7], [25, 1], [1, 1], [1, 0], [23, 14]];
         foreach (var piece in pieces)
         {
             var batch = TokenBatch.FromSequences(Enumerable.Range(0, 2).Select(s => (IReadOnlyList<int>)sequences[s][done[s]..(done[s] + piece[s])]).ToList());
@@ -58,7 +69,7 @@ public sealed class BatchingAndCacheTests
                 Assert.Equal(done[s], cache.Length(s));
             }
         }
-        Assert.Equal([90, 33], done);
+        Assert.Equal(lengths, done);
     }
 
     [Theory]

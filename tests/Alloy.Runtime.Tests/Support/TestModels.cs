@@ -24,10 +24,23 @@ public static class TestModels
         return folder;
     });
 
+    /// <summary>The same weights as a Mistral model with a 300-token sliding window.</summary>
+    private static readonly Lazy<string> s_windowed = new(() =>
+    {
+        var folder = Path.Combine(Folder, "windowed");
+        Directory.CreateDirectory(folder);
+        File.Copy(Path.Combine(Folder, "model.safetensors"), Path.Combine(folder, "model.safetensors"));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "config.json")))!.AsObject();
+        config["model_type"] = "mistral";
+        config["sliding_window"] = 300;
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        return folder;
+    });
+
     public static string Folder => s_folder.Value;
 
-    public static LlamaModel Load(string backend, int threads = 2) =>
-        LlamaModel.Load(Folder, new RuntimeOptions { Backend = Reference.Backend(backend), Threads = threads });
+    public static LlamaModel Load(string backend, int threads = 2, bool windowed = false) =>
+        LlamaModel.Load(windowed ? s_windowed.Value : Folder, new RuntimeOptions { Backend = Reference.Backend(backend), Threads = threads });
 
     /// <summary>Deterministic token sequences of the given lengths.</summary>
     public static int[][] Sequences(int vocab, params int[] lengths)
