@@ -6,9 +6,11 @@ using Alloy.Tensors;
 // double-precision dot products) and thin-SVD speed and accuracy (reconstruction error, orthogonality of U and Vᵀ,
 // agreement of singular values across backends). Usage:
 //   dotnet run -c Release --project bench/Alloy.Bench.LinearAlgebra -- [sizes…] [--backends managed,openblas] [--repeat N]
-// Sizes are "n" (square) or "mxn"; the default is 1024 4096.
+// Sizes are "n" (square) or "mxn" (GEMM and SVD), or "mxnxk" (GEMM only, in a linear layer's layout: C[m×n] = A[m×k]·Bᵀ
+// with B stored n×k, as Hugging Face stores weights and Alloy.Runtime multiplies them); the default is 1024 4096.
 
 var sizes = new List<(int M, int N)>();
+var linearShapes = new List<(int M, int N, int K)>();
 var backends = new List<DenseBackend>();
 int repeat = 1;
 for (int i = 0; i < args.Length; i++)
@@ -27,10 +29,11 @@ for (int i = 0; i < args.Length; i++)
     else
     {
         var parts = args[i].Split('x');
-        sizes.Add((int.Parse(parts[0]), int.Parse(parts[^1])));
+        if (parts.Length == 3) linearShapes.Add((int.Parse(parts[0]), int.Parse(parts[1]), int.Parse(parts[2])));
+        else sizes.Add((int.Parse(parts[0]), int.Parse(parts[^1])));
     }
 }
-if (sizes.Count == 0) sizes = [(1024, 1024), (4096, 4096)];
+if (sizes.Count == 0 && linearShapes.Count == 0) sizes = [(1024, 1024), (4096, 4096)];
 if (backends.Count == 0) backends = DenseBackend.OpenBlas is { } ob ? [ob, DenseBackend.Managed] : [DenseBackend.Managed];
 
 Console.WriteLine($"# Alloy linear-algebra benchmark");
@@ -41,8 +44,38 @@ Console.WriteLine($"load average before: {LoadAverage()}");
 Console.WriteLine();
 Console.WriteLine("Times are the best of the repeats: wall seconds (CPU seconds of all threads in parentheses).");
 Console.WriteLine();
-Console.WriteLine("| size | backend | GEMM s | GEMM GFLOP/s | GEMM max rel. err | SVD s | ‖A−USVᵀ‖/‖A‖ | max\\|UᵀU−I\\| | max\\|VᵀV−I\\| | max\\|σ−σ_ref\\|/σ₁ |");
-Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+if (linearShapes.Count > 0)
+{
+    // One call per measurement, as the backend offers it: OpenBLAS on one thread, the managed GEMM on all cores.
+    // GFLOP per CPU-second compares the kernels' efficiency however many threads each used.
+    Console.WriteLine("| linear layer m×n×k | backend | GEMM ms (CPU ms) | GFLOP/s | GFLOP per CPU-second | max rel. err |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var (m, n, k) in linearShapes)
+    {
+        var a = RandomMatrix(m, k, "A");
+        var w = RandomMatrix(n, k, "W");
+        foreach (var backend in backends)
+        {
+            var c = new float[(long)m * n];
+            void Run() => backend.Gemm(false, true, m, n, k, 1, a, k, w, k, 0, c, n);
+            Run();
+            // Repeat small products until a measurement lasts about 50 ms.
+            int inner = (int)Math.Clamp(5e7 / (2.0 * m * n * k / 10e9 * 1e9), 1, 10_000);
+            double seconds = Time(repeat, () => { for (int r = 0; r < inner; r++) Run(); }, out double cpu) / inner;
+            cpu /= inner;
+            double error = SampledLinearError(a, w, c, m, n, k);
+            double flop = 2.0 * m * n * k;
+            Console.WriteLine($"| {m}×{n}×{k} | {backend.Name} | {seconds * 1e3:F2} ({cpu * 1e3:F2}) | {flop / seconds / 1e9:F1} | {flop / cpu / 1e9:F1} | {error:E1} |");
+        }
+        Console.Error.WriteLine($"load average: {LoadAverage()}");
+    }
+    Console.WriteLine();
+}
+if (sizes.Count > 0)
+{
+    Console.WriteLine("| size | backend | GEMM s | GEMM GFLOP/s | GEMM max rel. err | SVD s | ‖A−USVᵀ‖/‖A‖ | max\\|UᵀU−I\\| | max\\|VᵀV−I\\| | max\\|σ−σ_ref\\|/σ₁ |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+}
 
 foreach (var (m, n) in sizes)
 {
@@ -72,6 +105,25 @@ foreach (var (m, n) in sizes)
         Console.Error.WriteLine($"load average: {LoadAverage()}");
         Console.WriteLine($"| {m}×{n} | {backend.Name} | {gemmSeconds:F3} ({gemmCpu:F3}) | {2.0 * m * m * n / gemmSeconds / 1e9:F1} | {gemmError:E1} | {svdSeconds:F2} ({svdCpu:F2}) | {reconstruction:E1} | {uOrth:E1} | {vOrth:E1} | {sDiff:E1} |");
     }
+}
+
+// Largest error of 2000 sampled entries of C = A·Wᵀ against double dot products, relative to ‖row‖·‖row‖.
+static double SampledLinearError(float[] a, float[] w, float[] c, int m, int n, int k)
+{
+    var stream = RandomStream.For(7, "linear-samples", 0);
+    double worst = 0;
+    for (int sample = 0; sample < 2000; sample++)
+    {
+        int i = (int)(stream.Uniform(2 * sample) * m), j = (int)(stream.Uniform(2 * sample + 1) * n);
+        double dot = 0, na = 0, nw = 0;
+        for (int p = 0; p < k; p++)
+        {
+            double x = a[(long)i * k + p], y = w[(long)j * k + p];
+            dot += x * y; na += x * x; nw += y * y;
+        }
+        worst = Math.Max(worst, Math.Abs(c[(long)i * n + j] - dot) / Math.Sqrt(na * nw));
+    }
+    return worst;
 }
 
 static float[] RandomMatrix(int m, int n, string name)

@@ -23,6 +23,13 @@ public abstract class DenseBackend
     public virtual string Description => Name;
 
     /// <summary>
+    /// This backend computing each GEMM on the calling thread, for callers that run many products in parallel
+    /// themselves (nested parallel loops only add scheduling). Results are the same bits as <c>this</c>'s. OpenBLAS
+    /// already runs one thread per call.
+    /// </summary>
+    public virtual DenseBackend SingleThreaded => this;
+
+    /// <summary>
     /// C = α·op(A)·op(B) + β·C with op(A) m×k and op(B) k×n, all row-major with leading dimensions (row strides)
     /// lda, ldb, ldc. A stored untransposed is m×k (lda ≥ k); transposed, it is stored k×m (lda ≥ m). Same for B.
     /// When β = 0, C's previous contents are ignored (NaN included), as in BLAS.

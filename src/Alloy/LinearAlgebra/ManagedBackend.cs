@@ -6,17 +6,23 @@ namespace Alloy.LinearAlgebra;
 /// </summary>
 internal sealed class ManagedBackend : DenseBackend
 {
-    public static ManagedBackend Instance { get; } = new();
+    private readonly bool _parallel;
 
-    private ManagedBackend() { }
+    public static ManagedBackend Instance { get; } = new(parallel: true);
+
+    private static readonly ManagedBackend s_sequential = new(parallel: false);
+
+    private ManagedBackend(bool parallel) => _parallel = parallel;
 
     public override string Name => "managed";
+
+    public override DenseBackend SingleThreaded => s_sequential;
 
     public override void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
         CheckGemm(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
-        ManagedGemm.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        ManagedGemm.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, _parallel);
     }
 
     public override void Svd(ReadOnlySpan<float> a, int m, int n, Span<float> u, Span<float> s, Span<float> vt)

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Alloy.LinearAlgebra;
 
@@ -21,8 +22,9 @@ internal static unsafe class ManagedGemm
     /// <summary>Below this many multiply-adds, the parallel loop costs more than it saves.</summary>
     private const long ParallelWork = 1L << 21;
 
+    /// <summary>C = α·op(A)·op(B) + β·C; <paramref name="parallel"/> lets large products use every core.</summary>
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, bool parallel = true)
     {
         for (int i = 0; i < m; i++)
         {
@@ -45,7 +47,7 @@ internal static unsafe class ManagedGemm
                     int kcCur = Math.Min(KC, k - pcStart);
                     job.PackB(pcStart, kcCur, jc, ncCur);
                     int blocks = (m + MC - 1) / MC;
-                    if ((long)m * ncCur * kcCur < ParallelWork || blocks == 1)
+                    if (!parallel || (long)m * ncCur * kcCur < ParallelWork || blocks == 1)
                     {
                         for (int block = 0; block < blocks; block++) job.RowBlock(block, pcStart, kcCur, jc, ncCur);
                     }
@@ -72,12 +74,23 @@ internal static unsafe class ManagedGemm
             {
                 float* dst = packedB + (long)sliver * kc * NR;
                 int j0 = jc + sliver * NR, cols = Math.Min(NR, jc + nc - j0);
-                for (int p = 0; p < kc; p++, dst += NR)
+                int p = 0;
+                if (cols == NR)
                 {
+                    // Whole slivers: B's rows are op(B)'s columns, so a transposed B is packed by 8×8 block transposes;
+                    // an untransposed one by vector copies of its rows.
+                    if (transB) p = PackTransposedSliver(b + (long)j0 * ldb + pc, ldb, kc, dst);
+                    else
+                        for (; p < kc; p++)
+                            new ReadOnlySpan<float>(b + (long)(pc + p) * ldb + j0, NR).CopyTo(new Span<float>(dst + (long)p * NR, NR));
+                }
+                for (; p < kc; p++)
+                {
+                    float* d = dst + (long)p * NR;
                     int row = pc + p;
                     for (int q = 0; q < cols; q++)
-                        dst[q] = transB ? b[(long)(j0 + q) * ldb + row] : b[(long)row * ldb + j0 + q];
-                    for (int q = cols; q < NR; q++) dst[q] = 0;
+                        d[q] = transB ? b[(long)(j0 + q) * ldb + row] : b[(long)row * ldb + j0 + q];
+                    for (int q = cols; q < NR; q++) d[q] = 0;
                 }
             }
         }
@@ -134,6 +147,50 @@ internal static unsafe class ManagedGemm
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// dst[p·NR + q] = src[q·ld + p] for q &lt; NR and p up to a multiple of 8 below kc, by 8×8 transposes in AVX
+    /// registers; returns how many p were packed (0 without AVX), the rest being left to the caller.
+    /// </summary>
+    private static int PackTransposedSliver(float* src, int ld, int kc, float* dst)
+    {
+        if (!Avx.IsSupported || NR % 8 != 0) return 0;
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            for (int q0 = 0; q0 < NR; q0 += 8)
+            {
+                float* s = src + (long)q0 * ld + p;
+                var r0 = Avx.LoadVector256(s);
+                var r1 = Avx.LoadVector256(s + ld);
+                var r2 = Avx.LoadVector256(s + 2L * ld);
+                var r3 = Avx.LoadVector256(s + 3L * ld);
+                var r4 = Avx.LoadVector256(s + 4L * ld);
+                var r5 = Avx.LoadVector256(s + 5L * ld);
+                var r6 = Avx.LoadVector256(s + 6L * ld);
+                var r7 = Avx.LoadVector256(s + 7L * ld);
+                // Pairs, then quads within each 128-bit lane, then the lanes: column i of the block lands in t_i.
+                var a0 = Avx.UnpackLow(r0, r1); var a1 = Avx.UnpackHigh(r0, r1);
+                var a2 = Avx.UnpackLow(r2, r3); var a3 = Avx.UnpackHigh(r2, r3);
+                var a4 = Avx.UnpackLow(r4, r5); var a5 = Avx.UnpackHigh(r4, r5);
+                var a6 = Avx.UnpackLow(r6, r7); var a7 = Avx.UnpackHigh(r6, r7);
+                var b0 = Avx.Shuffle(a0, a2, 0x44); var b1 = Avx.Shuffle(a0, a2, 0xEE);
+                var b2 = Avx.Shuffle(a1, a3, 0x44); var b3 = Avx.Shuffle(a1, a3, 0xEE);
+                var b4 = Avx.Shuffle(a4, a6, 0x44); var b5 = Avx.Shuffle(a4, a6, 0xEE);
+                var b6 = Avx.Shuffle(a5, a7, 0x44); var b7 = Avx.Shuffle(a5, a7, 0xEE);
+                float* d = dst + (long)p * NR + q0;
+                Avx.Store(d, Avx.Permute2x128(b0, b4, 0x20));
+                Avx.Store(d + NR, Avx.Permute2x128(b1, b5, 0x20));
+                Avx.Store(d + 2 * NR, Avx.Permute2x128(b2, b6, 0x20));
+                Avx.Store(d + 3 * NR, Avx.Permute2x128(b3, b7, 0x20));
+                Avx.Store(d + 4 * NR, Avx.Permute2x128(b0, b4, 0x31));
+                Avx.Store(d + 5 * NR, Avx.Permute2x128(b1, b5, 0x31));
+                Avx.Store(d + 6 * NR, Avx.Permute2x128(b2, b6, 0x31));
+                Avx.Store(d + 7 * NR, Avx.Permute2x128(b3, b7, 0x31));
+            }
+        }
+        return p;
     }
 
     /// <summary>C[0..MR, 0..NR] += Apanel·Bsliver over kc steps; 12 vector accumulators stay in registers.</summary>

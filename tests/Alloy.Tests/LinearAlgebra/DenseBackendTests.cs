@@ -213,6 +213,24 @@ public sealed class DenseBackendTests
         Assert.All(together, result => Assert.Equal(alone, result));
     }
 
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void The_single_threaded_view_gives_the_same_bits(string backend)
+    {
+        // 700×300×400 is far past the managed GEMM's parallel threshold, with edge tiles and two k panels.
+        var linear = Get(backend);
+        const int m = 700, n = 300, k = 400;
+        var a = Random(m * k, "single-a");
+        var b = Random(n * k, "single-b");
+        var threaded = new float[m * n];
+        var single = new float[m * n];
+        linear.Gemm(false, true, m, n, k, 1, a, k, b, k, 0, threaded, n);
+        linear.SingleThreaded.Gemm(false, true, m, n, k, 1, a, k, b, k, 0, single, n);
+        Assert.Equal(threaded, single);
+        Assert.Equal(linear.Name, linear.SingleThreaded.Name);
+        Assert.Same(linear.SingleThreaded, linear.SingleThreaded.SingleThreaded);
+    }
+
     [Fact]
     public async Task Use_overrides_the_backend_for_this_flow_only_and_restores_it()
     {

@@ -1,0 +1,36 @@
+using Alloy.Runtime.Compute;
+using Alloy.Runtime.Inference;
+
+namespace Alloy.Runtime.Layers;
+
+/// <summary>One pre-norm decoder layer: x + attention(norm(x)), then + MLP(norm(·)).</summary>
+public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, RmsNorm postAttentionNorm, SwiGluMlp mlp)
+{
+    public RmsNorm InputNorm { get; } = inputNorm;
+    public SelfAttention Attention { get; } = attention;
+    public RmsNorm PostAttentionNorm { get; } = postAttentionNorm;
+    public SwiGluMlp Mlp { get; } = mlp;
+
+    /// <summary>
+    /// output = block(input). An inference pass passes the residual stream as both (it is updated in place); a kept
+    /// pass gives distinct matrices and keeps x + attention in <see cref="BlockActivations.AfterAttention"/>.
+    /// </summary>
+    public void Forward(ComputeContext context, Matrix input, Matrix output, BlockActivations a, BatchLayout layout,
+        KvCache? cache, bool keep)
+    {
+        InputNorm.Forward(context, input, a.AttentionNormed, keep ? a.AttentionInverseRms : null);
+        var afterAttention = keep ? a.AfterAttention : output;
+        CopyRows(input, afterAttention);
+        Attention.Forward(context, a.AttentionNormed, layout, cache, a, afterAttention, keep);
+        PostAttentionNorm.Forward(context, afterAttention, a.MlpNormed, keep ? a.MlpInverseRms : null);
+        CopyRows(afterAttention, output);
+        Mlp.Forward(context, a.MlpNormed, a, output);
+    }
+
+    private static void CopyRows(Matrix from, Matrix to)
+    {
+        if (ReferenceEquals(from, to)) return;
+        to.Resize(from.Rows);
+        from.Span.CopyTo(to.Span);
+    }
+}

@@ -1,0 +1,145 @@
+using Alloy.Checkpoints;
+using Alloy.Runtime.Compute;
+using Alloy.Runtime.Inference;
+using Alloy.Runtime.Layers;
+
+namespace Alloy.Runtime.Models;
+
+/// <summary>
+/// A Llama-family causal language model (Llama, Mistral, Qwen2) in float32: embedding → decoder blocks → final norm →
+/// LM head (the embedding matrix when tied). Layers reference the <see cref="Parameters"/> by object, so every weight is
+/// reachable by its Hugging Face name. The model is immutable apart from its weights' values; forward passes on
+/// separate <see cref="ForwardState"/>s may run concurrently.
+/// </summary>
+public sealed class LlamaModel
+{
+    private readonly object _defaultGate = new();
+    private ForwardState? _defaultState;
+
+    public LlamaModel(ModelConfig config, ParameterSet parameters, RuntimeOptions? options = null)
+    {
+        Config = config;
+        Parameters = parameters;
+        Compute = new ComputeContext(options ?? RuntimeOptions.Default);
+        var shapes = config.ParameterShapes();
+        foreach (var (name, shape) in shapes)
+        {
+            var p = parameters.Find(name) ?? throw new ArgumentException($"the parameter set has no '{name}'", nameof(parameters));
+            if (!p.Shape.SequenceEqual(shape)) throw new ArgumentException($"'{name}' is [{string.Join(", ", p.Shape)}], expected [{string.Join(", ", shape)}]", nameof(parameters));
+        }
+        if (parameters.Count != shapes.Count) throw new ArgumentException("the parameter set has parameters the configuration does not call for", nameof(parameters));
+
+        Embedding = new Embedding(parameters["model.embed_tokens.weight"]);
+        Rope = new RotaryEmbedding(config.Rope, config.HeadDim);
+        var blocks = new DecoderBlock[config.Layers];
+        for (int layer = 0; layer < config.Layers; layer++)
+        {
+            string p = $"model.layers.{layer}.";
+            Linear Linear(string name) => new(parameters[p + name + ".weight"], parameters.Find(p + name + ".bias"));
+            var attention = new SelfAttention(config, layer, Linear("self_attn.q_proj"), Linear("self_attn.k_proj"),
+                Linear("self_attn.v_proj"), Linear("self_attn.o_proj"), Rope);
+            var mlp = new SwiGluMlp(Linear("mlp.gate_proj"), Linear("mlp.up_proj"), Linear("mlp.down_proj"));
+            blocks[layer] = new DecoderBlock(new RmsNorm(parameters[p + "input_layernorm.weight"], config.RmsNormEpsilon), attention,
+                new RmsNorm(parameters[p + "post_attention_layernorm.weight"], config.RmsNormEpsilon), mlp);
+        }
+        Blocks = blocks;
+        FinalNorm = new RmsNorm(parameters["model.norm.weight"], config.RmsNormEpsilon);
+        Head = new Linear(config.TieWordEmbeddings ? Embedding.Weight : parameters["lm_head.weight"], null);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face model folder (config.json and safetensors or .bin weights, sharded or not, any float dtype)
+    /// through the same checkpoint reader as merging; weights are converted once to float32 and the files closed.
+    /// </summary>
+    public static LlamaModel Load(string path, RuntimeOptions? options = null)
+    {
+        options ??= RuntimeOptions.Default;
+        using var checkpoint = Checkpoint.Open(path);
+        if (checkpoint.Config is null)
+            throw new AlloyException($"{checkpoint.Path}: no {Checkpoint.ConfigFileName} beside the weights; the runtime needs it to know the architecture");
+        var config = ModelConfig.FromJson(checkpoint.Config, System.IO.Path.Combine(checkpoint.Folder ?? "", Checkpoint.ConfigFileName));
+        var parameters = ParameterSet.Read(checkpoint, config, new ComputeContext(options));
+        return new LlamaModel(config, parameters, options);
+    }
+
+    public ModelConfig Config { get; }
+
+    public ParameterSet Parameters { get; }
+
+    public ComputeContext Compute { get; }
+
+    public Embedding Embedding { get; }
+
+    public RotaryEmbedding Rope { get; }
+
+    public IReadOnlyList<DecoderBlock> Blocks { get; }
+
+    public RmsNorm FinalNorm { get; }
+
+    /// <summary>The LM head; its weight is the embedding's when the embeddings are tied.</summary>
+    public Linear Head { get; }
+
+    /// <summary>Buffers for forward passes; <paramref name="keepActivations"/> keeps every block's activations for backward.</summary>
+    public ForwardState CreateState(bool keepActivations = false) => new(Config, keepActivations);
+
+    /// <summary>A KV cache for <paramref name="sequences"/> sequences, with room for <paramref name="capacity"/> tokens each to start with.</summary>
+    public KvCache CreateCache(int sequences, int capacity = 256) => new(Config, sequences, capacity);
+
+    /// <summary>
+    /// A forward pass on the model's own buffers (one caller at a time); the logits are a copy the caller keeps.
+    /// </summary>
+    public Logits Forward(TokenBatch batch, LogitSelection? selection = null, KvCache? cache = null)
+    {
+        lock (_defaultGate)
+        {
+            _defaultState ??= CreateState();
+            return Forward(batch, _defaultState, selection, cache).Copy();
+        }
+    }
+
+    /// <summary>
+    /// The causal forward pass of <paramref name="batch"/>: logits for the <paramref name="selection"/> (default: all
+    /// tokens), computed in <paramref name="state"/>'s buffers (valid until its next pass). With a
+    /// <paramref name="cache"/>, sequence s continues cache slot s: its tokens take the next positions, attend to
+    /// everything the slot holds, and are appended to it.
+    /// </summary>
+    public Logits Forward(TokenBatch batch, ForwardState state, LogitSelection? selection = null, KvCache? cache = null)
+    {
+        if (state.Config != Config) throw new ArgumentException("the state was made by a model of another configuration", nameof(state));
+        CheckTokens(batch);
+        if (cache is not null)
+        {
+            if (!cache.Fits(Config)) throw new ArgumentException("the KV cache was made for a model of another shape", nameof(cache));
+            if (cache.Sequences != batch.Count)
+                throw new AlloyException($"the batch has {batch.Count} sequences but the KV cache holds {cache.Sequences}");
+        }
+
+        var layout = BatchLayout.For(batch, cache);
+        cache?.Reserve(layout);
+        state.Layout = layout;
+        Embedding.Forward(batch.Tokens, state.BlockInput(0));
+        for (int layer = 0; layer < Blocks.Count; layer++)
+        {
+            Blocks[layer].Forward(Compute, state.BlockInput(layer), state.BlockInput(layer + 1), state.Block(layer), layout,
+                cache, state.KeepsActivations);
+        }
+
+        var rows = (selection ?? LogitSelection.All).Rows(layout);
+        state.SelectedRows = rows;
+        FinalNorm.Forward(Compute, state.FinalHidden, state.FinalNormed, state.KeepsActivations ? state.FinalInverseRms : null, rows);
+        Head.Forward(Compute, state.FinalNormed, state.LogitValues);
+        cache?.Advance(layout);
+        return new Logits(state.LogitValues, layout, rows);
+    }
+
+    private void CheckTokens(TokenBatch batch)
+    {
+        for (int s = 0; s < batch.Count; s++)
+        {
+            var tokens = batch.Sequence(s);
+            for (int i = 0; i < tokens.Length; i++)
+                if ((uint)tokens[i] >= (uint)Config.VocabSize)
+                    throw new AlloyException($"token id {tokens[i]} (sequence {s}, token {i}) is outside the model's vocabulary of {Config.VocabSize}");
+        }
+    }
+}
