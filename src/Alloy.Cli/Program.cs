@@ -15,6 +15,7 @@ public static class Program
             MultiCommand.Create(stdout, stderr),
             MergeRawCommand.Create(stdout, stderr),
             SynthCommand.Create(stdout, stderr),
+            EvalCommand.Create(stdout, stderr),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -27,6 +27,19 @@ public static class VectorMath
         TensorPrimitives.Multiply(h, up, h);
     }
 
+    /// <summary>
+    /// log Σ exp(xᵢ), the normaliser of a log-softmax (log p(i) = xᵢ − LogSumExp(x)): the maximum is subtracted first and
+    /// the sum accumulated in double. <paramref name="scratch"/> (at least as long as x) receives exp(xᵢ − max).
+    /// </summary>
+    public static double LogSumExp(ReadOnlySpan<float> x, Span<float> scratch)
+    {
+        float max = TensorPrimitives.Max(x);
+        var shifted = scratch[..x.Length];
+        TensorPrimitives.Subtract(x, max, shifted);
+        TensorPrimitives.Exp(shifted, shifted);
+        return max + Math.Log(SpanMath.Sum(shifted));
+    }
+
     /// <summary>The index of the largest value; the first one on ties (as torch.argmax). NaN is never the largest.</summary>
     public static int ArgMax(ReadOnlySpan<float> values)
     {

@@ -11,10 +11,11 @@ public static class Generation
     /// each step feeds every unfinished sequence its last token. The argmax takes the lowest id on ties (as
     /// torch.argmax). A sequence stops after a stop token (included in its output, as transformers does) or after
     /// <paramref name="maxNewTokens"/> tokens. <paramref name="stopTokens"/> defaults to config.json's eos_token_id.
+    /// <paramref name="stopWhen"/>(s, new tokens so far) may end sequence s sooner (a stop string, a shorter limit).
     /// Returns the new tokens of each prompt.
     /// </summary>
     public static IReadOnlyList<int[]> Greedy(LlamaModel model, IReadOnlyList<IReadOnlyList<int>> prompts, int maxNewTokens,
-        IReadOnlyCollection<int>? stopTokens = null)
+        IReadOnlyCollection<int>? stopTokens = null, Func<int, IReadOnlyList<int>, bool>? stopWhen = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
         for (int s = 0; s < prompts.Count; s++)
@@ -37,7 +38,7 @@ public static class Generation
                 if (!active[s]) continue;
                 int token = VectorMath.ArgMax(logits.Row(row++));
                 outputs[s].Add(token);
-                if (stops.Contains(token) || outputs[s].Count == maxNewTokens) active[s] = false;
+                if (stops.Contains(token) || outputs[s].Count == maxNewTokens || stopWhen?.Invoke(s, outputs[s]) == true) active[s] = false;
                 else next[s] = [token];
             }
             if (!active.Contains(true)) break;

@@ -44,6 +44,9 @@ public sealed record ModelConfig
     /// <summary>config.json's eos_token_id (one or several), the default stop tokens of generation.</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
 
+    /// <summary>config.json's max_position_embeddings: the context the model was trained for (null when not given).</summary>
+    public int? MaxPositions { get; init; }
+
     public int QueryDim => Heads * HeadDim;
     public int KeyValueDim => KeyValueHeads * HeadDim;
 
@@ -140,6 +143,7 @@ public sealed record ModelConfig
             TieWordEmbeddings = reader.Bool("tie_word_embeddings", false),
             SlidingWindow = window,
             EosTokenIds = reader.IntList("eos_token_id"),
+            MaxPositions = reader.OptionalPositiveInt("max_position_embeddings"),
         };
     }
 }

@@ -28,6 +28,24 @@ public static class SpanMath
         return total;
     }
 
+    /// <summary>Σ xᵢ.</summary>
+    public static double Sum(ReadOnlySpan<float> x)
+    {
+        var sum = Vector<double>.Zero;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            for (; i <= x.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector.Widen(new Vector<float>(x[i..]), out var low, out var high);
+                sum += low + high;
+            }
+        }
+        double total = Vector.Sum(sum);
+        for (; i < x.Length; i++) total += x[i];
+        return total;
+    }
+
     /// <summary>Σ xᵢ².</summary>
     public static double SumOfSquares(ReadOnlySpan<float> x) => Dot(x, x);
 

@@ -63,6 +63,9 @@ public sealed class TextTokenizer
     /// <summary>BOS, EOS, padding and unknown-token ids, and the ids that end generation.</summary>
     public SpecialTokenIds Special { get; }
 
+    /// <summary>The ids <see cref="Encode(string, bool)"/> puts before the text when asked for special tokens (BOS for Llama; none for Qwen2).</summary>
+    public IReadOnlyList<int> PrefixTokens => _post.Before;
+
     /// <summary>One past the largest id (the embedding rows the vocabulary needs).</summary>
     public int IdSpan => Math.Max(_modelTokens.Length, _addedById.Count == 0 ? 0 : _addedById.Keys.Max() + 1);
 
