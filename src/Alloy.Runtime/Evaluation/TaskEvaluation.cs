@@ -160,8 +160,14 @@ public sealed class TaskEvaluation
     {
         string context = item.Context.TrimEnd();
         string continuation = item.Context[context.Length..] + item.Choices[choice];
-        var contextTokens = Prefixed(context, item);
-        var whole = Prefixed(context + continuation, item);
+        var contextTokens = Encoded(context);
+        var whole = Encoded(context + continuation);
+        if (contextTokens.Count == 0)
+        {
+            // Nothing to predict the choice's first token from: start both from one token (as lm-eval-harness does).
+            contextTokens.Add(StartToken(item));
+            whole.Insert(0, contextTokens[0]);
+        }
         int choiceTokens = whole.Count - contextTokens.Count;
         if (choiceTokens < 1)
             throw new AlloyException($"{item.Where}: choice {choice} adds no tokens to the context; check the choice text");
@@ -173,23 +179,23 @@ public sealed class TaskEvaluation
 
     private int[] PromptTokens(GenerationItem item, int limit)
     {
-        var tokens = Prefixed(item.Prompt, item);
+        var tokens = Encoded(item.Prompt);
+        if (tokens.Count == 0) tokens.Add(StartToken(item));
         int room = Math.Max(1, _context - limit);
         return tokens.Count > room ? [.. tokens.GetRange(tokens.Count - room, room)] : [.. tokens];
     }
 
-    /// <summary>The tokenizer's prefix and the text's ids; with no prefix and no text, EOS (as lm-eval-harness starts an empty context).</summary>
-    private List<int> Prefixed(string text, TaskItem item)
+    /// <summary>The tokenizer's prefix (BOS for Llama) and the text's ids.</summary>
+    private List<int> Encoded(string text)
     {
         var tokens = new List<int>(_tokenizer.PrefixTokens);
         _tokenizer.Encode(text, tokens, addSpecialTokens: false);
-        if (tokens.Count == 0)
-        {
-            tokens.Add(_tokenizer.Special.Eos ?? _tokenizer.Special.Bos
-                ?? throw new AlloyException($"{item.Where}: the text before the answer is empty and the tokenizer has no BOS or EOS token to start from"));
-        }
         return tokens;
     }
+
+    /// <summary>What an empty context starts from when the tokenizer adds no prefix: EOS (lm-eval-harness's prefix token), else BOS.</summary>
+    private int StartToken(TaskItem item) => _tokenizer.Special.Eos ?? _tokenizer.Special.Bos
+        ?? throw new AlloyException($"{item.Where}: the text before the answer is empty and the tokenizer has no BOS or EOS token to start from");
 
     private string Text(IReadOnlyList<int> tokens) => _tokenizer.Decode(tokens is int[] array ? array : [.. tokens], skipSpecialTokens: true);
 
