@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using Alloy.Bench;
 using Alloy.LinearAlgebra;
 using Alloy.Tensors;
 
@@ -42,7 +42,7 @@ Console.WriteLine($"# Alloy linear-algebra benchmark");
 Console.WriteLine($"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
 foreach (var (label, b) in backends) Console.WriteLine($"- {label}: {b.Description}");
 Console.WriteLine();
-Console.WriteLine($"load average before: {LoadAverage()}");
+Console.WriteLine($"load average before: {BenchClock.LoadAverage()}");
 Console.WriteLine();
 Console.WriteLine("Times are the best of the repeats: wall seconds (CPU seconds of all threads in parentheses).");
 Console.WriteLine();
@@ -69,7 +69,7 @@ if (linearShapes.Count > 0)
             double flop = 2.0 * m * n * k;
             Console.WriteLine($"| {m}×{n}×{k} | {label} | {seconds * 1e3:F2} ({cpu * 1e3:F2}) | {flop / seconds / 1e9:F1} | {flop / cpu / 1e9:F1} | {error:E1} |");
         }
-        Console.Error.WriteLine($"load average: {LoadAverage()}");
+        Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
     }
     Console.WriteLine();
 }
@@ -104,7 +104,7 @@ foreach (var (m, n) in sizes)
         referenceS ??= s;
         double sDiff = 0;
         for (int j = 0; j < r; j++) sDiff = Math.Max(sDiff, Math.Abs(s[j] - referenceS[j]) / referenceS[0]);
-        Console.Error.WriteLine($"load average: {LoadAverage()}");
+        Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
         Console.WriteLine($"| {m}×{n} | {label} | {gemmSeconds:F3} ({gemmCpu:F3}) | {2.0 * m * m * n / gemmSeconds / 1e9:F1} | {gemmError:E1} | {svdSeconds:F2} ({svdCpu:F2}) | {reconstruction:E1} | {uOrth:E1} | {vOrth:E1} | {sDiff:E1} |");
     }
 }
@@ -139,24 +139,9 @@ static float[] RandomMatrix(int m, int n, string name)
 // Best wall time of the repeats; the CPU time of that run goes to cpuSeconds (less disturbed by other load).
 static double Time(int repeat, Action action, out double cpuSeconds)
 {
-    double best = double.MaxValue;
-    cpuSeconds = 0;
-    var process = Process.GetCurrentProcess();
-    for (int i = 0; i < repeat; i++)
-    {
-        process.Refresh();
-        var cpu = process.TotalProcessorTime;
-        var watch = Stopwatch.StartNew();
-        action();
-        double wall = watch.Elapsed.TotalSeconds;
-        process.Refresh();
-        if (wall < best)
-        {
-            best = wall;
-            cpuSeconds = (process.TotalProcessorTime - cpu).TotalSeconds;
-        }
-    }
-    return best;
+    var (wall, cpu) = BenchClock.Best(repeat, () => BenchClock.Timed(action));
+    cpuSeconds = cpu;
+    return wall;
 }
 
 // Largest error of 2000 sampled entries of C = A·B against double dot products, relative to ‖row‖·‖column‖.
@@ -230,4 +215,3 @@ static double SampledOrthogonality(float[] x, int rows, int cols, bool columns)
     return worst;
 }
 
-static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Alloy.Bench;
 using Alloy.LinearAlgebra;
 using Alloy.Runtime;
 using Alloy.Runtime.Compute;
@@ -51,7 +52,7 @@ Console.WriteLine($"{Environment.ProcessorCount} cores, .NET {Environment.Versio
     $"{spec.Layers} layers, {spec.Heads} heads ({spec.KeyValueHeads} key/value), intermediate {spec.IntermediateSize}, vocabulary {spec.VocabSize}, " +
     $"tied, {parameters / 1e6:F1}M parameters");
 Console.WriteLine($"prompt pass: {batch} sequences × {length} tokens; decoding: {batch} sequences, {decode} steps of one token each after a {length}-token prompt");
-Console.WriteLine($"load average before: {LoadAverage()}");
+Console.WriteLine($"load average before: {BenchClock.LoadAverage()}");
 Console.WriteLine();
 Console.WriteLine("Each cell: tokens per wall second (tokens per CPU-second of the process, which other load on the machine disturbs less).");
 Console.WriteLine();
@@ -73,13 +74,13 @@ foreach (var name in options["--backends"].Split(','))
     double load = loadWatch.Elapsed.TotalSeconds;
     var state = model.CreateState();
 
-    var all = Best(repeat, () => Timed(() => model.Forward(tokens, state, LogitSelection.All)));
-    var last = Best(repeat, () => Timed(() => model.Forward(tokens, state, LogitSelection.Last)));
+    var all = Best(repeat, () => BenchClock.Timed(() => model.Forward(tokens, state, LogitSelection.All)));
+    var last = Best(repeat, () => BenchClock.Timed(() => model.Forward(tokens, state, LogitSelection.Last)));
     var decoding = Best(repeat, () =>
     {
         var cache = model.CreateCache(batch, length + decode);
         var logits = model.Forward(tokens, state, LogitSelection.Last, cache);
-        return Timed(() =>
+        return BenchClock.Timed(() =>
         {
             for (int step = 0; step < decode; step++)
             {
@@ -91,35 +92,14 @@ foreach (var name in options["--backends"].Split(','))
     var perStep = (decoding.Wall / decode, decoding.Cpu / decode);
     string Rate(int tokensDone, (double Wall, double Cpu) t) => $"{tokensDone / t.Wall:F0} ({tokensDone / t.Cpu:F0})";
     Console.WriteLine($"| {name} | {load:F1} | {Rate(tokens.TotalTokens, all)} | {Rate(tokens.TotalTokens, last)} | {Rate(batch, perStep)} ({perStep.Item1 * 1e3:F1}) |");
-    Console.Error.WriteLine($"load average: {LoadAverage()}");
+    Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
 }
 Console.WriteLine();
-Console.WriteLine($"load average after: {LoadAverage()}");
+Console.WriteLine($"load average after: {BenchClock.LoadAverage()}");
 
-// The run with the best wall time of the repeats, after one warm-up run (JIT, buffers, page faults).
+// One warm-up run (JIT, buffers, page faults), then the best of the repeats.
 static (double Wall, double Cpu) Best(int repeat, Func<(double Wall, double Cpu)> run)
 {
     run();
-    var best = (Wall: double.MaxValue, Cpu: 0.0);
-    for (int i = 0; i < repeat; i++)
-    {
-        var time = run();
-        if (time.Wall < best.Wall) best = time;
-    }
-    return best;
+    return BenchClock.Best(repeat, run);
 }
-
-// Wall seconds and CPU seconds of the process (all threads) spent in the action.
-static (double Wall, double Cpu) Timed(Action action)
-{
-    var process = Process.GetCurrentProcess();
-    process.Refresh();
-    var cpu = process.TotalProcessorTime;
-    var watch = Stopwatch.StartNew();
-    action();
-    double wall = watch.Elapsed.TotalSeconds;
-    process.Refresh();
-    return (wall, (process.TotalProcessorTime - cpu).TotalSeconds);
-}
-
-static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
