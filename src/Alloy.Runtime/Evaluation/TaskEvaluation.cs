@@ -132,8 +132,11 @@ public sealed class TaskEvaluation
         {
             cancellation.ThrowIfCancellationRequested();
             var slice = Enumerable.Range(start, end - start).ToArray();
+            // Each item's own limit, and its stop strings checked on the text so far (decoded only when it has some).
+            bool Ends(int s, IReadOnlyList<int> tokens) =>
+                tokens.Count >= limits[slice[s]] || (items[slice[s]].Stop.Count > 0 && StopAt(items[slice[s]].Stop, Text(tokens)) >= 0);
             var generated = Generation.Greedy(_model, slice.Select(i => (IReadOnlyList<int>)prompts[i]).ToList(), slice.Max(i => limits[i]),
-                _stopTokens, (s, tokens) => tokens.Count >= limits[slice[s]] || StopAt(items[slice[s]].Stop, Text(tokens)) >= 0);
+                _stopTokens, Ends);
             for (int s = 0; s < slice.Length; s++)
             {
                 var item = items[slice[s]];
