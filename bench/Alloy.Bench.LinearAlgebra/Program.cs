@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using Alloy.Bench;
 using Alloy.LinearAlgebra;
 using Alloy.Tensors;
 
@@ -6,24 +6,26 @@ using Alloy.Tensors;
 // double-precision dot products) and thin-SVD speed and accuracy (reconstruction error, orthogonality of U and Vᵀ,
 // agreement of singular values across backends). Usage:
 //   dotnet run -c Release --project bench/Alloy.Bench.LinearAlgebra -- [sizes…] [--backends managed,openblas] [--repeat N]
+// (backend managed-1: the managed GEMM on one thread, to compare kernels core for core with OpenBLAS's one thread)
 // Sizes are "n" (square) or "mxn" (GEMM and SVD), or "mxnxk" (GEMM only, in a linear layer's layout: C[m×n] = A[m×k]·Bᵀ
 // with B stored n×k, as Hugging Face stores weights and Alloy.Runtime multiplies them); the default is 1024 4096.
 
 var sizes = new List<(int M, int N)>();
 var linearShapes = new List<(int M, int N, int K)>();
-var backends = new List<DenseBackend>();
+var backends = new List<(string Label, DenseBackend Backend)>();
 int repeat = 1;
 for (int i = 0; i < args.Length; i++)
 {
     if (args[i] == "--backends")
     {
         foreach (var name in args[++i].Split(','))
-            backends.Add(name switch
+            backends.Add((name, name switch
             {
                 "managed" => DenseBackend.Managed,
+                "managed-1" => DenseBackend.Managed.SingleThreaded,
                 "openblas" => DenseBackend.OpenBlas ?? throw new InvalidOperationException("libopenblas.so.0 is not available"),
                 _ => throw new ArgumentException($"unknown backend '{name}'"),
-            });
+            }));
     }
     else if (args[i] == "--repeat") repeat = int.Parse(args[++i]);
     else
@@ -34,13 +36,13 @@ for (int i = 0; i < args.Length; i++)
     }
 }
 if (sizes.Count == 0 && linearShapes.Count == 0) sizes = [(1024, 1024), (4096, 4096)];
-if (backends.Count == 0) backends = DenseBackend.OpenBlas is { } ob ? [ob, DenseBackend.Managed] : [DenseBackend.Managed];
+if (backends.Count == 0) backends = DenseBackend.OpenBlas is { } ob ? [("openblas", ob), ("managed", DenseBackend.Managed)] : [("managed", DenseBackend.Managed)];
 
 Console.WriteLine($"# Alloy linear-algebra benchmark");
 Console.WriteLine($"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
-foreach (var b in backends) Console.WriteLine($"- {b.Description}");
+foreach (var (label, b) in backends) Console.WriteLine($"- {label}: {b.Description}");
 Console.WriteLine();
-Console.WriteLine($"load average before: {LoadAverage()}");
+Console.WriteLine($"load average before: {BenchClock.LoadAverage()}");
 Console.WriteLine();
 Console.WriteLine("Times are the best of the repeats: wall seconds (CPU seconds of all threads in parentheses).");
 Console.WriteLine();
@@ -54,7 +56,7 @@ if (linearShapes.Count > 0)
     {
         var a = RandomMatrix(m, k, "A");
         var w = RandomMatrix(n, k, "W");
-        foreach (var backend in backends)
+        foreach (var (label, backend) in backends)
         {
             var c = new float[(long)m * n];
             void Run() => backend.Gemm(false, true, m, n, k, 1, a, k, w, k, 0, c, n);
@@ -65,9 +67,9 @@ if (linearShapes.Count > 0)
             cpu /= inner;
             double error = SampledLinearError(a, w, c, m, n, k);
             double flop = 2.0 * m * n * k;
-            Console.WriteLine($"| {m}×{n}×{k} | {backend.Name} | {seconds * 1e3:F2} ({cpu * 1e3:F2}) | {flop / seconds / 1e9:F1} | {flop / cpu / 1e9:F1} | {error:E1} |");
+            Console.WriteLine($"| {m}×{n}×{k} | {label} | {seconds * 1e3:F2} ({cpu * 1e3:F2}) | {flop / seconds / 1e9:F1} | {flop / cpu / 1e9:F1} | {error:E1} |");
         }
-        Console.Error.WriteLine($"load average: {LoadAverage()}");
+        Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
     }
     Console.WriteLine();
 }
@@ -83,7 +85,7 @@ foreach (var (m, n) in sizes)
     var a = RandomMatrix(m, n, "A");
     var bMatrix = RandomMatrix(n, m, "B");
     float[]? referenceS = null;
-    foreach (var backend in backends)
+    foreach (var (label, backend) in backends)
     {
         // GEMM: C = A·B (m×n times n×m).
         var c = new float[(long)m * m];
@@ -102,8 +104,8 @@ foreach (var (m, n) in sizes)
         referenceS ??= s;
         double sDiff = 0;
         for (int j = 0; j < r; j++) sDiff = Math.Max(sDiff, Math.Abs(s[j] - referenceS[j]) / referenceS[0]);
-        Console.Error.WriteLine($"load average: {LoadAverage()}");
-        Console.WriteLine($"| {m}×{n} | {backend.Name} | {gemmSeconds:F3} ({gemmCpu:F3}) | {2.0 * m * m * n / gemmSeconds / 1e9:F1} | {gemmError:E1} | {svdSeconds:F2} ({svdCpu:F2}) | {reconstruction:E1} | {uOrth:E1} | {vOrth:E1} | {sDiff:E1} |");
+        Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
+        Console.WriteLine($"| {m}×{n} | {label} | {gemmSeconds:F3} ({gemmCpu:F3}) | {2.0 * m * m * n / gemmSeconds / 1e9:F1} | {gemmError:E1} | {svdSeconds:F2} ({svdCpu:F2}) | {reconstruction:E1} | {uOrth:E1} | {vOrth:E1} | {sDiff:E1} |");
     }
 }
 
@@ -137,24 +139,9 @@ static float[] RandomMatrix(int m, int n, string name)
 // Best wall time of the repeats; the CPU time of that run goes to cpuSeconds (less disturbed by other load).
 static double Time(int repeat, Action action, out double cpuSeconds)
 {
-    double best = double.MaxValue;
-    cpuSeconds = 0;
-    var process = Process.GetCurrentProcess();
-    for (int i = 0; i < repeat; i++)
-    {
-        process.Refresh();
-        var cpu = process.TotalProcessorTime;
-        var watch = Stopwatch.StartNew();
-        action();
-        double wall = watch.Elapsed.TotalSeconds;
-        process.Refresh();
-        if (wall < best)
-        {
-            best = wall;
-            cpuSeconds = (process.TotalProcessorTime - cpu).TotalSeconds;
-        }
-    }
-    return best;
+    var (wall, cpu) = BenchClock.Best(repeat, () => BenchClock.Timed(action));
+    cpuSeconds = cpu;
+    return wall;
 }
 
 // Largest error of 2000 sampled entries of C = A·B against double dot products, relative to ‖row‖·‖column‖.
@@ -228,4 +215,3 @@ static double SampledOrthogonality(float[] x, int rows, int cols, bool columns)
     return worst;
 }
 
-static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using Alloy.Bench;
 using Alloy.LinearAlgebra;
 using Alloy.Runtime;
+using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
 using Alloy.Synthetic;
@@ -9,7 +11,8 @@ using Alloy.Tensors;
 // Forward-pass throughput of Alloy.Runtime on a generated Llama of about 100M parameters (hidden 768, 12 layers,
 // 12 heads with 4 key/value heads, intermediate 2048, 32 000-token vocabulary, tied embeddings, bf16 on disk):
 // a batched prompt pass with logits for every token (scoring, training), the same with logits for the last token only,
-// and greedy decoding on the KV cache. Each phase runs once to warm up, then is timed over --repeat runs (best kept).
+// and greedy decoding on the KV cache (the prompts prefilled untimed, then --decode steps of one new token per sequence
+// timed). Each phase runs once to warm up, then is timed over --repeat runs (best kept).
 // Usage:
 //   dotnet run -c Release --project bench/Alloy.Bench.Runtime -- [--backends managed,openblas] [--threads N]
 //       [--batch 4] [--length 256] [--decode 32] [--repeat 2] [--models DIR]
@@ -48,8 +51,8 @@ Console.WriteLine("# Alloy.Runtime forward benchmark");
 Console.WriteLine($"{Environment.ProcessorCount} cores, .NET {Environment.Version}, {threads} runtime threads; model: Llama, hidden {spec.HiddenSize}, " +
     $"{spec.Layers} layers, {spec.Heads} heads ({spec.KeyValueHeads} key/value), intermediate {spec.IntermediateSize}, vocabulary {spec.VocabSize}, " +
     $"tied, {parameters / 1e6:F1}M parameters");
-Console.WriteLine($"prompt pass: {batch} sequences × {length} tokens; decoding: {batch} sequences, {decode} new tokens after a {length}-token prompt");
-Console.WriteLine($"load average before: {LoadAverage()}");
+Console.WriteLine($"prompt pass: {batch} sequences × {length} tokens; decoding: {batch} sequences, {decode} steps of one token each after a {length}-token prompt");
+Console.WriteLine($"load average before: {BenchClock.LoadAverage()}");
 Console.WriteLine();
 Console.WriteLine("Each cell: tokens per wall second (tokens per CPU-second of the process, which other load on the machine disturbs less).");
 Console.WriteLine();
@@ -71,37 +74,32 @@ foreach (var name in options["--backends"].Split(','))
     double load = loadWatch.Elapsed.TotalSeconds;
     var state = model.CreateState();
 
-    var all = Best(repeat, () => model.Forward(tokens, state, LogitSelection.All));
-    var last = Best(repeat, () => model.Forward(tokens, state, LogitSelection.Last));
-    var generate = Best(repeat, () => Generation.Greedy(model, sequences, decode, stopTokens: []));
-    // Decoding alone: generating `decode` tokens minus generating one (the prompt pass, on equally fresh buffers).
-    var prompt = Best(repeat, () => Generation.Greedy(model, sequences, 1, stopTokens: []));
-    int steps = Math.Max(1, decode - 1);
-    var perStep = ((generate.Wall - prompt.Wall) / steps, (generate.Cpu - prompt.Cpu) / steps);
+    var all = Best(repeat, () => BenchClock.Timed(() => model.Forward(tokens, state, LogitSelection.All)));
+    var last = Best(repeat, () => BenchClock.Timed(() => model.Forward(tokens, state, LogitSelection.Last)));
+    var decoding = Best(repeat, () =>
+    {
+        var cache = model.CreateCache(batch, length + decode);
+        var logits = model.Forward(tokens, state, LogitSelection.Last, cache);
+        return BenchClock.Timed(() =>
+        {
+            for (int step = 0; step < decode; step++)
+            {
+                var next = Enumerable.Range(0, batch).Select(s => (IReadOnlyList<int>)[VectorMath.ArgMax(logits.Row(s))]).ToList();
+                logits = model.Forward(TokenBatch.FromSequences(next), state, LogitSelection.Last, cache);
+            }
+        });
+    });
+    var perStep = (decoding.Wall / decode, decoding.Cpu / decode);
     string Rate(int tokensDone, (double Wall, double Cpu) t) => $"{tokensDone / t.Wall:F0} ({tokensDone / t.Cpu:F0})";
     Console.WriteLine($"| {name} | {load:F1} | {Rate(tokens.TotalTokens, all)} | {Rate(tokens.TotalTokens, last)} | {Rate(batch, perStep)} ({perStep.Item1 * 1e3:F1}) |");
-    Console.Error.WriteLine($"load average: {LoadAverage()}");
+    Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
 }
 Console.WriteLine();
-Console.WriteLine($"load average after: {LoadAverage()}");
+Console.WriteLine($"load average after: {BenchClock.LoadAverage()}");
 
-// The best wall time of the repeats, with the CPU time of the process during that run.
-static (double Wall, double Cpu) Best(int repeat, Action action)
+// One warm-up run (JIT, buffers, page faults), then the best of the repeats.
+static (double Wall, double Cpu) Best(int repeat, Func<(double Wall, double Cpu)> run)
 {
-    action();   // warm-up: JIT, buffers, page faults
-    var best = (Wall: double.MaxValue, Cpu: 0.0);
-    var process = Process.GetCurrentProcess();
-    for (int i = 0; i < repeat; i++)
-    {
-        process.Refresh();
-        var cpu = process.TotalProcessorTime;
-        var watch = Stopwatch.StartNew();
-        action();
-        double wall = watch.Elapsed.TotalSeconds;
-        process.Refresh();
-        if (wall < best.Wall) best = (wall, (process.TotalProcessorTime - cpu).TotalSeconds);
-    }
-    return best;
+    run();
+    return BenchClock.Best(repeat, run);
 }
-
-static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";

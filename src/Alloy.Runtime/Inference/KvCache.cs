@@ -37,9 +37,6 @@ public sealed class KvCache
 
     public void Reset() => Array.Clear(_lengths);
 
-    /// <summary>Bytes of storage held.</summary>
-    public long Bytes => _capacities.Sum(c => (long)c) * _config.KeyValueDim * sizeof(float) * 2 * _config.Layers;
-
     internal bool Fits(ModelConfig config) => config.Layers == _config.Layers && config.KeyValueDim == _config.KeyValueDim;
 
     internal float[] Keys(int layer, int sequence) => _keys[layer * Sequences + sequence];

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Alloy.LinearAlgebra;
@@ -45,9 +46,15 @@ internal static unsafe class ManagedGemm
                 for (int pcStart = 0; pcStart < k; pcStart += KC)
                 {
                     int kcCur = Math.Min(KC, k - pcStart);
-                    job.PackB(pcStart, kcCur, jc, ncCur);
                     int blocks = (m + MC - 1) / MC;
-                    if (!parallel || (long)m * ncCur * kcCur < ParallelWork || blocks == 1)
+                    if (blocks == 1)
+                    {
+                        // One row block uses each sliver of B once: pack it just before use, while it is in L1.
+                        job.RowBlock(0, pcStart, kcCur, jc, ncCur, packSlivers: true);
+                        continue;
+                    }
+                    job.PackB(pcStart, kcCur, jc, ncCur);
+                    if (!parallel || (long)m * ncCur * kcCur < ParallelWork)
                     {
                         for (int block = 0; block < blocks; block++) job.RowBlock(block, pcStart, kcCur, jc, ncCur);
                     }
@@ -72,30 +79,39 @@ internal static unsafe class ManagedGemm
             int slivers = (nc + NR - 1) / NR;
             for (int sliver = 0; sliver < slivers; sliver++)
             {
-                float* dst = packedB + (long)sliver * kc * NR;
-                int j0 = jc + sliver * NR, cols = Math.Min(NR, jc + nc - j0);
-                int p = 0;
-                if (cols == NR)
-                {
-                    // Whole slivers: B's rows are op(B)'s columns, so a transposed B is packed by 8×8 block transposes;
-                    // an untransposed one by vector copies of its rows.
-                    if (transB) p = PackTransposedSliver(b + (long)j0 * ldb + pc, ldb, kc, dst);
-                    else
-                        for (; p < kc; p++)
-                            new ReadOnlySpan<float>(b + (long)(pc + p) * ldb + j0, NR).CopyTo(new Span<float>(dst + (long)p * NR, NR));
-                }
-                for (; p < kc; p++)
-                {
-                    float* d = dst + (long)p * NR;
-                    int row = pc + p;
-                    for (int q = 0; q < cols; q++)
-                        d[q] = transB ? b[(long)(j0 + q) * ldb + row] : b[(long)row * ldb + j0 + q];
-                    for (int q = cols; q < NR; q++) d[q] = 0;
-                }
+                int j0 = jc + sliver * NR;
+                PackSliver(pc, kc, j0, Math.Min(NR, jc + nc - j0), packedB + (long)sliver * kc * NR);
             }
         }
 
-        public void RowBlock(int block, int pc, int kc, int jc, int nc)
+        /// <summary>Packs op(B)[pc.., j0..j0+cols) into dst (kc × NR, zero-padded columns).</summary>
+        private void PackSliver(int pc, int kc, int j0, int cols, float* dst)
+        {
+            int p = 0;
+            if (cols == NR)
+            {
+                // Whole slivers: B's rows are op(B)'s columns, so a transposed B is packed by 8×8 block transposes;
+                // an untransposed one by vector copies of its rows.
+                if (transB) p = PackTransposedSliver(b + (long)j0 * ldb + pc, ldb, kc, dst);
+                else
+                    for (; p < kc; p++)
+                        new ReadOnlySpan<float>(b + (long)(pc + p) * ldb + j0, NR).CopyTo(new Span<float>(dst + (long)p * NR, NR));
+            }
+            for (; p < kc; p++)
+            {
+                float* d = dst + (long)p * NR;
+                int row = pc + p;
+                for (int q = 0; q < cols; q++)
+                    d[q] = transB ? b[(long)(j0 + q) * ldb + row] : b[(long)row * ldb + j0 + q];
+                for (int q = cols; q < NR; q++) d[q] = 0;
+            }
+        }
+
+        /// <summary>
+        /// C[block's rows, jc..jc+nc) += α·op(A)·op(B) over k in [pc, pc+kc), from B packed by <see cref="PackB"/>, or,
+        /// with <paramref name="packSlivers"/>, packing each sliver into the start of the B buffer just before use.
+        /// </summary>
+        public void RowBlock(int block, int pc, int kc, int jc, int nc, bool packSlivers = false)
         {
             int i0 = block * MC, mc = Math.Min(MC, m - i0);
             int panels = (mc + MR - 1) / MR;
@@ -108,7 +124,8 @@ internal static unsafe class ManagedGemm
                 for (int sliver = 0; sliver < slivers; sliver++)
                 {
                     int j0 = jc + sliver * NR, cols = Math.Min(NR, jc + nc - j0);
-                    float* bs = packedB + (long)sliver * kc * NR;
+                    float* bs = packSlivers ? packedB : packedB + (long)sliver * kc * NR;
+                    if (packSlivers) PackSliver(pc, kc, j0, cols, bs);
                     for (int panel = 0; panel < panels; panel++)
                     {
                         int r0 = i0 + panel * MR, rows = Math.Min(MR, m - r0);
@@ -138,7 +155,9 @@ internal static unsafe class ManagedGemm
             {
                 int r0 = i0 + panel * MR, rows = Math.Min(MR, m - r0);
                 float* d = dst + (long)panel * MR * kc;
-                for (int p = 0; p < kc; p++, d += MR)
+                // A whole panel of an untransposed A: its rows are transposed 8 columns at a time.
+                int p = !transA && rows == MR ? PackTransposedPanel(a + (long)r0 * lda + pc, lda, kc, alpha, d) : 0;
+                for (d += (long)p * MR; p < kc; p++, d += MR)
                 {
                     int col = pc + p;
                     for (int r = 0; r < rows; r++)
@@ -170,27 +189,85 @@ internal static unsafe class ManagedGemm
                 var r5 = Avx.LoadVector256(s + 5L * ld);
                 var r6 = Avx.LoadVector256(s + 6L * ld);
                 var r7 = Avx.LoadVector256(s + 7L * ld);
-                // Pairs, then quads within each 128-bit lane, then the lanes: column i of the block lands in t_i.
-                var a0 = Avx.UnpackLow(r0, r1); var a1 = Avx.UnpackHigh(r0, r1);
-                var a2 = Avx.UnpackLow(r2, r3); var a3 = Avx.UnpackHigh(r2, r3);
-                var a4 = Avx.UnpackLow(r4, r5); var a5 = Avx.UnpackHigh(r4, r5);
-                var a6 = Avx.UnpackLow(r6, r7); var a7 = Avx.UnpackHigh(r6, r7);
-                var b0 = Avx.Shuffle(a0, a2, 0x44); var b1 = Avx.Shuffle(a0, a2, 0xEE);
-                var b2 = Avx.Shuffle(a1, a3, 0x44); var b3 = Avx.Shuffle(a1, a3, 0xEE);
-                var b4 = Avx.Shuffle(a4, a6, 0x44); var b5 = Avx.Shuffle(a4, a6, 0xEE);
-                var b6 = Avx.Shuffle(a5, a7, 0x44); var b7 = Avx.Shuffle(a5, a7, 0xEE);
+                Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
                 float* d = dst + (long)p * NR + q0;
-                Avx.Store(d, Avx.Permute2x128(b0, b4, 0x20));
-                Avx.Store(d + NR, Avx.Permute2x128(b1, b5, 0x20));
-                Avx.Store(d + 2 * NR, Avx.Permute2x128(b2, b6, 0x20));
-                Avx.Store(d + 3 * NR, Avx.Permute2x128(b3, b7, 0x20));
-                Avx.Store(d + 4 * NR, Avx.Permute2x128(b0, b4, 0x31));
-                Avx.Store(d + 5 * NR, Avx.Permute2x128(b1, b5, 0x31));
-                Avx.Store(d + 6 * NR, Avx.Permute2x128(b2, b6, 0x31));
-                Avx.Store(d + 7 * NR, Avx.Permute2x128(b3, b7, 0x31));
+                Avx.Store(d, r0);
+                Avx.Store(d + NR, r1);
+                Avx.Store(d + 2 * NR, r2);
+                Avx.Store(d + 3 * NR, r3);
+                Avx.Store(d + 4 * NR, r4);
+                Avx.Store(d + 5 * NR, r5);
+                Avx.Store(d + 6 * NR, r6);
+                Avx.Store(d + 7 * NR, r7);
             }
         }
         return p;
+    }
+
+    /// <summary>
+    /// dst[p·MR + r] = α·src[r·ld + p] for the MR = 6 rows of a panel and p up to a multiple of 8 below kc (two zero
+    /// rows fill the 8×8 transpose); returns how many p were packed (0 without AVX).
+    /// </summary>
+    private static int PackTransposedPanel(float* src, int ld, int kc, float alpha, float* dst)
+    {
+        if (!Avx.IsSupported) return 0;
+        var scale = Vector256.Create(alpha);
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            float* s = src + p;
+            var r0 = Avx.Multiply(Avx.LoadVector256(s), scale);
+            var r1 = Avx.Multiply(Avx.LoadVector256(s + ld), scale);
+            var r2 = Avx.Multiply(Avx.LoadVector256(s + 2L * ld), scale);
+            var r3 = Avx.Multiply(Avx.LoadVector256(s + 3L * ld), scale);
+            var r4 = Avx.Multiply(Avx.LoadVector256(s + 4L * ld), scale);
+            var r5 = Avx.Multiply(Avx.LoadVector256(s + 5L * ld), scale);
+            var r6 = Vector256<float>.Zero;
+            var r7 = Vector256<float>.Zero;
+            Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+            float* d = dst + (long)p * MR;
+            Store6(d, r0);
+            Store6(d + MR, r1);
+            Store6(d + 2 * MR, r2);
+            Store6(d + 3 * MR, r3);
+            Store6(d + 4 * MR, r4);
+            Store6(d + 5 * MR, r5);
+            Store6(d + 6 * MR, r6);
+            Store6(d + 7 * MR, r7);
+        }
+        return p;
+    }
+
+    /// <summary>The first six floats of <paramref name="v"/>: four, then two as one 64-bit store.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store6(float* d, Vector256<float> v)
+    {
+        Sse.Store(d, v.GetLower());
+        Sse2.StoreLow((double*)(d + 4), v.GetUpper().AsDouble());
+    }
+
+    /// <summary>Transposes the 8×8 block whose rows are r0…r7: afterwards r_i holds what was column i.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
+        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
+    {
+        // Pairs, then quads within each 128-bit lane, then the lanes.
+        var a0 = Avx.UnpackLow(r0, r1); var a1 = Avx.UnpackHigh(r0, r1);
+        var a2 = Avx.UnpackLow(r2, r3); var a3 = Avx.UnpackHigh(r2, r3);
+        var a4 = Avx.UnpackLow(r4, r5); var a5 = Avx.UnpackHigh(r4, r5);
+        var a6 = Avx.UnpackLow(r6, r7); var a7 = Avx.UnpackHigh(r6, r7);
+        var b0 = Avx.Shuffle(a0, a2, 0x44); var b1 = Avx.Shuffle(a0, a2, 0xEE);
+        var b2 = Avx.Shuffle(a1, a3, 0x44); var b3 = Avx.Shuffle(a1, a3, 0xEE);
+        var b4 = Avx.Shuffle(a4, a6, 0x44); var b5 = Avx.Shuffle(a4, a6, 0xEE);
+        var b6 = Avx.Shuffle(a5, a7, 0x44); var b7 = Avx.Shuffle(a5, a7, 0xEE);
+        r0 = Avx.Permute2x128(b0, b4, 0x20);
+        r1 = Avx.Permute2x128(b1, b5, 0x20);
+        r2 = Avx.Permute2x128(b2, b6, 0x20);
+        r3 = Avx.Permute2x128(b3, b7, 0x20);
+        r4 = Avx.Permute2x128(b0, b4, 0x31);
+        r5 = Avx.Permute2x128(b1, b5, 0x31);
+        r6 = Avx.Permute2x128(b2, b6, 0x31);
+        r7 = Avx.Permute2x128(b3, b7, 0x31);
     }
 
     /// <summary>C[0..MR, 0..NR] += Apanel·Bsliver over kc steps; 12 vector accumulators stay in registers.</summary>

@@ -26,7 +26,9 @@ public sealed class BatchingAndCacheTests
         var alone = sequences.Select(s => model.Forward(TokenBatch.FromSequences(s))).ToList();
         foreach (bool left in new[] { false, true })
         {
-            var batched = model.Forward(ReferenceLogitsTests.Padded(sequences, left));
+            var padded = ReferenceLogitsTests.Padded(sequences, left);
+            Assert.Equal(left ? 140 - 9 : 0, padded.FirstColumn(1));
+            var batched = model.Forward(padded);
             for (int s = 0; s < sequences.Length; s++)
                 for (int t = 0; t < sequences[s].Length; t++)
                     AssertSame(backend, alone[s].Of(0, t), batched.Of(s, t), $"sequence {s} token {t}, {(left ? "left" : "right")} padding");

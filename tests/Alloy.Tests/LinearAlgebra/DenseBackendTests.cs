@@ -232,6 +232,38 @@ public sealed class DenseBackendTests
     }
 
     [Fact]
+    public void Managed_gemm_packs_stored_and_transposed_operands_to_the_same_bits()
+    {
+        // Panels of an untransposed A and a transposed B are packed by AVX block transposes, the other layouts
+        // element by element: the same product from either layout must give identical bits. Odd sizes leave edges.
+        const int m = 53, n = 70, k = 301;
+        var a = Random(m * k, "pack-a");
+        var b = Random(k * n, "pack-b");
+        var at = ToFloats(Transpose(FromRowMajor(a, m, k)));
+        var bt = ToFloats(Transpose(FromRowMajor(b, k, n)));
+        var reference = new float[m * n];
+        DenseBackend.Managed.Gemm(false, false, m, n, k, 0.75f, a, k, b, n, 0, reference, n);
+        foreach (bool ta in new[] { false, true })
+        {
+            foreach (bool tb in new[] { false, true })
+            {
+                var c = new float[m * n];
+                DenseBackend.Managed.Gemm(ta, tb, m, n, k, 0.75f, ta ? at : a, ta ? m : k, tb ? bt : b, tb ? k : n, 0, c, n);
+                Assert.Equal(reference, c);
+            }
+        }
+        // A product of one row block packs B sliver by sliver, a taller one packs it whole first: same bits per row.
+        const int tall = 250;
+        var taller = Random(tall * k, "pack-tall");
+        a.CopyTo(taller, 0);
+        var tallProduct = new float[tall * n];
+        DenseBackend.Managed.Gemm(false, false, tall, n, k, 0.75f, taller, k, b, n, 0, tallProduct, n);
+        Assert.Equal(reference, tallProduct[..(m * n)]);
+    }
+
+    private static float[] ToFloats(double[,] x) => [.. ToRowMajor(x).Select(v => (float)v)];
+
+    [Fact]
     public async Task Use_overrides_the_backend_for_this_flow_only_and_restores_it()
     {
         var before = DenseBackend.Current;
