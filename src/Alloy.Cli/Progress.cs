@@ -6,12 +6,14 @@ namespace Alloy.Cli;
 /// <summary>A progress bar on the terminal (tensors, bytes, rate, ETA); nothing when stderr is redirected or with --quiet.</summary>
 public static class Progress
 {
+    /// <summary>Whether a bar can be drawn: stderr is a terminal.</summary>
+    public static bool IsTerminal => !Console.IsErrorRedirected;
+
     public static T Run<T>(bool show, Func<Action<MergeProgress>?, T> work)
     {
-        if (!show || Console.IsErrorRedirected) return work(null);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        if (!show || !IsTerminal) return work(null);
         T result = default!;
-        console.Progress()
+        CreateConsole().Progress()
             .AutoClear(true)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(),
                 new TransferSpeedColumn(), new RemainingTimeColumn())
@@ -28,6 +30,32 @@ public static class Progress
             });
         return result;
     }
+
+    /// <summary>
+    /// A bar over <paramref name="total"/> steps (training, statistics) whose description the work updates with each
+    /// step (done, description); nothing when stderr is redirected or <paramref name="show"/> is false.
+    /// </summary>
+    public static T RunSteps<T>(bool show, long total, Func<Action<long, string>?, T> work)
+    {
+        if (!show || !IsTerminal) return work(null);
+        T result = default!;
+        CreateConsole().Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(context =>
+            {
+                var task = context.AddTask("starting", maxValue: Math.Max(1, total));
+                result = work((done, description) =>
+                {
+                    task.Value = done;
+                    task.Description = description;
+                });
+                task.Value = task.MaxValue;
+            });
+        return result;
+    }
+
+    private static IAnsiConsole CreateConsole() => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
     public static string FormatBytes(long bytes)
     {
