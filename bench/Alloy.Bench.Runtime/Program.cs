@@ -5,6 +5,7 @@ using Alloy.Runtime;
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
 using Alloy.Synthetic;
 using Alloy.Tensors;
 
@@ -15,11 +16,11 @@ using Alloy.Tensors;
 // timed). Each phase runs once to warm up, then is timed over --repeat runs (best kept).
 // Usage:
 //   dotnet run -c Release --project bench/Alloy.Bench.Runtime -- [--backends managed,openblas] [--threads N]
-//       [--batch 4] [--length 256] [--decode 32] [--repeat 2] [--models DIR]
+//       [--batch 4] [--length 256] [--decode 32] [--repeat 2] [--train yes|no] [--models DIR]
 
 var options = new Dictionary<string, string>
 {
-    ["--batch"] = "4", ["--length"] = "256", ["--decode"] = "32", ["--repeat"] = "2", ["--threads"] = Environment.ProcessorCount.ToString(),
+    ["--batch"] = "4", ["--length"] = "256", ["--decode"] = "32", ["--repeat"] = "2", ["--train"] = "yes", ["--threads"] = Environment.ProcessorCount.ToString(),
     ["--models"] = Path.Combine(Path.GetTempPath(), "alloy-bench-runtime"), ["--backends"] = DenseBackend.OpenBlas is null ? "managed" : "openblas,managed",
 };
 for (int i = 0; i + 1 < args.Length; i += 2)
@@ -65,6 +66,19 @@ var sequences = Enumerable.Range(0, batch).Select(s =>
     return (IReadOnlyList<int>)Enumerable.Range(0, length).Select(i => (int)(stream.Uniform(i) * spec.VocabSize)).ToArray();
 }).ToList();
 var tokens = TokenBatch.FromSequences(sequences);
+var trainingRows = new List<string>();
+
+string TrainingRow(string name, LlamaModel model)
+{
+    var examples = sequences.Select(s => new TrainingExample([.. s])).ToList();
+    var kept = model.CreateState(keepActivations: true);
+    var forward = Best(repeat, () => BenchClock.Timed(() => model.Forward(tokens, kept, LogitSelection.All)));
+    var trainer = new Trainer(model, new TrainingOptions { Steps = 1000, BatchSize = batch, LearningRate = 1e-5 });
+    var step = Best(repeat, () => BenchClock.Timed(() => trainer.Step(examples)));
+    long peak = Process.GetCurrentProcess().PeakWorkingSet64;
+    return $"| {name} | {forward.Wall:F2} s ({forward.Cpu:F2}) | {step.Wall:F2} s ({step.Cpu:F2}) | {step.Cpu / forward.Cpu:F2} | " +
+        $"{tokens.TotalTokens / step.Wall:F0} ({tokens.TotalTokens / step.Cpu:F0}) | {peak / 1e9:F1} GB |";
+}
 
 foreach (var name in options["--backends"].Split(','))
 {
@@ -93,6 +107,17 @@ foreach (var name in options["--backends"].Split(','))
     string Rate(int tokensDone, (double Wall, double Cpu) t) => $"{tokensDone / t.Wall:F0} ({tokensDone / t.Cpu:F0})";
     Console.WriteLine($"| {name} | {load:F1} | {Rate(tokens.TotalTokens, all)} | {Rate(tokens.TotalTokens, last)} | {Rate(batch, perStep)} ({perStep.Item1 * 1e3:F1}) |");
     Console.Error.WriteLine($"load average: {BenchClock.LoadAverage()}");
+    if (options["--train"] == "yes") trainingRows.Add(TrainingRow(name, model));
+}
+if (trainingRows.Count > 0)
+{
+    Console.WriteLine();
+    Console.WriteLine($"Training step on {batch} × {length} tokens (every token scored): forward keeping activations, then the whole step " +
+        "(that forward, cross-entropy, backward, AdamW); seconds of wall time (CPU seconds of the process).");
+    Console.WriteLine();
+    Console.WriteLine("| backend | kept forward | training step | step ÷ forward | tokens/s trained | peak working set |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var row in trainingRows) Console.WriteLine(row);
 }
 Console.WriteLine();
 Console.WriteLine($"load average after: {BenchClock.LoadAverage()}");

@@ -1,9 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
-using Alloy.Runtime;
+using Alloy.Output;
 using Alloy.Runtime.Evaluation;
-using Alloy.Runtime.Models;
-using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Cli;
 
@@ -50,8 +48,7 @@ public static class EvalCommand
             string? textPath = parse.GetValue(text), tasksPath = parse.GetValue(tasks), outputPath = parse.GetValue(output);
             if (textPath is null && tasksPath is null) throw new AlloyException("nothing to evaluate; give --text FILE, --tasks FILE.jsonl or both");
             if (parse.GetValue(limit) is < 1) throw new AlloyException($"--limit: {parse.GetValue(limit)} items; give 1 or more");
-            if (parse.GetValue(threads) is < 1) throw new AlloyException($"--threads: {parse.GetValue(threads)} is not a thread count; give 1 or more");
-            if (outputPath is not null) CheckOutsideModel(outputPath, modelPath);
+            if (outputPath is not null) OutputFolder.CheckFileOutside(outputPath, modelPath);
             var options = new EvaluationOptions
             {
                 BatchSize = parse.GetValue(batchSize), MaxBatchTokens = parse.GetValue(batchTokens), MaxNewTokens = parse.GetValue(maxTokens),
@@ -64,9 +61,7 @@ public static class EvalCommand
             var items = tasksPath is null ? null : TaskFile.Read(tasksPath);
             if (items is not null && parse.GetValue(limit) is { } perTask) items = TaskFile.Limit(items, perTask);
 
-            var runtime = new RuntimeOptions { Threads = parse.GetValue(threads) ?? Environment.ProcessorCount };
-            var llama = LlamaModel.Load(modelPath, runtime);
-            var tokenizer = TextTokenizer.Load(modelPath);
+            var (llama, tokenizer) = RuntimeInputs.LoadModel(modelPath, parse.GetValue(threads) ?? Environment.ProcessorCount);
             bool show = !parse.GetValue(quiet);
             var (perplexity, results) = Progress.Track(show, "loading", bytes: false, update =>
             {
@@ -110,12 +105,5 @@ public static class EvalCommand
     {
         if (!File.Exists(path)) throw new AlloyException($"--text: {path}: no such file");
         return File.ReadAllText(path);
-    }
-
-    private static void CheckOutsideModel(string outputPath, string modelPath)
-    {
-        var model = Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelPath)) + Path.DirectorySeparatorChar;
-        if (Path.GetFullPath(outputPath).StartsWith(model, StringComparison.Ordinal))
-            throw new AlloyException($"--output {outputPath} is inside the model folder {modelPath}; write the report elsewhere (Alloy never writes into an input model)");
     }
 }

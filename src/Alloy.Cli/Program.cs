@@ -15,6 +15,9 @@ public static class Program
             MultiCommand.Create(stdout, stderr),
             MergeRawCommand.Create(stdout, stderr),
             SynthCommand.Create(stdout, stderr),
+            TrainCommand.Create(stdout, stderr),
+            StatisticsCommand.CreateFisher(stdout, stderr),
+            StatisticsCommand.CreateRegMean(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
         };
         var parsed = root.Parse(args);

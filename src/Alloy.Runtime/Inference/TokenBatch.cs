@@ -26,6 +26,8 @@ public sealed class TokenBatch
     /// <summary>All tokens, sequence after sequence.</summary>
     public ReadOnlySpan<int> Tokens => _tokens;
 
+    internal int[] TokenArray => _tokens;
+
     public int Offset(int sequence) => _offsets[sequence];
 
     public int Length(int sequence) => _offsets[sequence + 1] - _offsets[sequence];

@@ -1,5 +1,6 @@
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
+using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Layers;
 
@@ -25,6 +26,19 @@ public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, Rms
         PostAttentionNorm.Forward(context, afterAttention, a.MlpNormed, keep ? a.MlpInverseRms : null);
         CopyRows(afterAttention, output);
         Mlp.Forward(context, a.MlpNormed, a, output);
+    }
+
+    /// <summary>
+    /// Backward of a kept <see cref="Forward"/>: <see cref="BackwardState.Residual"/> holds ∂loss/∂output on entry and
+    /// ∂loss/∂input on return; every parameter's gradient is added to <paramref name="gradients"/>.
+    /// </summary>
+    public void Backward(ComputeContext context, BlockActivations a, BatchLayout layout, BackwardState b, GradientSet gradients)
+    {
+        var residual = b.Residual;
+        Mlp.Backward(context, a.MlpNormed, a, residual, b, gradients);
+        PostAttentionNorm.Backward(context, a.AfterAttention, a.MlpInverseRms, b.Normed, residual, true, b.NormScratch, gradients);
+        Attention.Backward(context, a, layout, residual, b, gradients);
+        InputNorm.Backward(context, a.Input, a.AttentionInverseRms, b.Normed, residual, true, b.NormScratch, gradients);
     }
 
     private static void CopyRows(Matrix from, Matrix to)

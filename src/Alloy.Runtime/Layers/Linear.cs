@@ -1,5 +1,6 @@
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Layers;
 
@@ -30,5 +31,28 @@ public sealed class Linear
             throw new ArgumentException($"{Weight.Name}: accumulating {input.Rows} rows into {output.Rows}");
         output.Resize(input.Rows);
         MatMul.Linear(context, input.Data, input.Rows, Weight.Data, InFeatures, OutFeatures, Bias?.Data, output.Data, accumulate);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Forward"/> for the rows of <paramref name="input"/>: the weight's gradient += dYᵀ·X, the
+    /// bias's += the column sums of dY, and (unless <paramref name="inputGradient"/> is null) dX = dY·W, added to
+    /// <paramref name="inputGradient"/> with <paramref name="accumulate"/> (a layer input shared by several layers).
+    /// </summary>
+    public void Backward(ComputeContext context, Matrix input, Matrix outputGradient, Matrix? inputGradient, bool accumulate,
+        GradientSet gradients)
+    {
+        int rows = input.Rows;
+        if (outputGradient.Rows != rows) throw new ArgumentException($"{Weight.Name}: {outputGradient.Rows} gradient rows for {rows} input rows");
+        if (inputGradient is not null)
+        {
+            if (accumulate && inputGradient.Rows != rows) throw new ArgumentException($"{Weight.Name}: accumulating {rows} rows into {inputGradient.Rows}");
+            inputGradient.Resize(rows);
+            MatMul.Multiply(context, false, false, rows, InFeatures, OutFeatures, outputGradient.Data, OutFeatures, Weight.Data, InFeatures,
+                inputGradient.Data, InFeatures, accumulate ? 1f : 0f);
+        }
+        if (rows == 0) return;
+        MatMul.Multiply(context, true, false, OutFeatures, InFeatures, rows, outputGradient.Data, OutFeatures, input.Data, InFeatures,
+            gradients[Weight], InFeatures, 1f);
+        if (Bias is not null) VectorMath.AddColumnSums(context, outputGradient, gradients[Bias]);
     }
 }

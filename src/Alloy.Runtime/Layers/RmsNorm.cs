@@ -1,5 +1,6 @@
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Layers;
 
@@ -30,5 +31,29 @@ public sealed class RmsNorm(Parameter weight, double epsilon)
                 if (inverseRms is not null) inverseRms.Data[i] = inverse;
             }
         });
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Forward"/>: row i of <paramref name="outputGradient"/> is dy of input row rows[i] (row i
+    /// when <paramref name="rows"/> is null), whose dx is added to that row of <paramref name="inputGradient"/> (or
+    /// written, without <paramref name="accumulate"/>). The weight's gradient += Σ dy∘(x/rms), through
+    /// <paramref name="scratch"/>.
+    /// </summary>
+    public void Backward(ComputeContext context, Matrix input, Matrix inverseRms, Matrix outputGradient, Matrix inputGradient,
+        bool accumulate, Matrix scratch, GradientSet gradients, int[]? rows = null)
+    {
+        int count = outputGradient.Rows;
+        if (!accumulate) inputGradient.Resize(input.Rows);
+        scratch.Resize(count);
+        context.ForBlocks(count, RowsPerBlock, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                int row = rows?[i] ?? i;
+                VectorMath.RmsNormBackward(input.Row(row), inverseRms.Data[i], Weight.Data, outputGradient.Row(i),
+                    inputGradient.Row(row), accumulate, scratch.Row(i));
+            }
+        });
+        VectorMath.AddColumnSums(context, scratch, gradients[Weight]);
     }
 }

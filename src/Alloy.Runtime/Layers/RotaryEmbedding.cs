@@ -55,8 +55,12 @@ public sealed class RotaryEmbedding
         return (float)((1 - blend) * frequency / rope.Factor + blend * frequency);
     }
 
-    /// <summary>Rotates every head of every row of <paramref name="x"/> (rows × heads·head_dim) in place, row r at positions[r].</summary>
-    public void Apply(ComputeContext context, Matrix x, int heads, int[] positions)
+    /// <summary>
+    /// Rotates every head of every row of <paramref name="x"/> (rows × heads·head_dim) in place, row r at positions[r].
+    /// With <paramref name="inverse"/>, rotates by −angle: the rotation is orthogonal, so this is also its backward
+    /// (it carries a gradient with respect to the rotated vectors back to the unrotated ones).
+    /// </summary>
+    public void Apply(ComputeContext context, Matrix x, int heads, int[] positions, bool inverse = false)
     {
         if (x.Rows == 0) return;
         var table = TableFor(positions.Max() + 1);
@@ -68,6 +72,7 @@ public sealed class RotaryEmbedding
                 var row = x.Row(r);
                 var cos = table.Cos.AsSpan(positions[r] * half, half);
                 var sin = table.Sin.AsSpan(positions[r] * half, half);
+                float direction = inverse ? -1f : 1f;
                 for (int h = 0; h < heads; h++)
                 {
                     var first = row.Slice(h * HeadDim, half);
@@ -75,8 +80,9 @@ public sealed class RotaryEmbedding
                     for (int i = 0; i < half; i++)
                     {
                         float a = first[i], b = second[i];
-                        first[i] = a * cos[i] - b * sin[i];
-                        second[i] = b * cos[i] + a * sin[i];
+                        float s = direction * sin[i];
+                        first[i] = a * cos[i] - b * s;
+                        second[i] = b * cos[i] + a * s;
                     }
                 }
             }

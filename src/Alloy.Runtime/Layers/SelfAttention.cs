@@ -3,6 +3,8 @@ using System.Numerics.Tensors;
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
+using Alloy.Tensors;
 
 namespace Alloy.Runtime.Layers;
 
@@ -146,6 +148,117 @@ public sealed class SelfAttention
         finally
         {
             ArrayPool<float>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Backward of a kept <see cref="Forward"/> without a cache: from ∂loss/∂residual (<paramref name="outputGradient"/>)
+    /// to ∂loss/∂normed (<see cref="BackwardState.Normed"/>), adding the gradients of q, k, v and o_proj. Work items are
+    /// (sequence, query head), each walking its query blocks in order and recomputing the probabilities from the kept
+    /// queries, keys and log-sum-exps; a head's key and value gradients go to its own columns, and the heads of a group
+    /// are summed afterwards in head order, so no two threads ever add into the same element.
+    /// </summary>
+    public void Backward(ComputeContext context, BlockActivations a, BatchLayout layout, Matrix outputGradient, BackwardState b,
+        GradientSet gradients)
+    {
+        for (int s = 0; s < layout.Sequences; s++)
+            if (layout.Start(s) != 0) throw new InvalidOperationException("backward needs a forward pass without a KV cache");
+        int rows = layout.Rows;
+        Output.Backward(context, a.Context, outputGradient, b.Context, false, gradients);
+        b.Query.Resize(rows);
+        b.KeyPerHead.Resize(rows).Span.Clear();
+        b.ValuePerHead.Resize(rows).Span.Clear();
+        var items = new List<(int Sequence, int Head)>();
+        for (int s = 0; s < layout.Sequences; s++)
+            if (layout.Length(s) > 0)
+                for (int h = 0; h < Heads; h++) items.Add((s, h));
+        context.For(items.Count, n => AttendBackward(context, a, b, layout, items[n].Sequence, items[n].Head));
+
+        int group = Heads / KeyValueHeads;
+        b.Key.Resize(rows);
+        b.Value.Resize(rows);
+        context.ForBlocks(rows, 64, (start, end) =>
+        {
+            for (int r = start; r < end; r++)
+            {
+                for (int kv = 0; kv < KeyValueHeads; kv++)
+                {
+                    SumGroup(b.KeyPerHead.Row(r), b.Key.Row(r).Slice(kv * HeadDim, HeadDim), kv * group, group);
+                    SumGroup(b.ValuePerHead.Row(r), b.Value.Row(r).Slice(kv * HeadDim, HeadDim), kv * group, group);
+                }
+            }
+        });
+        Rope.Apply(context, b.Query, Heads, layout.Positions, inverse: true);
+        Rope.Apply(context, b.Key, KeyValueHeads, layout.Positions, inverse: true);
+        Query.Backward(context, a.AttentionNormed, b.Query, b.Normed, false, gradients);
+        Key.Backward(context, a.AttentionNormed, b.Key, b.Normed, true, gradients);
+        Value.Backward(context, a.AttentionNormed, b.Value, b.Normed, true, gradients);
+    }
+
+    private void SumGroup(ReadOnlySpan<float> perHead, Span<float> target, int firstHead, int group)
+    {
+        perHead.Slice(firstHead * HeadDim, HeadDim).CopyTo(target);
+        for (int h = firstHead + 1; h < firstHead + group; h++) TensorPrimitives.Add(target, perHead.Slice(h * HeadDim, HeadDim), target);
+    }
+
+    /// <summary>
+    /// One (sequence, head), query block by query block, over the keys the forward pass used for the block:
+    /// P = exp(S − lse), dP = dO·Vᵀ, dS = P∘(dP − rowsum(dO∘O)); then dQ = dS·K/√d, dK += dSᵀ·Q/√d, dV += Pᵀ·dO.
+    /// </summary>
+    private void AttendBackward(ComputeContext context, BlockActivations a, BackwardState b, BatchLayout layout, int sequence, int head)
+    {
+        int kvDim = KeyValueHeads * HeadDim, qDim = Heads * HeadDim;
+        int kvColumn = head / (Heads / KeyValueHeads) * HeadDim, qColumn = head * HeadDim;
+        int offset = layout.Offset(sequence), length = layout.Length(sequence);
+        var backend = context.Backend;
+        int largest = Math.Min(QueryBlock, length) * length;
+        var probabilities = ArrayPool<float>.Shared.Rent(largest);
+        var gradient = ArrayPool<float>.Shared.Rent(largest);
+        try
+        {
+            for (int first = 0; first < length; first += QueryBlock)
+            {
+                int end = Math.Min(length, first + QueryBlock), count = end - first, rowBase = offset + first;
+                int lowest = Window is int w ? Math.Max(0, first - w + 1) / KeyAlignment * KeyAlignment : 0;
+                int keyCount = end - lowest;
+                var p = probabilities.AsSpan(0, count * keyCount);
+                var dp = gradient.AsSpan(0, count * keyCount);
+                int keyBase = (offset + lowest) * kvDim + kvColumn, queryBase = rowBase * qDim + qColumn;
+                backend.Gemm(false, true, count, keyCount, HeadDim, Scale, a.Query.Data.AsSpan(queryBase), qDim,
+                    a.Key.Data.AsSpan(keyBase), kvDim, 0, p, keyCount);
+                backend.Gemm(false, true, count, keyCount, HeadDim, 1, b.Context.Data.AsSpan(queryBase), qDim,
+                    a.Value.Data.AsSpan(keyBase), kvDim, 0, dp, keyCount);
+                for (int r = 0; r < count; r++)
+                {
+                    int position = first + r;
+                    int from = (Window is int window ? Math.Max(0, position - window + 1) : 0) - lowest, to = position - lowest + 1;
+                    var row = p.Slice(r * keyCount, keyCount);
+                    var dRow = dp.Slice(r * keyCount, keyCount);
+                    var seen = row[from..to];
+                    var dSeen = dRow[from..to];
+                    TensorPrimitives.Subtract(seen, a.AttentionLogSumExp.Row(rowBase + r)[head], seen);
+                    TensorPrimitives.Exp(seen, seen);
+                    float centre = (float)SpanMath.Dot(b.Context.Data.AsSpan(queryBase + r * qDim, HeadDim), a.Context.Data.AsSpan(queryBase + r * qDim, HeadDim));
+                    TensorPrimitives.Subtract(dSeen, centre, dSeen);
+                    TensorPrimitives.Multiply(dSeen, seen, dSeen);
+                    row[..from].Clear();
+                    row[to..].Clear();
+                    dRow[..from].Clear();
+                    dRow[to..].Clear();
+                }
+                backend.Gemm(false, false, count, HeadDim, keyCount, Scale, dp, keyCount, a.Key.Data.AsSpan(keyBase), kvDim,
+                    0, b.Query.Data.AsSpan(queryBase), qDim);
+                int perHeadBase = (offset + lowest) * qDim + qColumn;
+                backend.Gemm(true, false, keyCount, HeadDim, count, Scale, dp, keyCount, a.Query.Data.AsSpan(queryBase), qDim,
+                    1, b.KeyPerHead.Data.AsSpan(perHeadBase), qDim);
+                backend.Gemm(true, false, keyCount, HeadDim, count, 1, p, keyCount, b.Context.Data.AsSpan(queryBase), qDim,
+                    1, b.ValuePerHead.Data.AsSpan(perHeadBase), qDim);
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(probabilities);
+            ArrayPool<float>.Shared.Return(gradient);
         }
     }
 }

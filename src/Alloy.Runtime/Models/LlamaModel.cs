@@ -2,6 +2,7 @@ using Alloy.Checkpoints;
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Layers;
+using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Models;
 
@@ -130,6 +131,29 @@ public sealed class LlamaModel
         Head.Forward(Compute, state.FinalNormed, state.LogitValues);
         cache?.Advance(layout);
         return new Logits(state.LogitValues, layout, rows);
+    }
+
+    /// <summary>Gradient buffers for <see cref="Backward"/>, reused from pass to pass.</summary>
+    public BackwardState CreateBackwardState() => new(Config);
+
+    /// <summary>
+    /// Backpropagates through the last forward pass of <paramref name="state"/> (which must keep activations and have
+    /// run without a KV cache): its logits buffer must hold ∂loss/∂logits of the selected rows (the caller's loss puts
+    /// them there, see <see cref="CrossEntropy"/>). Every parameter's gradient is added to <paramref name="gradients"/>.
+    /// </summary>
+    public void Backward(TokenBatch batch, ForwardState state, BackwardState backward, GradientSet gradients)
+    {
+        if (!state.KeepsActivations) throw new ArgumentException("backward needs a forward state made with keepActivations: true", nameof(state));
+        if (state.Config != Config || gradients.Parameters != Parameters) throw new ArgumentException("the state or gradients belong to another model");
+        var layout = state.Layout ?? throw new InvalidOperationException("backward needs a forward pass first");
+        if (layout.Rows != batch.TotalTokens) throw new ArgumentException("the batch is not the one of the last forward pass", nameof(batch));
+        var b = backward;
+        Head.Backward(Compute, state.FinalNormed, state.LogitValues, b.FinalNormed, false, gradients);
+        b.Residual.Resize(layout.Rows).Span.Clear();
+        FinalNorm.Backward(Compute, state.FinalHidden, state.FinalInverseRms, b.FinalNormed, b.Residual, true, b.NormScratch, gradients,
+            state.SelectedRows);
+        for (int layer = Blocks.Count - 1; layer >= 0; layer--) Blocks[layer].Backward(Compute, state.Block(layer), layout, b, gradients);
+        Embedding.Backward(Compute, batch.TokenArray, b.Residual, gradients);
     }
 
     private void CheckTokens(TokenBatch batch)

@@ -21,6 +21,7 @@ public sealed class ShardedWriter : IDisposable
     private readonly string _folder;
     private readonly ShardPlan _plan;
     private readonly IReadOnlyDictionary<string, string> _indexMetadata;
+    private readonly IReadOnlyDictionary<string, string>? _fileMetadata;
     private readonly (int Shard, bool Last)[] _slots;  // per flat tensor: its shard, and whether it ends it
     private readonly TensorInfo[] _tensors;             // plan order, flattened across shards
     private readonly ShardState[] _states;
@@ -33,7 +34,9 @@ public sealed class ShardedWriter : IDisposable
 
     /// <param name="folder">Created if missing. Existing files with the shard names are overwritten.</param>
     /// <param name="indexMetadata">Extra entries for the index's "metadata" (e.g. mergekit_version); not total_size.</param>
-    public ShardedWriter(string folder, ShardPlan plan, IReadOnlyDictionary<string, string>? indexMetadata = null)
+    /// <param name="fileMetadata">Extra entries for every shard header's "__metadata__" (beside "format": "pt").</param>
+    public ShardedWriter(string folder, ShardPlan plan, IReadOnlyDictionary<string, string>? indexMetadata = null,
+        IReadOnlyDictionary<string, string>? fileMetadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(plan);
@@ -44,6 +47,9 @@ public sealed class ShardedWriter : IDisposable
         _folder = Path.GetFullPath(folder);
         _plan = plan;
         _indexMetadata = indexMetadata ?? new Dictionary<string, string>();
+        if (fileMetadata is not null && fileMetadata.ContainsKey("format"))
+            throw new ArgumentException("format is written by the writer", nameof(fileMetadata));
+        _fileMetadata = fileMetadata;
         _tensors = plan.Shards.SelectMany(s => s.Tensors).ToArray();
         _slots = plan.Shards.SelectMany((s, i) => s.Tensors.Select((_, j) => (i, j == s.Tensors.Count - 1))).ToArray();
         _states = new ShardState[plan.Shards.Count];
@@ -176,7 +182,7 @@ public sealed class ShardedWriter : IDisposable
             case ShardState.Done: throw new InvalidOperationException($"shard {shardIndex + 1} is already closed");
         }
         var shard = _plan.Shards[shardIndex];
-        var header = BuildHeader(shard.Tensors);
+        var header = BuildHeader(shard.Tensors, _fileMetadata);
         long length = header.Length + shard.DataBytes;
         string path = Path.Combine(_folder, shard.FileName);
         FileStream stream;
@@ -243,7 +249,7 @@ public sealed class ShardedWriter : IDisposable
     /// The 8-byte length and the JSON header for <paramref name="tensors"/> laid out back to back in order, padded
     /// with spaces so the data section starts at a multiple of 8 (as the reference writer does).
     /// </summary>
-    internal static byte[] BuildHeader(IReadOnlyList<TensorInfo> tensors)
+    internal static byte[] BuildHeader(IReadOnlyList<TensorInfo> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var json = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(json, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -251,6 +257,7 @@ public sealed class ShardedWriter : IDisposable
             writer.WriteStartObject();
             writer.WriteStartObject(SafetensorsFile.MetadataKey);
             writer.WriteString("format", "pt");
+            foreach (var (key, value) in metadata ?? new Dictionary<string, string>()) writer.WriteString(key, value);
             writer.WriteEndObject();
             long offset = 0;
             foreach (var tensor in tensors)

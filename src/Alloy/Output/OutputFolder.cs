@@ -47,6 +47,14 @@ public sealed class OutputFolder : IDisposable
         return new OutputFolder(full, temporary, overwrite);
     }
 
+    /// <summary>Refuses an output file (a report, statistics) inside an input model's folder.</summary>
+    public static void CheckFileOutside(string file, string inputModel)
+    {
+        var inputFull = Path.TrimEndingDirectorySeparator(Path.GetFullPath(inputModel));
+        if (IsSameOrInside(Path.GetFullPath(file), File.Exists(inputFull) ? Path.GetDirectoryName(inputFull)! : inputFull))
+            throw new AlloyException($"output '{file}' is inside input model '{inputModel}'; Alloy never writes into an input model's folder");
+    }
+
     /// <summary>Moves the finished folder into place (replacing the old one only with --overwrite).</summary>
     public void Commit()
     {

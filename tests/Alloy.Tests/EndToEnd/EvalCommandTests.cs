@@ -120,7 +120,7 @@ public sealed class EvalCommandTests : IDisposable
         var before = Directory.GetFiles(model).Order().ToArray();
         var result = AlloyCli.Run("eval", model, "--text", Example("eval/text.txt"), "--output", Path.Combine(model, "eval.json"));
         Assert.Equal(ExitCodes.InputError, result.ExitCode);
-        Assert.Contains("inside the model folder", result.Stderr);
+        Assert.Contains("is inside input model", result.Stderr);
         Assert.Equal(before, Directory.GetFiles(model).Order());
     }
 

@@ -1,0 +1,52 @@
+using System.CommandLine;
+using Alloy.Runtime;
+using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
+using Alloy.Tokenizers.Encoding;
+
+namespace Alloy.Cli;
+
+/// <summary>The arguments the commands that run a model over a data set share: the model, the data, threads, verbosity.</summary>
+public sealed class RuntimeInputs
+{
+    public Argument<string> Model { get; } = new("model") { Description = "A Hugging Face model folder (Llama, Mistral or Qwen2: config.json, safetensors or .bin, tokenizer.json)." };
+    public Option<string> Data { get; } = new("--data")
+    {
+        Description = "Examples: a .txt file (one per line) or a .jsonl file with \"text\", or \"prompt\" and \"completion\" (only the completion is scored).",
+        Required = true,
+    };
+    public Option<int> SequenceLength { get; } = new("--seq-length") { Description = "Longest sequence in tokens; longer examples are cut into windows overlapping by one token.", DefaultValueFactory = _ => 256 };
+    public Option<int> Threads { get; } = new("--threads") { Description = "Threads (results do not depend on it).", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Option<bool> Quiet { get; } = new("--quiet", "-q") { Description = "No progress output." };
+    public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Stack traces with errors." };
+
+    public void AddTo(Command command)
+    {
+        command.Add(Model);
+        command.Add(Data);
+        command.Add(SequenceLength);
+        command.Add(Threads);
+        command.Add(Quiet);
+        command.Add(Verbose);
+    }
+
+    /// <summary>A model folder loaded in float32 on <paramref name="threads"/> threads, and its tokenizer.</summary>
+    public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(string folder, int threads)
+    {
+        if (!Directory.Exists(folder)) throw new AlloyException($"model folder '{folder}' does not exist");
+        if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
+        return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), TextTokenizer.Load(folder));
+    }
+
+    /// <summary>The model, loaded in float32, and the data set, tokenized with the model's tokenizer.</summary>
+    public (LlamaModel Model, IReadOnlyList<TrainingExample> Examples) Load(ParseResult parse)
+    {
+        var folder = parse.GetValue(Model)!;
+        var (model, tokenizer) = LoadModel(folder, parse.GetValue(Threads));
+        var examples = TrainingData.Load(parse.GetValue(Data)!, tokenizer, parse.GetValue(SequenceLength));
+        int largest = examples.SelectMany(e => e.Tokens).Max();
+        if (largest >= model.Config.VocabSize)
+            throw new AlloyException($"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of {model.Config.VocabSize}");
+        return (model, examples);
+    }
+}

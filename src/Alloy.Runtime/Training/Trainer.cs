@@ -1,0 +1,103 @@
+using Alloy.Runtime.Models;
+using Alloy.Tensors;
+
+namespace Alloy.Runtime.Training;
+
+/// <summary>What one optimizer step did.</summary>
+/// <param name="Step">1-based.</param>
+/// <param name="Loss">Mean token cross-entropy (natural log) of the step's batch, before the update.</param>
+/// <param name="Targets">Predicted tokens in the batch.</param>
+/// <param name="GradientNorm">Global L2 norm of the gradient before clipping.</param>
+/// <param name="LearningRate">The learning rate the step used.</param>
+public sealed record TrainingStepResult(int Step, int Epoch, double Loss, int Targets, double GradientNorm, double LearningRate);
+
+/// <summary>
+/// Trains a model in place: seeded batches of examples, mean token cross-entropy, global-norm clipping, AdamW with
+/// linear warmup and cosine decay. Every result is the same at any thread count (see <see cref="LossGradients"/>).
+/// </summary>
+public sealed class Trainer
+{
+    private readonly LossGradients _loss;
+    private readonly AdamW _optimizer;
+
+    public Trainer(LlamaModel model, TrainingOptions options)
+    {
+        options.Validate();
+        Model = model;
+        Options = options;
+        _loss = new LossGradients(model);
+        _optimizer = new AdamW(model.Parameters, options);
+    }
+
+    public LlamaModel Model { get; }
+
+    public TrainingOptions Options { get; }
+
+    /// <summary>Steps taken so far.</summary>
+    public int StepCount => _optimizer.StepCount;
+
+    /// <summary>One optimizer step on <paramref name="batch"/> (in micro-batches when the options say so).</summary>
+    public TrainingStepResult Step(IReadOnlyList<TrainingExample> batch, int epoch = 0)
+    {
+        var context = Model.Compute;
+        int targets = batch.Sum(e => e.TargetCount);
+        if (targets == 0) throw new AlloyException("a training batch has no tokens to predict (every example is a prompt only, or one token long)");
+        var gradients = _loss.Gradients;
+        gradients.Clear(context);
+        int micro = Options.MicroBatchSize ?? batch.Count;
+        double lossSum = 0;
+        for (int start = 0; start < batch.Count; start += micro)
+            lossSum += _loss.Accumulate(batch.Skip(start).Take(micro).ToList(), 1.0 / targets).LossSum;
+
+        double norm = gradients.GlobalNorm(context);
+        if (!double.IsFinite(norm))
+            throw new AlloyException($"step {StepCount + 1}: the gradient is not finite (norm {norm}); lower the learning rate or enable clipping");
+        float scale = Options.ClipNorm is double clip && clip > 0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1f;
+        double learningRate = LearningRateSchedule.At(StepCount, Options.Steps, Options.LearningRate, Options.MinLearningRate, Options.WarmupSteps);
+        _optimizer.Step(context, gradients, learningRate, scale);
+        return new TrainingStepResult(StepCount, epoch, lossSum / targets, targets, norm, learningRate);
+    }
+
+    /// <summary>
+    /// <see cref="TrainingOptions.Steps"/> steps over <paramref name="examples"/> in the order of <see cref="Batches"/>,
+    /// reporting each step to <paramref name="progress"/>.
+    /// </summary>
+    public IReadOnlyList<TrainingStepResult> Run(IReadOnlyList<TrainingExample> examples, Action<TrainingStepResult>? progress = null,
+        CancellationToken cancellation = default)
+    {
+        if (examples.Count == 0) throw new AlloyException("there are no training examples");
+        var results = new List<TrainingStepResult>(Options.Steps);
+        foreach (var (epoch, indices) in Batches(examples.Count, Options.BatchSize, Options.Seed).Take(Options.Steps - StepCount))
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var result = Step([.. indices.Select(i => examples[i])], epoch);
+            results.Add(result);
+            progress?.Invoke(result);
+        }
+        return results;
+    }
+
+    /// <summary>Steps per pass over <paramref name="examples"/> examples: the last batch of an epoch may be smaller.</summary>
+    public static int StepsPerEpoch(int examples, int batchSize) => (examples + batchSize - 1) / batchSize;
+
+    /// <summary>
+    /// The data order, endless: each epoch a seeded permutation of the example indices (Fisher–Yates driven by
+    /// <see cref="RandomStream"/> keyed by the seed and the epoch), cut into batches of <paramref name="batchSize"/>.
+    /// </summary>
+    public static IEnumerable<(int Epoch, int[] Indices)> Batches(int examples, int batchSize, ulong seed)
+    {
+        var order = new int[examples];
+        for (int epoch = 0; ; epoch++)
+        {
+            for (int i = 0; i < examples; i++) order[i] = i;
+            var stream = RandomStream.For(seed, "data-order", epoch);
+            for (int i = examples - 1; i > 0; i--)
+            {
+                int j = (int)(stream.Uniform(i) * (i + 1));
+                (order[i], order[j]) = (order[j], order[i]);
+            }
+            for (int start = 0; start < examples; start += batchSize)
+                yield return (epoch, order[start..Math.Min(examples, start + batchSize)]);
+        }
+    }
+}

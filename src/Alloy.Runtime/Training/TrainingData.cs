@@ -1,0 +1,75 @@
+using System.Text.Json;
+using Alloy.Tokenizers.Encoding;
+
+namespace Alloy.Runtime.Training;
+
+/// <summary>
+/// Training examples from a text file: <c>.txt</c>, one example per non-empty line; or <c>.jsonl</c>, one JSON object
+/// per non-empty line with a "text" field (every token scored) or "prompt" and "completion" fields (only the
+/// completion's tokens, and the end-of-sequence token, are scored). An example's tokens are BOS (when the tokenizer
+/// names one), the text's tokens without the template's special tokens, and EOS (when the tokenizer names one). An
+/// example longer than the maximum length is cut into windows of that length that overlap by one token, so every token
+/// is still predicted once.
+/// </summary>
+public static class TrainingData
+{
+    public static IReadOnlyList<TrainingExample> Load(string path, TextTokenizer tokenizer, int maxLength)
+    {
+        if (maxLength < 2) throw new AlloyException($"the sequence length must be at least 2 tokens (got {maxLength})");
+        if (!File.Exists(path)) throw new AlloyException($"data file '{path}' does not exist");
+        string extension = Path.GetExtension(path).ToLowerInvariant();
+        if (extension is not (".txt" or ".jsonl"))
+            throw new AlloyException($"data file '{path}': expected a .txt file (one example per line) or a .jsonl file (\"text\", or \"prompt\" and \"completion\")");
+        var examples = new List<TrainingExample>();
+        int lineNumber = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            var (prompt, completion) = extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
+            var tokens = new List<int>();
+            if (tokenizer.Special.Bos is int bos) tokens.Add(bos);
+            tokenizer.Encode(prompt, tokens, addSpecialTokens: false);
+            int scoredFrom = prompt.Length == 0 ? 1 : tokens.Count;
+            tokenizer.Encode(completion, tokens, addSpecialTokens: false);
+            if (tokenizer.Special.Eos is int eos) tokens.Add(eos);
+            Split(new TrainingExample([.. tokens], scoredFrom), maxLength, examples);
+        }
+        if (examples.Count == 0) throw new AlloyException($"data file '{path}' has no examples with tokens to predict");
+        return examples;
+    }
+
+    /// <summary>Windows of at most <paramref name="maxLength"/> tokens, overlapping by one; windows with nothing to predict are dropped.</summary>
+    public static void Split(TrainingExample example, int maxLength, List<TrainingExample> into)
+    {
+        var tokens = example.Tokens;
+        for (int start = 0; ; start += maxLength - 1)
+        {
+            int end = Math.Min(tokens.Length, start + maxLength);
+            var window = new TrainingExample(tokens[start..end], Math.Max(1, example.ScoredFrom - start));
+            if (window.TargetCount > 0) into.Add(window);
+            if (end == tokens.Length) break;
+        }
+    }
+
+    private static (string Prompt, string Completion) ParseJsonLine(string line, string where)
+    {
+        JsonElement root;
+        try
+        {
+            using var document = JsonDocument.Parse(line);
+            root = document.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new AlloyException($"{where}: not valid JSON ({e.Message.Split('.')[0]}); each line must be one JSON object");
+        }
+        if (root.ValueKind != JsonValueKind.Object) throw new AlloyException($"{where}: expected a JSON object with \"text\", or \"prompt\" and \"completion\"");
+        string? Field(string name) => root.TryGetProperty(name, out var value)
+            ? value.ValueKind == JsonValueKind.String ? value.GetString() : throw new AlloyException($"{where}: \"{name}\" must be a string")
+            : null;
+        if (Field("text") is { } text) return ("", text);
+        if (Field("prompt") is { } prompt && Field("completion") is { } completion) return (prompt, completion);
+        throw new AlloyException($"{where}: expected a \"text\" field, or \"prompt\" and \"completion\" fields");
+    }
+}

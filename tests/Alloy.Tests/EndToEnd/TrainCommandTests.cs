@@ -1,0 +1,123 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Alloy.Checkpoints;
+using Alloy.Cli;
+using Alloy.Runtime.Models;
+using Alloy.Tests.Support;
+
+namespace Alloy.Tests.EndToEnd;
+
+/// <summary>
+/// <c>alloy train</c>, <c>alloy fisher</c> and <c>alloy regmean</c> through the CLI's entry point, on a model made by
+/// <c>alloy synth</c>: training lowers the loss and writes a model that loads and merges; bad input fails in one line.
+/// </summary>
+public sealed class TrainCommandTests : IDisposable
+{
+    private readonly TempFolder _work = new();
+
+    public void Dispose() => _work.Dispose();
+
+    private string FreshModel()
+    {
+        var synth = AlloyCli.Run("synth", _work["synth"], "--fine-tunes", "0", "--layers", "2", "--hidden", "32", "--intermediate", "64",
+            "--heads", "4", "--kv-heads", "2", "--dtype", "float32", "--seed", "4");
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        return _work["synth/base"];
+    }
+
+    /// <summary>Digit sums as prompt/completion pairs: only the answer and EOS are scored.</summary>
+    private string AdditionData()
+    {
+        var lines = new List<string>();
+        for (int a = 0; a < 10; a++)
+            for (int b = 0; b < 10; b++) lines.Add($"{{\"prompt\": \"{a}+{b}=\", \"completion\": \"{(a + b) % 10}\"}}");
+        return _work.Write("sums.jsonl", string.Join("\n", lines) + "\n");
+    }
+
+    [Fact]
+    public void Train_lowers_the_loss_and_writes_a_model_that_loads_and_merges()
+    {
+        var model = FreshModel();
+        var result = AlloyCli.Run("train", model, "--data", AdditionData(), "--out", _work["trained"], "--steps", "60", "--batch-size", "20",
+            "--lr", "3e-3", "--warmup", "5", "--seed", "1", "--dtype", "bfloat16");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Contains("training on 100 examples (200 scored tokens), 60 steps of 20", result.Stderr);
+        var losses = Regex.Matches(result.Stderr, @"step (\d+)/60 .* loss ([0-9.]+)").Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)).ToList();
+        Assert.True(losses.Count >= 20, result.Stderr);
+        Assert.True(losses[^1] < 0.5 * losses[0], result.Stderr);
+        Assert.Matches(@"^trained 60 steps \(12\.00 epochs\) in [0-9.]+ s: loss [0-9.]+ → [0-9.]+; wrote .*trained \(bfloat16\)\n$", result.Stdout);
+
+        var trained = LlamaModel.Load(_work["trained"]);
+        Assert.Equal(32, trained.Config.HiddenSize);
+        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(_work["trained/config.json"]));
+        Assert.True(File.Exists(_work["trained/tokenizer.json"]));
+
+        var config = _work.Write("merge.yml", $"merge_method: linear\nmodels:\n  - model: {model}\n    parameters: {{weight: 0.5}}\n  - model: {_work["trained"]}\n    parameters: {{weight: 0.5}}\ndtype: float32\n");
+        AlloyCli.Merge(config, _work["merged"]);
+        Assert.Equal(32, LlamaModel.Load(_work["merged"]).Config.HiddenSize);
+    }
+
+    [Fact]
+    public void Fisher_and_regmean_write_statistics_named_after_the_parameters()
+    {
+        var model = FreshModel();
+        var data = _work.Write("text.txt", "hello world\n\nthe quick brown fox\njumps over the lazy dog\n");
+        var fisher = AlloyCli.Run("fisher", model, "--data", data, "--out", _work["stats/fisher.safetensors"], "--quiet");
+        Assert.True(fisher.ExitCode == 0, fisher.Stderr);
+        Assert.Contains("diagonal_fisher, 3 examples", fisher.Stdout);
+        var regmean = AlloyCli.Run("regmean", model, "--data", data, "--out", _work["stats/grams.safetensors"], "--batch-size", "2", "--quiet");
+        Assert.True(regmean.ExitCode == 0, regmean.Stderr);
+        int tokens = "hello world".Length + "the quick brown fox".Length + "jumps over the lazy dog".Length + 3 * 2;   // bytes + BOS + EOS
+        Assert.Contains($"regmean_gram, {tokens} tokens", regmean.Stdout);
+
+        using var fisherFile = SafetensorsFile.Open(_work["stats/fisher.safetensors"]);
+        Assert.Equal("3", fisherFile.Metadata["examples"]);
+        Assert.Equal([272L, 32L], fisherFile.Tensors.Single(t => t.Name == "model.embed_tokens.weight").Info.Shape);
+        using var gramFile = SafetensorsFile.Open(_work["stats/grams.safetensors"]);
+        Assert.Equal([64L, 64L], gramFile.Tensors.Single(t => t.Name == "model.layers.1.mlp.down_proj.weight").Info.Shape);
+        Assert.Equal([32L, 32L], gramFile.Tensors.Single(t => t.Name == "lm_head.weight").Info.Shape);
+
+        var again = AlloyCli.Run("fisher", model, "--data", data, "--out", _work["stats/fisher.safetensors"], "--quiet");
+        Assert.Equal(ExitCodes.InputError, again.ExitCode);
+        Assert.Contains("exists; pass --overwrite", again.Stderr);
+        var inside = AlloyCli.Run("regmean", model, "--data", data, "--out", Path.Combine(model, "grams.safetensors"), "--quiet");
+        Assert.Equal(ExitCodes.InputError, inside.ExitCode);
+        Assert.Contains("never writes into an input model's folder", inside.Stderr);
+    }
+
+    [Theory]
+    [InlineData("bad-json", "sums.jsonl:2: not valid JSON")]
+    [InlineData("no-fields", "sums.jsonl:1: expected a \"text\" field, or \"prompt\" and \"completion\" fields")]
+    [InlineData("csv", "expected a .txt file")]
+    [InlineData("missing", "does not exist")]
+    [InlineData("steps-and-epochs", "give --steps or --epochs, not both")]
+    [InlineData("dtype", "--dtype: 'int8' is not one of float32, bfloat16, float16")]
+    [InlineData("output-inside-model", "never writes into an input model's folder")]
+    public void Bad_input_fails_in_one_line_and_writes_nothing(string problem, string expected)
+    {
+        var model = FreshModel();
+        string data = problem switch
+        {
+            "bad-json" => _work.Write("sums.jsonl", "{\"text\": \"ok\"}\n{\"text\": \n"),
+            "no-fields" => _work.Write("sums.jsonl", "{\"prompt\": \"1+1=\"}\n"),
+            "csv" => _work.Write("sums.csv", "a,b\n"),
+            "missing" => _work["nothing.txt"],
+            _ => _work.Write("ok.txt", "some text\n"),
+        };
+        string output = problem == "output-inside-model" ? Path.Combine(model, "out") : _work["out"];
+        string[] extra = problem switch
+        {
+            "steps-and-epochs" => ["--steps", "2", "--epochs", "1"],
+            "dtype" => ["--dtype", "int8"],
+            _ => [],
+        };
+        var result = AlloyCli.Run(["train", model, "--data", data, "--out", output, .. extra]);
+        Assert.Equal(ExitCodes.InputError, result.ExitCode);
+        var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
+        Assert.False(Directory.Exists(output));
+        Assert.Empty(Directory.GetDirectories(_work.Path, ".out.alloy-tmp-*"));
+    }
+}
