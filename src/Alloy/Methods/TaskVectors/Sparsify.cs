@@ -29,15 +29,23 @@ public static class Sparsify
     /// </remarks>
     public static void MagnitudeOutliers(Span<float> delta, double density, double gamma)
     {
-        long n = delta.Length;
+        var (keep, drop) = OutlierBand(density, gamma, delta.Length);
+        MagnitudeCut.ApplyBand(delta, MagnitudeCut.TopK(delta, keep), MagnitudeCut.TopK(delta, drop));
+    }
+
+    /// <summary>
+    /// Breadcrumbs' band over n entries as two top-k counts: the band is the <paramref name="Keep"/> largest magnitudes
+    /// without the <paramref name="Drop"/> largest (ascending ranks [n_bot, n − n_top)).
+    /// </summary>
+    public static (long Keep, long Drop) OutlierBand(double density, double gamma, long n)
+    {
         long target = KeepCount(density, n), top = (long)(gamma * n), bottom = n - target - top;
         if (bottom < 0)
         {
             top += bottom;
             bottom = 0;
         }
-        // Ascending ranks [bottom, n − top) are the (n − bottom) largest without the top largest.
-        MagnitudeCut.ApplyBand(delta, MagnitudeCut.TopK(delta, n - bottom), MagnitudeCut.TopK(delta, top));
+        return (n - bottom, top);
     }
 
     /// <summary>
@@ -68,9 +76,10 @@ public static class Sparsify
     /// DELLA's MagPrune (mergekit <c>della_magprune</c>): along dimension 1 (a 1-D tensor is one row), entry
     /// probabilities rise linearly with magnitude rank from density − ε (smallest) to density + ε (largest)
     /// (<see cref="DellaKeepProbabilities"/>); each entry is kept with its probability, drawn from
-    /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing.
+    /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing. <paramref name="delta"/> may be a run of
+    /// whole rows (of <see cref="DellaRowLength"/> entries) starting at flat index <paramref name="firstIndex"/>.
     /// </summary>
-    public static void Della(Span<float> delta, ReadOnlySpan<long> shape, double density, double epsilon, RandomStream random)
+    public static void Della(Span<float> delta, ReadOnlySpan<long> shape, double density, double epsilon, RandomStream random, long firstIndex = 0)
     {
         if (density <= 0)
         {
@@ -95,11 +104,11 @@ public static class Sparsify
                     long first = o * n * inner + c;
                     for (int j = 0; j < n; j++) row[j] = delta[(int)(first + j * inner)];
                     DellaKeepProbabilities(row.AsSpan(0, n), density, epsilon, probability.AsSpan(0, n));
-                    if (inner == 1) random.FillUniform(first, uniform.AsSpan(0, n));
+                    if (inner == 1) random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
                     for (int j = 0; j < n; j++)
                     {
                         long index = first + j * inner;
-                        float u = inner == 1 ? uniform[j] : random.Uniform(index);
+                        float u = inner == 1 ? uniform[j] : random.Uniform(firstIndex + index);
                         if (!(u < probability[j])) delta[(int)index] = 0;
                     }
                 }
@@ -111,6 +120,18 @@ public static class Sparsify
             ArrayPool<float>.Shared.Return(uniform);
             ArrayPool<double>.Shared.Return(probability);
         }
+    }
+
+    /// <summary>
+    /// The entries DELLA ranks together and the ones after them up to the next such group: dimension 1 and every
+    /// dimension after it (a 1-D tensor is one row), so a run of whole rows can be sparsified on its own.
+    /// </summary>
+    public static long DellaRowLength(ReadOnlySpan<long> shape)
+    {
+        if (shape.Length == 0) return 1;
+        long length = 1;
+        foreach (long size in shape.Length == 1 ? shape : shape[1..]) length *= size;
+        return Math.Max(1, length);
     }
 
     /// <summary>
@@ -192,16 +213,14 @@ public static class Sparsify
     /// </summary>
     public static void RescaleL1(Span<float> masked, double originalL1)
     {
-        double after = L1Norm(masked);
-        if (originalL1 < 1e-7 || after < 1e-7) return;
-        System.Numerics.Tensors.TensorPrimitives.Multiply(masked, (float)(originalL1 / after), masked);
+        if (RescaleFactor(originalL1, L1Norm(masked)) is { } factor)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(masked, factor, masked);
     }
 
+    /// <summary>The factor of <see cref="RescaleL1"/> from the two norms, or null when either is below 1e-7.</summary>
+    public static float? RescaleFactor(double originalL1, double maskedL1) =>
+        originalL1 < 1e-7 || maskedL1 < 1e-7 ? null : (float)(originalL1 / maskedL1);
+
     /// <summary>Σ|vⱼ|, accumulated in double.</summary>
-    public static double L1Norm(ReadOnlySpan<float> values)
-    {
-        double sum = 0;
-        foreach (float v in values) sum += Math.Abs(v);
-        return sum;
-    }
+    public static double L1Norm(ReadOnlySpan<float> values) => MagnitudeCut.MagnitudeSum(values, 0, uint.MaxValue);
 }
