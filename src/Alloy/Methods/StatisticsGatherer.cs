@@ -52,6 +52,8 @@ internal sealed class StatisticsGatherer : IDisposable
             if (request.ModelWideInput >= 0)
             {
                 var (cut, before) = importCut(request.ModelWideInput);
+                if (before is not null && before.Length != _chunks + 1)
+                    throw new InvalidOperationException($"{method.Name}: a model-wide cut's ties were counted over {before.Length - 1} chunks, not this tensor's {_chunks}");
                 _cuts[p] = new([cut], [before]);
             }
             else

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
 using Alloy.Tensors;
 
 namespace Alloy.Methods.TaskVectors;
@@ -62,7 +63,15 @@ public static class Sparsify
             var part = delta.Slice(start, Math.Min(block, delta.Length - start));
             var u = uniform[..part.Length];
             random.FillUniform(firstIndex + start, u);
-            for (int j = 0; j < part.Length; j++) part[j] = u[j] < threshold ? part[j] : 0;
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // Masks, not branches: a keep decision is a coin flip, which no branch predictor guesses.
+                var limit = Vector256.Create(threshold);
+                for (; j <= part.Length - 8; j += 8)
+                    (Vector256.Create((ReadOnlySpan<float>)part.Slice(j, 8)) & Vector256.LessThan(Vector256.Create((ReadOnlySpan<float>)u.Slice(j, 8)), limit)).CopyTo(part.Slice(j, 8));
+            }
+            for (; j < part.Length; j++) part[j] = u[j] < threshold ? part[j] : 0;
         }
     }
 
@@ -104,12 +113,16 @@ public static class Sparsify
                     long first = o * n * inner + c;
                     for (int j = 0; j < n; j++) row[j] = delta[(int)(first + j * inner)];
                     DellaKeepProbabilities(row.AsSpan(0, n), density, epsilon, probability.AsSpan(0, n));
-                    if (inner == 1) random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
+                    if (inner == 1)
+                    {
+                        random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
+                        KeepBelow(delta.Slice((int)first, n), uniform.AsSpan(0, n), probability.AsSpan(0, n));
+                        continue;
+                    }
                     for (int j = 0; j < n; j++)
                     {
                         long index = first + j * inner;
-                        float u = inner == 1 ? uniform[j] : random.Uniform(firstIndex + index);
-                        if (!(u < probability[j])) delta[(int)index] = 0;
+                        if (!(random.Uniform(firstIndex + index) < probability[j])) delta[(int)index] = 0;
                     }
                 }
             }
@@ -120,6 +133,24 @@ public static class Sparsify
             ArrayPool<float>.Shared.Return(uniform);
             ArrayPool<double>.Shared.Return(probability);
         }
+    }
+
+    /// <summary>Zeroes <c>row[j]</c> unless <c>uniform[j] &lt; probability[j]</c> (compared in double).</summary>
+    private static void KeepBelow(Span<float> row, ReadOnlySpan<float> uniform, ReadOnlySpan<double> probability)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; j <= row.Length - 8; j += 8)
+            {
+                var (low, high) = Vector256.Widen(Vector256.Create(uniform.Slice(j, 8)));
+                var keep = Vector256.Narrow(Vector256.LessThan(low, Vector256.Create(probability.Slice(j, 4))).AsInt64(),
+                    Vector256.LessThan(high, Vector256.Create(probability.Slice(j + 4, 4))).AsInt64());
+                (Vector256.Create((ReadOnlySpan<float>)row.Slice(j, 8)) & keep.AsSingle()).CopyTo(row.Slice(j, 8));
+            }
+        }
+        for (; j < row.Length; j++)
+            if (!(uniform[j] < probability[j])) row[j] = 0;
     }
 
     /// <summary>

@@ -219,6 +219,44 @@ public sealed class TaskVectorPrimitiveTests
     }
 
     [Fact]
+    public void Vectorized_election_and_merge_compute_each_entry_exactly_as_the_entrywise_rule()
+    {
+        // bf16-like values with zeros and exact cancellations, over lengths that leave vector tails.
+        foreach (int n in new[] { 1, 7, 8, 1029, 2048 + 5 })
+        {
+            float[][] deltas = [.. Enumerable.Range(0, 3).Select(m => Tied(n, 10 + m).Select((v, j) => v * (1 + m) * (j % 11 == 0 ? 0 : 1)).ToArray())];
+            double[] weights = [0.7, -0.2, 1.3], votes = [1, 1, 1];
+            foreach (bool byCount in new[] { false, true })
+                foreach (var divisor in new[] { DisjointDivisor.None, DisjointDivisor.AgreeingWeights, DisjointDivisor.AgreeingCount })
+                {
+                    var actual = new float[n];
+                    SignConsensus.Elect(deltas, weights, byCount, actual);
+                    SignConsensus.DisjointMerge(deltas, weights, votes, actual, actual, divisor);
+                    var expected = new float[n];
+                    for (int j = 0; j < n; j++)
+                    {
+                        double vote = 0;
+                        for (int i = 0; i < 3; i++)
+                        {
+                            double v = weights[i] * deltas[i][j];
+                            vote += byCount ? Math.Sign(v) : v;
+                        }
+                        float sign = vote >= 0 ? 1 : -1;
+                        double sum = 0, den = 0;
+                        for (int i = 0; i < 3; i++)
+                        {
+                            if (!(votes[i] * deltas[i][j] * sign > 0)) continue;
+                            sum += weights[i] * deltas[i][j];
+                            den += divisor == DisjointDivisor.AgreeingCount ? 1 : weights[i];
+                        }
+                        expected[j] = (float)(divisor == DisjointDivisor.None || den == 0 ? sum : sum / den);
+                    }
+                    Assert.Equal(expected, actual);
+                }
+        }
+    }
+
+    [Fact]
     public void Count_election_follows_the_majority_of_signs_not_the_mass()
     {
         // One large positive against two small negatives: the sum says +, the count says −.
