@@ -205,16 +205,16 @@ public static class MergeExecutor
             var next = new StrongBox<int>(-1);
             var lanes = new Task[Math.Min(Math.Max(1, options.Threads), gatherer.UnitCount)];
             for (int l = 0; l < lanes.Length; l++)
-                lanes[l] = Task.Factory.StartNew(() => RunLane(job, gatherer, kind, next), cancellation, TaskCreationOptions.None, scheduler);
+                lanes[l] = Task.Factory.StartNew(() => RunLane(job, gatherer, gatherer.NewLane(kind, sole: lanes.Length == 1), next),
+                    cancellation, TaskCreationOptions.None, scheduler);
             await Task.WhenAll(lanes).ConfigureAwait(false);
             gatherer.EndPass();
         }
         return gatherer.Result;
     }
 
-    private static void RunLane(TensorJob job, StatisticsGatherer gatherer, StatisticsPassKind kind, StrongBox<int> next)
+    private static void RunLane(TensorJob job, StatisticsGatherer gatherer, StatisticsPass lane, StrongBox<int> next)
     {
-        var lane = gatherer.NewLane(kind);
         var inputs = new float[job.Inputs.Count][];
         try
         {

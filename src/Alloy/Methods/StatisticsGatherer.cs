@@ -97,9 +97,9 @@ internal sealed class StatisticsGatherer : IDisposable
         }
     }
 
-    /// <summary>A thread's working state for the current pass.</summary>
-    public StatisticsPass NewLane(StatisticsPassKind kind) =>
-        new(this, kind, kind switch { StatisticsPassKind.First => _plan.FirstSums, StatisticsPassKind.Last => _plan.LastSums, _ => 0 }, _searches.Length);
+    /// <summary>A thread's working state for the current pass; <paramref name="sole"/> when no other lane runs it.</summary>
+    public StatisticsPass NewLane(StatisticsPassKind kind, bool sole) =>
+        new(this, kind, kind switch { StatisticsPassKind.First => _plan.FirstSums, StatisticsPassKind.Last => _plan.LastSums, _ => 0 }, _searches.Length, sole);
 
     /// <summary>Runs the method over one unit (its inputs read from <c>unit.ElementOffset</c>) and keeps the unit's sums.</summary>
     public void Accumulate(StatisticsPass lane, int unit, MergeInputs inputs)
@@ -143,8 +143,9 @@ internal sealed class StatisticsGatherer : IDisposable
             throw new InvalidOperationException($"{_method.Name} counted {values.Length} values of population {population} for a unit of {lane.UnitLength} elements");
         if (lane.Kind != StatisticsPassKind.Last)
         {
-            if (_searches[population] is { Counting: true } search)
-                search.Count(lane.Tallies[population] ??= search.NewTally(), values);
+            if (_searches[population] is not { Counting: true } search) return;
+            if (lane.Sole) search.Count(values);
+            else search.Count(lane.Tallies[population] ??= search.NewTally(), values);
             return;
         }
         if (_ties[population] is not { } ties) return;
@@ -245,7 +246,7 @@ internal sealed class StatisticsGatherer : IDisposable
         });
         while (gatherer.NextPass() is { } kind)
         {
-            var lane = gatherer.NewLane(kind);
+            var lane = gatherer.NewLane(kind, sole: true);
             for (int unit = 0; unit < gatherer.UnitCount; unit++)
             {
                 var (start, count) = gatherer.Unit(unit);

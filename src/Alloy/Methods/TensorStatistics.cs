@@ -70,10 +70,11 @@ public sealed class StatisticsPass
     private readonly StatisticsGatherer _gatherer;
     private readonly double[] _sums;
 
-    internal StatisticsPass(StatisticsGatherer gatherer, StatisticsPassKind kind, int sums, int populations)
+    internal StatisticsPass(StatisticsGatherer gatherer, StatisticsPassKind kind, int sums, int populations, bool sole)
     {
         _gatherer = gatherer;
         Kind = kind;
+        Sole = sole;
         _sums = new double[sums];
         Tallies = new CutSearch.Tally?[populations];
     }
@@ -93,6 +94,9 @@ public sealed class StatisticsPass
     public void Count(int population, ReadOnlySpan<float> values) => _gatherer.Count(this, population, values);
 
     internal CutSearch.Tally?[] Tallies { get; }
+
+    /// <summary>True when this is the pass's only lane, which then counts straight into the searches.</summary>
+    internal bool Sole { get; }
 
     internal long UnitStart { get; set; }
 

@@ -74,16 +74,21 @@ public sealed class CutSearch : IDisposable
     public Tally NewTally() => new(NewHistograms());
 
     /// <summary>Counts one piece of the population into a thread's tally.</summary>
-    public void Count(Tally tally, ReadOnlySpan<float> values)
+    public void Count(Tally tally, ReadOnlySpan<float> values) => Count(tally.Histograms, values);
+
+    /// <summary>Counts one piece straight into the population's counts: for a search that only one thread feeds.</summary>
+    public void Count(ReadOnlySpan<float> values) => Count(_totals!, values);
+
+    private void Count(MagnitudeHistogram[] histograms, ReadOnlySpan<float> values)
     {
         switch (Current)
         {
             case Stage.Coarse:
-                tally.Histograms[0].AddCoarse(values);
+                histograms[0].AddCoarse(values);
                 break;
             case Stage.Fine:
                 for (int w = 0; w < _keep.Length; w++)
-                    if (_searched[w]) tally.Histograms[w].AddFine(values, _bucket[w]);
+                    if (_searched[w]) histograms[w].AddFine(values, _bucket[w]);
                 break;
         }
     }

@@ -34,9 +34,7 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
         using var search = new CutSearch(values.Length, [k]);
         while (search.Counting)
         {
-            using var tally = search.NewTally();
-            search.Count(tally, values);
-            search.Add(tally);
+            search.Count(values);
             search.EndPass();
         }
         return search.Cuts[0];

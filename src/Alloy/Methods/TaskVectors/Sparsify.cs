@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Alloy.Tensors;
 
@@ -197,20 +199,21 @@ public static class Sparsify
     public static void MagnitudeRanks(ReadOnlySpan<float> values, Span<int> ranks)
     {
         int n = values.Length;
-        var keys = ArrayPool<uint>.Shared.Rent(2 * n);
-        var order = ArrayPool<int>.Shared.Rent(2 * n);
+        // Each entry is (key << 32) | index, one word to move per pass; the two halves alternate as source and destination.
+        var buffer = ArrayPool<ulong>.Shared.Rent(2 * n);
         try
         {
-            // The two halves of each buffer alternate as source and destination of a pass.
-            int from = 0, to = n;
-            // Start in descending index order: stable passes keep it among equal keys, so the higher index ranks lower.
-            for (int p = 0; p < n; p++) (order[p], keys[p]) = (n - 1 - p, MagnitudeCut.KeyOf(values[n - 1 - p]));
+            ref ulong from = ref MemoryMarshal.GetArrayDataReference(buffer);
+            ref ulong to = ref Unsafe.Add(ref from, n);
             // One counting pass for all four digits; a digit every key shares needs no pass.
             Span<int> counts = stackalloc int[4 * 256];
             counts.Clear();
+            // Start in descending index order: stable passes keep it among equal keys, so the higher index ranks lower.
             for (int p = 0; p < n; p++)
             {
-                uint key = keys[p];
+                int j = n - 1 - p;
+                uint key = MagnitudeCut.KeyOf(values[j]);
+                Unsafe.Add(ref from, p) = ((ulong)key << 32) | (uint)j;
                 counts[(int)(key & 0xFF)]++;
                 counts[256 + (int)((key >> 8) & 0xFF)]++;
                 counts[512 + (int)((key >> 16) & 0xFF)]++;
@@ -218,23 +221,25 @@ public static class Sparsify
             }
             for (int digit = 0; digit < 4 && n > 0; digit++)
             {
-                int shift = 8 * digit;
+                int shift = 32 + 8 * digit;
                 var offsets = counts.Slice(256 * digit, 256);
-                if (offsets[(int)(keys[from] >> shift) & 0xFF] == n) continue;
+                if (offsets[(int)(from >> shift) & 0xFF] == n) continue;
                 for (int d = 0, sum = 0; d < 256; d++) (offsets[d], sum) = (sum, sum + offsets[d]);
-                for (int p = from; p < from + n; p++)
+                ref int offset = ref MemoryMarshal.GetReference(offsets);
+                for (int p = 0; p < n; p++)
                 {
-                    int position = to + offsets[(int)(keys[p] >> shift) & 0xFF]++;
-                    (keys[position], order[position]) = (keys[p], order[p]);
+                    ulong entry = Unsafe.Add(ref from, p);
+                    Unsafe.Add(ref to, Unsafe.Add(ref offset, (int)(entry >> shift) & 0xFF)++) = entry;
                 }
-                (from, to) = (to, from);
+                ref ulong swap = ref from;
+                from = ref to;
+                to = ref swap;
             }
-            for (int p = 0; p < n; p++) ranks[order[from + p]] = p;
+            for (int p = 0; p < n; p++) ranks[(int)(uint)Unsafe.Add(ref from, p)] = p;
         }
         finally
         {
-            ArrayPool<uint>.Shared.Return(keys);
-            ArrayPool<int>.Shared.Return(order);
+            ArrayPool<ulong>.Shared.Return(buffer);
         }
     }
 
