@@ -120,7 +120,7 @@ public sealed class MergeInputs : MergeInputsInfo
     /// </summary>
     public TensorStatistics? Statistics { get; }
 
-    /// <summary>Input <paramref name="i"/>'s values (the chunk, for elementwise methods).</summary>
+    /// <summary>Input <paramref name="i"/>'s values (the chunk, when the executor splits the tensor).</summary>
     public ReadOnlySpan<float> this[int i] => _data[i].AsSpan(_dataStart, _length);
 
     /// <summary>Number of elements in each span.</summary>

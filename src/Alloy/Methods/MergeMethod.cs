@@ -122,6 +122,9 @@ public abstract class MergeMethod
     /// <summary>Checks the inputs of one output tensor before any data is read; throw AlloyException to refuse.</summary>
     public virtual void Validate(MergeInputsInfo inputs) { }
 
-    /// <summary>Merges one output tensor (or, for elementwise methods, one chunk of it) into <paramref name="output"/>.</summary>
+    /// <summary>
+    /// Merges one output tensor, or one chunk of it when <see cref="Chunking"/> allows (then with the tensor's statistics in
+    /// <see cref="MergeInputs.Statistics"/>), into <paramref name="output"/>.
+    /// </summary>
     public abstract void Merge(MergeInputs inputs, Span<float> output);
 }
