@@ -184,8 +184,9 @@ internal sealed class StatisticsGatherer : IDisposable
                 {
                     if (_searches[p] is not { } search) continue;
                     var cuts = search.Cuts.ToArray();
-                    _cuts[p] = new(cuts, new long[]?[cuts.Length]);
-                    _ties[p] = Enumerable.Range(0, cuts.Length).Select(w => search.SplitsTies(w) ? new long[_chunks] : null).ToArray();
+                    // One chunk keeps the tensor's share of the ties, wherever they are: no need to count them.
+                    _cuts[p] = new(cuts, cuts.Select((cut, w) => search.SplitsTies(w) && _chunks == 1 ? new[] { 0, cut.TiesKept } : null).ToArray());
+                    _ties[p] = Enumerable.Range(0, cuts.Length).Select(w => search.SplitsTies(w) && _chunks > 1 ? new long[_chunks] : null).ToArray();
                 }
                 break;
             case 2:

@@ -182,8 +182,21 @@ public static class Sparsify
         var ranks = ArrayPool<int>.Shared.Rent(n);
         try
         {
-            MagnitudeRanks(row, ranks.AsSpan(0, n));
-            for (int j = 0; j < n; j++) probability[j] = density - epsilon + 2 * epsilon * ranks[j] / (n - 1);
+            var ranked = ranks.AsSpan(0, n);
+            MagnitudeRanks(row, ranked);
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // The scalar expression's operations in its order, four at a time.
+                var (low, width, last) = (Vector256.Create(density - epsilon), Vector256.Create(2 * epsilon), Vector256.Create((double)(n - 1)));
+                for (; j <= n - 8; j += 8)
+                {
+                    var (r0, r1) = Vector256.Widen(Vector256.Create((ReadOnlySpan<int>)ranked.Slice(j, 8)));
+                    (low + width * Vector256.ConvertToDouble(r0) / last).CopyTo(probability.Slice(j, 4));
+                    (low + width * Vector256.ConvertToDouble(r1) / last).CopyTo(probability.Slice(j + 4, 4));
+                }
+            }
+            for (; j < n; j++) probability[j] = density - epsilon + 2 * epsilon * ranked[j] / (n - 1);
         }
         finally
         {

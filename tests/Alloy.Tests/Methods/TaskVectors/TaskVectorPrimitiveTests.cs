@@ -165,6 +165,13 @@ public sealed class TaskVectorPrimitiveTests
         Assert.Equal([0.6, 0.5, 0.4], p[..3].Select(v => Math.Round(v, 12)));
         Sparsify.DellaKeepProbabilities([7f], 0.3, 0.1, p);
         Assert.Equal(0.3, p[0]);
+        // A long row (vectorized) gives each entry exactly the formula's double.
+        var values = Tied(1001, 4);
+        var probability = new double[values.Length];
+        Sparsify.DellaKeepProbabilities(values, 0.45, 0.15, probability);
+        var ranks = new int[values.Length];
+        Sparsify.MagnitudeRanks(values, ranks);
+        Assert.Equal(ranks.Select(r => 0.45 - 0.15 + 2 * 0.15 * r / 1000), probability);
     }
 
     [Fact]
