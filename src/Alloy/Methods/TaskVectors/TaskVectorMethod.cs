@@ -237,21 +237,22 @@ public abstract class TaskVectorMethod(TaskVectorPipeline pipeline) : MergeMetho
         // Tiles of whole rows for DELLA, which ranks within rows.
         long rows = Pipeline.Sparsification == Sparsification.Della ? Sparsify.DellaRowLength(inputs.Shape) : 1;
         int tile = (int)Math.Min(Math.Max(1, Tile / rows) * rows, Math.Max(1, output.Length));
-        int buffers = Pipeline.SignConsensus ? models.Length : 1;
-        var deltas = new float[buffers + (Pipeline.TallConsensus ? 1 : 0)][];
+        var election = Pipeline.SignConsensus ? new Election(inputs, models) : null;
+        double weightDivisor = WeightDivisor(inputs, models);
+        // An election needs every model's task vector of a tile at once; a weighted sum adds them one by one.
+        var deltas = new float[election is null ? 1 : models.Length][];
+        float[]? counts = Pipeline.TallConsensus ? ArrayPool<float>.Shared.Rent(tile) : null;
         try
         {
             for (int b = 0; b < deltas.Length; b++) deltas[b] = ArrayPool<float>.Shared.Rent(tile);
-            var combine = Pipeline.SignConsensus ? SignConsensusCombiner(inputs, models) : null;
-            double weightDivisor = WeightDivisor(inputs, models);
             for (int start = 0; start < output.Length; start += tile)
             {
                 int length = Math.Min(tile, output.Length - start);
                 var merged = output.Slice(start, length);
-                if (combine is not null)
+                if (election is not null)
                 {
                     for (int m = 0; m < models.Length; m++) tasks[m].TaskVector(start, deltas[m].AsSpan(0, length));
-                    combine(deltas, merged);
+                    election.Merge(deltas, merged);
                 }
                 else
                 {
@@ -270,7 +271,7 @@ public abstract class TaskVectorMethod(TaskVectorPipeline pipeline) : MergeMetho
                         TensorPrimitives.MultiplyAdd(delta, weight, merged, merged);
                     }
                 }
-                if (Pipeline.TallConsensus) KeepTallConsensus(inputs, models, start, merged, deltas[^1].AsSpan(0, length));
+                if (counts is not null) KeepTallConsensus(inputs, models, start, merged, counts.AsSpan(0, length));
                 TensorPrimitives.MultiplyAdd(merged, (float)scale, @base.Slice(start, length), merged);
             }
         }
@@ -278,6 +279,7 @@ public abstract class TaskVectorMethod(TaskVectorPipeline pipeline) : MergeMetho
         {
             foreach (var d in deltas)
                 if (d is not null) ArrayPool<float>.Shared.Return(d);
+            if (counts is not null) ArrayPool<float>.Shared.Return(counts);
         }
     }
 
@@ -289,22 +291,22 @@ public abstract class TaskVectorMethod(TaskVectorPipeline pipeline) : MergeMetho
         return Math.Abs(weightSum) >= 1e-8 ? weightSum : 1;
     }
 
-    /// <summary>TIES: elect a sign per entry, then merge the entries that agree with it (one tile of task vectors).</summary>
-    private static Action<float[][], Span<float>> SignConsensusCombiner(MergeInputs inputs, int[] models)
+    /// <summary>TIES: elect a sign per entry, then merge the entries that agree with it, as the parameters say.</summary>
+    private sealed class Election(MergeInputs inputs, int[] models)
     {
-        var weights = models.Select(i => inputs.ForModel(i, "weight")).ToArray();
-        var votes = inputs.Global("unweighted_sign_election") != 0 ? weights.Select(_ => 1.0).ToArray() : weights;
-        bool byCount = inputs.Global("count_sign_election") != 0;
-        var divisor = inputs.Global("normalize_by_count") != 0 ? DisjointDivisor.AgreeingCount
+        private readonly double[] _weights = models.Select(i => inputs.ForModel(i, "weight")).ToArray();
+        private readonly double[] _votes = models.Select(i => inputs.Global("unweighted_sign_election") != 0 ? 1 : inputs.ForModel(i, "weight")).ToArray();
+        private readonly bool _byCount = inputs.Global("count_sign_election") != 0;
+        private readonly DisjointDivisor _divisor = inputs.Global("normalize_by_count") != 0 ? DisjointDivisor.AgreeingCount
             : inputs.Global("normalize") != 0 ? DisjointDivisor.AgreeingWeights
             : DisjointDivisor.None;
-        return (deltas, merged) =>
+
+        /// <summary>One tile: the elected signs go into <paramref name="merged"/>, which the disjoint merge then overwrites.</summary>
+        public void Merge(float[][] deltas, Span<float> merged)
         {
-            var tasks = deltas.Take(models.Length).ToArray();
-            // The elected signs go into the output, which the disjoint merge then overwrites entry by entry.
-            SignConsensus.Elect(tasks, votes, byCount, merged);
-            SignConsensus.DisjointMerge(tasks, weights, votes, merged, merged, divisor);
-        };
+            SignConsensus.Elect(deltas, _votes, _byCount, merged);
+            SignConsensus.DisjointMerge(deltas, _weights, _votes, merged, merged, _divisor);
+        }
     }
 
     /// <summary>Consensus merging: zero the combined task vector where fewer than k tasks' TALL masks agree.</summary>
