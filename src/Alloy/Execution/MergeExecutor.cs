@@ -104,12 +104,13 @@ public static class MergeExecutor
                         break;
                     case ItemKind.Statistics:
                         statistics = GatherAsync(item, options, modelWideCuts, scheduler, cancellation);
-                        // Nothing to write; waiting for it in write order surfaces its errors before its chunks'.
+                        // Nothing to write; waiting for it in write order surfaces its errors before its chunks'. Not
+                        // cancellable itself, so that waiting for it always waits for the passes reading the inputs.
                         task = statistics.ContinueWith(t =>
                         {
                             t.GetAwaiter().GetResult();
                             return (byte[]?)null;
-                        }, cancellation, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                         break;
                     case ItemKind.Merge when item.Plan?.NeedsStatistics == true && item.Chunked:
                         task = statistics!.ContinueWith<byte[]?>(t => Compute(item, null, t.GetAwaiter().GetResult().ForChunk(item.Chunk)),
