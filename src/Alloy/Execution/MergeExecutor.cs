@@ -85,6 +85,12 @@ public static class MergeExecutor
                 foreach (var input in item.Job.Inputs)
                     input.Tensor.File.Release(input.Tensor.Offset, input.Tensor.Info.ByteLength);
             }
+            else if (item.Chunked)
+            {
+                // Nothing reads a written chunk's inputs again (statistics passes come first), so resident memory stays
+                // at a few chunks however large the tensor.
+                foreach (var input in item.Job.Inputs) TensorReader.Release(input, item.Start, item.Count);
+            }
             progress?.Invoke(new MergeProgress(tensorsDone, plan.Jobs.Count, bytesDone, bytesTotal));
         }
 
@@ -204,7 +210,7 @@ public static class MergeExecutor
         while (gatherer.NextPass() is { } kind)
         {
             var next = new StrongBox<int>(-1);
-            var lanes = new Task[Math.Min(Math.Max(1, options.Threads), gatherer.UnitCount)];
+            var lanes = new Task[Math.Min(Math.Max(1, options.Threads), (gatherer.UnitCount + UnitsPerBatch - 1) / UnitsPerBatch)];
             for (int l = 0; l < lanes.Length; l++)
                 lanes[l] = Task.Factory.StartNew(() => RunLane(job, gatherer, gatherer.NewLane(kind, sole: lanes.Length == 1), next),
                     cancellation, TaskCreationOptions.None, scheduler);
@@ -214,6 +220,9 @@ public static class MergeExecutor
         return gatherer.Result;
     }
 
+    /// <summary>Statistics units a lane takes at a time: consecutive, so their input pages are released in one call.</summary>
+    private const int UnitsPerBatch = 16;
+
     private static void RunLane(TensorJob job, StatisticsGatherer gatherer, StatisticsPass lane, StrongBox<int> next)
     {
         var inputs = new float[job.Inputs.Count][];
@@ -221,12 +230,20 @@ public static class MergeExecutor
         {
             int size = gatherer.Unit(0).Count;
             for (int i = 0; i < inputs.Length; i++) inputs[i] = ArrayPool<float>.Shared.Rent(size);
-            for (int unit; (unit = Interlocked.Increment(ref next.Value)) < gatherer.UnitCount;)
+            for (int batch; (batch = Interlocked.Increment(ref next.Value)) * UnitsPerBatch < gatherer.UnitCount;)
             {
-                var (start, count) = gatherer.Unit(unit);
-                for (int i = 0; i < inputs.Length; i++)
-                    TensorReader.ReadFloat32(job.Inputs[i], start, inputs[i].AsSpan(0, count));
-                gatherer.Accumulate(lane, unit, new MergeInputs(job.Info!, inputs, count, start, job.Output.Shape, statistics: gatherer.Known));
+                int first = batch * UnitsPerBatch, end = Math.Min(first + UnitsPerBatch, gatherer.UnitCount);
+                for (int unit = first; unit < end; unit++)
+                {
+                    var (start, count) = gatherer.Unit(unit);
+                    for (int i = 0; i < inputs.Length; i++)
+                        TensorReader.ReadFloat32(job.Inputs[i], start, inputs[i].AsSpan(0, count));
+                    gatherer.Accumulate(lane, unit, new MergeInputs(job.Info!, inputs, count, start, job.Output.Shape, statistics: gatherer.Known));
+                }
+                // The next pass reads these pages again, from the page cache: keeping them mapped would make resident
+                // memory grow with the tensor.
+                long from = gatherer.Unit(first).Start, to = gatherer.Unit(end - 1).Start + gatherer.Unit(end - 1).Count;
+                foreach (var input in job.Inputs) TensorReader.Release(input, from, to - from);
             }
             gatherer.EndLane(lane);
         }

@@ -173,6 +173,8 @@ internal sealed class ModelWideCuts
                         TensorPrimitives.Subtract(span, @base.AsSpan(0, chunk.Count), span);
                         body(unit, chunk.Index, span, state);
                     }
+                    // The pre-pass reads the whole model before anything is merged: keep none of it mapped.
+                    foreach (var input in chunk.Job.Inputs) TensorReader.Release(input, chunk.Start, chunk.Count);
                 }
                 finally
                 {
