@@ -15,8 +15,9 @@ public sealed record ExecutionOptions
 
     /// <summary>
     /// Upper bound on the working buffers in flight (input memory maps are not counted: their pages are released as
-    /// tensors finish). Elementwise and streamed methods merge any tensor in chunks within it; a whole-tensor method
-    /// whose single tensor needs more is refused before anything is written.
+    /// chunks and tensors finish, and between statistics passes for a tensor whose inputs exceed half of it).
+    /// Elementwise and streamed methods merge any tensor in chunks within it; a whole-tensor method whose single tensor
+    /// needs more is refused before anything is written.
     /// </summary>
     public long MemoryLimitBytes { get; init; } = DefaultMemoryLimit;
 
