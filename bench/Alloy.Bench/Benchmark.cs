@@ -124,12 +124,26 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
         return new SizeResult(shape, family, generation, results, clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>
+    /// How Alloy feeds this recipe's tensors to the method, from its plan: "chunked" (elementwise), "streamed"
+    /// (statistics passes, then chunks) or "whole tensor" (some tensor merged in one piece by necessity).
+    /// </summary>
+    private static string Shape(string recipePath)
+    {
+        var diagnostics = new Diagnostics();
+        var recipe = Recipes.RecipeParser.ParseFile(recipePath, diagnostics);
+        using var models = Planning.ModelSet.Open(recipe, diagnostics);
+        var plans = Planning.Planner.Create(recipe, models, new Planning.PlanOptions(), diagnostics).Jobs
+            .Where(j => !j.IsCopy).Select(j => j.Method!.Chunking(j.Info!, j.Output.Shape)).ToList();
+        return plans.Any(p => p is null) ? "whole tensor" : plans.Any(p => p!.NeedsStatistics || p.RowLength > 0) ? "streamed" : "chunked";
+    }
+
     private MethodResult RunMethod(BenchMethod method, ModelFamily family, bool torch, string torchSkipped)
     {
         var inputs = method.Models(family).Select(ModelFamily.WeightsFile).ToList();
         var implementation = method.Implementation;
         string alloyStatus = "ok", torchStatus = torch ? "ok" : torchSkipped;
-        string shape = implementation is null ? "" : implementation.IsElementwise ? "chunked" : "whole tensor";
+        string shape = "";
         var alloy = new List<Measurement>();
         Measurement? floor = null;
         var torchRuns = new List<Measurement>();
@@ -144,6 +158,7 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
         {
             string recipe = Path.Combine(_runs, $"{method.Name}.yml");
             File.WriteAllText(recipe, method.Recipe(family));
+            shape = Shape(recipe);
             // Each repetition runs the copy floor and then Alloy at each thread count, so a ratio compares runs made
             // seconds apart: on a shared machine, conditions drift over minutes.
             var floorRuns = new List<Measurement>();

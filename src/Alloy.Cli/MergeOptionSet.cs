@@ -33,7 +33,7 @@ public sealed class MergeOptionSet
     private readonly Option<int?> _threads = new("--threads", "-j", "--num-threads") { Description = "Worker threads (default: all cores). Output does not depend on it.", HelpName = "N" };
     private readonly Option<string?> _memoryLimit = new("--memory-limit")
     {
-        Description = $"Working memory for merge buffers, e.g. 512M, 2G (default {ExecutionOptions.DefaultMemoryLimit >> 30}G). Elementwise methods stream tensors of any size within it; a whole-tensor method needing more is refused when this is given (with the default it runs alone, with a warning).",
+        Description = $"Working memory for merge buffers, e.g. 512M, 2G (default {ExecutionOptions.DefaultMemoryLimit >> 30}G). Elementwise and streamed methods (task-vector family, slerp, model_stock, ...) merge tensors of any size in chunks within it; a method that needs whole tensors (SVD family, karcher, ...) and needs more is refused when this is given (with the default it runs alone, with a warning).",
         HelpName = "SIZE",
     };
     private readonly Option<bool> _overwrite = new("--overwrite") { Description = "Replace a non-empty output folder." };

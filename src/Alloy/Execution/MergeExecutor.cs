@@ -1,6 +1,8 @@
 using System.Buffers;
 using Alloy.Checkpoints;
+using System.Runtime.CompilerServices;
 using Alloy.Methods;
+using Alloy.Methods.TaskVectors;
 using Alloy.Planning;
 using Alloy.Tensors;
 
@@ -13,12 +15,13 @@ public sealed record ExecutionOptions
 
     /// <summary>
     /// Upper bound on the working buffers in flight (input memory maps are not counted: their pages are released as
-    /// tensors finish). Elementwise methods stream any tensor in chunks within it; a whole-tensor method whose single
-    /// tensor needs more is refused before anything is written.
+    /// chunks and tensors finish, and between statistics passes for a tensor whose inputs exceed half of it).
+    /// Elementwise and streamed methods merge any tensor in chunks within it; a whole-tensor method whose single tensor
+    /// needs more is refused before anything is written.
     /// </summary>
     public long MemoryLimitBytes { get; init; } = DefaultMemoryLimit;
 
-    /// <summary>Elements per work item for elementwise methods.</summary>
+    /// <summary>Elements per work item for elementwise and streamed methods (rounded down to whole rows where a method needs them).</summary>
     public int ChunkElements { get; init; } = 1 << 20;
 
     /// <summary>1 GiB: room for a few hundred MB of chunks per thread plus a large whole-tensor item.</summary>
@@ -35,9 +38,11 @@ public sealed record ExecutionOptions
 public readonly record struct MergeProgress(int TensorsDone, int TensorsTotal, long BytesDone, long BytesTotal);
 
 /// <summary>
-/// Runs a plan: work items (whole tensors, or chunks of tensors for elementwise methods) are computed in parallel
-/// and written strictly in plan order by the calling thread, so the output bytes never depend on the thread count.
-/// Buffers are pooled and admitted against a memory budget; unchanged tensors are copied straight from the input map.
+/// Runs a plan: work items (whole tensors, or chunks of tensors for elementwise and streamed methods) are computed in
+/// parallel and written strictly in plan order by the calling thread, so the output bytes never depend on the thread
+/// count. A streamed tensor (<see cref="MergeMethod.Chunking"/>) first gets a statistics item, whose passes run over the
+/// memory-mapped inputs on all threads; its chunks start when it is done. Buffers are pooled and admitted against a
+/// memory budget; unchanged tensors are copied straight from the input map.
 /// </summary>
 public static class MergeExecutor
 {
@@ -57,6 +62,8 @@ public static class MergeExecutor
         // Methods that trim by a threshold over whole models need it before their first tensor.
         var modelWideCuts = ModelWideCuts.Compute(plan, options, cancellation);
         using var sideOutputs = SideOutputWriter.Create(plan, writer.Folder);
+        // The statistics of the streamed tensor whose chunks are being admitted.
+        Task<TensorStatistics>? statistics = null;
 
         void WriteOldest()
         {
@@ -65,8 +72,8 @@ public static class MergeExecutor
             var bytes = task.GetAwaiter().GetResult();
             try
             {
-                if (bytes is null) CopyStored(item, writer);
-                else writer.Append(item.Job.Output.Name, bytes.AsSpan(0, item.OutputByteCount));
+                if (item.Kind == ItemKind.Copy) CopyStored(item, writer);
+                else if (bytes is not null) writer.Append(item.Job.Output.Name, bytes.AsSpan(0, item.OutputByteCount));
                 if (side is not null) sideOutputs!.Append(side);
             }
             finally
@@ -74,6 +81,7 @@ public static class MergeExecutor
                 if (bytes is not null) ArrayPool<byte>.Shared.Return(bytes);
                 reserved -= item.Reservation;
             }
+            if (item.Kind == ItemKind.Statistics) return;
             bytesDone += item.WrittenBytes;
             if (item.IsLast)
             {
@@ -81,21 +89,51 @@ public static class MergeExecutor
                 foreach (var input in item.Job.Inputs)
                     input.Tensor.File.Release(input.Tensor.Offset, input.Tensor.Info.ByteLength);
             }
+            else if (item.Chunked)
+            {
+                // Nothing reads a written chunk's inputs again (statistics passes come first), so resident memory stays
+                // at a few chunks however large the tensor.
+                foreach (var input in item.Job.Inputs) TensorReader.Release(input, item.Start, item.Count);
+            }
             progress?.Invoke(new MergeProgress(tensorsDone, plan.Jobs.Count, bytesDone, bytesTotal));
         }
 
         try
         {
-            foreach (var item in WorkItems(plan, options.ChunkElements))
+            foreach (var item in WorkItems(plan, options))
             {
                 cancellation.ThrowIfCancellationRequested();
                 while (pending.Count >= maxInFlight || (pending.Count > 0 && reserved + item.Reservation > options.MemoryLimitBytes))
                     WriteOldest();
                 reserved += item.Reservation;
-                var side = SideOutputWriter.Begin(item.Job, item.JobIndex, item.Start, item.Count);
-                var task = item.Job.IsCopy
-                    ? Task.FromResult<byte[]?>(null)
-                    : Task.Factory.StartNew<byte[]?>(() => Compute(item, modelWideCuts, side), cancellation, TaskCreationOptions.None, scheduler);
+                Task<byte[]?> task;
+                var side = item.Kind == ItemKind.Merge ? SideOutputWriter.Begin(item.Job, item.JobIndex, item.Start, item.Count) : null;
+                switch (item.Kind)
+                {
+                    case ItemKind.Copy:
+                        task = Task.FromResult<byte[]?>(null);
+                        break;
+                    case ItemKind.Statistics:
+                        statistics = GatherAsync(item, options, modelWideCuts, scheduler, cancellation);
+                        // Nothing to write; waiting for it in write order surfaces its errors before its chunks'. Not
+                        // cancellable itself, so that waiting for it always waits for the passes reading the inputs.
+                        task = statistics.ContinueWith(t =>
+                        {
+                            t.GetAwaiter().GetResult();
+                            return (byte[]?)null;
+                        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                        break;
+                    case ItemKind.Merge when item.Plan?.NeedsStatistics == true && item.Chunked:
+                        task = statistics!.ContinueWith<byte[]?>(t => Compute(item, null, t.GetAwaiter().GetResult().ForChunk(item.Chunk), side),
+                            cancellation, TaskContinuationOptions.None, scheduler);
+                        break;
+                    default:
+                        // A chunk of a tensor that needs no statistics reads none; a whole tensor's method gathers its own.
+                        var whole = item.Chunked ? null : modelWideCuts?.TensorCuts(item.JobIndex, item.Job.Inputs.Count);
+                        task = Task.Factory.StartNew<byte[]?>(() => Compute(item, whole, item.Chunked ? TensorStatistics.Empty : null, side),
+                            cancellation, TaskCreationOptions.None, scheduler);
+                        break;
+                }
                 pending.Enqueue((item, task, side));
             }
             while (pending.Count > 0) WriteOldest();
@@ -116,16 +154,16 @@ public static class MergeExecutor
 
     /// <summary>
     /// A whole-tensor method cannot split a tensor: one line per tensor whose item alone needs more than the memory
-    /// limit, saying how much it needs.
+    /// limit, saying how much it needs. Streamed methods are never listed: their items are chunks.
     /// </summary>
     public static IEnumerable<string> OversizedWholeTensors(MergePlan plan, ExecutionOptions options) =>
-        plan.Jobs.Where(j => !j.IsCopy && !j.Method!.IsElementwise)
-            .Select(j => WorkItem.Whole(j, 0))
+        plan.Jobs.Where(j => !j.IsCopy && j.Method!.Chunking(j.Info!, j.Output.Shape) is null)
+            .Select(j => WorkItem.Whole(j, 0, null))
             .Where(item => item.Reservation > options.MemoryLimitBytes)
             .Select(item => $"tensor '{item.Job.Output.Name}' needs {item.Reservation / (double)(1 << 30):F1} GiB of working memory for merge method " +
                 $"'{item.Job.Method!.Name}', which works on whole tensors; the memory limit is {options.MemoryLimitBytes / (double)(1 << 30):F1} GiB");
 
-    private static IEnumerable<WorkItem> WorkItems(MergePlan plan, int chunkElements)
+    private static IEnumerable<WorkItem> WorkItems(MergePlan plan, ExecutionOptions options)
     {
         for (int index = 0; index < plan.Jobs.Count; index++)
         {
@@ -133,22 +171,97 @@ public static class MergeExecutor
             long total = job.Output.ElementCount;
             if (job.IsCopy)
             {
-                yield return new WorkItem(job, index, 0, 0, IsLast: true);
+                yield return new WorkItem(job, index, ItemKind.Copy, 0, 0, IsLast: true);
                 continue;
             }
-            if (!job.Method!.IsElementwise || total <= chunkElements)
+            var chunking = job.Method!.Chunking(job.Info!, job.Output.Shape);
+            long chunk = chunking?.ChunkElements(options.ChunkElements) ?? long.MaxValue;
+            if (chunking is null || total <= chunk)
             {
                 if (total > Array.MaxLength)
                     throw new AlloyException($"tensor '{job.Output.Name}' has {total:N0} elements; merge method '{job.Method.Name}' needs the whole tensor in memory and supports at most {Array.MaxLength:N0}");
-                yield return WorkItem.Whole(job, index);
+                yield return WorkItem.Whole(job, index, chunking);
                 continue;
             }
-            for (long start = 0; start < total; start += chunkElements)
-                yield return new WorkItem(job, index, start, (int)Math.Min(chunkElements, total - start), IsLast: start + chunkElements >= total);
+            if (chunk > Array.MaxLength)
+                throw new AlloyException($"tensor '{job.Output.Name}' has rows of {chunking.RowLength:N0} elements; merge method '{job.Method.Name}' needs whole rows in memory and supports at most {Array.MaxLength:N0}");
+            if (chunking.NeedsStatistics)
+            {
+                long unit = chunking.ChunkElements(StatisticsGatherer.UnitElements);
+                int lanes = (int)Math.Min(Math.Max(1, options.Threads), (total + unit - 1) / unit);
+                yield return new WorkItem(job, index, ItemKind.Statistics, 0, 0, IsLast: false, Plan: chunking)
+                {
+                    Reservation = lanes * unit * 4L * (job.Inputs.Count + 1 + job.Method.ScratchBuffers(job.Inputs.Count)),
+                };
+            }
+            int c = 0;
+            for (long start = 0; start < total; start += chunk, c++)
+                yield return new WorkItem(job, index, ItemKind.Merge, start, (int)Math.Min(chunk, total - start), IsLast: start + chunk >= total,
+                    c, chunking, Chunked: true);
         }
     }
 
-    private static byte[] Compute(WorkItem item, ModelWideCuts? modelWideCuts, SideChunk? side)
+    /// <summary>
+    /// Runs a streamed tensor's statistics passes (<see cref="ChunkPlan"/>): each pass is one lane per thread taking
+    /// units in turn from the memory-mapped inputs; units keep their own sums and the gatherer folds them in unit order,
+    /// so the result does not depend on which lane took which unit.
+    /// </summary>
+    private static async Task<TensorStatistics> GatherAsync(WorkItem item, ExecutionOptions options, ModelWideCuts? modelWideCuts,
+        TaskScheduler scheduler, CancellationToken cancellation)
+    {
+        var job = item.Job;
+        var plan = item.Plan!;
+        using var gatherer = new StatisticsGatherer(job.Method!, plan, job.Output.ElementCount, plan.ChunkElements(options.ChunkElements),
+            input => modelWideCuts?.TensorCut(item.JobIndex, input)
+                ?? throw new InvalidOperationException($"{job.Method!.Name} asked for a model-wide cut of '{job.Output.Name}' that was not computed"));
+        while (gatherer.NextPass() is { } kind)
+        {
+            var next = new StrongBox<int>(-1);
+            var lanes = new Task[Math.Min(Math.Max(1, options.Threads), (gatherer.UnitCount + UnitsPerBatch - 1) / UnitsPerBatch)];
+            for (int l = 0; l < lanes.Length; l++)
+                lanes[l] = Task.Factory.StartNew(() => RunLane(job, gatherer, gatherer.NewLane(kind, sole: lanes.Length == 1), next),
+                    cancellation, TaskCreationOptions.None, scheduler);
+            await Task.WhenAll(lanes).ConfigureAwait(false);
+            gatherer.EndPass();
+        }
+        return gatherer.Result;
+    }
+
+    /// <summary>Statistics units a lane takes at a time: consecutive, so their input pages are released in one call.</summary>
+    private const int UnitsPerBatch = 16;
+
+    private static void RunLane(TensorJob job, StatisticsGatherer gatherer, StatisticsPass lane, StrongBox<int> next)
+    {
+        var inputs = new float[job.Inputs.Count][];
+        try
+        {
+            int size = gatherer.Unit(0).Count;
+            for (int i = 0; i < inputs.Length; i++) inputs[i] = ArrayPool<float>.Shared.Rent(size);
+            for (int batch; (batch = Interlocked.Increment(ref next.Value)) * UnitsPerBatch < gatherer.UnitCount;)
+            {
+                int first = batch * UnitsPerBatch, end = Math.Min(first + UnitsPerBatch, gatherer.UnitCount);
+                for (int unit = first; unit < end; unit++)
+                {
+                    var (start, count) = gatherer.Unit(unit);
+                    for (int i = 0; i < inputs.Length; i++)
+                        TensorReader.ReadFloat32(job.Inputs[i], start, inputs[i].AsSpan(0, count));
+                    gatherer.Accumulate(lane, unit, new MergeInputs(job.Info!, inputs, count, start, job.Output.Shape, statistics: gatherer.Known));
+                }
+                // The next pass reads these pages again, from the page cache: keeping them mapped would make resident
+                // memory grow with the tensor.
+                long from = gatherer.Unit(first).Start, to = gatherer.Unit(end - 1).Start + gatherer.Unit(end - 1).Count;
+                foreach (var input in job.Inputs) TensorReader.Release(input, from, to - from);
+            }
+            gatherer.EndLane(lane);
+        }
+        finally
+        {
+            foreach (var buffer in inputs)
+                if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
+        }
+    }
+
+    private static byte[] Compute(WorkItem item, MagnitudeCut?[]? modelWideCuts, TensorStatistics? statistics, SideChunk? side)
     {
         var job = item.Job;
         int n = item.Count;
@@ -161,8 +274,7 @@ public static class MergeExecutor
                 inputs[i] = ArrayPool<float>.Shared.Rent(n);
                 TensorReader.ReadFloat32(job.Inputs[i], item.Start, inputs[i].AsSpan(0, n));
             }
-            var cuts = modelWideCuts?.For(item.JobIndex, inputs.Length, item.Start, n);
-            job.Method!.Merge(new MergeInputs(job.Info!, inputs, n, item.Start, job.Output.Shape, cuts, side?.Values), output.AsSpan(0, n));
+            job.Method!.Merge(new MergeInputs(job.Info!, inputs, n, item.Start, job.Output.Shape, modelWideCuts, statistics, side?.Values), output.AsSpan(0, n));
             side?.Encode();
             var bytes = ArrayPool<byte>.Shared.Rent(item.OutputByteCount);
             TensorConvert.FromFloat32(output.AsSpan(0, n), job.Output.DType, bytes.AsSpan(0, item.OutputByteCount));
@@ -185,17 +297,27 @@ public static class MergeExecutor
         if (length == 0) writer.Append(item.Job.Output.Name, ReadOnlySpan<byte>.Empty);
     }
 
-    /// <summary>A whole tensor or a chunk of one.</summary>
-    private sealed record WorkItem(TensorJob Job, int JobIndex, long Start, int Count, bool IsLast)
+    private enum ItemKind { Copy, Merge, Statistics }
+
+    /// <summary>
+    /// A whole tensor, a chunk of one (<paramref name="Chunked"/>: number <paramref name="Chunk"/> of its plan's
+    /// chunking), or a streamed tensor's statistics passes.
+    /// </summary>
+    private sealed record WorkItem(TensorJob Job, int JobIndex, ItemKind Kind, long Start, int Count, bool IsLast,
+        int Chunk = 0, ChunkPlan? Plan = null, bool Chunked = false)
     {
-        public static WorkItem Whole(TensorJob job, int index) => new(job, index, 0, (int)Math.Min(job.Output.ElementCount, Array.MaxLength), IsLast: true);
+        public static WorkItem Whole(TensorJob job, int index, ChunkPlan? plan) =>
+            new(job, index, ItemKind.Merge, 0, (int)Math.Min(job.Output.ElementCount, Array.MaxLength), IsLast: true, Plan: plan);
 
-        public int OutputByteCount => Job.IsCopy ? 0 : Count * Job.Output.DType.Size();
+        public int OutputByteCount => Kind == ItemKind.Merge ? Count * Job.Output.DType.Size() : 0;
 
-        public long WrittenBytes => Job.IsCopy ? Job.Output.ByteLength : OutputByteCount;
+        public long WrittenBytes => Kind == ItemKind.Copy ? Job.Output.ByteLength : OutputByteCount;
 
-        /// <summary>Working memory: float32 inputs, output and the method's scratch buffers, the output bytes, and side outputs.</summary>
-        public long Reservation => Job.IsCopy ? 0
+        /// <summary>
+        /// Working memory: for a merge, float32 inputs, output and the method's scratch buffers, plus the output bytes
+        /// and side outputs; for statistics, each lane's unit of inputs and scratch.
+        /// </summary>
+        public long Reservation { get; init; } = Kind != ItemKind.Merge ? 0
             : (long)Count * (4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count)) + Job.Output.DType.Size())
               + (Job.Side?.WorkingBytes(Count) ?? 0);
     }

@@ -9,13 +9,14 @@ namespace Alloy.Execution;
 /// <summary>
 /// The model-wide pre-pass (<see cref="Methods.MergeMethod.ModelWideKeepFraction"/>): before any tensor is merged, finds
 /// for each model the magnitude cut that keeps exactly ⌊fraction·N⌋ of the N task-vector entries of all its tensors
-/// that asked, and gives every work item its share of the cut.
+/// that asked, and gives every tensor its share of the cut.
 /// </summary>
 /// <remarks>
-/// The cut comes from <see cref="MagnitudeHistogram"/> in two streaming passes over the memory-mapped inputs (coarse,
-/// then fine), chunk by chunk on all threads, so memory stays at two small tables per model and thread. When the
-/// threshold magnitude is shared by more entries than the cut may keep, a third pass counts them per chunk, and they
-/// are kept in plan order (tensor, then input, then index), the same tie rule as the per-tensor top-k.
+/// The cut is a <see cref="CutSearch"/> over a population that spans tensors, the same search a streamed tensor runs
+/// over itself: two streaming passes over the memory-mapped inputs (coarse, then fine), chunk by chunk on all threads,
+/// so memory stays at small tables per model and thread. When the threshold magnitude is shared by more entries than
+/// the cut may keep, a third pass counts them per chunk, and they are kept in plan order (tensor, then input, then
+/// index), the same tie rule as the per-tensor top-k.
 /// </remarks>
 internal sealed class ModelWideCuts
 {
@@ -26,12 +27,9 @@ internal sealed class ModelWideCuts
         public double Fraction { get; } = fraction;
         public string FirstTensor { get; } = firstTensor;
         public long Count { get; set; }
-        public MagnitudeCut Cut { get; set; }
-        public bool Searching { get; set; }
-        public MagnitudeHistogram? Histogram { get; set; }
-        public int Bucket { get; set; }
-        public long Above { get; set; }
-        public bool SplitsTies { get; set; }
+        public CutSearch? Search { get; set; }
+        public MagnitudeCut Cut => Search!.Cuts[0];
+        public bool SplitsTies => Search!.SplitsTies(0);
     }
 
     /// <summary>A (tensor, input) whose task vector belongs to a population.</summary>
@@ -46,13 +44,8 @@ internal sealed class ModelWideCuts
     private sealed record Chunk(TensorJob Job, IReadOnlyList<Unit> Units, int Index, long Start, int Count);
 
     private readonly Dictionary<int, List<Unit>> _units;
-    private readonly int _chunkElements;
 
-    private ModelWideCuts(Dictionary<int, List<Unit>> units, int chunkElements)
-    {
-        _units = units;
-        _chunkElements = chunkElements;
-    }
+    private ModelWideCuts(Dictionary<int, List<Unit>> units) => _units = units;
 
     /// <summary>Runs the pre-pass, or returns null when no tensor of the plan asks for a model-wide cut.</summary>
     public static ModelWideCuts? Compute(MergePlan plan, ExecutionOptions options, CancellationToken cancellation)
@@ -60,6 +53,7 @@ internal sealed class ModelWideCuts
         var populations = new Dictionary<int, Population>();
         var units = new Dictionary<int, List<Unit>>();
         var chunks = new List<Chunk>();
+        // The executor's chunks of a flat tensor, so each chunk's share of the ties can be read off directly.
         int chunkElements = options.ChunkElements;
         for (int j = 0; j < plan.Jobs.Count; j++)
         {
@@ -87,54 +81,40 @@ internal sealed class ModelWideCuts
         }
         if (units.Count == 0) return null;
 
-        var searched = new List<Population>();
-        foreach (var population in populations.Values)
-        {
-            long k = Sparsify.KeepCount(population.Fraction, population.Count);
-            if (population.Fraction >= 1 || k >= population.Count) population.Cut = MagnitudeCut.KeepAll;
-            else if (k <= 0) population.Cut = MagnitudeCut.KeepNone;
-            else searched.Add(population);
-        }
-
         try
         {
-            foreach (var p in searched)
+            foreach (var p in populations.Values) p.Search = new CutSearch(p.Count, [Sparsify.KeepCount(p.Fraction, p.Count)]);
+            // Coarse, then fine: each pass counts into per-thread tallies, added when the thread is done.
+            while (populations.Values.Any(p => p.Search!.Counting))
             {
-                p.Searching = true;
-                p.Histogram = new MagnitudeHistogram();
-            }
-            Histograms(chunks, options, cancellation, (h, delta, _) => h.AddCoarse(delta));
-            foreach (var p in searched)
-            {
-                p.Bucket = p.Histogram!.FindBucket(Sparsify.KeepCount(p.Fraction, p.Count), out long above);
-                p.Above = above;
-            }
-            Histograms(chunks, options, cancellation, (h, delta, p) => h.AddFine(delta, p.Bucket));
-            foreach (var p in searched)
-            {
-                p.Cut = p.Histogram!.FindCut(p.Bucket, p.Above, Sparsify.KeepCount(p.Fraction, p.Count), out long equal);
-                p.SplitsTies = p.Cut.TiesKept < equal;
+                ForEachChunk(chunks, options, cancellation, () => new Dictionary<Population, CutSearch.Tally>(), (unit, _, delta, local) =>
+                {
+                    var search = unit.Population.Search!;
+                    if (!search.Counting) return;
+                    if (!local.TryGetValue(unit.Population, out var tally)) local[unit.Population] = tally = search.NewTally();
+                    search.Count(tally, delta);
+                }, local =>
+                {
+                    foreach (var (population, tally) in local)
+                    {
+                        population.Search!.Add(tally);
+                        tally.Dispose();
+                    }
+                });
+                foreach (var p in populations.Values)
+                    if (p.Search!.Counting) p.Search.EndPass();
             }
         }
         finally
         {
-            foreach (var p in searched)
-            {
-                p.Histogram?.Dispose();
-                p.Histogram = null;
-                p.Searching = false;
-            }
+            foreach (var p in populations.Values) p.Search?.Dispose();
         }
 
-        if (searched.Any(p => p.SplitsTies))
+        if (populations.Values.Any(p => p.SplitsTies))
         {
             ForEachChunk(chunks, options, cancellation, () => 0, (unit, chunk, delta, _) =>
             {
-                if (!unit.Population.SplitsTies) return;
-                uint key = unit.Population.Cut.Key;
-                long equal = 0;
-                foreach (float v in delta) if (MagnitudeCut.KeyOf(v) == key) equal++;
-                unit.Ties[chunk] = equal;
+                if (unit.Population.SplitsTies) unit.Ties[chunk] = MagnitudeCut.CountKey(delta, unit.Population.Cut.Key);
             }, _ => { });
             // Prefix sums in plan order turn per-chunk counts into "ties of this population before this chunk".
             var before = new Dictionary<Population, long>();
@@ -145,52 +125,30 @@ internal sealed class ModelWideCuts
                 before[unit.Population] = running;
             }
         }
-        return new ModelWideCuts(units, chunkElements);
+        return new ModelWideCuts(units);
     }
 
     /// <summary>
-    /// The cuts for a work item of job <paramref name="job"/> covering [start, start + count): null when the job asked
-    /// for none, else one per input (null for inputs that did not ask), with the share of tied entries the item keeps.
+    /// Input <paramref name="input"/>'s share of its cut over tensor <paramref name="job"/>, and when it keeps only some
+    /// of the entries equal to the key, the tensor's such entries before each of the executor's chunks (length chunks + 1).
     /// </summary>
-    public MagnitudeCut?[]? For(int job, int inputCount, long start, int count)
+    public (MagnitudeCut Cut, long[]? TiesBefore) TensorCut(int job, int input)
+    {
+        var unit = _units[job].Single(u => u.Input == input);
+        var cut = unit.Population.Cut;
+        if (!unit.Population.SplitsTies) return (cut == MagnitudeCut.KeepNone ? cut : cut with { TiesKept = long.MaxValue }, null);
+        long first = unit.Ties[0];
+        var before = unit.Ties.Select(t => t - first).ToArray();
+        return (cut with { TiesKept = Math.Clamp(cut.TiesKept - first, 0, before[^1]) }, before);
+    }
+
+    /// <summary>The tensor shares of job <paramref name="job"/>'s cuts, one per input (null for inputs that did not ask), or null.</summary>
+    public MagnitudeCut?[]? TensorCuts(int job, int inputCount)
     {
         if (!_units.TryGetValue(job, out var units)) return null;
         var cuts = new MagnitudeCut?[inputCount];
-        foreach (var unit in units)
-        {
-            var cut = unit.Population.Cut;
-            if (unit.Population.SplitsTies)
-            {
-                // Work items are whole tensors or single chunks of the same size as the pre-pass's.
-                int first = (int)(start / _chunkElements), end = (int)((start + count + _chunkElements - 1) / _chunkElements);
-                long before = unit.Ties[first], inside = unit.Ties[end] - before;
-                cut = cut with { TiesKept = Math.Clamp(cut.TiesKept - before, 0, inside) };
-            }
-            else if (cut != MagnitudeCut.KeepNone)
-            {
-                cut = cut with { TiesKept = long.MaxValue };
-            }
-            cuts[unit.Input] = cut;
-        }
+        foreach (var unit in units) cuts[unit.Input] = TensorCut(job, unit.Input).Cut;
         return cuts;
-    }
-
-    /// <summary>One histogram pass over the populations being searched: per-thread histograms, merged at the end.</summary>
-    private static void Histograms(List<Chunk> chunks, ExecutionOptions options, CancellationToken cancellation,
-        Action<MagnitudeHistogram, ReadOnlySpan<float>, Population> add)
-    {
-        var gate = new object();
-        ForEachChunk(chunks, options, cancellation, () => new Dictionary<Population, MagnitudeHistogram>(), (unit, _, delta, local) =>
-        {
-            if (!unit.Population.Searching) return;
-            if (!local.TryGetValue(unit.Population, out var histogram)) local[unit.Population] = histogram = new MagnitudeHistogram();
-            add(histogram, delta, unit.Population);
-        }, local =>
-        {
-            lock (gate)
-                foreach (var (population, histogram) in local) population.Histogram!.Add(histogram);
-            foreach (var histogram in local.Values) histogram.Dispose();
-        });
     }
 
     /// <summary>Calls <paramref name="body"/> with every unit's task vector x − base, chunk by chunk, in parallel.</summary>
@@ -215,6 +173,8 @@ internal sealed class ModelWideCuts
                         TensorPrimitives.Subtract(span, @base.AsSpan(0, chunk.Count), span);
                         body(unit, chunk.Index, span, state);
                     }
+                    // The pre-pass reads the whole model before anything is merged: keep none of it mapped.
+                    foreach (var input in chunk.Job.Inputs) TensorReader.Release(input, chunk.Start, chunk.Count);
                 }
                 finally
                 {

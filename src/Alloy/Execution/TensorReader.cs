@@ -28,6 +28,18 @@ public static class TensorReader
         if (input.Lora is { } lora) AddLora(lora, input, start, destination);
     }
 
+    /// <summary>
+    /// Drops the memory-mapped pages holding elements [start, start + count) of an input from the process once nothing
+    /// will read them soon (the data stays in the OS page cache, so a later read costs a page fault, not a disk read).
+    /// Views that read elsewhere (crops, re-laid-out rows) are released with their whole tensor instead.
+    /// </summary>
+    public static void Release(PlannedInput input, long start, long count)
+    {
+        if (input.Rows is not null || input.IsCropped) return;
+        int size = input.Tensor.Info.DType.Size();
+        input.Tensor.File.Release(input.Tensor.Offset + start * size, count * size);
+    }
+
     /// <summary>Adds a LoRA update to elements [start, start + n) of the (possibly cropped) view.</summary>
     private static void AddLora(LoraDelta lora, PlannedInput input, long start, Span<float> destination)
     {

@@ -80,24 +80,33 @@ public class MergeInputsInfo
         Parameters.ForModel(input, name) ?? throw new InvalidOperationException($"parameter '{name}' was not resolved for {ModelNames[input]} / {TensorName}");
 }
 
-/// <summary>The float32 inputs of one output tensor, or of one chunk of it for elementwise methods.</summary>
+/// <summary>The float32 inputs of one output tensor, or of one chunk of it for elementwise and streamed methods.</summary>
 public sealed class MergeInputs : MergeInputsInfo
 {
     private readonly float[][] _data;
+    private readonly int _dataStart;
     private readonly int _length;
 
     private readonly IReadOnlyList<MagnitudeCut?>? _modelWideCuts;
 
     public MergeInputs(MergeInputsInfo info, float[][] data, int length, long elementOffset, long[] shape,
-        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null, SideValues? side = null)
+        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null, TensorStatistics? statistics = null, SideValues? side = null)
+        : this(info, data, 0, length, elementOffset, shape, modelWideCuts, statistics, side)
+    {
+    }
+
+    private MergeInputs(MergeInputsInfo info, float[][] data, int dataStart, int length, long elementOffset, long[] shape,
+        IReadOnlyList<MagnitudeCut?>? modelWideCuts, TensorStatistics? statistics, SideValues? side)
         : base(info.TensorName, info.ModelNames, info.BaseIndex, info.Parameters, info.Seed, info.ModelIndices, info.Position)
     {
         _data = data;
+        _dataStart = dataStart;
         _length = length;
         ElementOffset = elementOffset;
         Shape = shape;
         _modelWideCuts = modelWideCuts;
         Side = side;
+        Statistics = statistics;
     }
 
     /// <summary>
@@ -112,8 +121,14 @@ public sealed class MergeInputs : MergeInputsInfo
     /// </summary>
     public MagnitudeCut? ModelWideCut(int i) => _modelWideCuts?[i];
 
-    /// <summary>Input <paramref name="i"/>'s values (the chunk, for elementwise methods).</summary>
-    public ReadOnlySpan<float> this[int i] => _data[i].AsSpan(0, _length);
+    /// <summary>
+    /// The statistics of the whole tensor (<see cref="MergeMethod.Chunking"/>) as this chunk sees them, when the executor
+    /// gathered them; null for a whole tensor merged directly, whose method then gathers them itself.
+    /// </summary>
+    public TensorStatistics? Statistics { get; }
+
+    /// <summary>Input <paramref name="i"/>'s values (the chunk, when the executor splits the tensor).</summary>
+    public ReadOnlySpan<float> this[int i] => _data[i].AsSpan(_dataStart, _length);
 
     /// <summary>Number of elements in each span.</summary>
     public int Length => _length;
@@ -123,4 +138,9 @@ public sealed class MergeInputs : MergeInputsInfo
 
     /// <summary>The output tensor's full shape.</summary>
     public long[] Shape { get; }
+
+    /// <summary>Elements [start, start + length) of these inputs, with the given statistics (and no side outputs: only
+    /// methods that write none split their inputs).</summary>
+    internal MergeInputs Slice(int start, int length, TensorStatistics? statistics) =>
+        new(this, _data, _dataStart + start, length, ElementOffset + start, Shape, _modelWideCuts, statistics, side: null);
 }

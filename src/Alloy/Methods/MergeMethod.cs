@@ -77,13 +77,14 @@ public abstract class MergeMethod
 
     /// <summary>
     /// True when output element i depends only on input elements i, so the executor may split a tensor into chunks.
-    /// Methods that need norms, top-k or other whole-tensor statistics return false.
+    /// Methods that need norms, top-k or other whole-tensor statistics return false, and may still be merged in chunks
+    /// by declaring those statistics (<see cref="Chunking"/>).
     /// </summary>
     public virtual bool IsElementwise => true;
 
     /// <summary>
     /// Float32 buffers of the tensor's (or chunk's) size the method uses besides its inputs and output, so the
-    /// executor's memory budget counts them.
+    /// executor's memory budget counts them (small tiles and per-row buffers are not counted).
     /// </summary>
     public virtual int ScratchBuffers(int inputCount) => 1;
 
@@ -91,7 +92,8 @@ public abstract class MergeMethod
     /// A model-wide pre-pass: for input <paramref name="input"/> of this tensor, the fraction of its model's task-vector
     /// entries (|x − base|, over every tensor of the plan for which this returns a value) to keep, or null (the
     /// default) when the method decides per tensor. The executor then finds, before merging anything, the magnitude cut
-    /// keeping exactly that fraction of the model's entries, and hands each tensor its part through
+    /// keeping exactly that fraction of the model's entries, and hands each tensor its part: to a cut its
+    /// <see cref="Chunking"/> plan requests with <see cref="CutRequest.ModelWide"/>, and through
     /// <see cref="MergeInputs.ModelWideCut"/>. Every tensor of one model must ask for the same fraction.
     /// </summary>
     public virtual double? ModelWideKeepFraction(MergeInputsInfo inputs, int input) => null;
@@ -105,9 +107,33 @@ public abstract class MergeMethod
     /// </summary>
     public virtual SideOutputPlan? PlanSideOutputs(IReadOnlyList<MergeInputsInfo> tensors) => null;
 
+    /// <summary>
+    /// How the executor may split this tensor: <see cref="ChunkPlan.Elementwise"/> anywhere, a plan with whole rows
+    /// and/or statistics of the whole tensor gathered first (then <see cref="Accumulate"/> computes them), or null when
+    /// the method needs the whole tensor in memory at once. The default follows <see cref="IsElementwise"/>.
+    /// </summary>
+    public virtual ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => IsElementwise ? ChunkPlan.Elementwise : null;
+
+    /// <summary>
+    /// One unit of a statistics pass of this tensor (<see cref="ChunkPlan"/>): add the unit's part of each sum to
+    /// <see cref="StatisticsPass.Sums"/> and count the populations <see cref="StatisticsPass.Counts"/> names.
+    /// <c>unit.Statistics</c> holds what earlier passes found.
+    /// </summary>
+    public virtual void Accumulate(MergeInputs unit, StatisticsPass pass) =>
+        throw new NotSupportedException($"merge method '{Name}' gathers no statistics");
+
+    /// <summary>
+    /// The statistics of the tensor <paramref name="inputs"/> belong to: the executor's, for a chunk; else gathered now
+    /// from the whole tensor by the same passes.
+    /// </summary>
+    protected TensorStatistics StatisticsOf(MergeInputs inputs) => inputs.Statistics ?? StatisticsGatherer.Gather(this, inputs);
+
     /// <summary>Checks the inputs of one output tensor before any data is read; throw AlloyException to refuse.</summary>
     public virtual void Validate(MergeInputsInfo inputs) { }
 
-    /// <summary>Merges one output tensor (or, for elementwise methods, one chunk of it) into <paramref name="output"/>.</summary>
+    /// <summary>
+    /// Merges one output tensor, or one chunk of it when <see cref="Chunking"/> allows (then with the tensor's statistics in
+    /// <see cref="MergeInputs.Statistics"/>), into <paramref name="output"/>.
+    /// </summary>
     public abstract void Merge(MergeInputs inputs, Span<float> output);
 }

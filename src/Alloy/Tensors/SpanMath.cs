@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Alloy.Tensors;
 
@@ -74,6 +76,39 @@ public static class SpanMath
         double total = Vector.Sum(sum);
         for (; i < x.Length; i++) total += (double)(x[i] - b[i]) * (y[i] - b[i]);
         return total;
+    }
+
+    /// <summary>
+    /// output[j] += c·(x[j] − b[j]) in one pass: a task vector weighted and added without storing it. Each step rounds
+    /// to float32 as the separate operations would (difference, product, sum; no fused multiply-add), so the result is
+    /// exactly that of a subtraction followed by <c>TensorPrimitives.MultiplyAdd</c>.
+    /// </summary>
+    public static void AddScaledDifference(ReadOnlySpan<float> x, ReadOnlySpan<float> b, float c, Span<float> output)
+    {
+        if (x.Length != b.Length || x.Length != output.Length) throw new ArgumentException("spans differ in length");
+        ref float rx = ref MemoryMarshal.GetReference(x);
+        ref float rb = ref MemoryMarshal.GetReference(b);
+        ref float ro = ref MemoryMarshal.GetReference(output);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vc = Vector512.Create(c);
+            for (; i <= x.Length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                var difference = Vector512.LoadUnsafe(ref rx, (nuint)i) - Vector512.LoadUnsafe(ref rb, (nuint)i);
+                (difference * vc + Vector512.LoadUnsafe(ref ro, (nuint)i)).StoreUnsafe(ref ro, (nuint)i);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var vc = Vector256.Create(c);
+            for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var difference = Vector256.LoadUnsafe(ref rx, (nuint)i) - Vector256.LoadUnsafe(ref rb, (nuint)i);
+                (difference * vc + Vector256.LoadUnsafe(ref ro, (nuint)i)).StoreUnsafe(ref ro, (nuint)i);
+            }
+        }
+        for (; i < x.Length; i++) output[i] = (x[i] - b[i]) * c + output[i];
     }
 
     /// <summary>

@@ -24,7 +24,15 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
         dtype: bfloat16
         """);
 
-    /// <summary>A whole-tensor method's recipe.</summary>
+    /// <summary>A whole-tensor method's recipe (Karcher means iterate over whole tensors).</summary>
+    private string WholeTensorConfig() => _work.Write("karcher.yml", $$"""
+        merge_method: karcher
+        models:
+          - model: {{_models.FineTunes[0]}}
+          - model: {{_models.FineTunes[1]}}
+        """);
+
+    /// <summary>A streamed method's recipe: statistics first (norms and a dot), then chunks.</summary>
     private string SlerpConfig() => _work.Write("slerp.yml", $$"""
         merge_method: slerp
         base_model: {{_models.Base}}
@@ -93,15 +101,23 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void A_whole_tensor_method_that_needs_more_than_the_memory_limit_stops_before_writing()
     {
-        var config = SlerpConfig();
+        var config = WholeTensorConfig();
         var result = AlloyCli.Fails(config, _work["out"], "raise it with --memory-limit", "--memory-limit", "1K");
-        Assert.Contains("'slerp', which works on whole tensors", result.Stderr);
+        Assert.Contains("'karcher', which works on whole tensors", result.Stderr);
+    }
+
+    [Fact]
+    public void A_streamed_method_merges_within_a_memory_limit_smaller_than_any_chunk()
+    {
+        AlloyCli.Merge(SlerpConfig(), _work["small"], "--memory-limit", "1K", "--threads", "2");
+        AlloyCli.Merge(SlerpConfig(), _work["default"]);
+        Assert.Equal(File.ReadAllBytes(_work["default/model.safetensors"]), File.ReadAllBytes(_work["small/model.safetensors"]));
     }
 
     [Fact]
     public void Without_an_explicit_limit_an_oversized_whole_tensor_runs_alone_after_a_warning()
     {
-        var config = SlerpConfig();
+        var config = WholeTensorConfig();
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(config, new Diagnostics());
         var diagnostics = new Diagnostics();
         var soft = new MergeOptions { Execution = new() { MemoryLimitBytes = 1024, StrictMemoryLimit = false } };

@@ -20,6 +20,23 @@ public sealed class SpanMathTests
     }
 
     [Fact]
+    public void A_fused_weighted_difference_rounds_exactly_as_subtract_then_multiply_add()
+    {
+        Gen.Float[-4, 4].Array[0, 70].Sample(x =>
+        {
+            var b = x.Select((v, i) => v * 0.37f + i / 7f).ToArray();
+            var start = x.Select((v, i) => (float)Math.Sin(i)).ToArray();
+            var expected = start.ToArray();
+            var delta = new float[x.Length];
+            System.Numerics.Tensors.TensorPrimitives.Subtract(x, b, delta);
+            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(delta, 0.3337f, expected, expected);
+            var fused = start.ToArray();
+            SpanMath.AddScaledDifference(x, b, 0.3337f, fused);
+            Assert.Equal(expected, fused);
+        });
+    }
+
+    [Fact]
     public void Results_match_plain_loops_for_every_length_and_tail()
     {
         Gen.Float[-4, 4].Array[0, 70].Sample(x =>

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 using Alloy.Tensors;
 
@@ -16,6 +15,7 @@ public sealed class ModelStock : MergeMethod
     public override BaseModelUse BaseModel => BaseModelUse.Required;
     public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
     public override bool IsElementwise => false;
+    public override int ScratchBuffers(int inputCount) => 0;
 
     public override IReadOnlyList<ParameterSpec> Parameters { get; } =
     [
@@ -30,6 +30,24 @@ public sealed class ModelStock : MergeMethod
             throw InputRules.Refuse(inputs, Name, "model_stock needs base_model plus at least two other models");
     }
 
+    /// <summary>
+    /// Streamed: per tensor, the Gram matrix of the task vectors (first sums, upper triangle row by row); with
+    /// filter_wise, chunks of whole rows and nothing gathered first.
+    /// </summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape)
+    {
+        if (inputs.Count == 1) return ChunkPlan.Elementwise;
+        if (RowLength(inputs, shape) is { } row) return new ChunkPlan { RowLength = row };
+        int n = inputs.Count - 1;
+        return new ChunkPlan { FirstSums = n * (n + 1) / 2 };
+    }
+
+    public override void Accumulate(MergeInputs unit, StatisticsPass pass)
+    {
+        var models = InputRules.NonBase(unit);
+        AddGram(unit, models, 0, unit.Length, pass.Sums);
+    }
+
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
         var baseValues = inputs[inputs.BaseIndex];
@@ -42,49 +60,56 @@ public sealed class ModelStock : MergeMethod
         int n = models.Length;
 
         // Σᵢ (xᵢ − base) in the output; each row then becomes base + (t/N)·Σᵢ (xᵢ − base) = t·mean + (1−t)·base.
-        float[] scratch = ArrayPool<float>.Shared.Rent(output.Length);
-        try
-        {
-            var delta = scratch.AsSpan(0, output.Length);
-            output.Clear();
-            foreach (int i in models)
-            {
-                TensorPrimitives.Subtract(inputs[i], baseValues, delta);
-                TensorPrimitives.Add(output, delta, output);
-            }
-        }
-        finally
-        {
-            ArrayPool<float>.Shared.Return(scratch);
-        }
+        output.Clear();
+        foreach (int i in models) SpanMath.AddScaledDifference(inputs[i], baseValues, 1, output);
 
-        int length = inputs.Global("filter_wise") != 0 && inputs.Shape.Length > 0 ? (int)inputs.Shape[^1] : output.Length;
-        if (length == 0) return;
-        var gram = new double[n, n];
-        for (int start = 0; start < output.Length; start += length)
+        var gram = new double[n * (n + 1) / 2];
+        if (RowLength(inputs, inputs.Shape) is not { } length)
         {
-            var b = baseValues.Slice(start, length);
-            for (int i = 0; i < n; i++)
-                for (int j = i; j < n; j++)
-                    gram[i, j] = SpanMath.DeltaDot(inputs[models[i]].Slice(start, length), inputs[models[j]].Slice(start, length), b);
-            double t = InterpolationFactor(gram, n, inputs, start / length);
-            var row = output.Slice(start, length);
-            TensorPrimitives.MultiplyAdd(row, (float)(t / n), b, row);
+            var stats = StatisticsOf(inputs);
+            for (int g = 0; g < gram.Length; g++) gram[g] = stats.FirstSum(g);
+            double t = InterpolationFactor(gram, n, inputs, null);
+            TensorPrimitives.MultiplyAdd(output, (float)(t / n), baseValues, output);
+            return;
+        }
+        for (int start = 0; start < output.Length; start += (int)length)
+        {
+            Array.Clear(gram);
+            AddGram(inputs, models, start, (int)length, gram);
+            double t = InterpolationFactor(gram, n, inputs, (inputs.ElementOffset + start) / length);
+            var row = output.Slice(start, (int)length);
+            TensorPrimitives.MultiplyAdd(row, (float)(t / n), baseValues.Slice(start, (int)length), row);
         }
     }
 
-    /// <summary>t = N·c/(1 + (N−1)·c) from the mean pairwise cosine c of the task vectors (Gram matrix, upper triangle).</summary>
-    private double InterpolationFactor(double[,] gram, int n, MergeInputsInfo inputs, int row)
+    /// <summary>With filter_wise, the length of a row (the last dimension); null for one t per tensor.</summary>
+    private static long? RowLength(MergeInputsInfo inputs, long[] shape) =>
+        inputs.Global("filter_wise") != 0 && shape.Length > 0 && shape[^1] > 0 ? shape[^1] : null;
+
+    /// <summary>Adds the task vectors' Gram matrix over [start, start + length) to <paramref name="gram"/> (upper triangle, row by row).</summary>
+    private static void AddGram(MergeInputs inputs, int[] models, int start, int length, Span<double> gram)
     {
+        var b = inputs[inputs.BaseIndex].Slice(start, length);
+        int g = 0;
+        for (int i = 0; i < models.Length; i++)
+            for (int j = i; j < models.Length; j++)
+                gram[g++] += SpanMath.DeltaDot(inputs[models[i]].Slice(start, length), inputs[models[j]].Slice(start, length), b);
+    }
+
+    /// <summary>t = N·c/(1 + (N−1)·c) from the mean pairwise cosine c of the task vectors (Gram matrix, upper triangle).</summary>
+    private static double InterpolationFactor(double[] gram, int n, MergeInputsInfo inputs, long? row)
+    {
+        // Index of (i, j), i ≤ j, in the upper triangle stored row by row.
+        int At(int i, int j) => i * n - i * (i - 1) / 2 + (j - i);
         double sum = 0;
         for (int i = 0; i < n; i++)
             for (int j = i + 1; j < n; j++)
-                sum += Math.Clamp(gram[i, j] / Math.Max(Math.Sqrt(gram[i, i] * gram[j, j]), 1e-6), -1, 1);
+                sum += Math.Clamp(gram[At(i, j)] / Math.Max(Math.Sqrt(gram[At(i, i)] * gram[At(j, j)]), 1e-6), -1, 1);
         double cos = sum / (n * (n - 1) / 2);
         double denominator = 1 + (n - 1) * cos;
         // mergekit divides by zero here and writes inf/NaN; near zero, t explodes just as badly.
         if (Math.Abs(denominator) < 1e-6)
-            throw new AlloyException($"model_stock: tensor '{inputs.TensorName}'{(inputs.Global("filter_wise") != 0 ? $" row {row}" : "")}: the mean cosine between the task vectors is {cos:G6} = −1/(N−1) for N = {n} models, so t = N·cos/(1 + (N−1)·cos) divides by zero; the models' changes cancel out — leave one of them out or use another method");
+            throw new AlloyException($"model_stock: tensor '{inputs.TensorName}'{(row is { } r ? $" row {r}" : "")}: the mean cosine between the task vectors is {cos:G6} = −1/(N−1) for N = {n} models, so t = N·cos/(1 + (N−1)·cos) divides by zero; the models' changes cancel out — leave one of them out or use another method");
         return n * cos / denominator;
     }
 }

@@ -34,6 +34,40 @@ public sealed class MultiSlerp : MergeMethod
             throw new AlloyException($"multislerp: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; change the weights or set normalize_weights: false");
     }
 
+    /// <summary>
+    /// Streamed: the squared norm of each vector (first sums, in model order), then the squared norm of their weighted
+    /// mean direction m (last sum 0).
+    /// </summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape)
+    {
+        int models = InputRules.NonBase(inputs).Length;
+        return models == 1 ? ChunkPlan.Elementwise : new ChunkPlan { FirstSums = models, LastSums = 1 };
+    }
+
+    public override void Accumulate(MergeInputs unit, StatisticsPass pass)
+    {
+        var models = InputRules.NonBase(unit);
+        float[]? scratch = unit.BaseIndex >= 0 ? ArrayPool<float>.Shared.Rent(unit.Length) : null;
+        float[]? mean = pass.Kind == StatisticsPassKind.Last ? ArrayPool<float>.Shared.Rent(unit.Length) : null;
+        try
+        {
+            var delta = scratch is null ? [] : scratch.AsSpan(0, unit.Length);
+            if (mean is null)
+            {
+                for (int k = 0; k < models.Length; k++) pass.Sums[k] += SpanMath.SumOfSquares(Vector(unit, models[k], delta));
+                return;
+            }
+            var m = mean.AsSpan(0, unit.Length);
+            AddDirections(unit, models, Scales(unit, models, unit.Statistics!).Directions, delta, m);
+            pass.Sums[0] += SpanMath.SumOfSquares(m);
+        }
+        finally
+        {
+            if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
+            if (mean is not null) ArrayPool<float>.Shared.Return(mean);
+        }
+    }
+
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
         var models = InputRules.NonBase(inputs);
@@ -43,28 +77,16 @@ public sealed class MultiSlerp : MergeMethod
             return;
         }
         double eps = inputs.Global("eps");
-        var weights = models.Select(i => inputs.ForModel(i, "weight")).ToArray();
-        if (inputs.Global("normalize_weights") != 0)
-        {
-            double sum = weights.Sum();
-            for (int k = 0; k < weights.Length; k++) weights[k] /= sum;
-        }
+        var stats = StatisticsOf(inputs);
+        var (weights, directions, normSum) = Scales(inputs, models, stats);
         bool hasBase = inputs.BaseIndex >= 0;
         float[]? scratch = hasBase ? ArrayPool<float>.Shared.Rent(output.Length) : null;
         try
         {
             var delta = scratch is null ? [] : scratch.AsSpan(0, output.Length);
             // m = Σ wᵢ·xᵢ/(‖xᵢ‖ + eps), the weighted Euclidean mean of the unit vectors, accumulated in the output.
-            output.Clear();
-            double normSum = 0;
-            for (int k = 0; k < models.Length; k++)
-            {
-                var x = Vector(inputs, models[k], delta);
-                double norm = SpanMath.Norm(x);
-                normSum += weights[k] * norm;
-                TensorPrimitives.MultiplyAdd(x, (float)(weights[k] / (norm + eps)), output, output);
-            }
-            double meanNorm = SpanMath.Norm(output);
+            AddDirections(inputs, models, directions, delta, output);
+            double meanNorm = Math.Sqrt(stats.LastSum(0));
             if (meanNorm < eps)
             {
                 if (models.Length != 2)
@@ -87,6 +109,38 @@ public sealed class MultiSlerp : MergeMethod
         {
             if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
         }
+    }
+
+    /// <summary>
+    /// The weights (normalized if asked), each vector's scale wᵢ/(‖xᵢ‖ + eps) towards the mean direction, and the
+    /// weighted mean of the norms Σ wᵢ·‖xᵢ‖, from the first sums.
+    /// </summary>
+    private static (double[] Weights, double[] Directions, double NormSum) Scales(MergeInputsInfo inputs, int[] models, TensorStatistics stats)
+    {
+        double eps = inputs.Global("eps");
+        var weights = models.Select(i => inputs.ForModel(i, "weight")).ToArray();
+        if (inputs.Global("normalize_weights") != 0)
+        {
+            double sum = weights.Sum();
+            for (int k = 0; k < weights.Length; k++) weights[k] /= sum;
+        }
+        var directions = new double[models.Length];
+        double normSum = 0;
+        for (int k = 0; k < models.Length; k++)
+        {
+            double norm = Math.Sqrt(stats.FirstSum(k));
+            normSum += weights[k] * norm;
+            directions[k] = weights[k] / (norm + eps);
+        }
+        return (weights, directions, normSum);
+    }
+
+    /// <summary>m = Σ (float)directionᵢ·xᵢ, accumulated in model order into <paramref name="mean"/>.</summary>
+    private static void AddDirections(MergeInputs inputs, int[] models, double[] directions, Span<float> scratch, Span<float> mean)
+    {
+        mean.Clear();
+        for (int k = 0; k < models.Length; k++)
+            TensorPrimitives.MultiplyAdd(Vector(inputs, models[k], scratch), (float)directions[k], mean, mean);
     }
 
     /// <summary>Model i's vector: the model itself, or with a base its task vector x − base, written to <paramref name="scratch"/>.</summary>

@@ -32,6 +32,44 @@ public sealed class NuSlerp : MergeMethod
             throw InputRules.Refuse(inputs, Name, "nuslerp needs exactly two models (plus an optional base_model)");
     }
 
+    /// <summary>
+    /// Streamed over flat vectors (first sums: the two squared norms and the dot) and over rows (chunks of whole rows);
+    /// vectors along the first axis need the whole tensor.
+    /// </summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => inputs.Count == 1 ? ChunkPlan.Elementwise : ModeOf(inputs, shape) switch
+    {
+        Mode.Flat => new ChunkPlan { FirstSums = 3 },
+        Mode.LastAxis => new ChunkPlan { RowLength = shape[^1] },
+        _ => null,
+    };
+
+    public override void Accumulate(MergeInputs unit, StatisticsPass pass)
+    {
+        var models = InputRules.NonBase(unit);
+        ReadOnlySpan<float> v0 = unit[models[0]], v1 = unit[models[1]];
+        float[]? scratch = unit.BaseIndex >= 0 ? ArrayPool<float>.Shared.Rent(2 * unit.Length) : null;
+        try
+        {
+            if (scratch is not null)
+            {
+                // With a base, the task vectors.
+                var d0 = scratch.AsSpan(0, unit.Length);
+                var d1 = scratch.AsSpan(unit.Length, unit.Length);
+                TensorPrimitives.Subtract(v0, unit[unit.BaseIndex], d0);
+                TensorPrimitives.Subtract(v1, unit[unit.BaseIndex], d1);
+                v0 = d0;
+                v1 = d1;
+            }
+            pass.Sums[0] += SpanMath.SumOfSquares(v0);
+            pass.Sums[1] += SpanMath.SumOfSquares(v1);
+            pass.Sums[2] += SpanMath.Dot(v0, v1);
+        }
+        finally
+        {
+            if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
         if (inputs.Count == 1)
@@ -40,13 +78,13 @@ public sealed class NuSlerp : MergeMethod
             return;
         }
         var models = InputRules.NonBase(inputs);
-        double w0 = inputs.ForModel(models[0], "weight"), w1 = inputs.ForModel(models[1], "weight");
-        double t = Math.Abs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1);
-        var mode = inputs.Global("nuslerp_flatten") != 0 ? Mode.Flat : inputs.Global("nuslerp_row_wise") != 0 ? Mode.FirstAxis : Mode.LastAxis;
+        double t = Factor(inputs, models);
+        var mode = ModeOf(inputs, inputs.Shape);
+        var flat = mode == Mode.Flat ? StatisticsOf(inputs) : null;
 
         if (inputs.BaseIndex < 0)
         {
-            Interpolate(inputs[models[0]], inputs[models[1]], t, mode, inputs.Shape, output);
+            Interpolate(inputs[models[0]], inputs[models[1]], t, mode, inputs.Shape, flat, output);
             return;
         }
         // Task-vector slerp: base + nuslerp(x₁ − base, x₂ − base). The first task vector lives in the output, which
@@ -58,7 +96,7 @@ public sealed class NuSlerp : MergeMethod
             var v1 = scratch.AsSpan(0, output.Length);
             TensorPrimitives.Subtract(inputs[models[0]], baseValues, output);
             TensorPrimitives.Subtract(inputs[models[1]], baseValues, v1);
-            Interpolate(output, v1, t, mode, inputs.Shape, output);
+            Interpolate(output, v1, t, mode, inputs.Shape, flat, output);
             TensorPrimitives.Add(output, baseValues, output);
         }
         finally
@@ -69,18 +107,35 @@ public sealed class NuSlerp : MergeMethod
 
     private enum Mode { Flat, LastAxis, FirstAxis }
 
-    private static void Interpolate(ReadOnlySpan<float> v0, ReadOnlySpan<float> v1, double t, Mode mode, long[] shape, Span<float> output)
+    /// <summary>A 1-D tensor is one vector in every mode (mergekit's transpose of dim 0 and -1 is then a no-op).</summary>
+    private static Mode ModeOf(MergeInputsInfo inputs, long[] shape) =>
+        inputs.Global("nuslerp_flatten") != 0 || shape.Length < 2 ? Mode.Flat : inputs.Global("nuslerp_row_wise") != 0 ? Mode.FirstAxis : Mode.LastAxis;
+
+    /// <summary>t = w₂/(w₁ + w₂), or ½ when the weights cancel.</summary>
+    private static double Factor(MergeInputsInfo inputs, int[] models)
+    {
+        double w0 = inputs.ForModel(models[0], "weight"), w1 = inputs.ForModel(models[1], "weight");
+        return Math.Abs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1);
+    }
+
+    /// <summary>Flat mode takes its norms and dot from the tensor's statistics; the other modes compute them per vector.</summary>
+    private static void Interpolate(ReadOnlySpan<float> v0, ReadOnlySpan<float> v1, double t, Mode mode, long[] shape, TensorStatistics? flat,
+        Span<float> output)
     {
         int n = output.Length;
         if (n == 0) return;
-        // A 1-D tensor is one vector in every mode (mergekit's transpose of dim 0 and -1 is then a no-op).
-        if (shape.Length < 2) mode = Mode.Flat;
         if (mode == Mode.FirstAxis)
         {
             InterpolateColumns(v0, v1, t, (int)shape[0], output);
             return;
         }
-        int length = mode == Mode.Flat ? n : (int)shape[^1];
+        if (mode == Mode.Flat)
+        {
+            var (c0, c1) = Coefficients(flat!.FirstSum(0), flat.FirstSum(1), flat.FirstSum(2), t);
+            SpanMath.Combine(v0, c0, v1, c1, output);
+            return;
+        }
+        int length = (int)shape[^1];
         for (int start = 0; start < n; start += length)
         {
             var r0 = v0.Slice(start, length);

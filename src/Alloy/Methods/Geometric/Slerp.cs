@@ -17,6 +17,7 @@ public sealed class Slerp : MergeMethod
     public override BaseModelUse BaseModel => BaseModelUse.Required;
     public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
     public override bool IsElementwise => false;
+    public override int ScratchBuffers(int inputCount) => 0;
 
     public override IReadOnlyList<ParameterSpec> Parameters { get; } =
     [
@@ -24,6 +25,19 @@ public sealed class Slerp : MergeMethod
     ];
 
     public override void Validate(MergeInputsInfo inputs) => InputRules.BaseAndOneOther(inputs, Name);
+
+    /// <summary>Streamed: the two squared norms and the dot (first sums 0, 1, 2), then any split.</summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) =>
+        inputs.Count == 1 ? ChunkPlan.Elementwise : new ChunkPlan { FirstSums = 3 };
+
+    public override void Accumulate(MergeInputs unit, StatisticsPass pass)
+    {
+        var a = unit[unit.BaseIndex];
+        var b = unit[InputRules.Other(unit)];
+        pass.Sums[0] += SpanMath.SumOfSquares(a);
+        pass.Sums[1] += SpanMath.SumOfSquares(b);
+        pass.Sums[2] += SpanMath.Dot(a, b);
+    }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
@@ -37,8 +51,9 @@ public sealed class Slerp : MergeMethod
         double t = inputs.Global("t");
 
         // mergekit normalizes a vector only when its norm exceeds 1e-8 (a zero tensor stays as it is).
-        double na = SpanMath.Norm(a), nb = SpanMath.Norm(b);
-        double cos = SpanMath.Dot(a, b) / ((na > 1e-8 ? na : 1) * (nb > 1e-8 ? nb : 1));
+        var stats = StatisticsOf(inputs);
+        double na = Math.Sqrt(stats.FirstSum(0)), nb = Math.Sqrt(stats.FirstSum(1));
+        double cos = stats.FirstSum(2) / ((na > 1e-8 ? na : 1) * (nb > 1e-8 ? nb : 1));
         var (ca, cb) = Math.Abs(cos) > DotThreshold ? (1 - t, t) : Coefficients(Math.Acos(cos), t);
         SpanMath.Combine(a, ca, b, cb, output);
     }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -30,13 +31,13 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
     /// <summary>The cut that keeps the <paramref name="k"/> largest magnitudes of <paramref name="values"/> (tie rule above).</summary>
     public static MagnitudeCut TopK(ReadOnlySpan<float> values, long k)
     {
-        if (k <= 0) return KeepNone;
-        if (k >= values.Length) return KeepAll;
-        using var histogram = new MagnitudeHistogram();
-        histogram.AddCoarse(values);
-        int bucket = histogram.FindBucket(k, out long above);
-        histogram.AddFine(values, bucket);
-        return histogram.FindCut(bucket, above, k, out _);
+        using var search = new CutSearch(values.Length, [k]);
+        while (search.Counting)
+        {
+            search.Count(values);
+            search.EndPass();
+        }
+        return search.Cuts[0];
     }
 
     /// <summary>Zeroes every entry the cut does not keep.</summary>
@@ -44,7 +45,13 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
 
     /// <summary>Zeroes every entry except those <paramref name="keep"/> keeps and <paramref name="drop"/> does not.</summary>
     /// <remarks>With both cuts from <see cref="TopK"/> on the same values, this keeps a band of descending ranks.</remarks>
-    public static void ApplyBand(Span<float> values, MagnitudeCut keep, MagnitudeCut drop)
+    public static void ApplyBand(Span<float> values, MagnitudeCut keep, MagnitudeCut drop) => ApplyBand(values, ref keep, ref drop);
+
+    /// <summary>
+    /// <see cref="ApplyBand(Span{float}, MagnitudeCut, MagnitudeCut)"/> for consecutive pieces of one population: each
+    /// cut's <see cref="TiesKept"/> counts down as the piece takes ties, so the next piece continues where it stopped.
+    /// </summary>
+    public static void ApplyBand(Span<float> values, ref MagnitudeCut keep, ref MagnitudeCut drop)
     {
         long keepTies = keep.TiesKept, dropTies = drop.TiesKept;
         int j = 0;
@@ -69,6 +76,58 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
             }
         }
         for (; j < values.Length; j++) KeepOrZero(values, j, keep.Key, ref keepTies, drop.Key, ref dropTies);
+        keep = keep with { TiesKept = keepTies };
+        drop = drop with { TiesKept = dropTies };
+    }
+
+    /// <summary>How many of <paramref name="values"/> have magnitude key <paramref name="key"/>.</summary>
+    public static long CountKey(ReadOnlySpan<float> values, uint key)
+    {
+        long count = 0;
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float first = ref MemoryMarshal.GetReference(values);
+            var (signless, wanted) = (Vector256.Create(0x7FFF_FFFFu), Vector256.Create(key));
+            for (; j <= values.Length - 8; j += 8)
+            {
+                var keys = Vector256.LoadUnsafe(ref first, (nuint)j).AsUInt32() & signless;
+                count += BitOperations.PopCount(Vector256.Equals(keys, wanted).ExtractMostSignificantBits());
+            }
+        }
+        for (; j < values.Length; j++) if (KeyOf(values[j]) == key) count++;
+        return count;
+    }
+
+    /// <summary>
+    /// Σ|vⱼ| over the entries whose key lies strictly between <paramref name="aboveKey"/> and <paramref name="belowKey"/>,
+    /// accumulated in double (four lanes, then in order), so it does not depend on where the span sits in memory.
+    /// With (0, <see cref="uint.MaxValue"/>) it is the L1 norm (entries of key 0 are zeros).
+    /// </summary>
+    public static double MagnitudeSum(ReadOnlySpan<float> values, uint aboveKey, uint belowKey)
+    {
+        var lanes = Vector256<double>.Zero;
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float first = ref MemoryMarshal.GetReference(values);
+            var signless = Vector256.Create(0x7FFF_FFFFu);
+            var (low, high) = (Vector256.Create(aboveKey), Vector256.Create(belowKey));
+            for (; j <= values.Length - 8; j += 8)
+            {
+                var keys = Vector256.LoadUnsafe(ref first, (nuint)j).AsUInt32() & signless;
+                var inside = Vector256.GreaterThan(keys, low) & Vector256.LessThan(keys, high);
+                var (lower, upper) = Vector256.Widen((keys & inside).AsSingle());
+                lanes += lower + upper;
+            }
+        }
+        double sum = Vector256.Sum(lanes);
+        for (; j < values.Length; j++)
+        {
+            uint key = KeyOf(values[j]);
+            if (key > aboveKey && key < belowKey) sum += BitConverter.UInt32BitsToSingle(key);
+        }
+        return sum;
     }
 
     private static void KeepOrZero(Span<float> values, int j, uint keepKey, ref long keepTies, uint dropKey, ref long dropTies)

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Alloy.Methods.TaskVectors;
 
@@ -8,9 +10,10 @@ namespace Alloy.Methods.TaskVectors;
 /// the k-th largest; a fine pass counts the low 16 bits of the entries in that bucket, which gives it exactly.
 /// </summary>
 /// <remarks>
-/// Memory is two fixed tables whatever the population's size, and counts are integers, so a population split into
-/// chunks, added in any order on any thread and merged with <see cref="Add"/>, gives the same answer as one span:
-/// the per-tensor top-k and the model-wide pre-pass use the same code.
+/// Memory is two fixed tables whatever the population's size (each rented on first use, so a histogram that only
+/// counts one pass holds one), and counts are integers, so a population split into chunks, added in any order on any
+/// thread and merged with <see cref="Add"/>, gives the same answer as one span: the per-tensor top-k, the streamed
+/// statistics passes (<see cref="CutSearch"/>) and the model-wide pre-pass use the same code.
 /// </remarks>
 public sealed class MagnitudeHistogram : IDisposable
 {
@@ -18,11 +21,12 @@ public sealed class MagnitudeHistogram : IDisposable
     public const int CoarseBins = 1 << 15;
     public const int FineBins = 1 << FineBits;
 
-    private long[]? _coarse = Rent(CoarseBins);
-    private long[]? _fine = Rent(FineBins);
+    private long[]? _coarse;
+    private long[]? _fine;
+    private bool _disposed;
 
-    private long[] Coarse => _coarse ?? throw new ObjectDisposedException(nameof(MagnitudeHistogram));
-    private long[] Fine => _fine ?? throw new ObjectDisposedException(nameof(MagnitudeHistogram));
+    private long[] Coarse => Table(ref _coarse, CoarseBins);
+    private long[] Fine => Table(ref _fine, FineBins);
 
     /// <summary>Entries counted by the coarse pass.</summary>
     public long Count { get; private set; }
@@ -39,19 +43,43 @@ public sealed class MagnitudeHistogram : IDisposable
     public void AddFine(ReadOnlySpan<float> values, int bucket)
     {
         var fine = Fine;
-        foreach (float v in values)
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
         {
-            uint key = MagnitudeCut.KeyOf(v);
-            if (key >> FineBits == (uint)bucket) fine[key & (FineBins - 1)]++;
+            // Most entries lie outside the bucket: skip eight at a time, count the blocks that hold one entry by entry.
+            ref float first = ref MemoryMarshal.GetReference(values);
+            var wanted = Vector256.Create((uint)bucket);
+            var signless = Vector256.Create(0x7FFF_FFFFu);
+            for (; j <= values.Length - 8; j += 8)
+            {
+                var buckets = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref first, (nuint)j).AsUInt32() & signless, FineBits);
+                if (!Vector256.EqualsAny(buckets, wanted)) continue;
+                for (int t = j; t < j + 8; t++) CountFine(fine, values[t], bucket);
+            }
         }
+        for (; j < values.Length; j++) CountFine(fine, values[j], bucket);
+    }
+
+    private static void CountFine(long[] fine, float value, int bucket)
+    {
+        uint key = MagnitudeCut.KeyOf(value);
+        if (key >> FineBits == (uint)bucket) fine[key & (FineBins - 1)]++;
     }
 
     /// <summary>Adds another histogram's counts (from another chunk or thread).</summary>
     public void Add(MagnitudeHistogram other)
     {
-        var (coarse, fine, otherCoarse, otherFine) = (Coarse, Fine, other.Coarse, other.Fine);
-        for (int b = 0; b < CoarseBins; b++) coarse[b] += otherCoarse[b];
-        for (int b = 0; b < FineBins; b++) fine[b] += otherFine[b];
+        ObjectDisposedException.ThrowIf(_disposed || other._disposed, this);
+        if (other._coarse is { } otherCoarse)
+        {
+            var coarse = Coarse;
+            for (int b = 0; b < CoarseBins; b++) coarse[b] += otherCoarse[b];
+        }
+        if (other._fine is { } otherFine)
+        {
+            var fine = Fine;
+            for (int b = 0; b < FineBins; b++) fine[b] += otherFine[b];
+        }
         Count += other.Count;
     }
 
@@ -93,12 +121,17 @@ public sealed class MagnitudeHistogram : IDisposable
         if (_coarse is not null) ArrayPool<long>.Shared.Return(_coarse);
         if (_fine is not null) ArrayPool<long>.Shared.Return(_fine);
         _coarse = _fine = null;
+        _disposed = true;
     }
 
-    private static long[] Rent(int length)
+    private long[] Table(ref long[]? table, int length)
     {
-        var array = ArrayPool<long>.Shared.Rent(length);
-        Array.Clear(array, 0, length);
-        return array;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (table is null)
+        {
+            table = ArrayPool<long>.Shared.Rent(length);
+            Array.Clear(table, 0, length);
+        }
+        return table;
     }
 }

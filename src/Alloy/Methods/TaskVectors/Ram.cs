@@ -36,7 +36,7 @@ public sealed class RamPlusTl : MergeMethod
     public override string Reference => "https://arxiv.org/abs/2601.13572";
     public override BaseModelUse BaseModel => BaseModelUse.Required;
 
-    /// <summary>The shared/unique counts run over the whole tensor.</summary>
+    /// <summary>The shared/unique counts run over the whole tensor (gathered first, <see cref="Chunking"/>).</summary>
     public override bool IsElementwise => false;
 
     public override int ScratchBuffers(int inputCount) => 0;
@@ -50,28 +50,44 @@ public sealed class RamPlusTl : MergeMethod
 
     public override void Validate(MergeInputsInfo inputs) => RamOverlap.Validate(this, inputs);
 
-    public override void Merge(MergeInputs inputs, Span<float> output)
+    /// <summary>Streamed: per model, its active entries that other models share and those only it changes (first sums 2m, 2m + 1).</summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) =>
+        new() { FirstSums = 2 * InputRules.NonBase(inputs).Length };
+
+    public override void Accumulate(MergeInputs unit, StatisticsPass pass)
     {
-        int[] models = InputRules.NonBase(inputs);
-        double epsilon = inputs.Global("epsilon"), r = inputs.Global("r"), alpha = inputs.Global("alpha");
-        var scales = new double[models.Length];
-        var @base = inputs[inputs.BaseIndex];
-        // Count, per model, its active entries that other models share and those only it changes.
+        int[] models = InputRules.NonBase(unit);
+        double epsilon = unit.Global("epsilon");
+        var @base = unit[unit.BaseIndex];
         var (shared, unique) = (new long[models.Length], new long[models.Length]);
-        for (int j = 0; j < output.Length; j++)
+        for (int j = 0; j < unit.Length; j++)
         {
-            int count = RamOverlap.ActiveCount(inputs, models, @base, j, epsilon);
+            int count = RamOverlap.ActiveCount(unit, models, @base, j, epsilon);
             if (count == 0) continue;
             for (int m = 0; m < models.Length; m++)
             {
-                if (!(Math.Abs(inputs[models[m]][j] - @base[j]) > (float)epsilon)) continue;
+                if (!(Math.Abs(unit[models[m]][j] - @base[j]) > (float)epsilon)) continue;
                 if (count == 1) unique[m]++;
                 else shared[m]++;
             }
         }
         for (int m = 0; m < models.Length; m++)
         {
-            double rho = shared[m] / Math.Max(unique[m], epsilon);
+            pass.Sums[2 * m] += shared[m];
+            pass.Sums[2 * m + 1] += unique[m];
+        }
+    }
+
+    public override void Merge(MergeInputs inputs, Span<float> output)
+    {
+        int[] models = InputRules.NonBase(inputs);
+        double epsilon = inputs.Global("epsilon"), r = inputs.Global("r"), alpha = inputs.Global("alpha");
+        var stats = StatisticsOf(inputs);
+        var scales = new double[models.Length];
+        for (int m = 0; m < models.Length; m++)
+        {
+            // Counts are whole numbers, exact in double.
+            double rho = stats.FirstSum(2 * m) / Math.Max(stats.FirstSum(2 * m + 1), epsilon);
             scales[m] = 1 + r * Math.Min(Math.Max(rho, 0), alpha);   // torch's clamp(min, max): max wins
         }
         RamOverlap.Merge(inputs, models, epsilon, scales, output);

@@ -1,4 +1,7 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Alloy.Tensors;
 
 namespace Alloy.Methods.TaskVectors;
@@ -29,15 +32,23 @@ public static class Sparsify
     /// </remarks>
     public static void MagnitudeOutliers(Span<float> delta, double density, double gamma)
     {
-        long n = delta.Length;
+        var (keep, drop) = OutlierBand(density, gamma, delta.Length);
+        MagnitudeCut.ApplyBand(delta, MagnitudeCut.TopK(delta, keep), MagnitudeCut.TopK(delta, drop));
+    }
+
+    /// <summary>
+    /// Breadcrumbs' band over n entries as two top-k counts: the band is the <paramref name="Keep"/> largest magnitudes
+    /// without the <paramref name="Drop"/> largest (ascending ranks [n_bot, n − n_top)).
+    /// </summary>
+    public static (long Keep, long Drop) OutlierBand(double density, double gamma, long n)
+    {
         long target = KeepCount(density, n), top = (long)(gamma * n), bottom = n - target - top;
         if (bottom < 0)
         {
             top += bottom;
             bottom = 0;
         }
-        // Ascending ranks [bottom, n − top) are the (n − bottom) largest without the top largest.
-        MagnitudeCut.ApplyBand(delta, MagnitudeCut.TopK(delta, n - bottom), MagnitudeCut.TopK(delta, top));
+        return (n - bottom, top);
     }
 
     /// <summary>
@@ -54,7 +65,15 @@ public static class Sparsify
             var part = delta.Slice(start, Math.Min(block, delta.Length - start));
             var u = uniform[..part.Length];
             random.FillUniform(firstIndex + start, u);
-            for (int j = 0; j < part.Length; j++) part[j] = u[j] < threshold ? part[j] : 0;
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // Masks, not branches: a keep decision is a coin flip, which no branch predictor guesses.
+                var limit = Vector256.Create(threshold);
+                for (; j <= part.Length - 8; j += 8)
+                    (Vector256.Create((ReadOnlySpan<float>)part.Slice(j, 8)) & Vector256.LessThan(Vector256.Create((ReadOnlySpan<float>)u.Slice(j, 8)), limit)).CopyTo(part.Slice(j, 8));
+            }
+            for (; j < part.Length; j++) part[j] = u[j] < threshold ? part[j] : 0;
         }
     }
 
@@ -68,9 +87,10 @@ public static class Sparsify
     /// DELLA's MagPrune (mergekit <c>della_magprune</c>): along dimension 1 (a 1-D tensor is one row), entry
     /// probabilities rise linearly with magnitude rank from density − ε (smallest) to density + ε (largest)
     /// (<see cref="DellaKeepProbabilities"/>); each entry is kept with its probability, drawn from
-    /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing.
+    /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing. <paramref name="delta"/> may be a run of
+    /// whole rows (of <see cref="DellaRowLength"/> entries) starting at flat index <paramref name="firstIndex"/>.
     /// </summary>
-    public static void Della(Span<float> delta, ReadOnlySpan<long> shape, double density, double epsilon, RandomStream random)
+    public static void Della(Span<float> delta, ReadOnlySpan<long> shape, double density, double epsilon, RandomStream random, long firstIndex = 0)
     {
         if (density <= 0)
         {
@@ -95,12 +115,16 @@ public static class Sparsify
                     long first = o * n * inner + c;
                     for (int j = 0; j < n; j++) row[j] = delta[(int)(first + j * inner)];
                     DellaKeepProbabilities(row.AsSpan(0, n), density, epsilon, probability.AsSpan(0, n));
-                    if (inner == 1) random.FillUniform(first, uniform.AsSpan(0, n));
+                    if (inner == 1)
+                    {
+                        random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
+                        KeepBelow(delta.Slice((int)first, n), uniform.AsSpan(0, n), probability.AsSpan(0, n));
+                        continue;
+                    }
                     for (int j = 0; j < n; j++)
                     {
                         long index = first + j * inner;
-                        float u = inner == 1 ? uniform[j] : random.Uniform(index);
-                        if (!(u < probability[j])) delta[(int)index] = 0;
+                        if (!(random.Uniform(firstIndex + index) < probability[j])) delta[(int)index] = 0;
                     }
                 }
             }
@@ -111,6 +135,36 @@ public static class Sparsify
             ArrayPool<float>.Shared.Return(uniform);
             ArrayPool<double>.Shared.Return(probability);
         }
+    }
+
+    /// <summary>Zeroes <c>row[j]</c> unless <c>uniform[j] &lt; probability[j]</c> (compared in double).</summary>
+    private static void KeepBelow(Span<float> row, ReadOnlySpan<float> uniform, ReadOnlySpan<double> probability)
+    {
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; j <= row.Length - 8; j += 8)
+            {
+                var (low, high) = Vector256.Widen(Vector256.Create(uniform.Slice(j, 8)));
+                var keep = Vector256.Narrow(Vector256.LessThan(low, Vector256.Create(probability.Slice(j, 4))).AsInt64(),
+                    Vector256.LessThan(high, Vector256.Create(probability.Slice(j + 4, 4))).AsInt64());
+                (Vector256.Create((ReadOnlySpan<float>)row.Slice(j, 8)) & keep.AsSingle()).CopyTo(row.Slice(j, 8));
+            }
+        }
+        for (; j < row.Length; j++)
+            if (!(uniform[j] < probability[j])) row[j] = 0;
+    }
+
+    /// <summary>
+    /// The entries DELLA ranks together and the ones after them up to the next such group: dimension 1 and every
+    /// dimension after it (a 1-D tensor is one row), so a run of whole rows can be sparsified on its own.
+    /// </summary>
+    public static long DellaRowLength(ReadOnlySpan<long> shape)
+    {
+        if (shape.Length == 0) return 1;
+        long length = 1;
+        foreach (long size in shape.Length == 1 ? shape : shape[1..]) length *= size;
+        return Math.Max(1, length);
     }
 
     /// <summary>
@@ -128,8 +182,21 @@ public static class Sparsify
         var ranks = ArrayPool<int>.Shared.Rent(n);
         try
         {
-            MagnitudeRanks(row, ranks.AsSpan(0, n));
-            for (int j = 0; j < n; j++) probability[j] = density - epsilon + 2 * epsilon * ranks[j] / (n - 1);
+            var ranked = ranks.AsSpan(0, n);
+            MagnitudeRanks(row, ranked);
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                // The scalar expression's operations in its order, four at a time.
+                var (low, width, last) = (Vector256.Create(density - epsilon), Vector256.Create(2 * epsilon), Vector256.Create((double)(n - 1)));
+                for (; j <= n - 8; j += 8)
+                {
+                    var (r0, r1) = Vector256.Widen(Vector256.Create((ReadOnlySpan<int>)ranked.Slice(j, 8)));
+                    (low + width * Vector256.ConvertToDouble(r0) / last).CopyTo(probability.Slice(j, 4));
+                    (low + width * Vector256.ConvertToDouble(r1) / last).CopyTo(probability.Slice(j + 4, 4));
+                }
+            }
+            for (; j < n; j++) probability[j] = density - epsilon + 2 * epsilon * ranked[j] / (n - 1);
         }
         finally
         {
@@ -145,20 +212,21 @@ public static class Sparsify
     public static void MagnitudeRanks(ReadOnlySpan<float> values, Span<int> ranks)
     {
         int n = values.Length;
-        var keys = ArrayPool<uint>.Shared.Rent(2 * n);
-        var order = ArrayPool<int>.Shared.Rent(2 * n);
+        // Each entry is (key << 32) | index, one word to move per pass; the two halves alternate as source and destination.
+        var buffer = ArrayPool<ulong>.Shared.Rent(2 * n);
         try
         {
-            // The two halves of each buffer alternate as source and destination of a pass.
-            int from = 0, to = n;
-            // Start in descending index order: stable passes keep it among equal keys, so the higher index ranks lower.
-            for (int p = 0; p < n; p++) (order[p], keys[p]) = (n - 1 - p, MagnitudeCut.KeyOf(values[n - 1 - p]));
+            ref ulong from = ref MemoryMarshal.GetArrayDataReference(buffer);
+            ref ulong to = ref Unsafe.Add(ref from, n);
             // One counting pass for all four digits; a digit every key shares needs no pass.
             Span<int> counts = stackalloc int[4 * 256];
             counts.Clear();
+            // Start in descending index order: stable passes keep it among equal keys, so the higher index ranks lower.
             for (int p = 0; p < n; p++)
             {
-                uint key = keys[p];
+                int j = n - 1 - p;
+                uint key = MagnitudeCut.KeyOf(values[j]);
+                Unsafe.Add(ref from, p) = ((ulong)key << 32) | (uint)j;
                 counts[(int)(key & 0xFF)]++;
                 counts[256 + (int)((key >> 8) & 0xFF)]++;
                 counts[512 + (int)((key >> 16) & 0xFF)]++;
@@ -166,23 +234,25 @@ public static class Sparsify
             }
             for (int digit = 0; digit < 4 && n > 0; digit++)
             {
-                int shift = 8 * digit;
+                int shift = 32 + 8 * digit;
                 var offsets = counts.Slice(256 * digit, 256);
-                if (offsets[(int)(keys[from] >> shift) & 0xFF] == n) continue;
+                if (offsets[(int)(from >> shift) & 0xFF] == n) continue;
                 for (int d = 0, sum = 0; d < 256; d++) (offsets[d], sum) = (sum, sum + offsets[d]);
-                for (int p = from; p < from + n; p++)
+                ref int offset = ref MemoryMarshal.GetReference(offsets);
+                for (int p = 0; p < n; p++)
                 {
-                    int position = to + offsets[(int)(keys[p] >> shift) & 0xFF]++;
-                    (keys[position], order[position]) = (keys[p], order[p]);
+                    ulong entry = Unsafe.Add(ref from, p);
+                    Unsafe.Add(ref to, Unsafe.Add(ref offset, (int)(entry >> shift) & 0xFF)++) = entry;
                 }
-                (from, to) = (to, from);
+                ref ulong swap = ref from;
+                from = ref to;
+                to = ref swap;
             }
-            for (int p = 0; p < n; p++) ranks[order[from + p]] = p;
+            for (int p = 0; p < n; p++) ranks[(int)(uint)Unsafe.Add(ref from, p)] = p;
         }
         finally
         {
-            ArrayPool<uint>.Shared.Return(keys);
-            ArrayPool<int>.Shared.Return(order);
+            ArrayPool<ulong>.Shared.Return(buffer);
         }
     }
 
@@ -192,16 +262,14 @@ public static class Sparsify
     /// </summary>
     public static void RescaleL1(Span<float> masked, double originalL1)
     {
-        double after = L1Norm(masked);
-        if (originalL1 < 1e-7 || after < 1e-7) return;
-        System.Numerics.Tensors.TensorPrimitives.Multiply(masked, (float)(originalL1 / after), masked);
+        if (RescaleFactor(originalL1, L1Norm(masked)) is { } factor)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(masked, factor, masked);
     }
 
+    /// <summary>The factor of <see cref="RescaleL1"/> from the two norms, or null when either is below 1e-7.</summary>
+    public static float? RescaleFactor(double originalL1, double maskedL1) =>
+        originalL1 < 1e-7 || maskedL1 < 1e-7 ? null : (float)(originalL1 / maskedL1);
+
     /// <summary>Σ|vⱼ|, accumulated in double.</summary>
-    public static double L1Norm(ReadOnlySpan<float> values)
-    {
-        double sum = 0;
-        foreach (float v in values) sum += Math.Abs(v);
-        return sum;
-    }
+    public static double L1Norm(ReadOnlySpan<float> values) => MagnitudeCut.MagnitudeSum(values, 0, uint.MaxValue);
 }

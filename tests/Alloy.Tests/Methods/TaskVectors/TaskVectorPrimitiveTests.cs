@@ -1,6 +1,7 @@
 using Alloy.Methods;
 using Alloy.Methods.TaskVectors;
 using Alloy.Tensors;
+using CsCheck;
 
 namespace Alloy.Tests.Methods;
 
@@ -164,6 +165,13 @@ public sealed class TaskVectorPrimitiveTests
         Assert.Equal([0.6, 0.5, 0.4], p[..3].Select(v => Math.Round(v, 12)));
         Sparsify.DellaKeepProbabilities([7f], 0.3, 0.1, p);
         Assert.Equal(0.3, p[0]);
+        // A long row (vectorized) gives each entry exactly the formula's double.
+        var values = Tied(1001, 4);
+        var probability = new double[values.Length];
+        Sparsify.DellaKeepProbabilities(values, 0.45, 0.15, probability);
+        var ranks = new int[values.Length];
+        Sparsify.MagnitudeRanks(values, ranks);
+        Assert.Equal(ranks.Select(r => 0.45 - 0.15 + 2 * 0.15 * r / 1000), probability);
     }
 
     [Fact]
@@ -218,6 +226,44 @@ public sealed class TaskVectorPrimitiveTests
     }
 
     [Fact]
+    public void Vectorized_election_and_merge_compute_each_entry_exactly_as_the_entrywise_rule()
+    {
+        // bf16-like values with zeros and exact cancellations, over lengths that leave vector tails.
+        foreach (int n in new[] { 1, 7, 8, 1029, 2048 + 5 })
+        {
+            float[][] deltas = [.. Enumerable.Range(0, 3).Select(m => Tied(n, 10 + m).Select((v, j) => v * (1 + m) * (j % 11 == 0 ? 0 : 1)).ToArray())];
+            double[] weights = [0.7, -0.2, 1.3], votes = [1, 1, 1];
+            foreach (bool byCount in new[] { false, true })
+                foreach (var divisor in new[] { DisjointDivisor.None, DisjointDivisor.AgreeingWeights, DisjointDivisor.AgreeingCount })
+                {
+                    var actual = new float[n];
+                    SignConsensus.Elect(deltas, weights, byCount, actual);
+                    SignConsensus.DisjointMerge(deltas, weights, votes, actual, actual, divisor);
+                    var expected = new float[n];
+                    for (int j = 0; j < n; j++)
+                    {
+                        double vote = 0;
+                        for (int i = 0; i < 3; i++)
+                        {
+                            double v = weights[i] * deltas[i][j];
+                            vote += byCount ? Math.Sign(v) : v;
+                        }
+                        float sign = vote >= 0 ? 1 : -1;
+                        double sum = 0, den = 0;
+                        for (int i = 0; i < 3; i++)
+                        {
+                            if (!(votes[i] * deltas[i][j] * sign > 0)) continue;
+                            sum += weights[i] * deltas[i][j];
+                            den += divisor == DisjointDivisor.AgreeingCount ? 1 : weights[i];
+                        }
+                        expected[j] = (float)(divisor == DisjointDivisor.None || den == 0 ? sum : sum / den);
+                    }
+                    Assert.Equal(expected, actual);
+                }
+        }
+    }
+
+    [Fact]
     public void Count_election_follows_the_majority_of_signs_not_the_mass()
     {
         // One large positive against two small negatives: the sum says +, the count says −.
@@ -265,5 +311,84 @@ public sealed class TaskVectorPrimitiveTests
         Assert.Equal(0.5, LayerScaling.Factor(new TensorPosition(null, true, 5), 0.5, 0.4));
         Assert.Equal(0.5, LayerScaling.Factor(new TensorPosition(null, false, 5), 0.5, 0.4));
         Assert.Equal(0.5, LayerScaling.Factor(TensorPosition.Unknown, 0.5, 0.4));
+    }
+    [Fact]
+    public void A_cut_search_over_pieces_in_any_order_finds_every_cut_of_a_population()
+    {
+        var values = Tied(5000, 5).Select((v, j) => v * (1 + j % 5)).ToArray();
+        long[] keep = [4000, 37, 1];
+        using var search = new CutSearch(values.Length, keep);
+        var pieces = new[] { values[..1234], values[1234..1235], values[1235..] };
+        while (search.Counting)
+        {
+            // Each piece on its own "thread": one tally each, added in reverse order.
+            foreach (var piece in pieces.Reverse())
+            {
+                using var tally = search.NewTally();
+                search.Count(tally, piece);
+                search.Add(tally);
+            }
+            search.EndPass();
+        }
+        for (int w = 0; w < keep.Length; w++)
+        {
+            var expected = MagnitudeCut.TopK(values, keep[w]);
+            Assert.Equal(expected, search.Cuts[w]);
+            Assert.Equal(expected.TiesKept < values.Count(v => MagnitudeCut.KeyOf(v) == expected.Key), search.SplitsTies(w));
+        }
+        // Trivial cuts need no counting at all.
+        using var trivial = new CutSearch(10, [0, 10, 12]);
+        Assert.False(trivial.Counting);
+        Assert.Equal([MagnitudeCut.KeepNone, MagnitudeCut.KeepAll, MagnitudeCut.KeepAll], trivial.Cuts);
+    }
+
+    [Fact]
+    public void A_band_applied_piece_by_piece_in_order_equals_the_band_over_the_whole()
+    {
+        var values = Tied(3001, 6);
+        var (keepCount, dropCount) = Sparsify.OutlierBand(0.5, 0.1, values.Length);
+        var keep = MagnitudeCut.TopK(values, keepCount);
+        var drop = MagnitudeCut.TopK(values, dropCount);
+        var whole = values.ToArray();
+        MagnitudeCut.ApplyBand(whole, keep, drop);
+        var pieces = values.ToArray();
+        var (k, d) = (keep, drop);
+        foreach (var (start, length) in new[] { (0, 5), (5, 1000), (1005, 1), (1006, 1995) })
+            MagnitudeCut.ApplyBand(pieces.AsSpan(start, length), ref k, ref d);
+        Assert.Equal(whole, pieces);
+        // The band keeps ⌊0.5·n⌋ entries; zeros (a ninth of them) are among the smallest, dropped.
+        Assert.Equal((long)(0.5 * values.Length), whole.Count(v => v != 0));
+    }
+
+    [Fact]
+    public void Key_counts_and_magnitude_sums_match_plain_loops()
+    {
+        Gen.Float[-3, 3].Array[0, 90].Sample(values =>
+        {
+            for (int i = 0; i < values.Length; i += 3) values[i] = MathF.Round(values[i]);
+            uint key = MagnitudeCut.KeyOf(1f);
+            Assert.Equal(values.Count(v => Math.Abs(v) == 1f), MagnitudeCut.CountKey(values, key));
+            double inside = values.Where(v => Math.Abs(v) > 0.5f && Math.Abs(v) < 2f).Sum(v => (double)Math.Abs(v));
+            Assert.Equal(inside, MagnitudeCut.MagnitudeSum(values, MagnitudeCut.KeyOf(0.5f), MagnitudeCut.KeyOf(2f)), 1e-12);
+            Assert.Equal(values.Sum(v => (double)Math.Abs(v)), Sparsify.L1Norm(values), 1e-12);
+        });
+    }
+
+    [Fact]
+    public void Della_on_runs_of_whole_rows_draws_as_over_the_whole_tensor()
+    {
+        long[] shape = [6, 5, 3];
+        var random = RandomStream.For(3, "values", 0);
+        var values = Enumerable.Range(0, 90).Select(j => (float)random.Normal(j)).ToArray();
+        var whole = values.ToArray();
+        Sparsify.Della(whole, shape, 0.5, 0.2, RandomStream.For(7, "t", 2));
+        long row = Sparsify.DellaRowLength(shape);
+        Assert.Equal(15, row);
+        var runs = values.ToArray();
+        foreach (var (start, rows) in new[] { (0, 1), (15, 4), (75, 1) })
+            Sparsify.Della(runs.AsSpan(start, rows * (int)row), shape, 0.5, 0.2, RandomStream.For(7, "t", 2), start);
+        Assert.Equal(whole, runs);
+        Assert.Equal(1, Sparsify.DellaRowLength([]));
+        Assert.Equal(7, Sparsify.DellaRowLength([7]));
     }
 }
