@@ -24,4 +24,15 @@ public static class InputRules
     /// <summary>The inputs other than the base, in input order.</summary>
     public static int[] NonBase(MergeInputsInfo inputs) =>
         Enumerable.Range(0, inputs.Count).Where(i => i != inputs.BaseIndex).ToArray();
+
+    /// <summary>
+    /// The task vectors' inputs (all but the base); when there are none (a slice whose only source is the base), copies
+    /// the base to <paramref name="output"/> and returns an empty array, so the method has nothing left to do.
+    /// </summary>
+    public static int[] FineTunesOrCopyBase(MergeInputs inputs, Span<float> output)
+    {
+        int[] models = NonBase(inputs);
+        if (models.Length == 0) inputs[inputs.BaseIndex].CopyTo(output);
+        return models;
+    }
 }

@@ -20,13 +20,9 @@ public sealed class Expo : MergeMethod
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
+        int[] models = InputRules.FineTunesOrCopyBase(inputs, output);
+        if (models.Length == 0) return;
         var @base = inputs[inputs.BaseIndex];
-        int[] models = InputRules.NonBase(inputs);
-        if (models.Length == 0)
-        {
-            @base.CopyTo(output);
-            return;
-        }
         double alpha = inputs.Global("extrapolation_factor");
         for (int j = 0; j < output.Length; j++)
         {

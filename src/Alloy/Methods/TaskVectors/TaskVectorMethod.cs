@@ -222,13 +222,9 @@ public abstract class TaskVectorMethod(TaskVectorPipeline pipeline) : MergeMetho
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
+        int[] models = InputRules.FineTunesOrCopyBase(inputs, output);
+        if (models.Length == 0) return;
         var @base = inputs[inputs.BaseIndex];
-        int[] models = InputRules.NonBase(inputs);
-        if (models.Length == 0)
-        {
-            @base.CopyTo(output);
-            return;
-        }
         var stats = Pipeline.Sparsification == Sparsification.None ? TensorStatistics.Empty : StatisticsOf(inputs);
         var tasks = models.Select((i, m) => new FineTune(this, inputs, stats, i, m)).ToArray();
         double scale = inputs.Global(Pipeline.TallConsensus ? "alpha" : "lambda")
