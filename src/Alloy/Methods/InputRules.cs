@@ -1,6 +1,9 @@
 namespace Alloy.Methods;
 
-/// <summary>Checks of how many inputs a tensor has, with one-line errors naming the method, tensor, inputs and rule.</summary>
+/// <summary>
+/// Which of a tensor's inputs are the base and the fine-tunes, and checks of how many there are, with one-line errors
+/// naming the method, tensor, inputs and rule.
+/// </summary>
 public static class InputRules
 {
     /// <summary>An error saying the tensor's inputs break <paramref name="rule"/> (a sentence such as "slerp needs …").</summary>
