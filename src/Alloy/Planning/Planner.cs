@@ -325,7 +325,9 @@ public sealed class Planner
                 // Per-model filters match the model's own tensor name, which differs from the output name in sliced merges.
                 var value = ParameterLookup.Find(spec.Name, _recipe, null, slice, inputs[i].Source, inputs[i].InputName, t) ?? spec.Default;
                 if (value is { } v) perModel[i][spec.Name] = v;
-                else if (spec.Required && i != baseIndex)
+                // The base is exempt only where the method treats it as the base (mergekit's rule); a method that
+                // does not use one (linear) weighs a listed base like any other model.
+                else if (spec.Required && (i != baseIndex || _method.BaseModel == BaseModelUse.NotUsed))
                     throw new AlloyException($"{inputs[i].Source.Location}: missing required parameter '{spec.Name}' for model '{inputs[i].Input.Model.Name}', tensor '{inputs[i].InputName}' (merge method '{_method.Name}')");
             }
         }

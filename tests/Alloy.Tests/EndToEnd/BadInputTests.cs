@@ -78,6 +78,13 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     }
 
     [Fact]
+    public void A_listed_base_model_needs_its_weight_where_the_method_does_not_use_a_base()
+    {
+        var config = _work.Write("config.yml", $"merge_method: linear\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.Base}\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n");
+        AlloyCli.Fails(config, Out, "missing required parameter 'weight' for model");
+    }
+
+    [Fact]
     public void Unknown_keys_and_parameters_warn_with_their_line_and_the_merge_still_runs()
     {
         var config = _work.Write("config.yml", $"""
