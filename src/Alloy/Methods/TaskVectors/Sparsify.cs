@@ -105,27 +105,32 @@ public static class Sparsify
         long outer = delta.Length / (n * inner);
         var row = ArrayPool<float>.Shared.Rent(n);
         var uniform = ArrayPool<float>.Shared.Rent(n);
-        var probability = ArrayPool<double>.Shared.Rent(n);
+        var thresholds = ArrayPool<float>.Shared.Rent(n);
+        var order = ArrayPool<int>.Shared.Rent(n);
         try
         {
+            // Every row has the same length, so the same probability per rank: as float thresholds, once.
+            DellaRankThresholds(n, density, epsilon, thresholds.AsSpan(0, n));
             for (long o = 0; o < outer; o++)
             {
                 for (long c = 0; c < inner; c++)
                 {
                     long first = o * n * inner + c;
-                    for (int j = 0; j < n; j++) row[j] = delta[(int)(first + j * inner)];
-                    DellaKeepProbabilities(row.AsSpan(0, n), density, epsilon, probability.AsSpan(0, n));
                     if (inner == 1)
                     {
                         random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
-                        KeepBelow(delta.Slice((int)first, n), uniform.AsSpan(0, n), probability.AsSpan(0, n));
+                        DellaKeep(delta.Slice((int)first, n), uniform.AsSpan(0, n), thresholds.AsSpan(0, n), order.AsSpan(0, n));
                         continue;
                     }
+                    // A strided row is gathered, decided as a contiguous one, and its zeros written back.
                     for (int j = 0; j < n; j++)
                     {
                         long index = first + j * inner;
-                        if (!(random.Uniform(firstIndex + index) < probability[j])) delta[(int)index] = 0;
+                        row[j] = delta[(int)index];
+                        uniform[j] = random.Uniform(firstIndex + index);
                     }
+                    DellaKeep(row.AsSpan(0, n), uniform.AsSpan(0, n), thresholds.AsSpan(0, n), order.AsSpan(0, n));
+                    for (int j = 0; j < n; j++) delta[(int)(first + j * inner)] = row[j];
                 }
             }
         }
@@ -133,26 +138,44 @@ public static class Sparsify
         {
             ArrayPool<float>.Shared.Return(row);
             ArrayPool<float>.Shared.Return(uniform);
-            ArrayPool<double>.Shared.Return(probability);
+            ArrayPool<float>.Shared.Return(thresholds);
+            ArrayPool<int>.Shared.Return(order);
         }
     }
 
-    /// <summary>Zeroes <c>row[j]</c> unless <c>uniform[j] &lt; probability[j]</c> (compared in double).</summary>
-    private static void KeepBelow(Span<float> row, ReadOnlySpan<float> uniform, ReadOnlySpan<double> probability)
+    /// <summary>
+    /// The keep probability of each ascending magnitude rank of a row of n (<see cref="DellaKeepProbabilities"/>), as
+    /// float thresholds on the uniforms (<see cref="UniformThreshold"/>): rank r keeps an entry iff u &lt; threshold[r].
+    /// </summary>
+    public static void DellaRankThresholds(int n, double density, double epsilon, Span<float> thresholds)
     {
-        int j = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (n == 1)
         {
-            for (; j <= row.Length - 8; j += 8)
-            {
-                var (low, high) = Vector256.Widen(Vector256.Create(uniform.Slice(j, 8)));
-                var keep = Vector256.Narrow(Vector256.LessThan(low, Vector256.Create(probability.Slice(j, 4))).AsInt64(),
-                    Vector256.LessThan(high, Vector256.Create(probability.Slice(j + 4, 4))).AsInt64());
-                (Vector256.Create((ReadOnlySpan<float>)row.Slice(j, 8)) & keep.AsSingle()).CopyTo(row.Slice(j, 8));
-            }
+            thresholds[0] = UniformThreshold(density);
+            return;
         }
-        for (; j < row.Length; j++)
-            if (!(uniform[j] < probability[j])) row[j] = 0;
+        for (int r = 0; r < n; r++) thresholds[r] = UniformThreshold(DellaProbability(r, n, density, epsilon));
+    }
+
+    /// <summary>The keep probability of ascending magnitude rank r in a row of n ≥ 2: (density − ε) + 2ε·r/(n − 1).</summary>
+    private static double DellaProbability(int r, int n, double density, double epsilon) => density - epsilon + 2 * epsilon * r / (n - 1);
+
+    /// <summary>
+    /// One row's DELLA decision: zeroes <c>row[j]</c> unless <c>uniform[j] &lt; thresholds[rank of j]</c>
+    /// (<see cref="DellaRankThresholds"/>), walking the row in rank order (<see cref="MagnitudeOrder"/>).
+    /// </summary>
+    public static void DellaKeep(Span<float> row, ReadOnlySpan<float> uniform, ReadOnlySpan<float> thresholds, Span<int> order)
+    {
+        MagnitudeOrder(row, order);
+        ref float first = ref MemoryMarshal.GetReference(row);
+        for (int r = 0; r < row.Length; r++)
+        {
+            int j = order[r];
+            // A mask, not a branch: the outcome is a coin flip.
+            uint keep = (uint)-Unsafe.BitCast<bool, byte>(uniform[j] < thresholds[r]);
+            ref float entry = ref Unsafe.Add(ref first, j);
+            entry = BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(entry) & keep);
+        }
     }
 
     /// <summary>
@@ -179,76 +202,83 @@ public static class Sparsify
             probability[0] = density;
             return;
         }
-        var ranks = ArrayPool<int>.Shared.Rent(n);
+        var order = ArrayPool<int>.Shared.Rent(n);
         try
         {
-            var ranked = ranks.AsSpan(0, n);
-            MagnitudeRanks(row, ranked);
-            int j = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                // The scalar expression's operations in its order, four at a time.
-                var (low, width, last) = (Vector256.Create(density - epsilon), Vector256.Create(2 * epsilon), Vector256.Create((double)(n - 1)));
-                for (; j <= n - 8; j += 8)
-                {
-                    var (r0, r1) = Vector256.Widen(Vector256.Create((ReadOnlySpan<int>)ranked.Slice(j, 8)));
-                    (low + width * Vector256.ConvertToDouble(r0) / last).CopyTo(probability.Slice(j, 4));
-                    (low + width * Vector256.ConvertToDouble(r1) / last).CopyTo(probability.Slice(j + 4, 4));
-                }
-            }
-            for (; j < n; j++) probability[j] = density - epsilon + 2 * epsilon * ranked[j] / (n - 1);
+            MagnitudeOrder(row, order.AsSpan(0, n));
+            for (int r = 0; r < n; r++) probability[order[r]] = DellaProbability(r, n, density, epsilon);
         }
         finally
         {
-            ArrayPool<int>.Shared.Return(ranks);
+            ArrayPool<int>.Shared.Return(order);
         }
     }
 
     /// <summary>
     /// <c>ranks[j]</c> = the ascending magnitude rank of <c>values[j]</c> (0 for the smallest), equal magnitudes ranked by
-    /// position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule). A least-significant-digit radix sort
-    /// over the magnitude keys, 8 bits a pass: linear time.
+    /// position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule).
     /// </summary>
     public static void MagnitudeRanks(ReadOnlySpan<float> values, Span<int> ranks)
     {
+        var order = ArrayPool<int>.Shared.Rent(values.Length);
+        try
+        {
+            MagnitudeOrder(values, order.AsSpan(0, values.Length));
+            for (int r = 0; r < values.Length; r++) ranks[order[r]] = r;
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(order);
+        }
+    }
+
+    private const int DigitBits = 8;
+
+    /// <summary>
+    /// <c>order[r]</c> = the index of the entry of ascending magnitude rank r (<see cref="MagnitudeRanks"/>'s order). A
+    /// least-significant-digit radix sort over the 31-bit magnitude keys, 8 bits a pass (wider digits cost more in
+    /// clearing and summing their counts than they save on rows of a few thousand): linear time.
+    /// </summary>
+    public static void MagnitudeOrder(ReadOnlySpan<float> values, Span<int> order)
+    {
         int n = values.Length;
+        const int digits = (31 + DigitBits - 1) / DigitBits, radix = 1 << DigitBits;
         // Each entry is (key << 32) | index, one word to move per pass; the two halves alternate as source and destination.
         var buffer = ArrayPool<ulong>.Shared.Rent(2 * n);
         try
         {
             ref ulong from = ref MemoryMarshal.GetArrayDataReference(buffer);
             ref ulong to = ref Unsafe.Add(ref from, n);
-            // One counting pass for all four digits; a digit every key shares needs no pass.
-            Span<int> counts = stackalloc int[4 * 256];
+            // One counting pass for all digits; a digit every key shares needs no pass.
+            Span<int> counts = stackalloc int[digits * radix];
             counts.Clear();
+            ref int count = ref MemoryMarshal.GetReference(counts);
             // Start in descending index order: stable passes keep it among equal keys, so the higher index ranks lower.
             for (int p = 0; p < n; p++)
             {
                 int j = n - 1 - p;
                 uint key = MagnitudeCut.KeyOf(values[j]);
                 Unsafe.Add(ref from, p) = ((ulong)key << 32) | (uint)j;
-                counts[(int)(key & 0xFF)]++;
-                counts[256 + (int)((key >> 8) & 0xFF)]++;
-                counts[512 + (int)((key >> 16) & 0xFF)]++;
-                counts[768 + (int)(key >> 24)]++;
+                for (int digit = 0; digit < digits; digit++)
+                    Unsafe.Add(ref count, digit * radix + (int)((key >> (DigitBits * digit)) & (radix - 1)))++;
             }
-            for (int digit = 0; digit < 4 && n > 0; digit++)
+            for (int digit = 0; digit < digits && n > 0; digit++)
             {
-                int shift = 32 + 8 * digit;
-                var offsets = counts.Slice(256 * digit, 256);
-                if (offsets[(int)(from >> shift) & 0xFF] == n) continue;
-                for (int d = 0, sum = 0; d < 256; d++) (offsets[d], sum) = (sum, sum + offsets[d]);
+                int shift = 32 + DigitBits * digit;
+                var offsets = counts.Slice(radix * digit, radix);
+                if (offsets[(int)(from >> shift) & (radix - 1)] == n) continue;
+                for (int d = 0, sum = 0; d < radix; d++) (offsets[d], sum) = (sum, sum + offsets[d]);
                 ref int offset = ref MemoryMarshal.GetReference(offsets);
                 for (int p = 0; p < n; p++)
                 {
                     ulong entry = Unsafe.Add(ref from, p);
-                    Unsafe.Add(ref to, Unsafe.Add(ref offset, (int)(entry >> shift) & 0xFF)++) = entry;
+                    Unsafe.Add(ref to, Unsafe.Add(ref offset, (int)(entry >> shift) & (radix - 1))++) = entry;
                 }
                 ref ulong swap = ref from;
                 from = ref to;
                 to = ref swap;
             }
-            for (int p = 0; p < n; p++) ranks[(int)(uint)Unsafe.Add(ref from, p)] = p;
+            for (int p = 0; p < n; p++) order[p] = (int)(uint)Unsafe.Add(ref from, p);
         }
         finally
         {

@@ -175,6 +175,42 @@ public sealed class TaskVectorPrimitiveTests
     }
 
     [Fact]
+    public void Della_row_decision_equals_comparing_each_uniform_with_its_rank_probability()
+    {
+        // The decision in rank order with float thresholds must keep exactly the entries whose uniform lies below the
+        // ranked probability, also for uniforms on either side of an entry's threshold, with ties, zeros, tiny and huge
+        // magnitudes.
+        foreach (int n in new[] { 1, 2, 3, 8, 65, 1000, 2051, 5632 })
+            foreach (var (density, epsilon) in new[] { (0.5, 0.1), (0.3, 0.29), (0.9, 0.05) })
+            {
+                var random = RandomStream.For((ulong)n, "della-row", (int)(density * 100));
+                var values = Enumerable.Range(0, n).Select(j => (j % 7) switch
+                {
+                    0 => 0f,
+                    1 => random.Uniform(3 * j) * 1e-30f,
+                    2 => (random.Uniform(3 * j) - 0.5f) * 1e30f,
+                    3 or 4 => ((int)(random.Uniform(3 * j) * 5) - 2) * 0.125f,   // many ties
+                    _ => (float)((random.Uniform(3 * j) - 0.5) * Math.Pow(2, (int)(random.Uniform(3 * j + 1) * 40) - 20)),
+                }).ToArray();
+                var probability = new double[n];
+                Sparsify.DellaKeepProbabilities(values, density, epsilon, probability);
+                var uniform = Enumerable.Range(0, n).Select(j => (j % 3) switch
+                {
+                    0 => random.Uniform(3 * j + 2),
+                    // On the threshold itself (dropped) and one grid step below it (kept).
+                    1 => Sparsify.UniformThreshold(probability[j]),
+                    _ => Math.Max(0, Sparsify.UniformThreshold(probability[j]) - 1f / (1 << 24)),
+                }).ToArray();
+                var row = values.ToArray();
+                var thresholds = new float[n];
+                Sparsify.DellaRankThresholds(n, density, epsilon, thresholds);
+                Sparsify.DellaKeep(row, uniform, thresholds, new int[n]);
+                var expected = values.Select((v, j) => uniform[j] < probability[j] ? v : 0).ToArray();
+                Assert.Equal(expected, row);
+            }
+    }
+
+    [Fact]
     public void Magnitude_ranks_order_like_a_sort_with_the_tie_rule()
     {
         foreach (int n in new[] { 1, 2, 7, 300, 5000 })
