@@ -18,7 +18,8 @@ public sealed record BenchSettings(
     int TorchRepeat,
     TorchMode TorchMode,
     TorchForMissing TorchForMissing,
-    string Command);
+    string Command,
+    double TorchLimitSeconds = 0);
 
 /// <summary>
 /// Whether PyTorch runs methods Alloy does not have yet: its time is then the figure to beat, but the sorts of the
@@ -27,8 +28,9 @@ public sealed record BenchSettings(
 public enum TorchForMissing { FirstSize, AllSizes, Skip }
 
 /// <summary>One measured run (the median of the repeats): a child process's wall time, bytes moved, peak memory.</summary>
+/// <param name="Stopped">The run was stopped at a time limit: <see cref="Seconds"/> and <see cref="CpuSeconds"/> are lower bounds.</param>
 public sealed record Measurement(int Threads, double Seconds, long InputBytes, long OutputBytes, long PeakRss, long PeakAnon, long PeakFile,
-    double CpuSeconds, double OtherCpuSeconds)
+    double CpuSeconds, double OtherCpuSeconds, bool Stopped = false)
 {
     public double GigabytesPerSecond => (InputBytes + OutputBytes) / Seconds / 1e9;
 
@@ -194,6 +196,7 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
                     {
                         bool keep = rep == settings.TorchRepeat - 1 && threads == settings.TorchThreads.Max();
                         runs.Add(RunOnce(inputs, threads, output => MeasureTorch(method, family, output, threads), keep ? torchKept : null, file: true));
+                        if (runs[^1].Stopped) break;
                     }
                     torchRuns.Add(Median($"{method.Name}: pytorch, {threads} thread(s)", runs));
                 }
@@ -209,6 +212,7 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
         Agreement? agreement = null;
         string note = "";
         if (method.Random) note = "random masks (not comparable)";
+        else if (torchRuns.Any(r => r.Stopped)) note = "PyTorch stopped at --torch-limit";
         else if (Directory.Exists(alloyKept) && File.Exists(torchKept))
         {
             var compared = ChildProcess.Run(Torch.Python, [Torch.Script, "--compare", ModelFamily.WeightsFile(alloyKept), torchKept]);
@@ -237,6 +241,12 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
         Delete(output);
         PageCache.Prepare(settings.Cache, inputs);
         var (child, seconds) = measure(output);
+        if (child.Stopped)
+        {
+            Delete(output);
+            return new Measurement(threads, child.WallSeconds, inputBytes, 0, child.PeakRss, child.PeakAnon, child.PeakFile,
+                child.UserSeconds + child.SystemSeconds, child.OtherCpuSeconds, Stopped: true);
+        }
         if (!child.Succeeded) throw new ChildFailed(child.FirstError);
         long outputBytes = File.Exists(output) ? new FileInfo(output).Length
             : Directory.EnumerateFiles(output, "*.safetensors").Sum(f => new FileInfo(f).Length);
@@ -256,7 +266,9 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
     private Measurement Median(string what, List<Measurement> runs)
     {
         var sorted = runs.OrderBy(r => r.Seconds).ToList();
+        // A run stopped at the time limit is the slowest there can be: the median of what ran.
         var median = sorted[sorted.Count / 2];
+        if (median.Stopped) log(Format.F($"   {what}: stopped after {median.Seconds:F0} s (--torch-limit)"));
         string spread = runs.Count > 1 ? Format.F($" (runs {string.Join(", ", runs.Select(r => r.Seconds.ToString("F2", CultureInfo.InvariantCulture)))} s)") : "";
         log(Format.F($"   {what}: {median.Seconds:F2} s{spread}, {median.GigabytesPerSecond:F2} GB/s, peak RSS {Format.Bytes(median.PeakRss)} (anon {Format.Bytes(median.PeakAnon)}, file {Format.Bytes(median.PeakFile)}), CPU {median.CpuUse:F2}, other processes {median.OtherCores:F2} cores"));
         return median;
@@ -277,7 +289,8 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
         File.WriteAllText(job, method.TorchJob(family, output, threads, seed: 0).ToJsonString());
         string count = threads.ToString(CultureInfo.InvariantCulture);
         var child = ChildProcess.Run(Torch.Python, [Torch.Script, job],
-            new Dictionary<string, string> { ["OMP_NUM_THREADS"] = count, ["MKL_NUM_THREADS"] = count });
+            new Dictionary<string, string> { ["OMP_NUM_THREADS"] = count, ["MKL_NUM_THREADS"] = count },
+            limitSeconds: settings.TorchLimitSeconds > 0 ? settings.TorchLimitSeconds : null);
         if (!child.Succeeded) return (child, null);
         var report = JsonNode.Parse(child.Stdout.Trim().Split('\n')[^1])!;
         return (child, (double)report["seconds"]!);

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Alloy.Bench;
@@ -16,7 +17,8 @@ public sealed record ChildResult(
     long PeakFile,
     double OtherCpuSeconds,
     string Stdout,
-    string Stderr)
+    string Stderr,
+    bool Stopped = false)
 {
     public bool Succeeded => ExitCode == 0;
 
@@ -37,8 +39,9 @@ public static unsafe class ChildProcess
 {
     private const int SampleMilliseconds = 10;
 
+    /// <param name="limitSeconds">Kill the child (SIGKILL) once it has run this long; the result says it was <see cref="ChildResult.Stopped"/>.</param>
     public static ChildResult Run(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null,
-        string? workingFolder = null)
+        string? workingFolder = null, double? limitSeconds = null)
     {
         string logs = Directory.CreateTempSubdirectory("alloy-bench-child-").FullName;
         string stdoutPath = Path.Combine(logs, "stdout"), stderrPath = Path.Combine(logs, "stderr");
@@ -88,6 +91,16 @@ public static unsafe class ChildProcess
             var sampler = new StatusSampler(pid);
             var sampling = new Thread(sampler.Run) { IsBackground = true, Name = "rss-sampler" };
             sampling.Start();
+            // The child is not reaped before wait4 below returns, so the pid cannot be reused while the timer may fire.
+            var stopped = new StrongBox<bool>();
+            int child = pid;
+            using var limit = limitSeconds is { } seconds
+                ? new Timer(_ =>
+                {
+                    Volatile.Write(ref stopped.Value, true);
+                    Native.kill(child, 9);
+                }, null, TimeSpan.FromSeconds(seconds), Timeout.InfiniteTimeSpan)
+                : null;
 
             int status;
             Native.RUsage usage;
@@ -100,6 +113,7 @@ public static unsafe class ChildProcess
                 throw new IOException($"wait4({pid}) failed: {Marshal.GetPInvokeErrorMessage(errno)}");
             }
             clock.Stop();
+            limit?.Dispose();
             double busy = MachineBusySeconds() - busyBefore;
             sampler.Stop();
             sampling.Join();
@@ -120,7 +134,8 @@ public static unsafe class ChildProcess
                 sampler.PeakFile,
                 Math.Max(0, busy - usage.UserTime.Seconds - usage.SystemTime.Seconds),
                 File.ReadAllText(stdoutPath),
-                File.ReadAllText(stderrPath));
+                File.ReadAllText(stderrPath),
+                Volatile.Read(ref stopped.Value) && (status & 0x7f) == 9);
         }
         finally
         {
@@ -228,6 +243,9 @@ public static unsafe class ChildProcess
 
         [DllImport("libc")]
         public static extern int posix_spawn_file_actions_init(nint actions);
+
+        [DllImport("libc")]
+        public static extern int kill(int pid, int signal);
 
         [DllImport("libc")]
         public static extern int posix_spawn_file_actions_destroy(nint actions);

@@ -23,13 +23,14 @@ public static class Program
         var cacheDir = new Option<string>("--cache-dir") { Description = "Where generated models are kept between runs, and where merges write.", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "alloy-bench") };
         var pageCache = new Option<string>("--page-cache") { Description = "cold (drop the page cache before every run; needs root), warm (read the inputs first), or auto (cold when possible).", DefaultValueFactory = _ => "auto" };
         var torch = new Option<string>("--torch") { Description = "auto (install Debian's python3-torch with apt if missing) or skip.", DefaultValueFactory = _ => "auto" };
+        var torchLimit = new Option<double>("--torch-limit") { Description = "Stop a PyTorch run after this many seconds and report it as a lower bound (0: no limit).", DefaultValueFactory = _ => 0 };
         var torchMissing = new Option<string>("--torch-missing") { Description = "For methods Alloy lacks, run PyTorch at the first size only (first), at every size (all), or never (skip).", DefaultValueFactory = _ => "first" };
         var prepare = new Option<bool>("--prepare") { Description = "Only generate (or find cached) the models of every size, and exit." };
         var report = new Option<string?>("--report") { Description = "Render the results JSON of an earlier run (printed at its end) into --out, and measure nothing.", HelpName = "RESULTS.json" };
         var output = new Option<string?>("--out") { Description = "The Markdown file to rewrite (default: docs/performance.md of the repository around the current folder; 'none' only prints)." };
         var root = new RootCommand("Measures Alloy's merges against the copy floor and PyTorch, and writes docs/performance.md.")
         {
-            sizes, models, methods, threads, torchThreads, repeat, torchRepeat, cacheDir, pageCache, torch, torchMissing, prepare, report, output,
+            sizes, models, methods, threads, torchThreads, repeat, torchRepeat, cacheDir, pageCache, torch, torchLimit, torchMissing, prepare, report, output,
         };
         root.SetAction(parse =>
         {
@@ -43,7 +44,7 @@ public static class Program
                 return 0;
             }
             var settings = Settings(args, parse.GetValue(sizes)!, parse.GetValue(models), parse.GetValue(methods)!, parse.GetValue(threads)!,
-                parse.GetValue(torchThreads)!, parse.GetValue(repeat), parse.GetValue(torchRepeat), parse.GetValue(cacheDir)!, parse.GetValue(pageCache)!, parse.GetValue(torch)!, parse.GetValue(torchMissing)!);
+                parse.GetValue(torchThreads)!, parse.GetValue(repeat), parse.GetValue(torchRepeat), parse.GetValue(cacheDir)!, parse.GetValue(pageCache)!, parse.GetValue(torch)!, parse.GetValue(torchLimit), parse.GetValue(torchMissing)!);
             if (parse.GetValue(prepare))
             {
                 new Benchmark(settings, Log).Prepare();
@@ -107,8 +108,9 @@ public static class Program
     }
 
     private static BenchSettings Settings(string[] args, string sizes, int fineTunes, string methods, string threads, string torchThreads,
-        int repeat, int torchRepeat, string cacheDir, string pageCache, string torch, string torchMissing)
+        int repeat, int torchRepeat, string cacheDir, string pageCache, string torch, double torchLimit, string torchMissing)
     {
+        if (!(torchLimit >= 0)) throw new ArgumentException("--torch-limit must be 0 (no limit) or a number of seconds");
         if (fineTunes < 2) throw new ArgumentException("--models: model_stock needs at least 2 fine-tunes; give 2 or more");
         if (repeat < 1 || torchRepeat < 1) throw new ArgumentException("--repeat and --torch-repeat must be 1 or more");
         var shapes = sizes.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -139,7 +141,7 @@ public static class Program
         };
         string command = "dotnet run -c Release --project bench/Alloy.Bench --" + string.Concat(args.Select(a => " " + Quote(a)));
         return new BenchSettings(shapes, fineTunes, BenchMethod.Select(methods), ThreadCounts(threads, "--threads"),
-            ThreadCounts(torchThreads, "--torch-threads"), Path.GetFullPath(cacheDir), mode, note, repeat, torchRepeat, torchMode, missing, command);
+            ThreadCounts(torchThreads, "--torch-threads"), Path.GetFullPath(cacheDir), mode, note, repeat, torchRepeat, torchMode, missing, command, torchLimit);
     }
 
     private static IReadOnlyList<int> ThreadCounts(string text, string option)

@@ -25,7 +25,7 @@ public static class Report
         md.Append(Format.F($"Measured {results.Started:yyyy-MM-dd HH:mm zzz}; the whole run took {results.Seconds / 60:F1} min."));
         md.Append(" Options: `--params` (sizes, e.g. `0.25B,1B`), `--models` (fine-tunes besides the base), `--methods`, `--threads` ");
         md.Append("(e.g. `1,all`), `--repeat` (runs of the copy floor and each Alloy cell, interleaved; the median is kept; default 3), `--torch-repeat` (default 1), `--cache-dir` (generated models, kept between runs), ");
-        md.Append("`--page-cache cold|warm`, `--torch auto|skip`, `--torch-missing first|all|skip` (PyTorch for methods Alloy lacks: at the first size, every size, never), `--prepare` (only generate the models), `--report RESULTS.json` (re-render an earlier run's saved results), `--out` (this file; `none` to only print).\n\n");
+        md.Append("`--page-cache cold|warm`, `--torch auto|skip`, `--torch-limit SECONDS` (stop a PyTorch run there; its time and ratios are shown as lower bounds, '> …'), `--torch-missing first|all|skip` (PyTorch for methods Alloy lacks: at the first size, every size, never), `--prepare` (only generate the models), `--report RESULTS.json` (re-render an earlier run's saved results), `--out` (this file; `none` to only print).\n\n");
 
         md.Append("## What is measured\n\n");
         md.Append("For each model size, the benchmark generates a base model and fine-tunes with Alloy's own generator ");
@@ -108,11 +108,11 @@ public static class Report
             {
                 md.Append(a1 is null || one == all ? "| " : Format.F($"{a1.Seconds:F2} s | "));
                 md.Append(Format.F($"{aAll.Seconds:F2} s | {aAll.GigabytesPerSecond:F2} | {aAll.GigabytesPerSecond / r.Floor.GigabytesPerSecond:F2}× | "));
-                md.Append(t is null ? "| " : Format.F($"{t.Seconds / aAll.Seconds:F2}× ({t.CpuSeconds / aAll.CpuSeconds:F1}×) | "));
+                md.Append(t is null ? "| " : Format.F($"{Over(t)}{t.Seconds / aAll.Seconds:F2}× ({Over(t)}{t.CpuSeconds / aAll.CpuSeconds:F1}×) | "));
                 md.Append(a1 is null || one == all ? "| " : Format.F($"{a1.Seconds / aAll.Seconds:F2}× | "));
                 md.Append(Format.F($"{Rss(aAll)} | {aAll.CpuUse:F2} | "));
             }
-            md.Append(t is null ? $"{r.TorchStatus} | | " : Format.F($"{t.Seconds:F2} s | {Format.Bytes(t.PeakRss)} | "));
+            md.Append(t is null ? $"{r.TorchStatus} | | " : Format.F($"{Over(t)}{t.Seconds:F2} s | {Format.Bytes(t.PeakRss)} | "));
             md.Append(r.Agreement is { } g
                 ? Format.F($"{g.Equal:P1} equal, {g.WithinOneUlp:P2} ≤ 1 ulp; max \\|Δ\\| {g.MaxDiffOverRms:P2} of RMS |\n")
                 : $"{r.AgreementNote} |\n");
@@ -170,7 +170,7 @@ public static class Report
         }
 
         var torchParts = rows.Select(x => x.Result.AlloyAll is { } a && x.Result.TorchAll is { } t
-            ? (Met: t.Seconds / a.Seconds >= 3, Text: Format.F($"{x.Result.Method.Name} {t.Seconds / a.Seconds:F2}×"))
+            ? (Met: t.Seconds / a.Seconds >= 3, Text: Format.F($"{x.Result.Method.Name} {Over(t)}{t.Seconds / a.Seconds:F2}×"))
             : (Met: false, Text: $"{x.Result.Method.Name} {(x.Result.AlloyAll is null ? x.Result.AlloyStatus : x.Result.TorchStatus)}")).ToList();
         Item(md, torchParts.Count > 0 && torchParts.All(p => p.Met), $"≥ 3 × faster than PyTorch for every method: {Group(rows, rows, torchParts)}");
 
@@ -241,6 +241,9 @@ public static class Report
     private static void Why(StringBuilder md, string text) => md.Append("  - measured: ").Append(text).Append('\n');
 
     private static void Item(StringBuilder md, bool met, string text) => md.Append(met ? "- [x] " : "- [ ] ").Append(text).Append('\n');
+
+    /// <summary>"&gt; " before a figure of a run stopped at --torch-limit (a lower bound).</summary>
+    private static string Over(Measurement m) => m.Stopped ? "> " : "";
 
     private static string Rss(Measurement m) => $"{Format.Bytes(m.PeakRss)} ({Format.Bytes(m.PeakAnon)}, {Format.Bytes(m.PeakFile)})";
 
