@@ -143,7 +143,8 @@ public static class Report
         int all = s.Threads.Max(), one = s.Threads.Min();
         md.Append("## Targets (issue 5)\n\n");
         md.Append("Filled in from the measurements above; never asserted by tests. The issue sets them for 3 fine-tunes + base of about 1B ");
-        md.Append("parameters each; each line names the sizes it was judged on.\n\n");
+        md.Append("parameters each; each line names the sizes it was judged on. Where the time goes, from CPU profiles, and what was tried: ");
+        md.Append("[profile.md](profile.md).\n\n");
         var rows = results.Sizes.SelectMany(size => size.Methods.Select(r => (Size: size, Result: r))).ToList();
         string sizesMeasured = string.Join(", ", results.Sizes.Select(x => x.Shape.Label));
 
