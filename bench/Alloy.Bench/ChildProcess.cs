@@ -199,8 +199,10 @@ public static unsafe class ChildProcess
 
     }
 
+    /// <summary>A "Key:\t  1234 kB" line of /proc/PID/status in bytes; the kernel pads to 8 digits, so a larger value
+    /// follows the tab directly.</summary>
     private static long Kilobytes(string line) =>
-        long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
 
     /// <summary>CPU seconds every core has spent busy since boot (/proc/stat: user, nice, system, irq, softirq; USER_HZ = 100).</summary>
     private static double MachineBusySeconds()
