@@ -219,12 +219,12 @@ public static class Report
                 double speedUp = x.Result.AlloyAt(one)!.Seconds / x.Result.AlloyAt(all)!.Seconds;
                 return (Met: speedUp >= 1.7, Text: Format.F($"{x.Result.Method.Name} {speedUp:F2}×"));
             }).ToList();
-            var bound = rows.Where(x => x.Result.AlloyAt(one) is not null && !compute.Contains(x))
-                .Select(x => Format.F($"{x.Result.Method.Name} {x.Result.AlloyAt(one)!.Seconds / x.Result.AlloyAt(all)!.Seconds:F2}×")).ToList();
+            var bound = rows.Where(x => x.Result.AlloyAt(one) is not null && !compute.Contains(x)).ToList();
+            var boundParts = bound.Select(x => (Met: true, Text: Format.F($"{x.Result.Method.Name} {x.Result.AlloyAt(one)!.Seconds / x.Result.AlloyAt(all)!.Seconds:F2}×"))).ToList();
             Item(md, speedParts.Count > 0 && speedParts.All(p => p.Met),
                 $"≥ 1.7 × from {one} to {all} threads where compute is the bottleneck (1-thread time > 1.25 × the copy floor's): " +
                 (speedParts.Count == 0 ? "no method was compute-bound" : Group(rows, compute, speedParts)) +
-                (bound.Count > 0 ? $"; near the floor already at {one} thread: {string.Join(", ", bound)}" : ""));
+                (bound.Count > 0 ? $"; near the floor already at {one} thread: {Group(rows, bound, boundParts)}" : ""));
             var timed = rows.Where(x => x.Result.AlloyAt(all) is not null).Select(x => x.Result.AlloyAt(all)!).ToList();
             if (timed.Count > 0 && !(speedParts.Count > 0 && speedParts.All(p => p.Met)))
                 Why(md, Format.F($"during the {all}-thread runs other processes kept {timed.Average(m => m.OtherCores):F2} of {results.Machine.Cores} cores busy, ") +
