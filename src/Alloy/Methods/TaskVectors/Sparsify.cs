@@ -86,7 +86,7 @@ public static class Sparsify
     /// <summary>
     /// DELLA's MagPrune (mergekit <c>della_magprune</c>): along dimension 1 (a 1-D tensor is one row), entry
     /// probabilities rise linearly with magnitude rank from density − ε (smallest) to density + ε (largest)
-    /// (<see cref="DellaKeepProbabilities"/>); each entry is kept with its probability, drawn from
+    /// (<see cref="DellaRankThresholds"/>); each entry is kept with its probability, drawn from
     /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing. <paramref name="delta"/> may be a run of
     /// whole rows (of <see cref="DellaRowLength"/> entries) starting at flat index <paramref name="firstIndex"/>.
     /// </summary>
@@ -144,8 +144,10 @@ public static class Sparsify
     }
 
     /// <summary>
-    /// The keep probability of each ascending magnitude rank of a row of n (<see cref="DellaKeepProbabilities"/>), as
-    /// float thresholds on the uniforms (<see cref="UniformThreshold"/>): rank r keeps an entry iff u &lt; threshold[r].
+    /// DELLA's keep probability of each ascending magnitude rank r of a row of n (<see cref="MagnitudeOrder"/>):
+    /// (density − ε) + 2ε·r/(n − 1), and density for a one-entry row (mergekit divides 0 by 0 there); as float thresholds
+    /// on the uniforms (<see cref="UniformThreshold"/>), so rank r keeps an entry iff u &lt; threshold[r] decides exactly
+    /// as comparing u with the double probability.
     /// </summary>
     public static void DellaRankThresholds(int n, double density, double epsilon, Span<float> thresholds)
     {
@@ -154,11 +156,8 @@ public static class Sparsify
             thresholds[0] = UniformThreshold(density);
             return;
         }
-        for (int r = 0; r < n; r++) thresholds[r] = UniformThreshold(DellaProbability(r, n, density, epsilon));
+        for (int r = 0; r < n; r++) thresholds[r] = UniformThreshold(density - epsilon + 2 * epsilon * r / (n - 1));
     }
-
-    /// <summary>The keep probability of ascending magnitude rank r in a row of n ≥ 2: (density − ε) + 2ε·r/(n − 1).</summary>
-    private static double DellaProbability(int r, int n, double density, double epsilon) => density - epsilon + 2 * epsilon * r / (n - 1);
 
     /// <summary>
     /// One row's DELLA decision: zeroes <c>row[j]</c> unless <c>uniform[j] &lt; thresholds[rank of j]</c>
@@ -190,54 +189,13 @@ public static class Sparsify
         return Math.Max(1, length);
     }
 
-    /// <summary>
-    /// DELLA's keep probabilities for one row: the entry of ascending magnitude rank r (<see cref="MagnitudeRanks"/>)
-    /// gets (density − ε) + 2ε·r/(n − 1). A one-entry row gets density (mergekit divides 0 by 0 there).
-    /// </summary>
-    public static void DellaKeepProbabilities(ReadOnlySpan<float> row, double density, double epsilon, Span<double> probability)
-    {
-        int n = row.Length;
-        if (n == 1)
-        {
-            probability[0] = density;
-            return;
-        }
-        var order = ArrayPool<int>.Shared.Rent(n);
-        try
-        {
-            MagnitudeOrder(row, order.AsSpan(0, n));
-            for (int r = 0; r < n; r++) probability[order[r]] = DellaProbability(r, n, density, epsilon);
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(order);
-        }
-    }
-
-    /// <summary>
-    /// <c>ranks[j]</c> = the ascending magnitude rank of <c>values[j]</c> (0 for the smallest), equal magnitudes ranked by
-    /// position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule).
-    /// </summary>
-    public static void MagnitudeRanks(ReadOnlySpan<float> values, Span<int> ranks)
-    {
-        var order = ArrayPool<int>.Shared.Rent(values.Length);
-        try
-        {
-            MagnitudeOrder(values, order.AsSpan(0, values.Length));
-            for (int r = 0; r < values.Length; r++) ranks[order[r]] = r;
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(order);
-        }
-    }
-
     private const int DigitBits = 8;
 
     /// <summary>
-    /// <c>order[r]</c> = the index of the entry of ascending magnitude rank r (<see cref="MagnitudeRanks"/>'s order). A
-    /// least-significant-digit radix sort over the 31-bit magnitude keys, 8 bits a pass (wider digits cost more in
-    /// clearing and summing their counts than they save on rows of a few thousand): linear time.
+    /// <c>order[r]</c> = the index of the entry of ascending magnitude rank r (0 for the smallest), equal magnitudes
+    /// ranked by position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule). A least-significant-digit
+    /// radix sort over the 31-bit magnitude keys, 8 bits a pass (wider digits cost more in clearing and summing their
+    /// counts than they save on rows of a few thousand): linear time.
     /// </summary>
     public static void MagnitudeOrder(ReadOnlySpan<float> values, Span<int> order)
     {

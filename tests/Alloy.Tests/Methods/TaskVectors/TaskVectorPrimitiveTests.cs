@@ -152,26 +152,21 @@ public sealed class TaskVectorPrimitiveTests
     }
 
     [Fact]
-    public void Della_probabilities_rise_with_magnitude_rank()
+    public void Della_thresholds_rise_with_magnitude_rank()
     {
         // §2.17: one row of 5, density 0.5, ε 0.1 → 0.40, 0.45, 0.50, 0.55, 0.60 by ascending magnitude.
         float[] row = [0.3f, -0.1f, 0.5f, 0.2f, -0.4f];
-        var p = new double[5];
-        Sparsify.DellaKeepProbabilities(row, 0.5, 0.1, p);
-        double[] expected = [0.50, 0.40, 0.60, 0.45, 0.55];
-        for (int j = 0; j < 5; j++) Assert.Equal(expected[j], p[j], 12);
+        var order = new int[5];
+        Sparsify.MagnitudeOrder(row, order);
+        Assert.Equal([1, 3, 0, 4, 2], order);
+        var thresholds = new float[5];
+        Sparsify.DellaRankThresholds(5, 0.5, 0.1, thresholds);
+        Assert.Equal(new[] { 0.40, 0.45, 0.50, 0.55, 0.60 }.Select(Sparsify.UniformThreshold), thresholds);
         // Equal magnitudes: the lower index ranks higher. One entry gets the density itself.
-        Sparsify.DellaKeepProbabilities([1f, -1f, 1f], 0.5, 0.1, p);
-        Assert.Equal([0.6, 0.5, 0.4], p[..3].Select(v => Math.Round(v, 12)));
-        Sparsify.DellaKeepProbabilities([7f], 0.3, 0.1, p);
-        Assert.Equal(0.3, p[0]);
-        // A long row (vectorized) gives each entry exactly the formula's double.
-        var values = Tied(1001, 4);
-        var probability = new double[values.Length];
-        Sparsify.DellaKeepProbabilities(values, 0.45, 0.15, probability);
-        var ranks = new int[values.Length];
-        Sparsify.MagnitudeRanks(values, ranks);
-        Assert.Equal(ranks.Select(r => 0.45 - 0.15 + 2 * 0.15 * r / 1000), probability);
+        Sparsify.MagnitudeOrder([1f, -1f, 1f], order.AsSpan(0, 3));
+        Assert.Equal([2, 1, 0], order[..3]);
+        Sparsify.DellaRankThresholds(1, 0.3, 0.1, thresholds);
+        Assert.Equal(Sparsify.UniformThreshold(0.3), thresholds[0]);
     }
 
     [Fact]
@@ -192,8 +187,7 @@ public sealed class TaskVectorPrimitiveTests
                     3 or 4 => ((int)(random.Uniform(3 * j) * 5) - 2) * 0.125f,   // many ties
                     _ => (float)((random.Uniform(3 * j) - 0.5) * Math.Pow(2, (int)(random.Uniform(3 * j + 1) * 40) - 20)),
                 }).ToArray();
-                var probability = new double[n];
-                Sparsify.DellaKeepProbabilities(values, density, epsilon, probability);
+                var probability = TaskVectorReference.DellaProbabilities(values, [n], density, epsilon);
                 var uniform = Enumerable.Range(0, n).Select(j => (j % 3) switch
                 {
                     0 => random.Uniform(3 * j + 2),
@@ -211,15 +205,14 @@ public sealed class TaskVectorPrimitiveTests
     }
 
     [Fact]
-    public void Magnitude_ranks_order_like_a_sort_with_the_tie_rule()
+    public void Magnitude_order_is_a_sort_with_the_tie_rule()
     {
         foreach (int n in new[] { 1, 2, 7, 300, 5000 })
         {
             var values = Tied(n, n).Select((v, j) => j % 5 == 0 ? v * 1e-30f : v * (1 + j % 3)).ToArray();
-            var ranks = new int[n];
-            Sparsify.MagnitudeRanks(values, ranks);
-            var ascending = TaskVectorReference.Descending(values).Reverse().ToArray();
-            Assert.Equal(Enumerable.Range(0, n), ascending.Select(j => ranks[j]));
+            var order = new int[n];
+            Sparsify.MagnitudeOrder(values, order);
+            Assert.Equal(TaskVectorReference.Descending(values).Reverse(), order);
         }
     }
 
