@@ -18,7 +18,7 @@ public sealed record ParameterSpec(string Name, ParameterScope Scope, double? De
     public static ParameterSpec PerModel(string name, double? defaultValue, string description) =>
         new(name, ParameterScope.PerModel, defaultValue, false, description);
 
-    /// <summary>Required for every input except the base model (mergekit's rule).</summary>
+    /// <summary>Required for every input except the base model of a method that uses one (mergekit's rule).</summary>
     public static ParameterSpec PerModelRequired(string name, string description) =>
         new(name, ParameterScope.PerModel, null, true, description);
 }
