@@ -266,7 +266,7 @@ public sealed class Benchmark(BenchSettings settings, Action<string> log, Action
     private Measurement Median(string what, List<Measurement> runs)
     {
         var sorted = runs.OrderBy(r => r.Seconds).ToList();
-        // A run stopped at the time limit is the slowest there can be: the median of what ran.
+        // A run stopped at the time limit sorts last (it took at least the limit), and ends the repeats.
         var median = sorted[sorted.Count / 2];
         if (median.Stopped) log(Format.F($"   {what}: stopped after {median.Seconds:F0} s (--torch-limit)"));
         string spread = runs.Count > 1 ? Format.F($" (runs {string.Join(", ", runs.Select(r => r.Seconds.ToString("F2", CultureInfo.InvariantCulture)))} s)") : "";

@@ -91,7 +91,7 @@ public static unsafe class ChildProcess
             var sampler = new StatusSampler(pid);
             var sampling = new Thread(sampler.Run) { IsBackground = true, Name = "rss-sampler" };
             sampling.Start();
-            // The child is not reaped before wait4 below returns, so the pid cannot be reused while the timer may fire.
+            // Disposed as soon as wait4 reaps the child; Linux hands out pids in sequence, so none is reused in between.
             var stopped = new StrongBox<bool>();
             int child = pid;
             using var limit = limitSeconds is { } seconds

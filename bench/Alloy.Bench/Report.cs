@@ -25,7 +25,7 @@ public static class Report
         md.Append(Format.F($"Measured {results.Started:yyyy-MM-dd HH:mm zzz}; the whole run took {results.Seconds / 60:F1} min."));
         md.Append(" Options: `--params` (sizes, e.g. `0.25B,1B`), `--models` (fine-tunes besides the base), `--methods`, `--threads` ");
         md.Append("(e.g. `1,all`), `--repeat` (runs of the copy floor and each Alloy cell, interleaved; the median is kept; default 3), `--torch-repeat` (default 1), `--cache-dir` (generated models, kept between runs), ");
-        md.Append("`--page-cache cold|warm`, `--torch auto|skip`, `--torch-limit SECONDS` (stop a PyTorch run there; its time and ratios are shown as lower bounds, '> …'), `--torch-missing first|all|skip` (PyTorch for methods Alloy lacks: at the first size, every size, never), `--prepare` (only generate the models), `--report RESULTS.json` (re-render an earlier run's saved results), `--out` (this file; `none` to only print).\n\n");
+        md.Append("`--page-cache cold|warm`, `--torch auto|skip`, `--torch-limit SECONDS` (stop a PyTorch run there; its wall time, the interpreter's start-up of about a second included, and its ratios are shown as lower bounds, '> …'), `--torch-missing first|all|skip` (PyTorch for methods Alloy lacks: at the first size, every size, never), `--prepare` (only generate the models), `--report RESULTS.json` (re-render an earlier run's saved results), `--out` (this file; `none` to only print).\n\n");
 
         md.Append("## What is measured\n\n");
         md.Append("For each model size, the benchmark generates a base model and fine-tunes with Alloy's own generator ");
