@@ -31,6 +31,7 @@ public sealed class SelfAttention
         Layer = layer;
         Heads = config.Heads;
         KeyValueHeads = config.KeyValueHeads;
+        GroupSize = config.GroupSize;
         HeadDim = config.HeadDim;
         Window = config.SlidingWindow;
         Scale = (float)(1 / Math.Sqrt(HeadDim));
@@ -44,6 +45,8 @@ public sealed class SelfAttention
     public int Layer { get; }
     public int Heads { get; }
     public int KeyValueHeads { get; }
+    /// <summary>Query heads per key/value head (grouped-query attention).</summary>
+    public int GroupSize { get; }
     public int HeadDim { get; }
     public int? Window { get; }
     public float Scale { get; }
@@ -105,7 +108,7 @@ public sealed class SelfAttention
     private void Attend(ComputeContext context, BlockActivations a, BatchLayout layout, int sequence, int head, int first, int end,
         float[] keys, float[] values, int offset, bool keep)
     {
-        int kvDim = KeyValueHeads * HeadDim, qDim = Heads * HeadDim, column = head / (Heads / KeyValueHeads) * HeadDim;
+        int kvDim = KeyValueHeads * HeadDim, qDim = Heads * HeadDim, column = head / GroupSize * HeadDim;
         int start = layout.Start(sequence), rowBase = layout.Offset(sequence) + first, count = end - first;
         int lastPosition = start + end - 1;
         int lowest = Window is int w ? Math.Max(0, start + first - w + 1) / KeyAlignment * KeyAlignment : 0;
@@ -174,7 +177,6 @@ public sealed class SelfAttention
                 for (int h = 0; h < Heads; h++) items.Add((s, h));
         context.For(items.Count, n => AttendBackward(context, a, b, layout, items[n].Sequence, items[n].Head));
 
-        int group = Heads / KeyValueHeads;
         b.Key.Resize(rows);
         b.Value.Resize(rows);
         context.ForBlocks(rows, 64, (start, end) =>
@@ -183,8 +185,8 @@ public sealed class SelfAttention
             {
                 for (int kv = 0; kv < KeyValueHeads; kv++)
                 {
-                    SumGroup(b.KeyPerHead.Row(r), b.Key.Row(r).Slice(kv * HeadDim, HeadDim), kv * group, group);
-                    SumGroup(b.ValuePerHead.Row(r), b.Value.Row(r).Slice(kv * HeadDim, HeadDim), kv * group, group);
+                    SumGroup(b.KeyPerHead.Row(r), b.Key.Row(r).Slice(kv * HeadDim, HeadDim), kv * GroupSize);
+                    SumGroup(b.ValuePerHead.Row(r), b.Value.Row(r).Slice(kv * HeadDim, HeadDim), kv * GroupSize);
                 }
             }
         });
@@ -195,10 +197,10 @@ public sealed class SelfAttention
         Value.Backward(context, a.AttentionNormed, b.Value, b.Normed, true, gradients);
     }
 
-    private void SumGroup(ReadOnlySpan<float> perHead, Span<float> target, int firstHead, int group)
+    private void SumGroup(ReadOnlySpan<float> perHead, Span<float> target, int firstHead)
     {
         perHead.Slice(firstHead * HeadDim, HeadDim).CopyTo(target);
-        for (int h = firstHead + 1; h < firstHead + group; h++) TensorPrimitives.Add(target, perHead.Slice(h * HeadDim, HeadDim), target);
+        for (int h = firstHead + 1; h < firstHead + GroupSize; h++) TensorPrimitives.Add(target, perHead.Slice(h * HeadDim, HeadDim), target);
     }
 
     /// <summary>
@@ -208,7 +210,7 @@ public sealed class SelfAttention
     private void AttendBackward(ComputeContext context, BlockActivations a, BackwardState b, BatchLayout layout, int sequence, int head)
     {
         int kvDim = KeyValueHeads * HeadDim, qDim = Heads * HeadDim;
-        int kvColumn = head / (Heads / KeyValueHeads) * HeadDim, qColumn = head * HeadDim;
+        int kvColumn = head / GroupSize * HeadDim, qColumn = head * HeadDim;
         int offset = layout.Offset(sequence), length = layout.Length(sequence);
         var backend = context.Backend;
         int largest = Math.Min(QueryBlock, length) * length;
