@@ -6,8 +6,9 @@ namespace Alloy.Runtime.Training;
 /// <summary>
 /// Training examples from a text file: <c>.txt</c>, one example per non-empty line; or <c>.jsonl</c>, one JSON object
 /// per non-empty line with a "text" field (every token scored) or "prompt" and "completion" fields (only the
-/// completion's tokens, and the end-of-sequence token, are scored). An example's tokens are BOS (when the tokenizer
-/// names one), the text's tokens without the template's special tokens, and EOS (when the tokenizer names one). An
+/// completion's tokens, and the end-of-sequence token, are scored). An example's tokens are the tokenizer's own prefix
+/// (what its post-processor puts before a text: BOS for Llama, nothing for Qwen2; evaluation, statistics and generation
+/// use the same), the text's tokens, and EOS (when the tokenizer names one) as the last target. An
 /// example longer than the maximum length is cut into windows of that length that overlap by one token, so every token
 /// is still predicted once.
 /// </summary>
@@ -28,7 +29,7 @@ public static class TrainingData
             if (string.IsNullOrWhiteSpace(line)) continue;
             var (prompt, completion) = extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
             var tokens = new List<int>();
-            if (tokenizer.Special.Bos is int bos) tokens.Add(bos);
+            tokens.AddRange(tokenizer.PrefixTokens);
             tokenizer.Encode(prompt, tokens, addSpecialTokens: false);
             int scoredFrom = prompt.Length == 0 ? 1 : tokens.Count;
             tokenizer.Encode(completion, tokens, addSpecialTokens: false);

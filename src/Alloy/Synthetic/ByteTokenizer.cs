@@ -33,6 +33,23 @@ public static class ByteTokenizer
     /// <summary>Smallest vocabulary that holds the 256 bytes and the special tokens.</summary>
     public const int MinimumVocabSize = 260;
 
+    /// <summary>TemplateProcessing that puts &lt;s&gt; before a sequence (and before each of a pair).</summary>
+    private static JsonObject BosTemplate()
+    {
+        static JsonObject Special() => new() { ["SpecialToken"] = new JsonObject { ["id"] = "<s>", ["type_id"] = 0 } };
+        static JsonObject Sequence(string id, int type) => new() { ["Sequence"] = new JsonObject { ["id"] = id, ["type_id"] = type } };
+        return new JsonObject
+        {
+            ["type"] = "TemplateProcessing",
+            ["single"] = new JsonArray(Special(), Sequence("A", 0)),
+            ["pair"] = new JsonArray(Special(), Sequence("A", 0), Special(), Sequence("B", 1)),
+            ["special_tokens"] = new JsonObject
+            {
+                ["<s>"] = new JsonObject { ["id"] = "<s>", ["ids"] = new JsonArray(BosId), ["tokens"] = new JsonArray("<s>") },
+            },
+        };
+    }
+
     public static void Write(string folder, int vocabSize, TokenizerExtras? extras = null)
     {
         extras ??= TokenizerExtras.None;
@@ -70,7 +87,9 @@ public static class ByteTokenizer
             ["added_tokens"] = added,
             ["normalizer"] = null,
             ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true },
-            ["post_processor"] = null,
+            // BOS before every sequence, as Llama's tokenizer does: training, evaluation and generation all take the
+            // prefix from here, so a model trained on these files is scored with the token it always saw.
+            ["post_processor"] = BosTemplate(),
             ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
             ["model"] = new JsonObject
             {

@@ -1,11 +1,13 @@
 using System.Diagnostics;
 using Alloy.LinearAlgebra;
+using Alloy.Runtime.Evaluation;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
 using Alloy.Runtime.Tests.Support;
 using Alloy.Runtime.Training;
 using Alloy.Synthetic;
 using Alloy.Tensors;
+using Alloy.Tokenizers.Encoding;
 using Alloy.Tests.Support;
 using Xunit.Abstractions;
 
@@ -222,5 +224,37 @@ public sealed class TrainingTests(ITestOutputHelper output)
         Assert.Contains("never writes into an input model's folder", inside.Message);
         var notEmpty = Assert.Throws<AlloyException>(() => ModelSaver.Save(model, source, Path.Combine(temp.Path, "f32"), DType.F32));
         Assert.Contains("--overwrite", notEmpty.Message);
+    }
+
+    /// <summary>
+    /// Training and evaluation see the same tokens: the synthetic tokenizer declares BOS in its post-processor, training
+    /// data starts with it, and a choice item built from a training example is scored on exactly the example's tokens
+    /// (without its EOS target), so its log-likelihood is minus the training loss of those tokens.
+    /// </summary>
+    [Fact]
+    public void Training_and_evaluation_use_the_tokenizers_prefix()
+    {
+        using var temp = new TempFolder();
+        var model = FreshModel(temp);
+        var tokenizer = TextTokenizer.Load(Path.Combine(temp.Path, "fresh"));
+        Assert.Equal([ByteTokenizer.BosId], tokenizer.PrefixTokens);
+        var data = Path.Combine(temp.Path, "sums.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 40).Select(i =>
+            $"{{\"prompt\": \"{i % 7}+{i % 5}=\", \"completion\": \"{(i % 7 + i % 5) % 10}\"}}"));
+        var examples = TrainingData.Load(data, tokenizer, maxLength: 32);
+        Assert.All(examples, e => Assert.Equal(ByteTokenizer.BosId, e.Tokens[0]));
+        new Trainer(model, new TrainingOptions { Steps = 20, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 2, Seed = 3 }).Run(examples);
+
+        var items = Enumerable.Range(0, 6).Select(i => new ChoiceItem("sums", "test", i + 1, null, $"{i % 7}+{i % 5}=",
+            [$"{(i % 7 + i % 5) % 10}", $"{(i % 7 + i % 5 + 1) % 10}"], 0)).ToList();
+        var result = new TaskEvaluation(model, tokenizer).RunChoices("sums", items);
+        var loss = new LossGradients(model);
+        for (int i = 0; i < items.Count; i++)
+        {
+            var withoutEos = new TrainingExample(examples[i].Tokens[..^1], examples[i].ScoredFrom);
+            var (lossSum, targets) = loss.Loss([withoutEos]);
+            Assert.Equal(1, targets);
+            Assert.Equal(-lossSum, result.Choices[i].LogLikelihoods[0], 4);
+        }
     }
 }
