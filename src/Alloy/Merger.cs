@@ -76,7 +76,7 @@ public static class Merger
         if (options.WriteModelCard)
         {
             File.WriteAllText(Path.Combine(folder.Temporary, "README.md"), ModelCard.Render(plan, Path.GetFileName(folder.Target), models.All));
-            File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), plan.Recipe.Text);
+            File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), plan.Recipe.ToYaml());
         }
     }
 }

@@ -92,6 +92,6 @@ public static class MultiMerge
         bool hasModel = File.Exists(Path.Combine(folder, Checkpoint.SingleFileName)) || File.Exists(Path.Combine(folder, Checkpoint.IndexFileName));
         if (!hasModel || !File.Exists(Path.Combine(folder, "config.json"))) return false;
         var recorded = Path.Combine(folder, "mergekit_config.yml");
-        return !File.Exists(recorded) || File.ReadAllText(recorded) == stage.Recipe.Text;
+        return !File.Exists(recorded) || File.ReadAllText(recorded) == stage.Recipe.ToYaml();
     }
 }

@@ -58,3 +58,40 @@ public sealed record CutRequest(IReadOnlyList<long> Keep, int ModelWideInput = -
     /// <summary>Input <paramref name="input"/>'s share of its model-wide cut, as one cut.</summary>
     public static CutRequest ModelWide(int input) => new([0], input);
 }
+
+/// <summary>A named place for one sum of a tensor's statistics, handed out by a <see cref="StatisticsLayout"/>.</summary>
+public readonly record struct SumSlot(StatisticsPassKind Pass, int Index);
+
+/// <summary>A population a method counts for magnitude cuts (one value per element), handed out by a <see cref="StatisticsLayout"/>.</summary>
+public readonly record struct PopulationSlot(int Index);
+
+/// <summary>
+/// Hands out the slots of a tensor's statistics as a method declares what it needs, so sums and populations are read
+/// and written by name (<c>stats[norm]</c>, <c>pass.Add(norm, …)</c>) rather than by index arithmetic; then makes the
+/// <see cref="ChunkPlan"/>. Methods with a fixed layout keep one in a static field; others build one per tensor, the
+/// same way for planning, accumulating and merging.
+/// </summary>
+public sealed class StatisticsLayout
+{
+    private int _first, _last;
+    private readonly List<CutRequest> _cuts = [];
+
+    /// <summary>A sum added up in the first pass.</summary>
+    public SumSlot FirstSum() => new(StatisticsPassKind.First, _first++);
+
+    /// <summary><paramref name="count"/> sums added up in the first pass.</summary>
+    public SumSlot[] FirstSums(int count) => [.. Enumerable.Range(0, count).Select(_ => FirstSum())];
+
+    /// <summary>A sum added up in the last pass, which may use the first sums and the cuts.</summary>
+    public SumSlot LastSum() => new(StatisticsPassKind.Last, _last++);
+
+    /// <summary>A population counted for <paramref name="cuts"/>.</summary>
+    public PopulationSlot Population(CutRequest cuts)
+    {
+        _cuts.Add(cuts);
+        return new PopulationSlot(_cuts.Count - 1);
+    }
+
+    /// <summary>The plan for these statistics, with chunks of whole rows of <paramref name="rowLength"/> elements (0: any split).</summary>
+    public ChunkPlan Plan(long rowLength = 0) => new() { RowLength = rowLength, FirstSums = _first, LastSums = _last, Cuts = [.. _cuts] };
+}

@@ -1,27 +1,33 @@
 using Alloy.Methods.TaskVectors;
+using Alloy.Recipes;
 using Alloy.Tensors;
 
 namespace Alloy.Methods;
 
-/// <summary>Parameters resolved for one output tensor: globals, and per-model values in input order.</summary>
+/// <summary>
+/// A method's parameters resolved for one output tensor: each global once, each per-model parameter for every input (in
+/// input order), as the recipe sets them or by default. A per-model parameter may be unset for the base model.
+/// </summary>
 public sealed class ResolvedParameters
 {
-    private readonly IReadOnlyDictionary<string, double> _globals;
-    private readonly IReadOnlyList<IReadOnlyDictionary<string, double>> _perModel;
+    private readonly IReadOnlyDictionary<MethodParameter, SettingValue> _globals;
+    private readonly IReadOnlyList<IReadOnlyDictionary<MethodParameter, SettingValue>> _perModel;
 
-    public ResolvedParameters(IReadOnlyDictionary<string, double> globals, IReadOnlyList<IReadOnlyDictionary<string, double>> perModel)
+    public ResolvedParameters(IReadOnlyDictionary<MethodParameter, SettingValue> globals,
+        IReadOnlyList<IReadOnlyDictionary<MethodParameter, SettingValue>> perModel)
     {
         _globals = globals;
         _perModel = perModel;
     }
 
-    public double? Global(string name) => _globals.TryGetValue(name, out var v) ? v : null;
+    /// <summary>The global's value, or null when it is unset (an optional path).</summary>
+    public SettingValue? Global(MethodParameter parameter) => _globals.TryGetValue(parameter, out var v) ? v : null;
 
-    public double? ForModel(int input, string name) => _perModel[input].TryGetValue(name, out var v) ? v : null;
+    /// <summary>Input <paramref name="input"/>'s value, or null when it is unset (the base model, an optional path).</summary>
+    public SettingValue? ForModel(int input, MethodParameter parameter) => _perModel[input].TryGetValue(parameter, out var v) ? v : null;
 
-    public IReadOnlyDictionary<string, double> Globals => _globals;
-
-    public IReadOnlyDictionary<string, double> ModelValues(int input) => _perModel[input];
+    /// <summary>The value for input <paramref name="input"/>, or the global when <paramref name="input"/> is null.</summary>
+    public SettingValue? Of(MethodParameter parameter, int? input) => input is { } i ? ForModel(i, parameter) : Global(parameter);
 }
 
 /// <summary>
@@ -73,11 +79,35 @@ public class MergeInputsInfo
     /// <summary>A random stream keyed by (seed, output tensor, model) that does not depend on chunking or threads.</summary>
     public RandomStream Random(int input) => RandomStream.For(Seed, TensorName, ModelIndices[input]);
 
-    public double Global(string name) =>
-        Parameters.Global(name) ?? throw new InvalidOperationException($"parameter '{name}' was not resolved for {TensorName}");
+    // ---- parameters, read through their declarations ------------------------------------------------------
 
-    public double ForModel(int input, string name) =>
-        Parameters.ForModel(input, name) ?? throw new InvalidOperationException($"parameter '{name}' was not resolved for {ModelNames[input]} / {TensorName}");
+    /// <summary>A global number: <c>inputs[Lambda]</c>.</summary>
+    public double this[NumberParameter parameter] => Value(parameter, null);
+
+    /// <summary>Input <paramref name="input"/>'s number: <c>inputs[Weight, i]</c>.</summary>
+    public double this[NumberParameter parameter, int input] => Value(parameter, input);
+
+    public int this[IntegerParameter parameter] => Value(parameter, null);
+
+    public int this[IntegerParameter parameter, int input] => Value(parameter, input);
+
+    public bool this[BooleanParameter parameter] => Value(parameter, null);
+
+    public bool this[BooleanParameter parameter, int input] => Value(parameter, input);
+
+    public string this[ChoiceParameter parameter] => Value(parameter, null);
+
+    public string this[ChoiceParameter parameter, int input] => Value(parameter, input);
+
+    /// <summary>A path, or null when an optional one is unset.</summary>
+    public string? this[PathParameter parameter] => Parameters.Global(parameter)?.Text;
+
+    public string? this[PathParameter parameter, int input] => Parameters.ForModel(input, parameter)?.Text;
+
+    private T Value<T>(MethodParameter<T> parameter, int? input) =>
+        Parameters.Of(parameter, input) is { } value ? parameter.Read(value)
+        : throw new InvalidOperationException($"parameter '{parameter.Name}' was not resolved for " +
+            (input is { } i ? $"{ModelNames[i]} / {TensorName}" : TensorName));
 }
 
 /// <summary>The float32 inputs of one output tensor, or of one chunk of it for elementwise and streamed methods.</summary>

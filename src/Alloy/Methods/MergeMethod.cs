@@ -1,28 +1,5 @@
 namespace Alloy.Methods;
 
-/// <summary>Whether a parameter is set once per output tensor or once per (output tensor, input model).</summary>
-public enum ParameterScope { Global, PerModel }
-
-/// <summary>
-/// A parameter a method reads, as mergekit declares it: name, scope, default, whether it is required. The registry,
-/// config validation, the docs and <c>--help</c> all read these, so they cannot drift from the code.
-/// </summary>
-public sealed record ParameterSpec(string Name, ParameterScope Scope, double? Default, bool Required, string Description)
-{
-    public static ParameterSpec Global(string name, double? defaultValue, string description) =>
-        new(name, ParameterScope.Global, defaultValue, false, description);
-
-    public static ParameterSpec GlobalRequired(string name, string description) =>
-        new(name, ParameterScope.Global, null, true, description);
-
-    public static ParameterSpec PerModel(string name, double? defaultValue, string description) =>
-        new(name, ParameterScope.PerModel, defaultValue, false, description);
-
-    /// <summary>Required for every input except the base model of a method that uses one (mergekit's rule).</summary>
-    public static ParameterSpec PerModelRequired(string name, string description) =>
-        new(name, ParameterScope.PerModel, null, true, description);
-}
-
 /// <summary>How a method uses <c>base_model</c>.</summary>
 public enum BaseModelUse
 {
@@ -49,38 +26,61 @@ public enum EmbeddingShapeRule
 }
 
 /// <summary>
-/// A merge method: pure math over float32 spans. It receives its resolved parameters and inputs of equal shape and
-/// writes the output; it never touches a file. Adding a method = one class + one line in <see cref="MethodRegistry"/>.
+/// What a method is, declared once in its class: the registry, the planner, <c>alloy methods</c>, the docs and the model
+/// card read it, so none of them tests a method's type.
 /// </summary>
-public abstract class MergeMethod
+/// <param name="Name">The registry key: mergekit's name (e.g. "task_arithmetic"), or the paper's or most common toolkit's.</param>
+/// <param name="Title">A human name (e.g. "Task Arithmetic").</param>
+/// <param name="Summary">One line on what it does, for <c>alloy methods</c>.</param>
+public sealed record MethodDeclaration(string Name, string Title, string Summary)
 {
-    /// <summary>The registry key: mergekit's name (e.g. "task_arithmetic").</summary>
-    public abstract string Name { get; }
+    /// <summary>The paper or page that defines the method; null if none.</summary>
+    public string? Paper { get; init; }
 
-    /// <summary>A human name for the model card (e.g. "Task Arithmetic").</summary>
-    public abstract string Title { get; }
+    /// <summary>The parameters it reads, in the order they are listed.</summary>
+    public IReadOnlyList<MethodParameter> Parameters { get; init; } = [];
 
-    /// <summary>The paper or page that defines the method, for the model card; null if none.</summary>
-    public virtual string? Reference => null;
+    public BaseModelUse BaseModel { get; init; } = BaseModelUse.NotUsed;
 
-    public abstract IReadOnlyList<ParameterSpec> Parameters { get; }
-
-    public virtual BaseModelUse BaseModel => BaseModelUse.NotUsed;
-
-    public virtual EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.Exact;
+    public EmbeddingShapeRule EmbeddingShapes { get; init; } = EmbeddingShapeRule.Exact;
 
     /// <summary>
     /// True when a non-embedding input whose shape differs from the base may be dropped with a warning (mergekit's
     /// task-vector methods); false makes it an error.
     /// </summary>
-    public virtual bool SkipsMismatchedInputs => false;
+    public bool SkipsMismatchedInputs { get; init; }
 
     /// <summary>
-    /// True when output element i depends only on input elements i, so the executor may split a tensor into chunks.
-    /// Methods that need norms, top-k or other whole-tensor statistics return false, and may still be merged in chunks
-    /// by declaring those statistics (<see cref="Chunking"/>).
+    /// True when output element i depends only on input elements i, so the executor may split a tensor into chunks
+    /// anywhere. Methods that need norms, top-k or other whole-tensor statistics say false, and may still be merged in
+    /// chunks by declaring those statistics (<see cref="MergeMethod.Chunking"/>).
     /// </summary>
-    public virtual bool IsElementwise => true;
+    public bool Elementwise { get; init; } = true;
+
+    /// <summary>The parameter called <paramref name="name"/>, or null.</summary>
+    public MethodParameter? Parameter(string name) => Parameters.FirstOrDefault(p => p.Name == name);
+}
+
+/// <summary>
+/// A merge method: its <see cref="MethodDeclaration"/> and pure math over float32 spans. It receives its resolved
+/// parameters (read through their declarations: <c>inputs[Density, i]</c>) and inputs of equal shape and writes the
+/// output; it never touches a file. Adding a method is one class (found by <see cref="MethodRegistry"/> in Alloy and in
+/// plugin assemblies), its test and its entry in docs/methods.md.
+/// </summary>
+public abstract class MergeMethod(MethodDeclaration declaration)
+{
+    public MethodDeclaration Declaration { get; } = declaration;
+
+    /// <summary>The registry key (<see cref="MethodDeclaration.Name"/>).</summary>
+    public string Name => Declaration.Name;
+
+    public IReadOnlyList<MethodParameter> Parameters => Declaration.Parameters;
+
+    /// <summary>
+    /// True when this tensor's output is its single input unchanged (a passthrough without scale), so a tensor whose
+    /// dtype does not change is copied byte for byte.
+    /// </summary>
+    public virtual bool CopiesInput(MergeInputsInfo inputs) => false;
 
     /// <summary>
     /// Float32 buffers of the tensor's (or chunk's) size the method uses besides its inputs and output, so the
@@ -110,9 +110,9 @@ public abstract class MergeMethod
     /// <summary>
     /// How the executor may split this tensor: <see cref="ChunkPlan.Elementwise"/> anywhere, a plan with whole rows
     /// and/or statistics of the whole tensor gathered first (then <see cref="Accumulate"/> computes them), or null when
-    /// the method needs the whole tensor in memory at once. The default follows <see cref="IsElementwise"/>.
+    /// the method needs the whole tensor in memory at once. The default follows <see cref="MethodDeclaration.Elementwise"/>.
     /// </summary>
-    public virtual ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => IsElementwise ? ChunkPlan.Elementwise : null;
+    public virtual ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => Declaration.Elementwise ? ChunkPlan.Elementwise : null;
 
     /// <summary>
     /// One unit of a statistics pass of this tensor (<see cref="ChunkPlan"/>): add the unit's part of each sum to

@@ -3,15 +3,12 @@ using System.Numerics.Tensors;
 namespace Alloy.Methods;
 
 /// <summary>Copies its single input, optionally multiplied by <c>scale</c>: the building block of frankenmerges.</summary>
-public sealed class Passthrough : MergeMethod
+public sealed class Passthrough() : MergeMethod(new("passthrough", "Passthrough", "Copies one model's tensors (frankenmerges: layers stacked from several models).")
 {
-    public override string Name => "passthrough";
-    public override string Title => "Passthrough";
-
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.PerModel("scale", null, "Multiply the tensor by this factor."),
-    ];
+    Parameters = [Scale],
+})
+{
+    public static readonly NumberParameter Scale = MethodParameter.Number("scale", ParameterScope.PerModel, 1, "Multiply the tensor by this factor.");
 
     public override void Validate(MergeInputsInfo inputs)
     {
@@ -19,10 +16,12 @@ public sealed class Passthrough : MergeMethod
             throw new AlloyException($"passthrough: tensor '{inputs.TensorName}' has {inputs.Count} inputs ({string.Join(", ", inputs.ModelNames)}); passthrough takes exactly one model per slice");
     }
 
+    public override bool CopiesInput(MergeInputsInfo inputs) => inputs[Scale, 0] == 1;
+
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
-        var scale = inputs.Parameters.ForModel(0, "scale");
-        if (scale is { } s) TensorPrimitives.Multiply(inputs[0], (float)s, output);
+        double scale = inputs[Scale, 0];
+        if (scale != 1) TensorPrimitives.Multiply(inputs[0], (float)scale, output);
         else inputs[0].CopyTo(output);
     }
 }

@@ -31,20 +31,19 @@ public sealed class TensorStatistics
         _chunk = chunk;
     }
 
-    /// <summary>First-pass sum <paramref name="index"/>, over the whole tensor.</summary>
-    public double FirstSum(int index) => (_first ?? throw NotYet("first-pass sums"))[index];
-
-    /// <summary>Last-pass sum <paramref name="index"/>, over the whole tensor.</summary>
-    public double LastSum(int index) => (_last ?? throw NotYet("last-pass sums"))[index];
+    /// <summary>The sum in <paramref name="slot"/>, over the whole tensor.</summary>
+    public double this[SumSlot slot] => slot.Pass == StatisticsPassKind.First
+        ? (_first ?? throw NotYet("first-pass sums"))[slot.Index]
+        : (_last ?? throw NotYet("last-pass sums"))[slot.Index];
 
     /// <summary>
     /// Cut <paramref name="which"/> of population <paramref name="population"/>: in a chunk's merge, with the number of
     /// ties this chunk keeps (so <see cref="MagnitudeCut.Apply"/> on the chunk keeps exactly the tensor's top-k there);
     /// during the passes, the tensor's cut.
     /// </summary>
-    public MagnitudeCut Cut(int population, int which = 0)
+    public MagnitudeCut Cut(PopulationSlot population, int which = 0)
     {
-        var cuts = _cuts[population] ?? throw NotYet($"cuts of population {population}");
+        var cuts = _cuts[population.Index] ?? throw NotYet($"cuts of population {population.Index}");
         var cut = cuts.Cuts[which];
         if (_chunk < 0) return cut;
         if (cuts.TiesBefore[which] is not { } before)
@@ -54,8 +53,8 @@ public sealed class TensorStatistics
     }
 
     /// <summary>Cut <paramref name="which"/> of population <paramref name="population"/> over the whole tensor, in any chunk.</summary>
-    public MagnitudeCut TensorCut(int population, int which = 0) =>
-        (_cuts[population] ?? throw NotYet($"cuts of population {population}")).Cuts[which];
+    public MagnitudeCut TensorCut(PopulationSlot population, int which = 0) =>
+        (_cuts[population.Index] ?? throw NotYet($"cuts of population {population.Index}")).Cuts[which];
 
     /// <summary>This tensor's statistics as chunk <paramref name="chunk"/> of the executor's chunking sees them.</summary>
     internal TensorStatistics ForChunk(int chunk) => new(_first, _last, _cuts, chunk);
@@ -81,17 +80,21 @@ public sealed class StatisticsPass
 
     public StatisticsPassKind Kind { get; }
 
-    /// <summary>
-    /// The unit's sums for this pass (<see cref="ChunkPlan.FirstSums"/> in the first, <see cref="ChunkPlan.LastSums"/>
-    /// in the last, none in the fine pass), zero when the unit starts.
-    /// </summary>
-    public Span<double> Sums => _sums;
+    /// <summary>True when this pass adds up sums (the first and last passes do, when the plan has any of theirs).</summary>
+    public bool HasSums => _sums.Length > 0;
 
-    /// <summary>True when population <paramref name="population"/> must be counted in this pass.</summary>
-    public bool Counts(int population) => _gatherer.Counts(Kind, population);
+    /// <summary>Adds the unit's part of the sum in <paramref name="slot"/>, which must be one of this pass's.</summary>
+    public void Add(SumSlot slot, double value)
+    {
+        if (slot.Pass != Kind) throw new InvalidOperationException($"a {slot.Pass.ToString().ToLowerInvariant()}-pass sum added in the {Kind.ToString().ToLowerInvariant()} pass");
+        _sums[slot.Index] += value;
+    }
 
-    /// <summary>Counts the unit's values of population <paramref name="population"/>: one value per element of the unit.</summary>
-    public void Count(int population, ReadOnlySpan<float> values) => _gatherer.Count(this, population, values);
+    /// <summary>True when <paramref name="population"/> must be counted in this pass.</summary>
+    public bool Counts(PopulationSlot population) => _gatherer.Counts(Kind, population.Index);
+
+    /// <summary>Counts the unit's values of <paramref name="population"/>: one value per element of the unit.</summary>
+    public void Count(PopulationSlot population, ReadOnlySpan<float> values) => _gatherer.Count(this, population.Index, values);
 
     internal CutSearch.Tally?[] Tallies { get; }
 

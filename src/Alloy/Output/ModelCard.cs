@@ -22,16 +22,16 @@ public static class ModelCard
         card.Append("# ").Append(outputName).Append("\n\n");
         card.Append("This model is a merge of pre-trained language models, made with Alloy (a mergekit-compatible merging tool).\n\n");
         card.Append("## Merge details\n\n### Method\n\n");
-        var method = plan.Method.Reference is { } url ? $"[{plan.Method.Title}]({url})" : plan.Method.Title;
+        var method = plan.Method.Declaration.Paper is { } url ? $"[{plan.Method.Declaration.Title}]({url})" : plan.Method.Declaration.Title;
         card.Append("Merged with the ").Append(method).Append(" method");
         // A base the method does not use (karcher, linear) is just one of the merged models.
-        var baseModel = plan.Method.BaseModel == Methods.BaseModelUse.NotUsed ? null : recipe.BaseModel;
+        var baseModel = plan.Method.Declaration.BaseModel == Methods.BaseModelUse.NotUsed ? null : recipe.BaseModel;
         if (baseModel is not null) card.Append(", using ").Append(Describe(baseModel.ToString(), models)).Append(" as the base model");
         card.Append(".\n\n### Models merged\n\n");
         foreach (var model in models.Where(m => m.Reference != baseModel))
             card.Append("- ").Append(Describe(model.Name, models)).Append('\n');
         card.Append("\n### Configuration\n\nThe recipe used to make this model:\n\n```yaml\n");
-        card.Append(recipe.Text.TrimEnd()).Append("\n```\n");
+        card.Append(recipe.ToYaml().TrimEnd()).Append("\n```\n");
         return card.ToString();
     }
 

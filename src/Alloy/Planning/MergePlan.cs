@@ -20,8 +20,17 @@ public sealed record PlannedInput(InputModel Model, StoredTensor Tensor, long[] 
 }
 
 /// <summary>
-/// How to produce one output tensor. Without a method, the single input's bytes are copied unchanged (passthrough
-/// of same-dtype tensors, integer tensors); with one, inputs are read as float32, merged, and rounded once.
+/// Where a tensor's parameters come from, kept so a plan can be given new parameter values without being made again
+/// (<see cref="Planner.Reparameterize"/>): its slice (the recipe's, or <c>models:</c> expanded into one), the source of
+/// each input within it, each input's own tensor name (filters match it), the layer fraction t of gradients, its place
+/// in the output model, the base model's input, and whether the output keeps the stored dtype (so it may be a copy).
+/// </summary>
+public sealed record TensorOrigin(int Slice, IReadOnlyList<int> Sources, IReadOnlyList<string> InputNames, double T, TensorPosition Position,
+    int BaseIndex, bool KeepsDType);
+
+/// <summary>
+/// How to produce one output tensor. Without a method, the single input's bytes are copied unchanged (a method that
+/// passes its input through, integer tensors); with one, inputs are read as float32, merged, and rounded once.
 /// </summary>
 public sealed record TensorJob(TensorInfo Output, MergeMethod? Method, IReadOnlyList<PlannedInput> Inputs, MergeInputsInfo? Info)
 {
@@ -29,6 +38,9 @@ public sealed record TensorJob(TensorInfo Output, MergeMethod? Method, IReadOnly
 
     /// <summary>What the method writes beside the model for this tensor (<see cref="MergeMethod.PlanSideOutputs"/>), or null.</summary>
     public SideOutputs? Side { get; init; }
+
+    /// <summary>Where the method's parameters come from; null for tensors no method sees (integer tensors).</summary>
+    public TensorOrigin? Origin { get; init; }
 }
 
 /// <summary>A merge, fully decided: every output tensor in write order, and what the output folder needs.</summary>
@@ -47,6 +59,9 @@ public sealed record MergePlan(
 
     /// <summary>The method's side outputs (each job's part is <see cref="TensorJob.Side"/>), or null when it writes none.</summary>
     public SideOutputPlan? SideOutputs { get; init; }
+
+    /// <summary>The options it was planned with (the seed keys random streams; a raw merge has no layers).</summary>
+    public PlanOptions Options { get; init; } = new();
 
     public long OutputBytes => Jobs.Sum(j => j.Output.ByteLength);
 

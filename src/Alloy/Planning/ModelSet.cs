@@ -41,8 +41,7 @@ public sealed class ModelSet : IDisposable
         var set = new ModelSet();
         try
         {
-            var configFolder = Path.GetDirectoryName(Path.GetFullPath(recipe.SourceName));
-            string[] searchDirectories = configFolder is null || !File.Exists(recipe.SourceName) ? [] : [configFolder];
+            string[] searchDirectories = recipe.Folder is { } folder ? [folder] : [];
             string Locate(ModelReference reference, out bool isNamed)
             {
                 string? named = null;

@@ -1,6 +1,7 @@
 using Alloy.Checkpoints;
 using Alloy.Methods;
 using Alloy.Recipes;
+using Alloy.Recipes.Yaml;
 using Alloy.Tensors;
 using Alloy.Tokenizers;
 
@@ -32,6 +33,7 @@ public sealed class Planner
     private readonly PlanOptions _options;
     private readonly Diagnostics _diagnostics;
     private readonly MergeMethod _method;
+    private readonly IReadOnlyList<OutputSlice> _slices;
     private readonly List<TensorJob> _jobs = [];
     private readonly HashSet<string> _outputNames = new(StringComparer.Ordinal);
     private TokenizerPlan? _tokenizer;
@@ -43,6 +45,7 @@ public sealed class Planner
         _options = options;
         _diagnostics = diagnostics;
         _method = method;
+        _slices = SlicesOf(recipe, models, method);
     }
 
     public static MergeMethod FindMethod(MergeRecipe recipe) =>
@@ -52,16 +55,30 @@ public sealed class Planner
     public static MergePlan Create(MergeRecipe recipe, ModelSet models, PlanOptions options, Diagnostics diagnostics) =>
         new Planner(recipe, models, options, diagnostics, FindMethod(recipe)).Build();
 
+    /// <summary>
+    /// <paramref name="plan"/> with the parameters of <paramref name="recipe"/>, a recipe that differs from the plan's
+    /// only in parameter values (as an evolutionary search or a coefficient sweep changes them): no header is read and
+    /// no shape, input or tokenizer decision is made again; every parameter is checked and resolved anew, each tensor
+    /// validated by its method, and side outputs planned again.
+    /// </summary>
+    public static MergePlan Reparameterize(MergePlan plan, MergeRecipe recipe, ModelSet models, Diagnostics diagnostics)
+    {
+        if (RecipeWriter.Write(RecipeWriter.WithoutParameters(recipe)) != RecipeWriter.Write(RecipeWriter.WithoutParameters(plan.Recipe)))
+            throw new AlloyException($"{recipe.MethodLocation}: only parameter values may change between re-merges of one plan; the models, slices, method, dtypes or tokenizer settings differ");
+        var planner = new Planner(recipe, models, plan.Options, diagnostics, plan.Method);
+        ParameterCheck.Check(recipe, plan.Method, diagnostics);
+        var jobs = plan.Jobs.Select(job => job.Origin is { } origin ? planner.Resolve(job, origin) : job).ToList();
+        return planner.WithSideOutputs(plan with { Recipe = recipe, Jobs = jobs, SideOutputs = null });
+    }
+
     private MergePlan Build()
     {
-        if (_recipe.Modules is not null)
-            throw new AlloyException($"{_recipe.MethodLocation}: 'modules:' (per-module recipes for multi-module architectures) is not supported yet; use 'models:' or 'slices:'");
-        CheckParameterNames();
+        ParameterCheck.Check(_recipe, _method, _diagnostics);
         // A raw state-dict merge writes no tokenizer (as mergekit-pytorch), so its tokenizer settings have nothing to act on.
         _tokenizer = _options.Raw is null ? TokenizerPlan.Create(_recipe, _models, _diagnostics) : null;
         if (_options.Raw is not null && (_recipe.Tokenizer is not null || _recipe.ChatTemplate is not null))
             _diagnostics.Warn("tokenizer and chat_template settings are ignored by a raw state-dict merge, which writes no tokenizer");
-        if (_method.BaseModel == BaseModelUse.Required && _recipe.BaseModel is null && (_recipe.Slices ?? []).All(s => s.BaseModel is null))
+        if (_method.Declaration.BaseModel == BaseModelUse.Required && _recipe.BaseModel is null && (_recipe.Slices ?? []).All(s => s.BaseModel is null))
             throw new AlloyException($"{_recipe.MethodLocation}: merge method '{_method.Name}' needs a base_model");
 
         var donor = _models[_recipe.BaseModel ?? _recipe.ReferencedModels()[0]];
@@ -69,19 +86,19 @@ public sealed class Planner
         if (_options.Raw is { } policy)
         {
             PlanRaw(policy);
-            return WithSideOutputs(new MergePlan(_recipe, _method, _jobs, donor, 0, false, _recipe.OutDType ?? _recipe.DType, false));
+            return WithSideOutputs(new MergePlan(_recipe, _method, _jobs, donor, 0, false, _recipe.OutDType ?? _recipe.DType, false) { Options = _options });
         }
-        var slices = _recipe.Slices ?? [ExpandModels()];
+        var slices = _slices;
         foreach (var slice in slices) CheckSlice(slice);
 
-        var first = slices[0];
         int outputLayers = slices.Sum(s => s.Sources[0].Range.Count);
         foreach (var name in donor.Layout.PreWeights)
-            PlanTensor(name, first, first.Sources.Select(_ => name).ToList(), t: 0, new TensorPosition(null, true, outputLayers));
+            PlanTensor(name, 0, AllSources(0), slices[0].Sources.Select(_ => name).ToList(), t: 0, new TensorPosition(null, true, outputLayers));
 
         int outputLayer = 0;
-        foreach (var slice in slices)
+        for (int sliceIndex = 0; sliceIndex < slices.Count; sliceIndex++)
         {
+            var slice = slices[sliceIndex];
             int count = slice.Sources[0].Range.Count;
             for (int k = 0; k < count; k++, outputLayer++)
             {
@@ -92,12 +109,14 @@ public sealed class Planner
                 {
                     var inputNames = slice.Sources
                         .Select(s => _models[s.Model].Layout.LayerTensorName(s.Range.Start + k, suffix)).ToList();
-                    PlanTensor(outputPrefixLayout.LayerTensorName(outputLayer, suffix), slice, inputNames, t, new TensorPosition(outputLayer, false, outputLayers));
+                    PlanTensor(outputPrefixLayout.LayerTensorName(outputLayer, suffix), sliceIndex, AllSources(sliceIndex), inputNames, t,
+                        new TensorPosition(outputLayer, false, outputLayers));
                 }
             }
         }
 
         var last = slices[^1];
+        int lastIndex = slices.Count - 1;
         bool untiesHead = false;
         foreach (var name in donor.Layout.PostWeights)
         {
@@ -105,13 +124,20 @@ public sealed class Planner
             if (name == donor.Layout.HeadName && !last.Sources.Any(s => _models[s.Model].Checkpoint.Contains(name)))
                 continue;
             untiesHead |= name == donor.Layout.HeadName && donor.Layout.HeadTied;
-            PlanTensor(name, last, last.Sources.Select(_ => name).ToList(), t: 0, new TensorPosition(null, false, outputLayers));
+            PlanTensor(name, lastIndex, AllSources(lastIndex), last.Sources.Select(_ => name).ToList(), t: 0, new TensorPosition(null, false, outputLayers));
         }
 
         int donorLayers = donor.Layout.LayerCount;
         return WithSideOutputs(new MergePlan(_recipe, _method, _jobs, donor, outputLayer, outputLayer != donorLayers,
-            _recipe.OutDType ?? _recipe.DType, untiesHead) { Tokenizer = _tokenizer });
+            _recipe.OutDType ?? _recipe.DType, untiesHead) { Tokenizer = _tokenizer, Options = _options });
     }
+
+    /// <summary>The indices of every source of slice <paramref name="slice"/>.</summary>
+    private int[] AllSources(int slice) => [.. Enumerable.Range(0, _slices[slice].Sources.Count)];
+
+    /// <summary>The recipe's slices, or its <c>models:</c> expanded into one slice as mergekit does.</summary>
+    private static IReadOnlyList<OutputSlice> SlicesOf(MergeRecipe recipe, ModelSet models, MergeMethod method) =>
+        recipe.Slices ?? [ExpandModels(recipe, models, method)];
 
     /// <summary>Asks the method, once for the whole plan, what it writes beside the model, and gives each job its part.</summary>
     private MergePlan WithSideOutputs(MergePlan plan)
@@ -133,14 +159,14 @@ public sealed class Planner
     {
         if (_recipe.Models is null)
             throw new AlloyException($"{_recipe.MethodLocation}: a raw state-dict merge takes 'models:' (there are no layers to slice)");
-        var all = ExpandModels();
+        var all = _slices[0];
         var names = all.Sources.SelectMany(s => _models[s.Model].Checkpoint.Tensors.Select(t => t.Name)).Distinct(StringComparer.Ordinal).ToList();
         foreach (var name in names)
         {
-            var holders = all.Sources.Where(s => _models[s.Model].Checkpoint.Contains(name)).ToList();
-            if (holders.Count < all.Sources.Count)
+            int[] holders = [.. Enumerable.Range(0, all.Sources.Count).Where(i => _models[all.Sources[i].Model].Checkpoint.Contains(name))];
+            if (holders.Length < all.Sources.Count)
             {
-                var missing = string.Join(", ", all.Sources.Except(holders).Select(s => $"'{s.Model}'"));
+                var missing = string.Join(", ", all.Sources.Where((_, i) => !holders.Contains(i)).Select(s => $"'{s.Model}'"));
                 if (policy == RawTensorPolicy.Strict)
                     throw new AlloyException($"tensor '{name}' is missing from {missing}; pass --tensor-union to merge it from the models that have it, or --tensor-intersection to leave it out");
                 if (policy == RawTensorPolicy.Intersection)
@@ -149,22 +175,22 @@ public sealed class Planner
                     continue;
                 }
             }
-            PlanTensor(name, all with { Sources = holders }, holders.Select(_ => name).ToList(), t: 0, TensorPosition.Unknown);
+            PlanTensor(name, 0, holders, holders.Select(_ => name).ToList(), t: 0, TensorPosition.Unknown);
         }
     }
 
     /// <summary>mergekit's normalisation of <c>models:</c>: one slice over every model's full layer range, plus the base if unlisted.</summary>
-    private OutputSlice ExpandModels()
+    private static OutputSlice ExpandModels(MergeRecipe recipe, ModelSet models, MergeMethod method)
     {
-        var entries = _recipe.Models!;
-        var sources = entries.Select(e => new InputSlice(e.Model, new LayerRange(0, _models[e.Model].Layout.LayerCount), e.Parameters, e.Location)).ToList();
+        var entries = recipe.Models!;
+        var sources = entries.Select(e => new InputSlice(e.Model, new LayerRange(0, models[e.Model].Layout.LayerCount), e.Parameters, e.Location)).ToList();
         // mergekit appends an unlisted base to every method's inputs; methods that do not use a base would then
         // average it in with no weight (a crash in mergekit), so Alloy adds it only where the method uses it.
-        if (_recipe.BaseModel is { } b && _method.BaseModel != BaseModelUse.NotUsed && sources.All(s => s.Model != b))
-            sources.Add(new InputSlice(b, new LayerRange(0, _models[b].Layout.LayerCount), ParameterSet.Empty, _recipe.MethodLocation));
-        var location = entries.Count > 0 ? entries[0].Location : _recipe.MethodLocation;
+        if (recipe.BaseModel is { } b && method.Declaration.BaseModel != BaseModelUse.NotUsed && sources.All(s => s.Model != b))
+            sources.Add(new InputSlice(b, new LayerRange(0, models[b].Layout.LayerCount), ParameterSettings.Empty, recipe.MethodLocation));
+        var location = entries.Count > 0 ? entries[0].Location : recipe.MethodLocation;
         if (sources.Count == 0) throw new AlloyException($"{location}: 'models:' is empty");
-        return new OutputSlice(sources, null, ParameterSet.Empty, location);
+        return new OutputSlice(sources, null, ParameterSettings.Empty, location);
     }
 
     private void CheckSlice(OutputSlice slice)
@@ -179,7 +205,7 @@ public sealed class Planner
         if (slice.Sources.Select(s => s.Range.Count).Distinct().Count() > 1)
             throw new AlloyException($"{slice.Location}: all inputs to a slice must contain the same number of layers ({string.Join(", ", slice.Sources.Select(s => $"{s.Model}: {s.Range.Count}"))})");
         var baseModel = slice.BaseModel ?? _recipe.BaseModel;
-        if (_method.BaseModel != BaseModelUse.NotUsed && baseModel is not null && slice.Sources.All(s => s.Model != baseModel))
+        if (_method.Declaration.BaseModel != BaseModelUse.NotUsed && baseModel is not null && slice.Sources.All(s => s.Model != baseModel))
             throw new AlloyException($"{slice.Location}: base model '{baseModel}' is not among this slice's sources; with slices, list the base as a source too");
     }
 
@@ -195,31 +221,18 @@ public sealed class Planner
         }
     }
 
-    /// <summary>mergekit ignores parameters a method does not read (so typos like "desnity" go unnoticed); Alloy warns.</summary>
-    private void CheckParameterNames()
+    /// <summary>
+    /// Plans output tensor <paramref name="outputName"/> from <paramref name="sources"/> (indices into slice
+    /// <paramref name="sliceIndex"/>'s sources), whose tensors are <paramref name="inputNames"/>.
+    /// </summary>
+    private void PlanTensor(string outputName, int sliceIndex, int[] sourceIndices, IReadOnlyList<string> inputNames, double t, TensorPosition position)
     {
-        var known = _method.Parameters.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-        var sets = new List<ParameterSet> { _recipe.Parameters };
-        sets.AddRange((_recipe.Models ?? []).Select(m => m.Parameters));
-        foreach (var slice in _recipe.Slices ?? [])
-        {
-            sets.Add(slice.Parameters);
-            sets.AddRange(slice.Sources.Select(s => s.Parameters));
-        }
-        foreach (var setting in sets.SelectMany(s => s))
-        {
-            if (!known.Contains(setting.Name))
-                _diagnostics.Warn($"{setting.Location}: parameter '{setting.Name}' is not used by merge method '{_method.Name}' (it reads: {(known.Count == 0 ? "no parameters" : string.Join(", ", known))})");
-        }
-    }
-
-    private void PlanTensor(string outputName, OutputSlice slice, IReadOnlyList<string> inputNames, double t, TensorPosition position)
-    {
+        var slice = _slices[sliceIndex];
         if (!_outputNames.Add(outputName))
             throw new AlloyException($"{slice.Location}: output tensor '{outputName}' would be written twice");
         var baseReference = slice.BaseModel ?? _recipe.BaseModel;
-        var sources = slice.Sources;
-        var inputs = new List<(InputSlice Source, PlannedInput Input, string InputName)>();
+        var sources = sourceIndices.Select(i => slice.Sources[i]).ToList();
+        var inputs = new List<(InputSlice Source, PlannedInput Input, string InputName, int SourceIndex)>();
         for (int i = 0; i < sources.Count; i++)
         {
             var model = _models[sources[i].Model];
@@ -233,7 +246,7 @@ public sealed class Planner
                 if (adapter.Replacement(inputNames[i]) is { } replacement) stored = replacement;
                 else lora = adapter.DeltaFor(inputNames[i], stored.Info.Shape);
             }
-            inputs.Add((sources[i], new PlannedInput(model, stored, stored.Info.Shape, Lora: lora), inputNames[i]));
+            inputs.Add((sources[i], new PlannedInput(model, stored, stored.Info.Shape, Lora: lora), inputNames[i], sourceIndices[i]));
         }
 
         int BaseIndex() => baseReference is null ? -1 : inputs.FindIndex(x => x.Source.Model == baseReference);
@@ -257,31 +270,44 @@ public sealed class Planner
         }
         var outputShape = ReconcileShapes(outputName, inputs, BaseIndex(), isEmbedding);
         int baseIndex = BaseIndex();   // again: reconciling may have dropped inputs
-        if (_method.BaseModel == BaseModelUse.Required && baseIndex < 0)
+        if (_method.Declaration.BaseModel == BaseModelUse.Required && baseIndex < 0)
             throw new AlloyException($"{slice.Location}: merge method '{_method.Name}' needs the base model among the inputs of '{outputName}'");
 
-        var parameters = ResolveParameters(outputName, slice, inputs, baseIndex, t);
-        var modelNames = inputs.Select(x => x.Input.Model.Name).ToList();
-        var info = new MergeInputsInfo(outputName, modelNames, baseIndex, parameters, _options.Seed, inputs.Select(x => x.Input.Model.Index).ToList(), position);
-        _method.Validate(info);
-
         var outputType = _recipe.OutDType ?? _recipe.DType ?? storedType;
-        var plannedInputs = inputs.Select(x => x.Input).ToList();
-        bool plainCopy = _method is Passthrough && parameters.ForModel(0, "scale") is null
-            && outputType == storedType && plannedInputs[0].IsAsStored;
-        _jobs.Add(new TensorJob(new TensorInfo(outputName, outputType, outputShape), plainCopy ? null : _method, plannedInputs, plainCopy ? null : info));
+        var origin = new TensorOrigin(sliceIndex, [.. inputs.Select(x => x.SourceIndex)], [.. inputs.Select(x => x.InputName)], t, position, baseIndex,
+            outputType == storedType);
+        var job = new TensorJob(new TensorInfo(outputName, outputType, outputShape), _method, inputs.Select(x => x.Input).ToList(), null) { Origin = origin };
+        _jobs.Add(Resolve(job, origin));
+    }
+
+    /// <summary>
+    /// The job with its parameters resolved from the recipe (source → slice → global → default, gradients at t, filters
+    /// on each input's own tensor name) and checked by the method; a copy when the method passes its input through.
+    /// </summary>
+    private TensorJob Resolve(TensorJob job, TensorOrigin origin)
+    {
+        var slice = _slices[origin.Slice];
+        var sources = origin.Sources.Select(i => slice.Sources[i]).ToList();
+        var parameters = ResolveParameters(job.Output.Name, slice, sources, job.Inputs, origin);
+        var info = new MergeInputsInfo(job.Output.Name, job.Inputs.Select(x => x.Model.Name).ToList(), origin.BaseIndex, parameters, _options.Seed,
+            job.Inputs.Select(x => x.Model.Index).ToList(), origin.Position);
+        _method.Validate(info);
+        bool copy = origin.KeepsDType && job.Inputs.Count == 1 && job.Inputs[0].IsAsStored && _method.CopiesInput(info);
+        return job with { Method = copy ? null : _method, Info = copy ? null : info, Side = null };
     }
 
     /// <summary>Applies the method's rule for inputs whose shapes differ; returns the output shape.</summary>
-    private long[] ReconcileShapes(string outputName, List<(InputSlice Source, PlannedInput Input, string InputName)> inputs, int baseIndex, bool isEmbedding)
+    private long[] ReconcileShapes(string outputName, List<(InputSlice Source, PlannedInput Input, string InputName, int SourceIndex)> inputs, int baseIndex,
+        bool isEmbedding)
     {
         var reference = inputs[baseIndex >= 0 ? baseIndex : 0].Input.Shape;
         if (inputs.All(x => x.Input.Shape.AsSpan().SequenceEqual(reference))) return reference;
 
         string Describe() => string.Join(", ", inputs.Select(x => $"'{x.Input.Model.Name}' has [{string.Join(", ", x.Input.Tensor.Info.Shape)}]"));
-        if (isEmbedding && inputs.All(x => x.Input.Shape.Length == 2) && _method.EmbeddingShapes != EmbeddingShapeRule.Exact)
+        var rule = _method.Declaration.EmbeddingShapes;
+        if (isEmbedding && inputs.All(x => x.Input.Shape.Length == 2) && rule != EmbeddingShapeRule.Exact)
         {
-            long[] target = _method.EmbeddingShapes == EmbeddingShapeRule.CommonSubmatrix
+            long[] target = rule == EmbeddingShapeRule.CommonSubmatrix
                 ? [inputs.Min(x => x.Input.Shape[0]), inputs.Min(x => x.Input.Shape[1])]
                 : reference;
             foreach (var x in inputs)
@@ -293,7 +319,7 @@ public sealed class Planner
             return target;
         }
 
-        if (_method.SkipsMismatchedInputs && baseIndex >= 0)
+        if (_method.Declaration.SkipsMismatchedInputs && baseIndex >= 0)
         {
             var dropped = inputs.Where((x, i) => i != baseIndex && !x.Input.Shape.AsSpan().SequenceEqual(reference)).ToList();
             foreach (var x in dropped)
@@ -306,29 +332,30 @@ public sealed class Planner
         throw new AlloyException($"tensor '{outputName}': shapes differ: {Describe()}");
     }
 
-    private ResolvedParameters ResolveParameters(string outputName, OutputSlice slice, List<(InputSlice Source, PlannedInput Input, string InputName)> inputs, int baseIndex, double t)
+    private ResolvedParameters ResolveParameters(string outputName, OutputSlice slice, IReadOnlyList<InputSlice> sources,
+        IReadOnlyList<PlannedInput> inputs, TensorOrigin origin)
     {
-        var globals = new Dictionary<string, double>(StringComparer.Ordinal);
-        var perModel = inputs.Select(_ => new Dictionary<string, double>(StringComparer.Ordinal)).ToList();
-        foreach (var spec in _method.Parameters)
+        var globals = new Dictionary<MethodParameter, SettingValue>();
+        var perModel = inputs.Select(_ => new Dictionary<MethodParameter, SettingValue>()).ToList();
+        foreach (var parameter in _method.Parameters)
         {
-            if (spec.Scope == ParameterScope.Global)
+            if (parameter.Scope == ParameterScope.Global)
             {
-                var value = ParameterLookup.Find(spec.Name, _recipe, null, slice, null, outputName, t) ?? spec.Default;
-                if (value is { } v) globals[spec.Name] = v;
-                else if (spec.Required)
-                    throw new AlloyException($"missing required parameter '{spec.Name}' for tensor '{outputName}' (merge method '{_method.Name}'); set it under parameters:");
+                var value = ParameterLookup.Find(parameter.Name, _recipe, slice, null, outputName, origin.T) ?? parameter.DefaultValue;
+                if (value is { } v) globals[parameter] = v;
+                else if (parameter.Required)
+                    throw new AlloyException($"missing required parameter '{parameter.Name}' for tensor '{outputName}' (merge method '{_method.Name}'); set it under parameters:");
                 continue;
             }
             for (int i = 0; i < inputs.Count; i++)
             {
                 // Per-model filters match the model's own tensor name, which differs from the output name in sliced merges.
-                var value = ParameterLookup.Find(spec.Name, _recipe, null, slice, inputs[i].Source, inputs[i].InputName, t) ?? spec.Default;
-                if (value is { } v) perModel[i][spec.Name] = v;
+                var value = ParameterLookup.Find(parameter.Name, _recipe, slice, sources[i], origin.InputNames[i], origin.T) ?? parameter.DefaultValue;
+                if (value is { } v) perModel[i][parameter] = v;
                 // The base is exempt only where the method treats it as the base (mergekit's rule); a method that
                 // does not use one (linear) weighs a listed base like any other model.
-                else if (spec.Required && (i != baseIndex || _method.BaseModel == BaseModelUse.NotUsed))
-                    throw new AlloyException($"{inputs[i].Source.Location}: missing required parameter '{spec.Name}' for model '{inputs[i].Input.Model.Name}', tensor '{inputs[i].InputName}' (merge method '{_method.Name}')");
+                else if (parameter.Required && (i != origin.BaseIndex || _method.Declaration.BaseModel == BaseModelUse.NotUsed))
+                    throw new AlloyException($"{sources[i].Location}: missing required parameter '{parameter.Name}' for model '{inputs[i].Model.Name}', tensor '{origin.InputNames[i]}' (merge method '{_method.Name}')");
             }
         }
         return new ResolvedParameters(globals, perModel);

@@ -2,6 +2,8 @@ using System.Text.Json.Nodes;
 using Alloy.Checkpoints;
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
+using Alloy.Tests.Methods.TaskVectors;
+using Alloy.Tests.Methods.Geometric;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;

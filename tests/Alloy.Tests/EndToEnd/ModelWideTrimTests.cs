@@ -3,6 +3,8 @@ using Alloy.Recipes;
 using Alloy.Synthetic;
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
+using Alloy.Tests.Methods.TaskVectors;
+using Alloy.Tests.Methods.Geometric;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;

@@ -1,5 +1,7 @@
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
+using Alloy.Tests.Methods.TaskVectors;
+using Alloy.Tests.Methods.Geometric;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;

@@ -3,6 +3,8 @@ using Alloy.LinearAlgebra;
 using Alloy.Tensors;
 using Alloy.Tests.LinearAlgebra;
 using Alloy.Tests.Methods;
+using Alloy.Tests.Methods.TaskVectors;
+using Alloy.Tests.Methods.Geometric;
 using Alloy.Tests.Support;
 using static Alloy.Tests.Support.ReferenceLinearAlgebra;
 

@@ -23,12 +23,8 @@ public sealed class SideOutputTests : IDisposable
     /// Copies input 0; side tensors: 3·x rounded to bf16 and the bits [x &gt; 0]; totals: Σx and the count of positive
     /// entries; after the last tensor, one line per tensor "name elements Σx positives" in the order it was given them.
     /// </summary>
-    private sealed class Probe : MergeMethod
+    private sealed class Probe() : MergeMethod(new("probe", "Probe", "Copies input 0 and writes side outputs."))
     {
-        public override string Name => "probe";
-        public override string Title => "Probe";
-        public override IReadOnlyList<ParameterSpec> Parameters { get; } = [];
-
         public override void Merge(MergeInputs inputs, Span<float> output)
         {
             var x = inputs[0];

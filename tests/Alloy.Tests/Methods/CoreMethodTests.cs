@@ -9,21 +9,21 @@ public sealed class CoreMethodTests
     [Fact]
     public void Linear_normalized_weighted_average()
     {
-        var result = MethodTestKit.Run(new Linear(), [[1, 2, 3, 4], [3, 2, 1, 0]], -1, perModel: MethodTestKit.Weights(0.6, 0.4));
+        var result = MethodTestKit.Run(new WeightedAverage(), [[1, 2, 3, 4], [3, 2, 1, 0]], -1, perModel: MethodTestKit.Weights(0.6, 0.4));
         Assert.Equal([1.8f, 2.0f, 2.2f, 2.4f], result, (a, b) => Math.Abs(a - b) < 1e-6);
     }
 
     [Fact]
     public void Linear_without_normalize_is_the_plain_weighted_sum()
     {
-        var result = MethodTestKit.Run(new Linear(), [[1, 2], [3, 4]], -1, new Dictionary<string, double> { ["normalize"] = 0 }, MethodTestKit.Weights(2, 1));
+        var result = MethodTestKit.Run(new WeightedAverage(), [[1, 2], [3, 4]], -1, new Dictionary<string, double> { ["normalize"] = 0 }, MethodTestKit.Weights(2, 1));
         Assert.Equal([5f, 8f], result);
     }
 
     [Fact]
     public void Linear_refuses_weights_that_sum_to_zero_when_normalizing()
     {
-        var e = Assert.Throws<AlloyException>(() => MethodTestKit.Run(new Linear(), [[1], [2]], -1, perModel: MethodTestKit.Weights(1, -1)));
+        var e = Assert.Throws<AlloyException>(() => MethodTestKit.Run(new WeightedAverage(), [[1], [2]], -1, perModel: MethodTestKit.Weights(1, -1)));
         Assert.Contains("sum to zero", e.Message);
     }
 
@@ -70,7 +70,8 @@ public sealed class CoreMethodTests
         Assert.Equal(MethodRegistry.All.Count, MethodRegistry.All.Select(m => m.Name).Distinct().Count());
         Assert.All(MethodRegistry.All, m =>
         {
-            Assert.False(string.IsNullOrWhiteSpace(m.Title));
+            Assert.False(string.IsNullOrWhiteSpace(m.Declaration.Title));
+            Assert.False(string.IsNullOrWhiteSpace(m.Declaration.Summary));
             Assert.All(m.Parameters, p => Assert.False(string.IsNullOrWhiteSpace(p.Description)));
         });
         Assert.Same(MethodRegistry.Find("task_arithmetic"), MethodRegistry.All.Single(m => m.Name == "task_arithmetic"));

@@ -1,5 +1,7 @@
 using Alloy.Methods;
 using Alloy.Methods.TaskVectors;
+using Alloy.Planning;
+using Alloy.Recipes;
 
 namespace Alloy.Tests.Methods;
 
@@ -14,23 +16,41 @@ public static class MethodTestKit
         IReadOnlyList<IReadOnlyDictionary<string, double>>? perModel = null, TensorPosition? position = null, long[]? shape = null,
         ulong seed = 0, IReadOnlyList<MagnitudeCut?>? modelWideCuts = null, string tensorName = "t.weight")
     {
-        var g = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (var spec in method.Parameters.Where(p => p.Scope == ParameterScope.Global && p.Default is not null)) g[spec.Name] = spec.Default!.Value;
-        foreach (var (k, v) in globals ?? new Dictionary<string, double>()) g[k] = v;
-        var models = new List<IReadOnlyDictionary<string, double>>();
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            var values = new Dictionary<string, double>(StringComparer.Ordinal);
-            foreach (var spec in method.Parameters.Where(p => p.Scope == ParameterScope.PerModel && p.Default is not null)) values[spec.Name] = spec.Default!.Value;
-            foreach (var (k, v) in perModel?[i] ?? new Dictionary<string, double>()) values[k] = v;
-            models.Add(values);
-        }
         var info = new MergeInputsInfo(tensorName, inputs.Select((_, i) => $"m{i}").ToList(), baseIndex,
-            new ResolvedParameters(g, models), seed, inputs.Select((_, i) => i).ToList(), position);
+            Resolve(method, inputs.Length, globals, perModel), seed, inputs.Select((_, i) => i).ToList(), position);
         method.Validate(info);
         var output = new float[inputs[0].Length];
         method.Merge(new MergeInputs(info, inputs, output.Length, 0, shape ?? [output.Length], modelWideCuts), output);
         return output;
+    }
+
+    /// <summary>
+    /// Parameters resolved as the planner does, from values by name: the given ones (checked against their declarations
+    /// as the planner checks a recipe), else the declarations' defaults, for the globals and for each of
+    /// <paramref name="inputs"/> inputs. An unknown name fails the test.
+    /// </summary>
+    public static ResolvedParameters Resolve(MergeMethod method, int inputs, IReadOnlyDictionary<string, double>? globals = null,
+        IReadOnlyList<IReadOnlyDictionary<string, double>>? perModel = null)
+    {
+        MethodParameter Declared(string name) =>
+            method.Declaration.Parameter(name) ?? throw new ArgumentException($"{method.Name} declares no parameter '{name}'");
+        var g = new Dictionary<MethodParameter, SettingValue>();
+        foreach (var p in method.Parameters.Where(p => p.Scope == ParameterScope.Global && p.DefaultValue is not null)) g[p] = p.DefaultValue!.Value;
+        SettingValue Checked(MethodParameter p, double v)
+        {
+            ParameterCheck.CheckValue(method, p, SettingValue.Of(v), "test");
+            return SettingValue.Of(v);
+        }
+        foreach (var (k, v) in globals ?? new Dictionary<string, double>()) g[Declared(k)] = Checked(Declared(k), v);
+        var models = new List<IReadOnlyDictionary<MethodParameter, SettingValue>>();
+        for (int i = 0; i < inputs; i++)
+        {
+            var values = new Dictionary<MethodParameter, SettingValue>();
+            foreach (var p in method.Parameters.Where(p => p.Scope == ParameterScope.PerModel && p.DefaultValue is not null)) values[p] = p.DefaultValue!.Value;
+            foreach (var (k, v) in perModel?[i] ?? new Dictionary<string, double>()) values[Declared(k)] = Checked(Declared(k), v);
+            models.Add(values);
+        }
+        return new ResolvedParameters(g, models);
     }
 
     /// <summary>Globals from name/value pairs: Globals(("t", 0.5)).</summary>

@@ -1,5 +1,6 @@
 using Alloy.LinearAlgebra;
 using Alloy.Methods;
+using Alloy.Methods.Svd;
 using Alloy.Tensors;
 using Alloy.Tests.LinearAlgebra;
 using Alloy.Tests.Support;
@@ -357,8 +358,8 @@ public sealed class SvdMethodTests
                 MethodTestKit.Run(MethodRegistry.Find(method)!, Enumerable.Repeat(one, models).ToArray(), 0, globals, shape: [2, 2]));
             Assert.Contains(expected, e.Message);
         }
-        Refused("star", Globals(("eta", 0)), "eta = 0");
-        Refused("star", Globals(("eta", 101)), "eta = 101");
+        Refused("star", Globals(("eta", 0)), "'eta' of star: 0 is outside the range; it takes a number in (0, 100]");
+        Refused("star", Globals(("eta", 101)), "'eta' of star: 101 is outside the range");
         Refused("iso_cts", Globals(("common_space_fraction", 1.5)), "common_space_fraction");
         Refused("cart", Globals(("initial_rank_ratio", -0.1)), "initial_rank_ratio");
         foreach (var method in new[] { "tsv_m", "iso_c", "iso_cts", "star", "cart" })

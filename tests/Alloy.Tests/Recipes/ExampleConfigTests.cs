@@ -43,7 +43,6 @@ public sealed class ExampleConfigTests
         Assert.Equal(DType.F16, r.DType);
         Assert.Null(r.OutDType);
         Assert.Null(r.Slices);
-        Assert.Null(r.Modules);
         Assert.Null(r.Tokenizer);
         Assert.Equal(Ties, r.Text);
 
@@ -112,9 +111,9 @@ public sealed class ExampleConfigTests
 
         // The filters route tensors: attention follows the first gradient, MLP the second, the rest get 0.5.
         var tValue = r.Parameters.First().Value;
-        Assert.Equal(0.25, tValue.Evaluate("model.layers.10.self_attn.q_proj.weight", 0.125)!.Value, 12);
-        Assert.Equal(0.75, tValue.Evaluate("model.layers.10.mlp.up_proj.weight", 0.125)!.Value, 12);
-        Assert.Equal(0.5, tValue.Evaluate("model.layers.10.input_layernorm.weight", 0.125));
+        Assert.Equal(0.25, tValue.Evaluate("model.layers.10.self_attn.q_proj.weight", 0.125)!.Value.Number, 12);
+        Assert.Equal(0.75, tValue.Evaluate("model.layers.10.mlp.up_proj.weight", 0.125)!.Value.Number, 12);
+        Assert.Equal(0.5, tValue.Evaluate("model.layers.10.input_layernorm.weight", 0.125)?.Number);
     }
 
     [Fact]
@@ -310,45 +309,25 @@ public sealed class ExampleConfigTests
         var entry = Assert.Single(r.Models!);
         var scale = Conditional(entry.Parameters, "scale");
         Assert.Equal(["o_proj", null], scale.Select(e => e.Filter));
-        Assert.Equal(0.0, ParameterLookup.Find("scale", r, null, entry, "model.layers.0.self_attn.o_proj.weight", 0));
-        Assert.Equal(1.0, ParameterLookup.Find("scale", r, null, entry, "model.layers.0.self_attn.q_proj.weight", 0));
+        var source = new InputSlice(entry.Model, new LayerRange(0, 1), entry.Parameters, entry.Location);
+        Assert.Equal(0.0, ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.o_proj.weight", 0)?.Number);
+        Assert.Equal(1.0, ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.q_proj.weight", 0)?.Number);
     }
 
     [Fact]
-    public void Modules_example()
+    public void Modules_example_is_refused_in_one_line()
     {
-        var r = Parse("""
+        // mergekit's per-module recipes (multi-module architectures) are refused where 'modules:' is written.
+        var message = Error("""
             merge_method: linear
             modules:
               text_decoder:
                 models:
                   - model: org/vlm-a
                     parameters: {weight: 0.5}
-                  - model: org/vlm-b
-                    parameters: {weight: 0.5}
-              vision_tower:
-                models:
-                  - model: org/vlm-a
-                    parameters: {weight: 1.0}
-                  - model: org/vlm-b
-                    parameters: {weight: 0.0}
-              multi_modal_projector:
-                models:
-                  - model: org/vlm-a
-                    parameters: {weight: 1.0}
             dtype: bfloat16
             """);
-        Assert.Null(r.Models);
-        Assert.Null(r.Slices);
-        var modules = r.Modules!;
-        Assert.Equal(["text_decoder", "vision_tower", "multi_modal_projector"], modules.Select(m => m.Name));
-        Assert.All(modules, m => Assert.Null(m.Slices));
-        Assert.Equal([0.5, 0.5], modules[0].Models!.Select(m => Scalar(m.Parameters, "weight")));
-        Assert.Equal([1.0, 0.0], modules[1].Models!.Select(m => Scalar(m.Parameters, "weight")));
-        Assert.Equal("org/vlm-a", Assert.Single(modules[2].Models!).Model.Path);
-        Assert.Equal(new SourceLocation(Cfg, 9, 3), modules[1].Location);
-        Assert.Equal(DType.BF16, r.DType);
-        Assert.Equal(["org/vlm-a", "org/vlm-b"], r.ReferencedModels().Select(m => m.Path));
+        Assert.StartsWith("cfg.yml:2:1: 'modules:' (per-module recipes for multi-module architectures) is not supported", message);
     }
 
     [Fact]

@@ -9,7 +9,7 @@ public sealed class ParameterValueTests
     {
         var g = new ParameterValue.Gradient([0, 0.5, 1]);
         double[] expected = [0, 0.25, 0.5, 0.75, 1];
-        for (var i = 0; i < 5; i++) Assert.Equal(expected[i], g.Evaluate("x", i / 4.0)!.Value, 15);
+        for (var i = 0; i < 5; i++) Assert.Equal(expected[i], g.Evaluate("x", i / 4.0)!.Value.Number, 15);
     }
 
     [Theory]
@@ -22,22 +22,22 @@ public sealed class ParameterValueTests
     {
         var g = new ParameterValue.Gradient([0, 0.5, 0.3, 0.7, 1]);
         var t = layer / 39.0;
-        Assert.Equal(expected, g.Evaluate("model.layers.0.mlp.up_proj.weight", t)!.Value, 11);
+        Assert.Equal(expected, g.Evaluate("model.layers.0.mlp.up_proj.weight", t)!.Value.Number, 11);
         // The same formula computed independently: position s among the 4 segments.
         var s = t * 4;
         var i0 = (int)Math.Floor(s);
         var i1 = Math.Min(4, i0 + 1);
         double[] v = [0, 0.5, 0.3, 0.7, 1];
-        Assert.Equal((1 - (s - i0)) * v[i0] + (s - i0) * v[i1], g.Evaluate("", t));
+        Assert.Equal((1 - (s - i0)) * v[i0] + (s - i0) * v[i1], g.Evaluate("", t)?.Number);
     }
 
     [Fact]
     public void Gradient_ends_and_single_value()
     {
         var g = new ParameterValue.Gradient([0.2, 0.9]);
-        Assert.Equal(0.2, g.Evaluate("x", 0));
-        Assert.Equal(0.9, g.Evaluate("x", 1));
-        Assert.Equal(0.7, new ParameterValue.Gradient([0.7]).Evaluate("x", 0.6));
+        Assert.Equal(0.2, g.Evaluate("x", 0)?.Number);
+        Assert.Equal(0.9, g.Evaluate("x", 1)?.Number);
+        Assert.Equal(0.7, new ParameterValue.Gradient([0.7]).Evaluate("x", 0.6)?.Number);
         Assert.Throws<ArgumentOutOfRangeException>(() => g.Evaluate("x", 1.5));
         Assert.Throws<ArgumentOutOfRangeException>(() => g.Evaluate("x", double.NaN));
     }
@@ -45,7 +45,7 @@ public sealed class ParameterValueTests
     [Fact]
     public void Scalar_ignores_tensor_and_fraction()
     {
-        Assert.Equal(0.3, new ParameterValue.Scalar(0.3).Evaluate("anything", 0.77));
+        Assert.Equal(0.3, new ParameterValue.Scalar(0.3).Evaluate("anything", 0.77)?.Number);
     }
 
     private static readonly ParameterValue.Conditional Filters = new([
@@ -57,8 +57,8 @@ public sealed class ParameterValueTests
     [Fact]
     public void Filter_is_a_case_sensitive_substring_and_first_match_wins()
     {
-        Assert.Equal(1, Filters.Evaluate("model.layers.3.self_attn.q_proj.weight", 0));  // both self_attn and attn match
-        Assert.Equal(2, Filters.Evaluate("model.layers.3.cross_attn.q_proj.weight", 0));
+        Assert.Equal(1, Filters.Evaluate("model.layers.3.self_attn.q_proj.weight", 0)?.Number);  // both self_attn and attn match
+        Assert.Equal(2, Filters.Evaluate("model.layers.3.cross_attn.q_proj.weight", 0)?.Number);
         Assert.Null(Filters.Evaluate("model.layers.3.SELF_ATTN.q_proj.weight", 0));
         Assert.Null(Filters.Evaluate("model.layers.3.input_layernorm.weight", 0));        // no match → null
     }
@@ -66,8 +66,8 @@ public sealed class ParameterValueTests
     [Fact]
     public void Gradient_nested_in_a_filter_is_evaluated_at_t()
     {
-        Assert.Equal(0.25, Filters.Evaluate("model.layers.3.mlp.down_proj.weight", 0.25));
-        Assert.Equal(1.0, Filters.Evaluate("model.layers.3.mlp.down_proj.weight", 1));
+        Assert.Equal(0.25, Filters.Evaluate("model.layers.3.mlp.down_proj.weight", 0.25)?.Number);
+        Assert.Equal(1.0, Filters.Evaluate("model.layers.3.mlp.down_proj.weight", 1)?.Number);
     }
 
     [Theory]
@@ -79,9 +79,9 @@ public sealed class ParameterValueTests
             new ConditionalEntry("mlp", new ParameterValue.Scalar(5)),
             new ConditionalEntry(filter, new ParameterValue.Scalar(7)),
         ]);
-        Assert.Equal(7, c.Evaluate("lm_head.weight", 0));
-        Assert.Equal(7, c.Evaluate("", 0));
-        Assert.Equal(5, c.Evaluate("model.layers.0.mlp.gate_proj.weight", 0));
+        Assert.Equal(7, c.Evaluate("lm_head.weight", 0)?.Number);
+        Assert.Equal(7, c.Evaluate("", 0)?.Number);
+        Assert.Equal(5, c.Evaluate("model.layers.0.mlp.gate_proj.weight", 0)?.Number);
     }
 
     [Fact]
@@ -98,9 +98,9 @@ public sealed class ParameterValueTests
               u: {filter: mlp, value: [1, 0.5, 0]}
             """);
         Assert.True(r.Parameters.TryGet("t", out var t));
-        Assert.Equal(0.5, t.Value.Evaluate("lm_head.weight", 0.5));
+        Assert.Equal(0.5, t.Value.Evaluate("lm_head.weight", 0.5)?.Number);
         Assert.True(r.Parameters.TryGet("u", out var u));
-        Assert.Equal(0.75, u.Value.Evaluate("model.layers.1.mlp.up_proj.weight", 0.25));
+        Assert.Equal(0.75, u.Value.Evaluate("model.layers.1.mlp.up_proj.weight", 0.25)?.Number);
         Assert.Null(u.Value.Evaluate("model.layers.1.self_attn.o_proj.weight", 0.25));
     }
 
@@ -115,11 +115,11 @@ public sealed class ParameterValueTests
     public void Parameter_set_rejects_duplicate_names()
     {
         var at = new SourceLocation("x", 1, 1);
-        Assert.Throws<ArgumentException>(() => new ParameterSet([
+        Assert.Throws<ArgumentException>(() => new ParameterSettings([
             new ParameterSetting("weight", new ParameterValue.Scalar(1), at),
             new ParameterSetting("weight", new ParameterValue.Scalar(2), at),
         ]));
-        Assert.Equal(0, ParameterSet.Empty.Count);
-        Assert.False(ParameterSet.Empty.TryGet("weight", out _));
+        Assert.Equal(0, ParameterSettings.Empty.Count);
+        Assert.False(ParameterSettings.Empty.TryGet("weight", out _));
     }
 }

@@ -22,19 +22,19 @@ internal static class RecipeTestHelpers
         return ex.Message;
     }
 
-    public static double Scalar(ParameterSet set, string name)
+    public static double Scalar(ParameterSettings set, string name)
     {
         Assert.True(set.TryGet(name, out var s), $"parameter {name} missing");
         return Assert.IsType<ParameterValue.Scalar>(s.Value).Value;
     }
 
-    public static IReadOnlyList<double> Gradient(ParameterSet set, string name)
+    public static IReadOnlyList<double> Gradient(ParameterSettings set, string name)
     {
         Assert.True(set.TryGet(name, out var s), $"parameter {name} missing");
         return Assert.IsType<ParameterValue.Gradient>(s.Value).Values;
     }
 
-    public static IReadOnlyList<ConditionalEntry> Conditional(ParameterSet set, string name)
+    public static IReadOnlyList<ConditionalEntry> Conditional(ParameterSettings set, string name)
     {
         Assert.True(set.TryGet(name, out var s), $"parameter {name} missing");
         return Assert.IsType<ParameterValue.Conditional>(s.Value).Entries;

@@ -33,18 +33,16 @@ public sealed class UnknownKeyTests
     }
 
     [Fact]
-    public void Unknown_keys_in_slices_sources_modules_tokenizer_and_filters()
+    public void Unknown_keys_in_slices_sources_tokenizer_and_filters()
     {
         Parse("""
             merge_method: linear
-            modules:
-              text:
-                slices:
-                  - sources:
-                      - model: a
-                        layer_range: [0, 2]
-                        weight: 1
-                    typo: 1
+            slices:
+              - sources:
+                  - model: a
+                    layer_range: [0, 2]
+                    weight: 1
+                typo: 1
                 paramters: {}
             tokenizer:
               source: union
@@ -56,12 +54,12 @@ public sealed class UnknownKeyTests
             """, out var diagnostics);
         Assert.Equal(
         [
-            "cfg.yml:8:13: unknown key 'weight' in a slice source (ignored; merge parameters go under 'parameters:')",
-            "cfg.yml:9:9: unknown key 'typo' in a slice (ignored; merge parameters go under 'parameters:')",
-            "cfg.yml:10:5: unknown key 'paramters' in module 'text' (ignored; did you mean 'parameters'?)",
-            "cfg.yml:14:22: unknown key 'forse' in token '<x>' (ignored; did you mean 'force'?)",
-            "cfg.yml:15:3: unknown key 'pad' in 'tokenizer' (ignored)",
-            "cfg.yml:17:31: unknown key 'fliter' in a filter entry of parameter 't' (ignored; it has only 'filter' and 'value')",
+            "cfg.yml:6:9: unknown key 'weight' in a slice source (ignored; merge parameters go under 'parameters:')",
+            "cfg.yml:7:5: unknown key 'typo' in a slice (ignored; merge parameters go under 'parameters:')",
+            "cfg.yml:8:5: unknown key 'paramters' in a slice (ignored; did you mean 'parameters'?)",
+            "cfg.yml:12:22: unknown key 'forse' in token '<x>' (ignored; did you mean 'force'?)",
+            "cfg.yml:13:3: unknown key 'pad' in 'tokenizer' (ignored)",
+            "cfg.yml:15:31: unknown key 'fliter' in a filter entry of parameter 't' (ignored; it has only 'filter' and 'value')",
         ], diagnostics.Warnings.OrderBy(LineThenColumn));
     }
 

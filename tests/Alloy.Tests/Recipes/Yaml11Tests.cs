@@ -42,14 +42,24 @@ public sealed class Yaml11Tests
     }
 
     [Theory]
-    [InlineData("y")]     // PyYAML's bool resolver has no y/n: a string, not a number
-    [InlineData("0o17")]  // YAML 1.2 octal is a string in YAML 1.1
-    [InlineData("abc")]
-    [InlineData("\"yes\"")]
-    [InlineData("~")]
-    public void Non_numeric_scalars_are_rejected(string literal)
+    [InlineData("y", "y")]          // PyYAML's bool resolver has no y/n: a string, not a number
+    [InlineData("0o17", "0o17")]    // YAML 1.2 octal is a string in YAML 1.1
+    [InlineData("abc", "abc")]
+    [InlineData("\"yes\"", "yes")]
+    public void Non_numeric_scalars_are_texts_that_number_parameters_refuse(string literal, string text)
     {
-        var message = Error($"merge_method: ties\nmodels: [{{model: a}}]\nparameters:\n  p: {literal}\n");
+        // A text is a value of a choice or path parameter; a number parameter refuses it when the recipe is checked.
+        var recipe = Parse($"merge_method: ties\nmodels: [{{model: a}}]\nparameters:\n  density: {literal}\n");
+        Assert.Equal(new ParameterValue.Text(text), recipe.Parameters["density"]);
+        var message = Assert.Throws<AlloyException>(() =>
+            Alloy.Planning.ParameterCheck.Check(recipe, Alloy.Methods.MethodRegistry.Find("ties")!, new Diagnostics())).Message;
+        Assert.Equal($"cfg.yml:4:3: parameter 'density' of ties: '{text}' is not a number; it takes a number from 0 to 1", message);
+    }
+
+    [Fact]
+    public void A_null_parameter_value_is_rejected()
+    {
+        var message = Error("merge_method: ties\nmodels: [{model: a}]\nparameters:\n  p: ~\n");
         Assert.StartsWith("cfg.yml:4:6: parameter 'p': expected a number, a gradient list, or filter/value entries", message);
     }
 

@@ -65,7 +65,7 @@ public sealed class ChatTemplateTests : IDisposable
     [Fact]
     public void The_built_in_names_are_the_ones_the_recipe_reader_accepts()
     {
-        Assert.Equal(Alloy.Recipes.RecipeParser.BuiltInChatTemplates.Order(), ChatTemplates.BuiltIn.Keys.Order());
+        Assert.Equal(Alloy.Recipes.RecipeRules.BuiltInChatTemplates.Order(), ChatTemplates.BuiltIn.Keys.Order());
     }
 
     private ModelTokenizer WithTemplate(string name, string? template)

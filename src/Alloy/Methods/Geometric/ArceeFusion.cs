@@ -1,23 +1,21 @@
 using System.Buffers;
 using Alloy.Tensors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Geometric;
 
 /// <summary>
 /// Arcee Fusion: keeps the other model's value where its change from the base is important, else the base. Importance
 /// is |Δ| times the KL divergence between the row's softmaxes; the threshold is median + 1.5·IQR of all importances.
 /// </summary>
-public sealed class ArceeFusion : MergeMethod
+public sealed class ArceeFusion() : MergeMethod(new("arcee_fusion", "Arcee Fusion",
+    "Keeps the other model's values where their change from the base is important (|Δ| × the rows' KL divergence), else the base.")
 {
-    public override string Name => "arcee_fusion";
-    public override string Title => "Arcee Fusion";
-    public override string Reference => "https://www.arcee.ai/blog/meet-mergekit-v0-1-arcee-fusion-expanded-model-support-multi-gpu-acceleration";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
-    public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
-    public override bool IsElementwise => false;
-
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } = [];
-
+    Paper = "https://www.arcee.ai/blog/meet-mergekit-v0-1-arcee-fusion-expanded-model-support-multi-gpu-acceleration",
+    BaseModel = BaseModelUse.Required,
+    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+    Elementwise = false,
+})
+{
     public override void Validate(MergeInputsInfo inputs) => InputRules.BaseAndOneOther(inputs, Name);
 
     public override void Merge(MergeInputs inputs, Span<float> output)

@@ -2,38 +2,31 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using Alloy.Tensors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Geometric;
 
 /// <summary>
 /// The Karcher (Riemannian, Fréchet) mean of the models' directions on the unit sphere, by fixed-point iteration,
 /// scaled by the weighted mean of their norms. Each tensor is one flat vector.
 /// </summary>
-public sealed class Karcher : MergeMethod
+public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The Riemannian mean of the models' directions, scaled by their mean norm.")
 {
-    public override string Name => "karcher";
-    public override string Title => "Karcher Mean";
-    public override string Reference => "https://en.wikipedia.org/wiki/Karcher_mean";
-    public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
-    public override bool IsElementwise => false;
+    Paper = "https://en.wikipedia.org/wiki/Karcher_mean",
+    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+    Elementwise = false,
+    Parameters = [MaxIterations, Tolerance, Weight],
+})
+{
+    public static readonly IntegerParameter MaxIterations = MethodParameter.Integer("max_iter", ParameterScope.Global, 10, "Maximum number of iterations.", minimum: 0);
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("max_iter", 10, "Maximum number of iterations."),
-        ParameterSpec.Global("tol", 1e-5, "Convergence tolerance (on the tangent step), and the smallest norm a model may have to count."),
-        ParameterSpec.PerModel("weight", 1, "Weight of each model (Alloy; mergekit weighs every model equally)."),
-    ];
+    public static readonly NumberParameter Tolerance = MethodParameter.Number("tol", ParameterScope.Global, 1e-5,
+        "Convergence tolerance (on the tangent step), and the smallest norm a model may have to count.", NumberRange.NonNegative);
+
+    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, 1,
+        "Weight of each model (Alloy; mergekit weighs every model equally).", NumberRange.NonNegative);
 
     public override void Validate(MergeInputsInfo inputs)
     {
-        double maxIter = inputs.Global("max_iter");
-        if (maxIter < 0 || maxIter != Math.Floor(maxIter) || maxIter > int.MaxValue)
-            throw new AlloyException($"karcher: max_iter is {maxIter} for tensor '{inputs.TensorName}'; it must be a whole number ≥ 0");
-        if (!(inputs.Global("tol") >= 0))
-            throw new AlloyException($"karcher: tol is {inputs.Global("tol")} for tensor '{inputs.TensorName}'; it must be ≥ 0");
-        for (int i = 0; i < inputs.Count; i++)
-            if (!(inputs.ForModel(i, "weight") >= 0))
-                throw new AlloyException($"karcher: the weight of '{inputs.ModelNames[i]}' for tensor '{inputs.TensorName}' is {inputs.ForModel(i, "weight")}; weights must be ≥ 0");
-        if (Enumerable.Range(0, inputs.Count).Sum(i => inputs.ForModel(i, "weight")) <= 0)
+        if (Enumerable.Range(0, inputs.Count).Sum(i => inputs[Weight, i]) <= 0)
             throw new AlloyException($"karcher: the weights of tensor '{inputs.TensorName}' are all zero; give at least one model a positive weight");
     }
 
@@ -44,15 +37,15 @@ public sealed class Karcher : MergeMethod
             inputs[0].CopyTo(output);
             return;
         }
-        int maxIter = (int)inputs.Global("max_iter");
-        double tol = inputs.Global("tol");
+        int maxIter = inputs[MaxIterations];
+        double tol = inputs[Tolerance];
         int count = inputs.Count;
         var alpha = new double[count];
         var norms = new double[count];
-        double weightSum = Enumerable.Range(0, count).Sum(i => inputs.ForModel(i, "weight"));
+        double weightSum = Enumerable.Range(0, count).Sum(i => inputs[Weight, i]);
         for (int i = 0; i < count; i++)
         {
-            alpha[i] = inputs.ForModel(i, "weight") / weightSum;
+            alpha[i] = inputs[Weight, i] / weightSum;
             norms[i] = SpanMath.Norm(inputs[i]);
         }
         // Models with a (near) zero norm have no direction: they leave the mean but still count in the final scale.

@@ -1,26 +1,26 @@
 using System.Numerics.Tensors;
 using Alloy.Tensors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Geometric;
 
 /// <summary>
 /// Model Stock: moves from the base towards the average of the fine-tunes by t = N·cos θ/(1 + (N−1)·cos θ), where
 /// cos θ is the mean pairwise cosine between their task vectors (per tensor, or per row with filter_wise).
 /// </summary>
-public sealed class ModelStock : MergeMethod
+public sealed class ModelStock() : MergeMethod(new("model_stock", "Model Stock",
+    "Moves from the base towards the fine-tunes' average by a factor from the angle between their task vectors.")
 {
-    public override string Name => "model_stock";
-    public override string Title => "Model Stock";
-    public override string Reference => "https://arxiv.org/abs/2403.19522";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
-    public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
-    public override bool IsElementwise => false;
-    public override int ScratchBuffers(int inputCount) => 0;
+    Paper = "https://arxiv.org/abs/2403.19522",
+    BaseModel = BaseModelUse.Required,
+    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+    Elementwise = false,
+    Parameters = [FilterWise],
+})
+{
+    public static readonly BooleanParameter FilterWise = MethodParameter.Boolean("filter_wise", ParameterScope.Global, false,
+        "Compute t per row (along the last dimension) instead of per tensor.");
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("filter_wise", 0, "Compute t per row (along the last dimension) instead of per tensor."),
-    ];
+    public override int ScratchBuffers(int inputCount) => 0;
 
     public override void Validate(MergeInputsInfo inputs)
     {
@@ -31,21 +31,31 @@ public sealed class ModelStock : MergeMethod
     }
 
     /// <summary>
-    /// Streamed: per tensor, the Gram matrix of the task vectors (first sums, upper triangle row by row); with
-    /// filter_wise, chunks of whole rows and nothing gathered first.
+    /// Streamed: per tensor, the Gram matrix of the task vectors (its upper triangle row by row); with filter_wise,
+    /// chunks of whole rows and nothing gathered first.
     /// </summary>
     public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape)
     {
         if (inputs.Count == 1) return ChunkPlan.Elementwise;
         if (RowLength(inputs, shape) is { } row) return new ChunkPlan { RowLength = row };
-        int n = inputs.Count - 1;
-        return new ChunkPlan { FirstSums = n * (n + 1) / 2 };
+        return GramLayout(inputs.Count - 1).Plan;
+    }
+
+    /// <summary>The Gram matrix of n task vectors: one sum per entry of its upper triangle, row by row.</summary>
+    private static (ChunkPlan Plan, SumSlot[] Entries) GramLayout(int n)
+    {
+        var layout = new StatisticsLayout();
+        var entries = layout.FirstSums(n * (n + 1) / 2);
+        return (layout.Plan(), entries);
     }
 
     public override void Accumulate(MergeInputs unit, StatisticsPass pass)
     {
         var models = InputRules.NonBase(unit);
-        AddGram(unit, models, 0, unit.Length, pass.Sums);
+        var gram = new double[models.Length * (models.Length + 1) / 2];
+        AddGram(unit, models, 0, unit.Length, gram);
+        var entries = GramLayout(models.Length).Entries;
+        for (int g = 0; g < gram.Length; g++) pass.Add(entries[g], gram[g]);
     }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
@@ -67,7 +77,8 @@ public sealed class ModelStock : MergeMethod
         if (RowLength(inputs, inputs.Shape) is not { } length)
         {
             var stats = StatisticsOf(inputs);
-            for (int g = 0; g < gram.Length; g++) gram[g] = stats.FirstSum(g);
+            var entries = GramLayout(n).Entries;
+            for (int g = 0; g < gram.Length; g++) gram[g] = stats[entries[g]];
             double t = InterpolationFactor(gram, n, inputs, null);
             TensorPrimitives.MultiplyAdd(output, (float)(t / n), baseValues, output);
             return;
@@ -84,7 +95,7 @@ public sealed class ModelStock : MergeMethod
 
     /// <summary>With filter_wise, the length of a row (the last dimension); null for one t per tensor.</summary>
     private static long? RowLength(MergeInputsInfo inputs, long[] shape) =>
-        inputs.Global("filter_wise") != 0 && shape.Length > 0 && shape[^1] > 0 ? shape[^1] : null;
+        inputs[FilterWise] && shape.Length > 0 && shape[^1] > 0 ? shape[^1] : null;
 
     /// <summary>Adds the task vectors' Gram matrix over [start, start + length) to <paramref name="gram"/> (upper triangle, row by row).</summary>
     private static void AddGram(MergeInputs inputs, int[] models, int start, int length, Span<double> gram)

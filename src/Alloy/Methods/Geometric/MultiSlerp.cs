@@ -2,46 +2,54 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using Alloy.Tensors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Geometric;
 
 /// <summary>
 /// mergekit's Multi-SLERP: a weighted spherical mean of any number of models (or of their task vectors, with a base),
 /// each tensor taken as one flat vector, scaled by the weighted mean of the norms.
 /// </summary>
-public sealed class MultiSlerp : MergeMethod
+public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
+    "A weighted spherical mean of any number of models (or of their task vectors, with a base).")
 {
-    public override string Name => "multislerp";
-    public override string Title => "Multi-SLERP";
-    public override string Reference => "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea";
-    public override BaseModelUse BaseModel => BaseModelUse.Optional;
-    public override bool IsElementwise => false;
+    Paper = "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
+    BaseModel = BaseModelUse.Optional,
+    Elementwise = false,
+    Parameters = [Weight, NormalizeWeights, Epsilon],
+})
+{
+    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, null, "Weight of each model.");
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.PerModelRequired("weight", "Weight of each model."),
-        ParameterSpec.Global("normalize_weights", 1, "Divide the weights by their sum."),
-        ParameterSpec.Global("eps", 1e-8, "Small constant for numerical stability (added to norms; a mean direction shorter than this counts as zero)."),
-    ];
+    public static readonly BooleanParameter NormalizeWeights = MethodParameter.Boolean("normalize_weights", ParameterScope.Global, true,
+        "Divide the weights by their sum.");
+
+    public static readonly NumberParameter Epsilon = MethodParameter.Number("eps", ParameterScope.Global, 1e-8,
+        "Small constant for numerical stability (added to norms; a mean direction shorter than this counts as zero).", NumberRange.NonNegative);
 
     public override void Validate(MergeInputsInfo inputs)
     {
         var models = InputRules.NonBase(inputs);
         if (models.Length == 0)
             throw InputRules.Refuse(inputs, Name, "multislerp needs at least one model besides base_model");
-        if (inputs.Global("eps") < 0)
-            throw new AlloyException($"multislerp: eps is {inputs.Global("eps")} for tensor '{inputs.TensorName}'; it must be ≥ 0");
-        if (inputs.Global("normalize_weights") != 0 && Math.Abs(models.Sum(i => inputs.ForModel(i, "weight"))) < 1e-12)
+        if (inputs[NormalizeWeights] && Math.Abs(models.Sum(i => inputs[Weight, i])) < 1e-12)
             throw new AlloyException($"multislerp: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; change the weights or set normalize_weights: false");
     }
 
     /// <summary>
-    /// Streamed: the squared norm of each vector (first sums, in model order), then the squared norm of their weighted
-    /// mean direction m (last sum 0).
+    /// Streamed: the squared norm of each vector (in model order), then the squared norm of their weighted mean
+    /// direction m.
     /// </summary>
     public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape)
     {
         int models = InputRules.NonBase(inputs).Length;
-        return models == 1 ? ChunkPlan.Elementwise : new ChunkPlan { FirstSums = models, LastSums = 1 };
+        return models == 1 ? ChunkPlan.Elementwise : Layout(models).Plan;
+    }
+
+    private static (ChunkPlan Plan, SumSlot[] Squares, SumSlot MeanSquares) Layout(int models)
+    {
+        var layout = new StatisticsLayout();
+        var squares = layout.FirstSums(models);
+        var mean = layout.LastSum();
+        return (layout.Plan(), squares, mean);
     }
 
     public override void Accumulate(MergeInputs unit, StatisticsPass pass)
@@ -52,14 +60,15 @@ public sealed class MultiSlerp : MergeMethod
         try
         {
             var delta = scratch is null ? [] : scratch.AsSpan(0, unit.Length);
+            var slots = Layout(models.Length);
             if (mean is null)
             {
-                for (int k = 0; k < models.Length; k++) pass.Sums[k] += SpanMath.SumOfSquares(Vector(unit, models[k], delta));
+                for (int k = 0; k < models.Length; k++) pass.Add(slots.Squares[k], SpanMath.SumOfSquares(Vector(unit, models[k], delta)));
                 return;
             }
             var m = mean.AsSpan(0, unit.Length);
             AddDirections(unit, models, Scales(unit, models, unit.Statistics!).Directions, delta, m);
-            pass.Sums[0] += SpanMath.SumOfSquares(m);
+            pass.Add(slots.MeanSquares, SpanMath.SumOfSquares(m));
         }
         finally
         {
@@ -76,7 +85,7 @@ public sealed class MultiSlerp : MergeMethod
             inputs[models[0]].CopyTo(output);
             return;
         }
-        double eps = inputs.Global("eps");
+        double eps = inputs[Epsilon];
         var stats = StatisticsOf(inputs);
         var (weights, directions, normSum) = Scales(inputs, models, stats);
         bool hasBase = inputs.BaseIndex >= 0;
@@ -86,7 +95,7 @@ public sealed class MultiSlerp : MergeMethod
             var delta = scratch is null ? [] : scratch.AsSpan(0, output.Length);
             // m = Σ wᵢ·xᵢ/(‖xᵢ‖ + eps), the weighted Euclidean mean of the unit vectors, accumulated in the output.
             AddDirections(inputs, models, directions, delta, output);
-            double meanNorm = Math.Sqrt(stats.LastSum(0));
+            double meanNorm = Math.Sqrt(stats[Layout(models.Length).MeanSquares]);
             if (meanNorm < eps)
             {
                 if (models.Length != 2)
@@ -117,18 +126,19 @@ public sealed class MultiSlerp : MergeMethod
     /// </summary>
     private static (double[] Weights, double[] Directions, double NormSum) Scales(MergeInputsInfo inputs, int[] models, TensorStatistics stats)
     {
-        double eps = inputs.Global("eps");
-        var weights = models.Select(i => inputs.ForModel(i, "weight")).ToArray();
-        if (inputs.Global("normalize_weights") != 0)
+        double eps = inputs[Epsilon];
+        var weights = models.Select(i => inputs[Weight, i]).ToArray();
+        if (inputs[NormalizeWeights])
         {
             double sum = weights.Sum();
             for (int k = 0; k < weights.Length; k++) weights[k] /= sum;
         }
         var directions = new double[models.Length];
+        var squares = Layout(models.Length).Squares;
         double normSum = 0;
         for (int k = 0; k < models.Length; k++)
         {
-            double norm = Math.Sqrt(stats.FirstSum(k));
+            double norm = Math.Sqrt(stats[squares[k]]);
             normSum += weights[k] * norm;
             directions[k] = weights[k] / (norm + eps);
         }

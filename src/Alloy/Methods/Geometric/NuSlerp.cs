@@ -2,26 +2,33 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using Alloy.Tensors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Geometric;
 
 /// <summary>
 /// mergekit's NuSLERP: slerp of two models with t = w₂/(w₁ + w₂), over the whole tensor or per row/column, and with a
 /// base model a slerp of the two task vectors added back to the base.
 /// </summary>
-public sealed class NuSlerp : MergeMethod
+public sealed class NuSlerp() : MergeMethod(new("nuslerp", "NuSLERP",
+    "Slerp of two models weighted by w₂/(w₁ + w₂), whole tensors or vector by vector; with a base, of their task vectors.")
 {
-    public override string Name => "nuslerp";
-    public override string Title => "NuSLERP";
-    public override BaseModelUse BaseModel => BaseModelUse.Optional;
-    public override EmbeddingShapeRule EmbeddingShapes => EmbeddingShapeRule.CommonSubmatrix;
-    public override bool IsElementwise => false;
+    BaseModel = BaseModelUse.Optional,
+    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+    Elementwise = false,
+    Parameters = [Weight, RowWise, Flatten],
+})
+{
+    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, null,
+        "Relative weight of each of the two models; t = w₂/(w₁ + w₂).");
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.PerModelRequired("weight", "Relative weight of each of the two models; t = w₂/(w₁ + w₂)."),
-        ParameterSpec.Global("nuslerp_row_wise", 0, "With nuslerp_flatten off: interpolate the vectors along the first dimension (W[:, j]) instead of the last (W[i, :])."),
-        ParameterSpec.Global("nuslerp_flatten", 1, "Interpolate the whole tensor as one vector; off: vector by vector."),
-    ];
+    public static readonly BooleanParameter RowWise = MethodParameter.Boolean("nuslerp_row_wise", ParameterScope.Global, false,
+        "With nuslerp_flatten off: interpolate the vectors along the first dimension (W[:, j]) instead of the last (W[i, :]).");
+
+    private static readonly StatisticsLayout Statistics = new();
+    private static readonly SumSlot FirstSquares = Statistics.FirstSum(), SecondSquares = Statistics.FirstSum(), Dot = Statistics.FirstSum();
+    private static readonly ChunkPlan FlatStreamed = Statistics.Plan();
+
+    public static readonly BooleanParameter Flatten = MethodParameter.Boolean("nuslerp_flatten", ParameterScope.Global, true,
+        "Interpolate the whole tensor as one vector; off: vector by vector.");
 
     public override void Validate(MergeInputsInfo inputs)
     {
@@ -33,12 +40,12 @@ public sealed class NuSlerp : MergeMethod
     }
 
     /// <summary>
-    /// Streamed over flat vectors (first sums: the two squared norms and the dot) and over rows (chunks of whole rows);
+    /// Streamed over flat vectors (the two squared norms and the dot) and over rows (chunks of whole rows);
     /// vectors along the first axis need the whole tensor.
     /// </summary>
     public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => inputs.Count == 1 ? ChunkPlan.Elementwise : ModeOf(inputs, shape) switch
     {
-        Mode.Flat => new ChunkPlan { FirstSums = 3 },
+        Mode.Flat => FlatStreamed,
         Mode.LastAxis => new ChunkPlan { RowLength = shape[^1] },
         _ => null,
     };
@@ -60,9 +67,9 @@ public sealed class NuSlerp : MergeMethod
                 v0 = d0;
                 v1 = d1;
             }
-            pass.Sums[0] += SpanMath.SumOfSquares(v0);
-            pass.Sums[1] += SpanMath.SumOfSquares(v1);
-            pass.Sums[2] += SpanMath.Dot(v0, v1);
+            pass.Add(FirstSquares, SpanMath.SumOfSquares(v0));
+            pass.Add(SecondSquares, SpanMath.SumOfSquares(v1));
+            pass.Add(Dot, SpanMath.Dot(v0, v1));
         }
         finally
         {
@@ -109,12 +116,12 @@ public sealed class NuSlerp : MergeMethod
 
     /// <summary>A 1-D tensor is one vector in every mode (mergekit's transpose of dim 0 and -1 is then a no-op).</summary>
     private static Mode ModeOf(MergeInputsInfo inputs, long[] shape) =>
-        inputs.Global("nuslerp_flatten") != 0 || shape.Length < 2 ? Mode.Flat : inputs.Global("nuslerp_row_wise") != 0 ? Mode.FirstAxis : Mode.LastAxis;
+        inputs[Flatten] || shape.Length < 2 ? Mode.Flat : inputs[RowWise] ? Mode.FirstAxis : Mode.LastAxis;
 
     /// <summary>t = w₂/(w₁ + w₂), or ½ when the weights cancel.</summary>
     private static double Factor(MergeInputsInfo inputs, int[] models)
     {
-        double w0 = inputs.ForModel(models[0], "weight"), w1 = inputs.ForModel(models[1], "weight");
+        double w0 = inputs[Weight, models[0]], w1 = inputs[Weight, models[1]];
         return Math.Abs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1);
     }
 
@@ -131,7 +138,7 @@ public sealed class NuSlerp : MergeMethod
         }
         if (mode == Mode.Flat)
         {
-            var (c0, c1) = Coefficients(flat!.FirstSum(0), flat.FirstSum(1), flat.FirstSum(2), t);
+            var (c0, c1) = Coefficients(flat![FirstSquares], flat[SecondSquares], flat[Dot], t);
             SpanMath.Combine(v0, c0, v1, c1, output);
             return;
         }

@@ -1,6 +1,7 @@
 using Alloy.LinearAlgebra;
+using Alloy.Methods.TaskVectors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Svd;
 
 /// <summary>
 /// Centered Arithmetic with Rank-reduced Task vectors (CART): task vectors are taken around the average of the
@@ -9,23 +10,17 @@ namespace Alloy.Methods;
 /// reduced (the reference's attention and MLP matrices); every other tensor is the average θ̄, which is what the
 /// formula gives at full rank.
 /// </summary>
-public sealed class Cart : SvdMergeMethod
+public sealed class Cart() : SvdMergeMethod(new("cart", "Centered Arithmetic with Rank-reduced Task vectors (CART)",
+    "Task vectors around the fine-tunes' average, each cut to a low rank, added back with a prior scale.")
 {
-    public override string Name => "cart";
-    public override string Title => "Centered Arithmetic with Rank-reduced Task vectors (CART)";
-    public override string Reference => "https://arxiv.org/abs/2412.12153";
+    Paper = "https://arxiv.org/abs/2412.12153",
+    Parameters = [InitialRankRatio, Prior],
+})
+{
+    public static readonly NumberParameter InitialRankRatio = MethodParameter.Number("initial_rank_ratio", ParameterScope.Global, 0.12,
+        "Fraction of each centred matrix's singular directions kept (at least one).", NumberRange.Fraction);
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("initial_rank_ratio", 0.12, "Fraction of each centred matrix's singular directions kept (at least one)."),
-        ParameterSpec.Global("prior", 2.0, "Scale λ of the summed low-rank centred task vectors."),
-    ];
-
-    public override void Validate(MergeInputsInfo inputs)
-    {
-        base.Validate(inputs);
-        CheckRange(inputs, "initial_rank_ratio", 0, 1);
-    }
+    public static readonly NumberParameter Prior = MethodParameter.Number("prior", ParameterScope.Global, 2.0, "Scale λ of the summed low-rank centred task vectors.");
 
     /// <summary>Weight matrices inside the layers; embeddings, the head, norms and biases are averaged.</summary>
     protected override bool IsMatrix(MergeInputs inputs) => base.IsMatrix(inputs) && inputs.Position.Layer is not null;
@@ -35,11 +30,11 @@ public sealed class Cart : SvdMergeMethod
     /// <summary>The reference's rank: none at ratio 0, all at ratio 1, else max(1, ⌊ratio·r⌋).</summary>
     internal static int Rank(double ratio, int r) => ratio == 0 ? 0 : ratio == 1 ? r : Math.Max(1, (int)(ratio * r));
 
-    protected override void MergeMatrix(MergeInputs inputs, OnDemandTaskVectors tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
     {
         int r = Math.Min(rows, cols);
-        int rank = Rank(inputs.Global("initial_rank_ratio"), r);
-        float prior = (float)inputs.Global("prior");
+        int rank = Rank(inputs[InitialRankRatio], r);
+        float prior = (float)inputs[Prior];
         using var mean = PooledArray.Rent((long)rows * cols);
         using var centred = PooledArray.Rent((long)rows * cols);
         using var u = PooledArray.Rent((long)rows * r);

@@ -1,25 +1,24 @@
 using Alloy.LinearAlgebra;
+using Alloy.Methods.TaskVectors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Svd;
 
 /// <summary>
 /// Isotropic merging in the common subspace (Iso-C): per matrix, M = Σₜ τₜ = U·S·Vᵀ is replaced by its flattened
 /// spectrum mean(S)·U·Vᵀ, so every direction of the tasks' common subspace gets the same weight.
 /// </summary>
-public sealed class IsoC : SvdMergeMethod
+public sealed class IsoC() : SvdMergeMethod(new("iso_c", "Isotropic Merging in Common Subspace (Iso-C)",
+    "Per matrix, the sum of the task vectors with a flattened spectrum.")
 {
-    public override string Name => "iso_c";
-    public override string Title => "Isotropic Merging in Common Subspace (Iso-C)";
-    public override string Reference => "https://arxiv.org/abs/2502.04959";
+    Paper = "https://arxiv.org/abs/2502.04959",
+    Parameters = [ScalingFactor],
+})
+{
+    public static readonly NumberParameter ScalingFactor = MethodParameter.Number("scaling_factor", ParameterScope.Global, 1, "Scale of the merged task vector.");
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("scaling_factor", 1, "Scale of the merged task vector."),
-    ];
+    protected override double NonMatrixScale(MergeInputs inputs) => inputs[ScalingFactor];
 
-    protected override double NonMatrixScale(MergeInputs inputs) => inputs.Global("scaling_factor");
-
-    protected override void MergeMatrix(MergeInputs inputs, OnDemandTaskVectors tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
     {
         int r = Math.Min(rows, cols);
         using var u = PooledArray.Rent((long)rows * r);
@@ -27,6 +26,6 @@ public sealed class IsoC : SvdMergeMethod
         using var vt = PooledArray.Rent((long)r * cols);
         tasks.Sum(delta);
         linear.Svd(delta, rows, cols, u.Span, s.Span, vt.Span);
-        linear.Multiply(rows, cols, r, u.Span, vt.Span, delta, (float)(inputs.Global("scaling_factor") * MeanOf(s.Span)));
+        linear.Multiply(rows, cols, r, u.Span, vt.Span, delta, (float)(inputs[ScalingFactor] * MeanOf(s.Span)));
     }
 }

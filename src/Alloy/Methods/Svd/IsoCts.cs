@@ -1,6 +1,7 @@
 using Alloy.LinearAlgebra;
+using Alloy.Methods.TaskVectors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Svd;
 
 /// <summary>
 /// Isotropic merging in common and task-specific subspaces (Iso-CTS): per matrix, the top directions of
@@ -9,25 +10,19 @@ namespace Alloy.Methods;
 /// combined left and right directions are orthogonalised (polar factors) and given a flat spectrum, the mean of the
 /// combined singular values.
 /// </summary>
-public sealed class IsoCts : SvdMergeMethod
+public sealed class IsoCts() : SvdMergeMethod(new("iso_cts", "Isotropic Merging in Common and Task-Specific Subspaces (Iso-CTS)",
+    "Iso-C over the common subspace of the task vectors plus each task's own top directions, with a flat spectrum.")
 {
-    public override string Name => "iso_cts";
-    public override string Title => "Isotropic Merging in Common and Task-Specific Subspaces (Iso-CTS)";
-    public override string Reference => "https://arxiv.org/abs/2502.04959";
+    Paper = "https://arxiv.org/abs/2502.04959",
+    Parameters = [ScalingFactor, CommonSpaceFraction],
+})
+{
+    public static readonly NumberParameter ScalingFactor = MethodParameter.Number("scaling_factor", ParameterScope.Global, 1, "Scale of the merged task vector.");
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("scaling_factor", 1, "Scale of the merged task vector."),
-        ParameterSpec.Global("common_space_fraction", 0.8, "Fraction of each matrix's singular directions taken from the common subspace of Σ τₜ."),
-    ];
+    public static readonly NumberParameter CommonSpaceFraction = MethodParameter.Number("common_space_fraction", ParameterScope.Global, 0.8,
+        "Fraction of each matrix's singular directions taken from the common subspace of Σ τₜ.", NumberRange.Fraction);
 
-    public override void Validate(MergeInputsInfo inputs)
-    {
-        base.Validate(inputs);
-        CheckRange(inputs, "common_space_fraction", 0, 1);
-    }
-
-    protected override double NonMatrixScale(MergeInputs inputs) => inputs.Global("scaling_factor");
+    protected override double NonMatrixScale(MergeInputs inputs) => inputs[ScalingFactor];
 
     /// <summary>
     /// Sizes of the common block and of each task's block, as the reference computes them: the common size is
@@ -42,10 +37,10 @@ public sealed class IsoCts : SvdMergeMethod
         return common < 0 ? null : (common, taskTotal / tasks);
     }
 
-    protected override void MergeMatrix(MergeInputs inputs, OnDemandTaskVectors tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
     {
         int r = Math.Min(rows, cols), count = tasks.Count;
-        double fraction = inputs.Global("common_space_fraction");
+        double fraction = inputs[CommonSpaceFraction];
         var (common, perTask) = Split(r, count, fraction) ?? throw new AlloyException(
             $"{Name}: tensor '{inputs.TensorName}' ({rows}×{cols}) has {r} singular directions, too few to give each of {count} task vectors an equal share with common_space_fraction = {fraction}; raise common_space_fraction");
 
@@ -83,7 +78,7 @@ public sealed class IsoCts : SvdMergeMethod
         // Orthogonalise the combined directions, then give them all the mean singular value.
         linear.Polar(uComb.Span, rows, r, u.Span);
         linear.Polar(vtComb.Span, r, cols, vt.Span);
-        double level = inputs.Global("scaling_factor") * MeanOf(sComb.Span[..r]);
+        double level = inputs[ScalingFactor] * MeanOf(sComb.Span[..r]);
         linear.Multiply(rows, cols, r, u.Span, vt.Span, delta, (float)level);
     }
 }

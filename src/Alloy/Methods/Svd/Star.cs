@@ -1,28 +1,23 @@
 using Alloy.LinearAlgebra;
+using Alloy.Methods.TaskVectors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Svd;
 
 /// <summary>
 /// Spectral Truncation And Rescale (STAR): per matrix, each task vector keeps the fewest top singular triplets whose
 /// singular values reach eta % of its nuclear norm, rescaled so the nuclear norm is unchanged; the processed task
 /// vectors are averaged.
 /// </summary>
-public sealed class Star : SvdMergeMethod
+public sealed class Star() : SvdMergeMethod(new("star", "Spectral Truncation And Rescale (STAR)",
+    "Per matrix, each task vector cut to the top singular values holding eta % of its nuclear norm, rescaled, then averaged.")
 {
-    public override string Name => "star";
-    public override string Title => "Spectral Truncation And Rescale (STAR)";
-    public override string Reference => "https://arxiv.org/abs/2502.10339";
-
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("eta", 40, "Percentage of each task matrix's nuclear norm (sum of singular values) that the kept singular values must reach."),
-    ];
-
-    public override void Validate(MergeInputsInfo inputs)
-    {
-        base.Validate(inputs);
-        CheckRange(inputs, "eta", 0, 100, lowExclusive: true);
-    }
+    Paper = "https://arxiv.org/abs/2502.10339",
+    Parameters = [Eta],
+})
+{
+    public static readonly NumberParameter Eta = MethodParameter.Number("eta", ParameterScope.Global, 40,
+        "Percentage of each task matrix's nuclear norm (sum of singular values) that the kept singular values must reach.",
+        new NumberRange(0, 100, MinimumOpen: true));
 
     protected override double NonMatrixScale(MergeInputs inputs) => 1;
 
@@ -44,10 +39,10 @@ public sealed class Star : SvdMergeMethod
         return (singularValues.Length, 1);
     }
 
-    protected override void MergeMatrix(MergeInputs inputs, OnDemandTaskVectors tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
     {
         int r = Math.Min(rows, cols);
-        double eta = inputs.Global("eta");
+        double eta = inputs[Eta];
         using var tau = PooledArray.Rent((long)rows * cols);
         using var u = PooledArray.Rent((long)rows * r);
         using var s = PooledArray.Rent(r);

@@ -1,31 +1,31 @@
 using Alloy.LinearAlgebra;
+using Alloy.Methods.TaskVectors;
 
-namespace Alloy.Methods;
+namespace Alloy.Methods.Svd;
 
 /// <summary>
 /// Task Singular Vectors merge (TSV-M): per matrix, each task vector keeps its top ⌊r/T⌋ singular triplets; the
 /// concatenated left and right singular vectors are replaced by their nearest orthonormal sets (polar factors),
 /// which removes the interference between tasks' directions, and τ = U⊥·diag(S)·V⊥ᵀ.
 /// </summary>
-public sealed class TsvMerge : SvdMergeMethod
+public sealed class TsvMerge() : SvdMergeMethod(new("tsv_m", "Task Singular Vectors Merge (TSV-M)",
+    "Per matrix, each task vector's top singular directions, made orthogonal across tasks.")
 {
-    public override string Name => "tsv_m";
-    public override string Title => "Task Singular Vectors Merge (TSV-M)";
-    public override string Reference => "https://arxiv.org/abs/2412.00081";
-
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.PerModel("alpha", 1, "Scale of each task vector, applied before the SVD (the same value for every model scales the merged task vector)."),
-    ];
+    Paper = "https://arxiv.org/abs/2412.00081",
+    Parameters = [Alpha],
+})
+{
+    public static readonly NumberParameter Alpha = MethodParameter.Number("alpha", ParameterScope.PerModel, 1,
+        "Scale of each task vector, applied before the SVD (the same value for every model scales the merged task vector).");
 
     // alpha scales each τₜ, so non-matrix tensors get the mean of the scaled task vectors (FusionBench's list form;
     // one value for all models equals its scalar form, as the merge is homogeneous).
     protected override float[]? TaskScales(MergeInputs inputs) =>
-        Enumerable.Range(0, inputs.Count).Select(i => i == inputs.BaseIndex ? 1f : (float)inputs.ForModel(i, "alpha")).ToArray();
+        [.. InputRules.NonBase(inputs).Select(i => (float)inputs[Alpha, i])];
 
     protected override double NonMatrixScale(MergeInputs inputs) => 1;
 
-    protected override void MergeMatrix(MergeInputs inputs, OnDemandTaskVectors tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
     {
         int r = Math.Min(rows, cols), count = tasks.Count, keep = r / count, total = keep * count;
         if (keep == 0)

@@ -1,9 +1,5 @@
 namespace Alloy.Methods.TaskVectors;
 
 /// <summary>DELLA-Merging (Deep et al., 2024): drop entries with probabilities that fall with magnitude rank (MagPrune), rescale, elect signs, merge.</summary>
-public sealed class Della() : TaskVectorMethod(new(Sparsification.Della, SignConsensus: true, DefaultNormalize: true, DefaultRescale: true))
-{
-    public override string Name => "della";
-    public override string Title => "DELLA";
-    public override string Reference => "https://arxiv.org/abs/2406.11617";
-}
+public sealed class Della() : TaskVectorMethod(new("della", "DELLA", "Drops entries with probabilities that fall with magnitude rank, rescales, elects signs, merges.") { Paper = "https://arxiv.org/abs/2406.11617" },
+    new(Sparsifier.Della, SignConsensus: true, DefaultNormalize: true, DefaultRescale: true));

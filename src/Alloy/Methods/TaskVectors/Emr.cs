@@ -8,22 +8,19 @@ namespace Alloy.Methods.TaskVectors;
 /// sₜ = Σ_tensors mean|τₜ| / Σ_tensors mean|Mₜ ⊙ τ_uni| (the reference code's sums of per-tensor means), which
 /// rebuild task t's model as b + sₜ·Mₜ ⊙ τ_uni; see <see cref="EmrTaskFiles"/>.
 /// </summary>
-public sealed class Emr : MergeMethod
+public sealed class Emr() : MergeMethod(new("emr", "EMR-Merging",
+    "Elects a sign per entry and keeps the largest agreeing magnitude; optionally each task's mask and rescaler.")
 {
-    public const string WriteTaskMasks = "write_task_masks";
-
-    public override string Name => "emr";
-    public override string Title => "EMR-Merging";
-    public override string Reference => "https://arxiv.org/abs/2405.17461";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
-    public override int ScratchBuffers(int inputCount) => 0;
-
+    Paper = "https://arxiv.org/abs/2405.17461",
+    BaseModel = BaseModelUse.Required,
+    Parameters = [WriteTaskMasks],
+})
+{
     /// <summary>Tuning-free: the one parameter only asks for the per-task masks and rescalers.</summary>
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global(WriteTaskMasks, 0,
-            $"Also write each task's mask and rescaler into {EmrTaskFiles.Folder}/ beside the unified model, to rebuild each fine-tune's model (one bit per entry per task). One value for the whole merge."),
-    ];
+    public static readonly BooleanParameter WriteTaskMasks = MethodParameter.Boolean("write_task_masks", ParameterScope.Global, false,
+        $"Also write each task's mask and rescaler into {EmrTaskFiles.Folder}/ beside the unified model, to rebuild each fine-tune's model (one bit per entry per task). One value for the whole merge.");
+
+    public override int ScratchBuffers(int inputCount) => 0;
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {

@@ -27,20 +27,20 @@ public static partial class EmrTaskFiles
     /// </summary>
     public static SideOutputPlan? Plan(IReadOnlyList<MergeInputsInfo> tensors)
     {
-        var on = tensors.Where(t => t.Global(Emr.WriteTaskMasks) != 0).ToList();
+        var on = tensors.Where(t => t[Emr.WriteTaskMasks]).ToList();
         if (on.Count == 0) return null;
-        if (tensors.FirstOrDefault(t => t.Global(Emr.WriteTaskMasks) == 0) is { } off)
-            throw new AlloyException($"emr: {Emr.WriteTaskMasks} is on for '{on[0].TensorName}' but off for '{off.TensorName}'; the rescalers sum over every merged tensor, so set it once for the whole merge (under the top-level parameters, without a filter or gradient)");
+        if (tensors.FirstOrDefault(t => !t[Emr.WriteTaskMasks]) is { } off)
+            throw new AlloyException($"emr: {Emr.WriteTaskMasks.Name} is on for '{on[0].TensorName}' but off for '{off.TensorName}'; the rescalers sum over every merged tensor, so set it once for the whole merge (under the top-level parameters, without a filter or gradient)");
         var bases = tensors.Select(t => t.ModelNames[t.BaseIndex]).Distinct().ToList();
         if (bases.Count > 1)
-            throw new AlloyException($"emr: {Emr.WriteTaskMasks} needs one base model for the whole merge, but the slices use {string.Join(" and ", bases.Select(b => $"'{b}'"))}; rebuilding a task model takes a single base");
+            throw new AlloyException($"emr: {Emr.WriteTaskMasks.Name} needs one base model for the whole merge, but the slices use {string.Join(" and ", bases.Select(b => $"'{b}'"))}; rebuilding a task model takes a single base");
 
         var tasks = Tasks(tensors);
         var perTensor = tensors.Select(t =>
         {
             int[] models = InputRules.NonBase(t);
             if (models.Select(i => t.ModelIndices[i]).Distinct().Count() < models.Length)
-                throw new AlloyException($"emr: tensor '{t.TensorName}' has the same model twice among its inputs ({string.Join(", ", models.Select(i => t.ModelNames[i]))}); with {Emr.WriteTaskMasks} every task needs a model of its own");
+                throw new AlloyException($"emr: tensor '{t.TensorName}' has the same model twice among its inputs ({string.Join(", ", models.Select(i => t.ModelNames[i]))}); with {Emr.WriteTaskMasks.Name} every task needs a model of its own");
             return models.Length == 0 ? null : new SideOutputs(
                 models.Select(i => SideTensor.Bits($"{Folder}/{tasks[t.ModelIndices[i]].File}", t.TensorName)).ToList(), 2 * models.Length);
         }).ToList();

@@ -11,36 +11,31 @@ namespace Alloy.Methods.TaskVectors;
 /// inter-balancing tanh(τₜ·Σₛτₛ); scores below each task's top <c>pcb_ratio</c> are raised to that threshold and min-max
 /// normalised to the scale sₜ ∈ [0, 1]; out = b + Σₜ λₜ·sₜ·clamp(τₜ) / max(Σₜ sₜ, 1e-12).
 /// </summary>
-public sealed class Pcb : MergeMethod
+public sealed class Pcb() : MergeMethod(new("pcb", "PCB-Merging",
+    "Scores each task-vector entry by its own size and its agreement with the others, keeps the top, and averages by score.")
 {
-    public override string Name => "pcb";
-    public override string Title => "PCB-Merging";
-    public override string Reference => "https://arxiv.org/abs/2410.02396";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
+    Paper = "https://arxiv.org/abs/2410.02396",
+    BaseModel = BaseModelUse.Required,
+    // Order statistics, min-max normalisation and the cross-task sum need the whole tensor.
+    Elementwise = false,
+    Parameters = [Lambda, PcbRatio, ClampRatio],
+})
+{
+    public static readonly NumberParameter Lambda = MethodParameter.Number("lambda", ParameterScope.PerModel, 1.2,
+        "λₜ: scale of each task's contribution (1.2 in the paper's scripts; its evolutionary search looks in [0.8, 1.3]).");
 
-    /// <summary>Order statistics, min-max normalisation and the cross-task sum need the whole tensor.</summary>
-    public override bool IsElementwise => false;
+    public static readonly NumberParameter PcbRatio = MethodParameter.Number("pcb_ratio", ParameterScope.Global, 0.1,
+        "Fraction of each task vector's entries kept by balancing score (0.1 in pcb-merging.py, 0.05 in the paper's search example).",
+        new NumberRange(0, 1, MinimumOpen: true));
+
+    public static readonly NumberParameter ClampRatio = MethodParameter.Number("clamp_ratio", ParameterScope.Global, 0.0001,
+        "Fraction of each task vector's smallest and largest magnitudes clamped before scoring (0.0001 in pcb-merging.py, 0.01 in its vision script).",
+        new NumberRange(0, 0.5, MaximumOpen: true));
 
     /// <summary>Each task vector and its scores at once, plus one buffer for order statistics.</summary>
     public override int ScratchBuffers(int inputCount) => 2 * Math.Max(1, inputCount - 1) + 1;
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.PerModel("lambda", 1.2, "λₜ: scale of each task's contribution (1.2 in the paper's scripts; its evolutionary search looks in [0.8, 1.3])."),
-        ParameterSpec.Global("pcb_ratio", 0.1, "Fraction of each task vector's entries kept by balancing score (0.1 in pcb-merging.py, 0.05 in the paper's search example)."),
-        ParameterSpec.Global("clamp_ratio", 0.0001, "Fraction of each task vector's smallest and largest magnitudes clamped before scoring (0.0001 in pcb-merging.py, 0.01 in its vision script)."),
-    ];
-
     private const double MinimumScaleSum = 1e-12;
-
-    public override void Validate(MergeInputsInfo inputs)
-    {
-        double ratio = inputs.Global("pcb_ratio"), clamp = inputs.Global("clamp_ratio");
-        if (!(ratio > 0 && ratio <= 1))
-            throw new AlloyException($"pcb: pcb_ratio {ratio} for tensor '{inputs.TensorName}' is not a fraction in (0, 1]; use e.g. 0.1 to keep the top 10 % of each task vector");
-        if (!(clamp >= 0 && clamp < 0.5))
-            throw new AlloyException($"pcb: clamp_ratio {clamp} for tensor '{inputs.TensorName}' is not a fraction in [0, 0.5); use e.g. 0.0001");
-    }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
@@ -51,7 +46,7 @@ public sealed class Pcb : MergeMethod
             @base.CopyTo(output);
             return;
         }
-        using var tasks = new TaskVectorSet(inputs);
+        using var tasks = new TaskVectorSet(inputs).Materialise();
         var scores = new float[tasks.Count][];
         float[] scratch = ArrayPool<float>.Shared.Rent(n);
         try
@@ -63,7 +58,7 @@ public sealed class Pcb : MergeMethod
             output.Clear();
             for (int m = 0; m < tasks.Count; m++) TensorPrimitives.Add(output, tasks[m], output);
 
-            double clampRatio = inputs.Global("clamp_ratio"), keepRatio = inputs.Global("pcb_ratio");
+            double clampRatio = inputs[ClampRatio], keepRatio = inputs[PcbRatio];
             for (int m = 0; m < tasks.Count; m++)
             {
                 var delta = tasks[m];
@@ -90,7 +85,7 @@ public sealed class Pcb : MergeMethod
                     score[j] = top > threshold ? (float)((Math.Max(score[j], threshold) - (double)threshold) / ((double)top - threshold)) : 1;
             }
 
-            var lambdas = tasks.Models.Select(i => inputs.ForModel(i, "lambda")).ToArray();
+            var lambdas = tasks.Models.Select(i => inputs[Lambda, i]).ToArray();
             for (int j = 0; j < n; j++)
             {
                 double sum = 0, scales = 0;

@@ -5,23 +5,18 @@ namespace Alloy.Methods.TaskVectors;
 /// when |τᵢ| &gt; epsilon; an entry only one model changes keeps that model's value, one several models change gets the
 /// mean of their values.
 /// </summary>
-public sealed class Ram : MergeMethod
+public sealed class Ram() : MergeMethod(new("ram", "Reinforced Agent Merging",
+    "Entries only one model changes keep its value; entries several change get their mean.")
 {
-    public override string Name => "ram";
-    public override string Title => "Reinforced Agent Merging";
-    public override string Reference => "https://arxiv.org/abs/2601.13572";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
+    Paper = "https://arxiv.org/abs/2601.13572",
+    BaseModel = BaseModelUse.Required,
+    Parameters = [RamOverlap.Epsilon],
+})
+{
     public override int ScratchBuffers(int inputCount) => 0;
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("epsilon", 1e-5, "An entry of a task vector is active (counts as changed) when its magnitude exceeds epsilon."),
-    ];
-
-    public override void Validate(MergeInputsInfo inputs) => RamOverlap.Validate(this, inputs);
-
     public override void Merge(MergeInputs inputs, Span<float> output) =>
-        RamOverlap.Merge(inputs, InputRules.NonBase(inputs), inputs.Global("epsilon"), uniqueScales: null, output);
+        RamOverlap.Merge(inputs, InputRules.NonBase(inputs), inputs[RamOverlap.Epsilon], uniqueScales: null, output);
 }
 
 /// <summary>
@@ -29,35 +24,38 @@ public sealed class Ram : MergeMethod
 /// λᵢ = 1 + r·clamp(ρᵢ, 0, alpha), where ρᵢ = (its active entries shared with other models) / max(its unique active
 /// entries, epsilon), counted over the tensor.
 /// </summary>
-public sealed class RamPlusTl : MergeMethod
+public sealed class RamPlusTl() : MergeMethod(new("ramplus_tl", "Reinforced Agent Merging Plus (Tensor-Local)",
+    "RAM, with each model's unique entries boosted by how much of its change other models share.")
 {
-    public override string Name => "ramplus_tl";
-    public override string Title => "Reinforced Agent Merging Plus (Tensor-Local)";
-    public override string Reference => "https://arxiv.org/abs/2601.13572";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
+    Paper = "https://arxiv.org/abs/2601.13572",
+    BaseModel = BaseModelUse.Required,
+    // The shared/unique counts run over the whole tensor (gathered first, see Chunking).
+    Elementwise = false,
+    Parameters = [R, Alpha, RamOverlap.Epsilon],
+})
+{
+    public static readonly NumberParameter R = MethodParameter.Number("r", ParameterScope.Global, 0.1,
+        "Strength of the boost of each model's unique entries.", NumberRange.NonNegative);
 
-    /// <summary>The shared/unique counts run over the whole tensor (gathered first, <see cref="Chunking"/>).</summary>
-    public override bool IsElementwise => false;
+    public static readonly NumberParameter Alpha = MethodParameter.Number("alpha", ParameterScope.Global, 0.2,
+        "Cap on the shared-to-unique ratio ρ in the boost.", NumberRange.NonNegative);
 
     public override int ScratchBuffers(int inputCount) => 0;
 
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("r", 0.1, "Strength of the boost of each model's unique entries."),
-        ParameterSpec.Global("alpha", 0.2, "Cap on the shared-to-unique ratio ρ in the boost."),
-        ParameterSpec.Global("epsilon", 1e-5, "An entry of a task vector is active (counts as changed) when its magnitude exceeds epsilon."),
-    ];
+    /// <summary>Streamed: per model, its active entries that other models share and those only it changes.</summary>
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => Layout(InputRules.NonBase(inputs).Length).Plan;
 
-    public override void Validate(MergeInputsInfo inputs) => RamOverlap.Validate(this, inputs);
-
-    /// <summary>Streamed: per model, its active entries that other models share and those only it changes (first sums 2m, 2m + 1).</summary>
-    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) =>
-        new() { FirstSums = 2 * InputRules.NonBase(inputs).Length };
+    private static (ChunkPlan Plan, SumSlot[] Shared, SumSlot[] Unique) Layout(int models)
+    {
+        var layout = new StatisticsLayout();
+        var slots = Enumerable.Range(0, models).Select(_ => (Shared: layout.FirstSum(), Unique: layout.FirstSum())).ToArray();
+        return (layout.Plan(), [.. slots.Select(s => s.Shared)], [.. slots.Select(s => s.Unique)]);
+    }
 
     public override void Accumulate(MergeInputs unit, StatisticsPass pass)
     {
         int[] models = InputRules.NonBase(unit);
-        double epsilon = unit.Global("epsilon");
+        double epsilon = unit[RamOverlap.Epsilon];
         var @base = unit[unit.BaseIndex];
         var (shared, unique) = (new long[models.Length], new long[models.Length]);
         for (int j = 0; j < unit.Length; j++)
@@ -71,23 +69,25 @@ public sealed class RamPlusTl : MergeMethod
                 else shared[m]++;
             }
         }
+        var slots = Layout(models.Length);
         for (int m = 0; m < models.Length; m++)
         {
-            pass.Sums[2 * m] += shared[m];
-            pass.Sums[2 * m + 1] += unique[m];
+            pass.Add(slots.Shared[m], shared[m]);
+            pass.Add(slots.Unique[m], unique[m]);
         }
     }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
         int[] models = InputRules.NonBase(inputs);
-        double epsilon = inputs.Global("epsilon"), r = inputs.Global("r"), alpha = inputs.Global("alpha");
+        double epsilon = inputs[RamOverlap.Epsilon], r = inputs[R], alpha = inputs[Alpha];
         var stats = StatisticsOf(inputs);
+        var slots = Layout(models.Length);
         var scales = new double[models.Length];
         for (int m = 0; m < models.Length; m++)
         {
             // Counts are whole numbers, exact in double.
-            double rho = stats.FirstSum(2 * m) / Math.Max(stats.FirstSum(2 * m + 1), epsilon);
+            double rho = stats[slots.Shared[m]] / Math.Max(stats[slots.Unique[m]], epsilon);
             scales[m] = 1 + r * Math.Min(Math.Max(rho, 0), alpha);   // torch's clamp(min, max): max wins
         }
         RamOverlap.Merge(inputs, models, epsilon, scales, output);
@@ -98,12 +98,9 @@ public sealed class RamPlusTl : MergeMethod
 /// <remarks>Magnitudes are compared with epsilon rounded to float32, as torch compares a float32 tensor with a scalar.</remarks>
 public static class RamOverlap
 {
-    public static void Validate(MergeMethod method, MergeInputsInfo inputs)
-    {
-        double epsilon = inputs.Global("epsilon");
-        if (!(epsilon >= 0))
-            throw new AlloyException($"{method.Name}: epsilon {epsilon} for tensor '{inputs.TensorName}' is not a magnitude; use a small non-negative threshold such as 1e-5");
-    }
+    /// <summary>An entry of a task vector is active (counts as changed) when its magnitude exceeds epsilon.</summary>
+    public static readonly NumberParameter Epsilon = MethodParameter.Number("epsilon", ParameterScope.Global, 1e-5,
+        "An entry of a task vector is active (counts as changed) when its magnitude exceeds epsilon.", NumberRange.NonNegative);
 
     /// <summary>How many models change entry <paramref name="j"/> by more than epsilon.</summary>
     public static int ActiveCount(MergeInputs inputs, int[] models, ReadOnlySpan<float> @base, int j, double epsilon)

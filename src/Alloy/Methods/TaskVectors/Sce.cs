@@ -9,24 +9,25 @@ namespace Alloy.Methods.TaskVectors;
 /// weight from its task vector's mean square, <b>erase</b> the entries whose sign disagrees with the sign of the
 /// unweighted sum, and add the weighted mean of what remains to the base.
 /// </summary>
-public sealed class Sce : MergeMethod
+public sealed class Sce() : MergeMethod(new("sce", "SCE",
+    "Select the entries where the task vectors vary most, weigh each model by its mean square, erase sign disagreements.")
 {
-    public override string Name => "sce";
-    public override string Title => "SCE";
-    public override string Reference => "https://arxiv.org/abs/2408.07990";
-    public override BaseModelUse BaseModel => BaseModelUse.Required;
+    Paper = "https://arxiv.org/abs/2408.07990",
+    BaseModel = BaseModelUse.Required,
+    // The variance ranking and the weights (mean squares) need the whole tensor.
+    Elementwise = false,
+    Parameters = [SelectTopK, Int8Mask],
+})
+{
+    public static readonly NumberParameter SelectTopK = MethodParameter.Number("select_topk", ParameterScope.Global, 1,
+        "Fraction of the entries with nonzero variance across the task vectors that are kept (the largest variances); 1 keeps all.",
+        NumberRange.Fraction);
 
-    /// <summary>The variance ranking and the weights (mean squares) need the whole tensor.</summary>
-    public override bool IsElementwise => false;
+    public static readonly BooleanParameter Int8Mask = MethodParameter.Boolean("int8_mask", ParameterScope.Global, false,
+        "Accepted for compatibility; a memory option in mergekit with no numeric effect.");
 
     /// <summary>Every task vector is held at once; the variance and the signs live in the output.</summary>
     public override int ScratchBuffers(int inputCount) => Math.Max(1, inputCount - 1);
-
-    public override IReadOnlyList<ParameterSpec> Parameters { get; } =
-    [
-        ParameterSpec.Global("select_topk", 1, "Fraction of the entries with nonzero variance across the task vectors that are kept (the largest variances); 1 keeps all."),
-        ParameterSpec.Global("int8_mask", 0, "Accepted for compatibility; a memory option in mergekit with no numeric effect."),
-    ];
 
     /// <summary>mergekit's floor on the sum of the agreeing models' weights.</summary>
     private const double MinimumWeightSum = 1e-6;
@@ -34,7 +35,7 @@ public sealed class Sce : MergeMethod
     public override void Merge(MergeInputs inputs, Span<float> output)
     {
         var @base = inputs[inputs.BaseIndex];
-        double topK = inputs.Global("select_topk");
+        double topK = inputs[SelectTopK];
         // No task vectors, or a selection that erases everything: the base.
         if (inputs.Count < 2 || topK <= 0)
         {
@@ -42,7 +43,7 @@ public sealed class Sce : MergeMethod
             return;
         }
 
-        using var tasks = new TaskVectorSet(inputs);
+        using var tasks = new TaskVectorSet(inputs).Materialise();
         if (topK < 1 && !Select(tasks.Buffers, tasks.Length, topK, output))
         {
             @base.CopyTo(output);

@@ -1,7 +1,8 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using static Alloy.Tests.Methods.MethodTestKit;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>arcee_fusion against a direct computation (full sort), its degenerate cases and input counts.</summary>
 public sealed class ArceeFusionTests

@@ -1,4 +1,4 @@
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>
 /// Plain double-precision statements of mergekit's geometric methods, written from the reference's description

@@ -1,8 +1,9 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using Alloy.Tensors;
 using Alloy.Tests.Support;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>Runs a method in float32 and in bfloat16 and compares each with an expectation computed in double.</summary>
 public static class Golden

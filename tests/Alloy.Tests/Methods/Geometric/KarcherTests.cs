@@ -1,9 +1,10 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using Alloy.Tensors;
 using Alloy.Tests.Support;
 using static Alloy.Tests.Methods.MethodTestKit;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>karcher: the worked example, Alloy's weights, zero-norm models, and the iteration against the reference.</summary>
 public sealed class KarcherTests
@@ -64,7 +65,7 @@ public sealed class KarcherTests
     [Theory]
     [InlineData("max_iter", 2.5, "whole number")]
     [InlineData("max_iter", -1, "whole number")]
-    [InlineData("tol", -1e-5, "≥ 0")]
+    [InlineData("tol", -1e-5, "a number of at least 0")]
     public void Bad_settings_are_refused(string name, double value, string message)
     {
         var e = Assert.Throws<AlloyException>(() => Run(Method, [[1], [2]], -1, Globals((name, value))));
@@ -75,7 +76,7 @@ public sealed class KarcherTests
     [Fact]
     public void Negative_or_all_zero_weights_are_refused()
     {
-        Assert.Contains("must be ≥ 0", Assert.Throws<AlloyException>(() => Run(Method, [[1], [2]], -1, perModel: Weights(1, -1))).Message);
+        Assert.Contains("-1 is outside the range; it takes a number of at least 0", Assert.Throws<AlloyException>(() => Run(Method, [[1], [2]], -1, perModel: Weights(1, -1))).Message);
         Assert.Contains("all zero", Assert.Throws<AlloyException>(() => Run(Method, [[1], [2]], -1, perModel: Weights(0, 0))).Message);
     }
 }

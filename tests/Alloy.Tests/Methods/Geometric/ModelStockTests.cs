@@ -1,7 +1,8 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using static Alloy.Tests.Methods.MethodTestKit;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>model_stock: the worked examples, orthogonal offsets, filter_wise rows, and the refused cases.</summary>
 public sealed class ModelStockTests

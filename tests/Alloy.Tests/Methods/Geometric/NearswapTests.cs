@@ -1,7 +1,8 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using static Alloy.Tests.Methods.MethodTestKit;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>nearswap: the worked example, its limits and input counts.</summary>
 public sealed class NearswapTests

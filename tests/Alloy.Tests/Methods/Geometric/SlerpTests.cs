@@ -1,9 +1,10 @@
 using Alloy.Methods;
+using Alloy.Methods.Geometric;
 using Alloy.Tensors;
 using Alloy.Tests.Support;
 using static Alloy.Tests.Methods.MethodTestKit;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>slerp: mergekit.md §2.17's worked examples, endpoints, the colinear rule and input counts.</summary>
 public sealed class SlerpTests

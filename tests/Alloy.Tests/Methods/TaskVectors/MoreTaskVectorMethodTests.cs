@@ -2,7 +2,7 @@ using Alloy.Methods;
 using Alloy.Tensors;
 using Alloy.Tests.Support;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>sce, ram, ramplus_tl, magmax and expo: worked examples in float32 and bf16, invariants, validation.</summary>
 public sealed class MoreTaskVectorMethodTests

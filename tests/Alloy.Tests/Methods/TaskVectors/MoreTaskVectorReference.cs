@@ -1,4 +1,4 @@
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>
 /// Plain double-precision references for sce, ram, ramplus_tl, magmax and expo, written from mergekit.md §2.12–2.13 and

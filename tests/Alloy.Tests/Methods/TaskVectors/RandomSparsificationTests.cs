@@ -1,7 +1,7 @@
 using Alloy.Methods.TaskVectors;
 using Alloy.Tensors;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>Statistics and determinism of the random sparsifications (DARE, DELLA), measured over many draws.</summary>
 public sealed class RandomSparsificationTests

@@ -3,7 +3,7 @@ using Alloy.Methods.TaskVectors;
 using Alloy.Tensors;
 using Alloy.Tests.Support;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>The task-vector methods: worked examples, agreement with the reference, invariants and validation.</summary>
 public sealed class TaskVectorMethodTests
@@ -250,7 +250,7 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Bad_density_gamma_and_k_are_refused_before_merging()
     {
-        Assert.Contains("density -0.1", Assert.Throws<AlloyException>(() =>
+        Assert.Contains("'density' of ties: -0.1 is outside the range; it takes a number from 0 to 1", Assert.Throws<AlloyException>(() =>
             Run("ties", RefMethod.Ties, [0], [new([1], 1, 1) { Density = -0.1 }])).Message);
         // Methods that do not sparsify ignore density, as mergekit does.
         Assert.Equal([1f], Run("task_arithmetic", RefMethod.TaskArithmetic, [0], [new([1], 1, 1) { Density = -0.1 }]));
@@ -274,22 +274,22 @@ public sealed class TaskVectorMethodTests
         foreach (var (name, normalize, rescale, extra) in table)
         {
             var method = Method(name);
-            ParameterSpec Spec(string p) => method.Parameters.Single(s => s.Name == p);
-            Assert.Equal(normalize, Spec("normalize").Default);
-            Assert.Equal(rescale, Spec("rescale").Default);
-            Assert.Equal(0, Spec("int8_mask").Default);
+            MethodParameter Spec(string p) => method.Parameters.Single(s => s.Name == p);
+            Assert.Equal(normalize, Spec("normalize").DefaultValue!.Value.Number);
+            Assert.Equal(rescale, Spec("rescale").DefaultValue!.Value.Number);
+            Assert.Equal(0, Spec("int8_mask").DefaultValue!.Value.Number);
             Assert.True(Spec("weight") is { Required: true, Scope: ParameterScope.PerModel });
-            Assert.True(Spec("density") is { Default: 1, Scope: ParameterScope.PerModel });
+            Assert.True(Spec("density") is NumberParameter { Default: 1, Scope: ParameterScope.PerModel });
             Assert.Equal(extra.Order(), method.Parameters.Where(p => p.Scope == ParameterScope.PerModel && p.Name is not ("weight" or "density")).Select(p => p.Name).Order());
-            Assert.Equal(BaseModelUse.Required, method.BaseModel);
-            Assert.Equal(EmbeddingShapeRule.TruncateToBase, method.EmbeddingShapes);
-            Assert.True(method.SkipsMismatchedInputs);
+            Assert.Equal(BaseModelUse.Required, method.Declaration.BaseModel);
+            Assert.Equal(EmbeddingShapeRule.TruncateToBase, method.Declaration.EmbeddingShapes);
+            Assert.True(method.Declaration.SkipsMismatchedInputs);
         }
-        Assert.Equal(0.01, Method("breadcrumbs").Parameters.Single(p => p.Name == "gamma").Default);
-        Assert.Equal(0.15, Method("della").Parameters.Single(p => p.Name == "epsilon").Default);
-        Assert.Equal(1, Method("ties").Parameters.Single(p => p.Name == "lambda").Default);
-        Assert.True(Method("task_arithmetic").IsElementwise);
-        Assert.True(Method("consensus_ta").IsElementwise);
-        Assert.False(Method("dare_linear").IsElementwise);
+        Assert.Equal(0.01, ((NumberParameter)Method("breadcrumbs").Declaration.Parameter("gamma")!).Default);
+        Assert.Equal(0.15, ((NumberParameter)Method("della").Declaration.Parameter("epsilon")!).Default);
+        Assert.Equal(1, ((NumberParameter)Method("ties").Declaration.Parameter("lambda")!).Default);
+        Assert.True(Method("task_arithmetic").Declaration.Elementwise);
+        Assert.True(Method("consensus_ta").Declaration.Elementwise);
+        Assert.False(Method("dare_linear").Declaration.Elementwise);
     }
 }

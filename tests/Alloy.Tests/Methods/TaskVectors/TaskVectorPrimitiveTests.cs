@@ -3,7 +3,7 @@ using Alloy.Methods.TaskVectors;
 using Alloy.Tensors;
 using CsCheck;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>The task-vector primitives on hand-checkable values (mergekit.md §2.17, methods.md §1.4) and against the reference.</summary>
 public sealed class TaskVectorPrimitiveTests

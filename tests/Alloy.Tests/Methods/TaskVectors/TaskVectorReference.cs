@@ -1,7 +1,7 @@
 using Alloy.Methods;
 using Alloy.Tensors;
 
-namespace Alloy.Tests.Methods;
+namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>How the reference thins a task vector.</summary>
 public enum RefSparsify { None, Magnitude, Random, Outliers, Della }

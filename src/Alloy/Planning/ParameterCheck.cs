@@ -1,0 +1,43 @@
+using Alloy.Methods;
+using Alloy.Recipes;
+
+namespace Alloy.Planning;
+
+/// <summary>
+/// Checks every parameter a recipe sets against the method's declarations before anything is planned, the same way for
+/// YAML and for recipes built in code: a value of the wrong type or out of range is an error that says where it is and
+/// what the parameter takes; a gradient is an error where the parameter is not a number. A name the method does not
+/// read, or a global parameter set on one model, is a warning: mergekit ignores such keys, and configs carry them.
+/// </summary>
+public static class ParameterCheck
+{
+    public static void Check(MergeRecipe recipe, MergeMethod method, Diagnostics diagnostics)
+    {
+        var declaration = method.Declaration;
+        foreach (var block in recipe.ParameterBlocks())
+        {
+            foreach (var setting in block.Settings)
+            {
+                string where = setting.Location == SourceLocation.Code ? $"{setting.Location} ({block.Owner})" : setting.Location.ToString();
+                if (declaration.Parameter(setting.Name) is not { } parameter)
+                {
+                    string reads = declaration.Parameters.Count == 0 ? "no parameters" : string.Join(", ", declaration.Parameters.Select(p => p.Name));
+                    diagnostics.Warn($"{where}: parameter '{setting.Name}' is not used by merge method '{method.Name}' (it reads: {reads})");
+                    continue;
+                }
+                if (block.PerModel && parameter.Scope == ParameterScope.Global)
+                    diagnostics.Warn($"{where}: '{setting.Name}' is one value for all models of merge method '{method.Name}'; set on a model it has no effect (set it under the top-level parameters:)");
+                if (setting.Value.HasGradient && !parameter.TakesGradients)
+                    throw new AlloyException($"{where}: parameter '{setting.Name}' of {method.Name} is a {parameter.Kind}, so it cannot vary across layers; give one value ({parameter.Accepts})");
+                foreach (var literal in setting.Value.Literals) CheckValue(method, parameter, literal, where);
+            }
+        }
+    }
+
+    /// <summary>Refuses a value the parameter does not take, saying where it is and what the parameter takes.</summary>
+    public static void CheckValue(MergeMethod method, MethodParameter parameter, SettingValue value, string where)
+    {
+        if (parameter.Problem(value) is { } problem)
+            throw new AlloyException($"{where}: parameter '{parameter.Name}' of {method.Name}: {problem}; it takes {parameter.Accepts}");
+    }
+}

@@ -1,0 +1,34 @@
+namespace Alloy;
+
+/// <summary>"Did you mean": the known name closest to a misspelt one.</summary>
+public static class Suggestions
+{
+    public static string? Closest(string key, IReadOnlyList<string> known)
+    {
+        string? best = null;
+        var bestDistance = 3; // only close typos
+        foreach (var k in known)
+        {
+            var d = Distance(key, k);
+            if (d < bestDistance) (best, bestDistance) = (k, d);
+        }
+        return best;
+    }
+
+    public static int Distance(string a, string b)
+    {
+        var prev = new int[b.Length + 1];
+        var cur = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++) prev[j] = j;
+        for (var i = 1; i <= a.Length; i++)
+        {
+            cur[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                cur[j] = Math.Min(Math.Min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+            (prev, cur) = (cur, prev);
+        }
+        return prev[b.Length];
+    }
+}
