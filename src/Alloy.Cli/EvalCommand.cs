@@ -18,7 +18,11 @@ public static class EvalCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var defaults = EvaluationOptions.Default;
-        var model = new Argument<string>("model") { Description = "A Hugging Face model folder (config.json, weights, tokenizer.json) of a Llama, Mistral or Qwen2 model." };
+        var model = new Argument<string>("model")
+        {
+            Description = "A Hugging Face model folder (config.json, weights, tokenizer.json) of a Llama, Mistral or Qwen2 model, " +
+                          "or a merge recipe (.yml), merged in memory and evaluated without writing it (the same report as its written folder's).",
+        };
         var text = new Option<string?>("--text") { Description = "A UTF-8 text file whose perplexity to measure (sliding windows of --context tokens every --stride tokens).", HelpName = "FILE" };
         var tasks = new Option<string?>("--tasks") { Description = "A JSON Lines tasks file (schema below) to score.", HelpName = "FILE" };
         var output = new Option<string?>("--output", "-o") { Description = "Write the JSON report to this file instead of stdout.", HelpName = "FILE" };
@@ -61,7 +65,11 @@ public static class EvalCommand
             var items = tasksPath is null ? null : TaskFile.Read(tasksPath);
             if (items is not null && parse.GetValue(limit) is { } perTask) items = TaskFile.Limit(items, perTask);
 
-            var (llama, tokenizer) = RuntimeInputs.LoadModel(modelPath, parse.GetValue(threads) ?? Environment.ProcessorCount);
+            int threadCount = parse.GetValue(threads) ?? Environment.ProcessorCount;
+            var diagnostics = new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") };
+            var (llama, tokenizer) = RuntimeInputs.IsRecipe(modelPath)
+                ? RuntimeInputs.MergeInMemory(modelPath, threadCount, diagnostics, cancellation)
+                : RuntimeInputs.LoadModel(modelPath, threadCount);
             bool show = !parse.GetValue(quiet);
             var (perplexity, results) = Progress.Track(show, "loading", bytes: false, update =>
             {

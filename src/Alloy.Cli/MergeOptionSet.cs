@@ -36,6 +36,12 @@ public sealed class MergeOptionSet
         Description = $"Working memory for merge buffers, e.g. 512M, 2G (default {ExecutionOptions.DefaultMemoryLimit >> 30}G). Elementwise and streamed methods (task-vector family, slerp, model_stock, ...) merge tensors of any size in chunks within it; a method that needs whole tensors (SVD family, karcher, ...) and needs more is refused when this is given (with the default it runs alone, with a warning).",
         HelpName = "SIZE",
     };
+    private readonly Option<string[]> _plugins = new("--plugin")
+    {
+        Description = "A .NET assembly of merge methods (classes deriving from Alloy.Methods.MergeMethod) to use by name in recipes; repeatable.",
+        HelpName = "FILE.dll",
+        AllowMultipleArgumentsPerToken = false,
+    };
     private readonly Option<bool> _overwrite = new("--overwrite") { Description = "Replace a non-empty output folder." };
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Show informational messages, and stack traces with errors." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "No progress bar and no summary." };
@@ -49,7 +55,7 @@ public sealed class MergeOptionSet
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { _shardSize, _seed, _allowCrimes, _copyTokenizer, _noCopyTokenizer, _writeCard, _noCard, _threads, _memoryLimit, _overwrite, _verbose, _quiet, _noSafe })
+        foreach (var option in new Option[] { _shardSize, _seed, _allowCrimes, _copyTokenizer, _noCopyTokenizer, _writeCard, _noCard, _threads, _memoryLimit, _plugins, _overwrite, _verbose, _quiet, _noSafe })
             command.Add(option);
         _ignored.ForEach(command.Add);
         _ignoredValues.ForEach(command.Add);
@@ -65,9 +71,11 @@ public sealed class MergeOptionSet
         OnInfo = Verbose(parse) ? i => stderr.WriteLine($"info: {i}") : null,
     };
 
-    /// <summary>Reads the options back, printing a note for each mergekit flag that has no effect here.</summary>
+    /// <summary>Reads the options back (loading --plugin assemblies), printing a note for each mergekit flag that has no effect here.</summary>
     public MergeOptions Read(ParseResult parse, TextWriter stderr)
     {
+        foreach (var plugin in parse.GetValue(_plugins) ?? [])
+            Methods.MethodRegistry.LoadPlugin(plugin);
         if (parse.GetValue(_noSafe))
             throw new AlloyException("--no-safe-serialization: Alloy writes safetensors only (PyTorch .bin output executes code when loaded)");
         foreach (var flag in _ignored.Where(o => parse.GetResult(o) is { Implicit: false }))

@@ -19,6 +19,7 @@ public static class Program
             StatisticsCommand.CreateFisher(stdout, stderr),
             StatisticsCommand.CreateRegMean(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
+            MethodsCommand.Create(stdout, stderr),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

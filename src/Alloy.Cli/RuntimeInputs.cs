@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Alloy.Recipes;
 using Alloy.Runtime;
 using Alloy.Runtime.Models;
 using Alloy.Runtime.Training;
@@ -36,6 +37,34 @@ public sealed class RuntimeInputs
         if (!Directory.Exists(folder)) throw new AlloyException($"model folder '{folder}' does not exist");
         if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
         return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), TextTokenizer.Load(folder));
+    }
+
+    /// <summary>True when <paramref name="path"/> names a merge recipe (a .yml or .yaml file) rather than a model folder.</summary>
+    public static bool IsRecipe(string path) =>
+        Path.GetExtension(path).ToLowerInvariant() is ".yml" or ".yaml" && !Directory.Exists(path);
+
+    /// <summary>
+    /// The merge <paramref name="recipePath"/> describes, made in memory (no weights are written), and the tokenizer its
+    /// folder would have (written to a temporary folder, read, and deleted).
+    /// </summary>
+    public static (LlamaModel Model, TextTokenizer Tokenizer) MergeInMemory(string recipePath, int threads, Diagnostics diagnostics,
+        CancellationToken cancellation)
+    {
+        if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
+        var recipe = RecipeParser.ParseFile(recipePath, diagnostics);
+        var options = new MergeOptions { Execution = new Execution.ExecutionOptions { Threads = threads } };
+        using var session = MergeSession.Open(recipe, options, diagnostics);
+        var model = MergedModel.Create(session, new RuntimeOptions { Threads = threads }, cancellation: cancellation);
+        var folder = Directory.CreateTempSubdirectory("alloy-tokenizer-");
+        try
+        {
+            session.WriteRunFiles(folder.FullName);
+            return (model, TextTokenizer.Load(folder.FullName));
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
     }
 
     /// <summary>The model, loaded in float32, and the data set, tokenized with the model's tokenizer.</summary>

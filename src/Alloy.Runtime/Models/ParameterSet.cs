@@ -85,7 +85,7 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
     }
 
     /// <summary>Tensors transformers ignores too: old checkpoints' rotary buffers, and the stored head of a tied model.</summary>
-    private static bool Ignorable(string name, ModelConfig config) =>
+    internal static bool Ignorable(string name, ModelConfig config) =>
         name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) || (config.TieWordEmbeddings && name == "lm_head.weight");
 
     private static void ReadFloat32(StoredTensor tensor, Span<float> destination)

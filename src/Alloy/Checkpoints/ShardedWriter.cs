@@ -11,7 +11,7 @@ namespace Alloy.Checkpoints;
 /// then its data, through a buffered stream, so memory stays flat whatever the model size. A shard file is created
 /// when its first tensor begins and closed when its last byte arrives. Not thread-safe: one producer appends.
 /// </summary>
-public sealed class ShardedWriter : IDisposable
+public sealed class ShardedWriter : IDisposable, ITensorSink
 {
     /// <summary>Large writes amortize syscalls; bigger appends bypass the buffer.</summary>
     private const int BufferSize = 4 << 20;
@@ -57,6 +57,8 @@ public sealed class ShardedWriter : IDisposable
     }
 
     public string Folder => _folder;
+
+    void ITensorSink.Append(TensorInfo tensor, ReadOnlySpan<byte> bytes) => Append(tensor.Name, bytes);
 
     /// <summary>
     /// Appends bytes of <paramref name="tensorName"/>. Call once or several times (chunks) per tensor, tensors in plan

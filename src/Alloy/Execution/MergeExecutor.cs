@@ -48,8 +48,15 @@ public static class MergeExecutor
 {
     private const int CopyBlockBytes = 64 << 20;
 
-    public static void Run(MergePlan plan, ShardedWriter writer, ExecutionOptions options, Action<MergeProgress>? progress = null, CancellationToken cancellation = default)
+    /// <summary>
+    /// Runs <paramref name="plan"/> into <paramref name="sink"/>; the method's side outputs (<see cref="MergePlan.SideOutputs"/>)
+    /// go into <paramref name="sideFolder"/>, or are not computed when it is null.
+    /// </summary>
+    public static void Run(MergePlan plan, ITensorSink sink, string? sideFolder, ExecutionOptions options, Action<MergeProgress>? progress = null,
+        CancellationToken cancellation = default)
     {
+        if (sideFolder is null && plan.SideOutputs is not null)
+            plan = plan with { SideOutputs = null, Jobs = plan.Jobs.Select(j => j.Side is null ? j : j with { Side = null }).ToList() };
         var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, Math.Max(1, options.Threads)).ConcurrentScheduler;
         var pending = new Queue<(WorkItem Item, Task<byte[]?> Result, SideChunk? Side)>();
         int maxInFlight = Math.Max(2, options.Threads * 2);
@@ -61,7 +68,7 @@ public static class MergeExecutor
             file.AdviseSequential();
         // Methods that trim by a threshold over whole models need it before their first tensor.
         var modelWideCuts = ModelWideCuts.Compute(plan, options, cancellation);
-        using var sideOutputs = SideOutputWriter.Create(plan, writer.Folder);
+        using var sideOutputs = sideFolder is null ? null : SideOutputWriter.Create(plan, sideFolder);
         // The statistics of the streamed tensor whose chunks are being admitted.
         Task<TensorStatistics>? statistics = null;
 
@@ -72,8 +79,8 @@ public static class MergeExecutor
             var bytes = task.GetAwaiter().GetResult();
             try
             {
-                if (item.Kind == ItemKind.Copy) CopyStored(item, writer);
-                else if (bytes is not null) writer.Append(item.Job.Output.Name, bytes.AsSpan(0, item.OutputByteCount));
+                if (item.Kind == ItemKind.Copy) CopyStored(item, sink);
+                else if (bytes is not null) sink.Append(item.Job.Output, bytes.AsSpan(0, item.OutputByteCount));
                 if (side is not null) sideOutputs!.Append(side);
             }
             finally
@@ -288,13 +295,13 @@ public static class MergeExecutor
         }
     }
 
-    private static void CopyStored(WorkItem item, ShardedWriter writer)
+    private static void CopyStored(WorkItem item, ITensorSink sink)
     {
         var tensor = item.Job.Inputs[0].Tensor;
         long length = tensor.Info.ByteLength;
         for (long offset = 0; offset < length; offset += CopyBlockBytes)
-            writer.Append(item.Job.Output.Name, tensor.Bytes(offset, (int)Math.Min(CopyBlockBytes, length - offset)));
-        if (length == 0) writer.Append(item.Job.Output.Name, ReadOnlySpan<byte>.Empty);
+            sink.Append(item.Job.Output, tensor.Bytes(offset, (int)Math.Min(CopyBlockBytes, length - offset)));
+        if (length == 0) sink.Append(item.Job.Output, ReadOnlySpan<byte>.Empty);
     }
 
     private enum ItemKind { Copy, Merge, Statistics }

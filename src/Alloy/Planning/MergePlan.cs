@@ -65,5 +65,38 @@ public sealed record MergePlan(
 
     public long OutputBytes => Jobs.Sum(j => j.Output.ByteLength);
 
+    /// <summary>
+    /// The plan as text, one line per output tensor: name, dtype and shape; how it is made (copied, or the method with
+    /// each input's model, tensor and shape); every parameter's resolved value (globals, then per input). Two plans that
+    /// describe alike write the same model.
+    /// </summary>
+    public string Describe()
+    {
+        var text = new System.Text.StringBuilder();
+        text.Append($"method {Method.Name}, {OutputLayerCount} layers, config dtype {ConfigDType?.TorchName() ?? "-"}\n");
+        foreach (var job in Jobs)
+        {
+            text.Append(job.Output.Name).Append(' ').Append(job.Output.DType.TorchName()).Append(" [").Append(string.Join(", ", job.Output.Shape)).Append("] ");
+            text.Append(job.IsCopy ? "copy of" : "merge of");
+            foreach (var input in job.Inputs)
+                text.Append($" {input.Model.Name}:{input.Tensor.Info.Name}[{string.Join(", ", input.Shape)}]{(input.Rows is null ? "" : "+rows")}{(input.Lora is null ? "" : "+lora")}");
+            if (job.Info is { } info)
+            {
+                text.Append(" |");
+                foreach (var parameter in Method.Parameters)
+                {
+                    if (parameter.Scope == ParameterScope.Global)
+                    {
+                        text.Append($" {parameter.Name}={info.Parameters.Global(parameter)?.ToString() ?? "-"}");
+                        continue;
+                    }
+                    text.Append($" {parameter.Name}=[{string.Join(", ", Enumerable.Range(0, info.Count).Select(i => info.Parameters.ForModel(i, parameter)?.ToString() ?? "-"))}]");
+                }
+            }
+            text.Append('\n');
+        }
+        return text.ToString();
+    }
+
     public long InputBytes => Jobs.Sum(j => j.Inputs.Sum(i => i.Tensor.Info.ByteLength));
 }

@@ -28,7 +28,7 @@ public static class ParameterCheck
                 if (block.PerModel && parameter.Scope == ParameterScope.Global)
                     diagnostics.Warn($"{where}: '{setting.Name}' is one value for all models of merge method '{method.Name}'; set on a model it has no effect (set it under the top-level parameters:)");
                 if (setting.Value.HasGradient && !parameter.TakesGradients)
-                    throw new AlloyException($"{where}: parameter '{setting.Name}' of {method.Name} is a {parameter.Kind}, so it cannot vary across layers; give one value ({parameter.Accepts})");
+                    throw new AlloyException($"{where}: parameter '{setting.Name}' of {method.Name} takes one value ({parameter.Accepts}), not a gradient across layers");
                 foreach (var literal in setting.Value.Literals) CheckValue(method, parameter, literal, where);
             }
         }

@@ -64,7 +64,7 @@ public sealed class SideOutputTests : IDisposable
         var output = _work[$"out-{threads}-{chunk}"];
         using (var writer = new ShardedWriter(output, ShardPlan.Create(plan.Jobs.Select(j => j.Output).ToList(), 0)))
         {
-            MergeExecutor.Run(plan, writer, new ExecutionOptions { Threads = threads, ChunkElements = chunk });
+            MergeExecutor.Run(plan, writer, writer.Folder, new ExecutionOptions { Threads = threads, ChunkElements = chunk });
             writer.Complete();
         }
         return output;

@@ -7,35 +7,10 @@ namespace Alloy.Tests.Recipes;
 /// <summary>mergekit's example configs (reference §3.9, §3.8, §4.4), verbatim, parse to the expected recipes.</summary>
 public sealed class ExampleConfigTests
 {
-    private const string Ties = """
-        models:
-          - model: psmathur/orca_mini_v3_13b
-            parameters:
-              density: [1, 0.7, 0.1] # density gradient
-              weight: 1.0
-          - model: garage-bAInd/Platypus2-13B
-            parameters:
-              density: 0.5
-              weight: [0, 0.3, 0.7, 1] # weight gradient
-          - model: WizardLM/WizardMath-13B-V1.0
-            parameters:
-              density: 0.33
-              weight:
-                - filter: mlp
-                  value: 0.5
-                - value: 0
-        merge_method: ties
-        base_model: TheBloke/Llama-2-13B-fp16
-        parameters:
-          normalize: true
-          int8_mask: true
-        dtype: float16
-        """;
-
     [Fact]
     public void Ties_example()
     {
-        var r = Parse(Ties, out var diagnostics);
+        var r = Parse(MergekitExamples.Ties, out var diagnostics);
         Assert.Empty(diagnostics.Warnings);
         Assert.Equal("ties", r.Method);
         Assert.Equal(new SourceLocation(Cfg, 17, 15), r.MethodLocation);
@@ -44,7 +19,7 @@ public sealed class ExampleConfigTests
         Assert.Null(r.OutDType);
         Assert.Null(r.Slices);
         Assert.Null(r.Tokenizer);
-        Assert.Equal(Ties, r.Text);
+        Assert.Equal(MergekitExamples.Ties, r.Text);
 
         var models = r.Models!;
         Assert.Equal(["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B", "WizardLM/WizardMath-13B-V1.0"],
@@ -71,28 +46,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Gradient_slerp_example()
     {
-        var r = Parse("""
-            slices:
-              - sources:
-                  - model: psmathur/orca_mini_v3_13b
-                    layer_range: [0, 40]
-                  - model: garage-bAInd/Platypus2-13B
-                    layer_range: [0, 40]
-            # or, the equivalent models: syntax:
-            # models:
-            #   - model: psmathur/orca_mini_v3_13b
-            #   - model: garage-bAInd/Platypus2-13B
-            merge_method: slerp
-            base_model: psmathur/orca_mini_v3_13b
-            parameters:
-              t:
-                - filter: self_attn
-                  value: [0, 0.5, 0.3, 0.7, 1]
-                - filter: mlp
-                  value: [1, 0.5, 0.7, 0.3, 0]
-                - value: 0.5 # fallback for rest of tensors
-            dtype: float16
-            """);
+        var r = Parse(MergekitExamples.GradientSlerp);
         Assert.Equal("slerp", r.Method);
         Assert.Null(r.Models);
         var slice = Assert.Single(r.Slices!);
@@ -119,17 +73,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Orcamini_platy_44_layer_passthrough_example()
     {
-        var r = Parse("""
-            slices:
-              - sources:
-                - model: psmathur/orca_mini_v3_13b
-                  layer_range: [0, 24]
-              - sources:
-                - model: garage-bAInd/Platypus2-13B
-                  layer_range: [20, 40]
-            merge_method: passthrough
-            dtype: float16
-            """);
+        var r = Parse(MergekitExamples.OrcaminiPlaty44Layer);
         Assert.Equal("passthrough", r.Method);
         Assert.Null(r.BaseModel);
         Assert.Equal(2, r.Slices!.Count);
@@ -142,23 +86,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Bio_merge_example()
     {
-        var r = Parse("""
-            models:
-              - model: mistralai/Mistral-7B-Instruct-v0.2
-                parameters:
-                  density: 0.5
-                  weight: 0.5
-              - model: BioMistral/BioMistral-7B
-                parameters:
-                  density: 0.5
-                  weight: 0.5
-            merge_method: ties
-            base_model: mistralai/Mistral-7B-v0.1
-            parameters:
-              normalize: false
-              int8_mask: true
-            dtype: float16
-            """);
+        var r = Parse(MergekitExamples.BioMerge);
         Assert.Equal(2, r.Models!.Count);
         Assert.All(r.Models, m => Assert.Equal(0.5, Scalar(m.Parameters, "density")));
         Assert.All(r.Models, m => Assert.Equal(0.5, Scalar(m.Parameters, "weight")));
@@ -170,20 +98,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Linear_example()
     {
-        var r = Parse("""
-            models:
-              - model: psmathur/orca_mini_v3_13b
-                parameters:
-                  weight: 1.0
-              - model: WizardLM/WizardLM-13B-V1.2
-                parameters:
-                  weight: 0.3
-              - model: garage-bAInd/Platypus2-13B
-                parameters:
-                  weight: 0.5
-            merge_method: linear
-            dtype: float16
-            """);
+        var r = Parse(MergekitExamples.Linear);
         Assert.Equal("linear", r.Method);
         Assert.Null(r.BaseModel);
         Assert.Equal([1.0, 0.3, 0.5], r.Models!.Select(m => Scalar(m.Parameters, "weight")));
@@ -194,14 +109,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Arcee_fusion_example()
     {
-        var r = Parse("""
-            models:
-              - model: model_a
-              - model: model_b
-            merge_method: arcee_fusion
-            base_model: model_a
-            dtype: bfloat16
-            """);
+        var r = Parse(MergekitExamples.ArceeFusion);
         Assert.Equal(DType.BF16, r.DType);
         Assert.All(r.Models!, m => Assert.Equal(0, m.Parameters.Count));
         Assert.Equal(new SourceLocation(Cfg, 5, 13), r.BaseModelLocation);
@@ -212,31 +120,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Tokenizer_example()
     {
-        var r = Parse("""
-            merge_method: linear
-            models:
-              - model: chatml_model
-                parameters: {weight: 0.5}
-              - model: llama3_model
-                parameters: {weight: 0.5}
-            tokenizer:
-              source: union
-              tokens:
-                <|im_start|>:
-                  source: "chatml_model"
-                <|start_header_id|>:
-                  source: "llama3_model"
-                  force: true
-                <|renamed_token|>:
-                  source:
-                    kind: "model_token"
-                    model: "path/to/model"
-                    token: "<|original_token|>"  # or token_id: 1234
-                <|unused|>:
-                  source:
-                    kind: "zero"
-              pad_to_multiple_of: null
-            """);
+        var r = Parse(MergekitExamples.Tokenizer);
         var tok = r.Tokenizer!;
         Assert.Equal(TokenizerSourceKind.Union, tok.Kind);
         Assert.Null(tok.Model);
@@ -256,16 +140,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Tokenizer_token_id_and_padding()
     {
-        var r = Parse("""
-            merge_method: linear
-            models: [{model: a}]
-            tokenizer:
-              source: base
-              tokens:
-                <x>: {source: {kind: model_token, model: b, token_id: 1234}}
-                <y>:
-              pad_to_multiple_of: 64
-            """);
+        var r = Parse(MergekitExamples.TokenizerTokenIdAndPadding);
         Assert.Equal(TokenizerSourceKind.Base, r.Tokenizer!.Kind);
         Assert.Equal(64, r.Tokenizer.PadToMultipleOf);
         Assert.Equal(new TokenSource.ModelToken(ModelReference.Parse("b"), null, 1234), r.Tokenizer.Tokens["<x>"].Source);
@@ -296,16 +171,7 @@ public sealed class ExampleConfigTests
     [Fact]
     public void Passthrough_scale_example()
     {
-        var r = Parse("""
-            merge_method: passthrough
-            models:
-              - model: model_a
-                parameters:
-                  scale:
-                    - filter: o_proj
-                      value: 0
-                    - value: 1
-            """);
+        var r = Parse(MergekitExamples.PassthroughScale);
         var entry = Assert.Single(r.Models!);
         var scale = Conditional(entry.Parameters, "scale");
         Assert.Equal(["o_proj", null], scale.Select(e => e.Filter));

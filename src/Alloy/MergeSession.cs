@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Alloy.Checkpoints;
+using Alloy.Execution;
+using Alloy.Output;
+using Alloy.Planning;
+using Alloy.Recipes;
+using Alloy.Tokenizers;
+
+namespace Alloy;
+
+/// <summary>
+/// A recipe with its models opened (headers only, memory-mapped) and its plan made, ready to merge into any sink — a
+/// model folder (<see cref="WriteFolder"/>) or a model in memory (Alloy.Runtime's model sink) — as often as needed,
+/// with new parameter values in between (<see cref="Reparameterize"/>) and without opening or planning again: what a
+/// merge → evaluate loop (coefficient search, evolution, AdaMerging) runs on.
+/// </summary>
+public sealed class MergeSession : IDisposable
+{
+    private readonly Diagnostics _diagnostics;
+
+    private MergeSession(ModelSet models, MergePlan plan, MergeOptions options, Diagnostics diagnostics)
+    {
+        Models = models;
+        Plan = plan;
+        Options = options;
+        _diagnostics = diagnostics;
+    }
+
+    /// <summary>Opens the recipe's models and plans the merge; every mistake in the recipe is found here.</summary>
+    public static MergeSession Open(MergeRecipe recipe, MergeOptions? options = null, Diagnostics? diagnostics = null)
+    {
+        options ??= new MergeOptions();
+        diagnostics ??= new Diagnostics();
+        var models = ModelSet.Open(recipe, diagnostics, options.NamedModels, raw: options.RawTensors is not null);
+        try
+        {
+            var plan = Planner.Create(recipe, models, new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors), diagnostics);
+            return new MergeSession(models, plan, options, diagnostics);
+        }
+        catch
+        {
+            models.Dispose();
+            throw;
+        }
+    }
+
+    public ModelSet Models { get; }
+
+    public MergePlan Plan { get; private set; }
+
+    public MergeRecipe Recipe => Plan.Recipe;
+
+    public MergeOptions Options { get; }
+
+    /// <summary>The merged model's config.json as its folder would have it; null when the donor model has none.</summary>
+    public JsonObject? OutputConfig => Plan.Donor.Checkpoint.Config is null ? null : Output.OutputConfig.Build(Plan);
+
+    /// <summary>
+    /// Gives the plan <paramref name="recipe"/>'s parameter values; the recipe may differ from this one only in them
+    /// (<see cref="Planner.Reparameterize"/>). Cheap: no file is read.
+    /// </summary>
+    public void Reparameterize(MergeRecipe recipe) => Plan = Planner.Reparameterize(Plan, recipe, Models, _diagnostics);
+
+    /// <summary>Merges into <paramref name="sink"/>, tensor by tensor in plan order (side outputs are not computed).</summary>
+    public void Run(ITensorSink sink, Action<MergeProgress>? progress = null, CancellationToken cancellation = default) =>
+        MergeExecutor.Run(Plan, sink, sideFolder: null, Options.Execution, progress, cancellation);
+
+    /// <summary>
+    /// Writes the merged model as a Hugging Face folder at <paramref name="outputPath"/>: shards and index, side outputs,
+    /// config.json, tokenizer and generation files, model card and recipe; into a temporary folder moved into place when
+    /// complete.
+    /// </summary>
+    public MergeResult WriteFolder(string outputPath, Action<MergeProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        var clock = Stopwatch.StartNew();
+        using var folder = OutputFolder.Prepare(outputPath, Options.Overwrite, Models.All.Select(m => m.Location));
+        if (!Options.Execution.StrictMemoryLimit)
+            foreach (var need in MergeExecutor.OversizedWholeTensors(Plan, Options.Execution))
+                _diagnostics.Warn($"{need}; it runs alone above the default budget (set --memory-limit to refuse instead)");
+        var shards = ShardPlan.Create(Plan.Jobs.Select(j => j.Output).ToList(), Options.OutShardSize);
+        using (var writer = new ShardedWriter(folder.Temporary, shards, new Dictionary<string, string> { ["alloy_version"] = Merger.Version }))
+        {
+            MergeExecutor.Run(Plan, writer, folder.Temporary, Options.Execution, progress, cancellation);
+            writer.Complete();
+        }
+        WriteFiles(folder);
+        folder.Commit();
+        return new MergeResult(folder.Target, Plan.Jobs.Count, shards.Shards.Count, Plan.InputBytes, Plan.OutputBytes, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// Writes the files a merged model needs to be run beside its weights — config.json, the tokenizer (the donor's, or
+    /// the merged vocabulary's) and generation files — into <paramref name="folder"/>.
+    /// </summary>
+    public void WriteRunFiles(string folder)
+    {
+        if (OutputConfig is { } config) Output.OutputConfig.Write(config, Path.Combine(folder, "config.json"));
+        WriteTokenizer(folder, copyTokenizer: true);
+    }
+
+    private void WriteFiles(OutputFolder folder)
+    {
+        var donor = Plan.Donor;
+        if (OutputConfig is { } config)
+            Output.OutputConfig.Write(config, Path.Combine(folder.Temporary, "config.json"));
+        else if (Options.RawTensors is null)
+            _diagnostics.Warn($"donor model '{donor.Name}' has no config.json, so the output has none");
+        WriteTokenizer(folder.Temporary, Options.CopyTokenizer);
+        if (Options.WriteModelCard)
+        {
+            File.WriteAllText(Path.Combine(folder.Temporary, "README.md"), ModelCard.Render(Plan, Path.GetFileName(folder.Target), Models.All));
+            File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), Plan.Recipe.ToYaml());
+        }
+    }
+
+    private void WriteTokenizer(string folder, bool copyTokenizer)
+    {
+        var donor = Plan.Donor;
+        // With a merged vocabulary the tokenizer is written new (whatever --copy-tokenizer says, as mergekit does).
+        copyTokenizer &= Plan.Tokenizer?.Vocabulary is null;
+        if (Directory.Exists(donor.Location))
+            DonorFiles.Copy(donor.Location, folder, copyTokenizer);
+        TokenizerOutput.Write(Plan.Tokenizer, folder, copyTokenizer && Directory.Exists(donor.Location), _diagnostics);
+    }
+
+    public void Dispose() => Models.Dispose();
+}
