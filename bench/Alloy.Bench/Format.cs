@@ -14,6 +14,9 @@ public static class Format
 
     public static string Seconds(double s) => s >= 100 ? F($"{s:F0} s") : F($"{s:F1} s");
 
+    /// <summary>Seconds with the digits a short time needs (milliseconds below 0.1 s).</summary>
+    public static string Seconds3(double s) => s >= 10 ? F($"{s:F1} s") : s >= 0.1 ? F($"{s:F2} s") : F($"{s * 1000:F1} ms");
+
     public static string Ratio(double r) => F($"{r:F2}×");
 
     public static string Rate(double gbPerSecond) => F($"{gbPerSecond:F2}");

@@ -38,7 +38,7 @@ public static class Program
             {
                 var earlier = JsonSerializer.Deserialize<BenchResults>(File.ReadAllText(saved)) ?? throw new ArgumentException($"{saved}: empty");
                 string target = DocumentPath(parse.GetValue(output)) ?? throw new ArgumentException("--report needs --out or a repository to write into");
-                File.WriteAllText(target, Report.Document(earlier));
+                WriteDocument(target, Report.Document(earlier));
                 Console.WriteLine(Report.Tables(earlier));
                 Console.WriteLine($"wrote {target}");
                 return 0;
@@ -54,7 +54,7 @@ public static class Program
             var results = new Benchmark(settings, Log, partial =>
             {
                 if (document is null) return;
-                File.WriteAllText(document, Report.Document(partial));
+                WriteDocument(document, Report.Document(partial));
                 Log($"wrote {document} with the sizes measured so far");
             }).Run();
 
@@ -66,7 +66,7 @@ public static class Program
             Console.WriteLine($"raw results: {json}");
             if (document is not null)
             {
-                File.WriteAllText(document, Report.Document(results));
+                WriteDocument(document, Report.Document(results));
                 Console.WriteLine($"wrote {document}");
             }
             return 0;
@@ -88,8 +88,41 @@ public static class Program
         copyFloor.Add(floorInputs);
         copyFloor.SetAction(parse => { CopyFloor.Run(parse.GetValue(floorOut)!, parse.GetValue(floorInputs)!); return 0; });
 
+        var remerge = new Command("remerge", "Measures re-merges into a model in memory (a merge → evaluate loop) on the bundled example models and generated ones, and writes their section of docs/performance.md.");
+        var remergeSizes = new Option<string>("--params") { Description = "Sizes of generated models besides the bundled ones (e.g. 0.25B; 'none' for the bundled only).", DefaultValueFactory = _ => "0.25B" };
+        var remergeRepeat = new Option<int>("--repeat") { Description = "Candidates re-merged per method (the median is reported).", DefaultValueFactory = _ => 5 };
+        remerge.Add(remergeSizes);
+        remerge.Add(remergeRepeat);
+        remerge.Add(cacheDir);
+        remerge.Add(output);
+        remerge.SetAction(parse =>
+        {
+            string cache = parse.GetValue(cacheDir)!;
+            Directory.CreateDirectory(cache);
+            var repository = RepositoryRoot() ?? throw new ArgumentException("remerge needs the repository (its examples/models) around the current folder");
+            var examples = Path.Combine(repository, "examples", "models");
+            var families = new List<(string, string, IReadOnlyList<string>)>
+            {
+                ("bundled examples (4 × 0.1 M)", Path.Combine(examples, "base"), [.. Enumerable.Range(1, 3).Select(k => Path.Combine(examples, $"finetune-{k}"))]),
+            };
+            foreach (var label in parse.GetValue(remergeSizes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l != "none"))
+            {
+                var family = ModelFamily.Ensure(cache, ModelShape.For(label, ModelShape.ParseCount(label)), 3, Log);
+                families.Add((Format.F($"generated ({1 + family.FineTunes.Count} × {family.Shape.Parameters / 1e6:F0} M)"), family.Base, family.FineTunes));
+            }
+            string section = Remerge.Run(families, parse.GetValue(remergeRepeat), cache, Log);
+            Console.WriteLine(section);
+            if (DocumentPath(parse.GetValue(output)) is { } document)
+            {
+                File.WriteAllText(document, Remerge.WithSection(File.Exists(document) ? File.ReadAllText(document) : "", section));
+                Console.WriteLine($"wrote {document}");
+            }
+            return 0;
+        });
+
         root.Add(generate);
         root.Add(copyFloor);
+        root.Add(remerge);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -162,13 +195,27 @@ public static class Program
     {
         if (option == "none") return null;
         if (option is not null) return Path.GetFullPath(option);
-        for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Alloy.sln"))) return Path.Combine(dir.FullName, "docs", "performance.md");
+        if (RepositoryRoot() is { } root) return Path.Combine(root, "docs", "performance.md");
         Log("no Alloy.sln above the current folder, so docs/performance.md is not written (pass --out FILE)");
         return null;
     }
 
+    /// <summary>The repository around the current folder (the folder holding Alloy.sln), or null.</summary>
+    private static string? RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Alloy.sln"))) return dir.FullName;
+        return null;
+    }
+
     private static string Quote(string arg) => arg.Length > 0 && arg.All(c => char.IsLetterOrDigit(c) || "-_.,/=:".Contains(c)) ? arg : $"'{arg}'";
+
+    /// <summary>Writes the main benchmark's document, keeping the re-merge section an earlier <c>remerge</c> run wrote.</summary>
+    private static void WriteDocument(string path, string document)
+    {
+        var kept = Remerge.SectionOf(File.Exists(path) ? File.ReadAllText(path) : null);
+        File.WriteAllText(path, kept is null ? document : Remerge.WithSection(document, kept));
+    }
 
     private static void Log(string line) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {line}");
 }

@@ -58,7 +58,7 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Golden_masks_and_rescalers_on_hand_made_tensors()
     {
-        // methods.md §1.4 as tensor "a" (base 0): γ = [+,+,+,+,+,−]; M1 = 101011, M2 = 001110, M3 = 110000;
+        // The three-task worked example of the TIES/TALL literature as tensor "a" (base 0): γ = [+,+,+,+,+,−]; M1 = 101011, M2 = 001110, M3 = 110000;
         // alone, s = [1.9/1.9, 1.65/1.3, 1.7/0.9]. Tensor "b" ([2, 5], base 0.5) has padding bits in every row.
         float[][] a = [[0.5f, -0.2f, 0.1f, 0f, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
         float[][] b =

@@ -4,7 +4,7 @@ using static Alloy.Tests.Recipes.RecipeTestHelpers;
 
 namespace Alloy.Tests.Recipes;
 
-/// <summary>mergekit's example configs (reference §3.9, §3.8, §4.4), verbatim, parse to the expected recipes.</summary>
+/// <summary>mergekit's example configs (<see cref="MergekitExamples"/>), verbatim, parse to the expected recipes.</summary>
 public sealed class ExampleConfigTests
 {
     [Fact]

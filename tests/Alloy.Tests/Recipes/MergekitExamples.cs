@@ -1,8 +1,7 @@
 namespace Alloy.Tests.Recipes;
 
 /// <summary>
-/// mergekit's example configs (its examples/ folder and README, as reference/mergekit.md §3.8, §3.9 and §4.4 of the
-/// brief's material quote them), verbatim: parsed by <see cref="ExampleConfigTests"/>, round-tripped through
+/// mergekit's example configs (from its examples/ folder and README), verbatim: parsed by <see cref="ExampleConfigTests"/>, round-tripped through
 /// <see cref="Alloy.Recipes.Yaml.RecipeWriter"/> by <see cref="RecipeRoundTripTests"/>.
 /// </summary>
 public static class MergekitExamples

@@ -2,7 +2,7 @@ namespace Alloy.Tests.Methods.Geometric;
 
 /// <summary>
 /// Plain double-precision statements of mergekit's geometric methods, written from the reference's description
-/// (mergekit.md §2) and not from Alloy's code, so tests can compute expectations independently.
+/// (mergekit's definitions) and not from Alloy's code, so tests can compute expectations independently.
 /// </summary>
 public static class GeometricReference
 {

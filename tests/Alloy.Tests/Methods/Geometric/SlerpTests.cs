@@ -6,7 +6,7 @@ using static Alloy.Tests.Methods.MethodTestKit;
 
 namespace Alloy.Tests.Methods.Geometric;
 
-/// <summary>slerp: mergekit.md §2.17's worked examples, endpoints, the colinear rule and input counts.</summary>
+/// <summary>slerp: worked examples of mergekit's rules, endpoints, the colinear rule and input counts.</summary>
 public sealed class SlerpTests
 {
     private static readonly double Half = Math.Sqrt(0.5);

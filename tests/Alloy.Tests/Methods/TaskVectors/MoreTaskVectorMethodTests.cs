@@ -26,7 +26,7 @@ public sealed class MoreTaskVectorMethodTests
     [Fact]
     public void Sce_matches_the_worked_example()
     {
-        // mergekit.md §2.17: w = [0.277778, 0.722222]; signs [+,+]; model 2 disagrees at entry 1 → [2.444444, 2.0].
+        // Worked by hand from mergekit's rules: w = [0.277778, 0.722222]; signs [+,+]; model 2 disagrees at entry 1 → [2.444444, 2.0].
         Golden("sce", [0, 0], [[1, 2], [3, -2]], [22.0 / 9, 2.0]);
     }
 
@@ -97,7 +97,7 @@ public sealed class MoreTaskVectorMethodTests
     [Fact]
     public void Ram_and_ramplus_tl_match_the_worked_example()
     {
-        // mergekit.md §2.17: shared entry 0 averaged, unique entry 2 kept → [2, 0, 2]; RAM+ λ = 1 + 0.1·min(ρ, 0.2) = 1.02.
+        // Worked by hand from mergekit's rules: shared entry 0 averaged, unique entry 2 kept → [2, 0, 2]; RAM+ λ = 1 + 0.1·min(ρ, 0.2) = 1.02.
         Golden("ram", [0, 0, 0], [[1, 0, 2], [3, 0, 0]], [2, 0, 2]);
         Golden("ramplus_tl", [0, 0, 0], [[1, 0, 2], [3, 0, 0]], [2, 0, 2.04]);
     }

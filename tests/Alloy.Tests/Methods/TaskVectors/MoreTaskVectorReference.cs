@@ -1,8 +1,8 @@
 namespace Alloy.Tests.Methods.TaskVectors;
 
 /// <summary>
-/// Plain double-precision references for sce, ram, ramplus_tl, magmax and expo, written from mergekit.md §2.12–2.13 and
-/// methods.md (C6, row 4) without the engine's primitives: whole arrays, sorts, no blocking.
+/// Plain double-precision references for sce, ram, ramplus_tl, magmax and expo, written from mergekit's rules and the
+/// papers' formulas (SCE, RAM, MagMax, ExPO) without the engine's primitives: whole arrays, sorts, no blocking.
 /// </summary>
 public static class MoreTaskVectorReference
 {
@@ -129,7 +129,7 @@ public static class PcbReference
     }
 }
 
-/// <summary>EMR-Merging's unified model, masks and rescalers from methods.md C9, in double.</summary>
+/// <summary>EMR-Merging's unified model, masks and rescalers from the paper's formulas and its reference code's sums of per-tensor means, in double.</summary>
 public static class EmrReference
 {
     public static double[] Unified(float[] b, IReadOnlyList<float[]> models) =>

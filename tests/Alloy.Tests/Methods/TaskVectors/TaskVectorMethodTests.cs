@@ -69,7 +69,7 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Ties_matches_the_worked_examples_in_float32_and_bfloat16()
     {
-        // mergekit.md §2.17, base 0, w = 1, 1, normalize: density 1 → [1.5,−2,3,0]; density 0.5 → [2,−2,3,0].
+        // Worked by hand from mergekit's rules, base 0, w = 1, 1, normalize: density 1 → [1.5,−2,3,0]; density 0.5 → [2,−2,3,0].
         float[] b = [0, 0, 0, 0];
         foreach (bool bf16 in new[] { false, true })
         {
@@ -84,7 +84,7 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Ties_options_reproduce_mergekit_peft_and_the_paper_on_the_three_task_fixture()
     {
-        // methods.md §1.4: three task vectors, TIES keep 50 %; the toolkits differ once weights differ.
+        // The papers' three-task example: three task vectors, TIES keep 50 %; the toolkits differ once weights differ.
         float[] b = new float[6];
         float[][] t = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
         List<RefModel> Models(params double[] w) => t.Select((v, i) => new RefModel(v, w[i], i + 1) { Density = 0.5 }).ToList();
@@ -122,7 +122,7 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Consensus_methods_keep_what_k_tasks_agree_on()
     {
-        // §1.4 TALL fixture (λ = 0.6): mask counts [3,2,2,1,2,3] over τ_MTL = Σ τ = [0.2,0.1,0.2,0.15,0.7,0].
+        // The papers' TALL example (λ = 0.6): mask counts [3,2,2,1,2,3] over τ_MTL = Σ τ = [0.2,0.1,0.2,0.15,0.7,0].
         float[] b = new float[6];
         float[][] t = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
         var models = t.Select((v, i) => new RefModel(v, 1, i + 1) { TallLambda = 0.6 }).ToList();
@@ -264,7 +264,7 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Parameters_and_defaults_are_mergekits()
     {
-        // mergekit.md §2.6: (normalize, rescale) defaults and the extra per-model parameters.
+        // mergekit's (normalize, rescale) defaults and the extra per-model parameters.
         (string Name, double Normalize, double Rescale, string[] Extra)[] table =
         [
             ("task_arithmetic", 0, 0, []), ("ties", 1, 0, []), ("dare_ties", 0, 1, []), ("dare_linear", 0, 1, []),

@@ -5,7 +5,7 @@ using CsCheck;
 
 namespace Alloy.Tests.Methods.TaskVectors;
 
-/// <summary>The task-vector primitives on hand-checkable values (mergekit.md §2.17, methods.md §1.4) and against the reference.</summary>
+/// <summary>The task-vector primitives on hand-checkable values (worked by hand from mergekit's rules and the papers' three-task example) and against the reference.</summary>
 public sealed class TaskVectorPrimitiveTests
 {
     /// <summary>Values with many exact ties, as bf16 task vectors have.</summary>
@@ -85,7 +85,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Magnitude_trim_matches_the_worked_examples()
     {
-        // mergekit.md §2.17: δa = [1,−2,3,0] → [0,−2,3,0]; δb = [2,1,−1.5,0] → [2,0,−1.5,0] at density 0.5.
+        // Worked by hand from mergekit's rules: δa = [1,−2,3,0] → [0,−2,3,0]; δb = [2,1,−1.5,0] → [2,0,−1.5,0] at density 0.5.
         float[] a = [1, -2, 3, 0], b = [2, 1, -1.5f, 0];
         Sparsify.Magnitude(a, 0.5);
         Sparsify.Magnitude(b, 0.5);
@@ -98,7 +98,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Breadcrumbs_keeps_the_band_below_the_outliers()
     {
-        // §2.17: δ = 1..10, density 0.5, γ 0.1: target 5, n_top 1, n_bot 4 → 5, 6, 7, 8, 9.
+        // Worked by hand: δ = 1..10, density 0.5, γ 0.1: target 5, n_top 1, n_bot 4 → 5, 6, 7, 8, 9.
         var delta = Enumerable.Range(1, 10).Select(v => (float)v).ToArray();
         Sparsify.MagnitudeOutliers(delta, 0.5, 0.1);
         Assert.Equal([0f, 0, 0, 0, 5, 6, 7, 8, 9, 0], delta);
@@ -142,7 +142,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void L1_rescale_matches_the_worked_example_and_leaves_tiny_norms_alone()
     {
-        // §2.7: [1,2,3,4] masked to [1,0,3,0] → ×10/4 → [2.5,0,7.5,0] (DARE's 1/density would give [2,0,6,0]).
+        // Worked by hand: [1,2,3,4] masked to [1,0,3,0] → ×10/4 → [2.5,0,7.5,0] (DARE's 1/density would give [2,0,6,0]).
         float[] masked = [1, 0, 3, 0];
         Sparsify.RescaleL1(masked, Sparsify.L1Norm([1, 2, 3, 4]));
         Assert.Equal([2.5f, 0, 7.5f, 0], masked);
@@ -154,7 +154,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Della_thresholds_rise_with_magnitude_rank()
     {
-        // §2.17: one row of 5, density 0.5, ε 0.1 → 0.40, 0.45, 0.50, 0.55, 0.60 by ascending magnitude.
+        // Worked by hand: one row of 5, density 0.5, ε 0.1 → 0.40, 0.45, 0.50, 0.55, 0.60 by ascending magnitude.
         float[] row = [0.3f, -0.1f, 0.5f, 0.2f, -0.4f];
         var order = new int[5];
         Sparsify.MagnitudeOrder(row, order);
@@ -234,7 +234,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Sign_election_and_disjoint_merge_match_the_toolkits_on_the_three_task_fixture()
     {
-        // methods.md §1.4: trimmed τ1, τ2, τ3 (TIES keep 50 %).
+        // The papers' three-task example: trimmed τ1, τ2, τ3 (TIES keep 50 %).
         float[][] trimmed = [[0.5f, 0, 0, 0, 0.8f, -0.3f], [-0.4f, 0, 0.3f, 0, 0.6f, 0], [0, 0.4f, 0, 0, -0.7f, 0.25f]];
         float[] Merge(double[] w, bool unweighted, DisjointDivisor divisor)
         {
@@ -318,7 +318,7 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Tall_masks_and_consensus_match_the_fixture()
     {
-        // methods.md §1.4, λ = 0.6, τ_MTL = Σ τ: m1 = [1,1,1,0,1,1], m2 = [1,0,1,1,1,1], m3 = [1,1,0,0,0,1].
+        // The papers' three-task example, λ = 0.6, τ_MTL = Σ τ: m1 = [1,1,1,0,1,1], m2 = [1,0,1,1,1,1], m3 = [1,1,0,0,0,1].
         float[][] tasks = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
         var zero = new float[6];
         var mtl = Enumerable.Range(0, 6).Select(j => tasks.Sum(t => t[j])).ToArray();

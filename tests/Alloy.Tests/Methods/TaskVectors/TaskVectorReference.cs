@@ -43,7 +43,7 @@ public sealed record RefModel(float[] Values, double Weight, int ModelIndex)
 
 /// <summary>
 /// Straightforward re-statements of the task-vector rules for tests: sorting instead of selection, double precision,
-/// one loop per rule. Written from the specification (mergekit.md §2.6–2.7, methods.md C2–C5, C10, LiNeS), not from
+/// one loop per rule. Written from the specification (mergekit's rules and the papers' formulas: TIES, DARE, Breadcrumbs, DELLA, TALL masks, LiNeS), not from
 /// the engine, so the two can disagree.
 /// </summary>
 public static class TaskVectorReference
