@@ -1,3 +1,4 @@
+using Alloy.Bench.Shared;
 using Alloy.Bench;
 using Alloy.LinearAlgebra;
 using Alloy.Tensors;

@@ -1,3 +1,4 @@
+using Alloy.Bench.Shared;
 using System.Diagnostics;
 using Alloy.Bench;
 using Alloy.LinearAlgebra;

@@ -1,3 +1,4 @@
+using Alloy.Bench.Shared;
 using System.Diagnostics;
 using System.Text;
 using Alloy.Recipes;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Alloy.Bench;
+namespace Alloy.Bench.Shared;
 
 /// <summary>
 /// Timing shared by the benchmark programs (linked into each): wall and CPU seconds of a run, the best of repeats,

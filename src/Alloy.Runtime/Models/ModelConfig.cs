@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace Alloy.Runtime.Models;
 
 /// <summary>The decoder families the runtime runs: one architecture, differing in biases and attention windows.</summary>
-public enum ModelFamily
+public enum ArchitectureFamily
 {
     Llama,
     Mistral,
@@ -16,7 +16,7 @@ public enum ModelFamily
 /// </summary>
 public sealed record ModelConfig
 {
-    public required ModelFamily Family { get; init; }
+    public required ArchitectureFamily Family { get; init; }
     public required int VocabSize { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -90,9 +90,9 @@ public sealed record ModelConfig
         string modelType = reader.String("model_type") ?? throw reader.Error("has no \"model_type\"; Alloy.Runtime runs llama, mistral and qwen2 models");
         var family = modelType switch
         {
-            "llama" => ModelFamily.Llama,
-            "mistral" => ModelFamily.Mistral,
-            "qwen2" => ModelFamily.Qwen2,
+            "llama" => ArchitectureFamily.Llama,
+            "mistral" => ArchitectureFamily.Mistral,
+            "qwen2" => ArchitectureFamily.Qwen2,
             _ => throw reader.Error($"model_type '{modelType}' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"),
         };
 
@@ -112,7 +112,7 @@ public sealed record ModelConfig
 
         bool qkvBias, outputBias, mlpBias;
         int? window = null;
-        if (family == ModelFamily.Qwen2)
+        if (family == ArchitectureFamily.Qwen2)
         {
             (qkvBias, outputBias, mlpBias) = (true, false, false);
             if (reader.Bool("use_sliding_window", false))
@@ -122,7 +122,7 @@ public sealed record ModelConfig
         {
             bool attentionBias = reader.Bool("attention_bias", false);
             (qkvBias, outputBias, mlpBias) = (attentionBias, attentionBias, reader.Bool("mlp_bias", false));
-            if (family == ModelFamily.Mistral) window = reader.OptionalPositiveInt("sliding_window");
+            if (family == ArchitectureFamily.Mistral) window = reader.OptionalPositiveInt("sliding_window");
         }
 
         return new ModelConfig

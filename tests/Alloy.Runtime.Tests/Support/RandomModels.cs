@@ -12,10 +12,10 @@ public static class RandomModels
     /// A Llama-family config small enough for finite differences: GQA 4:2, head_dim 4, and the given biases, tying and
     /// window. Weights are N(0, 1/fan_in) and norms 1 + N(0, 0.1²), so attention is far from uniform.
     /// </summary>
-    public static ModelConfig Config(ModelFamily family = ModelFamily.Llama, bool biases = true, bool tied = false, int? window = null) => new()
+    public static ModelConfig Config(ArchitectureFamily family = ArchitectureFamily.Llama, bool biases = true, bool tied = false, int? window = null) => new()
     {
         Family = family, VocabSize = 23, HiddenSize = 16, IntermediateSize = 24, Layers = 2, Heads = 4, KeyValueHeads = 2, HeadDim = 4,
-        RmsNormEpsilon = 1e-5, QkvBias = biases, OutputBias = biases && family == ModelFamily.Llama, MlpBias = biases && family == ModelFamily.Llama,
+        RmsNormEpsilon = 1e-5, QkvBias = biases, OutputBias = biases && family == ArchitectureFamily.Llama, MlpBias = biases && family == ArchitectureFamily.Llama,
         TieWordEmbeddings = tied, SlidingWindow = window,
     };
 

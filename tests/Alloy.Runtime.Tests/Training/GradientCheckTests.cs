@@ -19,8 +19,8 @@ public sealed class GradientCheckTests
     {
         "llama-biases" => RandomModels.Config(),
         "llama-tied" => RandomModels.Config(biases: false, tied: true),
-        "mistral-window" => RandomModels.Config(ModelFamily.Mistral, biases: false, window: 5),
-        "qwen2-tied" => RandomModels.Config(ModelFamily.Qwen2, tied: true),
+        "mistral-window" => RandomModels.Config(ArchitectureFamily.Mistral, biases: false, window: 5),
+        "qwen2-tied" => RandomModels.Config(ArchitectureFamily.Qwen2, tied: true),
         _ => throw new ArgumentException(name),
     };
 

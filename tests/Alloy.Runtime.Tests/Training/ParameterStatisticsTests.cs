@@ -63,7 +63,7 @@ public sealed class ParameterStatisticsTests
     [Fact]
     public void Grams_are_sums_of_each_linear_layers_input_outer_products()
     {
-        var model = RandomModels.Create(RandomModels.Config(ModelFamily.Qwen2, tied: true));
+        var model = RandomModels.Create(RandomModels.Config(ArchitectureFamily.Qwen2, tied: true));
         var examples = RandomModels.Examples(model.Config.VocabSize, 3, 11, 70, 5, 8, 2);
         var grams = ParameterStatistics.Grams(model, examples, batchSize: 2);
         int tokens = examples.Sum(e => e.Tokens.Length);

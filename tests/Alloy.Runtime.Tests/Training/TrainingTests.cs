@@ -80,7 +80,7 @@ public sealed class TrainingTests(ITestOutputHelper output)
         var dense = Reference.Backend(backend);
         float[][] Train(int threads)
         {
-            var model = RandomModels.Create(RandomModels.Config(ModelFamily.Mistral, window: 40), threads: threads, backend: dense);
+            var model = RandomModels.Create(RandomModels.Config(ArchitectureFamily.Mistral, window: 40), threads: threads, backend: dense);
             var examples = RandomModels.Examples(model.Config.VocabSize, 3, 150, 70, 9, 64, 65, 2);
             new Trainer(model, new TrainingOptions { Steps = 3, BatchSize = 4, LearningRate = 1e-2, Seed = 9 }).Run(examples);
             return [.. model.Parameters.Select(p => p.Data)];

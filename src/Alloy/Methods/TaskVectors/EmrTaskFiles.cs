@@ -19,7 +19,7 @@ public static partial class EmrTaskFiles
     public const string RescalersFile = "rescalers.json";
 
     /// <summary>One task: its model (as the recipe names it) and its mask file's name inside <see cref="Folder"/>.</summary>
-    private sealed record TaskFile(string Model, string File);
+    private sealed record TaskMasksFile(string Model, string File);
 
     /// <summary>
     /// The side outputs for a plan, or null when <c>write_task_masks</c> is off. Refuses a setting that varies across
@@ -48,12 +48,12 @@ public static partial class EmrTaskFiles
     }
 
     /// <summary>Every non-base model, in recipe order, with a mask file named after the reference's last part (made unique).</summary>
-    private static SortedDictionary<int, TaskFile> Tasks(IReadOnlyList<MergeInputsInfo> tensors)
+    private static SortedDictionary<int, TaskMasksFile> Tasks(IReadOnlyList<MergeInputsInfo> tensors)
     {
-        var tasks = new SortedDictionary<int, TaskFile>();
+        var tasks = new SortedDictionary<int, TaskMasksFile>();
         foreach (var t in tensors)
             foreach (int i in InputRules.NonBase(t))
-                tasks.TryAdd(t.ModelIndices[i], new TaskFile(t.ModelNames[i], ""));
+                tasks.TryAdd(t.ModelIndices[i], new TaskMasksFile(t.ModelNames[i], ""));
         var taken = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (index, task) in tasks.ToList())
         {
@@ -76,7 +76,7 @@ public static partial class EmrTaskFiles
     private static partial Regex UnsafeFileCharacters();
 
     /// <summary>The rescalers from the tensors' totals (plan order), as the reference code sums per-tensor means.</summary>
-    private static IReadOnlyList<SideFile> Finish(string baseModel, SortedDictionary<int, TaskFile> tasks, IReadOnlyList<TensorTotals> totals)
+    private static IReadOnlyList<SideFile> Finish(string baseModel, SortedDictionary<int, TaskMasksFile> tasks, IReadOnlyList<TensorTotals> totals)
     {
         var taskMeans = tasks.Keys.ToDictionary(k => k, _ => 0.0);
         var maskedMeans = tasks.Keys.ToDictionary(k => k, _ => 0.0);
@@ -117,7 +117,7 @@ public static partial class EmrTaskFiles
         ];
     }
 
-    private static string Readme(string baseModel, IReadOnlyList<TaskFile> tasks, IReadOnlyList<double> rescalers)
+    private static string Readme(string baseModel, IReadOnlyList<TaskMasksFile> tasks, IReadOnlyList<double> rescalers)
     {
         var text = new StringBuilder();
         text.Append($"""
