@@ -180,21 +180,13 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
         Assert.Equal("error: unknown merge method 'tie'; did you mean 'ties'?", typo.Stderr.Trim());
     }
 
-    /// <summary>The repository's root, found from this assembly's folder.</summary>
-    private static string Repository()
-    {
-        var folder = new DirectoryInfo(AppContext.BaseDirectory);
-        while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Alloy.sln"))) folder = folder.Parent;
-        return folder?.FullName ?? throw new InvalidOperationException("Alloy.sln not found above the test assembly");
-    }
-
     [Fact]
     public void Docs_list_every_method_and_parameter_as_declared()
     {
-        var docs = File.ReadAllText(Path.Combine(Repository(), "docs", "methods.md"));
+        var docs = File.ReadAllText(Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "docs", "methods.md"));
         Assert.True(MethodCatalog.WithReference(docs, MethodRegistry.BuiltIn) == docs,
             "docs/methods.md's parameter reference differs from the declarations; run: dotnet run --project src/Alloy.Cli -- methods --update-docs docs/methods.md");
-        var readme = File.ReadAllText(Path.Combine(Repository(), "README.md"));
+        var readme = File.ReadAllText(Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "README.md"));
         var prose = docs[..docs.IndexOf(MethodCatalog.ReferenceHeading, StringComparison.Ordinal)];
         foreach (var method in MethodRegistry.BuiltIn)
         {

@@ -35,13 +35,7 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         Assert.Equal(written, RecipeWriter.Write(read));
     }
 
-    /// <summary>The repository's examples/ folder, found from this assembly's folder.</summary>
-    private static string Examples()
-    {
-        var folder = new DirectoryInfo(AppContext.BaseDirectory);
-        while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Alloy.sln"))) folder = folder.Parent;
-        return Path.Combine(folder!.FullName, "examples");
-    }
+    private static string Examples() => Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "examples");
 
     public static TheoryData<string> ExampleFiles() => [.. Directory.GetFiles(Examples(), "*.yml").Select(f => Path.GetFileName(f)).Order()];
 
