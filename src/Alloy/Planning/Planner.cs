@@ -341,7 +341,7 @@ public sealed class Planner
         {
             if (parameter.Scope == ParameterScope.Global)
             {
-                var value = ParameterLookup.Find(parameter.Name, _recipe, slice, null, outputName, origin.T) ?? parameter.DefaultValue;
+                var value = Located(parameter, ParameterLookup.Find(parameter.Name, _recipe, slice, null, outputName, origin.T)) ?? parameter.DefaultValue;
                 if (value is { } v) globals[parameter] = v;
                 else if (parameter.Required)
                     throw new AlloyException($"missing required parameter '{parameter.Name}' for tensor '{outputName}' (merge method '{_method.Name}'); set it under parameters:");
@@ -350,7 +350,8 @@ public sealed class Planner
             for (int i = 0; i < inputs.Count; i++)
             {
                 // Per-model filters match the model's own tensor name, which differs from the output name in sliced merges.
-                var value = ParameterLookup.Find(parameter.Name, _recipe, slice, sources[i], origin.InputNames[i], origin.T) ?? parameter.DefaultValue;
+                var value = Located(parameter, ParameterLookup.Find(parameter.Name, _recipe, slice, sources[i], origin.InputNames[i], origin.T))
+                    ?? parameter.DefaultValue;
                 if (value is { } v) perModel[i][parameter] = v;
                 // The base is exempt only where the method treats it as the base (mergekit's rule); a method that
                 // does not use one (linear) weighs a listed base like any other model.
@@ -359,5 +360,15 @@ public sealed class Planner
             }
         }
         return new ResolvedParameters(globals, perModel);
+    }
+
+    /// <summary>
+    /// A path parameter's relative path is found as model paths are: from the current folder, else from the recipe's
+    /// folder (mergekit's rule for models); other values pass unchanged.
+    /// </summary>
+    private SettingValue? Located(MethodParameter parameter, SettingValue? value)
+    {
+        if (parameter is not PathParameter || value is not { IsText: true } v || Path.IsPathRooted(v.Text) || Path.Exists(v.Text)) return value;
+        return _recipe.Folder is { } folder && Path.Exists(Path.Combine(folder, v.Text)) ? SettingValue.Of(Path.Combine(folder, v.Text)) : value;
     }
 }

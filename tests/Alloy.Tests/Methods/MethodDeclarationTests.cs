@@ -151,6 +151,17 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     }
 
     [Fact]
+    public void A_relative_path_is_found_from_the_recipes_folder_as_model_paths_are()
+    {
+        MethodRegistry.Register(new Kinds());
+        _work.Write("tables/weights.json", "{}");
+        var recipe = new RecipeBuilder("kinds_probe").Model(_models.Base).Parameter("table", "tables/weights.json").RelativeTo(_work.Path).Build();
+        using var session = MergeSession.Open(recipe);
+        var table = (PathParameter)session.Plan.Method.Declaration.Parameter("table")!;
+        Assert.Equal(Path.Combine(_work.Path, "tables/weights.json"), session.Plan.Jobs.First(j => j.Info is not null).Info![table]);
+    }
+
+    [Fact]
     public void A_global_parameter_set_on_a_model_and_an_unknown_name_are_warnings()
     {
         var config = _work.Write("ties.yml", $$"""
