@@ -1,0 +1,65 @@
+using ScottPlot;
+
+namespace Alloy.Bench.Quality;
+
+/// <summary>The figures of docs/quality.md, drawn with ScottPlot.</summary>
+public static class Plots
+{
+    public sealed record Series(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Y);
+
+    /// <summary>Lines with markers, one per series, y as a percentage.</summary>
+    public static void Lines(string path, string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
+        IReadOnlyList<(string Label, double Y)>? references = null, double yMax = 110)
+    {
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int s = 0; s < series.Count; s++)
+        {
+            var line = plot.Add.Scatter(series[s].X.ToArray(), series[s].Y.Select(y => 100 * y).ToArray());
+            line.LegendText = series[s].Label;
+            line.Color = palette.GetColor(s);
+            line.LineWidth = 2;
+            line.MarkerSize = 6;
+        }
+        foreach (var (label, y) in references ?? [])
+        {
+            var reference = plot.Add.HorizontalLine(100 * y);
+            reference.LegendText = label;
+            reference.LinePattern = LinePattern.Dashed;
+            reference.Color = Colors.Gray;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.Axes.SetLimitsY(0, yMax);
+        plot.ShowLegend(Alignment.LowerLeft);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        plot.SavePng(path, 720, 440);
+    }
+
+    /// <summary>Grouped bars: one group per category, one bar per series, y as a percentage.</summary>
+    public static void Bars(string path, string title, string yLabel, IReadOnlyList<string> categories, IReadOnlyList<(string Label, IReadOnlyList<double> Values)> series)
+    {
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        double width = 0.8 / series.Count;
+        for (int s = 0; s < series.Count; s++)
+        {
+            var bars = series[s].Values.Select((v, c) => new Bar
+            {
+                Position = c + (s - (series.Count - 1) / 2.0) * width, Value = 100 * (double.IsNaN(v) ? 0 : v), Size = width * 0.95,
+                FillColor = palette.GetColor(s),
+            }).ToList();
+            plot.Add.Bars(bars).LegendText = series[s].Label;
+        }
+        plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, categories.Count).Select(c => (double)c)], [.. categories]);
+        plot.Axes.Bottom.TickLabelStyle.Rotation = 30;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Title(title);
+        plot.YLabel(yLabel);
+        plot.Axes.SetLimitsY(0, 110);
+        plot.ShowLegend(Alignment.UpperRight);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        plot.SavePng(path, 900, 460);
+    }
+}
