@@ -43,7 +43,7 @@ public static class MethodsCommand
                 return ExitCodes.Success;
             }
             var method = MethodRegistry.Find(wanted) ?? throw new AlloyException(
-                $"unknown merge method '{wanted}'" + (Suggestions.Closest(wanted, MethodRegistry.All.Select(m => m.Name).ToList()) is { } near
+                $"unknown merge method '{wanted}'" + (Suggestions.Closest(wanted, MethodRegistry.All.Select(m => m.Name)) is { } near
                     ? $"; did you mean '{near}'?" : "; 'alloy methods' lists them"));
             Describe(method, stdout);
             return ExitCodes.Success;

@@ -3,13 +3,17 @@ namespace Alloy;
 /// <summary>"Did you mean": the known name closest to a misspelt one.</summary>
 public static class Suggestions
 {
-    public static string? Closest(string key, IReadOnlyList<string> known)
+    /// <summary>
+    /// The known name within edit distance 2 of <paramref name="key"/> (case-insensitive), the closest first, or null:
+    /// a typo, not a different word.
+    /// </summary>
+    public static string? Closest(string key, IEnumerable<string> known)
     {
         string? best = null;
         var bestDistance = 3; // only close typos
         foreach (var k in known)
         {
-            var d = Distance(key, k);
+            var d = Distance(key.ToLowerInvariant(), k.ToLowerInvariant());
             if (d < bestDistance) (best, bestDistance) = (k, d);
         }
         return best;

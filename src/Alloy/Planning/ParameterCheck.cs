@@ -21,8 +21,7 @@ public static class ParameterCheck
                 string where = setting.Location == SourceLocation.Code ? $"{setting.Location} ({block.Owner})" : setting.Location.ToString();
                 if (declaration.Parameter(setting.Name) is not { } parameter)
                 {
-                    string reads = declaration.Parameters.Count == 0 ? "no parameters" : string.Join(", ", declaration.Parameters.Select(p => p.Name));
-                    diagnostics.Warn($"{where}: parameter '{setting.Name}' is not used by merge method '{method.Name}' (it reads: {reads})");
+                    Unknown(setting.Name, where, method, diagnostics);
                     continue;
                 }
                 if (block.PerModel && parameter.Scope == ParameterScope.Global)
@@ -32,6 +31,21 @@ public static class ParameterCheck
                 foreach (var literal in setting.Value.Literals) CheckValue(method, parameter, literal, where);
             }
         }
+    }
+
+    /// <summary>
+    /// A name the method does not read: a warning when some method reads it (mergekit configs carry such keys, which
+    /// mergekit ignores), an error naming the intended key when it is a close misspelling of one this method reads (a
+    /// typo would otherwise merge with the default), else a warning.
+    /// </summary>
+    private static void Unknown(string name, string where, MergeMethod method, Diagnostics diagnostics)
+    {
+        var declared = method.Parameters.Select(p => p.Name).ToList();
+        string reads = declared.Count == 0 ? "no parameters" : string.Join(", ", declared);
+        bool another = MethodRegistry.All.Any(m => m.Declaration.Parameter(name) is not null);
+        if (!another && Suggestions.Closest(name, declared) is { } intended)
+            throw new AlloyException($"{where}: unknown parameter '{name}' of merge method '{method.Name}'; did you mean '{intended}'?");
+        diagnostics.Warn($"{where}: parameter '{name}' is not used by merge method '{method.Name}' (it reads: {reads})");
     }
 
     /// <summary>Refuses a value the parameter does not take, saying where it is and what the parameter takes.</summary>

@@ -50,7 +50,9 @@ public sealed class Planner
 
     public static MergeMethod FindMethod(MergeRecipe recipe) =>
         MethodRegistry.Find(recipe.Method) ?? throw new AlloyException(
-            $"{recipe.MethodLocation}: unknown merge method '{recipe.Method}'; available: {string.Join(", ", MethodRegistry.All.Select(m => m.Name))}");
+            $"{recipe.MethodLocation}: unknown merge method '{recipe.Method}'; " +
+            (Suggestions.Closest(recipe.Method, MethodRegistry.All.Select(m => m.Name)) is { } near ? $"did you mean '{near}'? " : "") +
+            $"(available: {string.Join(", ", MethodRegistry.All.Select(m => m.Name))})");
 
     public static MergePlan Create(MergeRecipe recipe, ModelSet models, PlanOptions options, Diagnostics diagnostics) =>
         new Planner(recipe, models, options, diagnostics, FindMethod(recipe)).Build();

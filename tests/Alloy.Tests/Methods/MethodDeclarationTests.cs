@@ -162,18 +162,39 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     }
 
     [Fact]
-    public void A_global_parameter_set_on_a_model_and_an_unknown_name_are_warnings()
+    public void A_global_parameter_set_on_a_model_and_another_methods_parameter_are_warnings()
     {
         var config = _work.Write("ties.yml", $$"""
             merge_method: ties
             base_model: {{_models.Base}}
             models:
               - model: {{_models.FineTunes[0]}}
-                parameters: {weight: 1, lambda: 0.5, densty: 0.4}
+                parameters: {weight: 1, lambda: 0.5, t: 0.4, frobnicate: 2}
             """);
         var result = AlloyCli.Merge(config, _work["out"]);
         Assert.Contains("ties.yml:5:29: 'lambda' is one value for all models of merge method 'ties'; set on a model it has no effect", result.Stderr);
-        Assert.Contains("ties.yml:5:42: parameter 'densty' is not used by merge method 'ties'", result.Stderr);
+        // slerp reads t (mergekit configs carry keys of other methods); nothing reads frobnicate, which is no typo of ties's.
+        Assert.Contains("ties.yml:5:42: parameter 't' is not used by merge method 'ties'", result.Stderr);
+        Assert.Contains("ties.yml:5:50: parameter 'frobnicate' is not used by merge method 'ties'", result.Stderr);
+    }
+
+    [Theory]
+    [InlineData("densty: 0.5", "densty", "density")]
+    [InlineData("Density: 0.5", "Density", "density")]
+    [InlineData("lamda: 0.5", "lamda", "lambda")]
+    [InlineData("normalise: true", "normalise", "normalize")]
+    public void A_misspelt_parameter_of_the_method_is_an_error_naming_the_intended_one(string line, string typo, string intended)
+    {
+        var config = _work.Write("ties.yml", $"merge_method: ties\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n" +
+            $"    parameters:\n      weight: 1\n      {line}\n");
+        AlloyCli.Fails(config, _work["out"], $"ties.yml:7:7: unknown parameter '{typo}' of merge method 'ties'; did you mean '{intended}'?");
+    }
+
+    [Fact]
+    public void An_unknown_method_suggests_the_closest()
+    {
+        var config = _work.Write("tie.yml", $"merge_method: tie\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n");
+        AlloyCli.Fails(config, _work["out"], "tie.yml:1:15: unknown merge method 'tie'; did you mean 'ties'? (available: arcee_fusion, ");
     }
 
     [Fact]
