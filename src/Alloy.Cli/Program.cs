@@ -21,14 +21,45 @@ public static class Program
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),
         };
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        // Bare `alloy` is a request for help.
+        if (args.Length == 0) return root.Parse(["--help"]).Invoke(config);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
             var command = parsed.CommandResult.Command;
             var path = command == root ? "alloy" : $"alloy {command.Name}";
-            stderr.WriteLine($"error: {parsed.Errors[0].Message} (see '{path} --help')");
+            stderr.WriteLine($"error: {Explain(parsed, command, root)} (see '{path} --help')");
+            if (command == root)
+                stderr.WriteLine($"commands: {string.Join(", ", root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}");
             return ExitCodes.UsageError;
         }
-        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        return parsed.Invoke(config);
+    }
+
+    /// <summary>
+    /// The parse error worth reading first: a word the command does not know, with the closest command or option it
+    /// does know; else the parser's own first message.
+    /// </summary>
+    private static string Explain(ParseResult parsed, Command command, RootCommand root)
+    {
+        // An unknown option may have been taken for an argument's value (`merge --thraeds 2 a b`), pushing the real
+        // arguments out: it is the word to explain.
+        var misplaced = parsed.Tokens.FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument
+            && t.Value.Length > 1 && t.Value.StartsWith('-') && !double.TryParse(t.Value, System.Globalization.CultureInfo.InvariantCulture, out _));
+        if ((misplaced?.Value ?? parsed.UnmatchedTokens.FirstOrDefault()) is not { } unknown) return parsed.Errors[0].Message;
+        bool option = unknown.StartsWith('-');
+        if (!option && command == root)
+        {
+            var near = Suggestions.Closest(unknown, root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name));
+            return $"unknown command '{unknown}'" + (near is null ? "" : $"; did you mean '{near}'?");
+        }
+        if (option)
+        {
+            var names = command.Options.Where(o => !o.Hidden).SelectMany(o => o.Aliases.Prepend(o.Name));
+            var near = Suggestions.Closest(unknown, names);
+            return $"unknown option '{unknown}'" + (near is null ? "" : $"; did you mean '{near}'?");
+        }
+        return $"unexpected argument '{unknown}'";
     }
 }
