@@ -16,7 +16,7 @@ public sealed class MergeOptionSet
          "--no-clone-tensors", "--trust-remote-code", "--no-trust-remote-code", "--safe-serialization"];
 
     private static readonly string[] IgnoredValueOptions =
-        ["--device", "--write-threads", "--transformers-cache", "--lora-merge-cache", "--lora-merge-dtype"];
+        ["--device", "--write-threads", "--lora-merge-cache", "--lora-merge-dtype"];
 
     private readonly Option<string> _shardSize = new("--out-shard-size")
     {
@@ -42,6 +42,11 @@ public sealed class MergeOptionSet
         HelpName = "FILE.dll",
         AllowMultipleArgumentsPerToken = false,
     };
+    private readonly Option<string?> _hubCache = new("--transformers-cache")
+    {
+        Description = "The Hugging Face cache folder to find model ids in (as mergekit's option; default: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub).",
+        HelpName = "DIR",
+    };
     private readonly Option<bool> _overwrite = new("--overwrite") { Description = "Replace a non-empty output folder." };
     private readonly Option<bool> _verbose = new("--verbose", "-v") { Description = "Show informational messages, and stack traces with errors." };
     private readonly Option<bool> _quiet = new("--quiet", "-q") { Description = "No progress bar and no summary." };
@@ -55,7 +60,7 @@ public sealed class MergeOptionSet
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { _shardSize, _seed, _allowCrimes, _copyTokenizer, _noCopyTokenizer, _writeCard, _noCard, _threads, _memoryLimit, _plugins, _overwrite, _verbose, _quiet, _noSafe })
+        foreach (var option in new Option[] { _shardSize, _seed, _allowCrimes, _copyTokenizer, _noCopyTokenizer, _writeCard, _noCard, _threads, _memoryLimit, _plugins, _hubCache, _overwrite, _verbose, _quiet, _noSafe })
             command.Add(option);
         _ignored.ForEach(command.Add);
         _ignoredValues.ForEach(command.Add);
@@ -93,6 +98,7 @@ public sealed class MergeOptionSet
             CopyTokenizer = !parse.GetValue(_noCopyTokenizer),
             WriteModelCard = !parse.GetValue(_noCard),
             Overwrite = parse.GetValue(_overwrite),
+            HubCache = parse.GetValue(_hubCache) is { } cache ? Path.GetFullPath(cache) : null,
             Execution = new ExecutionOptions
             {
                 Threads = threads ?? Environment.ProcessorCount,

@@ -17,7 +17,7 @@ public sealed class RuntimeInputs
         Required = true,
     };
     public Option<int> SequenceLength { get; } = new("--seq-length") { Description = "Longest sequence in tokens; longer examples are cut into windows overlapping by one token.", DefaultValueFactory = _ => 256 };
-    public Option<int> Threads { get; } = new("--threads") { Description = "Threads (results do not depend on it).", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Option<int> Threads { get; } = new("--threads", "-j") { Description = "Threads (results do not depend on it).", DefaultValueFactory = _ => Environment.ProcessorCount };
     public Option<bool> Quiet { get; } = new("--quiet", "-q") { Description = "No progress output." };
     public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Stack traces with errors." };
 

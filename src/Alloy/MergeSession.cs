@@ -32,7 +32,7 @@ public sealed class MergeSession : IDisposable
     {
         options ??= new MergeOptions();
         diagnostics ??= new Diagnostics();
-        var models = ModelSet.Open(recipe, diagnostics, options.NamedModels, raw: options.RawTensors is not null);
+        var models = ModelSet.Open(recipe, diagnostics, options.NamedModels, raw: options.RawTensors is not null, options.HubCache);
         try
         {
             var plan = Planner.Create(recipe, models, new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors), diagnostics);

@@ -22,6 +22,12 @@ public sealed record MergeOptions
     /// </summary>
     public IReadOnlyDictionary<string, string> NamedModels { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// The Hugging Face hub cache folder model ids are looked up in (mergekit's <c>--transformers-cache</c>); null: the
+    /// standard one (<see cref="Checkpoints.ModelLocator.HuggingFaceCacheDirectory"/>).
+    /// </summary>
+    public string? HubCache { get; init; }
+
     /// <summary>Set for a raw state-dict merge (mergekit-pytorch): tensors by name, no architecture, no config.json.</summary>
     public RawTensorPolicy? RawTensors { get; init; }
 }

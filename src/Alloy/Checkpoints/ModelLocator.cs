@@ -15,8 +15,11 @@ public static class ModelLocator
     public static string Resolve(string pathOrRepoId, string? revision, IReadOnlyList<string> searchDirectories) =>
         Resolve(pathOrRepoId, revision, searchDirectories, HuggingFaceCacheDirectory());
 
-    /// <summary>As <see cref="Resolve(string, string?, IReadOnlyList{string})"/>, with an explicit hub cache folder.</summary>
-    internal static string Resolve(string pathOrRepoId, string? revision, IReadOnlyList<string> searchDirectories, string hubCache)
+    /// <summary>
+    /// As <see cref="Resolve(string, string?, IReadOnlyList{string})"/>, with an explicit hub cache folder (mergekit's
+    /// <c>--transformers-cache</c>).
+    /// </summary>
+    public static string Resolve(string pathOrRepoId, string? revision, IReadOnlyList<string> searchDirectories, string hubCache)
     {
         ArgumentException.ThrowIfNullOrEmpty(pathOrRepoId);
         ArgumentNullException.ThrowIfNull(searchDirectories);

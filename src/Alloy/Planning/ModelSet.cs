@@ -36,20 +36,22 @@ public sealed class ModelSet : IDisposable
     /// paths to folders and is consulted first (the stages of a multi-stage merge). <paramref name="raw"/> skips layer
     /// analysis (state dicts merged by name may number their blocks with gaps).
     /// </summary>
-    public static ModelSet Open(MergeRecipe recipe, Diagnostics diagnostics, IReadOnlyDictionary<string, string>? namedModels = null, bool raw = false)
+    public static ModelSet Open(MergeRecipe recipe, Diagnostics diagnostics, IReadOnlyDictionary<string, string>? namedModels = null, bool raw = false,
+        string? hubCache = null)
     {
         var set = new ModelSet();
         try
         {
             string[] searchDirectories = recipe.Folder is { } folder ? [folder] : [];
+            string hub = hubCache ?? ModelLocator.HuggingFaceCacheDirectory();
             string Locate(ModelReference reference, out bool isNamed)
             {
                 string? named = null;
                 isNamed = namedModels?.TryGetValue(reference.Path, out named) == true;
-                return isNamed ? named! : ModelLocator.Resolve(reference.Path, reference.Revision, searchDirectories);
+                return isNamed ? named! : ModelLocator.Resolve(reference.Path, reference.Revision, searchDirectories, hub);
             }
             LoraAdapter? OpenAdapter(ModelReference reference) => reference.Lora is { } lora
-                ? LoraAdapter.Open(ModelLocator.Resolve(lora.Path, lora.Revision, searchDirectories))
+                ? LoraAdapter.Open(ModelLocator.Resolve(lora.Path, lora.Revision, searchDirectories, hub))
                 : null;
 
             foreach (var reference in recipe.ReferencedModels())

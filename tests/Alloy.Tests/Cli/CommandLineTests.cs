@@ -39,3 +39,36 @@ public sealed class CommandLineTests
         Assert.Equal("commands: merge, multi, merge-raw, synth, train, fisher, regmean, eval, methods", result.Stderr.Split('\n')[1].TrimEnd());
     }
 }
+
+/// <summary>mergekit's --transformers-cache: model ids are found in that Hugging Face cache folder.</summary>
+public sealed class TransformersCacheTests : IClassFixture<ModelFamily>, IDisposable
+{
+    private readonly ModelFamily _models;
+    private readonly TempFolder _work = new();
+
+    public TransformersCacheTests(ModelFamily models) => _models = models;
+
+    public void Dispose() => _work.Dispose();
+
+    [Fact]
+    public void Model_ids_are_found_in_the_cache_folder_given()
+    {
+        // A hub cache laid out as huggingface_hub writes it: models--org--name/{refs/main, snapshots/COMMIT/…}.
+        const string commit = "0123456789abcdef0123456789abcdef01234567";
+        string cache = _work["hub"];
+        foreach (var (id, folder) in new[] { ("org--base", _models.Base), ("org--tuned", _models.FineTunes[0]) })
+        {
+            string snapshot = Path.Combine(cache, $"models--{id}", "snapshots", commit);
+            Directory.CreateDirectory(snapshot);
+            foreach (var file in Directory.GetFiles(folder)) File.Copy(file, Path.Combine(snapshot, Path.GetFileName(file)));
+            _work.Write($"hub/models--{id}/refs/main", commit);
+        }
+        var config = _work.Write("ta.yml", "merge_method: task_arithmetic\nbase_model: org/base\nmodels:\n  - model: org/tuned\n    parameters: {weight: 1}\n");
+        var missing = AlloyCli.Run("merge", config, _work["without"], "--quiet");
+        Assert.Equal(ExitCodes.InputError, missing.ExitCode);
+        Assert.Contains("model 'org/base' not found", missing.Stderr);
+        var found = AlloyCli.Merge(config, _work["with"], "--transformers-cache", cache);
+        Assert.DoesNotContain("has no effect", found.Stderr);
+        Assert.Equal(TestCheckpoints.ReadAll(_models.FineTunes[0]).Keys.Order(), TestCheckpoints.ReadAll(_work["with"]).Keys.Order());
+    }
+}
