@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace Alloy.Output;
 
 /// <summary>
@@ -37,8 +39,11 @@ public sealed class OutputFolder : IDisposable
         }
         if (File.Exists(full))
             throw new AlloyException($"output path '{target}' is a file; give a folder");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any() && !overwrite)
-            throw new AlloyException($"output folder '{target}' is not empty; pass --overwrite to replace it");
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+        {
+            if (!overwrite) throw new AlloyException($"output folder '{target}' is not empty; pass --overwrite to replace it");
+            CheckReplaceable(full, target);
+        }
 
         var parent = Path.GetDirectoryName(full) ?? throw new AlloyException($"output path '{target}' has no parent folder");
         Directory.CreateDirectory(parent);
@@ -63,6 +68,7 @@ public sealed class OutputFolder : IDisposable
         {
             if (Directory.EnumerateFileSystemEntries(Target).Any() && !Overwrite)
                 throw new AlloyException($"output folder '{Target}' appeared while merging and is not empty; pass --overwrite to replace it");
+            CheckReplaceable(Target, Target);
             old = Temporary + ".old";
             Directory.Move(Target, old);
         }
@@ -78,6 +84,32 @@ public sealed class OutputFolder : IDisposable
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
+
+    /// <summary>
+    /// The names a model output holds: what a merge or training writes (weights, index, config, tokenizer and
+    /// generation files, model card, recipe, side outputs in emr/, training metrics) and what mergekit writes.
+    /// --overwrite replaces a folder holding nothing else, so it never deletes a file of the user's.
+    /// </summary>
+    private static readonly Regex ModelOutputFile = new(
+        @"^(?:model(?:-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|pytorch_model(?:-\d{5}-of-\d{5})?\.bin" +
+        @"|pytorch_model\.bin\.index\.json|config\.json|README\.md|mergekit_config\.yml|metrics\.jsonl|loss\.png" +
+        @"|emr/[^/]+\.safetensors|emr/rescalers\.json|emr/README\.md)$", RegexOptions.CultureInvariant);
+
+    /// <summary>Refuses to replace a folder that holds anything a model output does not (named in the message).</summary>
+    private static void CheckReplaceable(string folder, string shown)
+    {
+        var foreign = Directory.EnumerateFileSystemEntries(folder, "*", SearchOption.AllDirectories)
+            .Select(path => Path.GetRelativePath(folder, path).Replace(Path.DirectorySeparatorChar, '/'))
+            .Where(relative => !(Directory.Exists(Path.Combine(folder, relative)) ? relative == "emr" : IsModelOutputFile(relative)))
+            .Order(StringComparer.Ordinal).ToList();
+        if (foreign.Count == 0) return;
+        string listed = string.Join(", ", foreign.Take(5)) + (foreign.Count > 5 ? $" and {foreign.Count - 5} more" : "");
+        throw new AlloyException($"output folder '{shown}' holds files a merge does not write ({listed}); --overwrite replaces only a previous " +
+                                 "model output, so nothing of yours is deleted: choose another folder or move those files");
+    }
+
+    private static bool IsModelOutputFile(string relative) =>
+        ModelOutputFile.IsMatch(relative) || DonorFiles.Tokenizer.Contains(relative) || DonorFiles.Always.Contains(relative);
 
     private static bool IsSameOrInside(string path, string folder) =>
         path.Equals(folder, StringComparison.Ordinal) || path.StartsWith(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal);

@@ -160,9 +160,31 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
         Assert.Contains("not empty", result.Stderr);
         Assert.True(File.Exists(_work["out/keep.txt"]));
 
+        // --overwrite replaces only a previous model output: a file of the user's is named and kept.
+        var refused = AlloyCli.Run("merge", LinearConfig(), _work["out"], "--quiet", "--overwrite");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("holds files a merge does not write (keep.txt); --overwrite replaces only a previous model output", refused.Stderr);
+        Assert.Equal("precious", File.ReadAllText(_work["out/keep.txt"]));
+    }
+
+    [Fact]
+    public void Overwrite_replaces_a_previous_model_output()
+    {
+        AlloyCli.Merge(LinearConfig(), _work["out"]);
+        Directory.CreateDirectory(_work["out/emr"]);
+        _work.Write("out/emr/rescalers.json", "{}");
+        _work.Write("out/tokenizer.json", "{}");
+        var first = File.GetLastWriteTimeUtc(_work["out/model.safetensors"]);
         AlloyCli.Merge(LinearConfig(), _work["out"], "--overwrite");
-        Assert.False(File.Exists(_work["out/keep.txt"]));
         Assert.True(File.Exists(_work["out/model.safetensors"]));
+        Assert.False(Directory.Exists(_work["out/emr"]), "the old output's files were not replaced");
+
+        _work.Write("out/notes/todo.md", "mine");
+        var refused = AlloyCli.Run("merge", LinearConfig(), _work["out"], "--quiet", "--overwrite");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("holds files a merge does not write (notes, notes/todo.md)", refused.Stderr);
+        Assert.True(File.Exists(_work["out/notes/todo.md"]));
+        Assert.True(first <= File.GetLastWriteTimeUtc(_work["out/model.safetensors"]));
     }
 
     [Fact]
