@@ -77,6 +77,9 @@ public sealed class Checkpoint : IDisposable
         {
             return OpenIndexed(folder, fullPath, ReadConfig(folder));
         }
+        if (name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            throw new AlloyException($"{fullPath}: GGUF files (llama.cpp's format) are not supported; merge the Hugging Face model folder it was " +
+                                     "converted from (safetensors or PyTorch .bin), then convert the merged folder to GGUF");
         if (!IsSafetensors(name) && !IsTorch(name))
         {
             throw new AlloyException($"{fullPath}: not a .safetensors file, a PyTorch .bin/.pt/.pth file or a model folder");
@@ -102,9 +105,10 @@ public sealed class Checkpoint : IDisposable
         var others = Directory.EnumerateFiles(folder)
             .Select(System.IO.Path.GetFileName).OfType<string>().Where(n => IsSafetensors(n) || IsTorch(n))
             .Order(StringComparer.Ordinal).Take(4).ToList();
-        string hint = others.Count == 0
-            ? ""
-            : $" (found {string.Join(", ", others)}, but like mergekit Alloy recognizes only these names)";
+        bool gguf = Directory.EnumerateFiles(folder, "*.gguf").Any();
+        string hint = others.Count > 0 ? $" (found {string.Join(", ", others)}, but like mergekit Alloy recognizes only these names)"
+            : gguf ? " (found GGUF files, llama.cpp's format, which Alloy does not read: merge the Hugging Face folder they were converted from)"
+            : "";
         throw new AlloyException(
             $"{folder}: no model weights found; expected {IndexFileName}, {SingleFileName}, {TorchIndexFileName} or {TorchSingleFileName}{hint}");
     }

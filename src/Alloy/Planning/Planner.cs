@@ -315,7 +315,8 @@ public sealed class Planner
             foreach (var x in inputs)
                 if (x.Input.Shape[0] < target[0] || x.Input.Shape[1] < target[1])
                     throw new AlloyException($"embedding '{outputName}': {Describe()}; '{x.Input.Model.Name}' is smaller than the base model's, so it cannot be truncated to it");
-            _diagnostics.Warn($"embedding '{outputName}': shapes differ ({Describe()}); using the leading [{target[0]}, {target[1]}] sub-matrix of each, as mergekit does (vocabulary-aware merging comes with tokenizer support)");
+            _diagnostics.Warn($"embedding '{outputName}': shapes differ ({Describe()}); using the leading [{target[0]}, {target[1]}] sub-matrix of each, as mergekit does; if their vocabularies differ, " +
+                "set 'tokenizer_source: union' (or 'tokenizer: {source: union}') to merge the rows token by token");
             for (int i = 0; i < inputs.Count; i++)
                 inputs[i] = inputs[i] with { Input = inputs[i].Input with { Shape = target } };
             return target;

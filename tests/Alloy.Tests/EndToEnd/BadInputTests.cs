@@ -71,6 +71,15 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     }
 
     [Fact]
+    public void A_gguf_model_is_named_as_unsupported()
+    {
+        var file = _work.Write("model.gguf", "GGUF");
+        AlloyCli.Fails(Linear(_models.FineTunes[0], file), Out, "model.gguf: GGUF files (llama.cpp's format) are not supported");
+        _work.Write("gguf-folder/model-Q4_K_M.gguf", "GGUF");
+        AlloyCli.Fails(Linear(_models.FineTunes[0], _work["gguf-folder"]), Out, "found GGUF files, llama.cpp's format, which Alloy does not read");
+    }
+
+    [Fact]
     public void A_missing_required_parameter_names_the_parameter_and_model()
     {
         var config = _work.Write("config.yml", $"merge_method: linear\nmodels:\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n  - model: {_models.FineTunes[1]}\n");
