@@ -59,6 +59,13 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     }
 
     [Fact]
+    public void A_tab_in_the_indentation_is_pointed_at()
+    {
+        var config = _work.Write("tabs.yml", "merge_method: linear\nmodels:\n  - model: x\n    parameters:\n  \tweight: 1\n");
+        AlloyCli.Fails(config, Out, "tabs.yml:5:3: YAML syntax error: a tab in the indentation (YAML indents with spaces only)");
+    }
+
+    [Fact]
     public void A_missing_config_file_is_an_error()
     {
         AlloyCli.Fails(_work["nope.yml"], Out, "nope.yml");

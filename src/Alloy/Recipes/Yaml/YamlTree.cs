@@ -102,6 +102,9 @@ internal sealed class YamlLoader
         catch (YamlException ex)
         {
             var what = ex.Message.ReplaceLineEndings(" ").Trim();
+            // YamlDotNet places a tab in the indentation at the start of the enclosing mapping; point at the tab.
+            if (what.Contains("tab", StringComparison.OrdinalIgnoreCase) && FirstIndentingTab() is { } tab)
+                throw new AlloyException($"{tab}: YAML syntax error: a tab in the indentation (YAML indents with spaces only)", ex);
             throw new AlloyException($"{Loc(ex.Start)}: YAML syntax error: {what}", ex);
         }
 
@@ -117,6 +120,22 @@ internal sealed class YamlLoader
             docs.Add(new YDocument(root, docText, Loc(raw[i].Mark)));
         }
         return docs;
+    }
+
+    /// <summary>Where the first tab in a line's leading whitespace is, or null.</summary>
+    private SourceLocation? FirstIndentingTab()
+    {
+        var lines = _text.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            int column = 0;
+            while (column < lines[i].Length && lines[i][column] is ' ' or '\t')
+            {
+                if (lines[i][column] == '\t') return new SourceLocation(_source, i + 1, column + 1);
+                column++;
+            }
+        }
+        return null;
     }
 
     // For an explicit document, its text starts after the '---' line (when nothing else is on that line).
