@@ -112,6 +112,12 @@ public sealed class MergedVocabulary
         foreach (var (reference, tokenizer, document) in vocabularies)
             permutations[reference] = vocabulary.BuildPermutation(tokenizer, document, diagnostics);
         diagnostics.Info($"tokenizer: output vocabulary of {vocabulary.TokenRows} token(s) ({output.Vocabulary.Count - baseDocument.Vocabulary.Count:+0;-0;0} against '{baseTokenizer.Name}'), embeddings of {vocabulary.Rows} rows");
+        // Models often carry more embedding rows than tokens (padding to a multiple of 64, 128 …); the output keeps only
+        // the rows its vocabulary needs, as mergekit does (its issue #425). Say so, and how to keep a padded size.
+        if (vocabularies.MaxBy(v => v.Tokenizer.VocabSize) is { } widest && widest.Tokenizer.VocabSize > vocabulary.Rows)
+            diagnostics.Warn($"tokenizer: the merged embeddings have {vocabulary.Rows} rows, fewer than the {widest.Tokenizer.VocabSize} of " +
+                $"'{widest.Tokenizer.Name}' (its vocab_size; rows past its tokens are padding): the padding rows are dropped, as mergekit does; " +
+                "set 'pad_to_multiple_of' under 'tokenizer:' (e.g. 64) to keep a padded size");
         return vocabulary;
     }
 

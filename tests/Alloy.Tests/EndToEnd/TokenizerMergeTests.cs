@@ -374,3 +374,30 @@ public sealed class TokenizerMergeTests : IClassFixture<TokenizerFamily>, IDispo
         Assert.False(File.Exists(Path.Combine(Out, "chat_template.jinja")));
     }
 }
+
+/// <summary>Padding rows past a model's tokens: dropped by a union merge, as mergekit does, with a warning; kept by pad_to_multiple_of.</summary>
+public sealed class PaddingRowsTests : IDisposable
+{
+    private readonly TempFolder _work = new();
+
+    public void Dispose() => _work.Dispose();
+
+    private static string Model(string name) => Path.Combine(ExampleTests.RepositoryRoot, "examples", "models", name);
+
+    [Fact]
+    public void Dropping_padding_rows_is_warned_about_and_padding_keeps_them()
+    {
+        // The example models have 272 embedding rows for a tokenizer of 260 tokens.
+        string Recipe(string tokenizer) => _work.Write($"{tokenizer.Length}.yml",
+            $"merge_method: linear\nmodels:\n  - model: {Model("finetune-1")}\n    parameters: {{weight: 1}}\n" +
+            $"  - model: {Model("finetune-2")}\n    parameters: {{weight: 1}}\ntokenizer: {tokenizer}\n");
+        var dropped = AlloyCli.Merge(Recipe("{source: union}"), _work["dropped"]);
+        Assert.Contains("the merged embeddings have 260 rows, fewer than the 272 of", dropped.Stderr);
+        Assert.Contains("set 'pad_to_multiple_of' under 'tokenizer:'", dropped.Stderr);
+        Assert.Equal([260, 64], TestCheckpoints.Shape(_work["dropped"], "model.embed_tokens.weight"));
+
+        var padded = AlloyCli.Merge(Recipe("{source: union, pad_to_multiple_of: 16}"), _work["padded"]);
+        Assert.DoesNotContain("padding rows", padded.Stderr);
+        Assert.Equal([272, 64], TestCheckpoints.Shape(_work["padded"], "model.embed_tokens.weight"));
+    }
+}

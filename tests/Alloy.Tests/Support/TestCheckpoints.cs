@@ -40,6 +40,13 @@ public static class TestCheckpoints
         return values;
     }
 
+    /// <summary>The stored shape of tensor <paramref name="name"/> of the model at <paramref name="path"/>.</summary>
+    public static long[] Shape(string path, string name)
+    {
+        using var checkpoint = Checkpoint.Open(path);
+        return checkpoint.Find(name)!.Info.Shape;
+    }
+
     public static float[] Read(string path, string name)
     {
         using var checkpoint = Checkpoint.Open(path);
