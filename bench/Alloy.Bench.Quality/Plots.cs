@@ -53,8 +53,9 @@ public static class Plots
             plot.Add.Bars(bars).LegendText = series[s].Label;
         }
         plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, categories.Count).Select(c => (double)c)], [.. categories]);
-        plot.Axes.Bottom.TickLabelStyle.Rotation = 30;
-        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Axes.Bottom.TickLabelStyle.Rotation = -35;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleRight;
+        plot.Axes.Bottom.MinimumSize = 110;
         plot.Title(title);
         plot.YLabel(yLabel);
         plot.Axes.SetLimitsY(0, 110);
