@@ -10,10 +10,14 @@ public static class MergeCommand
     {
         var config = new Argument<string>("config") { Description = "The merge recipe: a mergekit YAML file." };
         var output = new Argument<string>("out") { Description = "The output folder (created; must be empty unless --overwrite)." };
+        var dryRun = new Option<bool>("--dry-run")
+        {
+            Description = "Plan the merge and check the output folder, print the plan (as alloy plan does), and write nothing.",
+        };
         var options = new MergeOptionSet();
         var command = new Command("merge", "Merge models as a mergekit YAML recipe describes (the mergekit-yaml command). " + MergeOptionSet.IgnoredFlagsHelp)
         {
-            config, output,
+            config, output, dryRun,
         };
         options.AddTo(command);
 
@@ -22,6 +26,11 @@ public static class MergeCommand
             var diagnostics = options.Diagnostics(parse, stderr);
             var mergeOptions = options.Read(parse, stderr);
             var recipe = RecipeParser.ParseFile(parse.GetValue(config)!, diagnostics);
+            if (parse.GetValue(dryRun))
+            {
+                using var session = MergeSession.Open(recipe, mergeOptions, diagnostics);
+                return PlanCommand.DryRun(session, parse.GetValue(output)!, stdout);
+            }
             bool quiet = options.Quiet(parse);
             var result = Progress.Run(show: !quiet, report => Merger.Run(recipe, parse.GetValue(output)!, mergeOptions, diagnostics, report, cancellation));
             if (!quiet) stdout.WriteLine(Summary(result));

@@ -12,6 +12,7 @@ public static class Program
         var root = new RootCommand("Alloy: merge Hugging Face checkpoints with mergekit-compatible YAML recipes.")
         {
             MergeCommand.Create(stdout, stderr),
+            PlanCommand.Create(stdout, stderr),
             MultiCommand.Create(stdout, stderr),
             MergeRawCommand.Create(stdout, stderr),
             SynthCommand.Create(stdout, stderr),

@@ -52,13 +52,5 @@ public static class Progress
 
     private static IAnsiConsole CreateConsole() => AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    public static string FormatBytes(long bytes)
-    {
-        // Binary units, as the progress bar shows them.
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
-        double value = bytes;
-        int unit = 0;
-        while (value >= 1024 && unit < units.Length - 1) { value /= 1024; unit++; }
-        return unit == 0 ? $"{bytes} B" : $"{value:F1} {units[unit]}";
-    }
+    public static string FormatBytes(long bytes) => Checkpoints.ByteSize.Format(bytes);
 }

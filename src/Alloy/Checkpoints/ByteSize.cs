@@ -34,6 +34,16 @@ public static class ByteSize
     /// whitespace, a sign and digit-separating underscores ("-1K", " 2_000M"); a plain number may not. "0" is
     /// accepted; zero or negative sizes disable sharding. Anything else is an <see cref="AlloyException"/>.
     /// </summary>
+    /// <summary>A byte count in binary units, as people read it: "512 B", "3.4 MiB", "1.8 GiB".</summary>
+    public static string Format(long bytes)
+    {
+        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        double value = bytes;
+        int unit = 0;
+        while (value >= 1024 && unit < units.Length - 1) { value /= 1024; unit++; }
+        return unit == 0 ? $"{bytes} B" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{value:F1} {units[unit]}");
+    }
+
     public static long Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);

@@ -170,6 +170,22 @@ public static class MergeExecutor
             .Select(item => $"tensor '{item.Job.Output.Name}' needs {item.Reservation / (double)(1 << 30):F1} GiB of working memory for merge method " +
                 $"'{item.Job.Method!.Name}', which works on whole tensors; the memory limit is {options.MemoryLimitBytes / (double)(1 << 30):F1} GiB");
 
+    /// <summary>The working memory of the plan's largest single work item (a chunk, a statistics pass, or a whole tensor).</summary>
+    public static long LargestWorkItem(MergePlan plan, ExecutionOptions options) =>
+        WorkItems(plan, options).Select(item => item.Reservation).DefaultIfEmpty(0).Max();
+
+    /// <summary>How the executor feeds a tensor to its method, which decides how fast it goes (<see cref="ChunkPlan"/>).</summary>
+    public enum Feed { Copy, Chunked, Streamed, StreamedCuts, StreamedRows, WholeTensor }
+
+    public static Feed FeedOf(TensorJob job)
+    {
+        if (job.IsCopy) return Feed.Copy;
+        var plan = job.Method!.Chunking(job.Info!, job.Output.Shape);
+        if (plan is null) return Feed.WholeTensor;
+        if (!plan.NeedsStatistics) return Feed.Chunked;
+        return plan.Cuts.Count > 0 ? Feed.StreamedCuts : plan.RowLength > 0 ? Feed.StreamedRows : Feed.Streamed;
+    }
+
     private static IEnumerable<WorkItem> WorkItems(MergePlan plan, ExecutionOptions options)
     {
         for (int index = 0; index < plan.Jobs.Count; index++)

@@ -27,6 +27,20 @@ public sealed class OutputFolder : IDisposable
     /// <summary>Checks the target before any work starts and creates the temporary folder.</summary>
     public static OutputFolder Prepare(string target, bool overwrite, IEnumerable<string> inputLocations)
     {
+        var full = Check(target, overwrite, inputLocations);
+        var parent = Path.GetDirectoryName(full) ?? throw new AlloyException($"output path '{target}' has no parent folder");
+        Directory.CreateDirectory(parent);
+        var temporary = Path.Combine(parent, $".{Path.GetFileName(full)}.alloy-tmp-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+        Directory.CreateDirectory(temporary);
+        return new OutputFolder(full, temporary, overwrite);
+    }
+
+    /// <summary>
+    /// Refuses a target inside (or holding) an input model, a file, or a non-empty folder that --overwrite may not
+    /// replace; creates nothing. Returns the target's full path.
+    /// </summary>
+    public static string Check(string target, bool overwrite, IEnumerable<string> inputLocations)
+    {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(target));
         foreach (var input in inputLocations)
         {
@@ -44,12 +58,7 @@ public sealed class OutputFolder : IDisposable
             if (!overwrite) throw new AlloyException($"output folder '{target}' is not empty; pass --overwrite to replace it");
             CheckReplaceable(full, target);
         }
-
-        var parent = Path.GetDirectoryName(full) ?? throw new AlloyException($"output path '{target}' has no parent folder");
-        Directory.CreateDirectory(parent);
-        var temporary = Path.Combine(parent, $".{Path.GetFileName(full)}.alloy-tmp-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
-        Directory.CreateDirectory(temporary);
-        return new OutputFolder(full, temporary, overwrite);
+        return full;
     }
 
     /// <summary>Refuses an output file (a report, statistics) inside an input model's folder.</summary>

@@ -12,7 +12,7 @@ public sealed class CommandLineTests
         var result = AlloyCli.Run();
         Assert.Equal(ExitCodes.Success, result.ExitCode);
         Assert.Contains("Usage:", result.Stdout);
-        foreach (var command in new[] { "merge", "multi", "merge-raw", "synth", "train", "fisher", "regmean", "eval", "methods" })
+        foreach (var command in new[] { "merge", "plan", "multi", "merge-raw", "synth", "train", "fisher", "regmean", "eval", "methods" })
             Assert.Contains(command, result.Stdout);
     }
 
@@ -36,7 +36,7 @@ public sealed class CommandLineTests
     public void An_unknown_command_lists_the_commands()
     {
         var result = AlloyCli.Run("mrege");
-        Assert.Equal("commands: merge, multi, merge-raw, synth, train, fisher, regmean, eval, methods", result.Stderr.Split('\n')[1].TrimEnd());
+        Assert.Equal("commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, eval, methods", result.Stderr.Split('\n')[1].TrimEnd());
     }
 }
 
