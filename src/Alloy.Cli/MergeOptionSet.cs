@@ -58,17 +58,29 @@ public sealed class MergeOptionSet
         "mergekit's device and memory flags (--cuda, --device, --lazy-unpickle, --low-cpu-memory, --multi-gpu, --async-write, …) " +
         "are accepted and have no effect: Alloy merges on all CPU cores in bounded memory.";
 
+    private readonly HashSet<Option> _left = [];
+
+    /// <summary>The options of <paramref name="use"/>: a plan writes nothing, so it has no output, card or progress options; a raw merge has no architectures to check.</summary>
+    public MergeOptionSet(MergeOptionUse use = MergeOptionUse.Merge)
+    {
+        if (use == MergeOptionUse.Plan) _left.UnionWith([_writeCard, _noCard, _threads, _overwrite, _quiet]);
+        if (use == MergeOptionUse.RawMerge) _left.Add(_allowCrimes);
+    }
+
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { _shardSize, _seed, _allowCrimes, _copyTokenizer, _noCopyTokenizer, _writeCard, _noCard, _threads, _memoryLimit, _plugins, _hubCache, _overwrite, _verbose, _quiet, _noSafe })
-            command.Add(option);
+            if (!_left.Contains(option)) command.Add(option);
         _ignored.ForEach(command.Add);
         _ignoredValues.ForEach(command.Add);
     }
 
+    /// <summary>An option's value, or its type's default when this command does not have it.</summary>
+    private T? Value<T>(ParseResult parse, Option<T> option) => _left.Contains(option) ? default : parse.GetValue(option);
+
     public bool Verbose(ParseResult parse) => parse.GetValue(_verbose);
 
-    public bool Quiet(ParseResult parse) => parse.GetValue(_quiet);
+    public bool Quiet(ParseResult parse) => Value(parse, _quiet);
 
     public Diagnostics Diagnostics(ParseResult parse, TextWriter stderr) => new()
     {
@@ -88,16 +100,16 @@ public sealed class MergeOptionSet
         foreach (var option in _ignoredValues.Where(o => parse.GetResult(o) is { Implicit: false }))
             stderr.WriteLine($"note: {option.Name} has no effect in Alloy");
 
-        int? threads = parse.GetValue(_threads);
+        int? threads = Value(parse, _threads);
         if (threads is < 1) throw new AlloyException($"--threads: {threads} is not a thread count; give 1 or more");
         return new MergeOptions
         {
             OutShardSize = ByteSize.Parse(parse.GetValue(_shardSize)!),
             Seed = parse.GetValue(_seed) ?? Planning.PlanOptions.DefaultSeed,
-            AllowCrimes = parse.GetValue(_allowCrimes),
+            AllowCrimes = Value(parse, _allowCrimes),
             CopyTokenizer = !parse.GetValue(_noCopyTokenizer),
-            WriteModelCard = !parse.GetValue(_noCard),
-            Overwrite = parse.GetValue(_overwrite),
+            WriteModelCard = !Value(parse, _noCard),
+            Overwrite = Value(parse, _overwrite),
             HubCache = parse.GetValue(_hubCache) is { } cache ? Path.GetFullPath(cache) : null,
             Execution = new ExecutionOptions
             {
@@ -107,4 +119,12 @@ public sealed class MergeOptionSet
             },
         };
     }
+}
+
+/// <summary>Which command the merge options serve; each lists only the options that act on it.</summary>
+public enum MergeOptionUse
+{
+    Merge,
+    RawMerge,
+    Plan,
 }

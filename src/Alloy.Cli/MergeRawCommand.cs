@@ -13,7 +13,7 @@ public static class MergeRawCommand
         var output = new Argument<string>("out") { Description = "The output folder (created; must be empty unless --overwrite)." };
         var union = new Option<bool>("--tensor-union", "-u") { Description = "Merge a tensor some models lack from the models that have it." };
         var intersection = new Option<bool>("--tensor-intersection", "-i") { Description = "Leave out tensors that some models lack." };
-        var options = new MergeOptionSet();
+        var options = new MergeOptionSet(MergeOptionUse.RawMerge);
         var command = new Command("merge-raw",
             "Merge plain state dicts tensor by tensor, with no architecture, layers or tokenizer (the mergekit-pytorch command): " +
             "every tensor name of every model is merged; parameters take their first gradient value. A tensor missing from " +

@@ -14,7 +14,7 @@ public static class PlanCommand
     {
         var config = new Argument<string>("config") { Description = "The merge recipe: a mergekit YAML file." };
         var json = new Option<bool>("--json") { Description = "Print the plan as JSON." };
-        var options = new MergeOptionSet();
+        var options = new MergeOptionSet(MergeOptionUse.Plan);
         var command = new Command("plan",
             "Show what a merge would do without reading weights or writing anything: inputs, config and tokenizer sources, " +
             "every parameter's value per layer, vocabulary, shards, working memory and expected time. Exit 0 if the merge would run.")

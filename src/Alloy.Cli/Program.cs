@@ -26,7 +26,8 @@ public static class Program
         // Bare `alloy` is a request for help.
         if (args.Length == 0) return root.Parse(["--help"]).Invoke(config);
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
+        // An unknown option that filled an argument's place (`merge-raw a.yml --allow-crimes`) is an error too.
+        if (parsed.Errors.Count > 0 || MisplacedOption(parsed) is not null)
         {
             var command = parsed.CommandResult.Command;
             var path = command == root ? "alloy" : $"alloy {command.Name}";
@@ -46,9 +47,7 @@ public static class Program
     {
         // An unknown option may have been taken for an argument's value (`merge --thraeds 2 a b`), pushing the real
         // arguments out: it is the word to explain.
-        var misplaced = parsed.Tokens.FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument
-            && t.Value.Length > 1 && t.Value.StartsWith('-') && !double.TryParse(t.Value, System.Globalization.CultureInfo.InvariantCulture, out _));
-        if ((misplaced?.Value ?? parsed.UnmatchedTokens.FirstOrDefault()) is not { } unknown) return parsed.Errors[0].Message;
+        if ((MisplacedOption(parsed) ?? parsed.UnmatchedTokens.FirstOrDefault()) is not { } unknown) return parsed.Errors[0].Message;
         bool option = unknown.StartsWith('-');
         if (!option && command == root)
         {
@@ -63,4 +62,9 @@ public static class Program
         }
         return $"unexpected argument '{unknown}'";
     }
+
+    /// <summary>A word that looks like an option (not a negative number) where an argument's value was taken.</summary>
+    private static string? MisplacedOption(ParseResult parsed) =>
+        parsed.Tokens.FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument && t.Value.Length > 1 && t.Value.StartsWith('-')
+            && !double.TryParse(t.Value, System.Globalization.CultureInfo.InvariantCulture, out _))?.Value;
 }

@@ -32,6 +32,19 @@ public sealed class CommandLineTests
         Assert.DoesNotContain("   at ", result.Stderr);
     }
 
+    [Theory]
+    [InlineData("plan", "--overwrite")]
+    [InlineData("plan", "--quiet")]
+    [InlineData("plan", "--no-model-card")]
+    [InlineData("plan", "--threads")]
+    [InlineData("merge-raw", "--allow-crimes")]
+    public void Options_that_do_not_act_on_a_command_are_neither_listed_nor_accepted(string command, string option)
+    {
+        Assert.DoesNotContain(option, AlloyCli.Run(command, "--help").Stdout);
+        Assert.Equal(ExitCodes.UsageError, AlloyCli.Run(command, "x.yml", option).ExitCode);
+        Assert.Contains(option, AlloyCli.Run("merge", "--help").Stdout);
+    }
+
     [Fact]
     public void An_unknown_command_lists_the_commands()
     {
