@@ -1,5 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Alloy.Output;
 using Alloy.Runtime.Evaluation;
 
@@ -18,14 +22,20 @@ public static class EvalCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var defaults = EvaluationOptions.Default;
-        var model = new Argument<string>("model")
+        var models = new Argument<string[]>("model")
         {
             Description = "A Hugging Face model folder (config.json, weights, tokenizer.json) of a Llama, Mistral or Qwen2 model, " +
-                          "or a merge recipe (.yml), merged in memory and evaluated without writing it (the same report as its written folder's).",
+                          "or a merge recipe (.yml), merged in memory and evaluated without writing it (the same report as its written folder's). " +
+                          "Several models are evaluated one after another on the same data and compared in a table.",
+            Arity = ArgumentArity.OneOrMore,
         };
         var text = new Option<string?>("--text") { Description = "A UTF-8 text file whose perplexity to measure (sliding windows of --context tokens every --stride tokens).", HelpName = "FILE" };
         var tasks = new Option<string?>("--tasks") { Description = "A JSON Lines tasks file (schema below) to score.", HelpName = "FILE" };
-        var output = new Option<string?>("--output", "-o") { Description = "Write the JSON report to this file instead of stdout.", HelpName = "FILE" };
+        var output = new Option<string?>("--output", "-o")
+        {
+            Description = "Write the JSON report to this file (with several models: every model's report, under \"models\").", HelpName = "FILE",
+        };
+        var json = new Option<bool>("--json") { Description = "With several models: print the JSON report rather than the table." };
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences (windows, context + choice pairs, prompts) per forward pass. Results do not depend on it.", DefaultValueFactory = _ => defaults.BatchSize, HelpName = "N" };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "Tokens per forward pass at most (a longer sequence runs alone): bounds memory.", DefaultValueFactory = _ => defaults.MaxBatchTokens, HelpName = "N" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "New tokens per generation, unless an item gives max_tokens.", DefaultValueFactory = _ => defaults.MaxNewTokens, HelpName = "N" };
@@ -41,18 +51,23 @@ public static class EvalCommand
 
         var command = new Command("eval",
             "Measure a model: perplexity of a text (--text) and accuracy on multiple-choice and generation tasks (--tasks). " +
-            "Prints a JSON report (model, tokens, perplexity, per-task accuracy, tokens/s, seconds). " + TasksHelp)
+            "Prints a JSON report (model, tokens, perplexity, per-task accuracy, tokens/s, seconds); with several models, a table " +
+            "side by side. " + TasksHelp)
         {
-            model, text, tasks, output, batchSize, batchTokens, maxTokens, limit, context, stride, ignoreCase, noTrim, samples, threads, quiet, verbose,
+            models, text, tasks, output, json, batchSize, batchTokens, maxTokens, limit, context, stride, ignoreCase, noTrim, samples, threads, quiet, verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), cancellation =>
         {
-            var clock = Stopwatch.StartNew();
-            string modelPath = parse.GetValue(model)!;
+            string[] modelPaths = parse.GetValue(models)!;
             string? textPath = parse.GetValue(text), tasksPath = parse.GetValue(tasks), outputPath = parse.GetValue(output);
             if (textPath is null && tasksPath is null) throw new AlloyException("nothing to evaluate; give --text FILE, --tasks FILE.jsonl or both");
             if (parse.GetValue(limit) is < 1) throw new AlloyException($"--limit: {parse.GetValue(limit)} items; give 1 or more");
-            if (outputPath is not null) OutputFolder.CheckFileOutside(outputPath, modelPath);
+            if (parse.GetValue(json) && modelPaths.Length == 1) throw new AlloyException("--json chooses JSON over the table of several models; one model's report is JSON already");
+            foreach (var path in modelPaths)
+            {
+                if (outputPath is not null) OutputFolder.CheckFileOutside(outputPath, path);
+                if (!RuntimeInputs.IsRecipe(path) && !Directory.Exists(path)) throw new AlloyException($"model folder '{path}' does not exist");
+            }
             var options = new EvaluationOptions
             {
                 BatchSize = parse.GetValue(batchSize), MaxBatchTokens = parse.GetValue(batchTokens), MaxNewTokens = parse.GetValue(maxTokens),
@@ -60,42 +75,108 @@ public static class EvalCommand
             };
             options.Validate();
 
-            // Read the inputs before loading the model, so a mistake in them is reported at once.
+            // Read the inputs before loading a model, so a mistake in them is reported at once.
             string? corpus = textPath is null ? null : ReadText(textPath);
             var items = tasksPath is null ? null : TaskFile.Read(tasksPath);
             if (items is not null && parse.GetValue(limit) is { } perTask) items = TaskFile.Limit(items, perTask);
 
             int threadCount = parse.GetValue(threads) ?? Environment.ProcessorCount;
             var diagnostics = new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") };
-            var (llama, tokenizer) = RuntimeInputs.IsRecipe(modelPath)
-                ? RuntimeInputs.MergeInMemory(modelPath, threadCount, diagnostics, cancellation)
-                : RuntimeInputs.LoadModel(modelPath, threadCount);
             bool show = !parse.GetValue(quiet);
-            var (perplexity, results) = Progress.Track(show, "loading", bytes: false, update =>
+            var names = ColumnNames(modelPaths);
+            var reports = Progress.Run(show, "loading", bar => modelPaths.Select((modelPath, m) =>
             {
-                Action<EvaluationProgress>? progress = update is null ? null : p => update(p.Done, p.Total, $"{p.Stage}: {p.Done:N0}/{p.Total:N0} {p.Unit}");
-                var ppl = corpus is null ? null : Perplexity.Measure(llama, tokenizer, corpus, options, progress, cancellation);
-                var scored = items is null ? null : new TaskEvaluation(llama, tokenizer, options).Run(items, progress, cancellation);
-                return (ppl, scored);
-            });
-            var report = new EvaluationReport
+                // With several models, each phase says whose it is.
+                string prefix = modelPaths.Length > 1 ? $"{names[m]}: " : "";
+                bar?.Update(new ProgressUpdate(prefix + "loading"));
+                var clock = Stopwatch.StartNew();
+                var (llama, tokenizer) = RuntimeInputs.IsRecipe(modelPath)
+                    ? RuntimeInputs.MergeInMemory(modelPath, threadCount, diagnostics, cancellation)
+                    : RuntimeInputs.LoadModel(modelPath, threadCount);
+                Action<EvaluationProgress>? progress = bar is null ? null : p => bar.Update(new ProgressUpdate(prefix + p.Stage, p.Done, p.Total, p.Unit));
+                var perplexity = corpus is null ? null : Perplexity.Measure(llama, tokenizer, corpus, options, progress, cancellation);
+                var results = items is null ? null : new TaskEvaluation(llama, tokenizer, options).Run(items, progress, cancellation);
+                return new EvaluationReport
+                {
+                    Model = modelPath, Parameters = llama.Parameters.ElementCount, Backend = llama.Compute.Backend.Name, Threads = llama.Compute.Threads,
+                    TextFile = textPath, Perplexity = perplexity, TasksFile = tasksPath, Tasks = results ?? [], Elapsed = clock.Elapsed,
+                };
+            }).ToList());
+
+            bool samplesToo = parse.GetValue(samples);
+            string report = reports.Count == 1 ? reports[0].ToJson(samplesToo) : Combined(reports, samplesToo);
+            if (outputPath is not null)
             {
-                Model = modelPath, Parameters = llama.Parameters.ElementCount, Backend = llama.Compute.Backend.Name, Threads = llama.Compute.Threads,
-                TextFile = textPath, Perplexity = perplexity, TasksFile = tasksPath, Tasks = results ?? [], Elapsed = clock.Elapsed,
-            };
-            string json = report.ToJson(parse.GetValue(samples));
-            if (outputPath is null)
-            {
-                stdout.WriteLine(json);
-                return ExitCodes.Success;
+                var folder = Path.GetDirectoryName(Path.GetFullPath(outputPath));
+                if (folder is not null) Directory.CreateDirectory(folder);
+                File.WriteAllText(outputPath, report + Environment.NewLine);
             }
-            var folder = Path.GetDirectoryName(Path.GetFullPath(outputPath));
-            if (folder is not null) Directory.CreateDirectory(folder);
-            File.WriteAllText(outputPath, json + Environment.NewLine);
-            if (show) stdout.WriteLine(Summary(report, outputPath));
+            if (reports.Count > 1 && !parse.GetValue(json)) stdout.Write(Table(reports, names));
+            else if (outputPath is null) stdout.WriteLine(report);
+            if (outputPath is not null && show)
+                stdout.WriteLine(reports.Count == 1 ? Summary(reports[0], outputPath) : $"report in {outputPath}");
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    /// <summary>Several models' reports as one JSON object: {"models": [report, …]}.</summary>
+    private static string Combined(IReadOnlyList<EvaluationReport> reports, bool samples)
+    {
+        var all = new JsonArray([.. reports.Select(r => JsonNode.Parse(r.ToJson(samples)))]);
+        return new JsonObject { ["models"] = all }.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+    }
+
+    /// <summary>Each model's column title: its folder or file name, or the path as given when two names collide.</summary>
+    private static string[] ColumnNames(string[] paths)
+    {
+        var names = paths.Select(p => Path.GetFileName(Path.TrimEndingDirectorySeparator(p))).ToArray();
+        return names.Distinct(StringComparer.Ordinal).Count() == names.Length ? names : paths;
+    }
+
+    /// <summary>
+    /// The models side by side: perplexity (lower is better), then each task's accuracy (higher is better); the best
+    /// value of a row is marked with *.
+    /// </summary>
+    public static string Table(IReadOnlyList<EvaluationReport> reports, IReadOnlyList<string> names)
+    {
+        var rows = new List<(string Label, double?[] Values, bool LowerIsBetter, Func<double, string> Format)>();
+        static string Percent(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
+        if (reports[0].Perplexity is not null)
+            rows.Add(("perplexity", [.. reports.Select(r => r.Perplexity?.Value)], true, v => v.ToString("G5", CultureInfo.InvariantCulture)));
+        foreach (var task in reports[0].Tasks)
+        {
+            double?[] Of(Func<TaskResult, double?> value) => [.. reports.Select(r => r.Tasks.FirstOrDefault(t => t.Name == task.Name) is { } t ? value(t) : null)];
+            if (task.Type == TaskFile.ChoiceType)
+            {
+                rows.Add(($"{task.Name} accuracy", Of(t => t.Accuracy), false, Percent));
+                rows.Add(($"{task.Name} accuracy (norm)", Of(t => t.AccuracyNormalized), false, Percent));
+            }
+            else rows.Add(($"{task.Name} exact match", Of(t => t.Accuracy), false, Percent));
+        }
+        var cells = rows.Select(row =>
+        {
+            var present = row.Values.Where(v => v is not null).Select(v => v!.Value).ToList();
+            double? best = present.Count < 2 ? null : row.LowerIsBetter ? present.Min() : present.Max();
+            // A space where others have the star keeps the numbers aligned.
+            return row.Values.Select(v => v is not { } x ? "- " : row.Format(x) + (x == best ? "*" : " ")).ToArray();
+        }).ToList();
+        int labelWidth = rows.Max(r => r.Label.Length);
+        var widths = names.Select((n, m) => Math.Max(n.Length + 1, cells.Max(c => c[m].Length))).ToArray();
+        var table = new StringBuilder();
+        table.Append(new string(' ', labelWidth));
+        for (int m = 0; m < names.Count; m++) table.Append("  ").Append((names[m] + " ").PadLeft(widths[m]));
+        table.Append('\n');
+        for (int r = 0; r < rows.Count; r++)
+        {
+            table.Append(rows[r].Label.PadRight(labelWidth));
+            for (int m = 0; m < names.Count; m++) table.Append("  ").Append(cells[r][m].PadLeft(widths[m]));
+            table.Append('\n');
+        }
+        return string.Join('\n', table.ToString().Split('\n').Select(line => line.TrimEnd()));
     }
 
     /// <summary>One line: the perplexity and each task's score.</summary>

@@ -32,7 +32,8 @@ public static class MergeCommand
                 return PlanCommand.DryRun(session, parse.GetValue(output)!, stdout);
             }
             bool quiet = options.Quiet(parse);
-            var result = Progress.Run(show: !quiet, report => Merger.Run(recipe, parse.GetValue(output)!, mergeOptions, diagnostics, report, cancellation));
+            var result = Progress.Run(show: !quiet, "planning", bar => Merger.Run(recipe, parse.GetValue(output)!, mergeOptions, diagnostics,
+                Progress.ForMerge(bar), cancellation));
             if (!quiet) stdout.WriteLine(Summary(result));
             return ExitCodes.Success;
         }));

@@ -32,7 +32,8 @@ public static class MergeRawCommand
             var mergeOptions = options.Read(parse, stderr) with { RawTensors = policy };
             var recipe = RecipeParser.ParseFile(parse.GetValue(config)!, diagnostics);
             bool quiet = options.Quiet(parse);
-            var result = Progress.Run(show: !quiet, report => Merger.Run(recipe, parse.GetValue(output)!, mergeOptions, diagnostics, report, cancellation));
+            var result = Progress.Run(show: !quiet, "planning", bar => Merger.Run(recipe, parse.GetValue(output)!, mergeOptions, diagnostics,
+                Progress.ForMerge(bar), cancellation));
             if (!quiet) stdout.WriteLine(MergeCommand.Summary(result));
             return ExitCodes.Success;
         }));

@@ -30,8 +30,19 @@ public static class MultiCommand
             var documents = RecipeParser.ParseDocumentsFile(path, diagnostics);
             var stages = MultiMerge.Plan(documents, parse.GetValue(intermediate)!, parse.GetValue(outPath));
             bool quiet = options.Quiet(parse);
-            var outcomes = Progress.Run(show: !quiet, report => MultiMerge.Run(stages, mergeOptions, !parse.GetValue(noLazy), diagnostics,
-                stage => { if (!quiet) stdout.WriteLine($"merging {stage.DisplayName} → {stage.OutputPath}"); }, report, cancellation));
+            var outcomes = Progress.Run(show: !quiet, "planning", bar =>
+            {
+                // The bar's phase names the stage too.
+                string stageName = "";
+                return MultiMerge.Run(stages, mergeOptions, !parse.GetValue(noLazy), diagnostics, stage =>
+                {
+                    stageName = stage.DisplayName + ": ";
+                    string line = $"merging {stage.DisplayName} → {stage.OutputPath}";
+                    if (bar is not null) bar.Note(line);
+                    else if (!quiet) stdout.WriteLine(line);
+                    bar?.Update(new ProgressUpdate(stageName + "planning"));
+                }, bar is null ? null : p => Progress.ForMerge(bar, stageName)!(p), cancellation);
+            });
             if (!quiet)
             {
                 foreach (var outcome in outcomes)

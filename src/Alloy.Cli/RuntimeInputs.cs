@@ -67,15 +67,25 @@ public sealed class RuntimeInputs
         }
     }
 
-    /// <summary>The model, loaded in float32, and the data set, tokenized with the model's tokenizer.</summary>
-    public (LlamaModel Model, IReadOnlyList<TrainingExample> Examples) Load(ParseResult parse)
+    /// <summary>
+    /// The model, loaded in float32, and the data set (and the held-out set at <paramref name="heldOut"/>, if given),
+    /// tokenized with the model's tokenizer.
+    /// </summary>
+    public (LlamaModel Model, IReadOnlyList<TrainingExample> Examples, IReadOnlyList<TrainingExample>? HeldOut) Load(ParseResult parse,
+        string? heldOut = null)
     {
         var folder = parse.GetValue(Model)!;
         var (model, tokenizer) = LoadModel(folder, parse.GetValue(Threads));
-        var examples = TrainingData.Load(parse.GetValue(Data)!, tokenizer, parse.GetValue(SequenceLength));
-        int largest = examples.SelectMany(e => e.Tokens).Max();
-        if (largest >= model.Config.VocabSize)
-            throw new AlloyException($"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of {model.Config.VocabSize}");
-        return (model, examples);
+        var examples = Read(parse.GetValue(Data)!);
+        return (model, examples, heldOut is null ? null : Read(heldOut));
+
+        IReadOnlyList<TrainingExample> Read(string path)
+        {
+            var read = TrainingData.Load(path, tokenizer, parse.GetValue(SequenceLength));
+            int largest = read.SelectMany(e => e.Tokens).Max();
+            if (largest >= model.Config.VocabSize)
+                throw new AlloyException($"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of {model.Config.VocabSize}");
+            return read;
+        }
     }
 }

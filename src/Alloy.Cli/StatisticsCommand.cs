@@ -33,11 +33,12 @@ public static class StatisticsCommand
             OutputFolder.CheckFileOutside(parse.GetValue(output)!, parse.GetValue(inputs.Model)!);
             if (File.Exists(path) && !parse.GetValue(overwrite))
                 throw new AlloyException($"output file '{parse.GetValue(output)}' exists; pass --overwrite to replace it");
-            var (model, examples) = inputs.Load(parse);
             bool quiet = parse.GetValue(inputs.Quiet);
-            var statistics = Progress.RunSteps(!quiet, examples.Count, bar =>
+            var statistics = Progress.Run(!quiet, "loading", bar =>
             {
-                Action<int>? report = bar is null ? null : done => bar(done, $"examples {done}/{examples.Count}");
+                var (model, examples, _) = inputs.Load(parse);
+                Action<int>? report = bar is null ? null : done => bar.Update(new ProgressUpdate(name, done, examples.Count, "examples"));
+                report?.Invoke(0);
                 return batched
                     ? ParameterStatistics.Grams(model, examples, parse.GetValue(batch), report, cancellation)
                     : ParameterStatistics.Fisher(model, examples, report, cancellation);

@@ -22,11 +22,12 @@ public static class SynthCommand
         var tied = new Option<bool>("--tied") { Description = "Tie lm_head to the input embedding (no lm_head tensor)." };
         var shardSize = new Option<string>("--shard-size") { Description = "Bytes per shard (K/M/B suffixes); 0 writes one file.", DefaultValueFactory = _ => "0" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the base weights.", DefaultValueFactory = _ => defaults.Seed };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bar." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
 
         var command = new Command("synth", "Write deterministic tiny Llama-style models (a base and fine-tunes with conflicting task vectors) for trying and testing merges.")
         {
-            output, fineTunes, layers, hidden, intermediate, vocab, heads, kvHeads, dtype, tied, shardSize, seed, verbose,
+            output, fineTunes, layers, hidden, intermediate, vocab, heads, kvHeads, dtype, tied, shardSize, seed, quiet, verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
         {
@@ -44,8 +45,9 @@ public static class SynthCommand
             var root = parse.GetValue(output)!;
             if (Directory.Exists(root) && Directory.EnumerateFileSystemEntries(root).Any())
                 throw new AlloyException($"output folder '{root}' is not empty");
-            foreach (var folder in TinyLlama.WriteFamily(root, spec, parse.GetValue(fineTunes)))
-                stdout.WriteLine($"wrote {folder}");
+            var folders = Progress.Run(!parse.GetValue(quiet), "generating", bar => TinyLlama.WriteFamily(root, spec, parse.GetValue(fineTunes),
+                bar is null ? null : (model, done, total) => bar.Update(new ProgressUpdate("generating", done, total, ProgressUpdate.Bytes, model))));
+            foreach (var folder in folders) stdout.WriteLine($"wrote {folder}");
             return ExitCodes.Success;
         }));
         return command;

@@ -28,12 +28,23 @@ public static class TrainCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the data order.", DefaultValueFactory = _ => defaults.Seed };
         var dtype = new Option<string?>("--dtype") { Description = "Saved dtype: float32, bfloat16 or float16 (default: the input's config.json dtype, else float32)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var validation = new Option<string?>("--validation")
+        {
+            Description = "Held-out examples (the format of --data) whose loss is measured before training, every --eval-every steps and at the end.",
+            HelpName = "FILE",
+        };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between validation losses (default: a tenth of the run).", HelpName = "N" };
+        var logEvery = new Option<int?>("--log-every")
+        {
+            Description = "Without a terminal: a progress line every N steps, besides the first and last (default: about 20 lines).", HelpName = "N",
+        };
 
         var command = new Command("train", "Train a Llama, Mistral or Qwen2 model on a text or JSONL data set (next-token cross-entropy, AdamW, " +
-            "warmup + cosine schedule, gradient clipping) and save it as a Hugging Face folder. Start from a fresh model with " +
+            "warmup + cosine schedule, gradient clipping) and save it as a Hugging Face folder, with metrics.jsonl (loss, learning rate, " +
+            "gradient norm, tokens/s and validation loss per step) and loss.png. Start from a fresh model with " +
             "'alloy synth DIR --fine-tunes 0' and train DIR/base.")
         {
-            output, steps, epochs, batch, micro, lr, minLr, warmup, decay, decayNorms, clip, seed, dtype, overwrite,
+            output, steps, epochs, batch, micro, lr, minLr, warmup, decay, decayNorms, clip, seed, dtype, overwrite, validation, evalEvery, logEvery,
         };
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
@@ -42,36 +53,65 @@ public static class TrainCommand
             var saveType = ParseDType(parse.GetValue(dtype)) ?? ModelSaver.StatedDType(source) ?? DType.F32;
             if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
                 throw new AlloyException("give --steps or --epochs, not both");
+            foreach (var (option, value) in new[] { (evalEvery, parse.GetValue(evalEvery)), (logEvery, parse.GetValue(logEvery)) })
+                if (value is < 1) throw new AlloyException($"{option.Name} must be at least 1 (got {value})");
+            if (parse.GetValue(evalEvery) is not null && parse.GetValue(validation) is null)
+                throw new AlloyException("--eval-every needs --validation FILE");
             using var target = OutputFolder.Prepare(parse.GetValue(output)!, parse.GetValue(overwrite), [source]);
             var watch = Stopwatch.StartNew();
-            var (model, examples) = inputs.Load(parse);
-            int batchSize = parse.GetValue(batch);
-            if (batchSize < 1) throw new AlloyException($"--batch-size must be at least 1 (got {batchSize})");
-            double passes = parse.GetValue(epochs) ?? 1;
-            if (!(passes > 0)) throw new AlloyException($"--epochs must be positive (got {passes})");
-            int stepCount = parse.GetValue(steps) ?? Math.Max(1, (int)Math.Ceiling(passes * Trainer.StepsPerEpoch(examples.Count, batchSize)));
-            var options = new TrainingOptions
-            {
-                Steps = stepCount, BatchSize = batchSize, MicroBatchSize = parse.GetValue(micro), LearningRate = parse.GetValue(lr),
-                MinLearningRate = parse.GetValue(minLr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
-                DecayNormsAndBiases = parse.GetValue(decayNorms), ClipNorm = parse.GetValue(clip), Seed = parse.GetValue(seed),
-            };
-            var trainer = new Trainer(model, options);
             bool quiet = parse.GetValue(inputs.Quiet);
-            if (!quiet)
-                stderr.WriteLine($"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), {stepCount} steps of {batchSize}, " +
-                    $"{model.Parameters.ElementCount / 1e6:F2}M parameters");
-            int logEvery = Math.Max(1, stepCount / 20);
-            var results = Progress.RunSteps(!quiet, stepCount, bar => trainer.Run(examples, step =>
+            var results = Progress.Run(!quiet, "loading", bar =>
             {
-                string line = $"step {step.Step}/{stepCount}  epoch {step.Epoch + 1}  loss {step.Loss:F4}  lr {step.LearningRate:G3}  grad norm {step.GradientNorm:G3}";
-                if (bar is not null) bar(step.Step, line);
-                else if (!quiet && (step.Step % logEvery == 0 || step.Step == 1 || step.Step == stepCount)) stderr.WriteLine(line);
-            }, cancellation));
-            cancellation.ThrowIfCancellationRequested();
-            ModelSaver.Save(model, source, target, saveType);
-            stdout.WriteLine($"trained {results.Count} steps ({(double)results.Count / Trainer.StepsPerEpoch(examples.Count, batchSize):F2} epochs) " +
-                $"in {watch.Elapsed.TotalSeconds:F1} s: loss {results[0].Loss:F4} → {results[^1].Loss:F4}; wrote {target.Target} ({saveType.TorchName()})");
+                var (model, examples, held) = inputs.Load(parse, parse.GetValue(validation));
+                int batchSize = parse.GetValue(batch);
+                if (batchSize < 1) throw new AlloyException($"--batch-size must be at least 1 (got {batchSize})");
+                double passes = parse.GetValue(epochs) ?? 1;
+                if (!(passes > 0)) throw new AlloyException($"--epochs must be positive (got {passes})");
+                int stepCount = parse.GetValue(steps) ?? Math.Max(1, (int)Math.Ceiling(passes * Trainer.StepsPerEpoch(examples.Count, batchSize)));
+                var options = new TrainingOptions
+                {
+                    Steps = stepCount, BatchSize = batchSize, MicroBatchSize = parse.GetValue(micro), LearningRate = parse.GetValue(lr),
+                    MinLearningRate = parse.GetValue(minLr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
+                    DecayNormsAndBiases = parse.GetValue(decayNorms), ClipNorm = parse.GetValue(clip), Seed = parse.GetValue(seed),
+                };
+                var trainer = new Trainer(model, options);
+                string start = $"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), {stepCount} steps of " +
+                               $"{batchSize}, {model.Parameters.ElementCount / 1e6:F2}M parameters" + (held is null ? "" : $"; validation: {held.Count} examples");
+                if (bar is not null) bar.Note(start);
+                else if (!quiet) stderr.WriteLine(start);
+
+                using var log = new TrainingLog(target.Temporary);
+                int validateEvery = parse.GetValue(evalEvery) ?? Math.Max(1, stepCount / 10);
+                if (held is not null)
+                {
+                    bar?.Update(new ProgressUpdate("validation"));
+                    log.Start(trainer.Loss(held, cancellation));
+                }
+                int lineEvery = parse.GetValue(logEvery) ?? Math.Max(1, stepCount / 20);
+                var stepClock = Stopwatch.StartNew();
+                double? lastValidation = null;
+                var done = trainer.Run(examples, step =>
+                {
+                    double seconds = stepClock.Elapsed.TotalSeconds;
+                    double? validationLoss = held is not null && (step.Step % validateEvery == 0 || step.Step == stepCount) ? trainer.Loss(held, cancellation) : null;
+                    lastValidation = validationLoss ?? lastValidation;
+                    log.Step(step, step.Tokens / Math.Max(seconds, 1e-9), watch.Elapsed.TotalSeconds, validationLoss);
+                    string detail = $"loss {step.Loss:F4}" + (lastValidation is { } v ? $"  val {v:F4}" : "") + $"  lr {step.LearningRate:G3}";
+                    if (bar is not null) bar.Update(new ProgressUpdate("training", step.Step, stepCount, "steps", detail));
+                    else if (!quiet && (step.Step % lineEvery == 0 || step.Step == 1 || step.Step == stepCount))
+                        stderr.WriteLine($"step {step.Step}/{stepCount}  epoch {step.Epoch + 1}  {detail}  grad norm {step.GradientNorm:G3}");
+                    stepClock.Restart();
+                }, cancellation);
+                cancellation.ThrowIfCancellationRequested();
+                bar?.Update(new ProgressUpdate("writing"));
+                log.DrawChart(Path.Combine(target.Temporary, TrainingLog.ChartFile));
+                log.Dispose();
+                ModelSaver.Save(model, source, target, saveType);
+                return (done, Epochs: (double)done.Count / Trainer.StepsPerEpoch(examples.Count, batchSize), lastValidation);
+            });
+            var (trained, epochsDone, finalValidation) = results;
+            stdout.WriteLine($"trained {trained.Count} steps ({epochsDone:F2} epochs) in {watch.Elapsed.TotalSeconds:F1} s: loss {trained[0].Loss:F4} → " +
+                $"{trained[^1].Loss:F4}" + (finalValidation is { } f ? $", validation loss {f:F4}" : "") + $"; wrote {target.Target} ({saveType.TorchName()})");
             return ExitCodes.Success;
         }));
         return command;

@@ -40,6 +40,8 @@ public static class LogLikelihood
         var scores = new SequenceScore[requests.Count];
         var state = model.CreateState();
         long done = 0;
+        // Say the stage has begun: a batch of long sequences on a large model can take minutes.
+        onPass?.Invoke(0);
         foreach (var (start, end) in options.Batches(requests.Select(r => r.Tokens.Length).ToArray()))
         {
             cancellation.ThrowIfCancellationRequested();

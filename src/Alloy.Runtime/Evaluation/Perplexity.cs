@@ -88,7 +88,7 @@ public static class Perplexity
         var requests = windows.Select(w => new ScoringRequest(all[w.Begin..w.End], w.ScoreFrom - w.Begin)).ToArray();
         long total = requests.Sum(r => (long)r.Tokens.Length);
         var scores = LogLikelihood.Score(model, requests, options,
-            done => progress?.Invoke(new EvaluationProgress("text", done, total, "tokens")), cancellation);
+            done => progress?.Invoke(new EvaluationProgress("perplexity", done, total, "tokens")), cancellation);
         int scored = scores.Sum(s => s.Tokens);
         return new PerplexityResult
         {
@@ -98,5 +98,5 @@ public static class Perplexity
     }
 }
 
-/// <summary>Where an evaluation is: a stage (the text, or a task's name) and the work done of the total, in a unit.</summary>
+/// <summary>Where an evaluation is: a stage ("perplexity", "choices: TASK", "generation: TASK") and the work done of the total, in a unit.</summary>
 public readonly record struct EvaluationProgress(string Stage, long Done, long Total, string Unit);

@@ -95,7 +95,7 @@ public sealed class TaskEvaluation
         });
         long total = requests.Sum(r => (long)r.Tokens.Length);
         var scores = LogLikelihood.Score(_model, requests, _options,
-            done => progress?.Invoke(new EvaluationProgress(name, done, total, "tokens")), cancellation);
+            done => progress?.Invoke(new EvaluationProgress($"choices: {name}", done, total, "tokens")), cancellation);
 
         var outcomes = items.Select((item, i) =>
         {
@@ -128,6 +128,7 @@ public sealed class TaskEvaluation
         var outputs = new GenerationOutcome[items.Count];
         long forward = 0;
         int done = 0;
+        progress?.Invoke(new EvaluationProgress($"generation: {name}", 0, items.Count, "items"));
         foreach (var (start, end) in _options.Batches(prompts.Select((p, i) => p.Length + limits[i]).ToArray()))
         {
             cancellation.ThrowIfCancellationRequested();
@@ -149,7 +150,7 @@ public sealed class TaskEvaluation
                 forward += prompts[slice[s]].Length + tokens.Length - 1;
             }
             done += slice.Length;
-            progress?.Invoke(new EvaluationProgress(name, done, items.Count, "items"));
+            progress?.Invoke(new EvaluationProgress($"generation: {name}", done, items.Count, "items"));
         }
         return new TaskResult
         {

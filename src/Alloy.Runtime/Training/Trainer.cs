@@ -9,7 +9,8 @@ namespace Alloy.Runtime.Training;
 /// <param name="Targets">Predicted tokens in the batch.</param>
 /// <param name="GradientNorm">Global L2 norm of the gradient before clipping.</param>
 /// <param name="LearningRate">The learning rate the step used.</param>
-public sealed record TrainingStepResult(int Step, int Epoch, double Loss, int Targets, double GradientNorm, double LearningRate);
+/// <summary>One optimizer step: mean token loss over <see cref="Targets"/> predicted tokens of <see cref="Tokens"/> run.</summary>
+public sealed record TrainingStepResult(int Step, int Epoch, double Loss, int Targets, double GradientNorm, double LearningRate, int Tokens);
 
 /// <summary>
 /// Trains a model in place: seeded batches of examples, mean token cross-entropy, global-norm clipping, AdamW with
@@ -55,7 +56,27 @@ public sealed class Trainer
         float scale = Options.ClipNorm is double clip && clip > 0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1f;
         double learningRate = LearningRateSchedule.At(StepCount, Options.Steps, Options.LearningRate, Options.MinLearningRate, Options.WarmupSteps);
         _optimizer.Step(context, gradients, learningRate, scale);
-        return new TrainingStepResult(StepCount, epoch, lossSum / targets, targets, norm, learningRate);
+        return new TrainingStepResult(StepCount, epoch, lossSum / targets, targets, norm, learningRate, batch.Sum(e => e.Tokens.Length));
+    }
+
+    /// <summary>
+    /// The mean token loss of <paramref name="examples"/> with the current weights (nothing is trained), run in
+    /// micro-batches as training runs them.
+    /// </summary>
+    public double Loss(IReadOnlyList<TrainingExample> examples, CancellationToken cancellation = default)
+    {
+        int micro = Options.MicroBatchSize ?? Options.BatchSize;
+        double sum = 0;
+        long targets = 0;
+        for (int start = 0; start < examples.Count; start += micro)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var (lossSum, count) = _loss.Loss(examples.Skip(start).Take(micro).ToList());
+            sum += lossSum;
+            targets += count;
+        }
+        if (targets == 0) throw new AlloyException("the validation examples have no tokens to predict");
+        return sum / targets;
     }
 
     /// <summary>

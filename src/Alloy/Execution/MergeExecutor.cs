@@ -34,8 +34,12 @@ public sealed record ExecutionOptions
     public bool StrictMemoryLimit { get; init; }
 }
 
-/// <summary>Progress after each write: output tensors finished and output bytes written.</summary>
-public readonly record struct MergeProgress(int TensorsDone, int TensorsTotal, long BytesDone, long BytesTotal);
+/// <summary>Progress at the start of each phase and after each write: output tensors finished and bytes done.</summary>
+public readonly record struct MergeProgress(int TensorsDone, int TensorsTotal, long BytesDone, long BytesTotal)
+{
+    /// <summary>"merging" (bytes are bytes written), or a pre-pass over the inputs, "statistics pass 1/3 (coarse)" … (bytes read).</summary>
+    public string Phase { get; init; } = "merging";
+}
 
 /// <summary>
 /// Runs a plan: work items (whole tensors, or chunks of tensors for elementwise and streamed methods) are computed in
@@ -67,7 +71,8 @@ public static class MergeExecutor
         foreach (var file in plan.Jobs.SelectMany(j => j.Inputs).Select(i => i.Tensor.File).Distinct())
             file.AdviseSequential();
         // Methods that trim by a threshold over whole models need it before their first tensor.
-        var modelWideCuts = ModelWideCuts.Compute(plan, options, cancellation);
+        var modelWideCuts = ModelWideCuts.Compute(plan, options, progress, cancellation);
+        progress?.Invoke(new MergeProgress(0, plan.Jobs.Count, 0, bytesTotal));
         using var sideOutputs = sideFolder is null ? null : SideOutputWriter.Create(plan, sideFolder);
         // The statistics of the streamed tensor whose chunks are being admitted.
         Task<TensorStatistics>? statistics = null;

@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Runtime.ExceptionServices;
 using Alloy.Methods.TaskVectors;
 using Alloy.Planning;
+using Alloy.Tensors;
 
 namespace Alloy.Execution;
 
@@ -48,7 +49,7 @@ internal sealed class ModelWideCuts
     private ModelWideCuts(Dictionary<int, List<Unit>> units) => _units = units;
 
     /// <summary>Runs the pre-pass, or returns null when no tensor of the plan asks for a model-wide cut.</summary>
-    public static ModelWideCuts? Compute(MergePlan plan, ExecutionOptions options, CancellationToken cancellation)
+    public static ModelWideCuts? Compute(MergePlan plan, ExecutionOptions options, Action<MergeProgress>? progress, CancellationToken cancellation)
     {
         var populations = new Dictionary<int, Population>();
         var units = new Dictionary<int, List<Unit>>();
@@ -85,9 +86,11 @@ internal sealed class ModelWideCuts
         {
             foreach (var p in populations.Values) p.Search = new CutSearch(p.Count, [Sparsify.KeepCount(p.Fraction, p.Count)]);
             // Coarse, then fine: each pass counts into per-thread tallies, added when the thread is done.
+            int pass = 0;
             while (populations.Values.Any(p => p.Search!.Counting))
             {
-                ForEachChunk(chunks, options, cancellation, () => new Dictionary<Population, CutSearch.Tally>(), (unit, _, delta, local) =>
+                var reporter = new PassProgress(plan, chunks, ++pass == 1 ? "statistics pass 1/3 (coarse)" : "statistics pass 2/3 (fine)", progress);
+                ForEachChunk(chunks, options, reporter, cancellation, () => new Dictionary<Population, CutSearch.Tally>(), (unit, _, delta, local) =>
                 {
                     var search = unit.Population.Search!;
                     if (!search.Counting) return;
@@ -112,7 +115,8 @@ internal sealed class ModelWideCuts
 
         if (populations.Values.Any(p => p.SplitsTies))
         {
-            ForEachChunk(chunks, options, cancellation, () => 0, (unit, chunk, delta, _) =>
+            var reporter = new PassProgress(plan, chunks, "statistics pass 3/3 (ties)", progress);
+            ForEachChunk(chunks, options, reporter, cancellation, () => 0, (unit, chunk, delta, _) =>
             {
                 if (unit.Population.SplitsTies) unit.Ties[chunk] = MagnitudeCut.CountKey(delta, unit.Population.Cut.Key);
             }, _ => { });
@@ -152,7 +156,7 @@ internal sealed class ModelWideCuts
     }
 
     /// <summary>Calls <paramref name="body"/> with every unit's task vector x − base, chunk by chunk, in parallel.</summary>
-    private static void ForEachChunk<TLocal>(List<Chunk> chunks, ExecutionOptions options, CancellationToken cancellation,
+    private static void ForEachChunk<TLocal>(List<Chunk> chunks, ExecutionOptions options, PassProgress reporter, CancellationToken cancellation,
         Func<TLocal> local, Action<Unit, int, ReadOnlySpan<float>, TLocal> body, Action<TLocal> finish)
     {
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Threads), CancellationToken = cancellation };
@@ -175,6 +179,7 @@ internal sealed class ModelWideCuts
                     }
                     // The pre-pass reads the whole model before anything is merged: keep none of it mapped.
                     foreach (var input in chunk.Job.Inputs) TensorReader.Release(input, chunk.Start, chunk.Count);
+                    reporter.Done(chunk);
                 }
                 finally
                 {
@@ -188,5 +193,38 @@ internal sealed class ModelWideCuts
         {
             ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
+    }
+
+    /// <summary>A pass's progress: bytes of stored inputs read, reported in increasing order from any thread.</summary>
+    private sealed class PassProgress
+    {
+        private readonly Action<MergeProgress>? _progress;
+        private readonly string _phase;
+        private readonly int _tensors;
+        private readonly long _total;
+        private long _done;
+
+        public PassProgress(MergePlan plan, List<Chunk> chunks, string phase, Action<MergeProgress>? progress)
+        {
+            _progress = progress;
+            _phase = phase;
+            _tensors = plan.Jobs.Count;
+            _total = chunks.Sum(Bytes);
+            progress?.Invoke(new MergeProgress(0, _tensors, 0, _total) { Phase = phase });
+        }
+
+        public void Done(Chunk chunk)
+        {
+            if (_progress is null) return;
+            lock (this)
+            {
+                _done += Bytes(chunk);
+                _progress(new MergeProgress(0, _tensors, _done, _total) { Phase = _phase });
+            }
+        }
+
+        private static long Bytes(Chunk chunk) =>
+            (long)chunk.Count * chunk.Units.Select(u => u.Input).Append(chunk.Job.Info!.BaseIndex)
+                .Sum(i => chunk.Job.Inputs[i].Tensor.Info.DType.Size());
     }
 }

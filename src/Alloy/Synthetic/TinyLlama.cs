@@ -68,26 +68,35 @@ public static class TinyLlama
         bool isNorm = name.EndsWith("norm.weight", StringComparison.Ordinal);
         double scale = isNorm ? 0.05 : 1.0 / Math.Sqrt(shape[^1]);
         var weights = RandomStream.For(spec.Seed, name, 0);
-        for (long j = 0; j < count; j++)
-            values[j] = (float)((isNorm ? 1.0 : 0.0) + scale * weights.Normal(j));
-        if (fineTune == 0) return values;
-
         var shared = RandomStream.For(spec.Seed, name, 1_000);
         var own = RandomStream.For(spec.Seed, name, 1_000 + fineTune);
         double deltaScale = 0.1 * scale;
-        for (long j = 0; j < count; j++)
+        // Every value depends on its index alone, so blocks can be drawn on all cores with the same result.
+        const int Block = 1 << 16;
+        Parallel.For(0, (int)((count + Block - 1) / Block), block =>
         {
-            // Blocks of 16 elements: fine-tune k flips the shared direction on blocks where (block + k) % 3 == 0.
-            int sign = ((j >> 4) + fineTune) % 3 == 0 ? -1 : 1;
-            double delta = deltaScale * (0.7 * sign * shared.Normal(j) + 0.7 * own.Normal(j));
-            if (own.Uniform(count + j) < 0.01) delta += 8 * deltaScale * (own.Uniform(2 * count + j) < 0.5 ? -1 : 1);
-            values[j] += (float)delta;
-        }
+            for (long j = (long)block * Block, end = Math.Min(count, j + Block); j < end; j++)
+            {
+                double value = (isNorm ? 1.0 : 0.0) + scale * weights.Normal(j);
+                if (fineTune > 0)
+                {
+                    // Blocks of 16 elements: fine-tune k flips the shared direction on blocks where (block + k) % 3 == 0.
+                    int sign = ((j >> 4) + fineTune) % 3 == 0 ? -1 : 1;
+                    double delta = deltaScale * (0.7 * sign * shared.Normal(j) + 0.7 * own.Normal(j));
+                    if (own.Uniform(count + j) < 0.01) delta += 8 * deltaScale * (own.Uniform(2 * count + j) < 0.5 ? -1 : 1);
+                    values[j] = (float)value + (float)delta;
+                }
+                else values[j] = (float)value;
+            }
+        });
         return values;
     }
 
-    /// <summary>Writes a base model (fineTune = 0) or fine-tune k into <paramref name="folder"/>.</summary>
-    public static void Write(string folder, TinyLlamaSpec spec, int fineTune = 0)
+    /// <summary>
+    /// Writes a base model (fineTune = 0) or fine-tune k into <paramref name="folder"/>, telling
+    /// <paramref name="written"/> the bytes of weights written after each tensor.
+    /// </summary>
+    public static void Write(string folder, TinyLlamaSpec spec, int fineTune = 0, Action<long>? written = null)
     {
         Directory.CreateDirectory(folder);
         var tensors = Tensors(spec).Select(t => new TensorInfo(t.Name, spec.DType, t.Shape)).ToList();
@@ -99,6 +108,7 @@ public static class TinyLlama
                 var bytes = new byte[tensor.ByteLength];
                 TensorConvert.FromFloat32(values, spec.DType, bytes);
                 writer.Append(tensor.Name, bytes);
+                written?.Invoke(bytes.Length);
             }
             writer.Complete();
         }
@@ -111,14 +121,17 @@ public static class TinyLlama
     }
 
     /// <summary>Writes base/ and fine-tune folders finetune-1 … finetune-n under <paramref name="root"/>.</summary>
-    public static IReadOnlyList<string> WriteFamily(string root, TinyLlamaSpec spec, int fineTunes)
+    /// <remarks><paramref name="progress"/> hears (model, bytes written of the family, the family's bytes).</remarks>
+    public static IReadOnlyList<string> WriteFamily(string root, TinyLlamaSpec spec, int fineTunes, Action<string, long, long>? progress = null)
     {
-        var folders = new List<string> { Path.Combine(root, "base") };
-        Write(folders[0], spec);
-        for (int k = 1; k <= fineTunes; k++)
+        long perModel = Tensors(spec).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b)) * spec.DType.Size(), total = perModel * (fineTunes + 1), done = 0;
+        var folders = new List<string>();
+        for (int k = 0; k <= fineTunes; k++)
         {
-            folders.Add(Path.Combine(root, $"finetune-{k}"));
-            Write(folders[^1], spec, k);
+            string name = k == 0 ? "base" : $"finetune-{k}";
+            folders.Add(Path.Combine(root, name));
+            progress?.Invoke(name, done, total);
+            Write(folders[^1], spec, k, bytes => progress?.Invoke(name, done += bytes, total));
         }
         return folders;
     }

@@ -84,6 +84,47 @@ public sealed class EvalCommandTests : IDisposable
     }
 
     [Fact]
+    public void Several_models_are_compared_side_by_side_with_every_report_kept()
+    {
+        string[] models = [BaseModel, Example("models/finetune-1"), Example("models/finetune-2")];
+        var report = _work["compare.json"];
+        var result = AlloyCli.Run(["eval", .. models, "--text", Example("eval/text.txt"), "--tasks", Example("eval/tasks.jsonl"), "--limit", "3", "--output", report, "--quiet"]);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+
+        // Each model's report is the one it gets alone.
+        var reports = JsonNode.Parse(File.ReadAllText(report))!["models"]!.AsArray();
+        Assert.Equal(models, reports.Select(r => (string)r!["model"]!));
+        var alone = models.Select(m => JsonNode.Parse(AlloyCli.Run("eval", m, "--text", Example("eval/text.txt"), "--tasks", Example("eval/tasks.jsonl"), "--limit", "3", "--quiet").Stdout)!).ToList();
+        for (int m = 0; m < models.Length; m++)
+        {
+            Assert.Equal((double)alone[m]["perplexity"]!["perplexity"]!, (double)reports[m]!["perplexity"]!["perplexity"]!);
+            static IEnumerable<double> Scores(JsonNode report) => report["tasks"]!.AsArray().Select(t => (double)(t!["accuracy"] ?? t["exact_match"])!);
+            Assert.Equal(Scores(alone[m]), Scores(reports[m]!));
+        }
+
+        // The table: a header of folder names, then one row per measure, the best of each row starred.
+        var lines = result.Stdout.TrimEnd('\n').Split('\n');
+        Assert.Equal(["base", "finetune-1", "finetune-2"], lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        var perplexities = alone.Select(r => (double)r["perplexity"]!["perplexity"]!).ToList();
+        var cells = lines[1].Split("  ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal("perplexity", cells[0]);
+        for (int m = 0; m < 3; m++)
+        {
+            string expected = perplexities[m].ToString("G5", System.Globalization.CultureInfo.InvariantCulture) + (perplexities[m] == perplexities.Min() ? "*" : "");
+            Assert.Equal(expected, cells[m + 1]);
+        }
+        Assert.StartsWith("arithmetic accuracy ", lines[2]);
+        Assert.StartsWith("arithmetic accuracy (norm) ", lines[3]);
+        Assert.Contains(lines, l => l.StartsWith("capitals exact match ", StringComparison.Ordinal));
+        Assert.Equal(2 + 2 * 2 + 2, lines.Length);
+        Assert.All(lines.Skip(1), l => Assert.Contains("*", l));
+
+        // --json prints the same report instead of the table.
+        var json = AlloyCli.Run(["eval", .. models, "--text", Example("eval/text.txt"), "--json", "--quiet"]);
+        Assert.Equal(3, JsonNode.Parse(json.Stdout)!["models"]!.AsArray().Count);
+    }
+
+    [Fact]
     public void A_malformed_tasks_line_fails_with_one_line_naming_it()
     {
         var tasks = _work.Write("bad.jsonl", """{"type": "choice", "context": "x", "choices": [" y", " z"], "answer": 0}""" + "\n" +

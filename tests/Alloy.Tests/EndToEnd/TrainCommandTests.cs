@@ -85,6 +85,42 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("never writes into an input model's folder", inside.Stderr);
     }
 
+    [Fact]
+    public void Train_logs_every_step_and_the_validation_loss_and_draws_the_loss_curve()
+    {
+        var model = FreshModel();
+        string data = AdditionData();
+        string validation = _work.Write("held.jsonl", "{\"prompt\": \"3+4=\", \"completion\": \"7\"}\n{\"prompt\": \"9+9=\", \"completion\": \"8\"}\n");
+        var result = AlloyCli.Run("train", model, "--data", data, "--validation", validation, "--eval-every", "10", "--out", _work["trained"],
+            "--steps", "30", "--batch-size", "20", "--lr", "3e-3", "--warmup", "5", "--seed", "1");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+
+        var entries = File.ReadAllLines(_work["trained/metrics.jsonl"]).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal(31, entries.Count);
+        Assert.Equal(["step", "validation_loss"], entries[0].Select(p => p.Key));
+        Assert.Equal(0, (int)entries[0]["step"]!);
+        for (int step = 1; step <= 30; step++)
+        {
+            var entry = entries[step];
+            Assert.Equal(step, (int)entry["step"]!);
+            Assert.Equal(Alloy.Runtime.Training.LearningRateSchedule.At(step - 1, 30, 3e-3, 0, 5), (double)entry["learning_rate"]!, 12);
+            Assert.True((double)entry["loss"]! > 0 && (double)entry["grad_norm"]! > 0 && (double)entry["tokens_per_second"]! > 0);
+            // 20 examples of "BOS a+b=c EOS": 7 tokens each.
+            Assert.Equal(140, (int)entry["tokens"]!);
+            Assert.Equal(step % 10 == 0, entry.ContainsKey("validation_loss"));
+        }
+        double first = (double)entries[0]["validation_loss"]!, last = (double)entries[30]["validation_loss"]!;
+        Assert.True(last < first, $"validation loss {first} → {last}");
+        Assert.EndsWith(string.Create(CultureInfo.InvariantCulture, $", validation loss {last:F4}; wrote {_work["trained"]} (float32)\n"), result.Stdout);
+
+        // loss.png: a PNG of 800 × 450 pixels (the IHDR chunk's big-endian width and height).
+        var png = File.ReadAllBytes(_work["trained/loss.png"]);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 13, 10, 26, 10 }, png[..8]);
+        Assert.Equal("IHDR", System.Text.Encoding.ASCII.GetString(png, 12, 4));
+        Assert.Equal((800, 450), (System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16)), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20))));
+        Assert.True(png.Length > 10_000, $"{png.Length} bytes");
+    }
+
     [Theory]
     [InlineData("bad-json", "sums.jsonl:2: not valid JSON")]
     [InlineData("no-fields", "sums.jsonl:1: expected a \"text\" field, or \"prompt\" and \"completion\" fields")]
@@ -93,6 +129,8 @@ public sealed class TrainCommandTests : IDisposable
     [InlineData("steps-and-epochs", "give --steps or --epochs, not both")]
     [InlineData("dtype", "--dtype: 'int8' is not one of float32, bfloat16, float16")]
     [InlineData("output-inside-model", "never writes into an input model's folder")]
+    [InlineData("eval-every-alone", "--eval-every needs --validation FILE")]
+    [InlineData("validation-missing", "nothing.txt")]
     public void Bad_input_fails_in_one_line_and_writes_nothing(string problem, string expected)
     {
         var model = FreshModel();
@@ -109,6 +147,8 @@ public sealed class TrainCommandTests : IDisposable
         {
             "steps-and-epochs" => ["--steps", "2", "--epochs", "1"],
             "dtype" => ["--dtype", "int8"],
+            "eval-every-alone" => ["--eval-every", "5"],
+            "validation-missing" => ["--validation", _work["nothing.txt"]],
             _ => [],
         };
         var result = AlloyCli.Run(["train", model, "--data", data, "--out", output, .. extra]);
