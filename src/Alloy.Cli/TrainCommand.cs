@@ -28,12 +28,13 @@ public static class TrainCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed of the data order.", DefaultValueFactory = _ => defaults.Seed };
         var dtype = new Option<string?>("--dtype") { Description = "Saved dtype: float32, bfloat16 or float16 (default: the input's config.json dtype, else float32)." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var logEvery = new Option<int?>("--log-every") { Description = "Without a terminal: a progress line every N steps, besides the first and last (default: about 20 lines).", HelpName = "N" };
 
         var command = new Command("train", "Train a Llama, Mistral or Qwen2 model on a text or JSONL data set (next-token cross-entropy, AdamW, " +
             "warmup + cosine schedule, gradient clipping) and save it as a Hugging Face folder. Start from a fresh model with " +
             "'alloy synth DIR --fine-tunes 0' and train DIR/base.")
         {
-            output, steps, epochs, batch, micro, lr, minLr, warmup, decay, decayNorms, clip, seed, dtype, overwrite,
+            output, steps, epochs, batch, micro, lr, minLr, warmup, decay, decayNorms, clip, seed, dtype, overwrite, logEvery,
         };
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
@@ -42,6 +43,7 @@ public static class TrainCommand
             var saveType = ParseDType(parse.GetValue(dtype)) ?? ModelSaver.StatedDType(source) ?? DType.F32;
             if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
                 throw new AlloyException("give --steps or --epochs, not both");
+            if (parse.GetValue(logEvery) is < 1) throw new AlloyException($"--log-every must be at least 1 (got {parse.GetValue(logEvery)})");
             using var target = OutputFolder.Prepare(parse.GetValue(output)!, parse.GetValue(overwrite), [source]);
             var watch = Stopwatch.StartNew();
             var (model, examples) = inputs.Load(parse);
@@ -61,12 +63,12 @@ public static class TrainCommand
             if (!quiet)
                 stderr.WriteLine($"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), {stepCount} steps of {batchSize}, " +
                     $"{model.Parameters.ElementCount / 1e6:F2}M parameters");
-            int logEvery = Math.Max(1, stepCount / 20);
+            int lineEvery = parse.GetValue(logEvery) ?? Math.Max(1, stepCount / 20);
             var results = Progress.RunSteps(!quiet, stepCount, bar => trainer.Run(examples, step =>
             {
                 string line = $"step {step.Step}/{stepCount}  epoch {step.Epoch + 1}  loss {step.Loss:F4}  lr {step.LearningRate:G3}  grad norm {step.GradientNorm:G3}";
                 if (bar is not null) bar(step.Step, line);
-                else if (!quiet && (step.Step % logEvery == 0 || step.Step == 1 || step.Step == stepCount)) stderr.WriteLine(line);
+                else if (!quiet && (step.Step % lineEvery == 0 || step.Step == 1 || step.Step == stepCount)) stderr.WriteLine(line);
             }, cancellation));
             cancellation.ThrowIfCancellationRequested();
             ModelSaver.Save(model, source, target, saveType);
