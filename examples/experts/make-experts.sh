@@ -4,7 +4,7 @@
 #     examples/experts/make-experts.sh            # uses `dotnet run --project src/Alloy.Cli -c Release`
 #     ALLOY="alloy" examples/experts/make-experts.sh
 # The same bytes at any thread count and on any machine: the managed linear algebra is forced (OpenBLAS's results
-# depend on its kernels), and `alloy train` is deterministic. About 7 minutes on two cores. README.md explains the recipe.
+# depend on its kernels), and `alloy train` is deterministic. About 8 minutes on two cores. README.md explains the recipe.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
