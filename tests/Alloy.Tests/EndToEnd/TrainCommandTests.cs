@@ -58,6 +58,17 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Log_every_prints_a_line_every_n_steps_and_the_first_and_last()
+    {
+        var model = FreshModel();
+        var result = AlloyCli.Run("train", model, "--data", AdditionData(), "--out", _work["trained"], "--steps", "23", "--batch-size", "20",
+            "--log-every", "5");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var logged = Regex.Matches(result.Stderr, @"^step (\d+)/23 ", RegexOptions.Multiline).Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal([1, 5, 10, 15, 20, 23], logged);
+    }
+
+    [Fact]
     public void Fisher_and_regmean_write_statistics_named_after_the_parameters()
     {
         var model = FreshModel();
@@ -131,6 +142,7 @@ public sealed class TrainCommandTests : IDisposable
     [InlineData("output-inside-model", "never writes into an input model's folder")]
     [InlineData("eval-every-alone", "--eval-every needs --validation FILE")]
     [InlineData("validation-missing", "nothing.txt")]
+    [InlineData("log-every", "--log-every must be at least 1 (got 0)")]
     public void Bad_input_fails_in_one_line_and_writes_nothing(string problem, string expected)
     {
         var model = FreshModel();
@@ -149,6 +161,7 @@ public sealed class TrainCommandTests : IDisposable
             "dtype" => ["--dtype", "int8"],
             "eval-every-alone" => ["--eval-every", "5"],
             "validation-missing" => ["--validation", _work["nothing.txt"]],
+            "log-every" => ["--log-every", "0"],
             _ => [],
         };
         var result = AlloyCli.Run(["train", model, "--data", data, "--out", output, .. extra]);
