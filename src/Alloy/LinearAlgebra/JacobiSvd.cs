@@ -239,7 +239,8 @@ internal static class JacobiSvd
         private void Rotate(int i, int j)
         {
             double alpha = _norms[i], beta = _norms[j];
-            if (alpha == 0 || beta == 0) return;
+            // A vector orthogonalised down to nothing has no direction to rotate toward.
+            if (alpha <= 0 || beta <= 0) return;
             var xi = Row(i);
             var xj = Row(j);
             double gamma = Kernels.DotDouble(xi, xj);
@@ -250,8 +251,10 @@ internal static class JacobiSvd
             double c = 1 / Math.Sqrt(1 + t * t), sn = c * t;
             Kernels.Rotate(xi, xj, c, sn);
             Kernels.Rotate(w.AsSpan(i * r, r), w.AsSpan(j * r, r), c, sn);
+            // Updated, not recomputed: rounding can take a vanishing norm below zero, which must read as zero (a
+            // negative one made √α·√β NaN, let a zero γ through and turned the whole factorisation into NaN).
             _norms[i] = Math.Max(alpha - t * gamma, 0);
-            _norms[j] = beta + t * gamma;
+            _norms[j] = Math.Max(beta + t * gamma, 0);
             Volatile.Write(ref _rotated, 1);
         }
     }

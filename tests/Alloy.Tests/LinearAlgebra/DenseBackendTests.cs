@@ -118,6 +118,33 @@ public sealed class DenseBackendTests
         Assert.All(zero, v => Assert.Equal(0f, v));
     }
 
+    /// <summary>
+    /// An embedding's task vector where only the rows of the tokens seen in fine-tuning moved: most rows zero, so most
+    /// vectors orthogonalise down to nothing. Rounding once took such a vector's norm below zero and the whole
+    /// factorisation to NaN (TSV-M on the tiny experts).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void Svd_of_matrices_whose_rows_are_mostly_zero_is_finite_and_exact(string backend)
+    {
+        var linear = Get(backend);
+        foreach (var (m, n, moved) in new[] { (300, 64, 10), (64, 300, 10), (272, 128, 40) })
+        {
+            for (int seed = 0; seed < 8; seed++)
+            {
+                var a = new float[m * n];
+                var values = Random(moved * n, $"moved-{m}-{n}-{seed}", 0.003);
+                for (int k = 0; k < moved; k++)
+                {
+                    // Spread the moved rows over the matrix, each row a different one.
+                    int row = (int)((k * 7919L + seed * 31L) % m);
+                    values.AsSpan(k * n, n).CopyTo(a.AsSpan(row * n, n));
+                }
+                CheckSvd(linear, a, m, n, $"{backend} {m}×{n} with {moved} rows moved, seed {seed}");
+            }
+        }
+    }
+
     [Fact]
     public void Both_backends_agree_on_singular_values_and_on_the_reconstruction()
     {
