@@ -248,6 +248,10 @@ public sealed class EvalCommandTests : IDisposable
         Assert.Equal(7, (int)reseeded["fewshot_seed"]!);
         Assert.Contains(Prompts(reseeded), p => p.Value != prompts[p.Key]);
         Assert.All(Prompts(Report([.. run, "--limit", "2"])), p => Assert.Equal(prompts[p.Key], p.Value));
+        // The tasks file named as the pool is the tasks file: items still never draw themselves.
+        var samePool = Report([.. run, "--fewshot-file", tasks]);
+        Assert.Null(samePool["fewshot_file"]);
+        Assert.Equal(Samples(report), Samples(samePool));
     }
 
     [Fact]
