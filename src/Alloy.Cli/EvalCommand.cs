@@ -6,6 +6,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Alloy.Output;
 using Alloy.Runtime.Evaluation;
+using Alloy.Tokenizers;
+using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Cli;
 
@@ -17,7 +19,8 @@ public static class EvalCommand
         "\"choices\": [TEXT, ...], \"answer\": INDEX} (the choice with the highest log-likelihood after the context is picked; " +
         "accuracy and length-normalised accuracy). Generation: {\"type\": \"generate\", \"task\": NAME, \"prompt\": TEXT, " +
         "\"answer\": TEXT or [TEXT, ...], \"stop\": [TEXT, ...], \"max_tokens\": N} (greedy; exact match). \"task\" groups items " +
-        "in the report (default: the type); \"id\" labels an item.";
+        "in the report (default: the type); \"id\" labels an item; \"fewshot_delimiter\" and \"target_delimiter\" " +
+        "override --fewshot-delimiter and --target-delimiter for the item.";
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
@@ -44,7 +47,55 @@ public static class EvalCommand
         var stride = new Option<int?>("--stride") { Description = "Perplexity: tokens between window starts (default: half the context); each window scores only tokens no earlier window scored.", HelpName = "N" };
         var ignoreCase = new Option<bool>("--ignore-case") { Description = "Exact match ignores letter case." };
         var noTrim = new Option<bool>("--no-trim") { Description = "Exact match keeps leading and trailing whitespace (trimmed by default)." };
-        var samples = new Option<bool>("--samples") { Description = "Add every item's outcome to the report (log-likelihoods and picks, or the generated text)." };
+        var samples = new Option<bool>("--samples")
+        {
+            Description = "Add every item's outcome to the report: the full prompt it was given (few-shot " +
+                          "examples and chat template included), and its log-likelihoods and picks or generated text.",
+        };
+        var numFewShot = new Option<int>("--num-fewshot")
+        {
+            Description = "Put N solved examples of the item's task before each item (lm-eval-harness's " +
+                          "--num_fewshot): its context or prompt, then its answer (a choice item's right choice, " +
+                          "a generate item's --target-delimiter and first answer), then --fewshot-delimiter. Drawn " +
+                          "from --fewshot-file, else from the other items of the task in the tasks file (never the " +
+                          "item itself).",
+            DefaultValueFactory = _ => 0, HelpName = "N",
+        };
+        var fewShotFile = new Option<string?>("--fewshot-file")
+        {
+            Description = "A tasks file (same format) to draw few-shot examples from, by task name, instead of " +
+                          "the tasks file.",
+            HelpName = "FILE",
+        };
+        var seed = new Option<int>("--seed")
+        {
+            Description = "Seed of the few-shot draw (the default is lm-eval-harness's). Each item's examples depend " +
+                          "only on the seed, its task and its line.",
+            DefaultValueFactory = _ => PromptOptions.DefaultSeed, HelpName = "N",
+        };
+        var fewShotDelimiter = new Option<string>("--fewshot-delimiter")
+        {
+            Description = "Text after each few-shot example (default \"\\n\\n\", a blank line); \\n, \\t and " +
+                          "\\\\ are understood.",
+            DefaultValueFactory = _ => PromptOptions.Default.FewShotDelimiter, HelpName = "TEXT",
+        };
+        var targetDelimiter = new Option<string>("--target-delimiter")
+        {
+            Description = "Text between a question and its answer (default \" \"): put before a generate " +
+                          "example's answer; choices carry it at their front already (\" 4\") and lose it under " +
+                          "--chat-template.",
+            DefaultValueFactory = _ => PromptOptions.Default.TargetDelimiter, HelpName = "TEXT",
+        };
+        var chatTemplate = new Option<bool>("--chat-template")
+        {
+            Description = "Render each prompt (few-shot examples included) as a user message with the model's chat " +
+                          "template and its generation prompt (lm-eval-harness's --apply_chat_template); choices are " +
+                          "scored right after it, without their leading --target-delimiter.",
+        };
+        var multiturn = new Option<bool>("--fewshot-as-multiturn")
+        {
+            Description = "With --chat-template, each few-shot example is a user turn and an assistant turn.",
+        };
         var threads = new Option<int?>("--threads", "-j") { Description = "Threads (default: all cores). Results do not depend on it.", HelpName = "N" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bar, and no summary line when the report goes to a file." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
@@ -54,7 +105,9 @@ public static class EvalCommand
             "Prints a JSON report (model, tokens, perplexity, per-task accuracy, tokens/s, seconds); with several models, a table " +
             "side by side. " + TasksHelp)
         {
-            models, text, tasks, output, json, batchSize, batchTokens, maxTokens, limit, context, stride, ignoreCase, noTrim, samples, threads, quiet, verbose,
+            models, text, tasks, output, json, batchSize, batchTokens, maxTokens, limit, context, stride, ignoreCase, noTrim,
+            samples, numFewShot, fewShotFile, seed, fewShotDelimiter, targetDelimiter, chatTemplate, multiturn, threads,
+            quiet, verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), cancellation =>
         {
@@ -74,11 +127,31 @@ public static class EvalCommand
                 Context = parse.GetValue(context), Stride = parse.GetValue(stride), IgnoreCase = parse.GetValue(ignoreCase), Trim = !parse.GetValue(noTrim),
             };
             options.Validate();
+            var prompts = new PromptOptions
+            {
+                FewShot = parse.GetValue(numFewShot), Seed = parse.GetValue(seed),
+                FewShotDelimiter = Unescape(parse.GetValue(fewShotDelimiter)!),
+                TargetDelimiter = Unescape(parse.GetValue(targetDelimiter)!),
+                ChatTemplate = parse.GetValue(chatTemplate), FewShotAsMultiturn = parse.GetValue(multiturn),
+            };
+            prompts.Validate();
+            string? poolPath = parse.GetValue(fewShotFile);
+            if (tasksPath is null && (prompts.ChangesPrompts || poolPath is not null))
+                throw new AlloyException(
+                    "--num-fewshot, --fewshot-file and --chat-template shape task prompts; give --tasks FILE.jsonl");
+            if (poolPath is not null && prompts.FewShot == 0)
+                throw new AlloyException("--fewshot-file gives few-shot examples; say how many with --num-fewshot N");
 
             // Read the inputs before loading a model, so a mistake in them is reported at once.
             string? corpus = textPath is null ? null : ReadText(textPath);
-            var items = tasksPath is null ? null : TaskFile.Read(tasksPath);
-            if (items is not null && parse.GetValue(limit) is { } perTask) items = TaskFile.Limit(items, perTask);
+            var allItems = tasksPath is null ? null : TaskFile.Read(tasksPath);
+            var items = allItems is not null && parse.GetValue(limit) is { } perTask
+                ? TaskFile.Limit(allItems, perTask) : allItems;
+            bool poolIsTasksFile = poolPath is null || SameFile(poolPath, tasksPath!);
+            var pool = items is null || prompts.FewShot == 0 ? null
+                : poolIsTasksFile ? FewShotPool.TasksFile(allItems!, tasksPath!)
+                : FewShotPool.File(TaskFile.Read(poolPath!), poolPath!);
+            var sampler = pool is null ? null : new FewShotSampler(pool, prompts.FewShot, prompts.Seed, items!);
 
             int threadCount = parse.GetValue(threads) ?? Environment.ProcessorCount;
             var diagnostics = new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") };
@@ -90,16 +163,23 @@ public static class EvalCommand
                 string prefix = modelPaths.Length > 1 ? $"{names[m]}: " : "";
                 bar?.Update(new ProgressUpdate(prefix + "loading"));
                 var clock = Stopwatch.StartNew();
+                // Each model's own chat template; a folder's is checked before its weights load.
+                ChatPrompt? chat = null;
+                void CheckTokenizer(TextTokenizer t) => chat = prompts.ChatTemplate ? ChatPrompt.For(t) : null;
                 var (llama, tokenizer) = RuntimeInputs.IsRecipe(modelPath)
                     ? RuntimeInputs.MergeInMemory(modelPath, threadCount, diagnostics, cancellation)
-                    : RuntimeInputs.LoadModel(modelPath, threadCount);
+                    : RuntimeInputs.LoadModel(modelPath, threadCount, CheckTokenizer);
+                // A recipe's tokenizer (its donor's, or as the recipe sets it) exists only once it is merged.
+                if (RuntimeInputs.IsRecipe(modelPath)) CheckTokenizer(tokenizer);
+                var modelItems = items is not null && prompts.ChangesPrompts ? TaskPrompts.Build(items, prompts, sampler, chat) : items;
                 Action<EvaluationProgress>? progress = bar is null ? null : p => bar.Update(new ProgressUpdate(prefix + p.Stage, p.Done, p.Total, p.Unit));
                 var perplexity = corpus is null ? null : Perplexity.Measure(llama, tokenizer, corpus, options, progress, cancellation);
-                var results = items is null ? null : new TaskEvaluation(llama, tokenizer, options).Run(items, progress, cancellation);
+                var results = modelItems is null ? null : new TaskEvaluation(llama, tokenizer, options).Run(modelItems, progress, cancellation);
                 return new EvaluationReport
                 {
                     Model = modelPath, Parameters = llama.Parameters.ElementCount, Backend = llama.Compute.Backend.Name, Threads = llama.Compute.Threads,
                     TextFile = textPath, Perplexity = perplexity, TasksFile = tasksPath, Tasks = results ?? [], Elapsed = clock.Elapsed,
+                    Prompts = prompts, FewShotFile = poolIsTasksFile ? null : poolPath,
                 };
             }).ToList());
 
@@ -189,6 +269,26 @@ public static class EvalCommand
             : $"{t.Name} exact match {t.Accuracy:P1} of {t.Items}"));
         return $"{string.Join("; ", parts)}; report in {outputPath} ({report.Elapsed.TotalSeconds:F1} s)";
     }
+
+    /// <summary>A delimiter as typed on a command line: \n, \t and \\ stand for newline, tab and backslash.</summary>
+    public static string Unescape(string text)
+    {
+        var result = new System.Text.StringBuilder(text.Length);
+        for (int i = 0; i < text.Length; i++)
+        {
+            char next = i + 1 < text.Length ? text[i + 1] : '\0';
+            if (text[i] == '\\' && next is 'n' or 't' or '\\')
+            {
+                result.Append(next switch { 'n' => '\n', 't' => '\t', _ => '\\' });
+                i++;
+            }
+            else result.Append(text[i]);
+        }
+        return result.ToString();
+    }
+
+    private static bool SameFile(string a, string b) =>
+        string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
 
     private static string ReadText(string path)
     {

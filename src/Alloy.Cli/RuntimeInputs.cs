@@ -31,12 +31,18 @@ public sealed class RuntimeInputs
         command.Add(Verbose);
     }
 
-    /// <summary>A model folder loaded in float32 on <paramref name="threads"/> threads, and its tokenizer.</summary>
-    public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(string folder, int threads)
+    /// <summary>
+    /// A model folder loaded in float32 on <paramref name="threads"/> threads, and its tokenizer, read first and given
+    /// to <paramref name="checkTokenizer"/> (which may refuse it) before the weights are read.
+    /// </summary>
+    public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(string folder, int threads,
+        Action<TextTokenizer>? checkTokenizer = null)
     {
         if (!Directory.Exists(folder)) throw new AlloyException($"model folder '{folder}' does not exist");
         if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
-        return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), TextTokenizer.Load(folder));
+        var tokenizer = TextTokenizer.Load(folder);
+        checkTokenizer?.Invoke(tokenizer);
+        return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), tokenizer);
     }
 
     /// <summary>True when <paramref name="path"/> names a merge recipe (a .yml or .yaml file) rather than a model folder.</summary>

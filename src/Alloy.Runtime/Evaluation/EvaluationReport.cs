@@ -24,11 +24,18 @@ public sealed record EvaluationReport
 
     public IReadOnlyList<TaskResult> Tasks { get; init; } = [];
 
+    /// <summary>How the tasks' prompts were built (few-shot examples, chat template).</summary>
+    public PromptOptions Prompts { get; init; } = PromptOptions.Default;
+
+    /// <summary>The few-shot pool file, when it is not the tasks file.</summary>
+    public string? FewShotFile { get; init; }
+
     public required TimeSpan Elapsed { get; init; }
 
     /// <summary>
-    /// The report as indented JSON; <paramref name="samples"/> adds every item's outcome (log-likelihoods and picks, or
-    /// the generated text) under its task.
+    /// The report as indented JSON; <paramref name="samples"/> adds every item's outcome under its task: the full
+    /// prompt it was given (few-shot examples and chat template included), and its log-likelihoods and picks or the
+    /// generated text.
     /// </summary>
     public string ToJson(bool samples = false)
     {
@@ -57,6 +64,13 @@ public sealed record EvaluationReport
             if (TasksFile is not null)
             {
                 json.WriteString("tasks_file", TasksFile);
+                json.WriteNumber("num_fewshot", Prompts.FewShot);
+                json.WriteNumber("fewshot_seed", Prompts.Seed);
+                json.WriteString("fewshot_file", FewShotFile);
+                json.WriteString("fewshot_delimiter", Prompts.FewShotDelimiter);
+                json.WriteString("target_delimiter", Prompts.TargetDelimiter);
+                json.WriteBoolean("chat_template", Prompts.ChatTemplate);
+                json.WriteBoolean("fewshot_as_multiturn", Prompts.FewShotAsMultiturn);
                 json.WriteStartArray("tasks");
                 foreach (var task in Tasks) Write(json, task, samples);
                 json.WriteEndArray();
@@ -90,6 +104,10 @@ public sealed record EvaluationReport
             foreach (var c in task.Choices)
             {
                 Sample(json, c.Item);
+                json.WriteString("context", c.Item.Context);
+                json.WriteStartArray("choices");
+                foreach (var choice in c.Item.Choices) json.WriteStringValue(choice);
+                json.WriteEndArray();
                 json.WriteNumber("answer", c.Item.Answer);
                 json.WriteNumber("predicted", c.Predicted);
                 json.WriteNumber("predicted_norm", c.PredictedNormalized);
@@ -104,6 +122,7 @@ public sealed record EvaluationReport
             foreach (var g in task.Generations)
             {
                 Sample(json, g.Item);
+                json.WriteString("prompt", g.Item.Prompt);
                 json.WriteString("output", g.Output);
                 json.WriteBoolean("correct", g.Correct);
                 json.WriteNumber("generated_tokens", g.GeneratedTokens);

@@ -57,6 +57,7 @@ public sealed class TaskEvaluation
     private readonly EvaluationOptions _options;
     private readonly int _context;
     private readonly int[] _stopTokens;
+    private readonly string _prefixText;
 
     public TaskEvaluation(LlamaModel model, TextTokenizer tokenizer, EvaluationOptions? options = null)
     {
@@ -67,6 +68,7 @@ public sealed class TaskEvaluation
         _context = _options.ContextFor(model.Config);
         // Generation ends at generation_config.json's eos_token_id (or the tokenizer's EOS) and at config.json's.
         _stopTokens = [.. tokenizer.Special.Stop.Concat(model.Config.EosTokenIds).Distinct().Order()];
+        _prefixText = string.Concat(tokenizer.PrefixTokens.Select(tokenizer.TokenContent));
     }
 
     public IReadOnlyList<TaskResult> Run(IReadOnlyList<TaskItem> items, Action<EvaluationProgress>? progress = null,
@@ -189,10 +191,15 @@ public sealed class TaskEvaluation
         return tokens.Count > room ? [.. tokens.GetRange(tokens.Count - room, room)] : [.. tokens];
     }
 
-    /// <summary>The tokenizer's prefix (BOS for Llama) and the text's ids.</summary>
+    /// <summary>
+    /// The tokenizer's prefix (BOS for Llama) and the text's ids. A text that already starts with the prefix's text (a
+    /// chat template that writes bos_token) gets no second one: lm-eval-harness encodes so, and transformers'
+    /// apply_chat_template adds no special tokens to the text it renders.
+    /// </summary>
     private List<int> Encoded(string text)
     {
-        var tokens = new List<int>(_tokenizer.PrefixTokens);
+        bool prefixed = _prefixText.Length > 0 && text.StartsWith(_prefixText, StringComparison.Ordinal);
+        var tokens = prefixed ? new List<int>() : new List<int>(_tokenizer.PrefixTokens);
         _tokenizer.Encode(text, tokens, addSpecialTokens: false);
         return tokens;
     }

@@ -8,6 +8,18 @@ public abstract record TaskItem(string Task, string Source, int Line, string? Id
 {
     /// <summary>"file:line", to start messages about the item.</summary>
     public string Where => $"{Source}:{Line}";
+
+    /// <summary>
+    /// This item's few-shot delimiter, the text after each example in its prompt (lm-eval-harness's fewshot_delimiter);
+    /// null takes <see cref="PromptOptions.FewShotDelimiter"/>.
+    /// </summary>
+    public string? FewShotDelimiter { get; init; }
+
+    /// <summary>
+    /// This item's target delimiter, the text between an example's question and its answer (lm-eval-harness's
+    /// target_delimiter); null takes <see cref="PromptOptions.TargetDelimiter"/>.
+    /// </summary>
+    public string? TargetDelimiter { get; init; }
 }
 
 /// <summary>
@@ -31,7 +43,8 @@ public sealed record GenerationItem(string Task, string Source, int Line, string
 /// {"type": "generate", "task": "capitals", "prompt": "The capital of France is", "answer": "Paris", "stop": ["\n"], "max_tokens": 8}
 /// </code>
 /// "task" (default: the type) groups items in the report; "id" (string or number) labels an item; "answer" of a
-/// generate item is a string or a list of accepted strings. Other keys are refused, so a misspelt key cannot pass
+/// generate item is a string or a list of accepted strings; "fewshot_delimiter" and "target_delimiter" set the item's
+/// own few-shot formatting (<see cref="TaskPrompts"/>). Other keys are refused, so a misspelt key cannot pass
 /// silently.
 /// </summary>
 public static class TaskFile
@@ -39,8 +52,10 @@ public static class TaskFile
     public const string ChoiceType = "choice";
     public const string GenerateType = "generate";
 
-    private static readonly string[] ChoiceKeys = ["type", "task", "id", "context", "choices", "answer"];
-    private static readonly string[] GenerateKeys = ["type", "task", "id", "prompt", "answer", "stop", "max_tokens"];
+    private static readonly string[] ChoiceKeys =
+        ["type", "task", "id", "context", "choices", "answer", "fewshot_delimiter", "target_delimiter"];
+    private static readonly string[] GenerateKeys =
+        ["type", "task", "id", "prompt", "answer", "stop", "max_tokens", "fewshot_delimiter", "target_delimiter"];
 
     public static IReadOnlyList<TaskItem> Read(string path)
     {
@@ -113,6 +128,8 @@ public static class TaskFile
             JsonValue v when v.TryGetValue(out long n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture),
             _ => throw where.Error("\"id\" must be a string or an integer"),
         };
+        string? fewShotDelimiter = String(json, "fewshot_delimiter", where);
+        string? targetDelimiter = String(json, "target_delimiter", where);
 
         if (type == ChoiceType)
         {
@@ -124,7 +141,10 @@ public static class TaskFile
             int answer = Integer(json, "answer", where) ?? throw where.Error("a choice item needs \"answer\": the index of the right choice, from 0");
             if (answer < 0 || answer >= choices.Count)
                 throw where.Error($"\"answer\" is {answer} but there are {choices.Count} choices (indices 0 to {choices.Count - 1})");
-            return new ChoiceItem(task, where.Source, where.Line, id, context, choices, answer);
+            return new ChoiceItem(task, where.Source, where.Line, id, context, choices, answer)
+            {
+                FewShotDelimiter = fewShotDelimiter, TargetDelimiter = targetDelimiter,
+            };
         }
 
         string prompt = String(json, "prompt", where) ?? throw where.Error("a generate item needs \"prompt\"");
@@ -136,7 +156,10 @@ public static class TaskFile
         if (stop.Any(s => s.Length == 0)) throw where.Error("\"stop\" has an empty string; stop strings need text");
         int? maxTokens = Integer(json, "max_tokens", where);
         if (maxTokens is < 1) throw where.Error($"\"max_tokens\" is {maxTokens}; give 1 or more");
-        return new GenerationItem(task, where.Source, where.Line, id, prompt, answers, stop, maxTokens);
+        return new GenerationItem(task, where.Source, where.Line, id, prompt, answers, stop, maxTokens)
+        {
+            FewShotDelimiter = fewShotDelimiter, TargetDelimiter = targetDelimiter,
+        };
     }
 
     private static string? String(JsonObject json, string key, Where where) => json[key] switch

@@ -19,7 +19,7 @@ public sealed class ModelTokenizer
     public static readonly string[] VocabSizeKeys = ["vocab_size", "text_config.vocab_size"];
 
     private ModelTokenizer(string name, string folder, TokenizerDocument? document, JsonObject? config, JsonObject? specialTokens,
-        string? chatTemplate, int? configVocabSize)
+        string? chatTemplate, string? chatTemplateSource, int? configVocabSize)
     {
         Name = name;
         Folder = folder;
@@ -27,6 +27,7 @@ public sealed class ModelTokenizer
         Config = config;
         SpecialTokens = specialTokens;
         ChatTemplate = chatTemplate;
+        ChatTemplateSource = chatTemplateSource;
         ConfigVocabSize = configVocabSize;
     }
 
@@ -46,6 +47,9 @@ public sealed class ModelTokenizer
 
     /// <summary>The chat template transformers would use (chat_template.jinja first, then the config's "default").</summary>
     public string? ChatTemplate { get; }
+
+    /// <summary>The file <see cref="ChatTemplate"/> came from: chat_template.jinja or tokenizer_config.json.</summary>
+    public string? ChatTemplateSource { get; }
 
     /// <summary>config.json's vocab_size (or text_config.vocab_size), if given.</summary>
     public int? ConfigVocabSize { get; }
@@ -67,10 +71,13 @@ public sealed class ModelTokenizer
         var special = ReadObject(Path.Combine(folder, SpecialTokensFile));
         var jinjaPath = Path.Combine(folder, ChatTemplateFile);
         var template = File.Exists(jinjaPath) ? File.ReadAllText(jinjaPath) : TemplateFromConfig(config);
+        if (string.IsNullOrEmpty(template)) template = null;
+        string? templateSource = template is null ? null
+            : File.Exists(jinjaPath) ? jinjaPath : Path.Combine(folder, ConfigFile);
         long? vocabSize = VocabSizeKeys.Select(k => ModelLayout.ReadLong(modelConfig, k)).FirstOrDefault(v => v is not null);
         if (vocabSize is < 0 or > int.MaxValue)
             throw new AlloyException($"{Path.Combine(folder, "config.json")}: vocab_size {vocabSize} is out of range");
-        return new ModelTokenizer(name, folder, document, config, special, string.IsNullOrEmpty(template) ? null : template, (int?)vocabSize);
+        return new ModelTokenizer(name, folder, document, config, special, template, templateSource, (int?)vocabSize);
     }
 
     /// <summary>

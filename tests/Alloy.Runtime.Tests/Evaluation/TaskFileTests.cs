@@ -33,6 +33,21 @@ public sealed class TaskFileTests
     }
 
     [Fact]
+    public void Items_may_set_their_own_few_shot_delimiters()
+    {
+        var items = TaskFile.Parse(
+        [
+            """{"type": "choice", "context": "Q", "choices": ["a", "b"], "answer": 0, "fewshot_delimiter": "\n", "target_delimiter": ""}""",
+            """{"type": "generate", "prompt": "P", "answer": "x", "target_delimiter": ": "}""",
+        ], "tasks.jsonl");
+        Assert.Equal(("\n", ""), (items[0].FewShotDelimiter, items[0].TargetDelimiter));
+        Assert.Equal((null, ": "), (items[1].FewShotDelimiter, items[1].TargetDelimiter));
+        var e = Assert.Throws<AlloyException>(() => TaskFile.Parse(
+            ["""{"type": "generate", "prompt": "P", "answer": "x", "fewshot_delimiter": 2}"""], "tasks.jsonl"));
+        Assert.Equal("tasks.jsonl:1: \"fewshot_delimiter\" must be a string, not the number 2", e.Message);
+    }
+
+    [Fact]
     public void Limit_keeps_the_first_items_of_each_task()
     {
         var lines = Enumerable.Range(0, 6).Select(i =>

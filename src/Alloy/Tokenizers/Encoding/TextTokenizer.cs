@@ -19,12 +19,16 @@ public sealed class TextTokenizer
     private readonly Decoder? _decoder;
     private readonly Dictionary<int, string> _addedById = [];       // id → content as decoding sees it
     private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, string> _addedContentById = [];   // id → content as tokenizer.json writes it
     private readonly HashSet<string> _specialContents = new(StringComparer.Ordinal);
     private readonly string?[] _modelTokens;
 
-    private TextTokenizer(TokenizerDocument document, JsonObject? tokenizerConfig, JsonObject? specialTokensMap, JsonObject? generationConfig)
+    private TextTokenizer(TokenizerDocument document, JsonObject? tokenizerConfig, JsonObject? specialTokensMap,
+        JsonObject? generationConfig, string? chatTemplate, string? chatTemplateSource)
     {
         Source = document.Source;
+        ChatTemplate = string.IsNullOrEmpty(chatTemplate) ? null : chatTemplate;
+        ChatTemplateSource = chatTemplateSource;
         _model = new BpeModel(document);
         _normalizer = Normalizer.Create(Settings.Of(document.Setting("normalizer"), "normalizer", Source));
         _pipeline = PreTokenizer.Chain(Settings.Of(document.Setting("pre_tokenizer"), "pre-tokenizer", Source), _model);
@@ -48,6 +52,7 @@ public sealed class TextTokenizer
             (token.Normalized ? normalized : raw).Add((pattern, id, token));
             _addedById[id] = pattern;
             _addedByContent[token.Content] = id;
+            _addedContentById[id] = token.Content;
             if (token.Special) _specialContents.Add(token.Content);
         }
         _rawAdded = AddedTokenMatcher.Create(raw);
@@ -59,6 +64,12 @@ public sealed class TextTokenizer
 
     /// <summary>The tokenizer.json this tokenizer was read from (for messages).</summary>
     public string Source { get; }
+
+    /// <summary>The chat template transformers uses: chat_template.jinja, else tokenizer_config.json's.</summary>
+    public string? ChatTemplate { get; }
+
+    /// <summary>The file <see cref="ChatTemplate"/> came from, for messages.</summary>
+    public string? ChatTemplateSource { get; }
 
     /// <summary>BOS, EOS, padding and unknown-token ids, and the ids that end generation.</summary>
     public SpecialTokenIds Special { get; }
@@ -79,12 +90,16 @@ public sealed class TextTokenizer
         var files = ModelTokenizer.Load(folder, folder, modelConfig: null);
         var document = files.Document ?? throw new AlloyException(
             $"{folder}: no {ModelTokenizer.TokenizerFile}; Alloy encodes with Hugging Face fast-tokenizer files (save the tokenizer with transformers to write one)");
-        return new TextTokenizer(document, files.Config, files.SpecialTokens, ModelTokenizer.ReadObject(Path.Combine(folder, "generation_config.json")));
+        var generation = ModelTokenizer.ReadObject(Path.Combine(folder, "generation_config.json"));
+        return new TextTokenizer(document, files.Config, files.SpecialTokens, generation, files.ChatTemplate,
+            files.ChatTemplateSource);
     }
 
     /// <summary>A tokenizer from a tokenizer.json (and, when given, the contents of the config files beside it).</summary>
     public static TextTokenizer Create(TokenizerDocument document, JsonObject? tokenizerConfig = null, JsonObject? specialTokensMap = null,
-        JsonObject? generationConfig = null) => new(document, tokenizerConfig, specialTokensMap, generationConfig);
+        JsonObject? generationConfig = null) =>
+        new(document, tokenizerConfig, specialTokensMap, generationConfig,
+            ModelTokenizer.TemplateFromConfig(tokenizerConfig), $"{document.Source} (tokenizer_config.json)");
 
     /// <summary>The ids of <paramref name="text"/>; with <paramref name="addSpecialTokens"/>, framed as the post-processor says (BOS …).</summary>
     public int[] Encode(string text, bool addSpecialTokens = true)
@@ -138,6 +153,11 @@ public sealed class TextTokenizer
     /// <summary>The token of an id (an added token's text as matched: normalized if it is a normalized token).</summary>
     public string? IdToToken(int id) =>
         _addedById.TryGetValue(id, out var added) ? added : (uint)id < (uint)_modelTokens.Length ? _modelTokens[id] : null;
+
+    /// <summary>A token's text as tokenizer.json writes it (an added token's content, or the vocabulary's).</summary>
+    public string? TokenContent(int id) =>
+        _addedContentById.TryGetValue(id, out var content) ? content
+            : (uint)id < (uint)_modelTokens.Length ? _modelTokens[id] : null;
 
     /// <summary>Whether the id is a special added token (skipped by <see cref="Decode"/> with skipSpecialTokens).</summary>
     public bool IsSpecial(int id) => IdToToken(id) is { } token && _specialContents.Contains(token);
