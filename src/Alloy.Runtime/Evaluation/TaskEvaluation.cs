@@ -102,7 +102,8 @@ public sealed class TaskEvaluation
         var outcomes = items.Select((item, i) =>
         {
             var lls = scores[firsts[i]..firsts[i + 1]].Select(s => s.LogLikelihood).ToArray();
-            var normalized = lls.Select((ll, c) => ll / CodePoints(item.Choices[c])).ToArray();
+            // lm-eval-harness divides by the bare choice, without the target delimiter our choices carry (" 4").
+            var normalized = lls.Select((ll, c) => ll / Math.Max(1, CodePoints(item.Choices[c].TrimStart()))).ToArray();
             return new ChoiceOutcome(item, lls, scores[firsts[i]..firsts[i + 1]].Select(s => s.Tokens).ToArray(), ArgMax(lls), ArgMax(normalized));
         }).ToList();
         return new TaskResult

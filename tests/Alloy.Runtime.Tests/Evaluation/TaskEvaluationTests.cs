@@ -59,7 +59,8 @@ public sealed class TaskEvaluationTests
                 Assert.Equal(expected[c], outcome.LogLikelihoods[c], 1e-4);
             }
             int best = Array.IndexOf(expected, expected.Max());
-            var normalized = expected.Select((ll, c) => ll / item.Choices[c].EnumerateRunes().Count()).ToArray();
+            // lm-eval-harness's acc_norm: by the bare choice's length, without the leading target delimiter.
+            var normalized = expected.Select((ll, c) => ll / item.Choices[c].TrimStart().EnumerateRunes().Count()).ToArray();
             Assert.Equal(best, outcome.Predicted);
             Assert.Equal(Array.IndexOf(normalized, normalized.Max()), outcome.PredictedNormalized);
             correct += best == item.Answer ? 1 : 0;
