@@ -45,7 +45,7 @@ foreach (var grid in Grids.Methods(quick))
 {
     var result = search.Run(grid, all);
     results.Add(result);
-    Log($"{grid.Method}: {Percent(Normalized(result.Test, all))} normalised ({result.Chosen}; {result.Points} points, {result.Seconds:F1} s)");
+    Log($"{grid.Method}: {Percent(Normalized(result.Test, all))} normalised ({result.ChosenShown}; {result.Points} points, {result.Seconds:F1} s)");
 }
 var emrTaskModels = search.EmrTaskModels(all, scratch);
 Log($"EMR task-specific models: {Percent(Normalized(emrTaskModels, all))} normalised");

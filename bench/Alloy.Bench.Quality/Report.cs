@@ -53,9 +53,11 @@ public static class Report
             md.Append($"| `{tasks[e].Name}` | ").Append(string.Join(" | ", r.Norms[e].Select(v => double.IsNaN(v) ? "–" : F($"{100 * v:F2} %")))).Append(" |\n");
 
         md.Append("\n## All experts merged\n\n");
-        md.Append(F($"Each method merges the base and all {n} experts; its coefficients are chosen on the validation items by the grid in the last column "));
+        md.Append(F($"Each method merges the base and all {n} experts; its coefficients are chosen on the validation items by the grid of the *grid* column "));
         md.Append("(the point with the best mean validation accuracy), then it is scored once on the test items. *Normalised* is the mean over tasks of ");
-        md.Append("(merged accuracy ÷ the task's expert's accuracy): 100 means every skill survived intact.\n\n");
+        md.Append("(merged accuracy ÷ the task's expert's accuracy): 100 means every skill survived intact. *grid edge* marks a choice at ");
+        md.Append("the smallest or largest value the grid tries, where a wider grid might do better. *seconds* is the cost of the whole search: ");
+        md.Append("every grid point merged in memory and scored on the validation items, then the choice on the test items.\n\n");
         md.Append("| method | ").Append(string.Join(" | ", tasks.Select(t => $"`{t.Name}`"))).Append(" | average | normalised | chosen on validation | grid | seconds |\n");
         md.Append("|---|").Append(string.Concat(Enumerable.Repeat("---:|", n + 2))).Append("---|---|---:|\n");
         md.Append("| *experts, each on its own task* | ").Append(string.Join(" | ", own.Select(P))).Append($" | {P(own.Average())} | 100.0 | | | |\n");
@@ -64,7 +66,7 @@ public static class Report
         foreach (var m in r.Results.OrderByDescending(m => Normalized(m.Test, all)))
         {
             md.Append($"| `{m.Method}` | ").Append(string.Join(" | ", m.Test.Select(P)));
-            md.Append($" | {P(Average(m.Test, all))} | {P(Normalized(m.Test, all))} | {m.Chosen} | {m.Points}: {m.Source} | {m.Seconds:F1} |\n");
+            md.Append($" | {P(Average(m.Test, all))} | {P(Normalized(m.Test, all))} | {m.ChosenShown} | {m.Points}: {m.Source} | {m.Seconds:F1} |\n");
         }
         md.Append("| *base* | ").Append(string.Join(" | ", r.Base.Select(P))).Append($" | {P(Average(r.Base, all))} | {P(Normalized(r.Base, all))} | | | |\n");
         md.Append("\n![Test accuracy per task of the best methods](quality/methods.png)\n\n");
@@ -83,7 +85,7 @@ public static class Report
         {
             var pair = r.Pairs[i];
             var (method, top) = r.PairResults.Select(p => (p.Key, p.Value[i])).MaxBy(p => Normalized(p.Item2.Test, pair));
-            md.Append($"| `{tasks[pair[0]].Name}` + `{tasks[pair[1]].Name}` | `{method}` ({top.Chosen}) | {P(Normalized(top.Test, pair))} | ");
+            md.Append($"| `{tasks[pair[0]].Name}` + `{tasks[pair[1]].Name}` | `{method}` ({top.ChosenShown}) | {P(Normalized(top.Test, pair))} | ");
             md.Append(string.Join(", ", pair.Select(t => $"{tasks[t].Name} {P(top.Test[t])} of {P(own[t])}"))).Append(" |\n");
         }
 

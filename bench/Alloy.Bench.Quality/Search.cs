@@ -11,8 +11,13 @@ namespace Alloy.Bench.Quality;
 /// A method's result on some experts: the coefficients chosen on validation, validation and test accuracy per task of
 /// the subset (NaN elsewhere), the grid size and the time it took (merges and evaluations).
 /// </summary>
+/// <remarks><see cref="AtEdge"/>: the chosen point's parameters at the smallest or largest value the grid tries.</remarks>
 public sealed record MethodResult(string Method, string Family, string Source, string Chosen, double[] Validation, double[] Test, int Points,
-    double Seconds);
+    double Seconds, IReadOnlyList<string> AtEdge)
+{
+    /// <summary>The chosen point, marked when a parameter sits at the grid's edge.</summary>
+    public string ChosenShown => AtEdge.Count == 0 ? Chosen : $"{Chosen} (grid edge: {string.Join(", ", AtEdge)})";
+}
 
 /// <summary>
 /// Runs a method's grid on a subset of the experts: one <see cref="MergeSession"/> (models opened and planned once),
@@ -37,7 +42,8 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
         }
         model = Merge(session, model, grid.Recipe(experts.Base, models, best.Point));
         var test = scorer.Score(model, test: true, subset);
-        return new MethodResult(grid.Method, grid.Family, grid.Source, best.Point.Label, best.Scores, test, grid.Points.Count, clock.Elapsed.TotalSeconds);
+        return new MethodResult(grid.Method, grid.Family, grid.Source, best.Point.Label, best.Scores, test, grid.Points.Count, clock.Elapsed.TotalSeconds,
+            grid.AtEdge(best.Point));
     }
 
     /// <summary>Test accuracy at every point of a grid (for sweeps).</summary>
