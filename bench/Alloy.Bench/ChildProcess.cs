@@ -18,13 +18,17 @@ public sealed record ChildResult(
     double OtherCpuSeconds,
     string Stdout,
     string Stderr,
-    bool Stopped = false)
+    bool Stopped = false
+)
 {
     public bool Succeeded => ExitCode == 0;
 
     /// <summary>The first line of stderr that says something, for a "failed:" cell.</summary>
     public string FirstError =>
-        Stderr.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("error", StringComparison.OrdinalIgnoreCase))
+        Stderr
+            .Split('\n')
+            .Select(l => l.Trim())
+            .FirstOrDefault(l => l.StartsWith("error", StringComparison.OrdinalIgnoreCase))
         ?? Stderr.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.Length > 0)
         ?? $"exit code {ExitCode}";
 }
@@ -39,12 +43,19 @@ public static unsafe class ChildProcess
 {
     private const int SampleMilliseconds = 10;
 
-    /// <param name="limitSeconds">Kill the child (SIGKILL) once it has run this long; the result says it was <see cref="ChildResult.Stopped"/>.</param>
-    public static ChildResult Run(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null,
-        string? workingFolder = null, double? limitSeconds = null)
+    /// <param name="limitSeconds">Kill the child (SIGKILL) once it has run this long; the result says it was
+    /// <see cref="ChildResult.Stopped"/>.</param>
+    public static ChildResult Run(
+        string program,
+        IReadOnlyList<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null,
+        string? workingFolder = null,
+        double? limitSeconds = null
+    )
     {
         string logs = Directory.CreateTempSubdirectory("alloy-bench-child-").FullName;
-        string stdoutPath = Path.Combine(logs, "stdout"), stderrPath = Path.Combine(logs, "stderr");
+        string stdoutPath = Path.Combine(logs, "stdout"),
+            stderrPath = Path.Combine(logs, "stderr");
         var allocations = new List<nint>();
         nint Utf8(string s)
         {
@@ -55,15 +66,18 @@ public static unsafe class ChildProcess
 
         var argv = new nint[arguments.Count + 2];
         argv[0] = Utf8(program);
-        for (int i = 0; i < arguments.Count; i++) argv[i + 1] = Utf8(arguments[i]);
+        for (int i = 0; i < arguments.Count; i++)
+            argv[i + 1] = Utf8(arguments[i]);
 
         var variables = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
             variables[(string)entry.Key] = (string?)entry.Value ?? "";
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) variables[key] = value;
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            variables[key] = value;
         var envp = new nint[variables.Count + 1];
         int e = 0;
-        foreach (var (key, value) in variables) envp[e++] = Utf8($"{key}={value}");
+        foreach (var (key, value) in variables)
+            envp[e++] = Utf8($"{key}={value}");
 
         // posix_spawn_file_actions_t is 80 bytes in glibc; leave room for other C libraries.
         nint actions = Marshal.AllocHGlobal(512);
@@ -72,8 +86,14 @@ public static unsafe class ChildProcess
             Check(Native.posix_spawn_file_actions_init(actions), "posix_spawn_file_actions_init");
             const int WriteCreateTruncate = 0x1 | 0x40 | 0x200; // O_WRONLY | O_CREAT | O_TRUNC
             Check(Native.posix_spawn_file_actions_addopen(actions, 0, Utf8("/dev/null"), 0, 0), "addopen stdin");
-            Check(Native.posix_spawn_file_actions_addopen(actions, 1, Utf8(stdoutPath), WriteCreateTruncate, 0x1a4), "addopen stdout");
-            Check(Native.posix_spawn_file_actions_addopen(actions, 2, Utf8(stderrPath), WriteCreateTruncate, 0x1a4), "addopen stderr");
+            Check(
+                Native.posix_spawn_file_actions_addopen(actions, 1, Utf8(stdoutPath), WriteCreateTruncate, 0x1a4),
+                "addopen stdout"
+            );
+            Check(
+                Native.posix_spawn_file_actions_addopen(actions, 2, Utf8(stderrPath), WriteCreateTruncate, 0x1a4),
+                "addopen stderr"
+            );
             if (workingFolder is not null)
                 Check(Native.posix_spawn_file_actions_addchdir_np(actions, Utf8(workingFolder)), "addchdir");
 
@@ -85,21 +105,28 @@ public static unsafe class ChildProcess
             fixed (nint* envpPointer = envp)
             {
                 int error = Native.posix_spawnp(&pid, argv[0], actions, 0, argvPointer, envpPointer);
-                if (error != 0) throw new IOException($"cannot start {program}: {Marshal.GetPInvokeErrorMessage(error)}");
+                if (error != 0)
+                    throw new IOException($"cannot start {program}: {Marshal.GetPInvokeErrorMessage(error)}");
             }
 
             var sampler = new StatusSampler(pid);
             var sampling = new Thread(sampler.Run) { IsBackground = true, Name = "rss-sampler" };
             sampling.Start();
-            // Disposed as soon as wait4 reaps the child; Linux hands out pids in sequence, so none is reused in between.
+            // Disposed as soon as wait4 reaps the child; Linux hands out pids in sequence, so none is reused in
+            // between.
             var stopped = new StrongBox<bool>();
             int child = pid;
             using var limit = limitSeconds is { } seconds
-                ? new Timer(_ =>
-                {
-                    Volatile.Write(ref stopped.Value, true);
-                    Native.kill(child, 9);
-                }, null, TimeSpan.FromSeconds(seconds), Timeout.InfiniteTimeSpan)
+                ? new Timer(
+                    _ =>
+                    {
+                        Volatile.Write(ref stopped.Value, true);
+                        Native.kill(child, 9);
+                    },
+                    null,
+                    TimeSpan.FromSeconds(seconds),
+                    Timeout.InfiniteTimeSpan
+                )
                 : null;
 
             int status;
@@ -107,9 +134,11 @@ public static unsafe class ChildProcess
             while (true)
             {
                 int reaped = Native.wait4(pid, &status, 0, &usage);
-                if (reaped == pid) break;
+                if (reaped == pid)
+                    break;
                 int errno = Marshal.GetLastPInvokeError();
-                if (reaped == -1 && errno == 4) continue; // EINTR
+                if (reaped == -1 && errno == 4)
+                    continue; // EINTR
                 throw new IOException($"wait4({pid}) failed: {Marshal.GetPInvokeErrorMessage(errno)}");
             }
             clock.Stop();
@@ -135,14 +164,20 @@ public static unsafe class ChildProcess
                 Math.Max(0, busy - usage.UserTime.Seconds - usage.SystemTime.Seconds),
                 File.ReadAllText(stdoutPath),
                 File.ReadAllText(stderrPath),
-                Volatile.Read(ref stopped.Value) && (status & 0x7f) == 9);
+                Volatile.Read(ref stopped.Value) && (status & 0x7f) == 9
+            );
         }
         finally
         {
             Native.posix_spawn_file_actions_destroy(actions);
             Marshal.FreeHGlobal(actions);
-            foreach (var p in allocations) Marshal.FreeCoTaskMem(p);
-            try { Directory.Delete(logs, recursive: true); } catch (IOException) { }
+            foreach (var p in allocations)
+                Marshal.FreeCoTaskMem(p);
+            try
+            {
+                Directory.Delete(logs, recursive: true);
+            }
+            catch (IOException) { }
         }
     }
 
@@ -162,7 +197,8 @@ public static unsafe class ChildProcess
 
     private static void Check(int error, string what)
     {
-        if (error != 0) throw new IOException($"{what}: {Marshal.GetPInvokeErrorMessage(error)}");
+        if (error != 0)
+            throw new IOException($"{what}: {Marshal.GetPInvokeErrorMessage(error)}");
     }
 
     /// <summary>Peaks of RssAnon and RssFile from /proc/PID/status, sampled until the child is reaped.</summary>
@@ -187,24 +223,29 @@ public static unsafe class ChildProcess
                 {
                     foreach (var line in File.ReadLines(path))
                     {
-                        if (line.StartsWith("RssAnon:", StringComparison.Ordinal)) PeakAnon = Math.Max(PeakAnon, Kilobytes(line));
-                        else if (line.StartsWith("RssFile:", StringComparison.Ordinal)) PeakFile = Math.Max(PeakFile, Kilobytes(line));
-                        else if (line.StartsWith("VmHWM:", StringComparison.Ordinal)) PeakHwm = Math.Max(PeakHwm, Kilobytes(line));
+                        if (line.StartsWith("RssAnon:", StringComparison.Ordinal))
+                            PeakAnon = Math.Max(PeakAnon, Kilobytes(line));
+                        else if (line.StartsWith("RssFile:", StringComparison.Ordinal))
+                            PeakFile = Math.Max(PeakFile, Kilobytes(line));
+                        else if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                            PeakHwm = Math.Max(PeakHwm, Kilobytes(line));
                     }
                 }
                 catch (IOException) { } // the child is gone (or not yet exec'd); wait4 decides when to stop
                 Thread.Sleep(SampleMilliseconds);
             }
         }
-
     }
 
     /// <summary>A "Key:\t  1234 kB" line of /proc/PID/status in bytes; the kernel pads to 8 digits, so a larger value
     /// follows the tab directly.</summary>
     private static long Kilobytes(string line) =>
-        long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture)
+        * 1024;
 
-    /// <summary>CPU seconds every core has spent busy since boot (/proc/stat: user, nice, system, irq, softirq; USER_HZ = 100).</summary>
+    /// <summary>
+    /// CPU seconds every core has spent busy since boot (/proc/stat: user, nice, system, irq, softirq; USER_HZ = 100).
+    /// </summary>
     private static double MachineBusySeconds()
     {
         var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
@@ -215,7 +256,8 @@ public static unsafe class ChildProcess
     private static long ReadStatus(string path, string key)
     {
         foreach (var line in File.ReadLines(path))
-            if (line.StartsWith(key, StringComparison.Ordinal)) return Kilobytes(line);
+            if (line.StartsWith(key, StringComparison.Ordinal))
+                return Kilobytes(line);
         return 0;
     }
 
@@ -230,7 +272,9 @@ public static unsafe class ChildProcess
             public readonly double Seconds => Sec + MicroSec / 1e6;
         }
 
-        /// <summary>struct rusage on 64-bit Linux: two timevals, then 14 longs, of which ru_maxrss (KiB) is the first.</summary>
+        /// <summary>
+        /// struct rusage on 64-bit Linux: two timevals, then 14 longs, of which ru_maxrss (KiB) is the first.
+        /// </summary>
         [StructLayout(LayoutKind.Sequential)]
         public struct RUsage
         {
@@ -241,7 +285,14 @@ public static unsafe class ChildProcess
         }
 
         [DllImport("libc", SetLastError = true)]
-        public static extern int posix_spawnp(int* pid, nint file, nint fileActions, nint attributes, nint* argv, nint* envp);
+        public static extern int posix_spawnp(
+            int* pid,
+            nint file,
+            nint fileActions,
+            nint attributes,
+            nint* argv,
+            nint* envp
+        );
 
         [DllImport("libc")]
         public static extern int posix_spawn_file_actions_init(nint actions);

@@ -7,6 +7,7 @@ public enum CacheMode
 {
     /// <summary>sync, then drop the page cache (needs root): every run reads its inputs from the disk.</summary>
     Cold,
+
     /// <summary>Read every input file first: every run reads its inputs from memory.</summary>
     Warm,
 }

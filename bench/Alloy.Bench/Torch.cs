@@ -1,7 +1,11 @@
 namespace Alloy.Bench;
 
 /// <summary>What to do about the PyTorch column when Debian's python3-torch is missing.</summary>
-public enum TorchMode { Auto, Skip }
+public enum TorchMode
+{
+    Auto,
+    Skip,
+}
 
 /// <summary>Finds (or installs with apt) the PyTorch that the reference column runs on.</summary>
 public static class Torch
@@ -16,7 +20,8 @@ public static class Torch
             return null;
         }
         var version = Version();
-        if (version is not null) return version;
+        if (version is not null)
+            return version;
 
         log("python3-torch is missing; installing it with apt-get (Debian's package, as the benchmark documents)");
         var environment = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" };
@@ -35,8 +40,11 @@ public static class Torch
 
     public static string Script => Path.Combine(AppContext.BaseDirectory, "torch_merge.py");
 
-    /// <summary>Debian's interpreter, which python3-torch installs into; a python3 earlier on PATH (pyenv) would not see it.</summary>
+    /// <summary>
+    /// Debian's interpreter, which python3-torch installs into; a python3 earlier on PATH (pyenv) would not see it.
+    /// </summary>
     public static string Python => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
-    private static string? Version() => ChildProcess.Output(Python, "-c", "import torch, numpy; print(torch.__version__)");
+    private static string? Version() =>
+        ChildProcess.Output(Python, "-c", "import torch, numpy; print(torch.__version__)");
 }

@@ -28,11 +28,13 @@ internal static class BenchClock
         for (int i = 0; i < repeat; i++)
         {
             var time = run();
-            if (time.Wall < best.Wall) best = time;
+            if (time.Wall < best.Wall)
+                best = time;
         }
         return best;
     }
 
     /// <summary>/proc/loadavg, or "n/a".</summary>
-    public static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
+    public static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
 }

@@ -20,7 +20,8 @@ public static class ErrorPolicy
         catch (AlloyException e)
         {
             stderr.WriteLine($"error: {e.Message}");
-            if (verbose) stderr.WriteLine(e);
+            if (verbose)
+                stderr.WriteLine(e);
             return ExitCodes.InputError;
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
@@ -31,13 +32,18 @@ public static class ErrorPolicy
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"error: {e.Message}");
-            if (verbose) stderr.WriteLine(e);
+            if (verbose)
+                stderr.WriteLine(e);
             return ExitCodes.InputError;
         }
         catch (Exception e)
         {
-            stderr.WriteLine($"internal error: {e.GetType().Name}: {e.Message}" + (verbose ? "" : " (run with -v for details, and please report it)"));
-            if (verbose) stderr.WriteLine(e);
+            stderr.WriteLine(
+                $"internal error: {e.GetType().Name}: {e.Message}"
+                    + (verbose ? "" : " (run with -v for details, and please report it)")
+            );
+            if (verbose)
+                stderr.WriteLine(e);
             return ExitCodes.InternalError;
         }
         finally

@@ -15,24 +15,30 @@ public static class PlanCommand
         var config = new Argument<string>("config") { Description = "The merge recipe: a mergekit YAML file." };
         var json = new Option<bool>("--json") { Description = "Print the plan as JSON." };
         var options = new MergeOptionSet(MergeOptionUse.Plan);
-        var command = new Command("plan",
-            "Show what a merge would do without reading weights or writing anything: inputs, config and tokenizer sources, " +
-            "every parameter's value per layer, vocabulary, shards, working memory and expected time. Exit 0 if the merge would run.")
+        var command = new Command(
+            "plan",
+            "Show what a merge would do without reading weights or writing anything: inputs, config and tokenizer "
+                + "sources, every parameter's value per layer, vocabulary, shards, working memory and expected time. "
+                + "Exit 0 if the merge would run."
+        )
         {
-            config, json,
+            config,
+            json,
         };
         options.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, options.Verbose(parse), _ =>
-        {
-            using var session = Open(parse, config, options, stderr);
-            var summary = PlanSummary.Create(session);
-            stdout.Write(parse.GetValue(json) ? summary.ToJson() + "\n" : summary.ToText());
-            return ExitCodes.Success;
-        }));
+            {
+                using var session = Open(parse, config, options, stderr);
+                var summary = PlanSummary.Create(session);
+                stdout.Write(parse.GetValue(json) ? summary.ToJson() + "\n" : summary.ToText());
+                return ExitCodes.Success;
+            }));
         return command;
     }
 
-    /// <summary>For <c>merge --dry-run</c>: the plan, and the output folder checked as the merge would check it.</summary>
+    /// <summary>
+    /// For <c>merge --dry-run</c>: the plan, and the output folder checked as the merge would check it.
+    /// </summary>
     public static int DryRun(MergeSession session, string output, TextWriter stdout)
     {
         var full = OutputFolder.Check(output, session.Options.Overwrite, session.Models.All.Select(m => m.Location));
@@ -41,10 +47,19 @@ public static class PlanCommand
         return ExitCodes.Success;
     }
 
-    private static MergeSession Open(ParseResult parse, Argument<string> config, MergeOptionSet options, TextWriter stderr)
+    private static MergeSession Open(
+        ParseResult parse,
+        Argument<string> config,
+        MergeOptionSet options,
+        TextWriter stderr
+    )
     {
         var diagnostics = options.Diagnostics(parse, stderr);
         var mergeOptions = options.Read(parse, stderr);
-        return MergeSession.Open(RecipeParser.ParseFile(parse.GetValue(config)!, diagnostics), mergeOptions, diagnostics);
+        return MergeSession.Open(
+            RecipeParser.ParseFile(parse.GetValue(config)!, diagnostics),
+            mergeOptions,
+            diagnostics
+        );
     }
 }

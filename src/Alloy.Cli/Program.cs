@@ -2,7 +2,9 @@ using System.CommandLine;
 
 namespace Alloy.Cli;
 
-/// <summary>The command-line front: parses arguments, calls the library, prints. Tests call <see cref="Run"/> directly.</summary>
+/// <summary>
+/// The command-line front: parses arguments, calls the library, prints. Tests call <see cref="Run"/> directly.
+/// </summary>
 public static class Program
 {
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
@@ -22,9 +24,15 @@ public static class Program
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),
         };
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        var config = new InvocationConfiguration
+        {
+            Output = stdout,
+            Error = stderr,
+            EnableDefaultExceptionHandler = false,
+        };
         // Bare `alloy` is a request for help.
-        if (args.Length == 0) return root.Parse(["--help"]).Invoke(config);
+        if (args.Length == 0)
+            return root.Parse(["--help"]).Invoke(config);
         var parsed = root.Parse(args);
         // An unknown option that filled an argument's place (`merge-raw a.yml --allow-crimes`) is an error too.
         if (parsed.Errors.Count > 0 || MisplacedOption(parsed) is not null)
@@ -33,7 +41,9 @@ public static class Program
             var path = command == root ? "alloy" : $"alloy {command.Name}";
             stderr.WriteLine($"error: {Explain(parsed, command, root)} (see '{path} --help')");
             if (command == root)
-                stderr.WriteLine($"commands: {string.Join(", ", root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}");
+                stderr.WriteLine(
+                    $"commands: {string.Join(", ", root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}"
+                );
             return ExitCodes.UsageError;
         }
         return parsed.Invoke(config);
@@ -47,7 +57,8 @@ public static class Program
     {
         // An unknown option may have been taken for an argument's value (`merge --thraeds 2 a b`), pushing the real
         // arguments out: it is the word to explain.
-        if ((MisplacedOption(parsed) ?? parsed.UnmatchedTokens.FirstOrDefault()) is not { } unknown) return parsed.Errors[0].Message;
+        if ((MisplacedOption(parsed) ?? parsed.UnmatchedTokens.FirstOrDefault()) is not { } unknown)
+            return parsed.Errors[0].Message;
         bool option = unknown.StartsWith('-');
         if (!option && command == root)
         {
@@ -65,6 +76,12 @@ public static class Program
 
     /// <summary>A word that looks like an option (not a negative number) where an argument's value was taken.</summary>
     private static string? MisplacedOption(ParseResult parsed) =>
-        parsed.Tokens.FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument && t.Value.Length > 1 && t.Value.StartsWith('-')
-            && !double.TryParse(t.Value, System.Globalization.CultureInfo.InvariantCulture, out _))?.Value;
+        parsed
+            .Tokens.FirstOrDefault(t =>
+                t.Type == System.CommandLine.Parsing.TokenType.Argument
+                && t.Value.Length > 1
+                && t.Value.StartsWith('-')
+                && !double.TryParse(t.Value, System.Globalization.CultureInfo.InvariantCulture, out _)
+            )
+            ?.Value;
 }

@@ -11,7 +11,13 @@ namespace Alloy.Cli;
 /// (<see cref="Done"/> of <see cref="Total"/> <see cref="Unit"/>; no total: a phase of unknown length), and a detail
 /// ("12/39 tensors", "loss 2.31").
 /// </summary>
-public readonly record struct ProgressUpdate(string Phase, double Done = 0, double Total = 0, string Unit = "", string Detail = "")
+public readonly record struct ProgressUpdate(
+    string Phase,
+    double Done = 0,
+    double Total = 0,
+    string Unit = "",
+    string Detail = ""
+)
 {
     /// <summary>The unit of byte counts, shown as KiB/MiB/GiB.</summary>
     public const string Bytes = "bytes";
@@ -33,62 +39,103 @@ public static class Progress
     /// </summary>
     public static T Run<T>(bool show, string firstPhase, Func<ProgressBar?, T> work)
     {
-        if (!show || !IsTerminal) return work(null);
+        if (!show || !IsTerminal)
+            return work(null);
         T result = default!;
         // Interactive: Spectre judges by stdout, but the bar is on stderr, which is a terminal here.
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error), Interactive = InteractionSupport.Yes });
-        console.Progress().AutoClear(true).HideCompleted(true).ExcludeVerticalPadding(true).Columns(new LineColumn()).Start(context =>
-        {
-            var bar = new ProgressBar(console, context, firstPhase);
-            result = work(bar);
-            bar.Stop();
-        });
+        var console = AnsiConsole.Create(
+            new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error), Interactive = InteractionSupport.Yes }
+        );
+        console
+            .Progress()
+            .AutoClear(true)
+            .HideCompleted(true)
+            .ExcludeVerticalPadding(true)
+            .Columns(new LineColumn())
+            .Start(context =>
+            {
+                var bar = new ProgressBar(console, context, firstPhase);
+                result = work(bar);
+                bar.Stop();
+            });
         return result;
     }
 
     /// <summary>A merge's bar: statistics passes, then bytes written with the tensors done as the detail.</summary>
-    public static Action<MergeProgress>? ForMerge(ProgressBar? bar, string prefix = "") => bar is null ? null
-        : p => bar.Update(new ProgressUpdate(prefix + p.Phase, p.BytesDone, p.BytesTotal, ProgressUpdate.Bytes, $"{p.TensorsDone}/{p.TensorsTotal} tensors"));
+    public static Action<MergeProgress>? ForMerge(ProgressBar? bar, string prefix = "") =>
+        bar is null
+            ? null
+            : p =>
+                bar.Update(
+                    new ProgressUpdate(
+                        prefix + p.Phase,
+                        p.BytesDone,
+                        p.BytesTotal,
+                        ProgressUpdate.Bytes,
+                        $"{p.TensorsDone}/{p.TensorsTotal} tensors"
+                    )
+                );
 
     public static string FormatBytes(long bytes) => ByteSize.Format(bytes);
 
     /// <summary>
     /// The line for <paramref name="update"/> in at most <paramref name="width"/> columns. Parts are dropped in this
-    /// order until it fits: rate, the detail's parts (separated by two spaces) from the last, bar; then the rest is cut.
+    /// order until it fits: rate, the detail's parts (separated by two spaces) from the last, bar; then the rest is
+    /// cut.
     /// </summary>
-    public static string Line(ProgressUpdate update, double? perSecond, TimeSpan? remaining, TimeSpan elapsed, int width, bool unicode = true)
+    public static string Line(
+        ProgressUpdate update,
+        double? perSecond,
+        TimeSpan? remaining,
+        TimeSpan elapsed,
+        int width,
+        bool unicode = true
+    )
     {
-        const int MinBar = 10, MaxBar = 30;
+        const int MinBar = 10,
+            MaxBar = 30;
         bool known = update.Total > 0;
-        string percent = known ? $"{Math.Min(100, 100 * update.Done / update.Total),3:F0}%" : "";
+        string percent = known ? $"{Math.Min(100, 100 * update.Done / update.Total), 3:F0}%" : "";
         string counts = known ? Counts(update) : "";
         // Rates and estimates from the first moments of a phase are noise.
         bool settled = elapsed >= TimeSpan.FromSeconds(1);
         string rate = perSecond is > 0 && known && settled ? Rate(perSecond.Value, update.Unit) : "";
         string time = known && settled && remaining is { } left ? $"{Clock(left)} left" : Clock(elapsed);
-        var detail = update.Detail.Split("  ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        var detail = update
+            .Detail.Split("  ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .ToList();
         while (true)
         {
-            string text = string.Join("  ", new[] { percent, counts }.Concat(detail).Append(rate).Append(time).Where(p => p.Length > 0));
+            string text = string.Join(
+                "  ",
+                new[] { percent, counts }.Concat(detail).Append(rate).Append(time).Where(p => p.Length > 0)
+            );
             int room = width - update.Phase.Length - text.Length - 4;
             if (room >= MinBar)
             {
-                string bar = known ? Bar(update.Done / update.Total, Math.Min(room, MaxBar), unicode) : Spinner(elapsed, unicode).PadRight(Math.Min(room, MaxBar));
+                string bar = known
+                    ? Bar(update.Done / update.Total, Math.Min(room, MaxBar), unicode)
+                    : Spinner(elapsed, unicode).PadRight(Math.Min(room, MaxBar));
                 return $"{update.Phase}  {bar}  {text}";
             }
-            if (rate.Length > 0) rate = "";
-            else if (detail.Count > 0) detail.RemoveAt(detail.Count - 1);
-            else return Fit($"{update.Phase}  {text}", width);
+            if (rate.Length > 0)
+                rate = "";
+            else if (detail.Count > 0)
+                detail.RemoveAt(detail.Count - 1);
+            else
+                return Fit($"{update.Phase}  {text}", width);
         }
     }
 
-    private static string Counts(ProgressUpdate u) => u.Unit == ProgressUpdate.Bytes
-        ? $"{ByteSize.Format((long)u.Done)}/{ByteSize.Format((long)u.Total)}"
-        : string.Create(CultureInfo.InvariantCulture, $"{u.Done:N0}/{u.Total:N0} {u.Unit}").TrimEnd();
+    private static string Counts(ProgressUpdate u) =>
+        u.Unit == ProgressUpdate.Bytes
+            ? $"{ByteSize.Format((long)u.Done)}/{ByteSize.Format((long)u.Total)}"
+            : string.Create(CultureInfo.InvariantCulture, $"{u.Done:N0}/{u.Total:N0} {u.Unit}").TrimEnd();
 
-    private static string Rate(double perSecond, string unit) => unit == ProgressUpdate.Bytes
-        ? $"{ByteSize.Format((long)perSecond)}/s"
-        : $"{perSecond.ToString(perSecond >= 100 ? "N0" : "G3", CultureInfo.InvariantCulture)} {unit}/s";
+    private static string Rate(double perSecond, string unit) =>
+        unit == ProgressUpdate.Bytes
+            ? $"{ByteSize.Format((long)perSecond)}/s"
+            : $"{perSecond.ToString(perSecond >= 100 ? "N0" : "G3", CultureInfo.InvariantCulture)} {unit}/s";
 
     private static string Clock(TimeSpan t) =>
         t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t.Minutes:00}:{t.Seconds:00}" : $"{t.Minutes}:{t.Seconds:00}";
@@ -105,7 +152,8 @@ public static class Progress
         return frames[(int)(elapsed.TotalMilliseconds / 100) % frames.Length].ToString();
     }
 
-    private static string Fit(string text, int width) => text.Length <= width ? text : text[..Math.Max(0, width - 1)] + "…";
+    private static string Fit(string text, int width) =>
+        text.Length <= width ? text : text[..Math.Max(0, width - 1)] + "…";
 
     /// <summary>Spectre draws the task list; this column is the whole line, so its width is the terminal's, minus one
     /// column, which some terminals wrap on.</summary>
@@ -116,7 +164,14 @@ public static class Progress
         public override IRenderable Render(RenderOptions options, ProgressTask task, TimeSpan deltaTime)
         {
             var update = (ProgressUpdate)task.Tag!;
-            var line = Line(update, task.Speed, task.RemainingTime, task.ElapsedTime ?? TimeSpan.Zero, options.ConsoleSize.Width - 1, options.Unicode);
+            var line = Line(
+                update,
+                task.Speed,
+                task.RemainingTime,
+                task.ElapsedTime ?? TimeSpan.Zero,
+                options.ConsoleSize.Width - 1,
+                options.Unicode
+            );
             return new Text(line);
         }
     }
@@ -157,12 +212,14 @@ public sealed class ProgressBar
     /// <summary>A line printed above the bar, which is redrawn below it.</summary>
     public void Note(string line)
     {
-        lock (_gate) _console.Write(new Text(line + "\n"));
+        lock (_gate)
+            _console.Write(new Text(line + "\n"));
     }
 
     internal void Stop()
     {
-        lock (_gate) _task.StopTask();
+        lock (_gate)
+            _task.StopTask();
     }
 
     private ProgressTask Begin(ProgressUpdate update)

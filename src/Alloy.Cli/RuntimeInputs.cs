@@ -7,17 +7,38 @@ using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Cli;
 
-/// <summary>The arguments the commands that run a model over a data set share: the model, the data, threads, verbosity.</summary>
+/// <summary>
+/// The arguments the commands that run a model over a data set share: the model, the data, threads, verbosity.
+/// </summary>
 public sealed class RuntimeInputs
 {
-    public Argument<string> Model { get; } = new("model") { Description = "A Hugging Face model folder (Llama, Mistral or Qwen2: config.json, safetensors or .bin, tokenizer.json)." };
-    public Option<string> Data { get; } = new("--data")
-    {
-        Description = "Examples: a .txt file (one per line) or a .jsonl file with \"text\", or \"prompt\" and \"completion\" (only the completion is scored).",
-        Required = true,
-    };
-    public Option<int> SequenceLength { get; } = new("--seq-length") { Description = "Longest sequence in tokens; longer examples are cut into windows overlapping by one token.", DefaultValueFactory = _ => 256 };
-    public Option<int> Threads { get; } = new("--threads", "-j") { Description = "Threads (results do not depend on it).", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Argument<string> Model { get; } =
+        new("model")
+        {
+            Description =
+                "A Hugging Face model folder (Llama, Mistral or Qwen2: config.json, safetensors or .bin, "
+                + "tokenizer.json).",
+        };
+    public Option<string> Data { get; } =
+        new("--data")
+        {
+            Description =
+                "Examples: a .txt file (one per line) or a .jsonl file with \"text\", or \"prompt\" and "
+                + "\"completion\" (only the completion is scored).",
+            Required = true,
+        };
+    public Option<int> SequenceLength { get; } =
+        new("--seq-length")
+        {
+            Description = "Longest sequence in tokens; longer examples are cut into windows overlapping by one token.",
+            DefaultValueFactory = _ => 256,
+        };
+    public Option<int> Threads { get; } =
+        new("--threads", "-j")
+        {
+            Description = "Threads (results do not depend on it).",
+            DefaultValueFactory = _ => Environment.ProcessorCount,
+        };
     public Option<bool> Quiet { get; } = new("--quiet", "-q") { Description = "No progress output." };
     public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Stack traces with errors." };
 
@@ -35,28 +56,40 @@ public sealed class RuntimeInputs
     /// A model folder loaded in float32 on <paramref name="threads"/> threads, and its tokenizer, read first and given
     /// to <paramref name="checkTokenizer"/> (which may refuse it) before the weights are read.
     /// </summary>
-    public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(string folder, int threads,
-        Action<TextTokenizer>? checkTokenizer = null)
+    public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(
+        string folder,
+        int threads,
+        Action<TextTokenizer>? checkTokenizer = null
+    )
     {
-        if (!Directory.Exists(folder)) throw new AlloyException($"model folder '{folder}' does not exist");
-        if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
+        if (!Directory.Exists(folder))
+            throw new AlloyException($"model folder '{folder}' does not exist");
+        if (threads < 1)
+            throw new AlloyException($"--threads must be at least 1 (got {threads})");
         var tokenizer = TextTokenizer.Load(folder);
         checkTokenizer?.Invoke(tokenizer);
         return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), tokenizer);
     }
 
-    /// <summary>True when <paramref name="path"/> names a merge recipe (a .yml or .yaml file) rather than a model folder.</summary>
+    /// <summary>
+    /// True when <paramref name="path"/> names a merge recipe (a .yml or .yaml file) rather than a model folder.
+    /// </summary>
     public static bool IsRecipe(string path) =>
         Path.GetExtension(path).ToLowerInvariant() is ".yml" or ".yaml" && !Directory.Exists(path);
 
     /// <summary>
-    /// The merge <paramref name="recipePath"/> describes, made in memory (no weights are written), and the tokenizer its
-    /// folder would have (written to a temporary folder, read, and deleted).
+    /// The merge <paramref name="recipePath"/> describes, made in memory (no weights are written), and the tokenizer
+    /// its folder would have (written to a temporary folder, read, and deleted).
     /// </summary>
-    public static (LlamaModel Model, TextTokenizer Tokenizer) MergeInMemory(string recipePath, int threads, Diagnostics diagnostics,
-        CancellationToken cancellation)
+    public static (LlamaModel Model, TextTokenizer Tokenizer) MergeInMemory(
+        string recipePath,
+        int threads,
+        Diagnostics diagnostics,
+        CancellationToken cancellation
+    )
     {
-        if (threads < 1) throw new AlloyException($"--threads must be at least 1 (got {threads})");
+        if (threads < 1)
+            throw new AlloyException($"--threads must be at least 1 (got {threads})");
         var recipe = RecipeParser.ParseFile(recipePath, diagnostics);
         var options = new MergeOptions { Execution = new Execution.ExecutionOptions { Threads = threads } };
         using var session = MergeSession.Open(recipe, options, diagnostics);
@@ -77,8 +110,10 @@ public sealed class RuntimeInputs
     /// The model, loaded in float32, and the data set (and the held-out set at <paramref name="heldOut"/>, if given),
     /// tokenized with the model's tokenizer.
     /// </summary>
-    public (LlamaModel Model, IReadOnlyList<TrainingExample> Examples, IReadOnlyList<TrainingExample>? HeldOut) Load(ParseResult parse,
-        string? heldOut = null)
+    public (LlamaModel Model, IReadOnlyList<TrainingExample> Examples, IReadOnlyList<TrainingExample>? HeldOut) Load(
+        ParseResult parse,
+        string? heldOut = null
+    )
     {
         var folder = parse.GetValue(Model)!;
         var (model, tokenizer) = LoadModel(folder, parse.GetValue(Threads));
@@ -90,7 +125,10 @@ public sealed class RuntimeInputs
             var read = TrainingData.Load(path, tokenizer, parse.GetValue(SequenceLength));
             int largest = read.SelectMany(e => e.Tokens).Max();
             if (largest >= model.Config.VocabSize)
-                throw new AlloyException($"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of {model.Config.VocabSize}");
+                throw new AlloyException(
+                    $"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of "
+                        + $"{model.Config.VocabSize}"
+                );
             return read;
         }
     }

@@ -1,5 +1,5 @@
-using Alloy.Output;
 using System.CommandLine;
+using Alloy.Output;
 using Alloy.Runtime.Training;
 
 namespace Alloy.Cli;
@@ -10,43 +10,71 @@ namespace Alloy.Cli;
 /// </summary>
 public static class StatisticsCommand
 {
-    public static Command CreateFisher(TextWriter stdout, TextWriter stderr) => Create(stdout, stderr, "fisher",
-        "Accumulate the diagonal Fisher (mean over examples of each example's squared loss gradient) of every parameter over a data set.",
-        batched: false);
+    public static Command CreateFisher(TextWriter stdout, TextWriter stderr) =>
+        Create(
+            stdout,
+            stderr,
+            "fisher",
+            "Accumulate the diagonal Fisher (mean over examples of each example's squared loss gradient) of every "
+                + "parameter over a data set.",
+            batched: false
+        );
 
-    public static Command CreateRegMean(TextWriter stdout, TextWriter stderr) => Create(stdout, stderr, "regmean",
-        "Accumulate RegMean's Gram matrices XᵀX of every linear layer's inputs over a data set (stored under the layer's weight name, with the token count).",
-        batched: true);
+    public static Command CreateRegMean(TextWriter stdout, TextWriter stderr) =>
+        Create(
+            stdout,
+            stderr,
+            "regmean",
+            "Accumulate RegMean's Gram matrices XᵀX of every linear layer's inputs over a data set (stored under "
+                + "the layer's weight name, with the token count).",
+            batched: true
+        );
 
     private static Command Create(TextWriter stdout, TextWriter stderr, string name, string description, bool batched)
     {
         var inputs = new RuntimeInputs();
-        var output = new Option<string>("--out", "-o") { Description = "The .safetensors file to write.", Required = true };
-        var batch = new Option<int>("--batch-size") { Description = "Examples per forward pass.", DefaultValueFactory = _ => 8 };
+        var output = new Option<string>("--out", "-o")
+        {
+            Description = "The .safetensors file to write.",
+            Required = true,
+        };
+        var batch = new Option<int>("--batch-size")
+        {
+            Description = "Examples per forward pass.",
+            DefaultValueFactory = _ => 8,
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing output file." };
         var command = new Command(name, description) { output, overwrite };
-        if (batched) command.Add(batch);
+        if (batched)
+            command.Add(batch);
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
-        {
-            var path = Path.GetFullPath(parse.GetValue(output)!);
-            OutputFolder.CheckFileOutside(parse.GetValue(output)!, parse.GetValue(inputs.Model)!);
-            if (File.Exists(path) && !parse.GetValue(overwrite))
-                throw new AlloyException($"output file '{parse.GetValue(output)}' exists; pass --overwrite to replace it");
-            bool quiet = parse.GetValue(inputs.Quiet);
-            var statistics = Progress.Run(!quiet, "loading", bar =>
             {
-                var (model, examples, _) = inputs.Load(parse);
-                Action<int>? report = bar is null ? null : done => bar.Update(new ProgressUpdate(name, done, examples.Count, "examples"));
-                report?.Invoke(0);
-                return batched
-                    ? ParameterStatistics.Grams(model, examples, parse.GetValue(batch), report, cancellation)
-                    : ParameterStatistics.Fisher(model, examples, report, cancellation);
-            });
-            statistics.Save(path);
-            stdout.WriteLine($"wrote {statistics.Tensors.Count} tensors ({statistics.Kind}, {statistics.Count} {statistics.CountName}) to {parse.GetValue(output)}");
-            return ExitCodes.Success;
-        }));
+                var path = Path.GetFullPath(parse.GetValue(output)!);
+                OutputFolder.CheckFileOutside(parse.GetValue(output)!, parse.GetValue(inputs.Model)!);
+                if (File.Exists(path) && !parse.GetValue(overwrite))
+                    throw new AlloyException(
+                        $"output file '{parse.GetValue(output)}' exists; pass --overwrite to replace it"
+                    );
+                bool quiet = parse.GetValue(inputs.Quiet);
+                var statistics = Progress.Run(!quiet, "loading", bar =>
+                {
+                    var (model, examples, _) = inputs.Load(parse);
+                    Action<int>? report = bar is null
+                        ? null
+                        : done => bar.Update(new ProgressUpdate(name, done, examples.Count, "examples"));
+                    report?.Invoke(0);
+                    return batched
+                        ? ParameterStatistics.Grams(model, examples, parse.GetValue(batch), report, cancellation)
+                        : ParameterStatistics.Fisher(model, examples, report, cancellation);
+                });
+                statistics.Save(path);
+                stdout.WriteLine(
+                    $"wrote {statistics.Tensors.Count} tensors ({statistics.Kind}, {statistics.Count} "
+                        + $"{statistics.CountName}) to {parse.GetValue(output)}"
+                );
+                return ExitCodes.Success;
+            }));
         return command;
     }
 }

@@ -7,119 +7,244 @@ using Alloy.Tensors;
 
 namespace Alloy.Cli;
 
-/// <summary><c>alloy train MODEL --data FILE --out DIR</c>: trains a Llama-family model with AdamW and saves it.</summary>
+/// <summary>
+/// <c>alloy train MODEL --data FILE --out DIR</c>: trains a Llama-family model with AdamW and saves it.
+/// </summary>
 public static class TrainCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var defaults = new TrainingOptions();
         var inputs = new RuntimeInputs();
-        var output = new Option<string>("--out", "-o") { Description = "Folder for the trained model (created; must be empty unless --overwrite).", Required = true };
-        var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: --epochs passes over the data)." };
-        var epochs = new Option<double?>("--epochs") { Description = "Passes over the data when --steps is not given (default 1; fractions allowed)." };
-        var batch = new Option<int>("--batch-size") { Description = "Examples per optimizer step.", DefaultValueFactory = _ => defaults.BatchSize };
-        var micro = new Option<int?>("--micro-batch") { Description = "Examples per forward/backward pass; gradients accumulate over the batch (default: the whole batch)." };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
-        var minLr = new Option<double>("--min-lr") { Description = "Learning rate the cosine decay ends at.", DefaultValueFactory = _ => defaults.MinLearningRate };
-        var warmup = new Option<int>("--warmup") { Description = "Steps of linear warmup.", DefaultValueFactory = _ => defaults.WarmupSteps };
-        var decay = new Option<double>("--weight-decay") { Description = "AdamW's decoupled weight decay (matrices only unless --decay-norms).", DefaultValueFactory = _ => defaults.WeightDecay };
+        var output = new Option<string>("--out", "-o")
+        {
+            Description = "Folder for the trained model (created; must be empty unless --overwrite).",
+            Required = true,
+        };
+        var steps = new Option<int?>("--steps")
+        {
+            Description = "Optimizer steps (default: --epochs passes over the data).",
+        };
+        var epochs = new Option<double?>("--epochs")
+        {
+            Description = "Passes over the data when --steps is not given (default 1; fractions allowed).",
+        };
+        var batch = new Option<int>("--batch-size")
+        {
+            Description = "Examples per optimizer step.",
+            DefaultValueFactory = _ => defaults.BatchSize,
+        };
+        var micro = new Option<int?>("--micro-batch")
+        {
+            Description =
+                "Examples per forward/backward pass; gradients accumulate over the batch (default: the whole batch).",
+        };
+        var lr = new Option<double>("--lr")
+        {
+            Description = "Peak learning rate.",
+            DefaultValueFactory = _ => defaults.LearningRate,
+        };
+        var minLr = new Option<double>("--min-lr")
+        {
+            Description = "Learning rate the cosine decay ends at.",
+            DefaultValueFactory = _ => defaults.MinLearningRate,
+        };
+        var warmup = new Option<int>("--warmup")
+        {
+            Description = "Steps of linear warmup.",
+            DefaultValueFactory = _ => defaults.WarmupSteps,
+        };
+        var decay = new Option<double>("--weight-decay")
+        {
+            Description = "AdamW's decoupled weight decay (matrices only unless --decay-norms).",
+            DefaultValueFactory = _ => defaults.WeightDecay,
+        };
         var decayNorms = new Option<bool>("--decay-norms") { Description = "Also decay norm weights and biases." };
-        var clip = new Option<double>("--clip") { Description = "Clip the gradient's global L2 norm to this; 0 turns clipping off.", DefaultValueFactory = _ => defaults.ClipNorm ?? 0 };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the data order.", DefaultValueFactory = _ => defaults.Seed };
-        var dtype = new Option<string?>("--dtype") { Description = "Saved dtype: float32, bfloat16 or float16 (default: the input's config.json dtype, else float32)." };
+        var clip = new Option<double>("--clip")
+        {
+            Description = "Clip the gradient's global L2 norm to this; 0 turns clipping off.",
+            DefaultValueFactory = _ => defaults.ClipNorm ?? 0,
+        };
+        var seed = new Option<ulong>("--seed")
+        {
+            Description = "Seed of the data order.",
+            DefaultValueFactory = _ => defaults.Seed,
+        };
+        var dtype = new Option<string?>("--dtype")
+        {
+            Description =
+                "Saved dtype: float32, bfloat16 or float16 (default: the input's config.json dtype, else float32).",
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
         var validation = new Option<string?>("--validation")
         {
-            Description = "Held-out examples (the format of --data) whose loss is measured before training, every --eval-every steps and at the end.",
+            Description =
+                "Held-out examples (the format of --data) whose loss is measured before training, every "
+                + "--eval-every steps and at the end.",
             HelpName = "FILE",
         };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between validation losses (default: a tenth of the run).", HelpName = "N" };
+        var evalEvery = new Option<int?>("--eval-every")
+        {
+            Description = "Steps between validation losses (default: a tenth of the run).",
+            HelpName = "N",
+        };
         var logEvery = new Option<int?>("--log-every")
         {
-            Description = "Without a terminal: a progress line every N steps, besides the first and last (default: about 20 lines).", HelpName = "N",
+            Description =
+                "Without a terminal: a progress line every N steps, besides the first and last (default: about 20 "
+                + "lines).",
+            HelpName = "N",
         };
 
-        var command = new Command("train", "Train a Llama, Mistral or Qwen2 model on a text or JSONL data set (next-token cross-entropy, AdamW, " +
-            "warmup + cosine schedule, gradient clipping) and save it as a Hugging Face folder, with metrics.jsonl (loss, learning rate, " +
-            "gradient norm, tokens/s and validation loss per step) and loss.png. Start from a fresh model with " +
-            "'alloy synth DIR --fine-tunes 0' and train DIR/base.")
+        var command = new Command(
+            "train",
+            "Train a Llama, Mistral or Qwen2 model on a text or JSONL data set (next-token cross-entropy, AdamW, "
+                + "warmup + cosine schedule, gradient clipping) and save it as a Hugging Face folder, with "
+                + "metrics.jsonl (loss, learning rate, gradient norm, tokens/s and validation loss per step) and "
+                + "loss.png. Start from a fresh model with 'alloy synth DIR --fine-tunes 0' and train DIR/base."
+        )
         {
-            output, steps, epochs, batch, micro, lr, minLr, warmup, decay, decayNorms, clip, seed, dtype, overwrite, validation, evalEvery, logEvery,
+            output,
+            steps,
+            epochs,
+            batch,
+            micro,
+            lr,
+            minLr,
+            warmup,
+            decay,
+            decayNorms,
+            clip,
+            seed,
+            dtype,
+            overwrite,
+            validation,
+            evalEvery,
+            logEvery,
         };
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
-        {
-            var source = parse.GetValue(inputs.Model)!;
-            var saveType = ParseDType(parse.GetValue(dtype)) ?? ModelSaver.StatedDType(source) ?? DType.F32;
-            if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
-                throw new AlloyException("give --steps or --epochs, not both");
-            foreach (var (option, value) in new[] { (evalEvery, parse.GetValue(evalEvery)), (logEvery, parse.GetValue(logEvery)) })
-                if (value is < 1) throw new AlloyException($"{option.Name} must be at least 1 (got {value})");
-            if (parse.GetValue(evalEvery) is not null && parse.GetValue(validation) is null)
-                throw new AlloyException("--eval-every needs --validation FILE");
-            using var target = OutputFolder.Prepare(parse.GetValue(output)!, parse.GetValue(overwrite), [source]);
-            var watch = Stopwatch.StartNew();
-            bool quiet = parse.GetValue(inputs.Quiet);
-            var results = Progress.Run(!quiet, "loading", bar =>
             {
-                var (model, examples, held) = inputs.Load(parse, parse.GetValue(validation));
-                int batchSize = parse.GetValue(batch);
-                if (batchSize < 1) throw new AlloyException($"--batch-size must be at least 1 (got {batchSize})");
-                double passes = parse.GetValue(epochs) ?? 1;
-                if (!(passes > 0)) throw new AlloyException($"--epochs must be positive (got {passes})");
-                int stepCount = parse.GetValue(steps) ?? Math.Max(1, (int)Math.Ceiling(passes * Trainer.StepsPerEpoch(examples.Count, batchSize)));
-                var options = new TrainingOptions
+                var source = parse.GetValue(inputs.Model)!;
+                var saveType = ParseDType(parse.GetValue(dtype)) ?? ModelSaver.StatedDType(source) ?? DType.F32;
+                if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
+                    throw new AlloyException("give --steps or --epochs, not both");
+                foreach (
+                    var (option, value) in new[]
+                    {
+                        (evalEvery, parse.GetValue(evalEvery)),
+                        (logEvery, parse.GetValue(logEvery)),
+                    }
+                )
+                    if (value is < 1)
+                        throw new AlloyException($"{option.Name} must be at least 1 (got {value})");
+                if (parse.GetValue(evalEvery) is not null && parse.GetValue(validation) is null)
+                    throw new AlloyException("--eval-every needs --validation FILE");
+                using var target = OutputFolder.Prepare(parse.GetValue(output)!, parse.GetValue(overwrite), [source]);
+                var watch = Stopwatch.StartNew();
+                bool quiet = parse.GetValue(inputs.Quiet);
+                var results = Progress.Run(!quiet, "loading", bar =>
                 {
-                    Steps = stepCount, BatchSize = batchSize, MicroBatchSize = parse.GetValue(micro), LearningRate = parse.GetValue(lr),
-                    MinLearningRate = parse.GetValue(minLr), WarmupSteps = parse.GetValue(warmup), WeightDecay = parse.GetValue(decay),
-                    DecayNormsAndBiases = parse.GetValue(decayNorms), ClipNorm = parse.GetValue(clip), Seed = parse.GetValue(seed),
-                };
-                var trainer = new Trainer(model, options);
-                string start = $"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), {stepCount} steps of " +
-                               $"{batchSize}, {model.Parameters.ElementCount / 1e6:F2}M parameters" + (held is null ? "" : $"; validation: {held.Count} examples");
-                if (bar is not null) bar.Note(start);
-                else if (!quiet) stderr.WriteLine(start);
+                    var (model, examples, held) = inputs.Load(parse, parse.GetValue(validation));
+                    int batchSize = parse.GetValue(batch);
+                    if (batchSize < 1)
+                        throw new AlloyException($"--batch-size must be at least 1 (got {batchSize})");
+                    double passes = parse.GetValue(epochs) ?? 1;
+                    if (!(passes > 0))
+                        throw new AlloyException($"--epochs must be positive (got {passes})");
+                    int stepCount = parse.GetValue(steps)
+                        ?? Math.Max(1, (int)Math.Ceiling(passes * Trainer.StepsPerEpoch(examples.Count, batchSize)));
+                    var options = new TrainingOptions
+                    {
+                        Steps = stepCount,
+                        BatchSize = batchSize,
+                        MicroBatchSize = parse.GetValue(micro),
+                        LearningRate = parse.GetValue(lr),
+                        MinLearningRate = parse.GetValue(minLr),
+                        WarmupSteps = parse.GetValue(warmup),
+                        WeightDecay = parse.GetValue(decay),
+                        DecayNormsAndBiases = parse.GetValue(decayNorms),
+                        ClipNorm = parse.GetValue(clip),
+                        Seed = parse.GetValue(seed),
+                    };
+                    var trainer = new Trainer(model, options);
+                    string start =
+                        $"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), "
+                        + $"{stepCount} steps of {batchSize}, {model.Parameters.ElementCount / 1e6:F2}M parameters"
+                        + (held is null ? "" : $"; validation: {held.Count} examples");
+                    if (bar is not null)
+                        bar.Note(start);
+                    else if (!quiet)
+                        stderr.WriteLine(start);
 
-                using var log = new TrainingLog(target.Temporary);
-                int validateEvery = parse.GetValue(evalEvery) ?? Math.Max(1, stepCount / 10);
-                if (held is not null)
-                {
-                    bar?.Update(new ProgressUpdate("validation"));
-                    log.Start(trainer.Loss(held, cancellation));
-                }
-                int lineEvery = parse.GetValue(logEvery) ?? Math.Max(1, stepCount / 20);
-                var stepClock = Stopwatch.StartNew();
-                double? lastValidation = null;
-                var done = trainer.Run(examples, step =>
-                {
-                    double seconds = stepClock.Elapsed.TotalSeconds;
-                    double? validationLoss = held is not null && (step.Step % validateEvery == 0 || step.Step == stepCount) ? trainer.Loss(held, cancellation) : null;
-                    lastValidation = validationLoss ?? lastValidation;
-                    log.Step(step, step.Tokens / Math.Max(seconds, 1e-9), watch.Elapsed.TotalSeconds, validationLoss);
-                    string detail = $"loss {step.Loss:F4}" + (lastValidation is { } v ? $"  val {v:F4}" : "") + $"  lr {step.LearningRate:G3}";
-                    if (bar is not null) bar.Update(new ProgressUpdate("training", step.Step, stepCount, "steps", detail));
-                    else if (!quiet && (step.Step % lineEvery == 0 || step.Step == 1 || step.Step == stepCount))
-                        stderr.WriteLine($"step {step.Step}/{stepCount}  epoch {step.Epoch + 1}  {detail}  grad norm {step.GradientNorm:G3}");
-                    stepClock.Restart();
-                }, cancellation);
-                cancellation.ThrowIfCancellationRequested();
-                bar?.Update(new ProgressUpdate("writing"));
-                log.DrawChart(Path.Combine(target.Temporary, TrainingLog.ChartFile));
-                log.Dispose();
-                ModelSaver.Save(model, source, target, saveType);
-                return (done, Epochs: (double)done.Count / Trainer.StepsPerEpoch(examples.Count, batchSize), lastValidation);
-            });
-            var (trained, epochsDone, finalValidation) = results;
-            stdout.WriteLine($"trained {trained.Count} steps ({epochsDone:F2} epochs) in {watch.Elapsed.TotalSeconds:F1} s: loss {trained[0].Loss:F4} → " +
-                $"{trained[^1].Loss:F4}" + (finalValidation is { } f ? $", validation loss {f:F4}" : "") + $"; wrote {target.Target} ({saveType.TorchName()})");
-            return ExitCodes.Success;
-        }));
+                    using var log = new TrainingLog(target.Temporary);
+                    int validateEvery = parse.GetValue(evalEvery) ?? Math.Max(1, stepCount / 10);
+                    if (held is not null)
+                    {
+                        bar?.Update(new ProgressUpdate("validation"));
+                        log.Start(trainer.Loss(held, cancellation));
+                    }
+                    int lineEvery = parse.GetValue(logEvery) ?? Math.Max(1, stepCount / 20);
+                    var stepClock = Stopwatch.StartNew();
+                    double? lastValidation = null;
+                    var done = trainer.Run(
+                        examples,
+                        step =>
+                        {
+                            double seconds = stepClock.Elapsed.TotalSeconds;
+                            double? validationLoss =
+                                held is not null && (step.Step % validateEvery == 0 || step.Step == stepCount)
+                                    ? trainer.Loss(held, cancellation)
+                                    : null;
+                            lastValidation = validationLoss ?? lastValidation;
+                            log.Step(
+                                step,
+                                step.Tokens / Math.Max(seconds, 1e-9),
+                                watch.Elapsed.TotalSeconds,
+                                validationLoss
+                            );
+                            string detail =
+                                $"loss {step.Loss:F4}"
+                                + (lastValidation is { } v ? $"  val {v:F4}" : "")
+                                + $"  lr {step.LearningRate:G3}";
+                            if (bar is not null)
+                                bar.Update(new ProgressUpdate("training", step.Step, stepCount, "steps", detail));
+                            else if (!quiet && (step.Step % lineEvery == 0 || step.Step == 1 || step.Step == stepCount))
+                                stderr.WriteLine(
+                                    $"step {step.Step}/{stepCount}  epoch {step.Epoch + 1}  {detail}  grad norm "
+                                        + $"{step.GradientNorm:G3}"
+                                );
+                            stepClock.Restart();
+                        },
+                        cancellation
+                    );
+                    cancellation.ThrowIfCancellationRequested();
+                    bar?.Update(new ProgressUpdate("writing"));
+                    log.DrawChart(Path.Combine(target.Temporary, TrainingLog.ChartFile));
+                    log.Dispose();
+                    ModelSaver.Save(model, source, target, saveType);
+                    return (
+                        done,
+                        Epochs: (double)done.Count / Trainer.StepsPerEpoch(examples.Count, batchSize),
+                        lastValidation
+                    );
+                });
+                var (trained, epochsDone, finalValidation) = results;
+                stdout.WriteLine(
+                    $"trained {trained.Count} steps ({epochsDone:F2} epochs) in {watch.Elapsed.TotalSeconds:F1} s: "
+                        + $"loss {trained[0].Loss:F4} → {trained[^1].Loss:F4}"
+                        + (finalValidation is { } f ? $", validation loss {f:F4}" : "")
+                        + $"; wrote {target.Target} ({saveType.TorchName()})"
+                );
+                return ExitCodes.Success;
+            }));
         return command;
     }
 
     private static DType? ParseDType(string? name)
     {
-        if (name is null) return null;
+        if (name is null)
+            return null;
         if (!DTypes.TryParseTorch(name, out var dtype) || dtype is not (DType.F32 or DType.BF16 or DType.F16))
             throw new AlloyException($"--dtype: '{name}' is not one of float32, bfloat16, float16");
         return dtype;

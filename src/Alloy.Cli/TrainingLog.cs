@@ -11,13 +11,15 @@ namespace Alloy.Cli;
 /// </summary>
 public sealed class TrainingLog : IDisposable
 {
-    public const string MetricsFile = "metrics.jsonl", ChartFile = "loss.png";
+    public const string MetricsFile = "metrics.jsonl",
+        ChartFile = "loss.png";
 
     private readonly StreamWriter _metrics;
     private readonly List<(int Step, double Loss)> _training = [];
     private readonly List<(int Step, double Loss)> _validation = [];
 
-    public TrainingLog(string folder) => _metrics = new StreamWriter(Path.Combine(folder, MetricsFile)) { AutoFlush = true };
+    public TrainingLog(string folder) =>
+        _metrics = new StreamWriter(Path.Combine(folder, MetricsFile)) { AutoFlush = true };
 
     /// <summary>The validation loss of the model as it is before training (step 0).</summary>
     public void Start(double validationLoss)
@@ -31,8 +33,13 @@ public sealed class TrainingLog : IDisposable
         _training.Add((step.Step, step.Loss));
         var entry = new Dictionary<string, object>
         {
-            ["step"] = step.Step, ["epoch"] = step.Epoch + 1, ["loss"] = step.Loss, ["learning_rate"] = step.LearningRate,
-            ["grad_norm"] = step.GradientNorm, ["tokens"] = step.Tokens, ["tokens_per_second"] = Math.Round(tokensPerSecond, 1),
+            ["step"] = step.Step,
+            ["epoch"] = step.Epoch + 1,
+            ["loss"] = step.Loss,
+            ["learning_rate"] = step.LearningRate,
+            ["grad_norm"] = step.GradientNorm,
+            ["tokens"] = step.Tokens,
+            ["tokens_per_second"] = Math.Round(tokensPerSecond, 1),
             ["elapsed_seconds"] = Math.Round(elapsedSeconds, 3),
         };
         if (validationLoss is { } v)
@@ -67,7 +74,8 @@ public sealed class TrainingLog : IDisposable
         }
         if (_validation.Count > 0)
         {
-            double[] at = [.. _validation.Select(v => (double)v.Step)], values = [.. _validation.Select(v => v.Loss)];
+            double[] at = [.. _validation.Select(v => (double)v.Step)],
+                values = [.. _validation.Select(v => v.Loss)];
             var validation = plot.Add.Scatter(at, values);
             validation.LegendText = "validation loss";
             validation.Color = Colors.OrangeRed;
@@ -89,7 +97,8 @@ public sealed class TrainingLog : IDisposable
         for (int i = 0; i < values.Length; i++)
         {
             sum += values[i];
-            if (i >= window) sum -= values[i - window];
+            if (i >= window)
+                sum -= values[i - window];
             result[i] = sum / Math.Min(i + 1, window);
         }
         return result;

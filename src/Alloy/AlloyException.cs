@@ -6,6 +6,9 @@ namespace Alloy;
 /// </summary>
 public sealed class AlloyException : Exception
 {
-    public AlloyException(string message) : base(message) { }
-    public AlloyException(string message, Exception inner) : base(message, inner) { }
+    public AlloyException(string message)
+        : base(message) { }
+
+    public AlloyException(string message, Exception inner)
+        : base(message, inner) { }
 }

@@ -12,11 +12,19 @@ public sealed class Diagnostics
     /// <summary>Called for informational notes (shown with -v); may be null.</summary>
     public Action<string>? OnInfo { get; init; }
 
-    public IReadOnlyList<string> Warnings { get { lock (_gate) return _warnings.ToArray(); } }
+    public IReadOnlyList<string> Warnings
+    {
+        get
+        {
+            lock (_gate)
+                return _warnings.ToArray();
+        }
+    }
 
     public void Warn(string message)
     {
-        lock (_gate) _warnings.Add(message);
+        lock (_gate)
+            _warnings.Add(message);
         OnWarning?.Invoke(message);
     }
 

@@ -32,10 +32,21 @@ public sealed class MergeSession : IDisposable
     {
         options ??= new MergeOptions();
         diagnostics ??= new Diagnostics();
-        var models = ModelSet.Open(recipe, diagnostics, options.NamedModels, raw: options.RawTensors is not null, options.HubCache);
+        var models = ModelSet.Open(
+            recipe,
+            diagnostics,
+            options.NamedModels,
+            raw: options.RawTensors is not null,
+            options.HubCache
+        );
         try
         {
-            var plan = Planner.Create(recipe, models, new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors), diagnostics);
+            var plan = Planner.Create(
+                recipe,
+                models,
+                new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors),
+                diagnostics
+            );
             return new MergeSession(models, plan, options, diagnostics);
         }
         catch
@@ -53,7 +64,9 @@ public sealed class MergeSession : IDisposable
 
     public MergeOptions Options { get; }
 
-    /// <summary>The merged model's config.json as its folder would have it; null when the donor model has none.</summary>
+    /// <summary>
+    /// The merged model's config.json as its folder would have it; null when the donor model has none.
+    /// </summary>
     public JsonObject? OutputConfig => Plan.Donor.Checkpoint.Config is null ? null : Output.OutputConfig.Build(Plan);
 
     /// <summary>
@@ -62,31 +75,55 @@ public sealed class MergeSession : IDisposable
     /// </summary>
     public void Reparameterize(MergeRecipe recipe) => Plan = Planner.Reparameterize(Plan, recipe, Models, _diagnostics);
 
-    /// <summary>Merges into <paramref name="sink"/>, tensor by tensor in plan order (side outputs are not computed).</summary>
-    public void Run(ITensorSink sink, Action<MergeProgress>? progress = null, CancellationToken cancellation = default) =>
-        MergeExecutor.Run(Plan, sink, sideFolder: null, Options.Execution, progress, cancellation);
+    /// <summary>
+    /// Merges into <paramref name="sink"/>, tensor by tensor in plan order (side outputs are not computed).
+    /// </summary>
+    public void Run(
+        ITensorSink sink,
+        Action<MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    ) => MergeExecutor.Run(Plan, sink, sideFolder: null, Options.Execution, progress, cancellation);
 
     /// <summary>
-    /// Writes the merged model as a Hugging Face folder at <paramref name="outputPath"/>: shards and index, side outputs,
-    /// config.json, tokenizer and generation files, model card and recipe; into a temporary folder moved into place when
-    /// complete.
+    /// Writes the merged model as a Hugging Face folder at <paramref name="outputPath"/>: shards and index, side
+    /// outputs, config.json, tokenizer and generation files, model card and recipe; into a temporary folder moved into
+    /// place when complete.
     /// </summary>
-    public MergeResult WriteFolder(string outputPath, Action<MergeProgress>? progress = null, CancellationToken cancellation = default)
+    public MergeResult WriteFolder(
+        string outputPath,
+        Action<MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         var clock = Stopwatch.StartNew();
         using var folder = OutputFolder.Prepare(outputPath, Options.Overwrite, Models.All.Select(m => m.Location));
         if (!Options.Execution.StrictMemoryLimit)
             foreach (var need in MergeExecutor.OversizedWholeTensors(Plan, Options.Execution))
-                _diagnostics.Warn($"{need}; it runs alone above the default budget (set --memory-limit to refuse instead)");
+                _diagnostics.Warn(
+                    $"{need}; it runs alone above the default budget (set --memory-limit to refuse instead)"
+                );
         var shards = ShardPlan.Create(Plan.Jobs.Select(j => j.Output).ToList(), Options.OutShardSize);
-        using (var writer = new ShardedWriter(folder.Temporary, shards, new Dictionary<string, string> { ["alloy_version"] = Merger.Version }))
+        using (
+            var writer = new ShardedWriter(
+                folder.Temporary,
+                shards,
+                new Dictionary<string, string> { ["alloy_version"] = Merger.Version }
+            )
+        )
         {
             MergeExecutor.Run(Plan, writer, folder.Temporary, Options.Execution, progress, cancellation);
             writer.Complete();
         }
         WriteFiles(folder);
         folder.Commit();
-        return new MergeResult(folder.Target, Plan.Jobs.Count, shards.Shards.Count, Plan.InputBytes, Plan.OutputBytes, clock.Elapsed);
+        return new MergeResult(
+            folder.Target,
+            Plan.Jobs.Count,
+            shards.Shards.Count,
+            Plan.InputBytes,
+            Plan.OutputBytes,
+            clock.Elapsed
+        );
     }
 
     /// <summary>
@@ -95,7 +132,8 @@ public sealed class MergeSession : IDisposable
     /// </summary>
     public void WriteRunFiles(string folder)
     {
-        if (OutputConfig is { } config) Output.OutputConfig.Write(config, Path.Combine(folder, "config.json"));
+        if (OutputConfig is { } config)
+            Output.OutputConfig.Write(config, Path.Combine(folder, "config.json"));
         WriteTokenizer(folder, copyTokenizer: true);
     }
 
@@ -109,7 +147,10 @@ public sealed class MergeSession : IDisposable
         WriteTokenizer(folder.Temporary, Options.CopyTokenizer);
         if (Options.WriteModelCard)
         {
-            File.WriteAllText(Path.Combine(folder.Temporary, "README.md"), ModelCard.Render(Plan, Path.GetFileName(folder.Target), Models.All));
+            File.WriteAllText(
+                Path.Combine(folder.Temporary, "README.md"),
+                ModelCard.Render(Plan, Path.GetFileName(folder.Target), Models.All)
+            );
             File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), Plan.Recipe.ToYaml());
         }
     }

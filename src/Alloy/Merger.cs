@@ -28,21 +28,41 @@ public sealed record MergeOptions
     /// </summary>
     public string? HubCache { get; init; }
 
-    /// <summary>Set for a raw state-dict merge (mergekit-pytorch): tensors by name, no architecture, no config.json.</summary>
+    /// <summary>
+    /// Set for a raw state-dict merge (mergekit-pytorch): tensors by name, no architecture, no config.json.
+    /// </summary>
     public RawTensorPolicy? RawTensors { get; init; }
 }
 
-public sealed record MergeResult(string OutputPath, int Tensors, int Shards, long InputBytes, long OutputBytes, TimeSpan Elapsed);
+public sealed record MergeResult(
+    string OutputPath,
+    int Tensors,
+    int Shards,
+    long InputBytes,
+    long OutputBytes,
+    TimeSpan Elapsed
+);
 
 /// <summary>The library's front door: recipe in, finished Hugging Face model folder out.</summary>
 public static class Merger
 {
     public static string Version { get; } =
-        typeof(Merger).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+        typeof(Merger)
+            .Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()
+            ?.InformationalVersion.Split('+')[0]
+        ?? "0.0.0";
 
-    /// <summary>Merges <paramref name="recipe"/> into a new Hugging Face model folder at <paramref name="outputPath"/>.</summary>
-    public static MergeResult Run(MergeRecipe recipe, string outputPath, MergeOptions options, Diagnostics diagnostics,
-        Action<MergeProgress>? progress = null, CancellationToken cancellation = default)
+    /// <summary>
+    /// Merges <paramref name="recipe"/> into a new Hugging Face model folder at <paramref name="outputPath"/>.
+    /// </summary>
+    public static MergeResult Run(
+        MergeRecipe recipe,
+        string outputPath,
+        MergeOptions options,
+        Diagnostics diagnostics,
+        Action<MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         var clock = Stopwatch.StartNew();
         using var session = MergeSession.Open(recipe, options, diagnostics);

@@ -14,7 +14,8 @@ public static class Suggestions
         foreach (var k in known)
         {
             var d = Distance(key.ToLowerInvariant(), k.ToLowerInvariant());
-            if (d < bestDistance) (best, bestDistance) = (k, d);
+            if (d < bestDistance)
+                (best, bestDistance) = (k, d);
         }
         return best;
     }
@@ -23,7 +24,8 @@ public static class Suggestions
     {
         var prev = new int[b.Length + 1];
         var cur = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++) prev[j] = j;
+        for (var j = 0; j <= b.Length; j++)
+            prev[j] = j;
         for (var i = 1; i <= a.Length; i++)
         {
             cur[0] = i;

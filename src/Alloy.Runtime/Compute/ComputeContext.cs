@@ -12,7 +12,8 @@ public sealed class ComputeContext
 
     public ComputeContext(RuntimeOptions options)
     {
-        if (options.Threads < 1) throw new AlloyException($"threads must be at least 1 (got {options.Threads})");
+        if (options.Threads < 1)
+            throw new AlloyException($"threads must be at least 1 (got {options.Threads})");
         Threads = options.Threads;
         // The runtime parallelises by tiles and attention items itself, so each backend call stays on its thread.
         Backend = (options.Backend ?? DenseBackend.Current).SingleThreaded;
@@ -23,13 +24,17 @@ public sealed class ComputeContext
 
     public DenseBackend Backend { get; }
 
-    /// <summary>Runs <paramref name="body"/> for 0 ≤ i &lt; <paramref name="count"/>, on up to <see cref="Threads"/> threads.</summary>
+    /// <summary>
+    /// Runs <paramref name="body"/> for 0 ≤ i &lt; <paramref name="count"/>, on up to <see cref="Threads"/> threads.
+    /// </summary>
     public void For(int count, Action<int> body)
     {
-        if (count <= 0) return;
+        if (count <= 0)
+            return;
         if (count == 1 || Threads == 1)
         {
-            for (int i = 0; i < count; i++) body(i);
+            for (int i = 0; i < count; i++)
+                body(i);
             return;
         }
         Parallel.For(0, count, _parallel, body);

@@ -31,8 +31,11 @@ public sealed class Matrix
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         long needed = (long)rows * Columns;
         if (needed > Array.MaxLength)
-            throw new AlloyException($"an activation of {rows:N0} × {Columns:N0} floats exceeds the largest .NET array; use smaller batches");
-        if (needed > Data.Length) Data = new float[(int)Math.Min(Array.MaxLength, Math.Max(needed, Data.Length * 3L / 2))];
+            throw new AlloyException(
+                $"an activation of {rows:N0} × {Columns:N0} floats exceeds the largest .NET array; use smaller batches"
+            );
+        if (needed > Data.Length)
+            Data = new float[(int)Math.Min(Array.MaxLength, Math.Max(needed, Data.Length * 3L / 2))];
         Rows = rows;
         return this;
     }

@@ -19,7 +19,9 @@ public static class VectorMath
         return inverse;
     }
 
-    /// <summary>SwiGLU's activation: h = silu(gate) · up, silu(g) = g · σ(g). <paramref name="h"/> must not overlap the inputs.</summary>
+    /// <summary>
+    /// SwiGLU's activation: h = silu(gate) · up, silu(g) = g · σ(g). <paramref name="h"/> must not overlap the inputs.
+    /// </summary>
     public static void SwiGlu(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> h)
     {
         TensorPrimitives.Sigmoid(gate, h);
@@ -31,12 +33,21 @@ public static class VectorMath
     /// RMSNorm's backward for one row: dx (+)= r·(w∘dy) − x·r³/n·Σ(w∘dy∘x), with r the forward's 1/rms and the sum in
     /// double; <paramref name="weightTerm"/> receives dy∘(x·r), whose column sums are the weight's gradient.
     /// </summary>
-    public static void RmsNormBackward(ReadOnlySpan<float> x, float inverseRms, ReadOnlySpan<float> weight, ReadOnlySpan<float> dy,
-        Span<float> dx, bool accumulate, Span<float> weightTerm)
+    public static void RmsNormBackward(
+        ReadOnlySpan<float> x,
+        float inverseRms,
+        ReadOnlySpan<float> weight,
+        ReadOnlySpan<float> dy,
+        Span<float> dx,
+        bool accumulate,
+        Span<float> weightTerm
+    )
     {
         double dot = 0;
-        for (int i = 0; i < x.Length; i++) dot += (double)weight[i] * dy[i] * x[i];
-        float r = inverseRms, correction = (float)(dot * r * r * r / x.Length);
+        for (int i = 0; i < x.Length; i++)
+            dot += (double)weight[i] * dy[i] * x[i];
+        float r = inverseRms,
+            correction = (float)(dot * r * r * r / x.Length);
         for (int i = 0; i < x.Length; i++)
         {
             float value = r * weight[i] * dy[i] - x[i] * correction;
@@ -48,11 +59,18 @@ public static class VectorMath
     /// <summary>
     /// SwiGLU's backward for one row, h = silu(g)·u: du = dh·silu(g), dg = dh·u·σ(g)·(1 + g·(1 − σ(g))).
     /// </summary>
-    public static void SwiGluBackward(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, ReadOnlySpan<float> dh, Span<float> dGate, Span<float> dUp)
+    public static void SwiGluBackward(
+        ReadOnlySpan<float> gate,
+        ReadOnlySpan<float> up,
+        ReadOnlySpan<float> dh,
+        Span<float> dGate,
+        Span<float> dUp
+    )
     {
         for (int i = 0; i < gate.Length; i++)
         {
-            float g = gate[i], sigmoid = 1f / (1f + MathF.Exp(-g));
+            float g = gate[i],
+                sigmoid = 1f / (1f + MathF.Exp(-g));
             dUp[i] = dh[i] * g * sigmoid;
             dGate[i] = dh[i] * up[i] * sigmoid * (1f + g * (1f - sigmoid));
         }
@@ -64,20 +82,25 @@ public static class VectorMath
     /// </summary>
     public static void AddColumnSums(ComputeContext context, Matrix m, float[] target)
     {
-        if (target.Length != m.Columns) throw new ArgumentException($"{target.Length} sums for {m.Columns} columns");
+        if (target.Length != m.Columns)
+            throw new ArgumentException($"{target.Length} sums for {m.Columns} columns");
         const int Block = 64;
         var data = m.Data;
-        int rows = m.Rows, columns = m.Columns;
+        int rows = m.Rows,
+            columns = m.Columns;
         context.ForBlocks(columns, Block, (start, end) =>
         {
             Span<double> acc = stackalloc double[Block];
-            for (int j = start; j < end; j++) acc[j - start] = target[j];
+            for (int j = start; j < end; j++)
+                acc[j - start] = target[j];
             for (int r = 0; r < rows; r++)
             {
                 int offset = r * columns;
-                for (int j = start; j < end; j++) acc[j - start] += data[offset + j];
+                for (int j = start; j < end; j++)
+                    acc[j - start] += data[offset + j];
             }
-            for (int j = start; j < end; j++) target[j] = (float)acc[j - start];
+            for (int j = start; j < end; j++)
+                target[j] = (float)acc[j - start];
         });
     }
 
@@ -98,14 +121,18 @@ public static class VectorMath
     /// log Σ exp(xᵢ), the normaliser of a log-softmax (log p(i) = xᵢ − LogSumExp(x)), by <see cref="ShiftedExp"/>;
     /// <paramref name="scratch"/> receives its exponentials.
     /// </summary>
-    public static double LogSumExp(ReadOnlySpan<float> x, Span<float> scratch) => Math.Log(ShiftedExp(x, scratch, out float max)) + max;
+    public static double LogSumExp(ReadOnlySpan<float> x, Span<float> scratch) =>
+        Math.Log(ShiftedExp(x, scratch, out float max)) + max;
 
-    /// <summary>The index of the largest value; the first one on ties (as torch.argmax). NaN is never the largest.</summary>
+    /// <summary>
+    /// The index of the largest value; the first one on ties (as torch.argmax). NaN is never the largest.
+    /// </summary>
     public static int ArgMax(ReadOnlySpan<float> values)
     {
         int best = 0;
         for (int i = 1; i < values.Length; i++)
-            if (values[i] > values[best] || float.IsNaN(values[best])) best = i;
+            if (values[i] > values[best] || float.IsNaN(values[best]))
+                best = i;
         return best;
     }
 }

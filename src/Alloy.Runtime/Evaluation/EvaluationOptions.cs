@@ -5,13 +5,17 @@ namespace Alloy.Runtime.Evaluation;
 /// <summary>How evaluation batches its work and reads its answers. Results do not depend on the batching.</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary>The longest context a sequence may have when none is given: max_position_embeddings, capped at this.</summary>
+    /// <summary>
+    /// The longest context a sequence may have when none is given: max_position_embeddings, capped at this.
+    /// </summary>
     public const int DefaultContextCap = 4096;
 
     /// <summary>Sequences (text windows, context + choice pairs, prompts) per forward pass.</summary>
     public int BatchSize { get; init; } = 16;
 
-    /// <summary>Tokens per forward pass (a single longer sequence still runs, alone): bounds activation and logit memory.</summary>
+    /// <summary>
+    /// Tokens per forward pass (a single longer sequence still runs, alone): bounds activation and logit memory.
+    /// </summary>
     public int MaxBatchTokens { get; init; } = 8192;
 
     /// <summary>
@@ -41,11 +45,16 @@ public sealed record EvaluationOptions
     /// <summary>Refuses settings that cannot work, in words naming the setting.</summary>
     public void Validate()
     {
-        if (BatchSize < 1) throw new AlloyException($"batch size must be at least 1 (got {BatchSize})");
-        if (MaxBatchTokens < 1) throw new AlloyException($"tokens per batch must be at least 1 (got {MaxBatchTokens})");
-        if (Context is < 2) throw new AlloyException($"context must be at least 2 tokens (got {Context})");
-        if (Stride is < 1) throw new AlloyException($"stride must be at least 1 token (got {Stride})");
-        if (MaxNewTokens < 1) throw new AlloyException($"max new tokens must be at least 1 (got {MaxNewTokens})");
+        if (BatchSize < 1)
+            throw new AlloyException($"batch size must be at least 1 (got {BatchSize})");
+        if (MaxBatchTokens < 1)
+            throw new AlloyException($"tokens per batch must be at least 1 (got {MaxBatchTokens})");
+        if (Context is < 2)
+            throw new AlloyException($"context must be at least 2 tokens (got {Context})");
+        if (Stride is < 1)
+            throw new AlloyException($"stride must be at least 1 token (got {Stride})");
+        if (MaxNewTokens < 1)
+            throw new AlloyException($"max new tokens must be at least 1 (got {MaxNewTokens})");
     }
 
     /// <summary>
@@ -59,7 +68,8 @@ public sealed record EvaluationOptions
         {
             int end = start + 1;
             long tokens = lengths[start];
-            while (end < lengths.Count && end - start < BatchSize && tokens + lengths[end] <= MaxBatchTokens) tokens += lengths[end++];
+            while (end < lengths.Count && end - start < BatchSize && tokens + lengths[end] <= MaxBatchTokens)
+                tokens += lengths[end++];
             yield return (start, end);
             start = end;
         }

@@ -40,7 +40,12 @@ public sealed record EvaluationReport
     public string ToJson(bool samples = false)
     {
         using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (
+            var json = new Utf8JsonWriter(
+                buffer,
+                new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }
+            )
+        )
         {
             json.WriteStartObject();
             json.WriteString("model", Model);
@@ -72,7 +77,8 @@ public sealed record EvaluationReport
                 json.WriteBoolean("chat_template", Prompts.ChatTemplate);
                 json.WriteBoolean("fewshot_as_multiturn", Prompts.FewShotAsMultiturn);
                 json.WriteStartArray("tasks");
-                foreach (var task in Tasks) Write(json, task, samples);
+                foreach (var task in Tasks)
+                    Write(json, task, samples);
                 json.WriteEndArray();
             }
             json.WriteNumber("seconds", Math.Round(Elapsed.TotalSeconds, 3));
@@ -90,7 +96,8 @@ public sealed record EvaluationReport
         if (task.Type == TaskFile.ChoiceType)
         {
             json.WriteNumber("accuracy", task.Accuracy);
-            if (task.AccuracyNormalized is { } normalized) json.WriteNumber("accuracy_norm", normalized);
+            if (task.AccuracyNormalized is { } normalized)
+                json.WriteNumber("accuracy_norm", normalized);
         }
         else
         {
@@ -106,16 +113,19 @@ public sealed record EvaluationReport
                 Sample(json, c.Item);
                 json.WriteString("context", c.Item.Context);
                 json.WriteStartArray("choices");
-                foreach (var choice in c.Item.Choices) json.WriteStringValue(choice);
+                foreach (var choice in c.Item.Choices)
+                    json.WriteStringValue(choice);
                 json.WriteEndArray();
                 json.WriteNumber("answer", c.Item.Answer);
                 json.WriteNumber("predicted", c.Predicted);
                 json.WriteNumber("predicted_norm", c.PredictedNormalized);
                 json.WriteStartArray("loglikelihoods");
-                foreach (var ll in c.LogLikelihoods) json.WriteNumberValue(ll);
+                foreach (var ll in c.LogLikelihoods)
+                    json.WriteNumberValue(ll);
                 json.WriteEndArray();
                 json.WriteStartArray("choice_tokens");
-                foreach (var n in c.ChoiceTokens) json.WriteNumberValue(n);
+                foreach (var n in c.ChoiceTokens)
+                    json.WriteNumberValue(n);
                 json.WriteEndArray();
                 json.WriteEndObject();
             }
@@ -137,7 +147,8 @@ public sealed record EvaluationReport
     {
         json.WriteStartObject();
         json.WriteNumber("line", item.Line);
-        if (item.Id is not null) json.WriteString("id", item.Id);
+        if (item.Id is not null)
+            json.WriteString("id", item.Id);
     }
 
     private static void Work(Utf8JsonWriter json, long forwardTokens, TimeSpan elapsed, double tokensPerSecond)
@@ -150,7 +161,9 @@ public sealed record EvaluationReport
     /// <summary>JSON has no infinities: a perplexity that overflows is written as null.</summary>
     private static void Number(Utf8JsonWriter json, string name, double value)
     {
-        if (double.IsFinite(value)) json.WriteNumber(name, value);
-        else json.WriteNull(name);
+        if (double.IsFinite(value))
+            json.WriteNumber(name, value);
+        else
+            json.WriteNull(name);
     }
 }

@@ -42,13 +42,17 @@ public sealed class FewShotSampler
         _count = count;
         _seed = unchecked((ulong)(long)seed);
         var types = new Dictionary<string, TaskItem>(StringComparer.Ordinal);
-        foreach (var item in scored) types.TryAdd(item.Task, item);
+        foreach (var item in scored)
+            types.TryAdd(item.Task, item);
         foreach (var candidate in pool.Items)
         {
-            if (!types.TryGetValue(candidate.Task, out var first)) continue;
+            if (!types.TryGetValue(candidate.Task, out var first))
+                continue;
             if (candidate.GetType() != first.GetType())
-                throw new AlloyException($"{candidate.Where}: task '{candidate.Task}' is a {TypeName(first)} task " +
-                                         $"({first.Where}) but this few-shot example is a {TypeName(candidate)} item");
+                throw new AlloyException(
+                    $"{candidate.Where}: task '{candidate.Task}' is a {TypeName(first)} task ({first.Where}) but this "
+                        + $"few-shot example is a {TypeName(candidate)} item"
+                );
             var list = _byTask.TryGetValue(candidate.Task, out var known) ? known : _byTask[candidate.Task] = [];
             _positions[candidate] = list.Count;
             list.Add(candidate);
@@ -56,12 +60,15 @@ public sealed class FewShotSampler
         foreach (var task in types.Keys)
         {
             int available = _byTask.GetValueOrDefault(task)?.Count ?? 0;
-            if (pool.IsTasksFile) available--;   // an item is never its own example
+            if (pool.IsTasksFile)
+                available--; // an item is never its own example
             if (available < count)
             {
                 string kind = (pool.IsTasksFile ? "other item" : "item") + (available == 1 ? "" : "s");
-                throw new AlloyException($"task '{task}': {count} few-shot example{(count == 1 ? "" : "s")} asked " +
-                                         $"for, but {pool.Source} has only {Math.Max(available, 0)} {kind} of it");
+                throw new AlloyException(
+                    $"task '{task}': {count} few-shot example{(count == 1 ? "" : "s")} asked "
+                        + $"for, but {pool.Source} has only {Math.Max(available, 0)} {kind} of it"
+                );
             }
         }
     }
@@ -69,7 +76,8 @@ public sealed class FewShotSampler
     /// <summary>The examples for <paramref name="item"/>, in the order they go before it.</summary>
     public IReadOnlyList<TaskItem> Draw(TaskItem item)
     {
-        if (_count == 0) return [];
+        if (_count == 0)
+            return [];
         var candidates = _byTask[item.Task];
         int self = _pool.IsTasksFile && _positions.TryGetValue(item, out int at) ? at : -1;
         int size = candidates.Count - (self >= 0 ? 1 : 0);

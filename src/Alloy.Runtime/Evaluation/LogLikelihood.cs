@@ -20,22 +20,33 @@ public sealed record ScoringRequest(int[] Tokens, int ScoreFrom)
 /// </summary>
 public readonly record struct SequenceScore(double LogLikelihood, int Tokens, bool Greedy);
 
-/// <summary>Log-likelihoods of token sequences under a model: what perplexity and multiple choice are made of.</summary>
+/// <summary>
+/// Log-likelihoods of token sequences under a model: what perplexity and multiple choice are made of.
+/// </summary>
 public static class LogLikelihood
 {
     /// <summary>
     /// Scores every request, several per forward pass (<see cref="EvaluationOptions.Batches"/>); logits are computed
     /// for the rows that predict scored tokens only, and log-softmax is taken in double. A request's score does not
-    /// depend on the others in its pass. <paramref name="onPass"/> gets the running count of tokens run through the model.
+    /// depend on the others in its pass. <paramref name="onPass"/> gets the running count of tokens run through the
+    /// model.
     /// </summary>
-    public static SequenceScore[] Score(LlamaModel model, IReadOnlyList<ScoringRequest> requests, EvaluationOptions? options = null,
-        Action<long>? onPass = null, CancellationToken cancellation = default)
+    public static SequenceScore[] Score(
+        LlamaModel model,
+        IReadOnlyList<ScoringRequest> requests,
+        EvaluationOptions? options = null,
+        Action<long>? onPass = null,
+        CancellationToken cancellation = default
+    )
     {
         options ??= EvaluationOptions.Default;
         foreach (var request in requests)
         {
             if (request.ScoreFrom < 1 || request.ScoreFrom > request.Tokens.Length)
-                throw new ArgumentException($"a request of {request.Tokens.Length} tokens cannot score from token {request.ScoreFrom}", nameof(requests));
+                throw new ArgumentException(
+                    $"a request of {request.Tokens.Length} tokens cannot score from token {request.ScoreFrom}",
+                    nameof(requests)
+                );
         }
         var scores = new SequenceScore[requests.Count];
         var state = model.CreateState();
@@ -48,7 +59,11 @@ public static class LogLikelihood
             var slice = Enumerable.Range(start, end - start).Select(i => requests[i]).ToArray();
             var batch = TokenBatch.FromSequences(slice.Select(r => (IReadOnlyList<int>)r.Tokens));
             // The logits at index i predict token i + 1.
-            var selection = LogitSelection.At(slice.Select(r => (IReadOnlyList<int>)Enumerable.Range(r.ScoreFrom - 1, r.ScoredTokens).ToArray()).ToArray());
+            var selection = LogitSelection.At(
+                slice
+                    .Select(r => (IReadOnlyList<int>)Enumerable.Range(r.ScoreFrom - 1, r.ScoredTokens).ToArray())
+                    .ToArray()
+            );
             var logits = model.Forward(batch, state, selection);
             model.Compute.For(slice.Length, s => scores[start + s] = ScoreOne(logits, s, slice[s]));
             done += batch.TotalTokens;

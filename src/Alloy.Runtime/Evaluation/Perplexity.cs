@@ -16,7 +16,10 @@ public sealed record PerplexityResult
     /// <summary>Tokens of the text (with the tokenizer's prefix, BOS for Llama).</summary>
     public required int Tokens { get; init; }
 
-    /// <summary>Tokens whose likelihood was measured: every token after the first, less a window's first token when windows do not overlap.</summary>
+    /// <summary>
+    /// Tokens whose likelihood was measured: every token after the first, less a window's first token when windows do
+    /// not overlap.
+    /// </summary>
     public required int ScoredTokens { get; init; }
 
     public required int Context { get; init; }
@@ -51,32 +54,56 @@ public static class Perplexity
     /// <summary>The windows over <paramref name="tokens"/> tokens.</summary>
     public static IReadOnlyList<PerplexityWindow> Windows(int tokens, int context, int stride)
     {
-        if (tokens < 2) throw new AlloyException($"the text has {tokens} token{(tokens == 1 ? "" : "s")}; perplexity needs at least 2");
-        if (context < 2) throw new AlloyException($"context must be at least 2 tokens (got {context})");
-        if (stride < 1) throw new AlloyException($"stride must be at least 1 token (got {stride})");
-        if (stride > context) throw new AlloyException($"stride {stride} is longer than the context {context}; the tokens between windows would never be scored");
+        if (tokens < 2)
+            throw new AlloyException(
+                $"the text has {tokens} token{(tokens == 1 ? "" : "s")}; perplexity needs at least 2"
+            );
+        if (context < 2)
+            throw new AlloyException($"context must be at least 2 tokens (got {context})");
+        if (stride < 1)
+            throw new AlloyException($"stride must be at least 1 token (got {stride})");
+        if (stride > context)
+            throw new AlloyException(
+                $"stride {stride} is longer than the context {context}; the tokens between windows would never be "
+                    + $"scored"
+            );
         var windows = new List<PerplexityWindow>();
         for (int begin = 0, scoredTo = 0; ; begin += stride)
         {
             int end = Math.Min(begin + context, tokens);
-            // A window's first token has nothing before it in the window: when windows do not overlap, it goes unscored.
+            // A window's first token has nothing before it in the window: when windows do not overlap, it goes
+            // unscored.
             windows.Add(new PerplexityWindow(begin, end, Math.Max(scoredTo, begin + 1)));
-            if (end == tokens) return windows;
+            if (end == tokens)
+                return windows;
             scoredTo = end;
         }
     }
 
-    /// <summary>The perplexity of <paramref name="text"/>: the tokenizer's prefix tokens (BOS for Llama), then its ids.</summary>
-    public static PerplexityResult Measure(LlamaModel model, TextTokenizer tokenizer, string text, EvaluationOptions? options = null,
-        Action<EvaluationProgress>? progress = null, CancellationToken cancellation = default)
+    /// <summary>
+    /// The perplexity of <paramref name="text"/>: the tokenizer's prefix tokens (BOS for Llama), then its ids.
+    /// </summary>
+    public static PerplexityResult Measure(
+        LlamaModel model,
+        TextTokenizer tokenizer,
+        string text,
+        EvaluationOptions? options = null,
+        Action<EvaluationProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         var tokens = new List<int>(tokenizer.PrefixTokens);
         tokenizer.Encode(text, tokens, addSpecialTokens: false);
         return Measure(model, tokens, options, progress, cancellation);
     }
 
-    public static PerplexityResult Measure(LlamaModel model, IReadOnlyList<int> tokens, EvaluationOptions? options = null,
-        Action<EvaluationProgress>? progress = null, CancellationToken cancellation = default)
+    public static PerplexityResult Measure(
+        LlamaModel model,
+        IReadOnlyList<int> tokens,
+        EvaluationOptions? options = null,
+        Action<EvaluationProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         options ??= EvaluationOptions.Default;
         options.Validate();
@@ -87,16 +114,30 @@ public static class Perplexity
         var all = tokens as int[] ?? [.. tokens];
         var requests = windows.Select(w => new ScoringRequest(all[w.Begin..w.End], w.ScoreFrom - w.Begin)).ToArray();
         long total = requests.Sum(r => (long)r.Tokens.Length);
-        var scores = LogLikelihood.Score(model, requests, options,
-            done => progress?.Invoke(new EvaluationProgress("perplexity", done, total, "tokens")), cancellation);
+        var scores = LogLikelihood.Score(
+            model,
+            requests,
+            options,
+            done => progress?.Invoke(new EvaluationProgress("perplexity", done, total, "tokens")),
+            cancellation
+        );
         int scored = scores.Sum(s => s.Tokens);
         return new PerplexityResult
         {
-            Tokens = tokens.Count, ScoredTokens = scored, Context = context, Stride = stride, Windows = windows.Count,
-            MeanNll = -scores.Sum(s => s.LogLikelihood) / scored, ForwardTokens = total, Elapsed = clock.Elapsed,
+            Tokens = tokens.Count,
+            ScoredTokens = scored,
+            Context = context,
+            Stride = stride,
+            Windows = windows.Count,
+            MeanNll = -scores.Sum(s => s.LogLikelihood) / scored,
+            ForwardTokens = total,
+            Elapsed = clock.Elapsed,
         };
     }
 }
 
-/// <summary>Where an evaluation is: a stage ("perplexity", "choices: TASK", "generation: TASK") and the work done of the total, in a unit.</summary>
+/// <summary>
+/// Where an evaluation is: a stage ("perplexity", "choices: TASK", "generation: TASK") and the work done of the total,
+/// in a unit.
+/// </summary>
 public readonly record struct EvaluationProgress(string Stage, long Done, long Total, string Unit);

@@ -41,7 +41,8 @@ public sealed record PromptOptions
     /// <summary>Refuses settings that cannot work, in words naming the setting.</summary>
     public void Validate()
     {
-        if (FewShot < 0) throw new AlloyException($"the number of few-shot examples must be 0 or more (got {FewShot})");
+        if (FewShot < 0)
+            throw new AlloyException($"the number of few-shot examples must be 0 or more (got {FewShot})");
         if (FewShotAsMultiturn && !ChatTemplate)
             throw new AlloyException("few-shot examples as chat turns need the chat template (add --chat-template)");
     }

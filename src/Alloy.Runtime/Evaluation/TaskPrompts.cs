@@ -14,23 +14,34 @@ namespace Alloy.Runtime.Evaluation;
 public static class TaskPrompts
 {
     /// <summary>Every item with its prompt built; the items keep their task, file, line and id.</summary>
-    public static IReadOnlyList<TaskItem> Build(IReadOnlyList<TaskItem> items, PromptOptions options,
-        FewShotSampler? sampler, ChatPrompt? chat)
+    public static IReadOnlyList<TaskItem> Build(
+        IReadOnlyList<TaskItem> items,
+        PromptOptions options,
+        FewShotSampler? sampler,
+        ChatPrompt? chat
+    )
     {
         options.Validate();
         if (options.FewShot > 0 && sampler is null)
             throw new ArgumentException("few-shot prompts need a sampler", nameof(sampler));
         if (options.ChatTemplate && chat is null)
             throw new ArgumentException("the chat template option needs the model's chat prompt", nameof(chat));
-        return items.Select(item => Build(item, options.FewShot > 0 ? sampler!.Draw(item) : [], options,
-            options.ChatTemplate ? chat : null)).ToList();
+        return items
+            .Select(item =>
+                Build(item, options.FewShot > 0 ? sampler!.Draw(item) : [], options, options.ChatTemplate ? chat : null)
+            )
+            .ToList();
     }
 
     /// <summary>
     /// One item with <paramref name="examples"/> before it, in the chat template when <paramref name="chat"/> is given.
     /// </summary>
-    public static TaskItem Build(TaskItem item, IReadOnlyList<TaskItem> examples, PromptOptions options,
-        ChatPrompt? chat)
+    public static TaskItem Build(
+        TaskItem item,
+        IReadOnlyList<TaskItem> examples,
+        PromptOptions options,
+        ChatPrompt? chat
+    )
     {
         string fewShotDelimiter = item.FewShotDelimiter ?? options.FewShotDelimiter;
         string targetDelimiter = item.TargetDelimiter ?? options.TargetDelimiter;
@@ -44,7 +55,8 @@ public static class TaskPrompts
         else if (options.FewShotAsMultiturn)
         {
             var turns = solved.SelectMany(s =>
-                new[] { new ChatMessage("user", s.Question), new ChatMessage("assistant", s.BareAnswer) });
+                new[] { new ChatMessage("user", s.Question), new ChatMessage("assistant", s.BareAnswer) }
+            );
             prompt = chat.Render([.. turns, new ChatMessage("user", question)], addGenerationPrompt: true);
         }
         else
@@ -57,7 +69,8 @@ public static class TaskPrompts
             ChoiceItem c => c with
             {
                 Context = prompt,
-                Choices = chat is null ? c.Choices
+                Choices = chat is null
+                    ? c.Choices
                     : c.Choices.Select(choice => WithoutPrefix(choice, targetDelimiter)).ToList(),
             },
             GenerationItem g => g with { Prompt = prompt },
@@ -70,19 +83,21 @@ public static class TaskPrompts
     /// </summary>
     private readonly record struct SolvedExample(string Question, string Answer, string BareAnswer);
 
-    private static SolvedExample Solved(TaskItem example, string targetDelimiter) => example switch
-    {
-        ChoiceItem c => new(c.Context, c.Choices[c.Answer], WithoutPrefix(c.Choices[c.Answer], targetDelimiter)),
-        GenerationItem g => new(g.Prompt, targetDelimiter + g.Answers[0], g.Answers[0]),
-        _ => throw new ArgumentException($"unknown item type {example.GetType().Name}", nameof(example)),
-    };
+    private static SolvedExample Solved(TaskItem example, string targetDelimiter) =>
+        example switch
+        {
+            ChoiceItem c => new(c.Context, c.Choices[c.Answer], WithoutPrefix(c.Choices[c.Answer], targetDelimiter)),
+            GenerationItem g => new(g.Prompt, targetDelimiter + g.Answers[0], g.Answers[0]),
+            _ => throw new ArgumentException($"unknown item type {example.GetType().Name}", nameof(example)),
+        };
 
-    private static string Question(TaskItem item) => item switch
-    {
-        ChoiceItem c => c.Context,
-        GenerationItem g => g.Prompt,
-        _ => throw new ArgumentException($"unknown item type {item.GetType().Name}", nameof(item)),
-    };
+    private static string Question(TaskItem item) =>
+        item switch
+        {
+            ChoiceItem c => c.Context,
+            GenerationItem g => g.Prompt,
+            _ => throw new ArgumentException($"unknown item type {item.GetType().Name}", nameof(item)),
+        };
 
     private static string Plain(IReadOnlyList<SolvedExample> solved, string fewShotDelimiter, string question) =>
         string.Concat(solved.Select(s => s.Question + s.Answer + fewShotDelimiter)) + question;

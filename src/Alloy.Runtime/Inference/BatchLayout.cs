@@ -45,7 +45,8 @@ public sealed class BatchLayout
         }
         var positions = new int[offsets[^1]];
         for (int s = 0; s < batch.Count; s++)
-            for (int i = 0; i < batch.Length(s); i++) positions[offsets[s] + i] = checked(starts[s] + i);
+        for (int i = 0; i < batch.Length(s); i++)
+            positions[offsets[s] + i] = checked(starts[s] + i);
         return new BatchLayout(offsets, starts, positions);
     }
 }

@@ -18,7 +18,8 @@ public sealed class ForwardState
         Config = config;
         KeepsActivations = keepActivations;
         _blocks = new BlockActivations[keepActivations ? config.Layers : 1];
-        for (int i = 0; i < _blocks.Length; i++) _blocks[i] = new BlockActivations(config);
+        for (int i = 0; i < _blocks.Length; i++)
+            _blocks[i] = new BlockActivations(config);
         FinalHidden = keepActivations ? new Matrix(config.HiddenSize) : _blocks[0].Input;
         FinalInverseRms = new Matrix(1);
         FinalNormed = new Matrix(config.HiddenSize);
@@ -52,7 +53,11 @@ public sealed class ForwardState
 
     internal BlockActivations Block(int layer) => _blocks[KeepsActivations ? layer : 0];
 
-    /// <summary>The input of block <paramref name="layer"/>; <c>layer == Layers</c> gives the final hidden state.</summary>
+    /// <summary>
+    /// The input of block <paramref name="layer"/>; <c>layer == Layers</c> gives the final hidden state.
+    /// </summary>
     internal Matrix BlockInput(int layer) =>
-        !KeepsActivations ? _blocks[0].Input : layer < _blocks.Length ? _blocks[layer].Input : FinalHidden;
+        !KeepsActivations ? _blocks[0].Input
+        : layer < _blocks.Length ? _blocks[layer].Input
+        : FinalHidden;
 }

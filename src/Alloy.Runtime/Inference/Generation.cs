@@ -14,15 +14,22 @@ public static class Generation
     /// <paramref name="stopWhen"/>(s, new tokens so far) may end sequence s sooner (a stop string, a shorter limit).
     /// Returns the new tokens of each prompt.
     /// </summary>
-    public static IReadOnlyList<int[]> Greedy(LlamaModel model, IReadOnlyList<IReadOnlyList<int>> prompts, int maxNewTokens,
-        IReadOnlyCollection<int>? stopTokens = null, Func<int, IReadOnlyList<int>, bool>? stopWhen = null)
+    public static IReadOnlyList<int[]> Greedy(
+        LlamaModel model,
+        IReadOnlyList<IReadOnlyList<int>> prompts,
+        int maxNewTokens,
+        IReadOnlyCollection<int>? stopTokens = null,
+        Func<int, IReadOnlyList<int>, bool>? stopWhen = null
+    )
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
         for (int s = 0; s < prompts.Count; s++)
-            if (prompts[s].Count == 0) throw new AlloyException($"prompt {s} is empty; generation needs at least one token to start from");
+            if (prompts[s].Count == 0)
+                throw new AlloyException($"prompt {s} is empty; generation needs at least one token to start from");
         var stops = (stopTokens ?? model.Config.EosTokenIds).ToHashSet();
         var outputs = prompts.Select(_ => new List<int>()).ToArray();
-        if (maxNewTokens == 0 || prompts.Count == 0) return outputs.Select(o => o.ToArray()).ToArray();
+        if (maxNewTokens == 0 || prompts.Count == 0)
+            return outputs.Select(o => o.ToArray()).ToArray();
 
         var cache = model.CreateCache(prompts.Count, prompts.Max(p => p.Count) + maxNewTokens);
         var state = model.CreateState();
@@ -35,13 +42,21 @@ public static class Generation
             for (int s = 0, row = 0; s < prompts.Count; s++)
             {
                 next[s] = [];
-                if (!active[s]) continue;
+                if (!active[s])
+                    continue;
                 int token = VectorMath.ArgMax(logits.Row(row++));
                 outputs[s].Add(token);
-                if (stops.Contains(token) || outputs[s].Count == maxNewTokens || stopWhen?.Invoke(s, outputs[s]) == true) active[s] = false;
-                else next[s] = [token];
+                if (
+                    stops.Contains(token)
+                    || outputs[s].Count == maxNewTokens
+                    || stopWhen?.Invoke(s, outputs[s]) == true
+                )
+                    active[s] = false;
+                else
+                    next[s] = [token];
             }
-            if (!active.Contains(true)) break;
+            if (!active.Contains(true))
+                break;
             batch = TokenBatch.FromSequences(next);
         }
         return outputs.Select(o => o.ToArray()).ToArray();

@@ -24,7 +24,8 @@ public sealed class KvCache
         _values = new float[config.Layers * sequences][];
         _lengths = new int[sequences];
         _capacities = new int[sequences];
-        for (int s = 0; s < sequences; s++) Grow(s, Math.Max(1, capacity));
+        for (int s = 0; s < sequences; s++)
+            Grow(s, Math.Max(1, capacity));
     }
 
     public int Sequences => _lengths.Length;
@@ -37,7 +38,8 @@ public sealed class KvCache
 
     public void Reset() => Array.Clear(_lengths);
 
-    internal bool Fits(ModelConfig config) => config.Layers == _config.Layers && config.KeyValueDim == _config.KeyValueDim;
+    internal bool Fits(ModelConfig config) =>
+        config.Layers == _config.Layers && config.KeyValueDim == _config.KeyValueDim;
 
     internal float[] Keys(int layer, int sequence) => _keys[layer * Sequences + sequence];
 
@@ -49,21 +51,25 @@ public sealed class KvCache
         for (int s = 0; s < layout.Sequences; s++)
         {
             int needed = layout.Start(s) + layout.Length(s);
-            if (needed > _capacities[s]) Grow(s, Math.Max(needed, 2 * _capacities[s]));
+            if (needed > _capacities[s])
+                Grow(s, Math.Max(needed, 2 * _capacities[s]));
         }
     }
 
     /// <summary>Counts the layout's tokens as held, once every layer has written them.</summary>
     internal void Advance(BatchLayout layout)
     {
-        for (int s = 0; s < layout.Sequences; s++) _lengths[s] = layout.Start(s) + layout.Length(s);
+        for (int s = 0; s < layout.Sequences; s++)
+            _lengths[s] = layout.Start(s) + layout.Length(s);
     }
 
     private void Grow(int sequence, int capacity)
     {
         int dim = _config.KeyValueDim;
         if ((long)capacity * dim > Array.MaxLength)
-            throw new AlloyException($"a KV cache of {capacity:N0} tokens exceeds the largest .NET array; use shorter sequences");
+            throw new AlloyException(
+                $"a KV cache of {capacity:N0} tokens exceeds the largest .NET array; use shorter sequences"
+            );
         for (int layer = 0; layer < _config.Layers; layer++)
         {
             int slot = layer * Sequences + sequence;

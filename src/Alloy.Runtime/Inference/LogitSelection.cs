@@ -7,7 +7,13 @@ namespace Alloy.Runtime.Inference;
 /// </summary>
 public sealed class LogitSelection
 {
-    private enum Kind { All, Last, None, Chosen }
+    private enum Kind
+    {
+        All,
+        Last,
+        None,
+        Chosen,
+    }
 
     private readonly Kind _kind;
     private readonly IReadOnlyList<IReadOnlyList<int>>? _chosen;
@@ -25,7 +31,8 @@ public sealed class LogitSelection
     public static LogitSelection None { get; } = new(Kind.None);
 
     /// <summary>For each sequence of the batch, the indices (among its tokens in this batch) that get logits.</summary>
-    public static LogitSelection At(IReadOnlyList<IReadOnlyList<int>> indicesPerSequence) => new(Kind.Chosen, indicesPerSequence);
+    public static LogitSelection At(IReadOnlyList<IReadOnlyList<int>> indicesPerSequence) =>
+        new(Kind.Chosen, indicesPerSequence);
 
     /// <summary>The selected rows of <paramref name="layout"/>, ascending.</summary>
     internal int[] Rows(BatchLayout layout)
@@ -37,11 +44,16 @@ public sealed class LogitSelection
             case Kind.None:
                 return [];
             case Kind.Last:
-                return Enumerable.Range(0, layout.Sequences).Where(s => layout.Length(s) > 0)
-                    .Select(s => layout.Offset(s) + layout.Length(s) - 1).ToArray();
+                return Enumerable
+                    .Range(0, layout.Sequences)
+                    .Where(s => layout.Length(s) > 0)
+                    .Select(s => layout.Offset(s) + layout.Length(s) - 1)
+                    .ToArray();
         }
         if (_chosen!.Count != layout.Sequences)
-            throw new AlloyException($"logits were asked for {_chosen.Count} sequences, but the batch has {layout.Sequences}");
+            throw new AlloyException(
+                $"logits were asked for {_chosen.Count} sequences, but the batch has {layout.Sequences}"
+            );
         var rows = new SortedSet<int>();
         for (int s = 0; s < layout.Sequences; s++)
         {
@@ -49,7 +61,10 @@ public sealed class LogitSelection
             {
                 int row = layout.RowOf(s, index);
                 if (row < 0)
-                    throw new AlloyException($"logits were asked for token {index} of sequence {s}, which has {layout.Length(s)} tokens in this batch");
+                    throw new AlloyException(
+                        $"logits were asked for token {index} of sequence {s}, which has {layout.Length(s)} tokens in "
+                            + $"this batch"
+                    );
                 rows.Add(row);
             }
         }

@@ -28,11 +28,18 @@ public sealed class Logits
     /// <summary>The logits of the i-th selected token.</summary>
     public ReadOnlySpan<float> Row(int i) => _values.Row(i);
 
-    /// <summary>The logits of token <paramref name="index"/> of <paramref name="sequence"/> (an index into its tokens in the batch).</summary>
+    /// <summary>
+    /// The logits of token <paramref name="index"/> of <paramref name="sequence"/> (an index into its tokens in the
+    /// batch).
+    /// </summary>
     public ReadOnlySpan<float> Of(int sequence, int index)
     {
         int i = Array.BinarySearch(_rows, _layout.RowOf(sequence, index));
-        if (i < 0) throw new ArgumentOutOfRangeException(nameof(index), $"token {index} of sequence {sequence} has no logits in this pass");
+        if (i < 0)
+            throw new ArgumentOutOfRangeException(
+                nameof(index),
+                $"token {index} of sequence {sequence} has no logits in this pass"
+            );
         return Row(i);
     }
 

@@ -34,31 +34,38 @@ public sealed class TokenBatch
 
     public ReadOnlySpan<int> Sequence(int sequence) => _tokens.AsSpan(_offsets[sequence], Length(sequence));
 
-    /// <summary>For a batch made by <see cref="FromPadded"/>: the column of the sequence's first real token (else 0).</summary>
+    /// <summary>
+    /// For a batch made by <see cref="FromPadded"/>: the column of the sequence's first real token (else 0).
+    /// </summary>
     public int FirstColumn(int sequence) => _firstColumns[sequence];
 
-    public static TokenBatch FromSequences(params IReadOnlyList<int>[] sequences) => FromSequences((IEnumerable<IReadOnlyList<int>>)sequences);
+    public static TokenBatch FromSequences(params IReadOnlyList<int>[] sequences) =>
+        FromSequences((IEnumerable<IReadOnlyList<int>>)sequences);
 
     public static TokenBatch FromSequences(IEnumerable<IReadOnlyList<int>> sequences)
     {
         var list = sequences.ToList();
         var offsets = new int[list.Count + 1];
-        for (int s = 0; s < list.Count; s++) offsets[s + 1] = checked(offsets[s] + list[s].Count);
+        for (int s = 0; s < list.Count; s++)
+            offsets[s + 1] = checked(offsets[s] + list[s].Count);
         var tokens = new int[offsets[^1]];
         for (int s = 0; s < list.Count; s++)
-            for (int i = 0; i < list[s].Count; i++) tokens[offsets[s] + i] = list[s][i];
+        for (int i = 0; i < list[s].Count; i++)
+            tokens[offsets[s] + i] = list[s][i];
         return new TokenBatch(tokens, offsets, new int[list.Count]);
     }
 
     /// <summary>
-    /// A padded batch as Hugging Face passes it: <paramref name="ids"/>[b][t] with <paramref name="attentionMask"/>[b][t]
-    /// 1 for real tokens and 0 for padding. Each row's real tokens must be contiguous (left or right padding); their
-    /// positions count from the first real token, so padding changes nothing.
+    /// A padded batch as Hugging Face passes it: <paramref name="ids"/>[b][t] with
+    /// <paramref name="attentionMask"/>[b][t] 1 for real tokens and 0 for padding. Each row's real tokens must be
+    /// contiguous (left or right padding); their positions count from the first real token, so padding changes nothing.
     /// </summary>
     public static TokenBatch FromPadded(int[][] ids, int[][] attentionMask)
     {
         if (ids.Length != attentionMask.Length)
-            throw new AlloyException($"the batch has {ids.Length} rows of ids but {attentionMask.Length} rows of attention mask");
+            throw new AlloyException(
+                $"the batch has {ids.Length} rows of ids but {attentionMask.Length} rows of attention mask"
+            );
         var sequences = new List<IReadOnlyList<int>>(ids.Length);
         var firstColumns = new int[ids.Length];
         for (int b = 0; b < ids.Length; b++)
@@ -66,14 +73,22 @@ public sealed class TokenBatch
             var row = ids[b];
             var mask = attentionMask[b];
             if (row.Length != mask.Length)
-                throw new AlloyException($"row {b} of the batch has {row.Length} ids but {mask.Length} attention-mask values");
-            int first = Array.FindIndex(mask, m => m != 0), last = Array.FindLastIndex(mask, m => m != 0);
+                throw new AlloyException(
+                    $"row {b} of the batch has {row.Length} ids but {mask.Length} attention-mask values"
+                );
+            int first = Array.FindIndex(mask, m => m != 0),
+                last = Array.FindLastIndex(mask, m => m != 0);
             for (int t = 0; t < mask.Length; t++)
             {
                 if (mask[t] is not (0 or 1))
-                    throw new AlloyException($"attention mask row {b} column {t} is {mask[t]}; use 1 for tokens and 0 for padding");
+                    throw new AlloyException(
+                        $"attention mask row {b} column {t} is {mask[t]}; use 1 for tokens and 0 for padding"
+                    );
                 if (mask[t] == 0 && t > first && t < last)
-                    throw new AlloyException($"attention mask row {b} has padding at column {t} between real tokens; pad on the left or the right only");
+                    throw new AlloyException(
+                        $"attention mask row {b} has padding at column {t} between real tokens; pad on the left or the "
+                            + $"right only"
+                    );
             }
             firstColumns[b] = Math.Max(first, 0);
             sequences.Add(first < 0 ? [] : row[first..(last + 1)]);

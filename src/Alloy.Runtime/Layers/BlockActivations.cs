@@ -29,7 +29,9 @@ public sealed class BlockActivations
         Hidden = new Matrix(config.IntermediateSize);
     }
 
-    /// <summary>The block's input x (the residual stream). In an inference pass, the residual stream itself, updated in place.</summary>
+    /// <summary>
+    /// The block's input x (the residual stream). In an inference pass, the residual stream itself, updated in place.
+    /// </summary>
     public Matrix Input { get; }
 
     /// <summary>1/rms of each row of <see cref="Input"/> (kept passes only).</summary>
@@ -41,7 +43,9 @@ public sealed class BlockActivations
     /// <summary>Queries after RoPE, rows × heads·head_dim.</summary>
     public Matrix Query { get; }
 
-    /// <summary>Keys of this pass's tokens after RoPE, rows × kv_heads·head_dim (with a KV cache, also copied into it).</summary>
+    /// <summary>
+    /// Keys of this pass's tokens after RoPE, rows × kv_heads·head_dim (with a KV cache, also copied into it).
+    /// </summary>
     public Matrix Key { get; }
 
     /// <summary>Values of this pass's tokens.</summary>

@@ -16,8 +16,15 @@ public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, Rms
     /// output = block(input). An inference pass passes the residual stream as both (it is updated in place); a kept
     /// pass gives distinct matrices and keeps x + attention in <see cref="BlockActivations.AfterAttention"/>.
     /// </summary>
-    public void Forward(ComputeContext context, Matrix input, Matrix output, BlockActivations a, BatchLayout layout,
-        KvCache? cache, bool keep)
+    public void Forward(
+        ComputeContext context,
+        Matrix input,
+        Matrix output,
+        BlockActivations a,
+        BatchLayout layout,
+        KvCache? cache,
+        bool keep
+    )
     {
         InputNorm.Forward(context, input, a.AttentionNormed, keep ? a.AttentionInverseRms : null);
         var afterAttention = keep ? a.AfterAttention : output;
@@ -32,18 +39,34 @@ public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, Rms
     /// Backward of a kept <see cref="Forward"/>: <see cref="BackwardState.Residual"/> holds ∂loss/∂output on entry and
     /// ∂loss/∂input on return; every parameter's gradient is added to <paramref name="gradients"/>.
     /// </summary>
-    public void Backward(ComputeContext context, BlockActivations a, BatchLayout layout, BackwardState b, GradientSet gradients)
+    public void Backward(
+        ComputeContext context,
+        BlockActivations a,
+        BatchLayout layout,
+        BackwardState b,
+        GradientSet gradients
+    )
     {
         var residual = b.Residual;
         Mlp.Backward(context, a.MlpNormed, a, residual, b, gradients);
-        PostAttentionNorm.Backward(context, a.AfterAttention, a.MlpInverseRms, b.Normed, residual, true, b.NormScratch, gradients);
+        PostAttentionNorm.Backward(
+            context,
+            a.AfterAttention,
+            a.MlpInverseRms,
+            b.Normed,
+            residual,
+            true,
+            b.NormScratch,
+            gradients
+        );
         Attention.Backward(context, a, layout, residual, b, gradients);
         InputNorm.Backward(context, a.Input, a.AttentionInverseRms, b.Normed, residual, true, b.NormScratch, gradients);
     }
 
     private static void CopyRows(Matrix from, Matrix to)
     {
-        if (ReferenceEquals(from, to)) return;
+        if (ReferenceEquals(from, to))
+            return;
         to.Resize(from.Rows);
         from.Span.CopyTo(to.Span);
     }

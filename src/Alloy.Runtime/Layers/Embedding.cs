@@ -9,7 +9,9 @@ public sealed class Embedding(Parameter weight)
 {
     public Parameter Weight { get; } = weight;
 
-    /// <summary>output (tokens × hidden) = the weight rows of <paramref name="tokens"/> (ids checked by the caller).</summary>
+    /// <summary>
+    /// output (tokens × hidden) = the weight rows of <paramref name="tokens"/> (ids checked by the caller).
+    /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, Matrix output)
     {
         output.Resize(tokens.Length);

@@ -18,7 +18,13 @@ public sealed class RmsNorm(Parameter weight, double epsilon)
     /// Normalises the <paramref name="rows"/> of <paramref name="input"/> (all rows when null) into consecutive rows of
     /// <paramref name="output"/>; <paramref name="inverseRms"/>, when given, receives each row's 1/rms for backward.
     /// </summary>
-    public void Forward(ComputeContext context, Matrix input, Matrix output, Matrix? inverseRms = null, int[]? rows = null)
+    public void Forward(
+        ComputeContext context,
+        Matrix input,
+        Matrix output,
+        Matrix? inverseRms = null,
+        int[]? rows = null
+    )
     {
         int count = rows?.Length ?? input.Rows;
         output.Resize(count);
@@ -28,7 +34,8 @@ public sealed class RmsNorm(Parameter weight, double epsilon)
             for (int i = start; i < end; i++)
             {
                 float inverse = VectorMath.RmsNorm(input.Row(rows?[i] ?? i), Weight.Data, Epsilon, output.Row(i));
-                if (inverseRms is not null) inverseRms.Data[i] = inverse;
+                if (inverseRms is not null)
+                    inverseRms.Data[i] = inverse;
             }
         });
     }
@@ -39,19 +46,36 @@ public sealed class RmsNorm(Parameter weight, double epsilon)
     /// written, without <paramref name="accumulate"/>). The weight's gradient += Σ dy∘(x/rms), through
     /// <paramref name="scratch"/>.
     /// </summary>
-    public void Backward(ComputeContext context, Matrix input, Matrix inverseRms, Matrix outputGradient, Matrix inputGradient,
-        bool accumulate, Matrix scratch, GradientSet gradients, int[]? rows = null)
+    public void Backward(
+        ComputeContext context,
+        Matrix input,
+        Matrix inverseRms,
+        Matrix outputGradient,
+        Matrix inputGradient,
+        bool accumulate,
+        Matrix scratch,
+        GradientSet gradients,
+        int[]? rows = null
+    )
     {
         int count = outputGradient.Rows;
-        if (!accumulate) inputGradient.Resize(input.Rows);
+        if (!accumulate)
+            inputGradient.Resize(input.Rows);
         scratch.Resize(count);
         context.ForBlocks(count, RowsPerBlock, (start, end) =>
         {
             for (int i = start; i < end; i++)
             {
                 int row = rows?[i] ?? i;
-                VectorMath.RmsNormBackward(input.Row(row), inverseRms.Data[i], Weight.Data, outputGradient.Row(i),
-                    inputGradient.Row(row), accumulate, scratch.Row(i));
+                VectorMath.RmsNormBackward(
+                    input.Row(row),
+                    inverseRms.Data[i],
+                    Weight.Data,
+                    outputGradient.Row(i),
+                    inputGradient.Row(row),
+                    accumulate,
+                    scratch.Row(i)
+                );
             }
         });
         VectorMath.AddColumnSums(context, scratch, gradients[Weight]);

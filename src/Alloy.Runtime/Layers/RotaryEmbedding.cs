@@ -25,9 +25,9 @@ public sealed class RotaryEmbedding
     /// <summary>The rotation frequency of each pair (head_dim / 2 of them), after rope_scaling.</summary>
     public float[] InverseFrequencies { get; }
 
-    /// <summary>θ^(−2i/d), then scaled: linear divides every frequency by the factor; llama3 divides the low frequencies
-    /// (wavelength above original_max_position_embeddings / low_freq_factor), keeps the high ones (below … /
-    /// high_freq_factor), and blends linearly in 1/wavelength between the two.</summary>
+    /// <summary>θ^(−2i/d), then scaled: linear divides every frequency by the factor; llama3 divides the low
+    /// frequencies (wavelength above original_max_position_embeddings / low_freq_factor), keeps the high ones (below …
+    /// / high_freq_factor), and blends linearly in 1/wavelength between the two.</summary>
     public static float[] Frequencies(RopeConfig rope, int headDim)
     {
         var frequencies = new float[headDim / 2];
@@ -49,8 +49,10 @@ public sealed class RotaryEmbedding
     {
         double wavelength = 2 * Math.PI / frequency;
         double context = rope.OriginalMaxPositions;
-        if (wavelength > context / rope.LowFreqFactor) return (float)(frequency / rope.Factor);
-        if (wavelength < context / rope.HighFreqFactor) return frequency;
+        if (wavelength > context / rope.LowFreqFactor)
+            return (float)(frequency / rope.Factor);
+        if (wavelength < context / rope.HighFreqFactor)
+            return frequency;
         double blend = (context / wavelength - rope.LowFreqFactor) / (rope.HighFreqFactor - rope.LowFreqFactor);
         return (float)((1 - blend) * frequency / rope.Factor + blend * frequency);
     }
@@ -62,7 +64,8 @@ public sealed class RotaryEmbedding
     /// </summary>
     public void Apply(ComputeContext context, Matrix x, int heads, int[] positions, bool inverse = false)
     {
-        if (x.Rows == 0) return;
+        if (x.Rows == 0)
+            return;
         var table = TableFor(positions.Max() + 1);
         int half = HeadDim / 2;
         context.ForBlocks(x.Rows, 64, (start, end) =>
@@ -79,7 +82,8 @@ public sealed class RotaryEmbedding
                     var second = row.Slice(h * HeadDim + half, half);
                     for (int i = 0; i < half; i++)
                     {
-                        float a = first[i], b = second[i];
+                        float a = first[i],
+                            b = second[i];
                         float s = direction * sin[i];
                         first[i] = a * cos[i] - b * s;
                         second[i] = b * cos[i] + a * s;
@@ -92,10 +96,12 @@ public sealed class RotaryEmbedding
     private Table TableFor(int positions)
     {
         var table = _table;
-        if (table.Positions >= positions) return table;
+        if (table.Positions >= positions)
+            return table;
         lock (_grow)
         {
-            if (_table.Positions >= positions) return _table;
+            if (_table.Positions >= positions)
+                return _table;
             int size = Math.Max(256, (int)Math.Min(int.MaxValue / HeadDim, 2L * positions));
             int half = HeadDim / 2;
             var cos = new float[size * half];
@@ -104,7 +110,7 @@ public sealed class RotaryEmbedding
             {
                 for (int i = 0; i < half; i++)
                 {
-                    float angle = (float)p * InverseFrequencies[i];   // float32, as transformers
+                    float angle = (float)p * InverseFrequencies[i]; // float32, as transformers
                     cos[p * half + i] = (float)Math.Cos(angle);
                     sin[p * half + i] = (float)Math.Sin(angle);
                 }

@@ -18,7 +18,8 @@ public sealed class SwiGluMlp(Linear gate, Linear up, Linear down)
         a.Hidden.Resize(normed.Rows);
         context.ForBlocks(normed.Rows, 16, (start, end) =>
         {
-            for (int r = start; r < end; r++) VectorMath.SwiGlu(a.Gate.Row(r), a.Up.Row(r), a.Hidden.Row(r));
+            for (int r = start; r < end; r++)
+                VectorMath.SwiGlu(a.Gate.Row(r), a.Up.Row(r), a.Hidden.Row(r));
         });
         Down.Forward(context, a.Hidden, residual, accumulate: true);
     }
@@ -27,15 +28,22 @@ public sealed class SwiGluMlp(Linear gate, Linear up, Linear down)
     /// Backward of <see cref="Forward"/>: from ∂loss/∂residual (<paramref name="outputGradient"/>) to ∂loss/∂normed
     /// (<see cref="BackwardState.Normed"/>), adding the three layers' weight gradients.
     /// </summary>
-    public void Backward(ComputeContext context, Matrix normed, BlockActivations a, Matrix outputGradient, BackwardState b,
-        GradientSet gradients)
+    public void Backward(
+        ComputeContext context,
+        Matrix normed,
+        BlockActivations a,
+        Matrix outputGradient,
+        BackwardState b,
+        GradientSet gradients
+    )
     {
         Down.Backward(context, a.Hidden, outputGradient, b.Hidden, false, gradients);
         b.Gate.Resize(normed.Rows);
         b.Up.Resize(normed.Rows);
         context.ForBlocks(normed.Rows, 16, (start, end) =>
         {
-            for (int r = start; r < end; r++) VectorMath.SwiGluBackward(a.Gate.Row(r), a.Up.Row(r), b.Hidden.Row(r), b.Gate.Row(r), b.Up.Row(r));
+            for (int r = start; r < end; r++)
+                VectorMath.SwiGluBackward(a.Gate.Row(r), a.Up.Row(r), b.Hidden.Row(r), b.Gate.Row(r), b.Up.Row(r));
         });
         Gate.Backward(context, normed, b.Gate, b.Normed, false, gradients);
         Up.Backward(context, normed, b.Up, b.Normed, true, gradients);

@@ -8,8 +8,8 @@ namespace Alloy.Runtime.Models;
 
 /// <summary>
 /// A Llama-family causal language model (Llama, Mistral, Qwen2) in float32: embedding → decoder blocks → final norm →
-/// LM head (the embedding matrix when tied). Layers reference the <see cref="Parameters"/> by object, so every weight is
-/// reachable by its Hugging Face name. The model is immutable apart from its weights' values; forward passes on
+/// LM head (the embedding matrix when tied). Layers reference the <see cref="Parameters"/> by object, so every weight
+/// is reachable by its Hugging Face name. The model is immutable apart from its weights' values; forward passes on
 /// separate <see cref="ForwardState"/>s may run concurrently.
 /// </summary>
 public sealed class LlamaModel
@@ -25,10 +25,19 @@ public sealed class LlamaModel
         var shapes = config.ParameterShapes();
         foreach (var (name, shape) in shapes)
         {
-            var p = parameters.Find(name) ?? throw new ArgumentException($"the parameter set has no '{name}'", nameof(parameters));
-            if (!p.Shape.SequenceEqual(shape)) throw new ArgumentException($"'{name}' is [{string.Join(", ", p.Shape)}], expected [{string.Join(", ", shape)}]", nameof(parameters));
+            var p = parameters.Find(name)
+                ?? throw new ArgumentException($"the parameter set has no '{name}'", nameof(parameters));
+            if (!p.Shape.SequenceEqual(shape))
+                throw new ArgumentException(
+                    $"'{name}' is [{string.Join(", ", p.Shape)}], expected [{string.Join(", ", shape)}]",
+                    nameof(parameters)
+                );
         }
-        if (parameters.Count != shapes.Count) throw new ArgumentException("the parameter set has parameters the configuration does not call for", nameof(parameters));
+        if (parameters.Count != shapes.Count)
+            throw new ArgumentException(
+                "the parameter set has parameters the configuration does not call for",
+                nameof(parameters)
+            );
 
         Embedding = new Embedding(parameters["model.embed_tokens.weight"]);
         Rope = new RotaryEmbedding(config.Rope, config.HeadDim);
@@ -37,11 +46,22 @@ public sealed class LlamaModel
         {
             string p = $"model.layers.{layer}.";
             Linear Linear(string name) => new(parameters[p + name + ".weight"], parameters.Find(p + name + ".bias"));
-            var attention = new SelfAttention(config, layer, Linear("self_attn.q_proj"), Linear("self_attn.k_proj"),
-                Linear("self_attn.v_proj"), Linear("self_attn.o_proj"), Rope);
+            var attention = new SelfAttention(
+                config,
+                layer,
+                Linear("self_attn.q_proj"),
+                Linear("self_attn.k_proj"),
+                Linear("self_attn.v_proj"),
+                Linear("self_attn.o_proj"),
+                Rope
+            );
             var mlp = new SwiGluMlp(Linear("mlp.gate_proj"), Linear("mlp.up_proj"), Linear("mlp.down_proj"));
-            blocks[layer] = new DecoderBlock(new RmsNorm(parameters[p + "input_layernorm.weight"], config.RmsNormEpsilon), attention,
-                new RmsNorm(parameters[p + "post_attention_layernorm.weight"], config.RmsNormEpsilon), mlp);
+            blocks[layer] = new DecoderBlock(
+                new RmsNorm(parameters[p + "input_layernorm.weight"], config.RmsNormEpsilon),
+                attention,
+                new RmsNorm(parameters[p + "post_attention_layernorm.weight"], config.RmsNormEpsilon),
+                mlp
+            );
         }
         Blocks = blocks;
         FinalNorm = new RmsNorm(parameters["model.norm.weight"], config.RmsNormEpsilon);
@@ -57,8 +77,14 @@ public sealed class LlamaModel
         options ??= RuntimeOptions.Default;
         using var checkpoint = Checkpoint.Open(path);
         if (checkpoint.Config is null)
-            throw new AlloyException($"{checkpoint.Path}: no {Checkpoint.ConfigFileName} beside the weights; the runtime needs it to know the architecture");
-        var config = ModelConfig.FromJson(checkpoint.Config, System.IO.Path.Combine(checkpoint.Folder ?? "", Checkpoint.ConfigFileName));
+            throw new AlloyException(
+                $"{checkpoint.Path}: no {Checkpoint.ConfigFileName} beside the weights; the runtime needs it to know "
+                    + $"the architecture"
+            );
+        var config = ModelConfig.FromJson(
+            checkpoint.Config,
+            System.IO.Path.Combine(checkpoint.Folder ?? "", Checkpoint.ConfigFileName)
+        );
         var parameters = ParameterSet.Read(checkpoint, config, new ComputeContext(options));
         return new LlamaModel(config, parameters, options);
     }
@@ -80,10 +106,15 @@ public sealed class LlamaModel
     /// <summary>The LM head; its weight is the embedding's when the embeddings are tied.</summary>
     public Linear Head { get; }
 
-    /// <summary>Buffers for forward passes; <paramref name="keepActivations"/> keeps every block's activations for backward.</summary>
+    /// <summary>
+    /// Buffers for forward passes; <paramref name="keepActivations"/> keeps every block's activations for backward.
+    /// </summary>
     public ForwardState CreateState(bool keepActivations = false) => new(Config, keepActivations);
 
-    /// <summary>A KV cache for <paramref name="sequences"/> sequences, with room for <paramref name="capacity"/> tokens each to start with.</summary>
+    /// <summary>
+    /// A KV cache for <paramref name="sequences"/> sequences, with room for <paramref name="capacity"/> tokens each to
+    /// start with.
+    /// </summary>
     public KvCache CreateCache(int sequences, int capacity = 256) => new(Config, sequences, capacity);
 
     /// <summary>
@@ -106,13 +137,17 @@ public sealed class LlamaModel
     /// </summary>
     public Logits Forward(TokenBatch batch, ForwardState state, LogitSelection? selection = null, KvCache? cache = null)
     {
-        if (state.Config != Config) throw new ArgumentException("the state was made by a model of another configuration", nameof(state));
+        if (state.Config != Config)
+            throw new ArgumentException("the state was made by a model of another configuration", nameof(state));
         CheckTokens(batch);
         if (cache is not null)
         {
-            if (!cache.Fits(Config)) throw new ArgumentException("the KV cache was made for a model of another shape", nameof(cache));
+            if (!cache.Fits(Config))
+                throw new ArgumentException("the KV cache was made for a model of another shape", nameof(cache));
             if (cache.Sequences != batch.Count)
-                throw new AlloyException($"the batch has {batch.Count} sequences but the KV cache holds {cache.Sequences}");
+                throw new AlloyException(
+                    $"the batch has {batch.Count} sequences but the KV cache holds {cache.Sequences}"
+                );
         }
 
         var layout = BatchLayout.For(batch, cache);
@@ -121,13 +156,27 @@ public sealed class LlamaModel
         Embedding.Forward(batch.Tokens, state.BlockInput(0));
         for (int layer = 0; layer < Blocks.Count; layer++)
         {
-            Blocks[layer].Forward(Compute, state.BlockInput(layer), state.BlockInput(layer + 1), state.Block(layer), layout,
-                cache, state.KeepsActivations);
+            Blocks[layer]
+                .Forward(
+                    Compute,
+                    state.BlockInput(layer),
+                    state.BlockInput(layer + 1),
+                    state.Block(layer),
+                    layout,
+                    cache,
+                    state.KeepsActivations
+                );
         }
 
         var rows = (selection ?? LogitSelection.All).Rows(layout);
         state.SelectedRows = rows;
-        FinalNorm.Forward(Compute, state.FinalHidden, state.FinalNormed, state.KeepsActivations ? state.FinalInverseRms : null, rows);
+        FinalNorm.Forward(
+            Compute,
+            state.FinalHidden,
+            state.FinalNormed,
+            state.KeepsActivations ? state.FinalInverseRms : null,
+            rows
+        );
         Head.Forward(Compute, state.FinalNormed, state.LogitValues);
         cache?.Advance(layout);
         return new Logits(state.LogitValues, layout, rows);
@@ -139,20 +188,37 @@ public sealed class LlamaModel
     /// <summary>
     /// Backpropagates through the last forward pass of <paramref name="state"/> (which must keep activations and have
     /// run without a KV cache): its logits buffer must hold ∂loss/∂logits of the selected rows (the caller's loss puts
-    /// them there, see <see cref="CrossEntropy"/>). Every parameter's gradient is added to <paramref name="gradients"/>.
+    /// them there, see <see cref="CrossEntropy"/>). Every parameter's gradient is added to
+    /// <paramref name="gradients"/>.
     /// </summary>
     public void Backward(TokenBatch batch, ForwardState state, BackwardState backward, GradientSet gradients)
     {
-        if (!state.KeepsActivations) throw new ArgumentException("backward needs a forward state made with keepActivations: true", nameof(state));
-        if (state.Config != Config || gradients.Parameters != Parameters) throw new ArgumentException("the state or gradients belong to another model");
+        if (!state.KeepsActivations)
+            throw new ArgumentException(
+                "backward needs a forward state made with keepActivations: true",
+                nameof(state)
+            );
+        if (state.Config != Config || gradients.Parameters != Parameters)
+            throw new ArgumentException("the state or gradients belong to another model");
         var layout = state.Layout ?? throw new InvalidOperationException("backward needs a forward pass first");
-        if (layout.Rows != batch.TotalTokens) throw new ArgumentException("the batch is not the one of the last forward pass", nameof(batch));
+        if (layout.Rows != batch.TotalTokens)
+            throw new ArgumentException("the batch is not the one of the last forward pass", nameof(batch));
         var b = backward;
         Head.Backward(Compute, state.FinalNormed, state.LogitValues, b.FinalNormed, false, gradients);
         b.Residual.Resize(layout.Rows).Span.Clear();
-        FinalNorm.Backward(Compute, state.FinalHidden, state.FinalInverseRms, b.FinalNormed, b.Residual, true, b.NormScratch, gradients,
-            state.SelectedRows);
-        for (int layer = Blocks.Count - 1; layer >= 0; layer--) Blocks[layer].Backward(Compute, state.Block(layer), layout, b, gradients);
+        FinalNorm.Backward(
+            Compute,
+            state.FinalHidden,
+            state.FinalInverseRms,
+            b.FinalNormed,
+            b.Residual,
+            true,
+            b.NormScratch,
+            gradients,
+            state.SelectedRows
+        );
+        for (int layer = Blocks.Count - 1; layer >= 0; layer--)
+            Blocks[layer].Backward(Compute, state.Block(layer), layout, b, gradients);
         Embedding.Backward(Compute, batch.TokenArray, b.Residual, gradients);
     }
 
@@ -163,7 +229,10 @@ public sealed class LlamaModel
             var tokens = batch.Sequence(s);
             for (int i = 0; i < tokens.Length; i++)
                 if ((uint)tokens[i] >= (uint)Config.VocabSize)
-                    throw new AlloyException($"token id {tokens[i]} (sequence {s}, token {i}) is outside the model's vocabulary of {Config.VocabSize}");
+                    throw new AlloyException(
+                        $"token id {tokens[i]} (sequence {s}, token {i}) is outside the model's vocabulary of "
+                            + $"{Config.VocabSize}"
+                    );
         }
     }
 }

@@ -2,7 +2,9 @@ using System.Text.Json.Nodes;
 
 namespace Alloy.Runtime.Models;
 
-/// <summary>The decoder families the runtime runs: one architecture, differing in biases and attention windows.</summary>
+/// <summary>
+/// The decoder families the runtime runs: one architecture, differing in biases and attention windows.
+/// </summary>
 public enum ArchitectureFamily
 {
     Llama,
@@ -38,13 +40,17 @@ public sealed record ModelConfig
 
     public bool TieWordEmbeddings { get; init; }
 
-    /// <summary>Mistral's sliding window: a query at position p sees keys at positions &gt; p − window. Null: all earlier keys.</summary>
+    /// <summary>
+    /// Mistral's sliding window: a query at position p sees keys at positions &gt; p − window. Null: all earlier keys.
+    /// </summary>
     public int? SlidingWindow { get; init; }
 
     /// <summary>config.json's eos_token_id (one or several), the default stop tokens of generation.</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
 
-    /// <summary>config.json's max_position_embeddings: the context the model was trained for (null when not given).</summary>
+    /// <summary>
+    /// config.json's max_position_embeddings: the context the model was trained for (null when not given).
+    /// </summary>
     public int? MaxPositions { get; init; }
 
     public int QueryDim => Heads * HeadDim;
@@ -66,7 +72,8 @@ public sealed record ModelConfig
             void Linear(string name, int outFeatures, int inFeatures, bool bias)
             {
                 list.Add((p + name + ".weight", [outFeatures, inFeatures]));
-                if (bias) list.Add((p + name + ".bias", [outFeatures]));
+                if (bias)
+                    list.Add((p + name + ".bias", [outFeatures]));
             }
             Linear("self_attn.q_proj", QueryDim, HiddenSize, QkvBias);
             Linear("self_attn.k_proj", KeyValueDim, HiddenSize, QkvBias);
@@ -79,7 +86,8 @@ public sealed record ModelConfig
             list.Add((p + "post_attention_layernorm.weight", [HiddenSize]));
         }
         list.Add(("model.norm.weight", [HiddenSize]));
-        if (!TieWordEmbeddings) list.Add(("lm_head.weight", [VocabSize, HiddenSize]));
+        if (!TieWordEmbeddings)
+            list.Add(("lm_head.weight", [VocabSize, HiddenSize]));
         return list;
     }
 
@@ -87,13 +95,16 @@ public sealed record ModelConfig
     public static ModelConfig FromJson(JsonObject json, string where)
     {
         var reader = new ConfigReader(json, where);
-        string modelType = reader.String("model_type") ?? throw reader.Error("has no \"model_type\"; Alloy.Runtime runs llama, mistral and qwen2 models");
+        string modelType = reader.String("model_type")
+            ?? throw reader.Error("has no \"model_type\"; Alloy.Runtime runs llama, mistral and qwen2 models");
         var family = modelType switch
         {
             "llama" => ArchitectureFamily.Llama,
             "mistral" => ArchitectureFamily.Mistral,
             "qwen2" => ArchitectureFamily.Qwen2,
-            _ => throw reader.Error($"model_type '{modelType}' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"),
+            _ => throw reader.Error(
+                $"model_type '{modelType}' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"
+            ),
         };
 
         int hidden = reader.PositiveInt("hidden_size");
@@ -103,26 +114,36 @@ public sealed record ModelConfig
             throw reader.Error($"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kvHeads})");
         int? givenHeadDim = reader.OptionalPositiveInt("head_dim");
         if (givenHeadDim is null && hidden % heads != 0)
-            throw reader.Error($"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}) and no head_dim is given");
+            throw reader.Error(
+                $"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}) and no head_dim is given"
+            );
         int headDim = givenHeadDim ?? hidden / heads;
-        if (headDim % 2 != 0) throw reader.Error($"head_dim {headDim} is odd; rotary embeddings rotate pairs of dimensions");
+        if (headDim % 2 != 0)
+            throw reader.Error($"head_dim {headDim} is odd; rotary embeddings rotate pairs of dimensions");
 
         string act = reader.String("hidden_act") ?? "silu";
-        if (act is not "silu") throw reader.Error($"hidden_act '{act}' is not supported (Llama-family models use 'silu')");
+        if (act is not "silu")
+            throw reader.Error($"hidden_act '{act}' is not supported (Llama-family models use 'silu')");
 
-        bool qkvBias, outputBias, mlpBias;
+        bool qkvBias,
+            outputBias,
+            mlpBias;
         int? window = null;
         if (family == ArchitectureFamily.Qwen2)
         {
             (qkvBias, outputBias, mlpBias) = (true, false, false);
             if (reader.Bool("use_sliding_window", false))
-                throw reader.Error("use_sliding_window is true; Alloy.Runtime runs Qwen2 models with full attention only (set it to false)");
+                throw reader.Error(
+                    "use_sliding_window is true; Alloy.Runtime runs Qwen2 models with full attention only (set it to "
+                        + "false)"
+                );
         }
         else
         {
             bool attentionBias = reader.Bool("attention_bias", false);
             (qkvBias, outputBias, mlpBias) = (attentionBias, attentionBias, reader.Bool("mlp_bias", false));
-            if (family == ArchitectureFamily.Mistral) window = reader.OptionalPositiveInt("sliding_window");
+            if (family == ArchitectureFamily.Mistral)
+                window = reader.OptionalPositiveInt("sliding_window");
         }
 
         return new ModelConfig
@@ -171,7 +192,8 @@ public sealed record RopeConfig
     {
         string key = reader.Object("rope_parameters") is null ? "rope_scaling" : "rope_parameters";
         double theta = reader.PositiveDouble("rope_theta", 10000);
-        if (reader.Object(key) is not { } scaling) return new RopeConfig { Theta = theta };
+        if (reader.Object(key) is not { } scaling)
+            return new RopeConfig { Theta = theta };
 
         var inner = reader.Nested(scaling, key);
         theta = inner.PositiveDouble("rope_theta", theta);
@@ -181,19 +203,32 @@ public sealed record RopeConfig
             case "default":
                 return new RopeConfig { Theta = theta };
             case "linear":
-                return new RopeConfig { Theta = theta, Type = type, Factor = inner.PositiveDouble("factor") };
+                return new RopeConfig
+                {
+                    Theta = theta,
+                    Type = type,
+                    Factor = inner.PositiveDouble("factor"),
+                };
             case "llama3":
                 var rope = new RopeConfig
                 {
-                    Theta = theta, Type = type, Factor = inner.PositiveDouble("factor"),
-                    LowFreqFactor = inner.PositiveDouble("low_freq_factor"), HighFreqFactor = inner.PositiveDouble("high_freq_factor"),
+                    Theta = theta,
+                    Type = type,
+                    Factor = inner.PositiveDouble("factor"),
+                    LowFreqFactor = inner.PositiveDouble("low_freq_factor"),
+                    HighFreqFactor = inner.PositiveDouble("high_freq_factor"),
                     OriginalMaxPositions = inner.PositiveInt("original_max_position_embeddings"),
                 };
                 if (rope.HighFreqFactor <= rope.LowFreqFactor)
-                    throw inner.Error($"high_freq_factor ({rope.HighFreqFactor}) must be larger than low_freq_factor ({rope.LowFreqFactor})");
+                    throw inner.Error(
+                        $"high_freq_factor ({rope.HighFreqFactor}) must be larger than low_freq_factor "
+                            + $"({rope.LowFreqFactor})"
+                    );
                 return rope;
             default:
-                throw inner.Error($"type '{type}' is not supported by Alloy.Runtime (supported: linear, llama3, or none)");
+                throw inner.Error(
+                    $"type '{type}' is not supported by Alloy.Runtime (supported: linear, llama3, or none)"
+                );
         }
     }
 }
@@ -205,49 +240,58 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
 
     public ConfigReader Nested(JsonObject inner, string key) => new(inner, where, $"{prefix}{key}: ");
 
-    public string? String(string key) => json[key] switch
-    {
-        null => null,
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a string"),
-    };
+    public string? String(string key) =>
+        json[key] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a string"),
+        };
 
-    public JsonObject? Object(string key) => json[key] switch
-    {
-        null => null,
-        JsonObject o => o,
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected an object or null"),
-    };
+    public JsonObject? Object(string key) =>
+        json[key] switch
+        {
+            null => null,
+            JsonObject o => o,
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected an object or null"),
+        };
 
-    public bool Bool(string key, bool fallback) => json[key] switch
-    {
-        null => fallback,
-        JsonValue v when v.TryGetValue<bool>(out var b) => b,
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected true or false"),
-    };
+    public bool Bool(string key, bool fallback) =>
+        json[key] switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue<bool>(out var b) => b,
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected true or false"),
+        };
 
     public int PositiveInt(string key, int? fallback = null) =>
         OptionalPositiveInt(key) ?? fallback ?? throw Error($"\"{key}\" is missing");
 
-    public int? OptionalPositiveInt(string key) => json[key] switch
-    {
-        null => null,
-        JsonValue v when v.TryGetValue<int>(out var i) && i > 0 => i,
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive whole number"),
-    };
+    public int? OptionalPositiveInt(string key) =>
+        json[key] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<int>(out var i) && i > 0 => i,
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive whole number"),
+        };
 
-    public double PositiveDouble(string key, double? fallback = null) => json[key] switch
-    {
-        null => fallback ?? throw Error($"\"{key}\" is missing"),
-        JsonValue v when v.TryGetValue<double>(out var d) && d > 0 && double.IsFinite(d) => d,
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive number"),
-    };
+    public double PositiveDouble(string key, double? fallback = null) =>
+        json[key] switch
+        {
+            null => fallback ?? throw Error($"\"{key}\" is missing"),
+            JsonValue v when v.TryGetValue<double>(out var d) && d > 0 && double.IsFinite(d) => d,
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive number"),
+        };
 
-    public IReadOnlyList<int> IntList(string key) => json[key] switch
-    {
-        null => [],
-        JsonValue v when v.TryGetValue<int>(out var i) => [i],
-        JsonArray a when a.All(e => e is JsonValue ev && ev.TryGetValue<int>(out _)) => [.. a.Select(e => e!.GetValue<int>())],
-        var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a token id or a list of them"),
-    };
+    public IReadOnlyList<int> IntList(string key) =>
+        json[key] switch
+        {
+            null => [],
+            JsonValue v when v.TryGetValue<int>(out var i) => [i],
+            JsonArray a when a.All(e => e is JsonValue ev && ev.TryGetValue<int>(out _)) =>
+            [
+                .. a.Select(e => e!.GetValue<int>()),
+            ],
+            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a token id or a list of them"),
+        };
 }

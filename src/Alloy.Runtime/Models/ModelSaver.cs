@@ -16,8 +16,14 @@ public static class ModelSaver
     /// <summary>Hugging Face's default shard size.</summary>
     public const long DefaultShardBytes = 5_000_000_000;
 
-    public static void Save(LlamaModel model, string sourceFolder, string target, DType dtype, bool overwrite = false,
-        long shardBytes = DefaultShardBytes)
+    public static void Save(
+        LlamaModel model,
+        string sourceFolder,
+        string target,
+        DType dtype,
+        bool overwrite = false,
+        long shardBytes = DefaultShardBytes
+    )
     {
         using var output = OutputFolder.Prepare(target, overwrite, [sourceFolder]);
         Save(model, sourceFolder, output, dtype, shardBytes);
@@ -27,24 +33,36 @@ public static class ModelSaver
     /// Saves into an output folder prepared before the work started (so a bad target is refused before training, not
     /// after), and commits it.
     /// </summary>
-    public static void Save(LlamaModel model, string sourceFolder, OutputFolder output, DType dtype, long shardBytes = DefaultShardBytes)
+    public static void Save(
+        LlamaModel model,
+        string sourceFolder,
+        OutputFolder output,
+        DType dtype,
+        long shardBytes = DefaultShardBytes
+    )
     {
         if (dtype is not (DType.F32 or DType.BF16 or DType.F16))
             throw new AlloyException($"cannot save a model as {dtype.TorchName()}; use float32, bfloat16 or float16");
         string configPath = Path.Combine(sourceFolder, Checkpoint.ConfigFileName);
-        if (!File.Exists(configPath)) throw new AlloyException($"{sourceFolder}: no {Checkpoint.ConfigFileName} to write beside the weights");
-        var config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
+        if (!File.Exists(configPath))
+            throw new AlloyException($"{sourceFolder}: no {Checkpoint.ConfigFileName} to write beside the weights");
+        var config =
+            JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
             ?? throw new AlloyException($"{configPath}: not a JSON object");
         // transformers ≥ 4.56 writes "dtype", older versions "torch_dtype": keep whichever the source uses.
-        config[config.ContainsKey("dtype") && !config.ContainsKey("torch_dtype") ? "dtype" : "torch_dtype"] = dtype.TorchName();
+        config[config.ContainsKey("dtype") && !config.ContainsKey("torch_dtype") ? "dtype" : "torch_dtype"] =
+            dtype.TorchName();
 
-        var tensors = model.Parameters.Select(p => new TensorInfo(p.Name, dtype, [.. p.Shape.Select(d => (long)d)])).ToList();
+        var tensors = model
+            .Parameters.Select(p => new TensorInfo(p.Name, dtype, [.. p.Shape.Select(d => (long)d)]))
+            .ToList();
         using (var writer = new ShardedWriter(output.Temporary, ShardPlan.Create(tensors, shardBytes)))
         {
             byte[] buffer = [];
             foreach (var (parameter, info) in model.Parameters.Zip(tensors))
             {
-                if (buffer.Length < info.ByteLength) buffer = new byte[info.ByteLength];
+                if (buffer.Length < info.ByteLength)
+                    buffer = new byte[info.ByteLength];
                 var bytes = buffer.AsSpan(0, (int)info.ByteLength);
                 TensorConvert.FromFloat32(parameter.Data, dtype, bytes);
                 writer.Append(parameter.Name, bytes);
@@ -56,12 +74,22 @@ public static class ModelSaver
         output.Commit();
     }
 
-    /// <summary>The dtype config.json in <paramref name="folder"/> states (torch_dtype or dtype), when it is one a model can be saved in.</summary>
+    /// <summary>
+    /// The dtype config.json in <paramref name="folder"/> states (torch_dtype or dtype), when it is one a model can be
+    /// saved in.
+    /// </summary>
     public static DType? StatedDType(string folder)
     {
         var path = Path.Combine(folder, Checkpoint.ConfigFileName);
-        if (!File.Exists(path) || JsonNode.Parse(File.ReadAllText(path)) is not JsonObject config) return null;
-        var name = (config["torch_dtype"] ?? config["dtype"]) is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-        return name is not null && DTypes.TryParseTorch(name, out var dtype) && dtype is DType.F32 or DType.BF16 or DType.F16 ? dtype : null;
+        if (!File.Exists(path) || JsonNode.Parse(File.ReadAllText(path)) is not JsonObject config)
+            return null;
+        var name =
+            (config["torch_dtype"] ?? config["dtype"]) is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+        return
+            name is not null
+            && DTypes.TryParseTorch(name, out var dtype)
+            && dtype is DType.F32 or DType.BF16 or DType.F16
+            ? dtype
+            : null;
     }
 }

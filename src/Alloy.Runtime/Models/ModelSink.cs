@@ -19,13 +19,24 @@ public sealed class ModelSink(LlamaModel model) : ITensorSink
     {
         if (Model.Parameters.Find(tensor.Name) is not { } parameter)
         {
-            if (ParameterSet.Ignorable(tensor.Name, Model.Config)) return;
-            throw new AlloyException($"the merge writes tensor '{tensor.Name}', which has no place in a {Model.Config.Family.ToString().ToLowerInvariant()} model as the merged config.json describes it");
+            if (ParameterSet.Ignorable(tensor.Name, Model.Config))
+                return;
+            throw new AlloyException(
+                $"the merge writes tensor '{tensor.Name}', which has no place in a "
+                    + $"{Model.Config.Family.ToString().ToLowerInvariant()} model as the merged config.json describes "
+                    + $"it"
+            );
         }
         if (!tensor.Shape.SequenceEqual(parameter.Shape.Select(d => (long)d)))
-            throw new AlloyException($"the merge writes '{tensor.Name}' as [{string.Join(", ", tensor.Shape)}], but the model needs [{string.Join(", ", parameter.Shape)}]");
+            throw new AlloyException(
+                $"the merge writes '{tensor.Name}' as [{string.Join(", ", tensor.Shape)}], but the model needs "
+                    + $"[{string.Join(", ", parameter.Shape)}]"
+            );
         if (!tensor.DType.IsFloat())
-            throw new AlloyException($"the merge writes '{tensor.Name}' as {tensor.DType.SafetensorsName()}; a model's weights must be floating point");
+            throw new AlloyException(
+                $"the merge writes '{tensor.Name}' as {tensor.DType.SafetensorsName()}; a model's weights must be "
+                    + $"floating point"
+            );
         int size = tensor.DType.Size();
         long start = _filled.GetValueOrDefault(tensor.Name);
         int count = bytes.Length / size;
@@ -39,7 +50,9 @@ public sealed class ModelSink(LlamaModel model) : ITensorSink
         foreach (var parameter in Model.Parameters)
         {
             if (_filled.GetValueOrDefault(parameter.Name) != parameter.Data.Length)
-                throw new AlloyException($"the merge did not write the model's parameter '{parameter.Name}'; the merged model is incomplete");
+                throw new AlloyException(
+                    $"the merge did not write the model's parameter '{parameter.Name}'; the merged model is incomplete"
+                );
         }
     }
 }
@@ -51,20 +64,34 @@ public static class MergedModel
     /// A new model in memory: the session's merge (its plan as it stands), with the configuration the merged folder's
     /// config.json would have.
     /// </summary>
-    public static LlamaModel Create(MergeSession session, RuntimeOptions? options = null, Action<Execution.MergeProgress>? progress = null,
-        CancellationToken cancellation = default)
+    public static LlamaModel Create(
+        MergeSession session,
+        RuntimeOptions? options = null,
+        Action<Execution.MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
-        var json = session.OutputConfig ?? throw new AlloyException(
-            $"the merged model has no config.json (its donor '{session.Plan.Donor.Name}' has none), so it cannot be run");
+        var json = session.OutputConfig
+            ?? throw new AlloyException(
+                $"the merged model has no config.json (its donor '{session.Plan.Donor.Name}' has none), so it cannot "
+                    + $"be run"
+            );
         var config = ModelConfig.FromJson(json, $"the merged config.json of {session.Recipe.SourceName}");
         var model = new LlamaModel(config, ParameterSet.Zeros(config), options);
         Refill(session, model, progress, cancellation);
         return model;
     }
 
-    /// <summary>Merges the session's plan again (after <see cref="MergeSession.Reparameterize"/>) into <paramref name="model"/>'s parameters.</summary>
-    public static void Refill(MergeSession session, LlamaModel model, Action<Execution.MergeProgress>? progress = null,
-        CancellationToken cancellation = default)
+    /// <summary>
+    /// Merges the session's plan again (after <see cref="MergeSession.Reparameterize"/>) into
+    /// <paramref name="model"/>'s parameters.
+    /// </summary>
+    public static void Refill(
+        MergeSession session,
+        LlamaModel model,
+        Action<Execution.MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         var sink = new ModelSink(model);
         session.Run(sink, progress, cancellation);

@@ -11,9 +11,13 @@ public sealed class Parameter
         ArgumentException.ThrowIfNullOrEmpty(name);
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (shape.Length is < 1 or > 2 || shape.Any(d => d <= 0) || count > Array.MaxLength)
-            throw new ArgumentException($"parameter '{name}': shape [{string.Join(", ", shape)}] is not a vector or matrix the runtime can hold");
+            throw new ArgumentException(
+                $"parameter '{name}': shape [{string.Join(", ", shape)}] is not a vector or matrix the runtime can hold"
+            );
         if (data is not null && data.Length != count)
-            throw new ArgumentException($"parameter '{name}': {data.Length} values for shape [{string.Join(", ", shape)}]");
+            throw new ArgumentException(
+                $"parameter '{name}': {data.Length} values for shape [{string.Join(", ", shape)}]"
+            );
         Name = name;
         Shape = shape;
         Data = data ?? new float[count];
@@ -21,7 +25,9 @@ public sealed class Parameter
 
     public string Name { get; }
 
-    /// <summary>[rows, columns] for a matrix (Hugging Face's [out, in] for a linear weight), [length] for a vector.</summary>
+    /// <summary>
+    /// [rows, columns] for a matrix (Hugging Face's [out, in] for a linear weight), [length] for a vector.
+    /// </summary>
     public int[] Shape { get; }
 
     public float[] Data { get; }

@@ -19,7 +19,8 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
         _list = [.. parameters];
         _byName = new Dictionary<string, Parameter>(_list.Count, StringComparer.Ordinal);
         foreach (var p in _list)
-            if (!_byName.TryAdd(p.Name, p)) throw new ArgumentException($"parameter '{p.Name}' appears twice");
+            if (!_byName.TryAdd(p.Name, p))
+                throw new ArgumentException($"parameter '{p.Name}' appears twice");
     }
 
     public int Count => _list.Count;
@@ -27,7 +28,9 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
     public Parameter this[int index] => _list[index];
 
     public Parameter this[string name] =>
-        _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"the model has no parameter '{name}'");
+        _byName.TryGetValue(name, out var p)
+            ? p
+            : throw new KeyNotFoundException($"the model has no parameter '{name}'");
 
     public Parameter? Find(string name) => _byName.GetValueOrDefault(name);
 
@@ -38,7 +41,9 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
 
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
-    /// <summary>Zero-filled parameters of the shapes <paramref name="config"/> gives (for initialisation by a trainer).</summary>
+    /// <summary>
+    /// Zero-filled parameters of the shapes <paramref name="config"/> gives (for initialisation by a trainer).
+    /// </summary>
     public static ParameterSet Zeros(ModelConfig config) =>
         new(config.ParameterShapes().Select(s => new Parameter(s.Name, s.Shape)));
 
@@ -51,26 +56,42 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
     {
         var shapes = config.ParameterShapes();
         var expected = shapes.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-        var unused = checkpoint.Tensors.Where(t => !expected.Contains(t.Name) && !Ignorable(t.Name, config)).Select(t => t.Name).ToList();
+        var unused = checkpoint
+            .Tensors.Where(t => !expected.Contains(t.Name) && !Ignorable(t.Name, config))
+            .Select(t => t.Name)
+            .ToList();
         if (unused.Count > 0)
         {
             string more = unused.Count > 1 ? $" (and {unused.Count - 1} more)" : "";
-            throw new AlloyException($"{checkpoint.Path}: tensor '{unused[0]}'{more} has no place in a {config.Family.ToString().ToLowerInvariant()} " +
-                $"model as config.json describes it; check num_hidden_layers, attention_bias, mlp_bias and tie_word_embeddings");
+            throw new AlloyException(
+                $"{checkpoint.Path}: tensor '{unused[0]}'{more} has no place in a "
+                    + $"{config.Family.ToString().ToLowerInvariant()} model as config.json describes it; check "
+                    + $"num_hidden_layers, attention_bias, mlp_bias and tie_word_embeddings"
+            );
         }
 
         var stored = new StoredTensor[shapes.Count];
         for (int i = 0; i < shapes.Count; i++)
         {
             var (name, shape) = shapes[i];
-            var tensor = checkpoint.Find(name) ?? throw new AlloyException(name == "lm_head.weight"
-                ? $"{checkpoint.Path}: tensor 'lm_head.weight' is missing, and config.json says tie_word_embeddings is false (set it to true if the head shares the embedding)"
-                : $"{checkpoint.Path}: tensor '{name}' is missing");
+            var tensor = checkpoint.Find(name)
+                ?? throw new AlloyException(
+                    name == "lm_head.weight"
+                        ? $"{checkpoint.Path}: tensor 'lm_head.weight' is missing, and config.json says "
+                            + $"tie_word_embeddings is false (set it to true if the head shares the embedding)"
+                        : $"{checkpoint.Path}: tensor '{name}' is missing"
+                );
             var actual = tensor.Info.Shape;
             if (!actual.SequenceEqual(shape.Select(d => (long)d)))
-                throw new AlloyException($"{checkpoint.Path}: tensor '{name}' has shape [{string.Join(", ", actual)}], but config.json implies [{string.Join(", ", shape)}]");
+                throw new AlloyException(
+                    $"{checkpoint.Path}: tensor '{name}' has shape [{string.Join(", ", actual)}], but config.json "
+                        + $"implies [{string.Join(", ", shape)}]"
+                );
             if (!tensor.Info.DType.IsFloat())
-                throw new AlloyException($"{checkpoint.Path}: tensor '{name}' is stored as {tensor.Info.DType.SafetensorsName()}; a model's weights must be floating point");
+                throw new AlloyException(
+                    $"{checkpoint.Path}: tensor '{name}' is stored as {tensor.Info.DType.SafetensorsName()}; a model's "
+                        + $"weights must be floating point"
+                );
             stored[i] = tensor;
         }
 
@@ -84,18 +105,25 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
         return new ParameterSet(parameters);
     }
 
-    /// <summary>Tensors transformers ignores too: old checkpoints' rotary buffers, and the stored head of a tied model.</summary>
+    /// <summary>
+    /// Tensors transformers ignores too: old checkpoints' rotary buffers, and the stored head of a tied model.
+    /// </summary>
     internal static bool Ignorable(string name, ModelConfig config) =>
-        name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) || (config.TieWordEmbeddings && name == "lm_head.weight");
+        name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
+        || (config.TieWordEmbeddings && name == "lm_head.weight");
 
     private static void ReadFloat32(StoredTensor tensor, Span<float> destination)
     {
         int size = tensor.Info.DType.Size();
-        const int Chunk = 1 << 26;   // elements per read: byte ranges of a memory map are limited to int lengths
+        const int Chunk = 1 << 26; // elements per read: byte ranges of a memory map are limited to int lengths
         for (long start = 0; start < destination.Length; start += Chunk)
         {
             int count = (int)Math.Min(Chunk, destination.Length - start);
-            TensorConvert.ToFloat32(tensor.Bytes(start * size, count * size), tensor.Info.DType, destination.Slice((int)start, count));
+            TensorConvert.ToFloat32(
+                tensor.Bytes(start * size, count * size),
+                tensor.Info.DType,
+                destination.Slice((int)start, count)
+            );
         }
     }
 }

@@ -31,11 +31,16 @@ public sealed class AdamW
     /// <summary>Whether weight decay applies to <paramref name="parameter"/>.</summary>
     public bool Decays(Parameter parameter) => Options.DecayNormsAndBiases || parameter.Shape.Length == 2;
 
-    /// <summary>One update of every parameter from <paramref name="gradients"/> times <paramref name="gradientScale"/> (clipping).</summary>
+    /// <summary>
+    /// One update of every parameter from <paramref name="gradients"/> times <paramref name="gradientScale"/>
+    /// (clipping).
+    /// </summary>
     public void Step(ComputeContext context, GradientSet gradients, double learningRate, float gradientScale = 1)
     {
         StepCount++;
-        float beta1 = (float)Options.Beta1, beta2 = (float)Options.Beta2, epsilon = (float)Options.Epsilon;
+        float beta1 = (float)Options.Beta1,
+            beta2 = (float)Options.Beta2,
+            epsilon = (float)Options.Epsilon;
         float stepSize = (float)(learningRate / (1 - Math.Pow(Options.Beta1, StepCount)));
         float inverseCorrection2 = (float)(1 / Math.Sqrt(1 - Math.Pow(Options.Beta2, StepCount)));
         for (int index = 0; index < Parameters.Count; index++)

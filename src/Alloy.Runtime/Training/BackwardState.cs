@@ -44,7 +44,9 @@ public sealed class BackwardState
     public Matrix Key { get; }
     public Matrix Value { get; }
 
-    /// <summary>Each query head's share of ∂loss/∂keys (summed over a group of heads into <see cref="Key"/> in head order).</summary>
+    /// <summary>
+    /// Each query head's share of ∂loss/∂keys (summed over a group of heads into <see cref="Key"/> in head order).
+    /// </summary>
     public Matrix KeyPerHead { get; }
 
     /// <summary>Each query head's share of ∂loss/∂values.</summary>

@@ -16,33 +16,40 @@ public sealed class GradientSet
     public GradientSet(ParameterSet parameters)
     {
         Parameters = parameters;
-        foreach (var p in parameters) _byParameter.Add(p, new float[p.Data.Length]);
+        foreach (var p in parameters)
+            _byParameter.Add(p, new float[p.Data.Length]);
     }
 
     public ParameterSet Parameters { get; }
 
-    /// <summary>The gradient buffer of <paramref name="parameter"/>, laid out as its <see cref="Parameter.Data"/>.</summary>
+    /// <summary>
+    /// The gradient buffer of <paramref name="parameter"/>, laid out as its <see cref="Parameter.Data"/>.
+    /// </summary>
     public float[] this[Parameter parameter] => _byParameter[parameter];
 
     /// <summary>The gradient of the parameter of that Hugging Face name.</summary>
     public float[] this[string name] => _byParameter[Parameters[name]];
 
-    public void Clear(ComputeContext context) => context.For(Parameters.Count, i => Array.Clear(_byParameter[Parameters[i]]));
+    public void Clear(ComputeContext context) =>
+        context.For(Parameters.Count, i => Array.Clear(_byParameter[Parameters[i]]));
 
-    /// <summary>√(Σ g²) over every parameter, summed in double, parameter by parameter in order (deterministic).</summary>
+    /// <summary>
+    /// √(Σ g²) over every parameter, summed in double, parameter by parameter in order (deterministic).
+    /// </summary>
     public double GlobalNorm(ComputeContext context)
     {
         var squares = new double[Parameters.Count];
         context.For(Parameters.Count, i => squares[i] = SpanMath.SumOfSquares(_byParameter[Parameters[i]]));
         double total = 0;
-        foreach (double s in squares) total += s;
+        foreach (double s in squares)
+            total += s;
         return Math.Sqrt(total);
     }
 
     /// <summary>Multiplies every gradient by <paramref name="factor"/>.</summary>
     public void Scale(ComputeContext context, float factor) => context.For(Parameters.Count, i =>
-    {
-        var g = _byParameter[Parameters[i]];
-        System.Numerics.Tensors.TensorPrimitives.Multiply(g, factor, g);
-    });
+        {
+            var g = _byParameter[Parameters[i]];
+            System.Numerics.Tensors.TensorPrimitives.Multiply(g, factor, g);
+        });
 }

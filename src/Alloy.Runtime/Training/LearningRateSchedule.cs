@@ -10,7 +10,8 @@ public static class LearningRateSchedule
     /// </summary>
     public static double At(int step, int steps, double peak, double minimum, int warmup)
     {
-        if (step < warmup) return peak * (step + 1) / warmup;
+        if (step < warmup)
+            return peak * (step + 1) / warmup;
         int decaySteps = steps - warmup - 1;
         double progress = decaySteps <= 0 ? 0 : Math.Min(1, (double)(step - warmup) / decaySteps);
         return minimum + (peak - minimum) * 0.5 * (1 + Math.Cos(Math.PI * progress));

@@ -26,7 +26,9 @@ public sealed class LossGradients
     /// <summary>The accumulated gradients (cleared by the caller between optimizer steps).</summary>
     public GradientSet Gradients { get; }
 
-    /// <summary>The forward state of the last call: every block's activations for the examples (RegMean reads them).</summary>
+    /// <summary>
+    /// The forward state of the last call: every block's activations for the examples (RegMean reads them).
+    /// </summary>
     public ForwardState State => _forward;
 
     /// <summary>
@@ -37,9 +39,11 @@ public sealed class LossGradients
     public (double LossSum, int Targets) Accumulate(IReadOnlyList<TrainingExample> examples, double lossScale)
     {
         var (batch, selection, targets) = Prepare(examples);
-        if (targets.Length == 0) return (0, 0);
+        if (targets.Length == 0)
+            return (0, 0);
         var logits = Model.Forward(batch, _forward, selection);
-        if (logits.Count != targets.Length) throw new InvalidOperationException("the selected rows do not match the targets");
+        if (logits.Count != targets.Length)
+            throw new InvalidOperationException("the selected rows do not match the targets");
         double loss = CrossEntropy.LossAndGradient(Model.Compute, _forward.LogitValues, targets, (float)lossScale);
         Model.Backward(batch, _forward, _backward, Gradients);
         return (loss, targets.Length);
@@ -49,13 +53,16 @@ public sealed class LossGradients
     public (double LossSum, int Targets) Loss(IReadOnlyList<TrainingExample> examples)
     {
         var (batch, selection, targets) = Prepare(examples);
-        if (targets.Length == 0) return (0, 0);
+        if (targets.Length == 0)
+            return (0, 0);
         Model.Forward(batch, _forward, selection);
         return (CrossEntropy.LossAndGradient(Model.Compute, _forward.LogitValues, targets, 0f), targets.Length);
     }
 
     /// <summary>The packed batch, the rows that predict a target (ascending) and their targets in that order.</summary>
-    private static (TokenBatch Batch, LogitSelection Selection, int[] Targets) Prepare(IReadOnlyList<TrainingExample> examples)
+    private static (TokenBatch Batch, LogitSelection Selection, int[] Targets) Prepare(
+        IReadOnlyList<TrainingExample> examples
+    )
     {
         var batch = TokenBatch.FromSequences(examples.Select(e => (IReadOnlyList<int>)e.Tokens));
         var indices = new IReadOnlyList<int>[examples.Count];
@@ -65,7 +72,8 @@ public sealed class LossGradients
         {
             var e = examples[s];
             indices[s] = Enumerable.Range(e.FirstTarget - 1, e.TargetCount).ToArray();
-            for (int i = e.FirstTarget; i < e.Tokens.Length; i++) targets[next++] = e.Tokens[i];
+            for (int i = e.FirstTarget; i < e.Tokens.Length; i++)
+                targets[next++] = e.Tokens[i];
         }
         return (batch, LogitSelection.At(indices), targets);
     }

@@ -14,9 +14,15 @@ public sealed record StatisticTensor(string Name, int[] Shape, float[] Values);
 /// (Fisher merging) or the input Gram matrices of the linear layers (RegMean). <see cref="Count"/> is what they
 /// average or sum over (examples or tokens); <see cref="Kind"/> says which.
 /// </summary>
-public sealed record ParameterStatistics(string Kind, string CountName, long Count, IReadOnlyList<StatisticTensor> Tensors)
+public sealed record ParameterStatistics(
+    string Kind,
+    string CountName,
+    long Count,
+    IReadOnlyList<StatisticTensor> Tensors
+)
 {
-    public const string FisherKind = "diagonal_fisher", GramKind = "regmean_gram";
+    public const string FisherKind = "diagonal_fisher",
+        GramKind = "regmean_gram";
 
     /// <summary>
     /// The empirical diagonal Fisher: for each example separately, the gradient g of −log p(scored tokens | the tokens
@@ -24,8 +30,12 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
     /// per-example squares, as the definition E[(∂ log p/∂θ)²] asks, not the square of a batch's mean gradient. One
     /// forward and backward pass per example; squares accumulate in double. Every parameter gets a tensor of its shape.
     /// </summary>
-    public static ParameterStatistics Fisher(LlamaModel model, IReadOnlyList<TrainingExample> examples, Action<int>? progress = null,
-        CancellationToken cancellation = default)
+    public static ParameterStatistics Fisher(
+        LlamaModel model,
+        IReadOnlyList<TrainingExample> examples,
+        Action<int>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         var loss = new LossGradients(model);
         var parameters = model.Parameters;
@@ -34,19 +44,24 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
         foreach (var example in examples)
         {
             cancellation.ThrowIfCancellationRequested();
-            if (example.TargetCount == 0) continue;
+            if (example.TargetCount == 0)
+                continue;
             loss.Gradients.Clear(model.Compute);
             loss.Accumulate([example], 1.0);
             model.Compute.For(parameters.Count, i =>
             {
                 var (g, sum) = (loss.Gradients[parameters[i]], sums[i]);
-                for (int j = 0; j < g.Length; j++) sum[j] += (double)g[j] * g[j];
+                for (int j = 0; j < g.Length; j++)
+                    sum[j] += (double)g[j] * g[j];
             });
             counted++;
             progress?.Invoke(counted);
         }
-        if (counted == 0) throw new AlloyException("no example has tokens to predict; the Fisher needs at least one");
-        var tensors = parameters.Select((p, i) => new StatisticTensor(p.Name, p.Shape, [.. sums[i].Select(s => (float)(s / counted))])).ToList();
+        if (counted == 0)
+            throw new AlloyException("no example has tokens to predict; the Fisher needs at least one");
+        var tensors = parameters
+            .Select((p, i) => new StatisticTensor(p.Name, p.Shape, [.. sums[i].Select(s => (float)(s / counted))]))
+            .ToList();
         return new ParameterStatistics(FisherKind, "examples", counted, tensors);
     }
 
@@ -57,10 +72,16 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
     /// lm_head is included when untied (a tied head's weight is the embedding, which RegMean does not merge as a
     /// linear layer). Each batch's product is a float32 GEMM; batches accumulate in double.
     /// </summary>
-    public static ParameterStatistics Grams(LlamaModel model, IReadOnlyList<TrainingExample> examples, int batchSize,
-        Action<int>? progress = null, CancellationToken cancellation = default)
+    public static ParameterStatistics Grams(
+        LlamaModel model,
+        IReadOnlyList<TrainingExample> examples,
+        int batchSize,
+        Action<int>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
-        if (batchSize < 1) throw new AlloyException($"batch size must be at least 1 (got {batchSize})");
+        if (batchSize < 1)
+            throw new AlloyException($"batch size must be at least 1 (got {batchSize})");
         var state = model.CreateState(keepActivations: true);
         // Each distinct layer input: how to find it in a kept state, and the weights that read it.
         var inputs = new List<(Func<Matrix> Input, int Size, string[] Weights)>();
@@ -69,12 +90,21 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
             var block = model.Blocks[layer];
             var a = state.Blocks[layer];
             var attention = block.Attention;
-            inputs.Add((() => a.AttentionNormed, model.Config.HiddenSize, [attention.Query.Weight.Name, attention.Key.Weight.Name, attention.Value.Weight.Name]));
+            inputs.Add(
+                (
+                    () => a.AttentionNormed,
+                    model.Config.HiddenSize,
+                    [attention.Query.Weight.Name, attention.Key.Weight.Name, attention.Value.Weight.Name]
+                )
+            );
             inputs.Add((() => a.Context, model.Config.QueryDim, [attention.Output.Weight.Name]));
-            inputs.Add((() => a.MlpNormed, model.Config.HiddenSize, [block.Mlp.Gate.Weight.Name, block.Mlp.Up.Weight.Name]));
+            inputs.Add(
+                (() => a.MlpNormed, model.Config.HiddenSize, [block.Mlp.Gate.Weight.Name, block.Mlp.Up.Weight.Name])
+            );
             inputs.Add((() => a.Hidden, model.Config.IntermediateSize, [block.Mlp.Down.Weight.Name]));
         }
-        if (!model.Config.TieWordEmbeddings) inputs.Add((() => state.FinalNormed, model.Config.HiddenSize, [model.Head.Weight.Name]));
+        if (!model.Config.TieWordEmbeddings)
+            inputs.Add((() => state.FinalNormed, model.Config.HiddenSize, [model.Head.Weight.Name]));
 
         var sums = inputs.Select(i => new double[(long)i.Size * i.Size]).ToArray();
         var product = new float[inputs.Max(i => i.Size * i.Size)];
@@ -82,23 +112,40 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
         for (int start = 0; start < examples.Count; start += batchSize)
         {
             cancellation.ThrowIfCancellationRequested();
-            var batch = TokenBatch.FromSequences(examples.Skip(start).Take(batchSize).Select(e => (IReadOnlyList<int>)e.Tokens));
+            var batch = TokenBatch.FromSequences(
+                examples.Skip(start).Take(batchSize).Select(e => (IReadOnlyList<int>)e.Tokens)
+            );
             model.Forward(batch, state, model.Config.TieWordEmbeddings ? LogitSelection.None : LogitSelection.All);
             for (int n = 0; n < inputs.Count; n++)
             {
                 var (input, size, _) = inputs[n];
                 var x = input();
-                MatMul.Multiply(model.Compute, true, false, size, size, x.Rows, x.Data, size, x.Data, size, product, size);
+                MatMul.Multiply(
+                    model.Compute,
+                    true,
+                    false,
+                    size,
+                    size,
+                    x.Rows,
+                    x.Data,
+                    size,
+                    x.Data,
+                    size,
+                    product,
+                    size
+                );
                 var sum = sums[n];
                 model.Compute.ForBlocks(size * size, 1 << 14, (from, to) =>
                 {
-                    for (int j = from; j < to; j++) sum[j] += product[j];
+                    for (int j = from; j < to; j++)
+                        sum[j] += product[j];
                 });
             }
             tokens += batch.TotalTokens;
             progress?.Invoke(Math.Min(examples.Count, start + batchSize));
         }
-        if (tokens == 0) throw new AlloyException("the examples have no tokens; RegMean's Gram matrices need at least one");
+        if (tokens == 0)
+            throw new AlloyException("the examples have no tokens; RegMean's Gram matrices need at least one");
         var tensors = new List<StatisticTensor>();
         for (int n = 0; n < inputs.Count; n++)
         {
@@ -118,17 +165,25 @@ public sealed record ParameterStatistics(string Kind, string CountName, long Cou
     public void Save(string path)
     {
         var full = Path.GetFullPath(path);
-        if (Directory.Exists(full)) throw new AlloyException($"output '{path}' is a folder; give a .safetensors file name");
+        if (Directory.Exists(full))
+            throw new AlloyException($"output '{path}' is a folder; give a .safetensors file name");
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
         var temporary = $".{Path.GetFileName(full)}.alloy-tmp-{Environment.ProcessId}";
         var infos = Tensors.Select(t => new TensorInfo(t.Name, DType.F32, [.. t.Shape.Select(d => (long)d)])).ToList();
-        var metadata = new Dictionary<string, string> { ["alloy_statistic"] = Kind, [CountName] = Count.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        var metadata = new Dictionary<string, string>
+        {
+            ["alloy_statistic"] = Kind,
+            [CountName] = Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
         try
         {
-            using (var writer = new ShardedWriter(folder, ShardPlan.SingleFile(infos, temporary), fileMetadata: metadata))
+            using (
+                var writer = new ShardedWriter(folder, ShardPlan.SingleFile(infos, temporary), fileMetadata: metadata)
+            )
             {
-                foreach (var t in Tensors) writer.Append(t.Name, System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.Values.AsSpan()));
+                foreach (var t in Tensors)
+                    writer.Append(t.Name, System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.Values.AsSpan()));
                 writer.Complete();
             }
             File.Move(Path.Combine(folder, temporary), full, overwrite: true);

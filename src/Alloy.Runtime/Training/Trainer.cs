@@ -9,8 +9,18 @@ namespace Alloy.Runtime.Training;
 /// <param name="Targets">Predicted tokens in the batch.</param>
 /// <param name="GradientNorm">Global L2 norm of the gradient before clipping.</param>
 /// <param name="LearningRate">The learning rate the step used.</param>
-/// <summary>One optimizer step: mean token loss over <see cref="Targets"/> predicted tokens of <see cref="Tokens"/> run.</summary>
-public sealed record TrainingStepResult(int Step, int Epoch, double Loss, int Targets, double GradientNorm, double LearningRate, int Tokens);
+/// <summary>
+/// One optimizer step: mean token loss over <see cref="Targets"/> predicted tokens of <see cref="Tokens"/> run.
+/// </summary>
+public sealed record TrainingStepResult(
+    int Step,
+    int Epoch,
+    double Loss,
+    int Targets,
+    double GradientNorm,
+    double LearningRate,
+    int Tokens
+);
 
 /// <summary>
 /// Trains a model in place: seeded batches of examples, mean token cross-entropy, global-norm clipping, AdamW with
@@ -42,7 +52,10 @@ public sealed class Trainer
     {
         var context = Model.Compute;
         int targets = batch.Sum(e => e.TargetCount);
-        if (targets == 0) throw new AlloyException("a training batch has no tokens to predict (every example is a prompt only, or one token long)");
+        if (targets == 0)
+            throw new AlloyException(
+                "a training batch has no tokens to predict (every example is a prompt only, or one token long)"
+            );
         var gradients = _loss.Gradients;
         gradients.Clear(context);
         int micro = Options.MicroBatchSize ?? batch.Count;
@@ -52,11 +65,28 @@ public sealed class Trainer
 
         double norm = gradients.GlobalNorm(context);
         if (!double.IsFinite(norm))
-            throw new AlloyException($"step {StepCount + 1}: the gradient is not finite (norm {norm}); lower the learning rate or enable clipping");
+            throw new AlloyException(
+                $"step {StepCount + 1}: the gradient is not finite (norm {norm}); lower the learning rate or enable "
+                    + $"clipping"
+            );
         float scale = Options.ClipNorm is double clip && clip > 0 && norm > clip ? (float)(clip / (norm + 1e-6)) : 1f;
-        double learningRate = LearningRateSchedule.At(StepCount, Options.Steps, Options.LearningRate, Options.MinLearningRate, Options.WarmupSteps);
+        double learningRate = LearningRateSchedule.At(
+            StepCount,
+            Options.Steps,
+            Options.LearningRate,
+            Options.MinLearningRate,
+            Options.WarmupSteps
+        );
         _optimizer.Step(context, gradients, learningRate, scale);
-        return new TrainingStepResult(StepCount, epoch, lossSum / targets, targets, norm, learningRate, batch.Sum(e => e.Tokens.Length));
+        return new TrainingStepResult(
+            StepCount,
+            epoch,
+            lossSum / targets,
+            targets,
+            norm,
+            learningRate,
+            batch.Sum(e => e.Tokens.Length)
+        );
     }
 
     /// <summary>
@@ -75,20 +105,28 @@ public sealed class Trainer
             sum += lossSum;
             targets += count;
         }
-        if (targets == 0) throw new AlloyException("the validation examples have no tokens to predict");
+        if (targets == 0)
+            throw new AlloyException("the validation examples have no tokens to predict");
         return sum / targets;
     }
 
     /// <summary>
-    /// <see cref="TrainingOptions.Steps"/> steps over <paramref name="examples"/> in the order of <see cref="Batches"/>,
-    /// reporting each step to <paramref name="progress"/>.
+    /// <see cref="TrainingOptions.Steps"/> steps over <paramref name="examples"/> in the order of
+    /// <see cref="Batches"/>, reporting each step to <paramref name="progress"/>.
     /// </summary>
-    public IReadOnlyList<TrainingStepResult> Run(IReadOnlyList<TrainingExample> examples, Action<TrainingStepResult>? progress = null,
-        CancellationToken cancellation = default)
+    public IReadOnlyList<TrainingStepResult> Run(
+        IReadOnlyList<TrainingExample> examples,
+        Action<TrainingStepResult>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
-        if (examples.Count == 0) throw new AlloyException("there are no training examples");
+        if (examples.Count == 0)
+            throw new AlloyException("there are no training examples");
         var results = new List<TrainingStepResult>(Options.Steps);
-        foreach (var (epoch, indices) in Batches(examples.Count, Options.BatchSize, Options.Seed).Take(Options.Steps - StepCount))
+        foreach (
+            var (epoch, indices) in Batches(examples.Count, Options.BatchSize, Options.Seed)
+                .Take(Options.Steps - StepCount)
+        )
         {
             cancellation.ThrowIfCancellationRequested();
             var result = Step([.. indices.Select(i => examples[i])], epoch);
@@ -98,7 +136,9 @@ public sealed class Trainer
         return results;
     }
 
-    /// <summary>Steps per pass over <paramref name="examples"/> examples: the last batch of an epoch may be smaller.</summary>
+    /// <summary>
+    /// Steps per pass over <paramref name="examples"/> examples: the last batch of an epoch may be smaller.
+    /// </summary>
     public static int StepsPerEpoch(int examples, int batchSize) => (examples + batchSize - 1) / batchSize;
 
     /// <summary>
@@ -110,7 +150,8 @@ public sealed class Trainer
         var order = new int[examples];
         for (int epoch = 0; ; epoch++)
         {
-            for (int i = 0; i < examples; i++) order[i] = i;
+            for (int i = 0; i < examples; i++)
+                order[i] = i;
             var stream = RandomStream.For(seed, "data-order", epoch);
             for (int i = examples - 1; i > 0; i--)
             {

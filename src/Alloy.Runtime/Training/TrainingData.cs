@@ -16,31 +16,42 @@ public static class TrainingData
 {
     public static IReadOnlyList<TrainingExample> Load(string path, TextTokenizer tokenizer, int maxLength)
     {
-        if (maxLength < 2) throw new AlloyException($"the sequence length must be at least 2 tokens (got {maxLength})");
-        if (!File.Exists(path)) throw new AlloyException($"data file '{path}' does not exist");
+        if (maxLength < 2)
+            throw new AlloyException($"the sequence length must be at least 2 tokens (got {maxLength})");
+        if (!File.Exists(path))
+            throw new AlloyException($"data file '{path}' does not exist");
         string extension = Path.GetExtension(path).ToLowerInvariant();
         if (extension is not (".txt" or ".jsonl"))
-            throw new AlloyException($"data file '{path}': expected a .txt file (one example per line) or a .jsonl file (\"text\", or \"prompt\" and \"completion\")");
+            throw new AlloyException(
+                $"data file '{path}': expected a .txt file (one example per line) or a .jsonl file (\"text\", or "
+                    + $"\"prompt\" and \"completion\")"
+            );
         var examples = new List<TrainingExample>();
         int lineNumber = 0;
         foreach (var line in File.ReadLines(path))
         {
             lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
+            if (string.IsNullOrWhiteSpace(line))
+                continue;
             var (prompt, completion) = extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
             var tokens = new List<int>();
             tokens.AddRange(tokenizer.PrefixTokens);
             tokenizer.Encode(prompt, tokens, addSpecialTokens: false);
             int scoredFrom = prompt.Length == 0 ? 1 : tokens.Count;
             tokenizer.Encode(completion, tokens, addSpecialTokens: false);
-            if (tokenizer.Special.Eos is int eos) tokens.Add(eos);
+            if (tokenizer.Special.Eos is int eos)
+                tokens.Add(eos);
             Split(new TrainingExample([.. tokens], scoredFrom), maxLength, examples);
         }
-        if (examples.Count == 0) throw new AlloyException($"data file '{path}' has no examples with tokens to predict");
+        if (examples.Count == 0)
+            throw new AlloyException($"data file '{path}' has no examples with tokens to predict");
         return examples;
     }
 
-    /// <summary>Windows of at most <paramref name="maxLength"/> tokens, overlapping by one; windows with nothing to predict are dropped.</summary>
+    /// <summary>
+    /// Windows of at most <paramref name="maxLength"/> tokens, overlapping by one; windows with nothing to predict are
+    /// dropped.
+    /// </summary>
     public static void Split(TrainingExample example, int maxLength, List<TrainingExample> into)
     {
         var tokens = example.Tokens;
@@ -48,8 +59,10 @@ public static class TrainingData
         {
             int end = Math.Min(tokens.Length, start + maxLength);
             var window = new TrainingExample(tokens[start..end], Math.Max(1, example.ScoredFrom - start));
-            if (window.TargetCount > 0) into.Add(window);
-            if (end == tokens.Length) break;
+            if (window.TargetCount > 0)
+                into.Add(window);
+            if (end == tokens.Length)
+                break;
         }
     }
 
@@ -63,14 +76,24 @@ public static class TrainingData
         }
         catch (JsonException e)
         {
-            throw new AlloyException($"{where}: not valid JSON ({e.Message.Split('.')[0]}); each line must be one JSON object");
+            throw new AlloyException(
+                $"{where}: not valid JSON ({e.Message.Split('.')[0]}); each line must be one JSON object"
+            );
         }
-        if (root.ValueKind != JsonValueKind.Object) throw new AlloyException($"{where}: expected a JSON object with \"text\", or \"prompt\" and \"completion\"");
-        string? Field(string name) => root.TryGetProperty(name, out var value)
-            ? value.ValueKind == JsonValueKind.String ? value.GetString() : throw new AlloyException($"{where}: \"{name}\" must be a string")
-            : null;
-        if (Field("text") is { } text) return ("", text);
-        if (Field("prompt") is { } prompt && Field("completion") is { } completion) return (prompt, completion);
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new AlloyException(
+                $"{where}: expected a JSON object with \"text\", or \"prompt\" and \"completion\""
+            );
+        string? Field(string name) =>
+            root.TryGetProperty(name, out var value)
+                ? value.ValueKind == JsonValueKind.String
+                    ? value.GetString()
+                    : throw new AlloyException($"{where}: \"{name}\" must be a string")
+                : null;
+        if (Field("text") is { } text)
+            return ("", text);
+        if (Field("prompt") is { } prompt && Field("completion") is { } completion)
+            return (prompt, completion);
         throw new AlloyException($"{where}: expected a \"text\" field, or \"prompt\" and \"completion\" fields");
     }
 }

@@ -11,7 +11,8 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// Examples per forward/backward pass (gradient accumulation): a batch runs as ⌈BatchSize / MicroBatchSize⌉ passes
-    /// whose gradients add up before the step, with the same result as one pass up to float rounding. Null: the whole batch.
+    /// whose gradients add up before the step, with the same result as one pass up to float rounding. Null: the whole
+    /// batch.
     /// </summary>
     public int? MicroBatchSize { get; init; }
 
@@ -24,7 +25,10 @@ public sealed record TrainingOptions
     /// <summary>Steps of linear warmup from LearningRate / WarmupSteps to LearningRate.</summary>
     public int WarmupSteps { get; init; }
 
-    /// <summary>AdamW's decoupled weight decay (θ ← θ − lr·λ·θ), applied to matrices only unless <see cref="DecayNormsAndBiases"/>.</summary>
+    /// <summary>
+    /// AdamW's decoupled weight decay (θ ← θ − lr·λ·θ), applied to matrices only unless
+    /// <see cref="DecayNormsAndBiases"/>.
+    /// </summary>
     public double WeightDecay { get; init; } = 0.01;
 
     /// <summary>Also decay 1-D parameters (norm weights and biases); off by default, as is common practice.</summary>
@@ -45,15 +49,25 @@ public sealed record TrainingOptions
     {
         static void Require(bool ok, string message)
         {
-            if (!ok) throw new AlloyException(message);
+            if (!ok)
+                throw new AlloyException(message);
         }
         Require(Steps >= 1, $"steps must be at least 1 (got {Steps})");
         Require(BatchSize >= 1, $"batch size must be at least 1 (got {BatchSize})");
         Require(MicroBatchSize is null or >= 1, $"micro-batch size must be at least 1 (got {MicroBatchSize})");
-        Require(LearningRate > 0 && double.IsFinite(LearningRate), $"learning rate must be positive (got {LearningRate})");
-        Require(MinLearningRate >= 0 && MinLearningRate <= LearningRate, $"minimum learning rate must be between 0 and the learning rate (got {MinLearningRate})");
+        Require(
+            LearningRate > 0 && double.IsFinite(LearningRate),
+            $"learning rate must be positive (got {LearningRate})"
+        );
+        Require(
+            MinLearningRate >= 0 && MinLearningRate <= LearningRate,
+            $"minimum learning rate must be between 0 and the learning rate (got {MinLearningRate})"
+        );
         Require(WarmupSteps >= 0, $"warmup steps must be 0 or more (got {WarmupSteps})");
-        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"weight decay must be 0 or more (got {WeightDecay})");
+        Require(
+            WeightDecay >= 0 && double.IsFinite(WeightDecay),
+            $"weight decay must be 0 or more (got {WeightDecay})"
+        );
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"Adam betas must be in [0, 1) (got {Beta1}, {Beta2})");
         Require(Epsilon > 0, $"Adam epsilon must be positive (got {Epsilon})");
     }

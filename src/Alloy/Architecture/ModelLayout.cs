@@ -14,16 +14,33 @@ public sealed partial class ModelLayout
 {
     /// <summary>config.json keys that hold the layer count, in the order they are tried (dotted = nested).</summary>
     public static readonly string[] LayerCountKeys =
-        ["num_hidden_layers", "n_layer", "num_layers", "n_layers", "text_config.num_hidden_layers", "llm_config.num_hidden_layers"];
+    [
+        "num_hidden_layers",
+        "n_layer",
+        "num_layers",
+        "n_layers",
+        "text_config.num_hidden_layers",
+        "llm_config.num_hidden_layers",
+    ];
 
     /// <summary>Output heads that models may tie to their input embedding instead of storing.</summary>
     private static readonly string[] HeadNames = ["lm_head.weight", "embed_out.weight"];
 
     private readonly Dictionary<int, List<string>> _layerSuffixes;
 
-    private ModelLayout(string? architecture, string? layerPrefix, int layerCount, string? layerCountKey,
-        Dictionary<int, List<string>> layerSuffixes, IReadOnlyList<string> preWeights, IReadOnlyList<string> postWeights,
-        string? inputEmbedding, string? headName, bool headTied, long? vocabSize)
+    private ModelLayout(
+        string? architecture,
+        string? layerPrefix,
+        int layerCount,
+        string? layerCountKey,
+        Dictionary<int, List<string>> layerSuffixes,
+        IReadOnlyList<string> preWeights,
+        IReadOnlyList<string> postWeights,
+        string? inputEmbedding,
+        string? headName,
+        bool headTied,
+        long? vocabSize
+    )
     {
         Architecture = architecture;
         LayerPrefix = layerPrefix;
@@ -67,23 +84,30 @@ public sealed partial class ModelLayout
     public long? VocabSize { get; }
 
     /// <summary>The tensor-name suffixes of layer <paramref name="layer"/> (e.g. "self_attn.q_proj.weight").</summary>
-    public IReadOnlyList<string> LayerSuffixes(int layer) =>
-        _layerSuffixes.TryGetValue(layer, out var s) ? s : [];
+    public IReadOnlyList<string> LayerSuffixes(int layer) => _layerSuffixes.TryGetValue(layer, out var s) ? s : [];
 
     public string LayerTensorName(int layer, string suffix) => $"{LayerPrefix}{layer}.{suffix}";
 
     /// <summary>Vocabulary-indexed matrices (input embedding, output head) get special shape rules.</summary>
     public bool IsEmbedding(string name, long[] shape)
     {
-        if (name == InputEmbedding || name == HeadName) return true;
-        if (TokenEmbeddingName().IsMatch(name) || HeadTensorName().IsMatch(name)) return true;
-        return shape.Length == 2 && VocabSize is { } v && shape[0] == v && !name.StartsWith(LayerPrefix ?? "\0", StringComparison.Ordinal);
+        if (name == InputEmbedding || name == HeadName)
+            return true;
+        if (TokenEmbeddingName().IsMatch(name) || HeadTensorName().IsMatch(name))
+            return true;
+        return shape.Length == 2
+            && VocabSize is { } v
+            && shape[0] == v
+            && !name.StartsWith(LayerPrefix ?? "\0", StringComparison.Ordinal);
     }
 
-    /// <summary>Where a model's tensor called <paramref name="name"/> is stored: itself, or the embedding it is tied to.</summary>
+    /// <summary>
+    /// Where a model's tensor called <paramref name="name"/> is stored: itself, or the embedding it is tied to.
+    /// </summary>
     public string? StoredName(Checkpoint checkpoint, string name)
     {
-        if (checkpoint.Contains(name)) return name;
+        if (checkpoint.Contains(name))
+            return name;
         return name == HeadName && HeadTied && InputEmbedding is { } embed && checkpoint.Contains(embed) ? embed : null;
     }
 
@@ -102,7 +126,8 @@ public sealed partial class ModelLayout
         foreach (var name in names)
         {
             var m = LayerIndex().Match(name);
-            if (!m.Success) continue;
+            if (!m.Success)
+                continue;
             var prefix = m.Groups["prefix"].Value + ".";
             if (!stacks.TryGetValue(prefix, out var layers))
             {
@@ -110,7 +135,8 @@ public sealed partial class ModelLayout
                 stackOrder.Add(prefix);
             }
             int index = int.Parse(m.Groups["index"].Value, System.Globalization.CultureInfo.InvariantCulture);
-            if (!layers.TryGetValue(index, out var suffixes)) layers[index] = suffixes = [];
+            if (!layers.TryGetValue(index, out var suffixes))
+                layers[index] = suffixes = [];
             suffixes.Add(m.Groups["rest"].Value);
         }
 
@@ -124,24 +150,36 @@ public sealed partial class ModelLayout
             layerCount = layerSuffixes.Keys.Max() + 1;
             var missing = Enumerable.Range(0, layerCount).Where(i => !layerSuffixes.ContainsKey(i)).ToList();
             if (missing.Count > 0)
-                throw new AlloyException($"{checkpoint.Path}: layers {string.Join(", ", missing.Take(5))} of '{prefixChosen}*' have no tensors; the checkpoint is incomplete");
+                throw new AlloyException(
+                    $"{checkpoint.Path}: layers {string.Join(", ", missing.Take(5))} of '{prefixChosen}*' have no "
+                        + $"tensors; the checkpoint is incomplete"
+                );
             if (configCount is { } c && c != layerCount)
-                throw new AlloyException($"{checkpoint.Path}: config.json says {countKey} = {c}, but the checkpoint has {layerCount} layers under '{prefixChosen}'");
+                throw new AlloyException(
+                    $"{checkpoint.Path}: config.json says {countKey} = {c}, but the checkpoint has {layerCount} layers "
+                        + $"under '{prefixChosen}'"
+                );
         }
         else if (configCount is { } c && c > 0)
         {
-            // A config that declares layers but no tensor carries a layer index: nothing to renumber; treat as layerless.
+            // A config that declares layers but no tensor carries a layer index: nothing to renumber; treat as
+            // layerless.
             countKey = null;
         }
 
         var vocab = ReadLong(config, "vocab_size") ?? ReadLong(config, "text_config.vocab_size");
-        var inputEmbedding = names.FirstOrDefault(n => TokenEmbeddingName().IsMatch(n) && (prefixChosen is null || !n.StartsWith(prefixChosen, StringComparison.Ordinal)));
+        var inputEmbedding = names.FirstOrDefault(n =>
+            TokenEmbeddingName().IsMatch(n)
+            && (prefixChosen is null || !n.StartsWith(prefixChosen, StringComparison.Ordinal))
+        );
         var head = HeadNames.FirstOrDefault(names.Contains);
         bool tied = false;
         if (head is null && inputEmbedding is not null && IsCausalLm(config))
         {
             // No stored head: the model ties it to the input embedding (tie_word_embeddings, the transformers default).
-            head = inputEmbedding.StartsWith("gpt_neox.", StringComparison.Ordinal) ? "embed_out.weight" : "lm_head.weight";
+            head = inputEmbedding.StartsWith("gpt_neox.", StringComparison.Ordinal)
+                ? "embed_out.weight"
+                : "lm_head.weight";
             tied = true;
         }
 
@@ -149,21 +187,48 @@ public sealed partial class ModelLayout
         var post = new List<string>();
         foreach (var name in names)
         {
-            if (prefixChosen is not null && name.StartsWith(prefixChosen, StringComparison.Ordinal) && LayerIndex().IsMatch(name)) continue;
-            // Embeddings and tensors of other stacks (e.g. a vision tower) come first; everything else follows the layers.
-            bool before = TokenEmbeddingName().IsMatch(name) || PositionEmbeddingName().IsMatch(name) || LayerIndex().IsMatch(name);
+            if (
+                prefixChosen is not null
+                && name.StartsWith(prefixChosen, StringComparison.Ordinal)
+                && LayerIndex().IsMatch(name)
+            )
+                continue;
+            // Embeddings and tensors of other stacks (e.g. a vision tower) come first; everything else follows the
+            // layers.
+            bool before =
+                TokenEmbeddingName().IsMatch(name)
+                || PositionEmbeddingName().IsMatch(name)
+                || LayerIndex().IsMatch(name);
             (before ? pre : post).Add(name);
         }
-        if (tied) post.Add(head!);
+        if (tied)
+            post.Add(head!);
 
-        return new ModelLayout(ReadArchitecture(config), prefixChosen, layerCount, prefixChosen is null ? null : countKey,
-            layerSuffixes, pre, post, inputEmbedding, head, tied, vocab);
+        return new ModelLayout(
+            ReadArchitecture(config),
+            prefixChosen,
+            layerCount,
+            prefixChosen is null ? null : countKey,
+            layerSuffixes,
+            pre,
+            post,
+            inputEmbedding,
+            head,
+            tied,
+            vocab
+        );
     }
 
-    private static string? ChooseLayerStack(Dictionary<string, Dictionary<int, List<string>>> stacks, List<string> order, long? configCount)
+    private static string? ChooseLayerStack(
+        Dictionary<string, Dictionary<int, List<string>>> stacks,
+        List<string> order,
+        long? configCount
+    )
     {
-        if (stacks.Count == 0) return null;
-        if (stacks.Count == 1) return order[0];
+        if (stacks.Count == 0)
+            return null;
+        if (stacks.Count == 1)
+            return order[0];
         // Several indexed stacks (e.g. language model + vision tower): prefer the one config.json's layer count
         // describes, then a conventional decoder name, then the one with the most tensors.
         var byCount = order.Where(p => configCount is { } c && stacks[p].Keys.Max() + 1 == c).ToList();
@@ -175,18 +240,24 @@ public sealed partial class ModelLayout
     private static (long? Count, string? Key) ReadLayerCount(JsonObject? config)
     {
         foreach (var key in LayerCountKeys)
-            if (ReadLong(config, key) is { } n) return (n, key);
+            if (ReadLong(config, key) is { } n)
+                return (n, key);
         return (null, null);
     }
 
     private static string? ReadArchitecture(JsonObject? config) =>
-        config?["architectures"] is JsonArray { Count: > 0 } a && a[0] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+        config?["architectures"] is JsonArray { Count: > 0 } a && a[0] is JsonValue v && v.TryGetValue(out string? s)
+            ? s
+            : null;
 
     private static bool IsCausalLm(JsonObject? config)
     {
         var arch = ReadArchitecture(config);
-        if (config?["tie_word_embeddings"] is JsonValue t && t.TryGetValue(out bool tie) && !tie) return false;
-        return arch is null || arch.EndsWith("ForCausalLM", StringComparison.Ordinal) || arch.EndsWith("LMHeadModel", StringComparison.Ordinal);
+        if (config?["tie_word_embeddings"] is JsonValue t && t.TryGetValue(out bool tie) && !tie)
+            return false;
+        return arch is null
+            || arch.EndsWith("ForCausalLM", StringComparison.Ordinal)
+            || arch.EndsWith("LMHeadModel", StringComparison.Ordinal);
     }
 
     /// <summary>Reads an integer at a (possibly dotted) key of config.json.</summary>
@@ -205,7 +276,9 @@ public sealed partial class ModelLayout
     [GeneratedRegex(@"(^|\.)(embed_tokens|wte|embed_in|word_embeddings)\.weight$")]
     private static partial Regex TokenEmbeddingName();
 
-    /// <summary>Position and token-type embeddings: they sit before the layers but are not vocabulary-indexed.</summary>
+    /// <summary>
+    /// Position and token-type embeddings: they sit before the layers but are not vocabulary-indexed.
+    /// </summary>
     [GeneratedRegex(@"(^|\.)(wpe|position_embeddings|token_type_embeddings|embed_positions)\.weight$")]
     private static partial Regex PositionEmbeddingName();
 

@@ -15,15 +15,36 @@ public static class ByteSize
     {
         var trimmed = text.Trim();
         foreach (var unit in new[] { "iB", "B" })
-            if (trimmed.Length > 1 && trimmed.EndsWith(unit, StringComparison.OrdinalIgnoreCase) && char.IsLetter(trimmed[^(unit.Length + 1)]))
+            if (
+                trimmed.Length > 1
+                && trimmed.EndsWith(unit, StringComparison.OrdinalIgnoreCase)
+                && char.IsLetter(trimmed[^(unit.Length + 1)])
+            )
             {
                 trimmed = trimmed[..^unit.Length];
                 break;
             }
-        int shift = trimmed.Length == 0 ? 0 : char.ToUpperInvariant(trimmed[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => 0 };
+        int shift =
+            trimmed.Length == 0
+                ? 0
+                : char.ToUpperInvariant(trimmed[^1]) switch
+                {
+                    'K' => 10,
+                    'M' => 20,
+                    'G' => 30,
+                    'T' => 40,
+                    _ => 0,
+                };
         var number = shift == 0 ? trimmed : trimmed[..^1];
-        if (!double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value) || value <= 0 || value * Math.Pow(2, shift) >= long.MaxValue)
-            throw new AlloyException($"{option}: '{text}' is not a memory size; use a positive number with an optional K, M, G or T suffix (e.g. 2G)");
+        if (
+            !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value)
+            || value <= 0
+            || value * Math.Pow(2, shift) >= long.MaxValue
+        )
+            throw new AlloyException(
+                $"{option}: '{text}' is not a memory size; use a positive number with an optional K, M, G or T suffix "
+                    + $"(e.g. 2G)"
+            );
         return (long)(value * Math.Pow(2, shift));
     }
 
@@ -40,8 +61,14 @@ public static class ByteSize
         string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
         double value = bytes;
         int unit = 0;
-        while (value >= 1024 && unit < units.Length - 1) { value /= 1024; unit++; }
-        return unit == 0 ? $"{bytes} B" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{value:F1} {units[unit]}");
+        while (value >= 1024 && unit < units.Length - 1)
+        {
+            value /= 1024;
+            unit++;
+        }
+        return unit == 0
+            ? $"{bytes} B"
+            : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{value:F1} {units[unit]}");
     }
 
     public static long Parse(string text)
@@ -63,12 +90,18 @@ public static class ByteSize
             };
             if (multiplier != 0 && ParsePythonInt(text[..^1], text) is { } number)
             {
-                value = number > long.MaxValue / multiplier || number < long.MinValue / multiplier ? null : number * multiplier;
-                if (value is null) throw new AlloyException($"--out-shard-size: '{text}' is too large");
+                value =
+                    number > long.MaxValue / multiplier || number < long.MinValue / multiplier
+                        ? null
+                        : number * multiplier;
+                if (value is null)
+                    throw new AlloyException($"--out-shard-size: '{text}' is too large");
             }
         }
-        return value ?? throw new AlloyException(
-            $"--out-shard-size: '{text}' is not a size; use an integer with an optional K, M or B suffix (e.g. 5B)");
+        return value
+            ?? throw new AlloyException(
+                $"--out-shard-size: '{text}' is not a size; use an integer with an optional K, M or B suffix (e.g. 5B)"
+            );
     }
 
     /// <summary>Python's str.isnumeric restricted to what int() then accepts: Unicode decimal digits only.</summary>
@@ -76,43 +109,53 @@ public static class ByteSize
     {
         foreach (var rune in text.EnumerateRunes())
         {
-            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.DecimalDigitNumber) return false;
+            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.DecimalDigitNumber)
+                return false;
         }
         return true;
     }
 
     /// <summary>
-    /// Python int(str): optional whitespace around (the same set as .NET's Rune.IsWhiteSpace), an optional sign, decimal digits (any script) with single
-    /// underscores between digits. Null when the text is not such an integer; too large for a long is an error
-    /// (Python's integers are unbounded, so the syntax is right but Alloy cannot hold the value).
+    /// Python int(str): optional whitespace around (the same set as .NET's Rune.IsWhiteSpace), an optional sign,
+    /// decimal digits (any script) with single underscores between digits. Null when the text is not such an integer;
+    /// too large for a long is an error (Python's integers are unbounded, so the syntax is right but Alloy cannot hold
+    /// the value).
     /// </summary>
     private static long? ParsePythonInt(string text, string whole)
     {
         var runes = text.EnumerateRunes().ToList();
-        int start = 0, end = runes.Count;
-        while (start < end && Rune.IsWhiteSpace(runes[start])) start++;
-        while (end > start && Rune.IsWhiteSpace(runes[end - 1])) end--;
+        int start = 0,
+            end = runes.Count;
+        while (start < end && Rune.IsWhiteSpace(runes[start]))
+            start++;
+        while (end > start && Rune.IsWhiteSpace(runes[end - 1]))
+            end--;
         bool negative = false;
         if (start < end && (runes[start].Value == '+' || runes[start].Value == '-'))
         {
             negative = runes[start].Value == '-';
             start++;
         }
-        if (start == end) return null;
+        if (start == end)
+            return null;
 
         Int128 magnitude = 0;
-        bool previousWasDigit = false, overflow = false;
+        bool previousWasDigit = false,
+            overflow = false;
         for (int i = start; i < end; i++)
         {
             var rune = runes[i];
             if (rune.Value == '_')
             {
-                if (!previousWasDigit || i == end - 1) return null;
+                if (!previousWasDigit || i == end - 1)
+                    return null;
                 previousWasDigit = false;
                 continue;
             }
-            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.DecimalDigitNumber) return null;
-            if (!overflow) magnitude = magnitude * 10 + (int)Rune.GetNumericValue(rune);
+            if (Rune.GetUnicodeCategory(rune) != UnicodeCategory.DecimalDigitNumber)
+                return null;
+            if (!overflow)
+                magnitude = magnitude * 10 + (int)Rune.GetNumericValue(rune);
             overflow |= magnitude > (Int128)long.MaxValue + 1;
             previousWasDigit = true;
         }
@@ -123,5 +166,4 @@ public static class ByteSize
         }
         return (long)signed;
     }
-
 }

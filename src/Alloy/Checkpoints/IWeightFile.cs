@@ -36,7 +36,8 @@ internal static class WeightFile
     public static Dictionary<string, StoredTensor> ByName(IReadOnlyList<StoredTensor> tensors)
     {
         var byName = new Dictionary<string, StoredTensor>(tensors.Count, StringComparer.Ordinal);
-        foreach (var tensor in tensors) byName.Add(tensor.Name, tensor);
+        foreach (var tensor in tensors)
+            byName.Add(tensor.Name, tensor);
         return byName;
     }
 }

@@ -14,22 +14,31 @@ public sealed record LoraDelta(StoredTensor A, StoredTensor B, double Scale, boo
 {
     public int Rank => (int)A.Info.Shape[0];
 
-    /// <summary>Adds rows [firstRow, firstRow + rowCount) of ΔW to <paramref name="rows"/> (row-major, <paramref name="cols"/> wide).</summary>
+    /// <summary>
+    /// Adds rows [firstRow, firstRow + rowCount) of ΔW to <paramref name="rows"/> (row-major, <paramref name="cols"/>
+    /// wide).
+    /// </summary>
     public void AddRows(long firstRow, int rowCount, int cols, Span<float> rows)
     {
         int rank = Rank;
-        var right = Read(Transposed ? B : A);            // A [r, cols] or B [cols, r]
-        var left = Read(Transposed ? A : B);             // B [rows, r] or A [r, rows]
+        var right = Read(Transposed ? B : A); // A [r, cols] or B [cols, r]
+        var left = Read(Transposed ? A : B); // B [rows, r] or A [r, rows]
         long leftRows = Transposed ? A.Info.Shape[1] : B.Info.Shape[0];
         Span<float> rightRow = cols <= 4096 ? stackalloc float[cols] : new float[cols];
         for (int k = 0; k < rank; k++)
         {
-            for (int j = 0; j < cols; j++) rightRow[j] = Transposed ? right[j * rank + k] : right[k * cols + j];
+            for (int j = 0; j < cols; j++)
+                rightRow[j] = Transposed ? right[j * rank + k] : right[k * cols + j];
             for (int i = 0; i < rowCount; i++)
             {
                 long row = firstRow + i;
                 float l = Transposed ? left[k * leftRows + row] : left[row * rank + k];
-                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(rightRow, (float)(Scale * l), rows.Slice(i * cols, cols), rows.Slice(i * cols, cols));
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(
+                    rightRow,
+                    (float)(Scale * l),
+                    rows.Slice(i * cols, cols),
+                    rows.Slice(i * cols, cols)
+                );
             }
         }
     }
@@ -55,7 +64,14 @@ public sealed partial class LoraAdapter : IDisposable
     private readonly bool _fanInFanOut;
     private readonly IReadOnlyList<(Regex Pattern, double Alpha)> _alphaPattern;
 
-    private LoraAdapter(string path, Checkpoint weights, double alpha, bool rsLora, bool fanInFanOut, IReadOnlyList<(Regex, double)> alphaPattern)
+    private LoraAdapter(
+        string path,
+        Checkpoint weights,
+        double alpha,
+        bool rsLora,
+        bool fanInFanOut,
+        IReadOnlyList<(Regex, double)> alphaPattern
+    )
     {
         Path = path;
         _weights = weights;
@@ -74,13 +90,17 @@ public sealed partial class LoraAdapter : IDisposable
         if (!File.Exists(configPath))
             throw new AlloyException($"{folder}: not a PEFT LoRA adapter (no adapter_config.json)");
         if (!File.Exists(weightsPath))
-            throw new AlloyException(File.Exists(System.IO.Path.Combine(folder, "adapter_model.bin"))
-                ? $"{folder}: adapter_model.bin adapters are not read; save the adapter with safe_serialization (adapter_model.safetensors)"
-                : $"{folder}: no adapter_model.safetensors");
+            throw new AlloyException(
+                File.Exists(System.IO.Path.Combine(folder, "adapter_model.bin"))
+                    ? $"{folder}: adapter_model.bin adapters are not read; save the adapter with safe_serialization "
+                        + $"(adapter_model.safetensors)"
+                    : $"{folder}: no adapter_model.safetensors"
+            );
         JsonObject config;
         try
         {
-            config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
+            config =
+                JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
                 ?? throw new AlloyException($"{configPath}: expected a JSON object");
         }
         catch (JsonException e)
@@ -96,11 +116,19 @@ public sealed partial class LoraAdapter : IDisposable
             .Select(p => (ModulePattern(p.Key), Number(p.Value, $"{configPath}: alpha_pattern '{p.Key}'")))
             .ToList();
         // rank_pattern needs no handling: each module's rank is read from its stored lora_A.
-        return new LoraAdapter(folder, Checkpoint.Open(weightsPath), alpha, config["use_rslora"]?.GetValue<bool>() == true,
-            config["fan_in_fan_out"]?.GetValue<bool>() == true, patterns);
+        return new LoraAdapter(
+            folder,
+            Checkpoint.Open(weightsPath),
+            alpha,
+            config["use_rslora"]?.GetValue<bool>() == true,
+            config["fan_in_fan_out"]?.GetValue<bool>() == true,
+            patterns
+        );
     }
 
-    /// <summary>The adapter's replacement for a whole tensor (modules_to_save, trained biases), if it has one.</summary>
+    /// <summary>
+    /// The adapter's replacement for a whole tensor (modules_to_save, trained biases), if it has one.
+    /// </summary>
     public StoredTensor? Replacement(string tensorName)
     {
         var module = ModuleOf(tensorName, out var leaf);
@@ -113,19 +141,41 @@ public sealed partial class LoraAdapter : IDisposable
     public LoraDelta? DeltaFor(string tensorName, long[] shape)
     {
         var module = ModuleOf(tensorName, out var leaf);
-        if (leaf != "weight" || shape.Length != 2) return null;
-        var (a, b, embedding) = (_weights.Find($"{Prefix}{module}.lora_A.weight"), _weights.Find($"{Prefix}{module}.lora_B.weight"), false);
+        if (leaf != "weight" || shape.Length != 2)
+            return null;
+        var (a, b, embedding) = (
+            _weights.Find($"{Prefix}{module}.lora_A.weight"),
+            _weights.Find($"{Prefix}{module}.lora_B.weight"),
+            false
+        );
         if (a is null || b is null)
-            (a, b, embedding) = (_weights.Find($"{Prefix}{module}.lora_embedding_A"), _weights.Find($"{Prefix}{module}.lora_embedding_B"), true);
-        if (a is null || b is null) return null;
+            (a, b, embedding) = (
+                _weights.Find($"{Prefix}{module}.lora_embedding_A"),
+                _weights.Find($"{Prefix}{module}.lora_embedding_B"),
+                true
+            );
+        if (a is null || b is null)
+            return null;
 
         bool transposed = embedding || _fanInFanOut;
         long rank = a.Info.Shape[0];
         long rows = transposed ? a.Info.Shape[1] : b.Info.Shape[0];
         long cols = transposed ? b.Info.Shape[0] : a.Info.Shape[1];
-        if (a.Info.Shape.Length != 2 || b.Info.Shape.Length != 2 || b.Info.Shape[1] != rank || rows != shape[0] || cols != shape[1])
-            throw new AlloyException($"{Path}: the LoRA update of '{tensorName}' has lora_A [{string.Join(", ", a.Info.Shape)}] and lora_B [{string.Join(", ", b.Info.Shape)}], which do not fit its shape [{string.Join(", ", shape)}]; is the adapter for this model?");
-        double alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match ? match.Alpha : _alpha;
+        if (
+            a.Info.Shape.Length != 2
+            || b.Info.Shape.Length != 2
+            || b.Info.Shape[1] != rank
+            || rows != shape[0]
+            || cols != shape[1]
+        )
+            throw new AlloyException(
+                $"{Path}: the LoRA update of '{tensorName}' has lora_A [{string.Join(", ", a.Info.Shape)}] and "
+                    + $"lora_B [{string.Join(", ", b.Info.Shape)}], which do not fit its shape "
+                    + $"[{string.Join(", ", shape)}]; is the adapter for this model?"
+            );
+        double alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match
+            ? match.Alpha
+            : _alpha;
         double scale = _rsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
         return new LoraDelta(a, b, scale, transposed);
     }

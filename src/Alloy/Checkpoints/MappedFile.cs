@@ -34,16 +34,29 @@ public sealed unsafe class MappedFile : IDisposable
     public static MappedFile Open(string path)
     {
         var fullPath = System.IO.Path.GetFullPath(path);
-        if (Directory.Exists(fullPath)) throw new AlloyException($"{fullPath}: is a folder, not a file");
+        if (Directory.Exists(fullPath))
+            throw new AlloyException($"{fullPath}: is a folder, not a file");
         FileStream stream;
         try
         {
             stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
         }
-        catch (FileNotFoundException) { throw new AlloyException($"{fullPath}: no such file"); }
-        catch (DirectoryNotFoundException) { throw new AlloyException($"{fullPath}: no such file"); }
-        catch (UnauthorizedAccessException) { throw new AlloyException($"{fullPath}: permission denied"); }
-        catch (IOException e) { throw new AlloyException($"{fullPath}: cannot open: {Messages.OneLine(e.Message)}", e); }
+        catch (FileNotFoundException)
+        {
+            throw new AlloyException($"{fullPath}: no such file");
+        }
+        catch (DirectoryNotFoundException)
+        {
+            throw new AlloyException($"{fullPath}: no such file");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new AlloyException($"{fullPath}: permission denied");
+        }
+        catch (IOException e)
+        {
+            throw new AlloyException($"{fullPath}: cannot open: {Messages.OneLine(e.Message)}", e);
+        }
 
         long length = stream.Length;
         if (length == 0)
@@ -56,8 +69,14 @@ public sealed unsafe class MappedFile : IDisposable
         MemoryMappedFile? map = null;
         try
         {
-            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                HandleInheritability.None, leaveOpen: false);
+            map = MemoryMappedFile.CreateFromFile(
+                stream,
+                mapName: null,
+                capacity: 0,
+                MemoryMappedFileAccess.Read,
+                HandleInheritability.None,
+                leaveOpen: false
+            );
             var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             return new MappedFile(fullPath, length, map, view);
         }
@@ -81,8 +100,10 @@ public sealed unsafe class MappedFile : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (offset < 0 || length < 0 || offset > Length - length)
         {
-            throw new ArgumentOutOfRangeException(nameof(offset),
-                $"{Path}: bytes [{offset}, {offset + length}) are outside the file ({Length} bytes)");
+            throw new ArgumentOutOfRangeException(
+                nameof(offset),
+                $"{Path}: bytes [{offset}, {offset + length}) are outside the file ({Length} bytes)"
+            );
         }
         return length == 0 ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(_pointer + offset, length);
     }
@@ -94,7 +115,8 @@ public sealed unsafe class MappedFile : IDisposable
     public bool AdviseSequential()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_pointer is null || !OperatingSystem.IsLinux()) return false;
+        if (_pointer is null || !OperatingSystem.IsLinux())
+            return false;
         // madvise needs a page-aligned start; round down (the view itself starts on a page boundary).
         long page = Environment.SystemPageSize;
         byte* start = (byte*)((nint)_pointer & ~(nint)(page - 1));
@@ -116,12 +138,14 @@ public sealed unsafe class MappedFile : IDisposable
     public bool Release(long offset, long length)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_pointer is null || !OperatingSystem.IsLinux() || length <= 0) return false;
+        if (_pointer is null || !OperatingSystem.IsLinux() || length <= 0)
+            return false;
         // Only whole pages inside the range may be dropped (neighbouring tensors may share the boundary pages).
         long page = Environment.SystemPageSize;
         nint first = ((nint)(_pointer + offset) + (nint)(page - 1)) & ~(nint)(page - 1);
         nint end = (nint)(_pointer + Math.Min(offset + length, Length)) & ~(nint)(page - 1);
-        if (end <= first) return false;
+        if (end <= first)
+            return false;
         try
         {
             return Native.madvise((void*)first, (nuint)(end - first), Native.MADV_DONTNEED) == 0;
@@ -134,7 +158,8 @@ public sealed unsafe class MappedFile : IDisposable
 
     public void Dispose()
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         _disposed = true;
         if (_view is not null)
         {

@@ -19,39 +19,54 @@ public static class ModelLocator
     /// As <see cref="Resolve(string, string?, IReadOnlyList{string})"/>, with an explicit hub cache folder (mergekit's
     /// <c>--transformers-cache</c>).
     /// </summary>
-    public static string Resolve(string pathOrRepoId, string? revision, IReadOnlyList<string> searchDirectories, string hubCache)
+    public static string Resolve(
+        string pathOrRepoId,
+        string? revision,
+        IReadOnlyList<string> searchDirectories,
+        string hubCache
+    )
     {
         ArgumentException.ThrowIfNullOrEmpty(pathOrRepoId);
         ArgumentNullException.ThrowIfNull(searchDirectories);
 
         string path = ExpandHome(pathOrRepoId);
-        if (Exists(path)) return FullPath(path);
+        if (Exists(path))
+            return FullPath(path);
         if (!Path.IsPathRooted(path))
         {
             foreach (var directory in searchDirectories)
             {
                 string candidate = Path.Combine(directory, path);
-                if (Exists(candidate)) return FullPath(candidate);
+                if (Exists(candidate))
+                    return FullPath(candidate);
             }
         }
 
         if (!LooksLikeRepoId(pathOrRepoId))
         {
-            var looked = new[] { Directory.GetCurrentDirectory() }.Concat(Path.IsPathRooted(path) ? [] : searchDirectories)
-                .Select(Path.GetFullPath).Distinct(StringComparer.Ordinal);
-            throw new AlloyException(Path.IsPathRooted(path)
-                ? $"model path '{pathOrRepoId}' not found: no such file or folder"
-                : $"model path '{pathOrRepoId}' not found: no such file or folder (looked in {string.Join(", ", looked)})");
+            var looked = new[] { Directory.GetCurrentDirectory() }
+                .Concat(Path.IsPathRooted(path) ? [] : searchDirectories)
+                .Select(Path.GetFullPath)
+                .Distinct(StringComparer.Ordinal);
+            throw new AlloyException(
+                Path.IsPathRooted(path)
+                    ? $"model path '{pathOrRepoId}' not found: no such file or folder"
+                    : $"model path '{pathOrRepoId}' not found: no such file or folder (looked in "
+                        + $"{string.Join(", ", looked)})"
+            );
         }
 
         string rev = string.IsNullOrEmpty(revision) ? "main" : revision;
-        if (FindInCache(hubCache, pathOrRepoId, rev) is { } snapshot) return snapshot;
+        if (FindInCache(hubCache, pathOrRepoId, rev) is { } snapshot)
+            return snapshot;
 
         string shown = rev == "main" ? pathOrRepoId : $"{pathOrRepoId}@{rev}";
         string download = rev == "main" ? pathOrRepoId : $"{pathOrRepoId} --revision {rev}";
         throw new AlloyException(
-            $"model '{shown}' not found: no such local folder, and not in the Hugging Face cache ({hubCache}); " +
-            $"Alloy does not download models — fetch it first (e.g. huggingface-cli download {download}) and use its path");
+            $"model '{shown}' not found: no such local folder, and not in the Hugging Face cache ({hubCache}); Alloy "
+                + $"does not download models — fetch it first (e.g. huggingface-cli download {download}) and use its "
+                + $"path"
+        );
     }
 
     /// <summary>
@@ -60,29 +75,41 @@ public static class ModelLocator
     /// </summary>
     public static string HuggingFaceCacheDirectory()
     {
-        if (Env("HF_HUB_CACHE") is { } hubCache) return ExpandHome(hubCache);
-        if (Env("HUGGINGFACE_HUB_CACHE") is { } legacy) return ExpandHome(legacy);
-        if (Env("HF_HOME") is { } home) return Path.Combine(ExpandHome(home), "hub");
+        if (Env("HF_HUB_CACHE") is { } hubCache)
+            return ExpandHome(hubCache);
+        if (Env("HUGGINGFACE_HUB_CACHE") is { } legacy)
+            return ExpandHome(legacy);
+        if (Env("HF_HOME") is { } home)
+            return Path.Combine(ExpandHome(home), "hub");
         string cache = Env("XDG_CACHE_HOME") is { } xdg ? ExpandHome(xdg) : Path.Combine(Home(), ".cache");
         return Path.Combine(cache, "huggingface", "hub");
     }
 
-    /// <summary>"name" or "org/name" in Hugging Face's alphabet; paths (leading /, ., ~ or more slashes) are not.</summary>
+    /// <summary>
+    /// "name" or "org/name" in Hugging Face's alphabet; paths (leading /, ., ~ or more slashes) are not.
+    /// </summary>
     internal static bool LooksLikeRepoId(string text)
     {
         var parts = text.Split('/');
-        return parts.Length is 1 or 2 && parts.All(part =>
-            part.Length > 0 && part.Length <= 96 && part[0] is not ('.' or '-' or '~') &&
-            part.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && !part.Contains(".."));
+        return parts.Length is 1 or 2
+            && parts.All(part =>
+                part.Length > 0
+                && part.Length <= 96
+                && part[0] is not ('.' or '-' or '~')
+                && part.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+                && !part.Contains("..")
+            );
     }
 
     private static string? FindInCache(string hubCache, string repoId, string revision)
     {
         // A revision becomes a path below refs/ or snapshots/; refuse anything that could climb out.
-        if (revision.Split('/', '\\').Any(s => s is "" or "." or "..") || Path.IsPathRooted(revision)) return null;
+        if (revision.Split('/', '\\').Any(s => s is "" or "." or "..") || Path.IsPathRooted(revision))
+            return null;
 
         string repoFolder = Path.Combine(hubCache, "models--" + repoId.Replace("/", "--", StringComparison.Ordinal));
-        if (!Directory.Exists(repoFolder)) return null;
+        if (!Directory.Exists(repoFolder))
+            return null;
 
         string commit = revision;
         string refFile = Path.Combine(repoFolder, "refs", revision);
@@ -96,7 +123,8 @@ public static class ModelLocator
             {
                 throw new AlloyException($"{refFile}: cannot read: {Messages.OneLine(e.Message)}", e);
             }
-            if (commit.Length == 0 || commit.IndexOfAny(['/', '\\']) >= 0 || commit is "." or "..") return null;
+            if (commit.Length == 0 || commit.IndexOfAny(['/', '\\']) >= 0 || commit is "." or "..")
+                return null;
         }
         string snapshot = Path.Combine(repoFolder, "snapshots", commit);
         return Directory.Exists(snapshot) ? Path.GetFullPath(snapshot) : null;
@@ -113,5 +141,6 @@ public static class ModelLocator
 
     private static string Home() => Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
 
-    private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+    private static string? Env(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 }

@@ -31,7 +31,17 @@ internal sealed record PickleTensor(PickleStorage Storage, DType DType, long Off
 /// </summary>
 internal sealed record PickleGlobal(string FullName, PickleGlobal.Kind What, DType? ElementType = null)
 {
-    public enum Kind { OrderedDict, RebuildTensor, RebuildTensorV2, RebuildTensorV3, RebuildParameter, Storage, DType, CodecsEncode }
+    public enum Kind
+    {
+        OrderedDict,
+        RebuildTensor,
+        RebuildTensorV2,
+        RebuildTensorV3,
+        RebuildParameter,
+        Storage,
+        DType,
+        CodecsEncode,
+    }
 
     private static readonly Dictionary<string, PickleGlobal> Allowed = Build();
 
@@ -55,13 +65,22 @@ internal sealed record PickleGlobal(string FullName, PickleGlobal.Kind What, DTy
         };
         (string Storage, DType DType)[] typed =
         [
-            ("Double", DType.F64), ("Float", DType.F32), ("Half", DType.F16), ("BFloat16", DType.BF16),
-            ("Long", DType.I64), ("Int", DType.I32), ("Short", DType.I16), ("Char", DType.I8), ("Byte", DType.U8),
+            ("Double", DType.F64),
+            ("Float", DType.F32),
+            ("Half", DType.F16),
+            ("BFloat16", DType.BF16),
+            ("Long", DType.I64),
+            ("Int", DType.I32),
+            ("Short", DType.I16),
+            ("Char", DType.I8),
+            ("Byte", DType.U8),
             ("Bool", DType.Bool),
         ];
-        foreach (var (storage, dtype) in typed) all.Add(new($"torch.{storage}Storage", Kind.Storage, dtype));
+        foreach (var (storage, dtype) in typed)
+            all.Add(new($"torch.{storage}Storage", Kind.Storage, dtype));
         // dtype objects appear as arguments of _rebuild_tensor_v3 (dtypes without a legacy storage class, e.g. float8).
-        foreach (var dtype in Enum.GetValues<DType>()) all.Add(new($"torch.{dtype.TorchName()}", Kind.DType, dtype));
+        foreach (var dtype in Enum.GetValues<DType>())
+            all.Add(new($"torch.{dtype.TorchName()}", Kind.DType, dtype));
         return all.ToDictionary(g => g.FullName, StringComparer.Ordinal);
     }
 }
@@ -86,22 +105,23 @@ internal sealed class RestrictedUnpickler
     public static object? Load(byte[] data) => new RestrictedUnpickler(data).Run();
 
     /// <summary>"a dict", "an int", "None", …: what a value is, in Python's words.</summary>
-    public static string Describe(object? value) => value switch
-    {
-        null => "None",
-        bool => "a bool",
-        long => "an int",
-        double => "a float",
-        string => "a str",
-        byte[] => "a bytes",
-        PickleDict => "a dict",
-        PickleTuple => "a tuple",
-        List<object?> => "a list",
-        PickleTensor => "a tensor",
-        PickleStorage s => $"a storage ({s.TypeName})",
-        PickleGlobal g => g.FullName,
-        _ => "an object",
-    };
+    public static string Describe(object? value) =>
+        value switch
+        {
+            null => "None",
+            bool => "a bool",
+            long => "an int",
+            double => "a float",
+            string => "a str",
+            byte[] => "a bytes",
+            PickleDict => "a dict",
+            PickleTuple => "a tuple",
+            List<object?> => "a list",
+            PickleTensor => "a tensor",
+            PickleStorage s => $"a storage ({s.TypeName})",
+            PickleGlobal g => g.FullName,
+            _ => "an object",
+        };
 
     private object? Run()
     {
@@ -112,44 +132,107 @@ internal sealed class RestrictedUnpickler
             _opcodeName = Name(opcode);
             switch (opcode)
             {
-                case 0x80: ReadByte("the protocol number"); break; // PROTO: any protocol; unknown opcodes fail below
-                case 0x95: Read(8); break; // FRAME: only a length hint
+                case 0x80:
+                    ReadByte("the protocol number");
+                    break; // PROTO: any protocol; unknown opcodes fail below
+                case 0x95:
+                    Read(8);
+                    break; // FRAME: only a length hint
                 case (byte)'.': // STOP
-                    if (_stack.Count != 1 || _marks.Count != 0) throw Damaged($"STOP with {_stack.Count} values on the stack");
+                    if (_stack.Count != 1 || _marks.Count != 0)
+                        throw Damaged($"STOP with {_stack.Count} values on the stack");
                     return _stack[0];
 
-                case (byte)'(': _marks.Push(_stack.Count); break; // MARK: where the marked items begin
-                case (byte)'0': Pop(); break; // POP
-                case (byte)'1': PopMark(); break; // POP_MARK
-                case (byte)'2': Push(Peek()); break; // DUP
+                case (byte)'(':
+                    _marks.Push(_stack.Count);
+                    break; // MARK: where the marked items begin
+                case (byte)'0':
+                    Pop();
+                    break; // POP
+                case (byte)'1':
+                    PopMark();
+                    break; // POP_MARK
+                case (byte)'2':
+                    Push(Peek());
+                    break; // DUP
 
-                case (byte)'N': Push(null); break;
-                case 0x88: Push(true); break; // NEWTRUE
-                case 0x89: Push(false); break; // NEWFALSE
-                case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(Read(4))); break; // BININT
-                case (byte)'K': Push((long)ReadByte("BININT1")); break;
-                case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(Read(2))); break; // BININT2
-                case 0x8a: Push(ReadLong(ReadByte("LONG1's length"))); break;
-                case 0x8b: Push(ReadLong(ReadLength(4))); break; // LONG4
-                case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(Read(8))); break; // BINFLOAT
+                case (byte)'N':
+                    Push(null);
+                    break;
+                case 0x88:
+                    Push(true);
+                    break; // NEWTRUE
+                case 0x89:
+                    Push(false);
+                    break; // NEWFALSE
+                case (byte)'J':
+                    Push((long)BinaryPrimitives.ReadInt32LittleEndian(Read(4)));
+                    break; // BININT
+                case (byte)'K':
+                    Push((long)ReadByte("BININT1"));
+                    break;
+                case (byte)'M':
+                    Push((long)BinaryPrimitives.ReadUInt16LittleEndian(Read(2)));
+                    break; // BININT2
+                case 0x8a:
+                    Push(ReadLong(ReadByte("LONG1's length")));
+                    break;
+                case 0x8b:
+                    Push(ReadLong(ReadLength(4)));
+                    break; // LONG4
+                case (byte)'G':
+                    Push(BinaryPrimitives.ReadDoubleBigEndian(Read(8)));
+                    break; // BINFLOAT
 
-                case (byte)'X': Push(ReadText(ReadLength(4))); break; // BINUNICODE
-                case 0x8c: Push(ReadText(ReadByte("a length"))); break; // SHORT_BINUNICODE
-                case 0x8d: Push(ReadText(ReadLength(8))); break; // BINUNICODE8
-                case (byte)'T': Push(Encoding.Latin1.GetString(Read(ReadLength(4)))); break; // BINSTRING
-                case (byte)'U': Push(Encoding.Latin1.GetString(Read(ReadByte("a length")))); break; // SHORT_BINSTRING
-                case (byte)'B': Push(Read(ReadLength(4)).ToArray()); break; // BINBYTES
-                case (byte)'C': Push(Read(ReadByte("a length")).ToArray()); break; // SHORT_BINBYTES
-                case 0x8e: Push(Read(ReadLength(8)).ToArray()); break; // BINBYTES8
+                case (byte)'X':
+                    Push(ReadText(ReadLength(4)));
+                    break; // BINUNICODE
+                case 0x8c:
+                    Push(ReadText(ReadByte("a length")));
+                    break; // SHORT_BINUNICODE
+                case 0x8d:
+                    Push(ReadText(ReadLength(8)));
+                    break; // BINUNICODE8
+                case (byte)'T':
+                    Push(Encoding.Latin1.GetString(Read(ReadLength(4))));
+                    break; // BINSTRING
+                case (byte)'U':
+                    Push(Encoding.Latin1.GetString(Read(ReadByte("a length"))));
+                    break; // SHORT_BINSTRING
+                case (byte)'B':
+                    Push(Read(ReadLength(4)).ToArray());
+                    break; // BINBYTES
+                case (byte)'C':
+                    Push(Read(ReadByte("a length")).ToArray());
+                    break; // SHORT_BINBYTES
+                case 0x8e:
+                    Push(Read(ReadLength(8)).ToArray());
+                    break; // BINBYTES8
 
-                case (byte)'}': Push(new PickleDict()); break; // EMPTY_DICT
-                case (byte)']': Push(new List<object?>()); break; // EMPTY_LIST
-                case (byte)')': Push(new PickleTuple([])); break; // EMPTY_TUPLE
-                case 0x85: Push(new PickleTuple(PopMany(1))); break; // TUPLE1
-                case 0x86: Push(new PickleTuple(PopMany(2))); break; // TUPLE2
-                case 0x87: Push(new PickleTuple(PopMany(3))); break; // TUPLE3
-                case (byte)'t': Push(new PickleTuple(PopMark())); break; // TUPLE
-                case (byte)'l': Push(new List<object?>(PopMark())); break; // LIST
+                case (byte)'}':
+                    Push(new PickleDict());
+                    break; // EMPTY_DICT
+                case (byte)']':
+                    Push(new List<object?>());
+                    break; // EMPTY_LIST
+                case (byte)')':
+                    Push(new PickleTuple([]));
+                    break; // EMPTY_TUPLE
+                case 0x85:
+                    Push(new PickleTuple(PopMany(1)));
+                    break; // TUPLE1
+                case 0x86:
+                    Push(new PickleTuple(PopMany(2)));
+                    break; // TUPLE2
+                case 0x87:
+                    Push(new PickleTuple(PopMany(3)));
+                    break; // TUPLE3
+                case (byte)'t':
+                    Push(new PickleTuple(PopMark()));
+                    break; // TUPLE
+                case (byte)'l':
+                    Push(new List<object?>(PopMark()));
+                    break; // LIST
                 case (byte)'d': // DICT
                 {
                     var dict = new PickleDict();
@@ -182,11 +265,21 @@ internal sealed class RestrictedUnpickler
                     break;
                 }
 
-                case (byte)'q': _memo[ReadByte("a memo index")] = Peek(); break; // BINPUT
-                case (byte)'r': _memo[BinaryPrimitives.ReadUInt32LittleEndian(Read(4))] = Peek(); break; // LONG_BINPUT
-                case 0x94: _memo[_memo.Count] = Peek(); break; // MEMOIZE
-                case (byte)'h': Push(Recall(ReadByte("a memo index"))); break; // BINGET
-                case (byte)'j': Push(Recall(BinaryPrimitives.ReadUInt32LittleEndian(Read(4)))); break; // LONG_BINGET
+                case (byte)'q':
+                    _memo[ReadByte("a memo index")] = Peek();
+                    break; // BINPUT
+                case (byte)'r':
+                    _memo[BinaryPrimitives.ReadUInt32LittleEndian(Read(4))] = Peek();
+                    break; // LONG_BINPUT
+                case 0x94:
+                    _memo[_memo.Count] = Peek();
+                    break; // MEMOIZE
+                case (byte)'h':
+                    Push(Recall(ReadByte("a memo index")));
+                    break; // BINGET
+                case (byte)'j':
+                    Push(Recall(BinaryPrimitives.ReadUInt32LittleEndian(Read(4))));
+                    break; // LONG_BINGET
 
                 case (byte)'c': // GLOBAL "module\nname\n"
                 {
@@ -200,7 +293,9 @@ internal sealed class RestrictedUnpickler
                     var parts = PopMany(2);
                     if (parts[0] is not string module || parts[1] is not string name)
                     {
-                        throw Damaged($"STACK_GLOBAL with {Describe(parts[0])} and {Describe(parts[1])} instead of two strings");
+                        throw Damaged(
+                            $"STACK_GLOBAL with {Describe(parts[0])} and {Describe(parts[1])} instead of two strings"
+                        );
                     }
                     Push(Resolve(module, name));
                     break;
@@ -220,25 +315,36 @@ internal sealed class RestrictedUnpickler
                     // An OrderedDict state dict carries _metadata (module versions) as an attribute; not a tensor.
                     if (target is not PickleDict)
                     {
-                        throw new PickleException($"the pickle sets the state of {Describe(target)} (BUILD with {Describe(state)}), which a tensor checkpoint never does");
+                        throw new PickleException(
+                            $"the pickle sets the state of {Describe(target)} (BUILD with {Describe(state)}), which a "
+                                + $"tensor checkpoint never does"
+                        );
                     }
                     break;
                 }
-                case (byte)'Q': Push(Storage(Pop())); break; // BINPERSID
+                case (byte)'Q':
+                    Push(Storage(Pop()));
+                    break; // BINPERSID
 
                 default:
-                    throw new PickleException($"unknown pickle opcode 0x{opcode:x2} at byte {at}; the file is damaged or not a torch.save checkpoint");
+                    throw new PickleException(
+                        $"unknown pickle opcode 0x{opcode:x2} at byte {at}; the file is damaged or not a torch.save "
+                            + $"checkpoint"
+                    );
             }
         }
     }
 
     private static PickleGlobal Resolve(string module, string name)
     {
-        if (PickleGlobal.Find(module, name) is { } global) return global;
+        if (PickleGlobal.Find(module, name) is { } global)
+            return global;
         // torch's other rebuild functions (tensor subclasses, sparse, quantized) are tensors, just not plain ones.
-        string why = module == "torch" || module.StartsWith("torch.", StringComparison.Ordinal)
-            ? "which Alloy does not read (only plain tensors and parameters; Alloy never executes code from checkpoints)"
-            : "which is not a tensor (Alloy never executes code from checkpoints)";
+        string why =
+            module == "torch" || module.StartsWith("torch.", StringComparison.Ordinal)
+                ? "which Alloy does not read (only plain tensors and parameters; Alloy never executes code from "
+                    + "checkpoints)"
+                : "which is not a tensor (Alloy never executes code from checkpoints)";
         throw new PickleException($"refusing to load: the pickle calls {module}.{name}, {why}");
     }
 
@@ -248,19 +354,24 @@ internal sealed class RestrictedUnpickler
         {
             throw Damaged($"{_opcodeName} calls {Describe(callable)}, which is not callable");
         }
-        if (argsValue is not PickleTuple tuple) throw Damaged($"{_opcodeName} of {global.FullName} with {Describe(argsValue)} instead of an argument tuple");
+        if (argsValue is not PickleTuple tuple)
+            throw Damaged(
+                $"{_opcodeName} of {global.FullName} with {Describe(argsValue)} instead of an argument tuple"
+            );
         var args = tuple.Items;
         switch (global.What)
         {
             case PickleGlobal.Kind.OrderedDict:
             {
                 var dict = new PickleDict();
-                if (args.Length == 0) return dict;
+                if (args.Length == 0)
+                    return dict;
                 if (args.Length == 1 && args[0] is List<object?> pairs)
                 {
                     foreach (var pair in pairs)
                     {
-                        if (pair is not PickleTuple { Items.Length: 2 } kv) throw Damaged($"OrderedDict built from {Describe(pair)} instead of a (key, value) pair");
+                        if (pair is not PickleTuple { Items.Length: 2 } kv)
+                            throw Damaged($"OrderedDict built from {Describe(pair)} instead of a (key, value) pair");
                         dict.Items.Add(new(kv.Items[0], kv.Items[1]));
                     }
                     return dict;
@@ -280,7 +391,8 @@ internal sealed class RestrictedUnpickler
                 {
                     throw Damaged($"{global.FullName} expects a dtype as argument 7, got {Describe(args[6])}");
                 }
-                if (args[0] is not PickleStorage) throw Damaged($"{global.FullName} expects a storage, got {Describe(args[0])}");
+                if (args[0] is not PickleStorage)
+                    throw Damaged($"{global.FullName} expects a storage, got {Describe(args[0])}");
                 return Tensor(global, args, dtype);
             }
             case PickleGlobal.Kind.RebuildParameter:
@@ -289,34 +401,49 @@ internal sealed class RestrictedUnpickler
                     ? data
                     : throw Damaged($"{global.FullName} expects a tensor, got {Describe(args[0])}");
             case PickleGlobal.Kind.CodecsEncode:
-                if (args is [string text, "latin1" or "latin-1"]) return Encoding.Latin1.GetBytes(text);
+                if (args is [string text, "latin1" or "latin-1"])
+                    return Encoding.Latin1.GetBytes(text);
                 throw Damaged("_codecs.encode is used for something other than bytes (text, 'latin1')");
             default:
                 throw new PickleException($"the pickle calls {global.FullName}, which a tensor checkpoint never calls");
         }
     }
 
-    private PickleStorage TypedStorage(PickleGlobal global, object? value) => value switch
-    {
-        PickleStorage { DType: not null } storage => storage,
-        PickleStorage storage => throw Damaged($"{global.FullName} is given the untyped storage '{storage.Key}'; only _rebuild_tensor_v3 says which dtype it holds"),
-        _ => throw Damaged($"{global.FullName} expects a storage, got {Describe(value)}"),
-    };
+    private PickleStorage TypedStorage(PickleGlobal global, object? value) =>
+        value switch
+        {
+            PickleStorage { DType: not null } storage => storage,
+            PickleStorage storage => throw Damaged(
+                $"{global.FullName} is given the untyped storage '{storage.Key}'; only _rebuild_tensor_v3 says which "
+                    + $"dtype it holds"
+            ),
+            _ => throw Damaged($"{global.FullName} expects a storage, got {Describe(value)}"),
+        };
 
     private PickleTensor Tensor(PickleGlobal global, object?[] args, DType dtype)
     {
         var storage = (PickleStorage)args[0]!;
-        if (args[1] is not long offset) throw Damaged($"{global.FullName} expects an int storage offset, got {Describe(args[1])}");
-        return new PickleTensor(storage, dtype, offset, Integers(global, "size", args[2]), Integers(global, "stride", args[3]));
+        if (args[1] is not long offset)
+            throw Damaged($"{global.FullName} expects an int storage offset, got {Describe(args[1])}");
+        return new PickleTensor(
+            storage,
+            dtype,
+            offset,
+            Integers(global, "size", args[2]),
+            Integers(global, "stride", args[3])
+        );
     }
 
     private long[] Integers(PickleGlobal global, string what, object? value)
     {
-        if (value is not PickleTuple tuple) throw Damaged($"{global.FullName} expects a {what} tuple, got {Describe(value)}");
+        if (value is not PickleTuple tuple)
+            throw Damaged($"{global.FullName} expects a {what} tuple, got {Describe(value)}");
         var result = new long[tuple.Items.Length];
         for (int i = 0; i < result.Length; i++)
         {
-            result[i] = tuple.Items[i] as long? ?? throw Damaged($"{global.FullName}: {what} holds {Describe(tuple.Items[i])}, not an int");
+            result[i] =
+                tuple.Items[i] as long?
+                ?? throw Damaged($"{global.FullName}: {what} holds {Describe(tuple.Items[i])}, not an int");
         }
         return result;
     }
@@ -343,15 +470,20 @@ internal sealed class RestrictedUnpickler
         }
         if (key is not string name || location is not string || numel is not long count || count < 0)
         {
-            throw Damaged($"persistent id ('storage', {storageType.FullName}, {Describe(key)}, {Describe(location)}, {Describe(numel)}) is malformed");
+            throw Damaged(
+                $"persistent id ('storage', {storageType.FullName}, {Describe(key)}, {Describe(location)}, "
+                    + $"{Describe(numel)}) is malformed"
+            );
         }
         return new PickleStorage(storageType.FullName, storageType.ElementType, name, count);
     }
 
     private static void AddPairs(PickleDict dict, IReadOnlyList<object?> items)
     {
-        if (items.Count % 2 != 0) throw new PickleException($"the pickle adds {items.Count} values to a dict, which needs key-value pairs");
-        for (int i = 0; i < items.Count; i += 2) dict.Items.Add(new(items[i], items[i + 1]));
+        if (items.Count % 2 != 0)
+            throw new PickleException($"the pickle adds {items.Count} values to a dict, which needs key-value pairs");
+        for (int i = 0; i < items.Count; i += 2)
+            dict.Items.Add(new(items[i], items[i + 1]));
     }
 
     private void Push(object? value) => _stack.Add(value);
@@ -361,12 +493,13 @@ internal sealed class RestrictedUnpickler
 
     private object? Peek()
     {
-        if (_stack.Count == Floor) throw Damaged($"{_opcodeName} on an empty stack");
+        if (_stack.Count == Floor)
+            throw Damaged($"{_opcodeName} on an empty stack");
         return _stack[^1];
     }
 
-    private T PeekAs<T>(string opcode) where T : class =>
-        Peek() as T ?? throw Damaged($"{opcode} on {Describe(_stack[^1])}");
+    private T PeekAs<T>(string opcode)
+        where T : class => Peek() as T ?? throw Damaged($"{opcode} on {Describe(_stack[^1])}");
 
     private object? Pop()
     {
@@ -377,7 +510,8 @@ internal sealed class RestrictedUnpickler
 
     private object?[] PopMany(int count)
     {
-        if (_stack.Count - Floor < count) throw Damaged($"{_opcodeName} needs {count} values on the stack");
+        if (_stack.Count - Floor < count)
+            throw Damaged($"{_opcodeName} needs {count} values on the stack");
         var items = _stack.GetRange(_stack.Count - count, count).ToArray();
         _stack.RemoveRange(_stack.Count - count, count);
         return items;
@@ -385,7 +519,8 @@ internal sealed class RestrictedUnpickler
 
     private object?[] PopMark()
     {
-        if (_marks.Count == 0) throw Damaged($"{_opcodeName} without a MARK");
+        if (_marks.Count == 0)
+            throw Damaged($"{_opcodeName} without a MARK");
         int mark = _marks.Pop();
         var items = _stack.GetRange(mark, _stack.Count - mark).ToArray();
         _stack.RemoveRange(mark, _stack.Count - mark);
@@ -393,17 +528,21 @@ internal sealed class RestrictedUnpickler
     }
 
     private object? Recall(long index) =>
-        _memo.TryGetValue(index, out var value) ? value : throw Damaged($"{_opcodeName} of memo entry {index}, which was never stored");
+        _memo.TryGetValue(index, out var value)
+            ? value
+            : throw Damaged($"{_opcodeName} of memo entry {index}, which was never stored");
 
     private byte ReadByte(string what)
     {
-        if (_position >= _data.Length) throw Truncated(what);
+        if (_position >= _data.Length)
+            throw Truncated(what);
         return _data[_position++];
     }
 
     private ReadOnlySpan<byte> Read(long count)
     {
-        if (count > _data.Length - _position) throw Truncated($"{count} bytes of {_opcodeName}");
+        if (count > _data.Length - _position)
+            throw Truncated($"{count} bytes of {_opcodeName}");
         var span = _data.AsSpan(_position, (int)count);
         _position += (int)count;
         return span;
@@ -412,9 +551,11 @@ internal sealed class RestrictedUnpickler
     private long ReadLength(int bytes)
     {
         var span = Read(bytes);
-        ulong length = bytes == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(span) : BinaryPrimitives.ReadUInt64LittleEndian(span);
+        ulong length =
+            bytes == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(span) : BinaryPrimitives.ReadUInt64LittleEndian(span);
         // Checked against what is left so a forged length cannot make us allocate.
-        if (length > (ulong)(_data.Length - _position)) throw Truncated($"{length} bytes of {_opcodeName}");
+        if (length > (ulong)(_data.Length - _position))
+            throw Truncated($"{length} bytes of {_opcodeName}");
         return (long)length;
     }
 
@@ -433,7 +574,8 @@ internal sealed class RestrictedUnpickler
     private string ReadLine()
     {
         int end = Array.IndexOf(_data, (byte)'\n', _position);
-        if (end < 0) throw Truncated("the name of a GLOBAL");
+        if (end < 0)
+            throw Truncated("the name of a GLOBAL");
         string line = Encoding.UTF8.GetString(_data, _position, end - _position);
         _position = end + 1;
         return line;
@@ -443,10 +585,13 @@ internal sealed class RestrictedUnpickler
     private long ReadLong(long length)
     {
         var bytes = Read(length);
-        if (length == 0) return 0;
-        if (length > 8) throw Damaged($"{_opcodeName} holds a {length}-byte integer, larger than any size or offset");
+        if (length == 0)
+            return 0;
+        if (length > 8)
+            throw Damaged($"{_opcodeName} holds a {length}-byte integer, larger than any size or offset");
         long value = (sbyte)bytes[^1];
-        for (int i = bytes.Length - 2; i >= 0; i--) value = (value << 8) | bytes[i];
+        for (int i = bytes.Length - 2; i >= 0; i--)
+            value = (value << 8) | bytes[i];
         return value;
     }
 
@@ -455,26 +600,27 @@ internal sealed class RestrictedUnpickler
 
     private PickleException Damaged(string what) => new($"damaged pickle: {what} (at byte {_position})");
 
-    private static string Name(byte opcode) => opcode switch
-    {
-        (byte)'0' => "POP",
-        (byte)'1' => "POP_MARK",
-        (byte)'2' => "DUP",
-        (byte)'R' => "REDUCE",
-        0x81 => "NEWOBJ",
-        (byte)'b' => "BUILD",
-        (byte)'s' => "SETITEM",
-        (byte)'u' => "SETITEMS",
-        (byte)'a' => "APPEND",
-        (byte)'e' => "APPENDS",
-        (byte)'t' => "TUPLE",
-        (byte)'l' => "LIST",
-        (byte)'d' => "DICT",
-        (byte)'X' or 0x8c or 0x8d => "a string",
-        (byte)'B' or (byte)'C' or 0x8e => "bytes",
-        (byte)'h' or (byte)'j' => "GET",
-        0x93 => "STACK_GLOBAL",
-        (byte)'Q' => "BINPERSID",
-        _ => $"opcode 0x{opcode:x2}",
-    };
+    private static string Name(byte opcode) =>
+        opcode switch
+        {
+            (byte)'0' => "POP",
+            (byte)'1' => "POP_MARK",
+            (byte)'2' => "DUP",
+            (byte)'R' => "REDUCE",
+            0x81 => "NEWOBJ",
+            (byte)'b' => "BUILD",
+            (byte)'s' => "SETITEM",
+            (byte)'u' => "SETITEMS",
+            (byte)'a' => "APPEND",
+            (byte)'e' => "APPENDS",
+            (byte)'t' => "TUPLE",
+            (byte)'l' => "LIST",
+            (byte)'d' => "DICT",
+            (byte)'X' or 0x8c or 0x8d => "a string",
+            (byte)'B' or (byte)'C' or 0x8e => "bytes",
+            (byte)'h' or (byte)'j' => "GET",
+            0x93 => "STACK_GLOBAL",
+            (byte)'Q' => "BINPERSID",
+            _ => $"opcode 0x{opcode:x2}",
+        };
 }

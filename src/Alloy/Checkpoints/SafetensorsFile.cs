@@ -19,8 +19,12 @@ public sealed class SafetensorsFile : IWeightFile
     private readonly MappedFile _file;
     private readonly Dictionary<string, StoredTensor> _byName;
 
-    private SafetensorsFile(MappedFile file, long dataStart, IReadOnlyDictionary<string, string> metadata,
-        IReadOnlyList<StoredTensor> tensors)
+    private SafetensorsFile(
+        MappedFile file,
+        long dataStart,
+        IReadOnlyDictionary<string, string> metadata,
+        IReadOnlyList<StoredTensor> tensors
+    )
     {
         _file = file;
         DataStart = dataStart;
@@ -29,7 +33,9 @@ public sealed class SafetensorsFile : IWeightFile
         _byName = WeightFile.ByName(tensors);
     }
 
-    /// <summary>Maps and validates a safetensors file. Every problem is an <see cref="AlloyException"/> naming the file.</summary>
+    /// <summary>
+    /// Maps and validates a safetensors file. Every problem is an <see cref="AlloyException"/> naming the file.
+    /// </summary>
     public static SafetensorsFile Open(string path) => WeightFile.Open(path, Read);
 
     /// <summary>The full path of the file.</summary>
@@ -58,24 +64,31 @@ public sealed class SafetensorsFile : IWeightFile
         if (file.Length < 8)
         {
             throw new AlloyException(
-                $"{where}: file is {file.Length} bytes, too short for safetensors (it must start with an 8-byte header length)");
+                $"{where}: file is {file.Length} bytes, too short for safetensors (it must start with an 8-byte header "
+                    + $"length)"
+            );
         }
         ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(file.Span(0, 8));
         if (headerLength > MaxHeaderLength)
         {
             throw new AlloyException(
-                $"{where}: header length {headerLength} is larger than the {MaxHeaderLength}-byte limit; the file is corrupt or not safetensors");
+                $"{where}: header length {headerLength} is larger than the {MaxHeaderLength}-byte limit; the file is "
+                    + $"corrupt or not safetensors"
+            );
         }
         if ((long)headerLength > file.Length - 8)
         {
             throw new AlloyException(
-                $"{where}: header length {headerLength} runs past the end of the file ({file.Length} bytes); the file is truncated or not safetensors");
+                $"{where}: header length {headerLength} runs past the end of the file ({file.Length} bytes); the file "
+                    + $"is truncated or not safetensors"
+            );
         }
         long dataStart = 8 + (long)headerLength;
         long dataLength = file.Length - dataStart;
 
         var headerBytes = file.Span(8, (int)headerLength);
-        if (!Utf8.IsValid(headerBytes)) throw new AlloyException($"{where}: header is not valid UTF-8");
+        if (!Utf8.IsValid(headerBytes))
+            throw new AlloyException($"{where}: header is not valid UTF-8");
 
         JsonDocument document;
         try
@@ -93,7 +106,9 @@ public sealed class SafetensorsFile : IWeightFile
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
             {
-                throw new AlloyException($"{where}: header is a JSON {Messages.Describe(root.ValueKind)}, expected an object of tensors");
+                throw new AlloyException(
+                    $"{where}: header is a JSON {Messages.Describe(root.ValueKind)}, expected an object of tensors"
+                );
             }
 
             IReadOnlyDictionary<string, string> metadata = new Dictionary<string, string>();
@@ -104,9 +119,11 @@ public sealed class SafetensorsFile : IWeightFile
                 string name = property.Name;
                 if (!seen.Add(name))
                 {
-                    throw new AlloyException(name == MetadataKey
-                        ? $"{where}: header has \"{MetadataKey}\" twice"
-                        : $"{where}: tensor '{name}' appears twice in the header");
+                    throw new AlloyException(
+                        name == MetadataKey
+                            ? $"{where}: header has \"{MetadataKey}\" twice"
+                            : $"{where}: tensor '{name}' appears twice in the header"
+                    );
                 }
                 if (name == MetadataKey)
                 {
@@ -117,8 +134,12 @@ public sealed class SafetensorsFile : IWeightFile
             }
 
             // Offset order is the order of the bytes on disk, which is the order sequential readers want.
-            var ordered = entries.Select((e, i) => (e.Info, e.Begin, e.End, Index: i))
-                .OrderBy(e => e.Begin).ThenBy(e => e.End).ThenBy(e => e.Index).ToList();
+            var ordered = entries
+                .Select((e, i) => (e.Info, e.Begin, e.End, Index: i))
+                .OrderBy(e => e.Begin)
+                .ThenBy(e => e.End)
+                .ThenBy(e => e.Index)
+                .ToList();
             CheckOverlaps(where, ordered.Select(e => (e.Info.Name, e.Begin, e.End)));
 
             var tensors = ordered.Select(e => new StoredTensor(e.Info, file, dataStart + e.Begin)).ToArray();
@@ -132,13 +153,17 @@ public sealed class SafetensorsFile : IWeightFile
         (string Name, long Begin, long End)? furthest = null;
         foreach (var range in ordered)
         {
-            if (range.Begin == range.End) continue;
+            if (range.Begin == range.End)
+                continue;
             if (furthest is { } previous && range.Begin < previous.End)
             {
                 throw new AlloyException(
-                    $"{where}: tensor '{range.Name}': data_offsets [{range.Begin}, {range.End}] overlap those of tensor '{previous.Name}' [{previous.Begin}, {previous.End}]");
+                    $"{where}: tensor '{range.Name}': data_offsets [{range.Begin}, {range.End}] overlap those of "
+                        + $"tensor '{previous.Name}' [{previous.Begin}, {previous.End}]"
+                );
             }
-            if (furthest is null || range.End > furthest.Value.End) furthest = range;
+            if (furthest is null || range.End > furthest.Value.End)
+                furthest = range;
         }
     }
 
@@ -146,7 +171,10 @@ public sealed class SafetensorsFile : IWeightFile
     {
         if (value.ValueKind != JsonValueKind.Object)
         {
-            throw new AlloyException($"{where}: \"{MetadataKey}\" is a JSON {Messages.Describe(value.ValueKind)}, expected an object of strings");
+            throw new AlloyException(
+                $"{where}: \"{MetadataKey}\" is a JSON {Messages.Describe(value.ValueKind)}, expected an object of "
+                    + $"strings"
+            );
         }
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var item in value.EnumerateObject())
@@ -154,7 +182,9 @@ public sealed class SafetensorsFile : IWeightFile
             if (item.Value.ValueKind != JsonValueKind.String)
             {
                 throw new AlloyException(
-                    $"{where}: \"{MetadataKey}\" entry '{item.Name}' is a JSON {Messages.Describe(item.Value.ValueKind)}, expected a string");
+                    $"{where}: \"{MetadataKey}\" entry '{item.Name}' is a JSON "
+                        + $"{Messages.Describe(item.Value.ValueKind)}, expected a string"
+                );
             }
             if (!metadata.TryAdd(item.Name, item.Value.GetString()!))
             {
@@ -164,18 +194,30 @@ public sealed class SafetensorsFile : IWeightFile
         return metadata;
     }
 
-    private static (TensorInfo Info, long Begin, long End) ReadEntry(string where, string name, JsonElement entry, long dataLength)
+    private static (TensorInfo Info, long Begin, long End) ReadEntry(
+        string where,
+        string name,
+        JsonElement entry,
+        long dataLength
+    )
     {
         string at = $"{where}: tensor '{name}'";
         if (entry.ValueKind != JsonValueKind.Object)
         {
-            throw new AlloyException($"{at}: entry is a JSON {Messages.Describe(entry.ValueKind)}, expected an object with dtype, shape and data_offsets");
+            throw new AlloyException(
+                $"{at}: entry is a JSON {Messages.Describe(entry.ValueKind)}, expected an object with dtype, shape and "
+                    + $"data_offsets"
+            );
         }
 
-        if (!entry.TryGetProperty("dtype", out var dtypeElement)) throw new AlloyException($"{at}: \"dtype\" is missing");
+        if (!entry.TryGetProperty("dtype", out var dtypeElement))
+            throw new AlloyException($"{at}: \"dtype\" is missing");
         if (dtypeElement.ValueKind != JsonValueKind.String)
         {
-            throw new AlloyException($"{at}: \"dtype\" is a JSON {Messages.Describe(dtypeElement.ValueKind)}, expected a string such as \"BF16\"");
+            throw new AlloyException(
+                $"{at}: \"dtype\" is a JSON {Messages.Describe(dtypeElement.ValueKind)}, expected a string such as "
+                    + $"\"BF16\""
+            );
         }
         string dtypeName = dtypeElement.GetString()!;
         if (!DTypes.TryParseSafetensors(dtypeName, out var dtype))
@@ -184,19 +226,24 @@ public sealed class SafetensorsFile : IWeightFile
             throw new AlloyException($"{at}: dtype '{dtypeName}' is not supported (supported: {known})");
         }
 
-        if (!entry.TryGetProperty("shape", out var shapeElement)) throw new AlloyException($"{at}: \"shape\" is missing");
+        if (!entry.TryGetProperty("shape", out var shapeElement))
+            throw new AlloyException($"{at}: \"shape\" is missing");
         var shape = ReadIntegers(at, "shape", shapeElement, expectedCount: null);
 
-        if (!entry.TryGetProperty("data_offsets", out var offsetsElement)) throw new AlloyException($"{at}: \"data_offsets\" is missing");
+        if (!entry.TryGetProperty("data_offsets", out var offsetsElement))
+            throw new AlloyException($"{at}: \"data_offsets\" is missing");
         var offsets = ReadIntegers(at, "data_offsets", offsetsElement, expectedCount: 2);
-        long begin = offsets[0], end = offsets[1];
+        long begin = offsets[0],
+            end = offsets[1];
         if (begin > end)
         {
             throw new AlloyException($"{at}: data_offsets [{begin}, {end}] end before they begin");
         }
         if (end > dataLength)
         {
-            throw new AlloyException($"{at}: data_offsets [{begin}, {end}] are outside the data section ({dataLength} bytes)");
+            throw new AlloyException(
+                $"{at}: data_offsets [{begin}, {end}] are outside the data section ({dataLength} bytes)"
+            );
         }
 
         string shapeText = $"[{string.Join(", ", shape)}]";
@@ -209,17 +256,22 @@ public sealed class SafetensorsFile : IWeightFile
         if (end - begin != expected)
         {
             throw new AlloyException(
-                $"{at}: data_offsets [{begin}, {end}] span {end - begin} bytes, but shape {shapeText} of {dtype.SafetensorsName()} needs {expected} bytes");
+                $"{at}: data_offsets [{begin}, {end}] span {end - begin} bytes, but shape {shapeText} of "
+                    + $"{dtype.SafetensorsName()} needs {expected} bytes"
+            );
         }
         return (new TensorInfo(name, dtype, shape), begin, end);
     }
 
     private static long[] ReadIntegers(string at, string key, JsonElement value, int? expectedCount)
     {
-        string expectation = expectedCount == 2 ? "an array [begin, end] of non-negative integers" : "an array of non-negative integers";
+        string expectation =
+            expectedCount == 2 ? "an array [begin, end] of non-negative integers" : "an array of non-negative integers";
         if (value.ValueKind != JsonValueKind.Array)
         {
-            throw new AlloyException($"{at}: \"{key}\" is a JSON {Messages.Describe(value.ValueKind)}, expected {expectation}");
+            throw new AlloyException(
+                $"{at}: \"{key}\" is a JSON {Messages.Describe(value.ValueKind)}, expected {expectation}"
+            );
         }
         string text = Messages.OneLine(value.GetRawText());
         if (expectedCount is { } count && value.GetArrayLength() != count)
@@ -234,12 +286,16 @@ public sealed class SafetensorsFile : IWeightFile
             {
                 if (number < 0)
                 {
-                    throw new AlloyException($"{at}: {key} {text} has the negative value {number}; expected {expectation}");
+                    throw new AlloyException(
+                        $"{at}: {key} {text} has the negative value {number}; expected {expectation}"
+                    );
                 }
                 result[i++] = number;
                 continue;
             }
-            throw new AlloyException($"{at}: {key} {text} has the item {Messages.OneLine(item.GetRawText())}, expected {expectation}");
+            throw new AlloyException(
+                $"{at}: {key} {text} has the item {Messages.OneLine(item.GetRawText())}, expected {expectation}"
+            );
         }
         return result;
     }

@@ -24,14 +24,16 @@ public sealed class ShardPlan
     }
 
     /// <param name="tensors">The output tensors in the order they will be written.</param>
-    /// <param name="maxShardBytes">The shard size limit in bytes; zero or negative disables sharding (as in mergekit).</param>
+    /// <param name="maxShardBytes">The shard size limit in bytes; zero or negative disables sharding (as in
+    /// mergekit).</param>
     public static ShardPlan Create(IReadOnlyList<TensorInfo> tensors, long maxShardBytes)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         var groups = new List<List<TensorInfo>>();
         var shardOf = new Dictionary<string, int>(tensors.Count, StringComparer.Ordinal);
         List<TensorInfo>? current = null;
-        long currentBytes = 0, totalBytes = 0;
+        long currentBytes = 0,
+            totalBytes = 0;
         foreach (var tensor in tensors)
         {
             if (shardOf.ContainsKey(tensor.Name))
@@ -55,11 +57,17 @@ public sealed class ShardPlan
         return new ShardPlan(shards, shardOf, totalBytes);
     }
 
-    /// <summary>Every tensor in one file named <paramref name="fileName"/> (a path relative to the writer's folder).</summary>
+    /// <summary>
+    /// Every tensor in one file named <paramref name="fileName"/> (a path relative to the writer's folder).
+    /// </summary>
     public static ShardPlan SingleFile(IReadOnlyList<TensorInfo> tensors, string fileName)
     {
         var plan = Create(tensors, 0);
-        return new ShardPlan(plan.Shards.Select(s => s with { FileName = fileName }).ToArray(), plan._shardOf, plan.TotalBytes);
+        return new ShardPlan(
+            plan.Shards.Select(s => s with { FileName = fileName }).ToArray(),
+            plan._shardOf,
+            plan.TotalBytes
+        );
     }
 
     /// <summary>Shards in write order. Empty when there are no tensors (as mergekit writes no file then).</summary>

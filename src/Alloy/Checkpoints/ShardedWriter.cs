@@ -16,27 +16,38 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     /// <summary>Large writes amortize syscalls; bigger appends bypass the buffer.</summary>
     private const int BufferSize = 4 << 20;
 
-    private enum ShardState { NotStarted, Open, Done }
+    private enum ShardState
+    {
+        NotStarted,
+        Open,
+        Done,
+    }
 
     private readonly string _folder;
     private readonly ShardPlan _plan;
     private readonly IReadOnlyDictionary<string, string> _indexMetadata;
     private readonly IReadOnlyDictionary<string, string>? _fileMetadata;
-    private readonly (int Shard, bool Last)[] _slots;  // per flat tensor: its shard, and whether it ends it
-    private readonly TensorInfo[] _tensors;             // plan order, flattened across shards
+    private readonly (int Shard, bool Last)[] _slots; // per flat tensor: its shard, and whether it ends it
+    private readonly TensorInfo[] _tensors; // plan order, flattened across shards
     private readonly ShardState[] _states;
     private FileStream? _stream;
     private long _streamExpectedLength;
-    private int _position;     // index into _tensors of the tensor being written
-    private long _written;     // bytes of _tensors[_position] received so far
+    private int _position; // index into _tensors of the tensor being written
+    private long _written; // bytes of _tensors[_position] received so far
     private bool _completed;
     private bool _disposed;
 
     /// <param name="folder">Created if missing. Existing files with the shard names are overwritten.</param>
-    /// <param name="indexMetadata">Extra entries for the index's "metadata" (e.g. mergekit_version); not total_size.</param>
-    /// <param name="fileMetadata">Extra entries for every shard header's "__metadata__" (beside "format": "pt").</param>
-    public ShardedWriter(string folder, ShardPlan plan, IReadOnlyDictionary<string, string>? indexMetadata = null,
-        IReadOnlyDictionary<string, string>? fileMetadata = null)
+    /// <param name="indexMetadata">Extra entries for the index's "metadata" (e.g. mergekit_version); not
+    /// total_size.</param>
+    /// <param name="fileMetadata">Extra entries for every shard header's "__metadata__" (beside "format":
+    /// "pt").</param>
+    public ShardedWriter(
+        string folder,
+        ShardPlan plan,
+        IReadOnlyDictionary<string, string>? indexMetadata = null,
+        IReadOnlyDictionary<string, string>? fileMetadata = null
+    )
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentNullException.ThrowIfNull(plan);
@@ -67,7 +78,8 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     public void Append(string tensorName, ReadOnlySpan<byte> bytes)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_completed) throw new InvalidOperationException("the writer is complete");
+        if (_completed)
+            throw new InvalidOperationException("the writer is complete");
         ArgumentNullException.ThrowIfNull(tensorName);
 
         // Move past finished tensors until the named one; an unfinished one in the way means bytes were skipped.
@@ -77,7 +89,9 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
             if (_written < current.ByteLength)
             {
                 throw new InvalidOperationException(
-                    $"tensor '{tensorName}' arrived while '{current.Name}' is incomplete ({_written} of {current.ByteLength} bytes); tensors must come in plan order");
+                    $"tensor '{tensorName}' arrived while '{current.Name}' is incomplete ({_written} of "
+                        + $"{current.ByteLength} bytes); tensors must come in plan order"
+                );
             }
             FinishTensor();
         }
@@ -86,16 +100,20 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
             throw new InvalidOperationException(
                 _plan.ShardOf(tensorName) is null
                     ? $"tensor '{tensorName}' is not in the shard plan"
-                    : $"tensor '{tensorName}' arrived after its place in the plan; tensors must come in plan order");
+                    : $"tensor '{tensorName}' arrived after its place in the plan; tensors must come in plan order"
+            );
         }
 
         var tensor = _tensors[_position];
         if (bytes.Length > tensor.ByteLength - _written)
         {
             throw new ArgumentException(
-                $"tensor '{tensor.Name}': {_written} + {bytes.Length} bytes overflow its {tensor.ByteLength} bytes", nameof(bytes));
+                $"tensor '{tensor.Name}': {_written} + {bytes.Length} bytes overflow its {tensor.ByteLength} bytes",
+                nameof(bytes)
+            );
         }
-        if (bytes.Length == 0) return;
+        if (bytes.Length == 0)
+            return;
 
         var stream = EnsureOpen(_slots[_position].Shard);
         try
@@ -107,7 +125,8 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
             throw WriteFailed(_slots[_position].Shard, e);
         }
         _written += bytes.Length;
-        if (_written == tensor.ByteLength && RestOfShardIsEmpty()) CloseShard(_slots[_position].Shard);
+        if (_written == tensor.ByteLength && RestOfShardIsEmpty())
+            CloseShard(_slots[_position].Shard);
     }
 
     /// <summary>
@@ -117,7 +136,8 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     public void Complete()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_completed) throw new InvalidOperationException("the writer is already complete");
+        if (_completed)
+            throw new InvalidOperationException("the writer is already complete");
 
         for (int i = _position; i < _tensors.Length; i++)
         {
@@ -126,23 +146,36 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
             {
                 int missing = _tensors.Skip(i + 1).Count(t => t.ByteLength > 0);
                 throw new InvalidOperationException(
-                    $"tensor '{_tensors[i].Name}' is incomplete ({have} of {_tensors[i].ByteLength} bytes)" +
-                    missing switch { 0 => "", 1 => "; 1 more tensor has not arrived", _ => $"; {missing} more tensors have not arrived" });
+                    $"tensor '{_tensors[i].Name}' is incomplete ({have} of {_tensors[i].ByteLength} bytes)"
+                        + missing switch
+                        {
+                            0 => "",
+                            1 => "; 1 more tensor has not arrived",
+                            _ => $"; {missing} more tensors have not arrived",
+                        }
+                );
             }
         }
-        while (_position < _tensors.Length) FinishTensor();
+        while (_position < _tensors.Length)
+            FinishTensor();
         for (int s = 0; s < _states.Length; s++)
         {
-            if (_states[s] != ShardState.Done) { EnsureOpen(s); CloseShard(s); }
+            if (_states[s] != ShardState.Done)
+            {
+                EnsureOpen(s);
+                CloseShard(s);
+            }
         }
-        if (_plan.Shards.Count > 1) WriteIndex();
+        if (_plan.Shards.Count > 1)
+            WriteIndex();
         _completed = true;
     }
 
     /// <summary>Closes any open file. Without <see cref="Complete"/> the folder holds a partial model.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         _disposed = true;
         try
         {
@@ -171,8 +204,10 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     {
         for (int i = _position; ; i++)
         {
-            if (i > _position && _tensors[i].ByteLength > 0) return false;
-            if (_slots[i].Last) return true;
+            if (i > _position && _tensors[i].ByteLength > 0)
+                return false;
+            if (_slots[i].Last)
+                return true;
         }
     }
 
@@ -180,8 +215,10 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     {
         switch (_states[shardIndex])
         {
-            case ShardState.Open: return _stream!;
-            case ShardState.Done: throw new InvalidOperationException($"shard {shardIndex + 1} is already closed");
+            case ShardState.Open:
+                return _stream!;
+            case ShardState.Done:
+                throw new InvalidOperationException($"shard {shardIndex + 1} is already closed");
         }
         var shard = _plan.Shards[shardIndex];
         var header = BuildHeader(shard.Tensors, _fileMetadata);
@@ -190,15 +227,19 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
         FileStream stream;
         try
         {
-            stream = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.Create,
-                Access = FileAccess.Write,
-                Share = FileShare.None,
-                BufferSize = BufferSize,
-                // Reserving the whole file up front fails early when the disk is too small, and limits fragmentation.
-                PreallocationSize = length,
-            });
+            stream = new FileStream(
+                path,
+                new FileStreamOptions
+                {
+                    Mode = FileMode.Create,
+                    Access = FileAccess.Write,
+                    Share = FileShare.None,
+                    BufferSize = BufferSize,
+                    // Reserving the whole file up front fails early when the disk is too small, and limits
+                    // fragmentation.
+                    PreallocationSize = length,
+                }
+            );
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -233,33 +274,52 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
         catch (IOException e)
         {
             // Disposing retries the failed flush; its second failure adds nothing.
-            try { stream.Dispose(); } catch (IOException) { }
+            try
+            {
+                stream.Dispose();
+            }
+            catch (IOException) { }
             throw WriteFailed(shardIndex, e);
         }
         if (length != _streamExpectedLength)
         {
             throw new InvalidOperationException(
-                $"{_plan.Shards[shardIndex].FileName}: wrote {length} bytes, expected {_streamExpectedLength}");
+                $"{_plan.Shards[shardIndex].FileName}: wrote {length} bytes, expected {_streamExpectedLength}"
+            );
         }
     }
 
-    /// <summary>A full disk or a read-only folder is the user's to fix, so it becomes a one-line AlloyException.</summary>
+    /// <summary>
+    /// A full disk or a read-only folder is the user's to fix, so it becomes a one-line AlloyException.
+    /// </summary>
     private AlloyException WriteFailed(int shardIndex, Exception e) =>
-        new($"{Path.Combine(_folder, _plan.Shards[shardIndex].FileName)}: cannot write: {Messages.OneLine(e.Message)}", e);
+        new(
+            $"{Path.Combine(_folder, _plan.Shards[shardIndex].FileName)}: cannot write: {Messages.OneLine(e.Message)}",
+            e
+        );
 
     /// <summary>
     /// The 8-byte length and the JSON header for <paramref name="tensors"/> laid out back to back in order, padded
     /// with spaces so the data section starts at a multiple of 8 (as the reference writer does).
     /// </summary>
-    internal static byte[] BuildHeader(IReadOnlyList<TensorInfo> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    internal static byte[] BuildHeader(
+        IReadOnlyList<TensorInfo> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null
+    )
     {
         var json = new ArrayBufferWriter<byte>();
-        using (var writer = new Utf8JsonWriter(json, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (
+            var writer = new Utf8JsonWriter(
+                json,
+                new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }
+            )
+        )
         {
             writer.WriteStartObject();
             writer.WriteStartObject(SafetensorsFile.MetadataKey);
             writer.WriteString("format", "pt");
-            foreach (var (key, value) in metadata ?? new Dictionary<string, string>()) writer.WriteString(key, value);
+            foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+                writer.WriteString(key, value);
             writer.WriteEndObject();
             long offset = 0;
             foreach (var tensor in tensors)
@@ -267,7 +327,8 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
                 writer.WriteStartObject(tensor.Name);
                 writer.WriteString("dtype", tensor.DType.SafetensorsName());
                 writer.WriteStartArray("shape");
-                foreach (var dim in tensor.Shape) writer.WriteNumberValue(dim);
+                foreach (var dim in tensor.Shape)
+                    writer.WriteNumberValue(dim);
                 writer.WriteEndArray();
                 writer.WriteStartArray("data_offsets");
                 writer.WriteNumberValue(offset);
@@ -303,22 +364,27 @@ public sealed class ShardedWriter : IDisposable, ITensorSink
     {
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None);
         // Python's json.dump(indent=2) layout, which the Hugging Face tools write.
-        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions
-        {
-            Indented = true,
-            IndentSize = 2,
-            NewLine = "\n",
-            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        });
+        using var writer = new Utf8JsonWriter(
+            stream,
+            new JsonWriterOptions
+            {
+                Indented = true,
+                IndentSize = 2,
+                NewLine = "\n",
+                Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+            }
+        );
         writer.WriteStartObject();
         writer.WriteStartObject("metadata");
         writer.WriteNumber("total_size", _plan.TotalBytes);
-        foreach (var (key, value) in _indexMetadata) writer.WriteString(key, value);
+        foreach (var (key, value) in _indexMetadata)
+            writer.WriteString(key, value);
         writer.WriteEndObject();
         writer.WriteStartObject("weight_map");
         foreach (var shard in _plan.Shards)
         {
-            foreach (var tensor in shard.Tensors) writer.WriteString(tensor.Name, shard.FileName);
+            foreach (var tensor in shard.Tensors)
+                writer.WriteString(tensor.Name, shard.FileName);
         }
         writer.WriteEndObject();
         writer.WriteEndObject();

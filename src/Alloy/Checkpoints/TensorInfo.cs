@@ -26,8 +26,10 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape)
         long product = 1;
         foreach (var dim in shape)
         {
-            if (dim < 0) return null;
-            if (dim != 0 && product > long.MaxValue / 8 / dim) return null;
+            if (dim < 0)
+                return null;
+            if (dim != 0 && product > long.MaxValue / 8 / dim)
+                return null;
             product *= dim;
         }
         return product;
@@ -36,7 +38,8 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape)
     private static long Product(long[] shape)
     {
         long product = 1;
-        foreach (var dim in shape) product *= dim;
+        foreach (var dim in shape)
+            product *= dim;
         return product;
     }
 
@@ -45,10 +48,15 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape)
         ArgumentNullException.ThrowIfNull(shape);
         foreach (var dim in shape)
         {
-            if (dim < 0) throw new ArgumentException($"shape [{string.Join(", ", shape)}] has a negative dimension", nameof(shape));
+            if (dim < 0)
+                throw new ArgumentException(
+                    $"shape [{string.Join(", ", shape)}] has a negative dimension",
+                    nameof(shape)
+                );
         }
         // Checked once here so ElementCount and ByteLength can never overflow.
-        if (TryProduct(shape) is null) throw new ArgumentException($"shape [{string.Join(", ", shape)}] is too large", nameof(shape));
+        if (TryProduct(shape) is null)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] is too large", nameof(shape));
         return shape;
     }
 
@@ -60,7 +68,8 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape)
         var hash = new HashCode();
         hash.Add(Name);
         hash.Add(DType);
-        foreach (var dim in _shape) hash.Add(dim);
+        foreach (var dim in _shape)
+            hash.Add(dim);
         return hash.ToHashCode();
     }
 
@@ -78,7 +87,10 @@ public sealed class StoredTensor
     {
         if (offset < 0 || offset > file.Length - info.ByteLength)
         {
-            throw new ArgumentOutOfRangeException(nameof(offset), $"{file.Path}: tensor '{info.Name}' lies outside the file");
+            throw new ArgumentOutOfRangeException(
+                nameof(offset),
+                $"{file.Path}: tensor '{info.Name}' lies outside the file"
+            );
         }
         Info = info;
         File = file;
@@ -100,8 +112,10 @@ public sealed class StoredTensor
     {
         if (start < 0 || length < 0 || start > Info.ByteLength - length)
         {
-            throw new ArgumentOutOfRangeException(nameof(start),
-                $"tensor '{Name}': bytes [{start}, {start + length}) are outside its {Info.ByteLength} bytes");
+            throw new ArgumentOutOfRangeException(
+                nameof(start),
+                $"tensor '{Name}': bytes [{start}, {start + length}) are outside its {Info.ByteLength} bytes"
+            );
         }
         return File.Span(Offset + start, length);
     }

@@ -4,10 +4,10 @@ using Alloy.Tensors;
 namespace Alloy.Checkpoints;
 
 /// <summary>
-/// One PyTorch checkpoint written by torch.save (the zip format, PyTorch 1.6 and later): &lt;archive&gt;/data.pkl describes
-/// the state dict and &lt;archive&gt;/data/&lt;key&gt; holds each storage's raw bytes. torch stores those entries
-/// uncompressed, so every tensor is a byte range of the memory-mapped file. Opening reads the zip directory and the
-/// pickle only, through <see cref="RestrictedUnpickler"/>: nothing in the file is ever executed.
+/// One PyTorch checkpoint written by torch.save (the zip format, PyTorch 1.6 and later): &lt;archive&gt;/data.pkl
+/// describes the state dict and &lt;archive&gt;/data/&lt;key&gt; holds each storage's raw bytes. torch stores those
+/// entries uncompressed, so every tensor is a byte range of the memory-mapped file. Opening reads the zip directory and
+/// the pickle only, through <see cref="RestrictedUnpickler"/>: nothing in the file is ever executed.
 /// </summary>
 public sealed class TorchFile : IWeightFile
 {
@@ -22,7 +22,9 @@ public sealed class TorchFile : IWeightFile
         _byName = WeightFile.ByName(tensors);
     }
 
-    /// <summary>Maps and reads a torch.save file. Every problem is an <see cref="AlloyException"/> naming the file.</summary>
+    /// <summary>
+    /// Maps and reads a torch.save file. Every problem is an <see cref="AlloyException"/> naming the file.
+    /// </summary>
     public static TorchFile Open(string path) => WeightFile.Open(path, Read);
 
     public string Path => _file.Path;
@@ -51,18 +53,27 @@ public sealed class TorchFile : IWeightFile
             if (start.Length >= 2 && start[0] == 0x80)
             {
                 throw new AlloyException(
-                    $"{where}: a legacy torch.save file (not the zip format of PyTorch 1.6 and later), which Alloy does not read; re-save it with torch.save in a current PyTorch or convert it to safetensors");
+                    $"{where}: a legacy torch.save file (not the zip format of PyTorch 1.6 and later), which Alloy "
+                        + $"does not read; re-save it with torch.save in a current PyTorch or convert it to safetensors"
+                );
             }
             // A zip's directory is at its end, so a zip that lost it was cut short (an interrupted download).
-            throw new AlloyException(start.SequenceEqual("PK\u0003\u0004"u8)
-                ? $"{where}: a zip archive without its central directory; the file is truncated"
-                : $"{where}: not a PyTorch checkpoint (no zip directory); expected a file written by torch.save");
+            throw new AlloyException(
+                start.SequenceEqual("PK\u0003\u0004"u8)
+                    ? $"{where}: a zip archive without its central directory; the file is truncated"
+                    : $"{where}: not a PyTorch checkpoint (no zip directory); expected a file written by torch.save"
+            );
         }
         var zip = ZipDirectory.Read(file);
 
         // torch names every entry <archive>/…; the archive folder is the one holding data.pkl.
-        var pickleEntry = zip.Entries.FirstOrDefault(e => e.Name.EndsWith("/data.pkl", StringComparison.Ordinal) && e.Name.IndexOf('/') == e.Name.Length - "/data.pkl".Length)
-            ?? throw new AlloyException($"{where}: zip archive has no <archive>/data.pkl, so it is not a torch.save checkpoint");
+        var pickleEntry = zip.Entries.FirstOrDefault(e =>
+            e.Name.EndsWith("/data.pkl", StringComparison.Ordinal)
+            && e.Name.IndexOf('/') == e.Name.Length - "/data.pkl".Length
+        )
+            ?? throw new AlloyException(
+                $"{where}: zip archive has no <archive>/data.pkl, so it is not a torch.save checkpoint"
+            );
         string archive = pickleEntry.Name[..^"/data.pkl".Length];
 
         if (zip.Find($"{archive}/byteorder") is { } byteOrder)
@@ -70,7 +81,9 @@ public sealed class TorchFile : IWeightFile
             string order = Encoding.ASCII.GetString(ZipDirectory.ReadAll(file, byteOrder)).Trim();
             if (order != "little")
             {
-                throw new AlloyException($"{where}: tensors are stored with byte order '{order}'; Alloy reads only little-endian checkpoints");
+                throw new AlloyException(
+                    $"{where}: tensors are stored with byte order '{order}'; Alloy reads only little-endian checkpoints"
+                );
             }
         }
 
@@ -82,9 +95,12 @@ public sealed class TorchFile : IWeightFile
         catch (PickleException e)
         {
             // The refusal message stands on its own; other problems say which entry they are in.
-            throw new AlloyException(e.Message.StartsWith("refusing", StringComparison.Ordinal)
-                ? $"{where}: {e.Message}"
-                : $"{where}: {pickleEntry.Name}: {e.Message}", e);
+            throw new AlloyException(
+                e.Message.StartsWith("refusing", StringComparison.Ordinal)
+                    ? $"{where}: {e.Message}"
+                    : $"{where}: {pickleEntry.Name}: {e.Message}",
+                e
+            );
         }
 
         var stateDict = StateDict(where, root);
@@ -94,54 +110,82 @@ public sealed class TorchFile : IWeightFile
         {
             if (key is not string name)
             {
-                throw new AlloyException($"{where}: the state dict has the key {RestrictedUnpickler.Describe(key)}; tensor names must be strings");
+                throw new AlloyException(
+                    $"{where}: the state dict has the key {RestrictedUnpickler.Describe(key)}; tensor names must be "
+                        + $"strings"
+                );
             }
-            if (!seen.Add(name)) throw new AlloyException($"{where}: tensor '{name}' appears twice in the state dict");
+            if (!seen.Add(name))
+                throw new AlloyException($"{where}: tensor '{name}' appears twice in the state dict");
             if (value is not PickleTensor tensor)
             {
-                throw new AlloyException($"{where}: state dict entry '{name}' is {RestrictedUnpickler.Describe(value)}, not a tensor");
+                throw new AlloyException(
+                    $"{where}: state dict entry '{name}' is {RestrictedUnpickler.Describe(value)}, not a tensor"
+                );
             }
             tensors.Add(Locate(file, zip, archive, name, tensor));
         }
         return new TorchFile(file, archive, tensors);
     }
 
-    /// <summary>The dict of tensors: the pickled dict itself, or its "state_dict" entry (training checkpoints), as mergekit does.</summary>
+    /// <summary>
+    /// The dict of tensors: the pickled dict itself, or its "state_dict" entry (training checkpoints), as mergekit
+    /// does.
+    /// </summary>
     private static PickleDict StateDict(string where, object? root)
     {
         if (root is not PickleDict dict)
         {
-            throw new AlloyException($"{where}: the pickle holds {RestrictedUnpickler.Describe(root)}, not a dict of tensors");
+            throw new AlloyException(
+                $"{where}: the pickle holds {RestrictedUnpickler.Describe(root)}, not a dict of tensors"
+            );
         }
         foreach (var (key, value) in dict.Items)
         {
             if (key is "state_dict")
             {
-                return value as PickleDict ?? throw new AlloyException(
-                    $"{where}: its 'state_dict' entry is {RestrictedUnpickler.Describe(value)}, not a dict of tensors");
+                return value as PickleDict
+                    ?? throw new AlloyException(
+                        $"{where}: its 'state_dict' entry is {RestrictedUnpickler.Describe(value)}, not a dict of "
+                            + $"tensors"
+                    );
             }
         }
         return dict;
     }
 
-    /// <summary>Where a tensor's bytes are: its storage's zip entry, from storage_offset, which must be stored and large enough.</summary>
-    private static StoredTensor Locate(MappedFile file, ZipDirectory zip, string archive, string name, PickleTensor tensor)
+    /// <summary>
+    /// Where a tensor's bytes are: its storage's zip entry, from storage_offset, which must be stored and large enough.
+    /// </summary>
+    private static StoredTensor Locate(
+        MappedFile file,
+        ZipDirectory zip,
+        string archive,
+        string name,
+        PickleTensor tensor
+    )
     {
         string at = $"{file.Path}: tensor '{name}'";
         var storage = tensor.Storage;
         string entryName = $"{archive}/data/{storage.Key}";
         var entry = zip.Find(entryName)
-            ?? throw new AlloyException($"{at}: its storage '{storage.Key}' is missing: the archive has no entry '{entryName}'");
+            ?? throw new AlloyException(
+                $"{at}: its storage '{storage.Key}' is missing: the archive has no entry '{entryName}'"
+            );
         if (entry.Method != ZipEntry.Stored)
         {
             throw new AlloyException(
-                $"{at}: its storage entry '{entryName}' is compressed ({entry.MethodName}); torch.save stores tensors uncompressed, so re-save the file with torch.save rather than re-zipping it");
+                $"{at}: its storage entry '{entryName}' is compressed ({entry.MethodName}); torch.save stores tensors "
+                    + $"uncompressed, so re-save the file with torch.save rather than re-zipping it"
+            );
         }
 
         var dtype = tensor.DType;
         int itemSize = dtype.Size();
         // numel counts elements of a typed storage, bytes of an untyped one (newer dtypes).
-        long storageBytes = storage.DType is { } storageType ? Checked(at, storage.Numel, storageType.Size()) : storage.Numel;
+        long storageBytes = storage.DType is { } storageType
+            ? Checked(at, storage.Numel, storageType.Size())
+            : storage.Numel;
         if (storage.DType is { } typed && typed != dtype)
         {
             throw new AlloyException($"{at}: its storage is {storage.TypeName} but the tensor is {dtype.TorchName()}");
@@ -149,14 +193,18 @@ public sealed class TorchFile : IWeightFile
         if (entry.Size < storageBytes)
         {
             throw new AlloyException(
-                $"{at}: its storage '{storage.Key}' declares {storageBytes} bytes, but entry '{entryName}' holds only {entry.Size}");
+                $"{at}: its storage '{storage.Key}' declares {storageBytes} bytes, but entry '{entryName}' holds only "
+                    + $"{entry.Size}"
+            );
         }
 
         var shape = tensor.Shape;
         string shapeText = $"[{string.Join(", ", shape)}]";
         if (shape.Length != tensor.Stride.Length)
         {
-            throw new AlloyException($"{at}: shape {shapeText} and stride [{string.Join(", ", tensor.Stride)}] differ in length");
+            throw new AlloyException(
+                $"{at}: shape {shapeText} and stride [{string.Join(", ", tensor.Stride)}] differ in length"
+            );
         }
         if (shape.Any(d => d < 0) || TensorInfo.TryProduct(shape) is not { } elements)
         {
@@ -165,13 +213,18 @@ public sealed class TorchFile : IWeightFile
         if (elements > 0 && !IsRowMajor(shape, tensor.Stride))
         {
             throw new AlloyException(
-                $"{at}: stored as a non-contiguous view (shape {shapeText}, stride [{string.Join(", ", tensor.Stride)}]); save tensor.contiguous() instead, or convert to safetensors");
+                $"{at}: stored as a non-contiguous view (shape {shapeText}, stride "
+                    + $"[{string.Join(", ", tensor.Stride)}]); save tensor.contiguous() instead, or convert to "
+                    + $"safetensors"
+            );
         }
         long storageElements = storageBytes / itemSize;
         if (tensor.Offset < 0 || tensor.Offset > storageElements || elements > storageElements - tensor.Offset)
         {
             throw new AlloyException(
-                $"{at}: storage offset {tensor.Offset} + {elements} elements of {dtype.TorchName()} run past its storage '{storage.Key}' ({storageElements} elements)");
+                $"{at}: storage offset {tensor.Offset} + {elements} elements of {dtype.TorchName()} run past its "
+                    + $"storage '{storage.Key}' ({storageElements} elements)"
+            );
         }
         return new StoredTensor(new TensorInfo(name, dtype, shape), file, entry.DataStart + tensor.Offset * itemSize);
     }
@@ -182,12 +235,15 @@ public sealed class TorchFile : IWeightFile
         long expected = 1;
         for (int i = shape.Length - 1; i >= 0; i--)
         {
-            if (shape[i] != 1 && stride[i] != expected) return false;
+            if (shape[i] != 1 && stride[i] != expected)
+                return false;
             expected *= shape[i];
         }
         return true;
     }
 
     private static long Checked(string at, long count, int size) =>
-        count <= long.MaxValue / size ? count * size : throw new AlloyException($"{at}: its storage size {count} is impossible");
+        count <= long.MaxValue / size
+            ? count * size
+            : throw new AlloyException($"{at}: its storage size {count} is impossible");
 }

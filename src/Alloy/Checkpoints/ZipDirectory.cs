@@ -10,12 +10,13 @@ internal sealed record ZipEntry(string Name, int Method, long CompressedSize, lo
     public const int Stored = 0;
     public const int Deflated = 8;
 
-    public string MethodName => Method switch
-    {
-        Stored => "stored",
-        Deflated => "deflate",
-        _ => $"method {Method}",
-    };
+    public string MethodName =>
+        Method switch
+        {
+            Stored => "stored",
+            Deflated => "deflate",
+            _ => $"method {Method}",
+        };
 }
 
 /// <summary>
@@ -40,7 +41,8 @@ internal sealed class ZipDirectory
         Entries = entries;
         _byName = new Dictionary<string, ZipEntry>(entries.Count, StringComparer.Ordinal);
         // A zip may repeat a name; readers take the last one, so does this.
-        foreach (var entry in entries) _byName[entry.Name] = entry;
+        foreach (var entry in entries)
+            _byName[entry.Name] = entry;
     }
 
     /// <summary>The entries in central-directory order.</summary>
@@ -55,7 +57,8 @@ internal sealed class ZipDirectory
     {
         string where = file.Path;
         long end = FindEnd(file);
-        if (end < 0) throw new AlloyException($"{where}: not a zip archive (no end-of-central-directory record)");
+        if (end < 0)
+            throw new AlloyException($"{where}: not a zip archive (no end-of-central-directory record)");
 
         var record = file.Span(end, EndLength);
         long count = BinaryPrimitives.ReadUInt16LittleEndian(record[10..]);
@@ -73,16 +76,24 @@ internal sealed class ZipDirectory
         if (directoryStart > file.Length || directorySize > file.Length - directoryStart)
         {
             throw new AlloyException(
-                $"{where}: damaged zip: the central directory [{directoryStart}, {directoryStart + directorySize}) lies outside the file ({file.Length} bytes)");
+                $"{where}: damaged zip: the central directory [{directoryStart}, {directoryStart + directorySize}) "
+                    + $"lies outside the file ({file.Length} bytes)"
+            );
         }
 
         var entries = new List<ZipEntry>((int)Math.Min(count, 1 << 16));
-        long position = directoryStart, limit = directoryStart + directorySize;
+        long position = directoryStart,
+            limit = directoryStart + directorySize;
         for (long i = 0; i < count; i++)
         {
-            if (limit - position < 46 || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(position, 4)) != CentralHeaderSignature)
+            if (
+                limit - position < 46
+                || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(position, 4)) != CentralHeaderSignature
+            )
             {
-                throw new AlloyException($"{where}: damaged zip: central directory entry {i} of {count} is missing or corrupt");
+                throw new AlloyException(
+                    $"{where}: damaged zip: central directory entry {i} of {count} is missing or corrupt"
+                );
             }
             var header = file.Span(position, 46);
             int flags = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
@@ -101,15 +112,24 @@ internal sealed class ZipDirectory
             string name = Encoding.UTF8.GetString(file.Span(position + 46, nameLength));
             if (compressed == 0xFFFFFFFF || size == 0xFFFFFFFF || localHeader == 0xFFFFFFFF)
             {
-                ReadZip64Extra(where, name, file.Span(position + 46 + nameLength, extraLength),
-                    ref size, ref compressed, ref localHeader);
+                ReadZip64Extra(
+                    where,
+                    name,
+                    file.Span(position + 46 + nameLength, extraLength),
+                    ref size,
+                    ref compressed,
+                    ref localHeader
+                );
             }
-            if ((flags & 1) != 0) throw new AlloyException($"{where}: zip entry '{name}' is encrypted");
+            if ((flags & 1) != 0)
+                throw new AlloyException($"{where}: zip entry '{name}' is encrypted");
             long dataStart = DataStart(file, name, localHeader, compressed);
             // Tensors are read in place by Size, so a stored entry must hold exactly what it claims.
             if (method == ZipEntry.Stored && compressed != size)
             {
-                throw new AlloyException($"{where}: damaged zip: stored entry '{name}' claims {size} bytes but holds {compressed}");
+                throw new AlloyException(
+                    $"{where}: damaged zip: stored entry '{name}' claims {size} bytes but holds {compressed}"
+                );
             }
             entries.Add(new ZipEntry(name, method, compressed, size, dataStart));
             position += entryLength;
@@ -124,7 +144,9 @@ internal sealed class ZipDirectory
         const long Limit = 256L << 20;
         if (entry.Size > Limit || entry.CompressedSize > Limit)
         {
-            throw new AlloyException($"{file.Path}: zip entry '{entry.Name}' is {entry.Size} bytes, too large to read into memory");
+            throw new AlloyException(
+                $"{file.Path}: zip entry '{entry.Name}' is {entry.Size} bytes, too large to read into memory"
+            );
         }
         var raw = file.Span(entry.DataStart, (int)entry.CompressedSize);
         switch (entry.Method)
@@ -140,26 +162,36 @@ internal sealed class ZipDirectory
                 }
                 catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
                 {
-                    throw new AlloyException($"{file.Path}: zip entry '{entry.Name}' does not decompress: {Messages.OneLine(e.Message)}", e);
+                    throw new AlloyException(
+                        $"{file.Path}: zip entry '{entry.Name}' does not decompress: {Messages.OneLine(e.Message)}",
+                        e
+                    );
                 }
                 return result;
             default:
-                throw new AlloyException($"{file.Path}: zip entry '{entry.Name}' uses compression {entry.MethodName}, which is not supported");
+                throw new AlloyException(
+                    $"{file.Path}: zip entry '{entry.Name}' uses compression {entry.MethodName}, which is not supported"
+                );
         }
     }
 
-    /// <summary>The offset of the end-of-central-directory record, or -1. It sits within the last 64 KiB + 22 bytes.</summary>
+    /// <summary>
+    /// The offset of the end-of-central-directory record, or -1. It sits within the last 64 KiB + 22 bytes.
+    /// </summary>
     private static long FindEnd(MappedFile file)
     {
-        if (file.Length < EndLength) return -1;
+        if (file.Length < EndLength)
+            return -1;
         long lowest = Math.Max(0, file.Length - EndLength - 0xFFFF);
         var tail = file.Span(lowest, (int)(file.Length - lowest));
         for (int at = tail.Length - EndLength; at >= 0; at--)
         {
-            if (BinaryPrimitives.ReadUInt32LittleEndian(tail[at..]) != EndSignature) continue;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(tail[at..]) != EndSignature)
+                continue;
             // The comment length must reach exactly to the end of the file; otherwise the signature is a coincidence.
             int commentLength = BinaryPrimitives.ReadUInt16LittleEndian(tail[(at + 20)..]);
-            if (at + EndLength + commentLength == tail.Length) return lowest + at;
+            if (at + EndLength + commentLength == tail.Length)
+                return lowest + at;
         }
         return -1;
     }
@@ -170,34 +202,55 @@ internal sealed class ZipDirectory
         long locator = end - LocatorLength;
         if (locator < 0 || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(locator, 4)) != Zip64LocatorSignature)
         {
-            throw new AlloyException($"{where}: damaged zip: the end record asks for zip64, but the zip64 locator is missing");
+            throw new AlloyException(
+                $"{where}: damaged zip: the end record asks for zip64, but the zip64 locator is missing"
+            );
         }
         long record = (long)BinaryPrimitives.ReadUInt64LittleEndian(file.Span(locator + 8, 8));
-        if (record < 0 || record > file.Length - 56 || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(record, 4)) != Zip64EndSignature)
+        if (
+            record < 0
+            || record > file.Length - 56
+            || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(record, 4)) != Zip64EndSignature
+        )
         {
             throw new AlloyException($"{where}: damaged zip: the zip64 end-of-central-directory record is missing");
         }
         var span = file.Span(record, 56);
-        return (Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(span[32..])),
+        return (
+            Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(span[32..])),
             Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(span[40..])),
-            Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(span[48..])));
+            Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(span[48..]))
+        );
     }
 
-    /// <summary>Zip64 extra field (id 1): 8-byte values, in this order, for exactly the fields that are 0xFFFFFFFF.</summary>
-    private static void ReadZip64Extra(string where, string name, ReadOnlySpan<byte> extra, ref long size, ref long compressed, ref long localHeader)
+    /// <summary>
+    /// Zip64 extra field (id 1): 8-byte values, in this order, for exactly the fields that are 0xFFFFFFFF.
+    /// </summary>
+    private static void ReadZip64Extra(
+        string where,
+        string name,
+        ReadOnlySpan<byte> extra,
+        ref long size,
+        ref long compressed,
+        ref long localHeader
+    )
     {
         while (extra.Length >= 4)
         {
             int id = BinaryPrimitives.ReadUInt16LittleEndian(extra);
             int length = BinaryPrimitives.ReadUInt16LittleEndian(extra[2..]);
-            if (length > extra.Length - 4) break;
+            if (length > extra.Length - 4)
+                break;
             var data = extra.Slice(4, length);
             if (id == 1)
             {
                 int at = 0;
-                if (size == 0xFFFFFFFF) size = Next(data, ref at);
-                if (compressed == 0xFFFFFFFF) compressed = Next(data, ref at);
-                if (localHeader == 0xFFFFFFFF) localHeader = Next(data, ref at);
+                if (size == 0xFFFFFFFF)
+                    size = Next(data, ref at);
+                if (compressed == 0xFFFFFFFF)
+                    compressed = Next(data, ref at);
+                if (localHeader == 0xFFFFFFFF)
+                    localHeader = Next(data, ref at);
                 return;
             }
             extra = extra[(4 + length)..];
@@ -206,7 +259,8 @@ internal sealed class ZipDirectory
 
         long Next(ReadOnlySpan<byte> data, ref int at)
         {
-            if (at + 8 > data.Length) throw new AlloyException($"{where}: damaged zip: entry '{name}' has a short zip64 extra field");
+            if (at + 8 > data.Length)
+                throw new AlloyException($"{where}: damaged zip: entry '{name}' has a short zip64 extra field");
             long value = Checked(where, BinaryPrimitives.ReadUInt64LittleEndian(data[at..]));
             at += 8;
             return value;
@@ -217,20 +271,33 @@ internal sealed class ZipDirectory
     private static long DataStart(MappedFile file, string name, long localHeader, long compressed)
     {
         string where = file.Path;
-        if (localHeader > file.Length - 30 || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(localHeader, 4)) != LocalHeaderSignature)
+        if (
+            localHeader > file.Length - 30
+            || BinaryPrimitives.ReadUInt32LittleEndian(file.Span(localHeader, 4)) != LocalHeaderSignature
+        )
         {
-            throw new AlloyException($"{where}: damaged zip: the local header of entry '{name}' is missing (offset {localHeader})");
+            throw new AlloyException(
+                $"{where}: damaged zip: the local header of entry '{name}' is missing (offset {localHeader})"
+            );
         }
         var header = file.Span(localHeader, 30);
-        long start = localHeader + 30 + BinaryPrimitives.ReadUInt16LittleEndian(header[26..]) + BinaryPrimitives.ReadUInt16LittleEndian(header[28..]);
+        long start =
+            localHeader
+            + 30
+            + BinaryPrimitives.ReadUInt16LittleEndian(header[26..])
+            + BinaryPrimitives.ReadUInt16LittleEndian(header[28..]);
         if (start > file.Length || compressed > file.Length - start)
         {
             throw new AlloyException(
-                $"{where}: damaged zip: entry '{name}' ({compressed} bytes from offset {start}) runs past the end of the file ({file.Length} bytes); the file is truncated");
+                $"{where}: damaged zip: entry '{name}' ({compressed} bytes from offset {start}) runs past the end of "
+                    + $"the file ({file.Length} bytes); the file is truncated"
+            );
         }
         return start;
     }
 
     private static long Checked(string where, ulong value) =>
-        value <= long.MaxValue ? (long)value : throw new AlloyException($"{where}: damaged zip: a size or offset of {value} is impossible");
+        value <= long.MaxValue
+            ? (long)value
+            : throw new AlloyException($"{where}: damaged zip: a size or offset of {value} is impossible");
 }

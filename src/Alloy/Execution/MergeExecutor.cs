@@ -1,6 +1,6 @@
 using System.Buffers;
-using Alloy.Checkpoints;
 using System.Runtime.CompilerServices;
+using Alloy.Checkpoints;
 using Alloy.Methods;
 using Alloy.Methods.TaskVectors;
 using Alloy.Planning;
@@ -21,7 +21,10 @@ public sealed record ExecutionOptions
     /// </summary>
     public long MemoryLimitBytes { get; init; } = DefaultMemoryLimit;
 
-    /// <summary>Elements per work item for elementwise and streamed methods (rounded down to whole rows where a method needs them).</summary>
+    /// <summary>
+    /// Elements per work item for elementwise and streamed methods (rounded down to whole rows where a method needs
+    /// them).
+    /// </summary>
     public int ChunkElements { get; init; } = 1 << 20;
 
     /// <summary>1 GiB: room for a few hundred MB of chunks per thread plus a large whole-tensor item.</summary>
@@ -37,15 +40,18 @@ public sealed record ExecutionOptions
 /// <summary>Progress at the start of each phase and after each write: output tensors finished and bytes done.</summary>
 public readonly record struct MergeProgress(int TensorsDone, int TensorsTotal, long BytesDone, long BytesTotal)
 {
-    /// <summary>"merging" (bytes are bytes written), or a pre-pass over the inputs, "statistics pass 1/3 (coarse)" … (bytes read).</summary>
+    /// <summary>
+    /// "merging" (bytes are bytes written), or a pre-pass over the inputs, "statistics pass 1/3 (coarse)" … (bytes
+    /// read).
+    /// </summary>
     public string Phase { get; init; } = "merging";
 }
 
 /// <summary>
 /// Runs a plan: work items (whole tensors, or chunks of tensors for elementwise and streamed methods) are computed in
 /// parallel and written strictly in plan order by the calling thread, so the output bytes never depend on the thread
-/// count. A streamed tensor (<see cref="MergeMethod.Chunking"/>) first gets a statistics item, whose passes run over the
-/// memory-mapped inputs on all threads; its chunks start when it is done. Buffers are pooled and admitted against a
+/// count. A streamed tensor (<see cref="MergeMethod.Chunking"/>) first gets a statistics item, whose passes run over
+/// the memory-mapped inputs on all threads; its chunks start when it is done. Buffers are pooled and admitted against a
 /// memory budget; unchanged tensors are copied straight from the input map.
 /// </summary>
 public static class MergeExecutor
@@ -53,18 +59,34 @@ public static class MergeExecutor
     private const int CopyBlockBytes = 64 << 20;
 
     /// <summary>
-    /// Runs <paramref name="plan"/> into <paramref name="sink"/>; the method's side outputs (<see cref="MergePlan.SideOutputs"/>)
-    /// go into <paramref name="sideFolder"/>, or are not computed when it is null.
+    /// Runs <paramref name="plan"/> into <paramref name="sink"/>; the method's side outputs
+    /// (<see cref="MergePlan.SideOutputs"/>) go into <paramref name="sideFolder"/>, or are not computed when it is
+    /// null.
     /// </summary>
-    public static void Run(MergePlan plan, ITensorSink sink, string? sideFolder, ExecutionOptions options, Action<MergeProgress>? progress = null,
-        CancellationToken cancellation = default)
+    public static void Run(
+        MergePlan plan,
+        ITensorSink sink,
+        string? sideFolder,
+        ExecutionOptions options,
+        Action<MergeProgress>? progress = null,
+        CancellationToken cancellation = default
+    )
     {
         if (sideFolder is null && plan.SideOutputs is not null)
-            plan = plan with { SideOutputs = null, Jobs = plan.Jobs.Select(j => j.Side is null ? j : j with { Side = null }).ToList() };
-        var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, Math.Max(1, options.Threads)).ConcurrentScheduler;
+            plan = plan with
+            {
+                SideOutputs = null,
+                Jobs = plan.Jobs.Select(j => j.Side is null ? j : j with { Side = null }).ToList(),
+            };
+        var scheduler = new ConcurrentExclusiveSchedulerPair(
+            TaskScheduler.Default,
+            Math.Max(1, options.Threads)
+        ).ConcurrentScheduler;
         var pending = new Queue<(WorkItem Item, Task<byte[]?> Result, SideChunk? Side)>();
         int maxInFlight = Math.Max(2, options.Threads * 2);
-        long reserved = 0, bytesDone = 0, bytesTotal = plan.OutputBytes;
+        long reserved = 0,
+            bytesDone = 0,
+            bytesTotal = plan.OutputBytes;
         int tensorsDone = 0;
         if (options.StrictMemoryLimit && OversizedWholeTensors(plan, options).FirstOrDefault() is { } refusal)
             throw new AlloyException(refusal + " (raise it with --memory-limit)");
@@ -84,16 +106,21 @@ public static class MergeExecutor
             var bytes = task.GetAwaiter().GetResult();
             try
             {
-                if (item.Kind == ItemKind.Copy) CopyStored(item, sink);
-                else if (bytes is not null) sink.Append(item.Job.Output, bytes.AsSpan(0, item.OutputByteCount));
-                if (side is not null) sideOutputs!.Append(side);
+                if (item.Kind == ItemKind.Copy)
+                    CopyStored(item, sink);
+                else if (bytes is not null)
+                    sink.Append(item.Job.Output, bytes.AsSpan(0, item.OutputByteCount));
+                if (side is not null)
+                    sideOutputs!.Append(side);
             }
             finally
             {
-                if (bytes is not null) ArrayPool<byte>.Shared.Return(bytes);
+                if (bytes is not null)
+                    ArrayPool<byte>.Shared.Return(bytes);
                 reserved -= item.Reservation;
             }
-            if (item.Kind == ItemKind.Statistics) return;
+            if (item.Kind == ItemKind.Statistics)
+                return;
             bytesDone += item.WrittenBytes;
             if (item.IsLast)
             {
@@ -105,7 +132,8 @@ public static class MergeExecutor
             {
                 // Nothing reads a written chunk's inputs again (statistics passes come first), so resident memory stays
                 // at a few chunks however large the tensor.
-                foreach (var input in item.Job.Inputs) TensorReader.Release(input, item.Start, item.Count);
+                foreach (var input in item.Job.Inputs)
+                    TensorReader.Release(input, item.Start, item.Count);
             }
             progress?.Invoke(new MergeProgress(tensorsDone, plan.Jobs.Count, bytesDone, bytesTotal));
         }
@@ -115,11 +143,17 @@ public static class MergeExecutor
             foreach (var item in WorkItems(plan, options))
             {
                 cancellation.ThrowIfCancellationRequested();
-                while (pending.Count >= maxInFlight || (pending.Count > 0 && reserved + item.Reservation > options.MemoryLimitBytes))
+                while (
+                    pending.Count >= maxInFlight
+                    || (pending.Count > 0 && reserved + item.Reservation > options.MemoryLimitBytes)
+                )
                     WriteOldest();
                 reserved += item.Reservation;
                 Task<byte[]?> task;
-                var side = item.Kind == ItemKind.Merge ? SideOutputWriter.Begin(item.Job, item.JobIndex, item.Start, item.Count) : null;
+                var side =
+                    item.Kind == ItemKind.Merge
+                        ? SideOutputWriter.Begin(item.Job, item.JobIndex, item.Start, item.Count)
+                        : null;
                 switch (item.Kind)
                 {
                     case ItemKind.Copy:
@@ -129,26 +163,43 @@ public static class MergeExecutor
                         statistics = GatherAsync(item, options, modelWideCuts, scheduler, cancellation);
                         // Nothing to write; waiting for it in write order surfaces its errors before its chunks'. Not
                         // cancellable itself, so that waiting for it always waits for the passes reading the inputs.
-                        task = statistics.ContinueWith(t =>
-                        {
-                            t.GetAwaiter().GetResult();
-                            return (byte[]?)null;
-                        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                        task = statistics.ContinueWith(
+                            t =>
+                            {
+                                t.GetAwaiter().GetResult();
+                                return (byte[]?)null;
+                            },
+                            CancellationToken.None,
+                            TaskContinuationOptions.ExecuteSynchronously,
+                            TaskScheduler.Default
+                        );
                         break;
                     case ItemKind.Merge when item.Plan?.NeedsStatistics == true && item.Chunked:
-                        task = statistics!.ContinueWith<byte[]?>(t => Compute(item, null, t.GetAwaiter().GetResult().ForChunk(item.Chunk), side),
-                            cancellation, TaskContinuationOptions.None, scheduler);
+                        task = statistics!.ContinueWith<byte[]?>(
+                            t => Compute(item, null, t.GetAwaiter().GetResult().ForChunk(item.Chunk), side),
+                            cancellation,
+                            TaskContinuationOptions.None,
+                            scheduler
+                        );
                         break;
                     default:
-                        // A chunk of a tensor that needs no statistics reads none; a whole tensor's method gathers its own.
-                        var whole = item.Chunked ? null : modelWideCuts?.TensorCuts(item.JobIndex, item.Job.Inputs.Count);
-                        task = Task.Factory.StartNew<byte[]?>(() => Compute(item, whole, item.Chunked ? TensorStatistics.Empty : null, side),
-                            cancellation, TaskCreationOptions.None, scheduler);
+                        // A chunk of a tensor that needs no statistics reads none; a whole tensor's method gathers its
+                        // own.
+                        var whole = item.Chunked
+                            ? null
+                            : modelWideCuts?.TensorCuts(item.JobIndex, item.Job.Inputs.Count);
+                        task = Task.Factory.StartNew<byte[]?>(
+                            () => Compute(item, whole, item.Chunked ? TensorStatistics.Empty : null, side),
+                            cancellation,
+                            TaskCreationOptions.None,
+                            scheduler
+                        );
                         break;
                 }
                 pending.Enqueue((item, task, side));
             }
-            while (pending.Count > 0) WriteOldest();
+            while (pending.Count > 0)
+                WriteOldest();
             sideOutputs?.Complete();
         }
         catch
@@ -156,8 +207,13 @@ public static class MergeExecutor
             // Let running work finish before the caller disposes the memory maps it reads.
             foreach (var (_, task, side) in pending)
             {
-                try { task.Wait(); } catch (AggregateException) { }
-                if (task.IsCompletedSuccessfully && task.Result is { } buffer) ArrayPool<byte>.Shared.Return(buffer);
+                try
+                {
+                    task.Wait();
+                }
+                catch (AggregateException) { }
+                if (task.IsCompletedSuccessfully && task.Result is { } buffer)
+                    ArrayPool<byte>.Shared.Return(buffer);
                 side?.Dispose();
             }
             throw;
@@ -169,26 +225,47 @@ public static class MergeExecutor
     /// limit, saying how much it needs. Streamed methods are never listed: their items are chunks.
     /// </summary>
     public static IEnumerable<string> OversizedWholeTensors(MergePlan plan, ExecutionOptions options) =>
-        plan.Jobs.Where(j => !j.IsCopy && j.Method!.Chunking(j.Info!, j.Output.Shape) is null)
+        plan
+            .Jobs.Where(j => !j.IsCopy && j.Method!.Chunking(j.Info!, j.Output.Shape) is null)
             .Select(j => WorkItem.Whole(j, 0, null))
             .Where(item => item.Reservation > options.MemoryLimitBytes)
-            .Select(item => $"tensor '{item.Job.Output.Name}' needs {item.Reservation / (double)(1 << 30):F1} GiB of working memory for merge method " +
-                $"'{item.Job.Method!.Name}', which works on whole tensors; the memory limit is {options.MemoryLimitBytes / (double)(1 << 30):F1} GiB");
+            .Select(item =>
+                $"tensor '{item.Job.Output.Name}' needs {item.Reservation / (double)(1 << 30):F1} GiB of working "
+                + $"memory for merge method '{item.Job.Method!.Name}', which works on whole tensors; the memory limit "
+                + $"is {options.MemoryLimitBytes / (double)(1 << 30):F1} GiB"
+            );
 
-    /// <summary>The working memory of the plan's largest single work item (a chunk, a statistics pass, or a whole tensor).</summary>
+    /// <summary>
+    /// The working memory of the plan's largest single work item (a chunk, a statistics pass, or a whole tensor).
+    /// </summary>
     public static long LargestWorkItem(MergePlan plan, ExecutionOptions options) =>
         WorkItems(plan, options).Select(item => item.Reservation).DefaultIfEmpty(0).Max();
 
-    /// <summary>How the executor feeds a tensor to its method, which decides how fast it goes (<see cref="ChunkPlan"/>).</summary>
-    public enum Feed { Copy, Chunked, Streamed, StreamedCuts, StreamedRows, WholeTensor }
+    /// <summary>
+    /// How the executor feeds a tensor to its method, which decides how fast it goes (<see cref="ChunkPlan"/>).
+    /// </summary>
+    public enum Feed
+    {
+        Copy,
+        Chunked,
+        Streamed,
+        StreamedCuts,
+        StreamedRows,
+        WholeTensor,
+    }
 
     public static Feed FeedOf(TensorJob job)
     {
-        if (job.IsCopy) return Feed.Copy;
+        if (job.IsCopy)
+            return Feed.Copy;
         var plan = job.Method!.Chunking(job.Info!, job.Output.Shape);
-        if (plan is null) return Feed.WholeTensor;
-        if (!plan.NeedsStatistics) return Feed.Chunked;
-        return plan.Cuts.Count > 0 ? Feed.StreamedCuts : plan.RowLength > 0 ? Feed.StreamedRows : Feed.Streamed;
+        if (plan is null)
+            return Feed.WholeTensor;
+        if (!plan.NeedsStatistics)
+            return Feed.Chunked;
+        return plan.Cuts.Count > 0 ? Feed.StreamedCuts
+            : plan.RowLength > 0 ? Feed.StreamedRows
+            : Feed.Streamed;
     }
 
     private static IEnumerable<WorkItem> WorkItems(MergePlan plan, ExecutionOptions options)
@@ -207,55 +284,92 @@ public static class MergeExecutor
             if (chunking is null || total <= chunk)
             {
                 if (total > Array.MaxLength)
-                    throw new AlloyException($"tensor '{job.Output.Name}' has {total:N0} elements; merge method '{job.Method.Name}' needs the whole tensor in memory and supports at most {Array.MaxLength:N0}");
+                    throw new AlloyException(
+                        $"tensor '{job.Output.Name}' has {total:N0} elements; merge method '{job.Method.Name}' needs "
+                            + $"the whole tensor in memory and supports at most {Array.MaxLength:N0}"
+                    );
                 yield return WorkItem.Whole(job, index, chunking);
                 continue;
             }
             if (chunk > Array.MaxLength)
-                throw new AlloyException($"tensor '{job.Output.Name}' has rows of {chunking.RowLength:N0} elements; merge method '{job.Method.Name}' needs whole rows in memory and supports at most {Array.MaxLength:N0}");
+                throw new AlloyException(
+                    $"tensor '{job.Output.Name}' has rows of {chunking.RowLength:N0} elements; merge method "
+                        + $"'{job.Method.Name}' needs whole rows in memory and supports at most {Array.MaxLength:N0}"
+                );
             if (chunking.NeedsStatistics)
             {
                 long unit = chunking.ChunkElements(StatisticsGatherer.UnitElements);
                 int lanes = (int)Math.Min(Math.Max(1, options.Threads), (total + unit - 1) / unit);
                 yield return new WorkItem(job, index, ItemKind.Statistics, 0, 0, IsLast: false, Plan: chunking)
                 {
-                    Reservation = lanes * unit * 4L * (job.Inputs.Count + 1 + job.Method.ScratchBuffers(job.Inputs.Count)),
+                    Reservation =
+                        lanes * unit * 4L * (job.Inputs.Count + 1 + job.Method.ScratchBuffers(job.Inputs.Count)),
                 };
             }
             int c = 0;
             for (long start = 0; start < total; start += chunk, c++)
-                yield return new WorkItem(job, index, ItemKind.Merge, start, (int)Math.Min(chunk, total - start), IsLast: start + chunk >= total,
-                    c, chunking, Chunked: true);
+                yield return new WorkItem(
+                    job,
+                    index,
+                    ItemKind.Merge,
+                    start,
+                    (int)Math.Min(chunk, total - start),
+                    IsLast: start + chunk >= total,
+                    c,
+                    chunking,
+                    Chunked: true
+                );
         }
     }
 
     /// <summary>
     /// Runs a streamed tensor's statistics passes (<see cref="ChunkPlan"/>): each pass is one lane per thread taking
-    /// units in turn from the memory-mapped inputs; units keep their own sums and the gatherer folds them in unit order,
-    /// so the result does not depend on which lane took which unit.
+    /// units in turn from the memory-mapped inputs; units keep their own sums and the gatherer folds them in unit
+    /// order, so the result does not depend on which lane took which unit.
     /// </summary>
-    private static async Task<TensorStatistics> GatherAsync(WorkItem item, ExecutionOptions options, ModelWideCuts? modelWideCuts,
-        TaskScheduler scheduler, CancellationToken cancellation)
+    private static async Task<TensorStatistics> GatherAsync(
+        WorkItem item,
+        ExecutionOptions options,
+        ModelWideCuts? modelWideCuts,
+        TaskScheduler scheduler,
+        CancellationToken cancellation
+    )
     {
         var job = item.Job;
         var plan = item.Plan!;
-        using var gatherer = new StatisticsGatherer(job.Method!, plan, job.Output.ElementCount, plan.ChunkElements(options.ChunkElements),
-            input => modelWideCuts?.TensorCut(item.JobIndex, input)
-                ?? throw new InvalidOperationException($"{job.Method!.Name} asked for a model-wide cut of '{job.Output.Name}' that was not computed"));
+        using var gatherer = new StatisticsGatherer(
+            job.Method!,
+            plan,
+            job.Output.ElementCount,
+            plan.ChunkElements(options.ChunkElements),
+            input =>
+                modelWideCuts?.TensorCut(item.JobIndex, input)
+                ?? throw new InvalidOperationException(
+                    $"{job.Method!.Name} asked for a model-wide cut of '{job.Output.Name}' that was not computed"
+                )
+        );
         while (gatherer.NextPass() is { } kind)
         {
             var next = new StrongBox<int>(-1);
-            var lanes = new Task[Math.Min(Math.Max(1, options.Threads), (gatherer.UnitCount + UnitsPerBatch - 1) / UnitsPerBatch)];
+            var lanes = new Task[
+                Math.Min(Math.Max(1, options.Threads), (gatherer.UnitCount + UnitsPerBatch - 1) / UnitsPerBatch)
+            ];
             for (int l = 0; l < lanes.Length; l++)
-                lanes[l] = Task.Factory.StartNew(() => RunLane(job, gatherer, gatherer.NewLane(kind, sole: lanes.Length == 1), next),
-                    cancellation, TaskCreationOptions.None, scheduler);
+                lanes[l] = Task.Factory.StartNew(
+                    () => RunLane(job, gatherer, gatherer.NewLane(kind, sole: lanes.Length == 1), next),
+                    cancellation,
+                    TaskCreationOptions.None,
+                    scheduler
+                );
             await Task.WhenAll(lanes).ConfigureAwait(false);
             gatherer.EndPass();
         }
         return gatherer.Result;
     }
 
-    /// <summary>Statistics units a lane takes at a time: consecutive, so their input pages are released in one call.</summary>
+    /// <summary>
+    /// Statistics units a lane takes at a time: consecutive, so their input pages are released in one call.
+    /// </summary>
     private const int UnitsPerBatch = 16;
 
     private static void RunLane(TensorJob job, StatisticsGatherer gatherer, StatisticsPass lane, StrongBox<int> next)
@@ -264,32 +378,46 @@ public static class MergeExecutor
         try
         {
             int size = gatherer.Unit(0).Count;
-            for (int i = 0; i < inputs.Length; i++) inputs[i] = ArrayPool<float>.Shared.Rent(size);
-            for (int batch; (batch = Interlocked.Increment(ref next.Value)) * UnitsPerBatch < gatherer.UnitCount;)
+            for (int i = 0; i < inputs.Length; i++)
+                inputs[i] = ArrayPool<float>.Shared.Rent(size);
+            for (int batch; (batch = Interlocked.Increment(ref next.Value)) * UnitsPerBatch < gatherer.UnitCount; )
             {
-                int first = batch * UnitsPerBatch, end = Math.Min(first + UnitsPerBatch, gatherer.UnitCount);
+                int first = batch * UnitsPerBatch,
+                    end = Math.Min(first + UnitsPerBatch, gatherer.UnitCount);
                 for (int unit = first; unit < end; unit++)
                 {
                     var (start, count) = gatherer.Unit(unit);
                     for (int i = 0; i < inputs.Length; i++)
                         TensorReader.ReadFloat32(job.Inputs[i], start, inputs[i].AsSpan(0, count));
-                    gatherer.Accumulate(lane, unit, new MergeInputs(job.Info!, inputs, count, start, job.Output.Shape, statistics: gatherer.Known));
+                    gatherer.Accumulate(
+                        lane,
+                        unit,
+                        new MergeInputs(job.Info!, inputs, count, start, job.Output.Shape, statistics: gatherer.Known)
+                    );
                 }
                 // The next pass reads these pages again, from the page cache: keeping them mapped would make resident
                 // memory grow with the tensor.
-                long from = gatherer.Unit(first).Start, to = gatherer.Unit(end - 1).Start + gatherer.Unit(end - 1).Count;
-                foreach (var input in job.Inputs) TensorReader.Release(input, from, to - from);
+                long from = gatherer.Unit(first).Start,
+                    to = gatherer.Unit(end - 1).Start + gatherer.Unit(end - 1).Count;
+                foreach (var input in job.Inputs)
+                    TensorReader.Release(input, from, to - from);
             }
             gatherer.EndLane(lane);
         }
         finally
         {
             foreach (var buffer in inputs)
-                if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
+                if (buffer is not null)
+                    ArrayPool<float>.Shared.Return(buffer);
         }
     }
 
-    private static byte[] Compute(WorkItem item, MagnitudeCut?[]? modelWideCuts, TensorStatistics? statistics, SideChunk? side)
+    private static byte[] Compute(
+        WorkItem item,
+        MagnitudeCut?[]? modelWideCuts,
+        TensorStatistics? statistics,
+        SideChunk? side
+    )
     {
         var job = item.Job;
         int n = item.Count;
@@ -302,7 +430,19 @@ public static class MergeExecutor
                 inputs[i] = ArrayPool<float>.Shared.Rent(n);
                 TensorReader.ReadFloat32(job.Inputs[i], item.Start, inputs[i].AsSpan(0, n));
             }
-            job.Method!.Merge(new MergeInputs(job.Info!, inputs, n, item.Start, job.Output.Shape, modelWideCuts, statistics, side?.Values), output.AsSpan(0, n));
+            job.Method!.Merge(
+                new MergeInputs(
+                    job.Info!,
+                    inputs,
+                    n,
+                    item.Start,
+                    job.Output.Shape,
+                    modelWideCuts,
+                    statistics,
+                    side?.Values
+                ),
+                output.AsSpan(0, n)
+            );
             side?.Encode();
             var bytes = ArrayPool<byte>.Shared.Rent(item.OutputByteCount);
             TensorConvert.FromFloat32(output.AsSpan(0, n), job.Output.DType, bytes.AsSpan(0, item.OutputByteCount));
@@ -312,7 +452,8 @@ public static class MergeExecutor
         {
             ArrayPool<float>.Shared.Return(output);
             foreach (var buffer in inputs)
-                if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
+                if (buffer is not null)
+                    ArrayPool<float>.Shared.Return(buffer);
         }
     }
 
@@ -322,20 +463,43 @@ public static class MergeExecutor
         long length = tensor.Info.ByteLength;
         for (long offset = 0; offset < length; offset += CopyBlockBytes)
             sink.Append(item.Job.Output, tensor.Bytes(offset, (int)Math.Min(CopyBlockBytes, length - offset)));
-        if (length == 0) sink.Append(item.Job.Output, ReadOnlySpan<byte>.Empty);
+        if (length == 0)
+            sink.Append(item.Job.Output, ReadOnlySpan<byte>.Empty);
     }
 
-    private enum ItemKind { Copy, Merge, Statistics }
+    private enum ItemKind
+    {
+        Copy,
+        Merge,
+        Statistics,
+    }
 
     /// <summary>
     /// A whole tensor, a chunk of one (<paramref name="Chunked"/>: number <paramref name="Chunk"/> of its plan's
     /// chunking), or a streamed tensor's statistics passes.
     /// </summary>
-    private sealed record WorkItem(TensorJob Job, int JobIndex, ItemKind Kind, long Start, int Count, bool IsLast,
-        int Chunk = 0, ChunkPlan? Plan = null, bool Chunked = false)
+    private sealed record WorkItem(
+        TensorJob Job,
+        int JobIndex,
+        ItemKind Kind,
+        long Start,
+        int Count,
+        bool IsLast,
+        int Chunk = 0,
+        ChunkPlan? Plan = null,
+        bool Chunked = false
+    )
     {
         public static WorkItem Whole(TensorJob job, int index, ChunkPlan? plan) =>
-            new(job, index, ItemKind.Merge, 0, (int)Math.Min(job.Output.ElementCount, Array.MaxLength), IsLast: true, Plan: plan);
+            new(
+                job,
+                index,
+                ItemKind.Merge,
+                0,
+                (int)Math.Min(job.Output.ElementCount, Array.MaxLength),
+                IsLast: true,
+                Plan: plan
+            );
 
         public int OutputByteCount => Kind == ItemKind.Merge ? Count * Job.Output.DType.Size() : 0;
 
@@ -345,8 +509,14 @@ public static class MergeExecutor
         /// Working memory: for a merge, float32 inputs, output and the method's scratch buffers, plus the output bytes
         /// and side outputs; for statistics, each lane's unit of inputs and scratch.
         /// </summary>
-        public long Reservation { get; init; } = Kind != ItemKind.Merge ? 0
-            : (long)Count * (4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count)) + Job.Output.DType.Size())
-              + (Job.Side?.WorkingBytes(Count) ?? 0);
+        public long Reservation { get; init; } =
+            Kind != ItemKind.Merge
+                ? 0
+                : (long)Count
+                    * (
+                        4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count))
+                        + Job.Output.DType.Size()
+                    )
+                    + (Job.Side?.WorkingBytes(Count) ?? 0);
     }
 }

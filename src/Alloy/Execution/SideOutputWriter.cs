@@ -32,7 +32,9 @@ internal sealed class SideChunk : IDisposable
     public int Count => Values.Length;
     public bool EndsTensor => Start + Count == Job.Output.ElementCount;
 
-    /// <summary>Encodes every side tensor's values (rounded once, or packed into bits) and releases the float buffers.</summary>
+    /// <summary>
+    /// Encodes every side tensor's values (rounded once, or packed into bits) and releases the float buffers.
+    /// </summary>
     public void Encode()
     {
         var tensors = Job.Side!.Tensors;
@@ -63,7 +65,8 @@ internal sealed class SideChunk : IDisposable
         Values.Dispose();
         for (int k = 0; k < _encoded.Length; k++)
         {
-            if (_encoded[k] is not { } buffer) continue;
+            if (_encoded[k] is not { } buffer)
+                continue;
             ArrayPool<byte>.Shared.Return(buffer);
             _encoded[k] = null;
         }
@@ -82,6 +85,7 @@ internal sealed class SideOutputWriter : IDisposable
     private readonly SideOutputPlan _plan;
     private readonly Dictionary<string, ShardedWriter> _writers;
     private readonly List<TensorTotals> _totals = [];
+
     // The tensor being written: its totals so far, and per packed side tensor the last byte written so far, held back
     // because the next work item may set bits of it.
     private int _job = -1;
@@ -98,19 +102,20 @@ internal sealed class SideOutputWriter : IDisposable
     /// <summary>Plans and opens the side files, or returns null when the plan has no side outputs.</summary>
     public static SideOutputWriter? Create(MergePlan plan, string folder)
     {
-        if (plan.SideOutputs is not { } side) return null;
+        if (plan.SideOutputs is not { } side)
+            return null;
         var files = new List<(string File, List<TensorInfo> Tensors)>();
         var byFile = new Dictionary<string, List<TensorInfo>>(StringComparer.Ordinal);
         foreach (var job in plan.Jobs)
-            foreach (var tensor in job.Side?.Tensors ?? [])
+        foreach (var tensor in job.Side?.Tensors ?? [])
+        {
+            if (!byFile.TryGetValue(tensor.File, out var list))
             {
-                if (!byFile.TryGetValue(tensor.File, out var list))
-                {
-                    byFile[tensor.File] = list = [];
-                    files.Add((tensor.File, list));
-                }
-                list.Add(new TensorInfo(tensor.Name, tensor.DType, tensor.StoredShape(job.Output.Shape)));
+                byFile[tensor.File] = list = [];
+                files.Add((tensor.File, list));
             }
+            list.Add(new TensorInfo(tensor.Name, tensor.DType, tensor.StoredShape(job.Output.Shape)));
+        }
         var writers = new Dictionary<string, ShardedWriter>(StringComparer.Ordinal);
         var result = new SideOutputWriter(folder, side, writers);
         try
@@ -156,8 +161,10 @@ internal sealed class SideOutputWriter : IDisposable
             if (_held[k] is { } held)
             {
                 // Consecutive items share a byte when one ends inside it: its bits combine.
-                if (held.Index == PackedBits.ByteOf(chunk.Start, columns)) bytes[0] |= held.Value;
-                else writer.Append(tensors[k].Name, [held.Value]);
+                if (held.Index == PackedBits.ByteOf(chunk.Start, columns))
+                    bytes[0] |= held.Value;
+                else
+                    writer.Append(tensors[k].Name, [held.Value]);
                 _held[k] = null;
             }
             if (chunk.EndsTensor)
@@ -168,19 +175,29 @@ internal sealed class SideOutputWriter : IDisposable
             writer.Append(tensors[k].Name, bytes[..^1]);
             _held[k] = (PackedBits.ByteOf(chunk.Start + chunk.Count - 1, columns), bytes[^1]);
         }
-        for (int t = 0; t < _running.Length; t++) _running[t].Add(chunk.Values.Totals[t]);
+        for (int t = 0; t < _running.Length; t++)
+            _running[t].Add(chunk.Values.Totals[t]);
         if (chunk.EndsTensor)
         {
             if (_running.Length > 0)
-                _totals.Add(new TensorTotals(chunk.Job.Info!, chunk.Job.Output.ElementCount, _running.Select(s => s.Value).ToArray()));
+                _totals.Add(
+                    new TensorTotals(
+                        chunk.Job.Info!,
+                        chunk.Job.Output.ElementCount,
+                        _running.Select(s => s.Value).ToArray()
+                    )
+                );
             _job = -1;
         }
     }
 
-    /// <summary>After the last tensor: finishes the side files and writes the method's files made from the totals.</summary>
+    /// <summary>
+    /// After the last tensor: finishes the side files and writes the method's files made from the totals.
+    /// </summary>
     public void Complete()
     {
-        foreach (var writer in _writers.Values) writer.Complete();
+        foreach (var writer in _writers.Values)
+            writer.Complete();
         foreach (var file in _plan.Finish(_totals))
         {
             SidePaths.Check(file.Path);
@@ -199,6 +216,7 @@ internal sealed class SideOutputWriter : IDisposable
 
     public void Dispose()
     {
-        foreach (var writer in _writers.Values) writer.Dispose();
+        foreach (var writer in _writers.Values)
+            writer.Dispose();
     }
 }

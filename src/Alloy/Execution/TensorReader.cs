@@ -22,10 +22,15 @@ public static class TensorReader
         var info = input.Tensor.Info;
         int size = info.DType.Size();
         if (!input.IsCropped)
-            TensorConvert.ToFloat32(input.Tensor.Bytes(start * size, destination.Length * size), info.DType, destination);
+            TensorConvert.ToFloat32(
+                input.Tensor.Bytes(start * size, destination.Length * size),
+                info.DType,
+                destination
+            );
         else
             ReadCropped(input, start, destination);
-        if (input.Lora is { } lora) AddLora(lora, input, start, destination);
+        if (input.Lora is { } lora)
+            AddLora(lora, input, start, destination);
     }
 
     /// <summary>
@@ -35,7 +40,8 @@ public static class TensorReader
     /// </summary>
     public static void Release(PlannedInput input, long start, long count)
     {
-        if (input.Rows is not null || input.IsCropped) return;
+        if (input.Rows is not null || input.IsCropped)
+            return;
         int size = input.Tensor.Info.DType.Size();
         input.Tensor.File.Release(input.Tensor.Offset + start * size, count * size);
     }
@@ -57,10 +63,15 @@ public static class TensorReader
             while (done < destination.Length)
             {
                 long element = start + done;
-                long row = element / cols, col = element % cols;
+                long row = element / cols,
+                    col = element % cols;
                 int run = (int)Math.Min(cols - col, destination.Length - done);
                 var update = delta.Slice((int)((row - firstRow) * storedCols + col), run);
-                System.Numerics.Tensors.TensorPrimitives.Add(destination.Slice(done, run), update, destination.Slice(done, run));
+                System.Numerics.Tensors.TensorPrimitives.Add(
+                    destination.Slice(done, run),
+                    update,
+                    destination.Slice(done, run)
+                );
                 done += run;
             }
         }
@@ -76,12 +87,14 @@ public static class TensorReader
         int size = info.DType.Size();
 
         // Cropped 2-D input: element (r, c) of the [rows, cols] view lives at r·storedCols + c.
-        long cols = input.Shape[1], storedCols = info.Shape[1];
+        long cols = input.Shape[1],
+            storedCols = info.Shape[1];
         int done = 0;
         while (done < destination.Length)
         {
             long element = start + done;
-            long row = element / cols, col = element % cols;
+            long row = element / cols,
+                col = element % cols;
             int run = (int)Math.Min(cols - col, destination.Length - done);
             var bytes = input.Tensor.Bytes((row * storedCols + col) * size, run * size);
             TensorConvert.ToFloat32(bytes, info.DType, destination.Slice(done, run));
@@ -124,7 +137,8 @@ public static class TensorReader
             return;
         }
         destination.Clear();
-        if (terms.Length == 0) return;
+        if (terms.Length == 0)
+            return;
         // A mean of a few models' rows: accumulate in double, round once.
         var sum = ArrayPool<double>.Shared.Rent(destination.Length);
         var scratch = ArrayPool<float>.Shared.Rent(destination.Length);
@@ -136,9 +150,11 @@ public static class TensorReader
             foreach (var term in terms)
             {
                 ReadStored(term.Tensor, term.Row * rows.Columns + column, values);
-                for (int j = 0; j < values.Length; j++) acc[j] += term.Weight * values[j];
+                for (int j = 0; j < values.Length; j++)
+                    acc[j] += term.Weight * values[j];
             }
-            for (int j = 0; j < acc.Length; j++) destination[j] = (float)acc[j];
+            for (int j = 0; j < acc.Length; j++)
+                destination[j] = (float)acc[j];
         }
         finally
         {
@@ -150,7 +166,11 @@ public static class TensorReader
     private static void ReadStored(StoredTensor tensor, long element, Span<float> destination)
     {
         int size = tensor.Info.DType.Size();
-        TensorConvert.ToFloat32(tensor.Bytes(element * size, destination.Length * size), tensor.Info.DType, destination);
+        TensorConvert.ToFloat32(
+            tensor.Bytes(element * size, destination.Length * size),
+            tensor.Info.DType,
+            destination
+        );
     }
 
     /// <summary>
@@ -164,13 +184,16 @@ public static class TensorReader
         var row = new float[columns];
         for (int r = 0; r < rows.Rows; r++)
         {
-            if (rows.IsPadding(r)) continue;
+            if (rows.IsPadding(r))
+                continue;
             ReadRowPart(rows, r, 0, row);
-            for (int j = 0; j < columns; j++) sum[j] += row[j];
+            for (int j = 0; j < columns; j++)
+                sum[j] += row[j];
         }
         var mean = new float[columns];
         if (rows.TokenRows > 0)
-            for (int j = 0; j < columns; j++) mean[j] = (float)(sum[j] / rows.TokenRows);
+            for (int j = 0; j < columns; j++)
+                mean[j] = (float)(sum[j] / rows.TokenRows);
         return mean;
     }
 }

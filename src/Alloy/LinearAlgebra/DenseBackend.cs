@@ -9,7 +9,9 @@ public abstract class DenseBackend
 {
     private static readonly Lazy<DenseBackend> s_default = new(ChooseDefault);
     private static readonly AsyncLocal<DenseBackend?> s_override = new();
-    private static readonly Lazy<OpenBlasBackend?> s_openBlas = new(() => Forced() == "managed" ? null : OpenBlasBackend.TryLoad());
+    private static readonly Lazy<OpenBlasBackend?> s_openBlas = new(() =>
+        Forced() == "managed" ? null : OpenBlasBackend.TryLoad()
+    );
 
     /// <summary>
     /// Environment variable that forces a backend: "openblas", or "managed" (which also hides OpenBLAS, as if the
@@ -34,8 +36,21 @@ public abstract class DenseBackend
     /// lda, ldb, ldc. A stored untransposed is m×k (lda ≥ k); transposed, it is stored k×m (lda ≥ m). Same for B.
     /// When β = 0, C's previous contents are ignored (NaN included), as in BLAS.
     /// </summary>
-    public abstract void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc);
+    public abstract void Gemm(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        float alpha,
+        ReadOnlySpan<float> a,
+        int lda,
+        ReadOnlySpan<float> b,
+        int ldb,
+        float beta,
+        Span<float> c,
+        int ldc
+    );
 
     /// <summary>
     /// Thin SVD A = U·diag(S)·Vᵀ of the row-major m×n matrix A, with r = min(m, n): U is m×r and Vᵀ is r×n (both
@@ -47,13 +62,17 @@ public abstract class DenseBackend
     /// <summary>The backend in use: a test's or caller's override (<see cref="Use"/>), else the default.</summary>
     public static DenseBackend Current => s_override.Value ?? s_default.Value;
 
-    /// <summary>OpenBLAS when it loads (and <see cref="EnvironmentVariable"/> does not say "managed"), else managed.</summary>
+    /// <summary>
+    /// OpenBLAS when it loads (and <see cref="EnvironmentVariable"/> does not say "managed"), else managed.
+    /// </summary>
     public static DenseBackend Default => s_default.Value;
 
     /// <summary>The managed backend (always available).</summary>
     public static DenseBackend Managed => ManagedBackend.Instance;
 
-    /// <summary>The OpenBLAS backend, or null when libopenblas.so.0 cannot be loaded (or ALLOY_LINALG=managed).</summary>
+    /// <summary>
+    /// The OpenBLAS backend, or null when libopenblas.so.0 cannot be loaded (or ALLOY_LINALG=managed).
+    /// </summary>
     public static DenseBackend? OpenBlas => s_openBlas.Value;
 
     /// <summary>
@@ -72,22 +91,37 @@ public abstract class DenseBackend
         public void Dispose() => s_override.Value = previous;
     }
 
-    private static string? Forced() => Environment.GetEnvironmentVariable(EnvironmentVariable)?.Trim().ToLowerInvariant();
+    private static string? Forced() =>
+        Environment.GetEnvironmentVariable(EnvironmentVariable)?.Trim().ToLowerInvariant();
 
     private static DenseBackend ChooseDefault()
     {
         var forced = Forced();
         if (forced is not (null or "" or "managed" or "openblas"))
-            throw new AlloyException($"{EnvironmentVariable}={forced} is not a linear-algebra backend; use 'managed' or 'openblas', or unset it");
+            throw new AlloyException(
+                $"{EnvironmentVariable}={forced} is not a linear-algebra backend; use 'managed' or 'openblas', or "
+                    + $"unset it"
+            );
         var openBlas = s_openBlas.Value;
         if (forced == "openblas" && openBlas is null)
-            throw new AlloyException($"{EnvironmentVariable}=openblas, but libopenblas.so.0 could not be loaded; install it (apt-get install libopenblas0-pthread) or unset {EnvironmentVariable}");
+            throw new AlloyException(
+                $"{EnvironmentVariable}=openblas, but libopenblas.so.0 could not be loaded; install it (apt-get "
+                    + $"install libopenblas0-pthread) or unset {EnvironmentVariable}"
+            );
         return (DenseBackend?)openBlas ?? ManagedBackend.Instance;
     }
 
     /// <summary>C = α·A·B + β·C for contiguous row-major A (m×k), B (k×n), C (m×n).</summary>
-    public void Multiply(int m, int n, int k, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, float alpha = 1, float beta = 0) =>
-        Gemm(false, false, m, n, k, alpha, a, Math.Max(1, k), b, Math.Max(1, n), beta, c, Math.Max(1, n));
+    public void Multiply(
+        int m,
+        int n,
+        int k,
+        ReadOnlySpan<float> a,
+        ReadOnlySpan<float> b,
+        Span<float> c,
+        float alpha = 1,
+        float beta = 0
+    ) => Gemm(false, false, m, n, k, alpha, a, Math.Max(1, k), b, Math.Max(1, n), beta, c, Math.Max(1, n));
 
     /// <summary>
     /// The nearest matrix to A with orthonormal columns (m ≥ n) or rows (m &lt; n) in the Frobenius norm: the
@@ -108,10 +142,21 @@ public abstract class DenseBackend
     /// C = α·U[:, :rank]·diag(S[:rank])·Vᵀ[:rank, :] + β·C, where U is m×r and Vᵀ is r×n row-major (an SVD's factors)
     /// and C is m×n.
     /// </summary>
-    public void Reconstruct(ReadOnlySpan<float> u, ReadOnlySpan<float> s, ReadOnlySpan<float> vt, int m, int n, int r, int rank,
-        Span<float> c, float alpha = 1, float beta = 0)
+    public void Reconstruct(
+        ReadOnlySpan<float> u,
+        ReadOnlySpan<float> s,
+        ReadOnlySpan<float> vt,
+        int m,
+        int n,
+        int r,
+        int rank,
+        Span<float> c,
+        float alpha = 1,
+        float beta = 0
+    )
     {
-        if (rank < 0 || rank > r) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside 0..{r}");
+        if (rank < 0 || rank > r)
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside 0..{r}");
         CheckLength(u, (long)m * r, nameof(u));
         CheckLength(vt, (long)r * n, nameof(vt));
         CheckLength(c, (long)m * n, nameof(c));
@@ -124,27 +169,44 @@ public abstract class DenseBackend
         using var scaled = PooledArray.Rent((long)m * rank);
         var us = scaled.Span;
         for (int i = 0; i < m; i++)
-            for (int j = 0; j < rank; j++)
-                us[i * rank + j] = u[i * r + j] * s[j];
+        for (int j = 0; j < rank; j++)
+            us[i * rank + j] = u[i * r + j] * s[j];
         Gemm(false, false, m, n, rank, alpha, us, rank, vt, n, beta, c, n);
     }
 
     private static void Scale(Span<float> c, float beta)
     {
-        if (beta == 0) c.Clear();
-        else if (beta != 1) System.Numerics.Tensors.TensorPrimitives.Multiply(c, beta, c);
+        if (beta == 0)
+            c.Clear();
+        else if (beta != 1)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(c, beta, c);
     }
 
     /// <summary>Checks the arguments every backend's Gemm receives, so both fail the same way.</summary>
-    protected static void CheckGemm(bool transA, bool transB, int m, int n, int k, int aLength, int lda, int bLength, int ldb, int cLength, int ldc)
+    protected static void CheckGemm(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        int aLength,
+        int lda,
+        int bLength,
+        int ldb,
+        int cLength,
+        int ldc
+    )
     {
-        if (m < 0 || n < 0 || k < 0) throw new ArgumentOutOfRangeException(nameof(m), $"negative dimension in {m}×{k} · {k}×{n}");
+        if (m < 0 || n < 0 || k < 0)
+            throw new ArgumentOutOfRangeException(nameof(m), $"negative dimension in {m}×{k} · {k}×{n}");
         CheckStored("A", transA ? k : m, transA ? m : k, aLength, lda);
         CheckStored("B", transB ? n : k, transB ? k : n, bLength, ldb);
         CheckStored("C", m, n, cLength, ldc);
     }
 
-    /// <summary>Checks an SVD's arguments, including that A is finite (LAPACK's behaviour on NaN varies by version).</summary>
+    /// <summary>
+    /// Checks an SVD's arguments, including that A is finite (LAPACK's behaviour on NaN varies by version).
+    /// </summary>
     protected static void CheckSvd(ReadOnlySpan<float> a, int m, int n, int uLength, int sLength, int vtLength)
     {
         CheckSvdLengths(m, n, a.Length, uLength, sLength, vtLength);
@@ -155,36 +217,47 @@ public abstract class DenseBackend
     /// <summary>True when no value is NaN or infinite.</summary>
     public static bool AllFinite(ReadOnlySpan<float> values)
     {
-        int width = System.Numerics.Vector<float>.Count, i = 0;
+        int width = System.Numerics.Vector<float>.Count,
+            i = 0;
         var bad = System.Numerics.Vector<float>.Zero;
         // x − x is 0 for finite x and NaN for NaN or ±∞; NaN ≠ NaN makes the comparison fail.
         for (; i <= values.Length - width; i += width)
         {
             var v = new System.Numerics.Vector<float>(values[i..]);
-            if (!System.Numerics.Vector.EqualsAll(v - v, bad)) return false;
+            if (!System.Numerics.Vector.EqualsAll(v - v, bad))
+                return false;
         }
         for (; i < values.Length; i++)
-            if (!float.IsFinite(values[i])) return false;
+            if (!float.IsFinite(values[i]))
+                return false;
         return true;
     }
 
     private static void CheckSvdLengths(int m, int n, int aLength, int uLength, int sLength, int vtLength)
     {
-        if (m < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(m), $"SVD of an empty {m}×{n} matrix");
+        if (m < 1 || n < 1)
+            throw new ArgumentOutOfRangeException(nameof(m), $"SVD of an empty {m}×{n} matrix");
         long r = Math.Min(m, n);
         if (aLength < (long)m * n || uLength < m * r || sLength < r || vtLength < r * n)
-            throw new ArgumentException($"SVD of {m}×{n}: spans too short (A {aLength}, U {uLength}, S {sLength}, Vᵀ {vtLength}; need {(long)m * n}, {m * r}, {r}, {r * n})");
+            throw new ArgumentException(
+                $"SVD of {m}×{n}: spans too short (A {aLength}, U {uLength}, S {sLength}, Vᵀ {vtLength}; need "
+                    + $"{(long)m * n}, {m * r}, {r}, {r * n})"
+            );
     }
 
     private static void CheckStored(string name, int rows, int cols, int length, int ld)
     {
-        if (ld < Math.Max(1, cols)) throw new ArgumentException($"{name}: leading dimension {ld} is less than its {cols} columns");
+        if (ld < Math.Max(1, cols))
+            throw new ArgumentException($"{name}: leading dimension {ld} is less than its {cols} columns");
         if (rows > 0 && cols > 0 && length < (long)(rows - 1) * ld + cols)
-            throw new ArgumentException($"{name}: {length} elements cannot hold {rows}×{cols} with leading dimension {ld}");
+            throw new ArgumentException(
+                $"{name}: {length} elements cannot hold {rows}×{cols} with leading dimension {ld}"
+            );
     }
 
     private static void CheckLength(ReadOnlySpan<float> span, long needed, string name)
     {
-        if (span.Length < needed) throw new ArgumentException($"{name} has {span.Length} elements; {needed} needed");
+        if (span.Length < needed)
+            throw new ArgumentException($"{name} has {span.Length} elements; {needed} needed");
     }
 }

@@ -20,12 +20,15 @@ internal static class JacobiSvd
     /// <summary>Below this many doubles in the vectors, rotating blocks in parallel costs more than it saves.</summary>
     private const long ParallelWork = 1 << 16;
 
-    /// <summary>Bytes of vectors (and their rows of W) per block: two blocks fit in a typical 512 KiB–1 MiB L2 cache.</summary>
+    /// <summary>
+    /// Bytes of vectors (and their rows of W) per block: two blocks fit in a typical 512 KiB–1 MiB L2 cache.
+    /// </summary>
     private const long BlockBytes = 256 << 10;
 
     public static void Run(ReadOnlySpan<float> a, int m, int n, Span<float> u, Span<float> s, Span<float> vt)
     {
-        int r = Math.Min(m, n), len = Math.Max(m, n);
+        int r = Math.Min(m, n),
+            len = Math.Max(m, n);
         var x = ArrayPool<double>.Shared.Rent(checked(r * len));
         var w = ArrayPool<double>.Shared.Rent(checked(r * r));
         try
@@ -39,30 +42,43 @@ internal static class JacobiSvd
         }
     }
 
-    private static void Decompose(ReadOnlySpan<float> a, int m, int n, Span<float> u, Span<float> s, Span<float> vt, double[] x, double[] w)
+    private static void Decompose(
+        ReadOnlySpan<float> a,
+        int m,
+        int n,
+        Span<float> u,
+        Span<float> s,
+        Span<float> vt,
+        double[] x,
+        double[] w
+    )
     {
-        int r = Math.Min(m, n), len = Math.Max(m, n);
+        int r = Math.Min(m, n),
+            len = Math.Max(m, n);
         bool tall = m >= n;
         // x holds the vectors being orthogonalised, one per row: A's columns (tall) or rows (wide).
         if (tall)
         {
             for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                    x[(long)j * len + i] = a[i * n + j];
+            for (int j = 0; j < n; j++)
+                x[(long)j * len + i] = a[i * n + j];
         }
         else
         {
-            for (int i = 0; i < m * n; i++) x[i] = a[i];
+            for (int i = 0; i < m * n; i++)
+                x[i] = a[i];
         }
         // w accumulates the rotations: row j is the j-th vector of the short side.
         w.AsSpan(0, r * r).Clear();
-        for (int j = 0; j < r; j++) w[j * r + j] = 1;
+        for (int j = 0; j < r; j++)
+            w[j * r + j] = 1;
 
         var solver = new Solver(x, w, r, len);
         solver.Solve();
 
         var sigma = new double[r];
-        for (int j = 0; j < r; j++) sigma[j] = Math.Sqrt(Kernels.DotDouble(solver.Row(j), solver.Row(j)));
+        for (int j = 0; j < r; j++)
+            sigma[j] = Math.Sqrt(Kernels.DotDouble(solver.Row(j), solver.Row(j)));
         var order = Enumerable.Range(0, r).OrderByDescending(j => sigma[j]).ThenBy(j => j).ToArray();
 
         // The long side's singular vectors: normalised x rows in output order; vectors of zero singular values are
@@ -79,9 +95,20 @@ internal static class JacobiSvd
     }
 
     /// <summary>Normalises, completes and writes out the factors in descending order of singular value.</summary>
-    private static void WriteFactors(Solver solver, double[] sigma, int[] order, double[] left, int m, int n, Span<float> u, Span<float> s, Span<float> vt)
+    private static void WriteFactors(
+        Solver solver,
+        double[] sigma,
+        int[] order,
+        double[] left,
+        int m,
+        int n,
+        Span<float> u,
+        Span<float> s,
+        Span<float> vt
+    )
     {
-        int r = Math.Min(m, n), len = Math.Max(m, n);
+        int r = Math.Min(m, n),
+            len = Math.Max(m, n);
         bool tall = m >= n;
         double zero = (order.Length > 0 ? sigma[order[0]] : 0) * Math.ScaleB(1.0, -64);
         var missing = new List<int>();
@@ -109,13 +136,17 @@ internal static class JacobiSvd
             var rightRow = solver.RotationRow(j);
             if (tall)
             {
-                for (int i = 0; i < m; i++) u[i * r + q] = (float)leftRow[i];
-                for (int i = 0; i < n; i++) vt[q * n + i] = (float)rightRow[i];
+                for (int i = 0; i < m; i++)
+                    u[i * r + q] = (float)leftRow[i];
+                for (int i = 0; i < n; i++)
+                    vt[q * n + i] = (float)rightRow[i];
             }
             else
             {
-                for (int i = 0; i < n; i++) vt[q * n + i] = (float)leftRow[i];
-                for (int i = 0; i < m; i++) u[i * r + q] = (float)rightRow[i];
+                for (int i = 0; i < n; i++)
+                    vt[q * n + i] = (float)leftRow[i];
+                for (int i = 0; i < m; i++)
+                    u[i * r + q] = (float)rightRow[i];
             }
         }
     }
@@ -126,16 +157,19 @@ internal static class JacobiSvd
     /// </summary>
     private static void Complete(double[] rows, int r, int len, List<int> missing)
     {
-        if (missing.Count == 0) return;
+        if (missing.Count == 0)
+            return;
         var isMissing = new bool[r];
-        foreach (var q in missing) isMissing[q] = true;
+        foreach (var q in missing)
+            isMissing[q] = true;
         var v = new double[len];
         int candidate = 0;
         foreach (var q in missing)
         {
             while (true)
             {
-                if (candidate >= len) throw new InvalidOperationException("SVD basis completion ran out of candidates");
+                if (candidate >= len)
+                    throw new InvalidOperationException("SVD basis completion ran out of candidates");
                 Array.Clear(v);
                 int c = candidate++;
                 v[c] = 1;
@@ -145,25 +179,32 @@ internal static class JacobiSvd
                 bool changed = false;
                 for (int l = 0; l < r; l++)
                 {
-                    if (isMissing[l] || rows[l * len + c] == 0) continue;
+                    if (isMissing[l] || rows[l * len + c] == 0)
+                        continue;
                     var row = rows.AsSpan(l * len, len);
                     double dot = row[c];
-                    for (int i = 0; i < len; i++) v[i] -= dot * row[i];
+                    for (int i = 0; i < len; i++)
+                        v[i] -= dot * row[i];
                     changed = true;
                 }
                 for (int l = 0; changed && l < r; l++)
                 {
-                    if (isMissing[l]) continue;
+                    if (isMissing[l])
+                        continue;
                     var row = rows.AsSpan(l * len, len);
                     double dot = 0;
-                    for (int i = 0; i < len; i++) dot += row[i] * v[i];
-                    for (int i = 0; i < len; i++) v[i] -= dot * row[i];
+                    for (int i = 0; i < len; i++)
+                        dot += row[i] * v[i];
+                    for (int i = 0; i < len; i++)
+                        v[i] -= dot * row[i];
                 }
                 double norm = Math.Sqrt(v.Sum(t => t * t));
                 // A coordinate vector keeps at least √((len − r + 1)/len) of its length for some choice; 0.5 is plenty.
-                if (norm < 0.5) continue;
+                if (norm < 0.5)
+                    continue;
                 var target = rows.AsSpan(q * len, len);
-                for (int i = 0; i < len; i++) target[i] = v[i] / norm;
+                for (int i = 0; i < len; i++)
+                    target[i] = v[i] / norm;
                 isMissing[q] = false;
                 break;
             }
@@ -173,6 +214,7 @@ internal static class JacobiSvd
     private sealed class Solver(double[] x, double[] w, int r, int len)
     {
         private readonly double[] _norms = new double[r];
+
         // Rotate while the cosine of the angle between two vectors exceeds this; LAPACK's sgesvj uses √len·ε too.
         private readonly double _tolerance = Math.ScaleB(1.0, -24);
         private int _rotated;
@@ -191,11 +233,12 @@ internal static class JacobiSvd
         {
             int block = (int)Math.Clamp(BlockBytes / (8L * (len + r)), 1, r);
             int blocks = (r + block - 1) / block;
-            int players = blocks + (blocks & 1);   // the last player, when blocks is odd, is a bye
+            int players = blocks + (blocks & 1); // the last player, when blocks is odd, is a bye
             bool parallel = (long)r * (len + r) >= ParallelWork && blocks > 1;
             for (int sweep = 0; sweep < MaxSweeps; sweep++)
             {
-                for (int j = 0; j < r; j++) _norms[j] = Kernels.DotDouble(Row(j), Row(j));
+                for (int j = 0; j < r; j++)
+                    _norms[j] = Kernels.DotDouble(Row(j), Row(j));
                 _rotated = 0;
                 Run(blocks, parallel, b => Within(b, block));
                 for (int round = 0; round < players - 1; round++)
@@ -203,52 +246,67 @@ internal static class JacobiSvd
                     int roundCopy = round;
                     Run(players / 2, parallel, p => Between(players, roundCopy, p, block));
                 }
-                if (_rotated == 0) return;
+                if (_rotated == 0)
+                    return;
             }
         }
 
         private static void Run(int count, bool parallel, Action<int> body)
         {
-            if (parallel) Parallel.For(0, count, body);
-            else for (int i = 0; i < count; i++) body(i);
+            if (parallel)
+                Parallel.For(0, count, body);
+            else
+                for (int i = 0; i < count; i++)
+                    body(i);
         }
 
         private void Within(int b, int block)
         {
-            int start = b * block, end = Math.Min(r, start + block);
+            int start = b * block,
+                end = Math.Min(r, start + block);
             for (int i = start; i < end - 1; i++)
-                for (int j = i + 1; j < end; j++)
-                    Rotate(i, j);
+            for (int j = i + 1; j < end; j++)
+                Rotate(i, j);
         }
 
-        /// <summary>The p-th pair of blocks of a round in the circle method (player players−1 stays, the others rotate).</summary>
+        /// <summary>
+        /// The p-th pair of blocks of a round in the circle method (player players−1 stays, the others rotate).
+        /// </summary>
         private void Between(int players, int round, int p, int block)
         {
             int n1 = players - 1;
             int a = p == 0 ? n1 : (round + p) % n1;
             int b = (round - p + n1) % n1;
-            if (a > b) (a, b) = (b, a);
+            if (a > b)
+                (a, b) = (b, a);
             int startB = b * block;
-            if (startB >= r) return;
-            int startA = a * block, endA = startA + block, endB = Math.Min(r, startB + block);
+            if (startB >= r)
+                return;
+            int startA = a * block,
+                endA = startA + block,
+                endB = Math.Min(r, startB + block);
             for (int i = startA; i < endA; i++)
-                for (int j = startB; j < endB; j++)
-                    Rotate(i, j);
+            for (int j = startB; j < endB; j++)
+                Rotate(i, j);
         }
 
         private void Rotate(int i, int j)
         {
-            double alpha = _norms[i], beta = _norms[j];
+            double alpha = _norms[i],
+                beta = _norms[j];
             // A vector orthogonalised down to nothing has no direction to rotate toward.
-            if (alpha <= 0 || beta <= 0) return;
+            if (alpha <= 0 || beta <= 0)
+                return;
             var xi = Row(i);
             var xj = Row(j);
             double gamma = Kernels.DotDouble(xi, xj);
-            if (Math.Abs(gamma) <= _tolerance * Math.Sqrt(alpha) * Math.Sqrt(beta)) return;
+            if (Math.Abs(gamma) <= _tolerance * Math.Sqrt(alpha) * Math.Sqrt(beta))
+                return;
             // The rotation that zeroes the off-diagonal of [[α, γ], [γ, β]]; t is the smaller root of t² + 2ζt − 1.
             double zeta = (beta - alpha) / (2 * gamma);
             double t = (zeta >= 0 ? 1 : -1) / (Math.Abs(zeta) + Math.Sqrt(1 + zeta * zeta));
-            double c = 1 / Math.Sqrt(1 + t * t), sn = c * t;
+            double c = 1 / Math.Sqrt(1 + t * t),
+                sn = c * t;
             Kernels.Rotate(xi, xj, c, sn);
             Kernels.Rotate(w.AsSpan(i * r, r), w.AsSpan(j * r, r), c, sn);
             // Updated, not recomputed: rounding can take a vanishing norm below zero, which must read as zero (a
@@ -266,7 +324,8 @@ internal static class Kernels
     /// <summary>Σ xᵢ·yᵢ with a fixed summation order for a given length and vector width.</summary>
     public static double DotDouble(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
     {
-        if (x.Length != y.Length) throw new ArgumentException("vectors differ in length");
+        if (x.Length != y.Length)
+            throw new ArgumentException("vectors differ in length");
         ref double px = ref MemoryMarshal.GetReference(x);
         ref double py = ref MemoryMarshal.GetReference(y);
         int i = 0;
@@ -277,8 +336,16 @@ internal static class Kernels
             var acc1 = Vector512<double>.Zero;
             for (; i <= x.Length - 16; i += 16)
             {
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref px, (nuint)i), Vector512.LoadUnsafe(ref py, (nuint)i), acc0);
-                acc1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref px, (nuint)(i + 8)), Vector512.LoadUnsafe(ref py, (nuint)(i + 8)), acc1);
+                acc0 = Vector512.FusedMultiplyAdd(
+                    Vector512.LoadUnsafe(ref px, (nuint)i),
+                    Vector512.LoadUnsafe(ref py, (nuint)i),
+                    acc0
+                );
+                acc1 = Vector512.FusedMultiplyAdd(
+                    Vector512.LoadUnsafe(ref px, (nuint)(i + 8)),
+                    Vector512.LoadUnsafe(ref py, (nuint)(i + 8)),
+                    acc1
+                );
             }
             sum = Vector512.Sum(acc0 + acc1);
         }
@@ -289,12 +356,21 @@ internal static class Kernels
             var acc1 = Vector<double>.Zero;
             for (; i <= x.Length - 2 * width; i += 2 * width)
             {
-                acc0 = Vector.FusedMultiplyAdd(Vector.LoadUnsafe(ref px, (nuint)i), Vector.LoadUnsafe(ref py, (nuint)i), acc0);
-                acc1 = Vector.FusedMultiplyAdd(Vector.LoadUnsafe(ref px, (nuint)(i + width)), Vector.LoadUnsafe(ref py, (nuint)(i + width)), acc1);
+                acc0 = Vector.FusedMultiplyAdd(
+                    Vector.LoadUnsafe(ref px, (nuint)i),
+                    Vector.LoadUnsafe(ref py, (nuint)i),
+                    acc0
+                );
+                acc1 = Vector.FusedMultiplyAdd(
+                    Vector.LoadUnsafe(ref px, (nuint)(i + width)),
+                    Vector.LoadUnsafe(ref py, (nuint)(i + width)),
+                    acc1
+                );
             }
             sum = Vector.Sum(acc0 + acc1);
         }
-        for (; i < x.Length; i++) sum += x[i] * y[i];
+        for (; i < x.Length; i++)
+            sum += x[i] * y[i];
         return sum;
     }
 
@@ -302,8 +378,10 @@ internal static class Kernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rotate(Span<double> x, Span<double> y, double c, double s)
     {
-        if (x.Length != y.Length) throw new ArgumentException("vectors differ in length");
-        int width = Vector<double>.Count, i = 0;
+        if (x.Length != y.Length)
+            throw new ArgumentException("vectors differ in length");
+        int width = Vector<double>.Count,
+            i = 0;
         ref double px = ref MemoryMarshal.GetReference(x);
         ref double py = ref MemoryMarshal.GetReference(y);
         if (Vector512.IsHardwareAccelerated)
@@ -329,7 +407,8 @@ internal static class Kernels
         }
         for (; i < x.Length; i++)
         {
-            double xv = x[i], yv = y[i];
+            double xv = x[i],
+                yv = y[i];
             x[i] = c * xv - s * yv;
             y[i] = s * xv + c * yv;
         }

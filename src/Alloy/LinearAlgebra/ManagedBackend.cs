@@ -18,8 +18,21 @@ internal sealed class ManagedBackend : DenseBackend
 
     public override DenseBackend SingleThreaded => s_sequential;
 
-    public override void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    public override void Gemm(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        float alpha,
+        ReadOnlySpan<float> a,
+        int lda,
+        ReadOnlySpan<float> b,
+        int ldb,
+        float beta,
+        Span<float> c,
+        int ldc
+    )
     {
         CheckGemm(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         ManagedGemm.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, _parallel);

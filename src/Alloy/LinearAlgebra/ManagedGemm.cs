@@ -24,20 +24,42 @@ internal static unsafe class ManagedGemm
     private const long ParallelWork = 1L << 21;
 
     /// <summary>C = α·op(A)·op(B) + β·C; <paramref name="parallel"/> lets large products use every core.</summary>
-    public static void Run(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, bool parallel = true)
+    public static void Run(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        float alpha,
+        ReadOnlySpan<float> a,
+        int lda,
+        ReadOnlySpan<float> b,
+        int ldb,
+        float beta,
+        Span<float> c,
+        int ldc,
+        bool parallel = true
+    )
     {
         for (int i = 0; i < m; i++)
         {
             var row = c.Slice(i * ldc, n);
-            if (beta == 0) row.Clear();
-            else if (beta != 1) System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+            if (beta == 0)
+                row.Clear();
+            else if (beta != 1)
+                System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
         }
-        if (m == 0 || n == 0 || k == 0 || alpha == 0) return;
+        if (m == 0 || n == 0 || k == 0 || alpha == 0)
+            return;
 
         int nc = Math.Min(NC, RoundUp(n, NR));
         using var packedB = PooledArray.Rent((long)KC * nc);
-        fixed (float* pa = a, pb = b, pc = c, pbPacked = packedB.Array)
+        fixed (
+            float* pa = a,
+                pb = b,
+                pc = c,
+                pbPacked = packedB.Array
+        )
         {
             var job = new Job(transA, transB, m, alpha, pa, lda, pb, ldb, pc, ldc, pbPacked);
             for (int jc = 0; jc < n; jc += NC)
@@ -56,7 +78,8 @@ internal static unsafe class ManagedGemm
                     job.PackB(pcStart, kcCur, jc, ncCur);
                     if (!parallel || (long)m * ncCur * kcCur < ParallelWork)
                     {
-                        for (int block = 0; block < blocks; block++) job.RowBlock(block, pcStart, kcCur, jc, ncCur);
+                        for (int block = 0; block < blocks; block++)
+                            job.RowBlock(block, pcStart, kcCur, jc, ncCur);
                     }
                     else
                     {
@@ -69,9 +92,22 @@ internal static unsafe class ManagedGemm
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
-    /// <summary>The arguments of one multiply, as pointers so parallel loops can share them (the caller pins them).</summary>
-    private sealed class Job(bool transA, bool transB, int m, float alpha, float* a, int lda, float* b, int ldb,
-        float* c, int ldc, float* packedB)
+    /// <summary>
+    /// The arguments of one multiply, as pointers so parallel loops can share them (the caller pins them).
+    /// </summary>
+    private sealed class Job(
+        bool transA,
+        bool transB,
+        int m,
+        float alpha,
+        float* a,
+        int lda,
+        float* b,
+        int ldb,
+        float* c,
+        int ldc,
+        float* packedB
+    )
     {
         /// <summary>Packs op(B)[pc.., jc..] into slivers of NR columns, k-major within each sliver.</summary>
         public void PackB(int pc, int kc, int jc, int nc)
@@ -92,10 +128,13 @@ internal static unsafe class ManagedGemm
             {
                 // Whole slivers: B's rows are op(B)'s columns, so a transposed B is packed by 8×8 block transposes;
                 // an untransposed one by vector copies of its rows.
-                if (transB) p = PackTransposedSliver(b + (long)j0 * ldb + pc, ldb, kc, dst);
+                if (transB)
+                    p = PackTransposedSliver(b + (long)j0 * ldb + pc, ldb, kc, dst);
                 else
                     for (; p < kc; p++)
-                        new ReadOnlySpan<float>(b + (long)(pc + p) * ldb + j0, NR).CopyTo(new Span<float>(dst + (long)p * NR, NR));
+                        new ReadOnlySpan<float>(b + (long)(pc + p) * ldb + j0, NR).CopyTo(
+                            new Span<float>(dst + (long)p * NR, NR)
+                        );
             }
             for (; p < kc; p++)
             {
@@ -103,7 +142,8 @@ internal static unsafe class ManagedGemm
                 int row = pc + p;
                 for (int q = 0; q < cols; q++)
                     d[q] = transB ? b[(long)(j0 + q) * ldb + row] : b[(long)row * ldb + j0 + q];
-                for (int q = cols; q < NR; q++) d[q] = 0;
+                for (int q = cols; q < NR; q++)
+                    d[q] = 0;
             }
         }
 
@@ -113,7 +153,8 @@ internal static unsafe class ManagedGemm
         /// </summary>
         public void RowBlock(int block, int pc, int kc, int jc, int nc, bool packSlivers = false)
         {
-            int i0 = block * MC, mc = Math.Min(MC, m - i0);
+            int i0 = block * MC,
+                mc = Math.Min(MC, m - i0);
             int panels = (mc + MR - 1) / MR;
             using var packedA = PooledArray.Rent((long)panels * MR * kc);
             fixed (float* pa = packedA.Array)
@@ -123,12 +164,15 @@ internal static unsafe class ManagedGemm
                 int slivers = (nc + NR - 1) / NR;
                 for (int sliver = 0; sliver < slivers; sliver++)
                 {
-                    int j0 = jc + sliver * NR, cols = Math.Min(NR, jc + nc - j0);
+                    int j0 = jc + sliver * NR,
+                        cols = Math.Min(NR, jc + nc - j0);
                     float* bs = packSlivers ? packedB : packedB + (long)sliver * kc * NR;
-                    if (packSlivers) PackSliver(pc, kc, j0, cols, bs);
+                    if (packSlivers)
+                        PackSliver(pc, kc, j0, cols, bs);
                     for (int panel = 0; panel < panels; panel++)
                     {
-                        int r0 = i0 + panel * MR, rows = Math.Min(MR, m - r0);
+                        int r0 = i0 + panel * MR,
+                            rows = Math.Min(MR, m - r0);
                         float* cTile = c + (long)r0 * ldc + j0;
                         if (rows == MR && cols == NR)
                         {
@@ -140,8 +184,8 @@ internal static unsafe class ManagedGemm
                             new Span<float>(tile, MR * NR).Clear();
                             Kernel(pa + (long)panel * MR * kc, bs, kc, tile, NR);
                             for (int r = 0; r < rows; r++)
-                                for (int q = 0; q < cols; q++)
-                                    cTile[(long)r * ldc + q] += tile[r * NR + q];
+                            for (int q = 0; q < cols; q++)
+                                cTile[(long)r * ldc + q] += tile[r * NR + q];
                         }
                     }
                 }
@@ -153,7 +197,8 @@ internal static unsafe class ManagedGemm
         {
             for (int panel = 0; panel * MR < mc; panel++)
             {
-                int r0 = i0 + panel * MR, rows = Math.Min(MR, m - r0);
+                int r0 = i0 + panel * MR,
+                    rows = Math.Min(MR, m - r0);
                 float* d = dst + (long)panel * MR * kc;
                 // A whole panel of an untransposed A: its rows are transposed 8 columns at a time.
                 int p = !transA && rows == MR ? PackTransposedPanel(a + (long)r0 * lda + pc, lda, kc, alpha, d) : 0;
@@ -162,7 +207,8 @@ internal static unsafe class ManagedGemm
                     int col = pc + p;
                     for (int r = 0; r < rows; r++)
                         d[r] = alpha * (transA ? a[(long)col * lda + r0 + r] : a[(long)(r0 + r) * lda + col]);
-                    for (int r = rows; r < MR; r++) d[r] = 0;
+                    for (int r = rows; r < MR; r++)
+                        d[r] = 0;
                 }
             }
         }
@@ -174,7 +220,8 @@ internal static unsafe class ManagedGemm
     /// </summary>
     private static int PackTransposedSliver(float* src, int ld, int kc, float* dst)
     {
-        if (!Avx.IsSupported || NR % 8 != 0) return 0;
+        if (!Avx.IsSupported || NR % 8 != 0)
+            return 0;
         int p = 0;
         for (; p + 8 <= kc; p += 8)
         {
@@ -210,7 +257,8 @@ internal static unsafe class ManagedGemm
     /// </summary>
     private static int PackTransposedPanel(float* src, int ld, int kc, float alpha, float* dst)
     {
-        if (!Avx.IsSupported) return 0;
+        if (!Avx.IsSupported)
+            return 0;
         var scale = Vector256.Create(alpha);
         int p = 0;
         for (; p + 8 <= kc; p += 8)
@@ -248,18 +296,34 @@ internal static unsafe class ManagedGemm
 
     /// <summary>Transposes the 8×8 block whose rows are r0…r7: afterwards r_i holds what was column i.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
-        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
+    private static void Transpose8x8(
+        ref Vector256<float> r0,
+        ref Vector256<float> r1,
+        ref Vector256<float> r2,
+        ref Vector256<float> r3,
+        ref Vector256<float> r4,
+        ref Vector256<float> r5,
+        ref Vector256<float> r6,
+        ref Vector256<float> r7
+    )
     {
         // Pairs, then quads within each 128-bit lane, then the lanes.
-        var a0 = Avx.UnpackLow(r0, r1); var a1 = Avx.UnpackHigh(r0, r1);
-        var a2 = Avx.UnpackLow(r2, r3); var a3 = Avx.UnpackHigh(r2, r3);
-        var a4 = Avx.UnpackLow(r4, r5); var a5 = Avx.UnpackHigh(r4, r5);
-        var a6 = Avx.UnpackLow(r6, r7); var a7 = Avx.UnpackHigh(r6, r7);
-        var b0 = Avx.Shuffle(a0, a2, 0x44); var b1 = Avx.Shuffle(a0, a2, 0xEE);
-        var b2 = Avx.Shuffle(a1, a3, 0x44); var b3 = Avx.Shuffle(a1, a3, 0xEE);
-        var b4 = Avx.Shuffle(a4, a6, 0x44); var b5 = Avx.Shuffle(a4, a6, 0xEE);
-        var b6 = Avx.Shuffle(a5, a7, 0x44); var b7 = Avx.Shuffle(a5, a7, 0xEE);
+        var a0 = Avx.UnpackLow(r0, r1);
+        var a1 = Avx.UnpackHigh(r0, r1);
+        var a2 = Avx.UnpackLow(r2, r3);
+        var a3 = Avx.UnpackHigh(r2, r3);
+        var a4 = Avx.UnpackLow(r4, r5);
+        var a5 = Avx.UnpackHigh(r4, r5);
+        var a6 = Avx.UnpackLow(r6, r7);
+        var a7 = Avx.UnpackHigh(r6, r7);
+        var b0 = Avx.Shuffle(a0, a2, 0x44);
+        var b1 = Avx.Shuffle(a0, a2, 0xEE);
+        var b2 = Avx.Shuffle(a1, a3, 0x44);
+        var b3 = Avx.Shuffle(a1, a3, 0xEE);
+        var b4 = Avx.Shuffle(a4, a6, 0x44);
+        var b5 = Avx.Shuffle(a4, a6, 0xEE);
+        var b6 = Avx.Shuffle(a5, a7, 0x44);
+        var b7 = Avx.Shuffle(a5, a7, 0xEE);
         r0 = Avx.Permute2x128(b0, b4, 0x20);
         r1 = Avx.Permute2x128(b1, b5, 0x20);
         r2 = Avx.Permute2x128(b2, b6, 0x20);
@@ -274,25 +338,41 @@ internal static unsafe class ManagedGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel(float* ap, float* bp, int kc, float* c, int ldc)
     {
-        Vector<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector<float> c00 = default,
+            c01 = default,
+            c10 = default,
+            c11 = default,
+            c20 = default,
+            c21 = default;
+        Vector<float> c30 = default,
+            c31 = default,
+            c40 = default,
+            c41 = default,
+            c50 = default,
+            c51 = default;
         int w = W;
         for (int p = 0; p < kc; p++, ap += MR, bp += 2 * w)
         {
             var b0 = Unsafe.ReadUnaligned<Vector<float>>(bp);
             var b1 = Unsafe.ReadUnaligned<Vector<float>>(bp + w);
             var a0 = new Vector<float>(ap[0]);
-            c00 = Vector.FusedMultiplyAdd(a0, b0, c00); c01 = Vector.FusedMultiplyAdd(a0, b1, c01);
+            c00 = Vector.FusedMultiplyAdd(a0, b0, c00);
+            c01 = Vector.FusedMultiplyAdd(a0, b1, c01);
             var a1 = new Vector<float>(ap[1]);
-            c10 = Vector.FusedMultiplyAdd(a1, b0, c10); c11 = Vector.FusedMultiplyAdd(a1, b1, c11);
+            c10 = Vector.FusedMultiplyAdd(a1, b0, c10);
+            c11 = Vector.FusedMultiplyAdd(a1, b1, c11);
             var a2 = new Vector<float>(ap[2]);
-            c20 = Vector.FusedMultiplyAdd(a2, b0, c20); c21 = Vector.FusedMultiplyAdd(a2, b1, c21);
+            c20 = Vector.FusedMultiplyAdd(a2, b0, c20);
+            c21 = Vector.FusedMultiplyAdd(a2, b1, c21);
             var a3 = new Vector<float>(ap[3]);
-            c30 = Vector.FusedMultiplyAdd(a3, b0, c30); c31 = Vector.FusedMultiplyAdd(a3, b1, c31);
+            c30 = Vector.FusedMultiplyAdd(a3, b0, c30);
+            c31 = Vector.FusedMultiplyAdd(a3, b1, c31);
             var a4 = new Vector<float>(ap[4]);
-            c40 = Vector.FusedMultiplyAdd(a4, b0, c40); c41 = Vector.FusedMultiplyAdd(a4, b1, c41);
+            c40 = Vector.FusedMultiplyAdd(a4, b0, c40);
+            c41 = Vector.FusedMultiplyAdd(a4, b1, c41);
             var a5 = new Vector<float>(ap[5]);
-            c50 = Vector.FusedMultiplyAdd(a5, b0, c50); c51 = Vector.FusedMultiplyAdd(a5, b1, c51);
+            c50 = Vector.FusedMultiplyAdd(a5, b0, c50);
+            c51 = Vector.FusedMultiplyAdd(a5, b1, c51);
         }
         Add(c, w, c00, c01);
         Add(c + ldc, w, c10, c11);

@@ -2,7 +2,9 @@ using System.Buffers;
 
 namespace Alloy.LinearAlgebra;
 
-/// <summary>A float buffer rented from the shared pool and returned on dispose: SVD temporaries are large and frequent.</summary>
+/// <summary>
+/// A float buffer rented from the shared pool and returned on dispose: SVD temporaries are large and frequent.
+/// </summary>
 public readonly struct PooledArray : IDisposable
 {
     private readonly float[] _array;
@@ -16,7 +18,9 @@ public readonly struct PooledArray : IDisposable
     public static PooledArray Rent(long length)
     {
         if (length > System.Array.MaxLength)
-            throw new AlloyException($"a matrix buffer of {length:N0} elements exceeds the largest .NET array ({System.Array.MaxLength:N0})");
+            throw new AlloyException(
+                $"a matrix buffer of {length:N0} elements exceeds the largest .NET array ({System.Array.MaxLength:N0})"
+            );
         return new PooledArray(ArrayPool<float>.Shared.Rent((int)length), (int)length);
     }
 
@@ -28,6 +32,7 @@ public readonly struct PooledArray : IDisposable
 
     public void Dispose()
     {
-        if (_array is not null) ArrayPool<float>.Shared.Return(_array);
+        if (_array is not null)
+            ArrayPool<float>.Shared.Return(_array);
     }
 }

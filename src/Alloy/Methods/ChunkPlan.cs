@@ -9,7 +9,8 @@ namespace Alloy.Methods;
 /// <see cref="StatisticsGatherer.UnitElements"/> elements (whole rows with <see cref="RowLength"/>) on all threads,
 /// with the method's <see cref="MergeMethod.Accumulate"/> called once per unit:
 /// <list type="number">
-/// <item><b>first</b>: the <see cref="FirstSums"/>, and the coarse counts of every <see cref="Cuts"/> population;</item>
+/// <item><b>first</b>: the <see cref="FirstSums"/>, and the coarse counts of every <see cref="Cuts"/>
+/// population;</item>
 /// <item><b>fine</b> (only while a cut is searched): the fine counts;</item>
 /// <item><b>last</b> (when there are <see cref="LastSums"/>, or a cut keeps only some of the entries equal to its key):
 /// the last sums, which may use the first sums and the cuts' keys, and the ties per chunk.</item>
@@ -22,7 +23,9 @@ public sealed record ChunkPlan
     /// <summary>Any split, nothing needed first: output element i depends on input elements i only.</summary>
     public static ChunkPlan Elementwise { get; } = new();
 
-    /// <summary>Chunks (and statistics units) hold whole rows of this many elements; 0: a chunk may end anywhere.</summary>
+    /// <summary>
+    /// Chunks (and statistics units) hold whole rows of this many elements; 0: a chunk may end anywhere.
+    /// </summary>
     public long RowLength { get; init; }
 
     /// <summary>Sums the method adds up in the first pass (<see cref="StatisticsPass.Sums"/>).</summary>
@@ -40,7 +43,8 @@ public sealed record ChunkPlan
     public bool NeedsStatistics => FirstSums > 0 || LastSums > 0 || Cuts.Count > 0;
 
     /// <summary>The chunk size the executor uses for a requested one: whole rows, at least one.</summary>
-    public long ChunkElements(long requested) => RowLength > 0 ? Math.Max(1, requested / RowLength) * RowLength : requested;
+    public long ChunkElements(long requested) =>
+        RowLength > 0 ? Math.Max(1, requested / RowLength) * RowLength : requested;
 }
 
 /// <summary>
@@ -59,10 +63,15 @@ public sealed record CutRequest(IReadOnlyList<long> Keep, int ModelWideInput = -
     public static CutRequest ModelWide(int input) => new([0], input);
 }
 
-/// <summary>A named place for one sum of a tensor's statistics, handed out by a <see cref="StatisticsLayout"/>.</summary>
+/// <summary>
+/// A named place for one sum of a tensor's statistics, handed out by a <see cref="StatisticsLayout"/>.
+/// </summary>
 public readonly record struct SumSlot(StatisticsPassKind Pass, int Index);
 
-/// <summary>A population a method counts for magnitude cuts (one value per element), handed out by a <see cref="StatisticsLayout"/>.</summary>
+/// <summary>
+/// A population a method counts for magnitude cuts (one value per element), handed out by a
+/// <see cref="StatisticsLayout"/>.
+/// </summary>
 public readonly record struct PopulationSlot(int Index);
 
 /// <summary>
@@ -73,7 +82,8 @@ public readonly record struct PopulationSlot(int Index);
 /// </summary>
 public sealed class StatisticsLayout
 {
-    private int _first, _last;
+    private int _first,
+        _last;
     private readonly List<CutRequest> _cuts = [];
 
     /// <summary>A sum added up in the first pass.</summary>
@@ -92,6 +102,16 @@ public sealed class StatisticsLayout
         return new PopulationSlot(_cuts.Count - 1);
     }
 
-    /// <summary>The plan for these statistics, with chunks of whole rows of <paramref name="rowLength"/> elements (0: any split).</summary>
-    public ChunkPlan Plan(long rowLength = 0) => new() { RowLength = rowLength, FirstSums = _first, LastSums = _last, Cuts = [.. _cuts] };
+    /// <summary>
+    /// The plan for these statistics, with chunks of whole rows of <paramref name="rowLength"/> elements (0: any
+    /// split).
+    /// </summary>
+    public ChunkPlan Plan(long rowLength = 0) =>
+        new()
+        {
+            RowLength = rowLength,
+            FirstSums = _first,
+            LastSums = _last,
+            Cuts = [.. _cuts],
+        };
 }

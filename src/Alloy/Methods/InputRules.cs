@@ -6,9 +6,14 @@ namespace Alloy.Methods;
 /// </summary>
 public static class InputRules
 {
-    /// <summary>An error saying the tensor's inputs break <paramref name="rule"/> (a sentence such as "slerp needs …").</summary>
+    /// <summary>
+    /// An error saying the tensor's inputs break <paramref name="rule"/> (a sentence such as "slerp needs …").
+    /// </summary>
     public static AlloyException Refuse(MergeInputsInfo inputs, string method, string rule) =>
-        new($"{method}: tensor '{inputs.TensorName}' has {inputs.Count} input{(inputs.Count == 1 ? "" : "s")} ({string.Join(", ", inputs.ModelNames)}); {rule}");
+        new(
+            $"{method}: tensor '{inputs.TensorName}' has {inputs.Count} input{(inputs.Count == 1 ? "" : "s")} "
+                + $"({string.Join(", ", inputs.ModelNames)}); {rule}"
+        );
 
     /// <summary>
     /// The base and exactly one other model; the base alone also passes (mergekit copies a lone input through, e.g.
@@ -16,7 +21,8 @@ public static class InputRules
     /// </summary>
     public static void BaseAndOneOther(MergeInputsInfo inputs, string method)
     {
-        if (inputs.Count == 1 && inputs.BaseIndex == 0) return;
+        if (inputs.Count == 1 && inputs.BaseIndex == 0)
+            return;
         if (inputs.Count != 2 || inputs.BaseIndex < 0)
             throw Refuse(inputs, method, $"{method} needs exactly two models, one of them base_model");
     }
@@ -35,7 +41,8 @@ public static class InputRules
     public static int[] FineTunesOrCopyBase(MergeInputs inputs, Span<float> output)
     {
         int[] models = NonBase(inputs);
-        if (models.Length == 0) inputs[inputs.BaseIndex].CopyTo(output);
+        if (models.Length == 0)
+            inputs[inputs.BaseIndex].CopyTo(output);
         return models;
     }
 }

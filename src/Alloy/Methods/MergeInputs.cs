@@ -13,8 +13,10 @@ public sealed class ResolvedParameters
     private readonly IReadOnlyDictionary<MethodParameter, SettingValue> _globals;
     private readonly IReadOnlyList<IReadOnlyDictionary<MethodParameter, SettingValue>> _perModel;
 
-    public ResolvedParameters(IReadOnlyDictionary<MethodParameter, SettingValue> globals,
-        IReadOnlyList<IReadOnlyDictionary<MethodParameter, SettingValue>> perModel)
+    public ResolvedParameters(
+        IReadOnlyDictionary<MethodParameter, SettingValue> globals,
+        IReadOnlyList<IReadOnlyDictionary<MethodParameter, SettingValue>> perModel
+    )
     {
         _globals = globals;
         _perModel = perModel;
@@ -23,11 +25,17 @@ public sealed class ResolvedParameters
     /// <summary>The global's value, or null when it is unset (an optional path).</summary>
     public SettingValue? Global(MethodParameter parameter) => _globals.TryGetValue(parameter, out var v) ? v : null;
 
-    /// <summary>Input <paramref name="input"/>'s value, or null when it is unset (the base model, an optional path).</summary>
-    public SettingValue? ForModel(int input, MethodParameter parameter) => _perModel[input].TryGetValue(parameter, out var v) ? v : null;
+    /// <summary>
+    /// Input <paramref name="input"/>'s value, or null when it is unset (the base model, an optional path).
+    /// </summary>
+    public SettingValue? ForModel(int input, MethodParameter parameter) =>
+        _perModel[input].TryGetValue(parameter, out var v) ? v : null;
 
-    /// <summary>The value for input <paramref name="input"/>, or the global when <paramref name="input"/> is null.</summary>
-    public SettingValue? Of(MethodParameter parameter, int? input) => input is { } i ? ForModel(i, parameter) : Global(parameter);
+    /// <summary>
+    /// The value for input <paramref name="input"/>, or the global when <paramref name="input"/> is null.
+    /// </summary>
+    public SettingValue? Of(MethodParameter parameter, int? input) =>
+        input is { } i ? ForModel(i, parameter) : Global(parameter);
 }
 
 /// <summary>
@@ -42,8 +50,15 @@ public sealed record TensorPosition(int? Layer, bool BeforeLayers, int LayerCoun
 /// <summary>What a method may know about an output tensor's inputs before their data is read.</summary>
 public class MergeInputsInfo
 {
-    public MergeInputsInfo(string tensorName, IReadOnlyList<string> modelNames, int baseIndex, ResolvedParameters parameters, ulong seed,
-        IReadOnlyList<int> modelIndices, TensorPosition? position = null)
+    public MergeInputsInfo(
+        string tensorName,
+        IReadOnlyList<string> modelNames,
+        int baseIndex,
+        ResolvedParameters parameters,
+        ulong seed,
+        IReadOnlyList<int> modelIndices,
+        TensorPosition? position = null
+    )
     {
         TensorName = tensorName;
         ModelNames = modelNames;
@@ -76,7 +91,9 @@ public class MergeInputsInfo
     /// <summary>For each input, the model's position in the recipe (stable across runs; keys random streams).</summary>
     public IReadOnlyList<int> ModelIndices { get; }
 
-    /// <summary>A random stream keyed by (seed, output tensor, model) that does not depend on chunking or threads.</summary>
+    /// <summary>
+    /// A random stream keyed by (seed, output tensor, model) that does not depend on chunking or threads.
+    /// </summary>
     public RandomStream Random(int input) => RandomStream.For(Seed, TensorName, ModelIndices[input]);
 
     // ---- parameters, read through their declarations ------------------------------------------------------
@@ -105,12 +122,17 @@ public class MergeInputsInfo
     public string? this[PathParameter parameter, int input] => Parameters.ForModel(input, parameter)?.Text;
 
     private T Value<T>(MethodParameter<T> parameter, int? input) =>
-        Parameters.Of(parameter, input) is { } value ? parameter.Read(value)
-        : throw new InvalidOperationException($"parameter '{parameter.Name}' was not resolved for " +
-            (input is { } i ? $"{ModelNames[i]} / {TensorName}" : TensorName));
+        Parameters.Of(parameter, input) is { } value
+            ? parameter.Read(value)
+            : throw new InvalidOperationException(
+                $"parameter '{parameter.Name}' was not resolved for "
+                    + (input is { } i ? $"{ModelNames[i]} / {TensorName}" : TensorName)
+            );
 }
 
-/// <summary>The float32 inputs of one output tensor, or of one chunk of it for elementwise and streamed methods.</summary>
+/// <summary>
+/// The float32 inputs of one output tensor, or of one chunk of it for elementwise and streamed methods.
+/// </summary>
 public sealed class MergeInputs : MergeInputsInfo
 {
     private readonly float[][] _data;
@@ -119,15 +141,38 @@ public sealed class MergeInputs : MergeInputsInfo
 
     private readonly IReadOnlyList<MagnitudeCut?>? _modelWideCuts;
 
-    public MergeInputs(MergeInputsInfo info, float[][] data, int length, long elementOffset, long[] shape,
-        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null, TensorStatistics? statistics = null, SideValues? side = null)
-        : this(info, data, 0, length, elementOffset, shape, modelWideCuts, statistics, side)
-    {
-    }
+    public MergeInputs(
+        MergeInputsInfo info,
+        float[][] data,
+        int length,
+        long elementOffset,
+        long[] shape,
+        IReadOnlyList<MagnitudeCut?>? modelWideCuts = null,
+        TensorStatistics? statistics = null,
+        SideValues? side = null
+    )
+        : this(info, data, 0, length, elementOffset, shape, modelWideCuts, statistics, side) { }
 
-    private MergeInputs(MergeInputsInfo info, float[][] data, int dataStart, int length, long elementOffset, long[] shape,
-        IReadOnlyList<MagnitudeCut?>? modelWideCuts, TensorStatistics? statistics, SideValues? side)
-        : base(info.TensorName, info.ModelNames, info.BaseIndex, info.Parameters, info.Seed, info.ModelIndices, info.Position)
+    private MergeInputs(
+        MergeInputsInfo info,
+        float[][] data,
+        int dataStart,
+        int length,
+        long elementOffset,
+        long[] shape,
+        IReadOnlyList<MagnitudeCut?>? modelWideCuts,
+        TensorStatistics? statistics,
+        SideValues? side
+    )
+        : base(
+            info.TensorName,
+            info.ModelNames,
+            info.BaseIndex,
+            info.Parameters,
+            info.Seed,
+            info.ModelIndices,
+            info.Position
+        )
     {
         _data = data;
         _dataStart = dataStart;
@@ -146,14 +191,14 @@ public sealed class MergeInputs : MergeInputsInfo
     public SideValues? Side { get; }
 
     /// <summary>
-    /// Input <paramref name="i"/>'s part of its model-wide magnitude cut (see <see cref="MergeMethod.ModelWideKeepFraction"/>),
-    /// or null when the method did not ask for one.
+    /// Input <paramref name="i"/>'s part of its model-wide magnitude cut (see
+    /// <see cref="MergeMethod.ModelWideKeepFraction"/>), or null when the method did not ask for one.
     /// </summary>
     public MagnitudeCut? ModelWideCut(int i) => _modelWideCuts?[i];
 
     /// <summary>
-    /// The statistics of the whole tensor (<see cref="MergeMethod.Chunking"/>) as this chunk sees them, when the executor
-    /// gathered them; null for a whole tensor merged directly, whose method then gathers them itself.
+    /// The statistics of the whole tensor (<see cref="MergeMethod.Chunking"/>) as this chunk sees them, when the
+    /// executor gathered them; null for a whole tensor merged directly, whose method then gathers them itself.
     /// </summary>
     public TensorStatistics? Statistics { get; }
 
@@ -172,5 +217,15 @@ public sealed class MergeInputs : MergeInputsInfo
     /// <summary>Elements [start, start + length) of these inputs, with the given statistics (and no side outputs: only
     /// methods that write none split their inputs).</summary>
     internal MergeInputs Slice(int start, int length, TensorStatistics? statistics) =>
-        new(this, _data, _dataStart + start, length, ElementOffset + start, Shape, _modelWideCuts, statistics, side: null);
+        new(
+            this,
+            _data,
+            _dataStart + start,
+            length,
+            ElementOffset + start,
+            Shape,
+            _modelWideCuts,
+            statistics,
+            side: null
+        );
 }

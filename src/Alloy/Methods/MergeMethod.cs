@@ -5,11 +5,13 @@ public enum BaseModelUse
 {
     /// <summary>The base is only an ordinary input if the recipe lists it among the models.</summary>
     NotUsed,
+
     /// <summary>The method is defined relative to a base (task vectors); a recipe without one is an error.</summary>
     Required,
+
     /// <summary>
-    /// The method works with or without a base and changes meaning with one (nuslerp, multislerp: task-vector mode).
-    /// A named base is an input as for <see cref="Required"/>; without one <see cref="MergeInputsInfo.BaseIndex"/> is -1.
+    /// The method works with or without a base and changes meaning with one (nuslerp, multislerp: task-vector mode). A
+    /// named base is an input as for <see cref="Required"/>; without one <see cref="MergeInputsInfo.BaseIndex"/> is -1.
     /// </summary>
     Optional,
 }
@@ -19,17 +21,20 @@ public enum EmbeddingShapeRule
 {
     /// <summary>Every input must have the output's shape.</summary>
     Exact,
+
     /// <summary>All inputs are cut to their largest common sub-matrix [:min rows, :min cols].</summary>
     CommonSubmatrix,
+
     /// <summary>Inputs are cut to the base model's shape; a smaller input is an error.</summary>
     TruncateToBase,
 }
 
 /// <summary>
-/// What a method is, declared once in its class: the registry, the planner, <c>alloy methods</c>, the docs and the model
-/// card read it, so none of them tests a method's type.
+/// What a method is, declared once in its class: the registry, the planner, <c>alloy methods</c>, the docs and the
+/// model card read it, so none of them tests a method's type.
 /// </summary>
-/// <param name="Name">The registry key: mergekit's name (e.g. "task_arithmetic"), or the paper's or most common toolkit's.</param>
+/// <param name="Name">The registry key: mergekit's name (e.g. "task_arithmetic"), or the paper's or most common
+/// toolkit's.</param>
 /// <param name="Title">A human name (e.g. "Task Arithmetic").</param>
 /// <param name="Summary">One line on what it does, for <c>alloy methods</c>.</param>
 public sealed record MethodDeclaration(string Name, string Title, string Summary)
@@ -89,18 +94,18 @@ public abstract class MergeMethod(MethodDeclaration declaration)
     public virtual int ScratchBuffers(int inputCount) => 1;
 
     /// <summary>
-    /// A model-wide pre-pass: for input <paramref name="input"/> of this tensor, the fraction of its model's task-vector
-    /// entries (|x − base|, over every tensor of the plan for which this returns a value) to keep, or null (the
-    /// default) when the method decides per tensor. The executor then finds, before merging anything, the magnitude cut
-    /// keeping exactly that fraction of the model's entries, and hands each tensor its part: to a cut its
+    /// A model-wide pre-pass: for input <paramref name="input"/> of this tensor, the fraction of its model's
+    /// task-vector entries (|x − base|, over every tensor of the plan for which this returns a value) to keep, or null
+    /// (the default) when the method decides per tensor. The executor then finds, before merging anything, the
+    /// magnitude cut keeping exactly that fraction of the model's entries, and hands each tensor its part: to a cut its
     /// <see cref="Chunking"/> plan requests with <see cref="CutRequest.ModelWide"/>, and through
     /// <see cref="MergeInputs.ModelWideCut"/>. Every tensor of one model must ask for the same fraction.
     /// </summary>
     public virtual double? ModelWideKeepFraction(MergeInputsInfo inputs, int input) => null;
 
     /// <summary>
-    /// Side outputs for the whole plan (EMR's per-task masks and rescalers): for each tensor this method merges, given in
-    /// plan order, the tensors it writes beside the merged model (filled in <see cref="Merge"/> through
+    /// Side outputs for the whole plan (EMR's per-task masks and rescalers): for each tensor this method merges, given
+    /// in plan order, the tensors it writes beside the merged model (filled in <see cref="Merge"/> through
     /// <see cref="MergeInputs.Side"/>) and the exact totals it sums, and how the totals become files after the last
     /// tensor. Null (the default) writes nothing. Called once by the planner, before any data is read; throw
     /// AlloyException to refuse.
@@ -110,9 +115,11 @@ public abstract class MergeMethod(MethodDeclaration declaration)
     /// <summary>
     /// How the executor may split this tensor: <see cref="ChunkPlan.Elementwise"/> anywhere, a plan with whole rows
     /// and/or statistics of the whole tensor gathered first (then <see cref="Accumulate"/> computes them), or null when
-    /// the method needs the whole tensor in memory at once. The default follows <see cref="MethodDeclaration.Elementwise"/>.
+    /// the method needs the whole tensor in memory at once. The default follows
+    /// <see cref="MethodDeclaration.Elementwise"/>.
     /// </summary>
-    public virtual ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => Declaration.Elementwise ? ChunkPlan.Elementwise : null;
+    public virtual ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) =>
+        Declaration.Elementwise ? ChunkPlan.Elementwise : null;
 
     /// <summary>
     /// One unit of a statistics pass of this tensor (<see cref="ChunkPlan"/>): add the unit's part of each sum to
@@ -126,14 +133,17 @@ public abstract class MergeMethod(MethodDeclaration declaration)
     /// The statistics of the tensor <paramref name="inputs"/> belong to: the executor's, for a chunk; else gathered now
     /// from the whole tensor by the same passes.
     /// </summary>
-    protected TensorStatistics StatisticsOf(MergeInputs inputs) => inputs.Statistics ?? StatisticsGatherer.Gather(this, inputs);
+    protected TensorStatistics StatisticsOf(MergeInputs inputs) =>
+        inputs.Statistics ?? StatisticsGatherer.Gather(this, inputs);
 
-    /// <summary>Checks the inputs of one output tensor before any data is read; throw AlloyException to refuse.</summary>
+    /// <summary>
+    /// Checks the inputs of one output tensor before any data is read; throw AlloyException to refuse.
+    /// </summary>
     public virtual void Validate(MergeInputsInfo inputs) { }
 
     /// <summary>
-    /// Merges one output tensor, or one chunk of it when <see cref="Chunking"/> allows (then with the tensor's statistics in
-    /// <see cref="MergeInputs.Statistics"/>), into <paramref name="output"/>.
+    /// Merges one output tensor, or one chunk of it when <see cref="Chunking"/> allows (then with the tensor's
+    /// statistics in <see cref="MergeInputs.Statistics"/>), into <paramref name="output"/>.
     /// </summary>
     public abstract void Merge(MergeInputs inputs, Span<float> output);
 }

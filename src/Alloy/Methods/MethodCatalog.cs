@@ -16,18 +16,20 @@ public static class MethodCatalog
         [.. methods.Select(m => (m.Name, m.Declaration.Title, m.Declaration.Paper ?? ""))];
 
     /// <summary>How a method uses base_model, in words.</summary>
-    public static string BaseModelText(BaseModelUse use) => use switch
-    {
-        BaseModelUse.Required => "required (task vectors are taken from it)",
-        BaseModelUse.Optional => "optional (with one, the method works on task vectors)",
-        _ => "not used (a listed base is an ordinary input)",
-    };
+    public static string BaseModelText(BaseModelUse use) =>
+        use switch
+        {
+            BaseModelUse.Required => "required (task vectors are taken from it)",
+            BaseModelUse.Optional => "optional (with one, the method works on task vectors)",
+            _ => "not used (a listed base is an ordinary input)",
+        };
 
     /// <summary>The scope, in words.</summary>
     public static string ScopeText(ParameterScope scope) => scope == ParameterScope.Global ? "global" : "per model";
 
     /// <summary>The default, or "required".</summary>
-    public static string DefaultText(MethodParameter parameter) => parameter.DefaultText ?? (parameter.Required ? "required" : "none");
+    public static string DefaultText(MethodParameter parameter) =>
+        parameter.DefaultText ?? (parameter.Required ? "required" : "none");
 
     /// <summary>
     /// The generated reference section: for each method its name, title, summary, paper, use of base_model, and a table
@@ -37,15 +39,22 @@ public static class MethodCatalog
     {
         var text = new StringBuilder();
         text.Append(ReferenceHeading).Append("\n\n");
-        text.Append("Generated from the methods' declarations by `alloy methods --markdown` (a test checks that this section is\n");
-        text.Append("what the code declares). Per-model parameters may be set on a model, on a slice or at the top level, global ones\n");
+        text.Append(
+            "Generated from the methods' declarations by `alloy methods --markdown` (a test checks that this section "
+                + "is\n"
+        );
+        text.Append(
+            "what the code declares). Per-model parameters may be set on a model, on a slice or at the top level, "
+                + "global ones\n"
+        );
         text.Append("on a slice or at the top level; numbers may be gradients or filtered ([config.md](config.md)).\n");
         foreach (var method in methods)
         {
             var d = method.Declaration;
             text.Append("\n### ").Append(d.Name).Append("\n\n");
             text.Append(d.Title).Append(": ").Append(d.Summary).Append('\n');
-            if (d.Paper is { } paper) text.Append("Paper: <").Append(paper).Append(">. ");
+            if (d.Paper is { } paper)
+                text.Append("Paper: <").Append(paper).Append(">. ");
             text.Append("Base model: ").Append(BaseModelText(d.BaseModel)).Append(".\n\n");
             if (d.Parameters.Count == 0)
             {
@@ -54,12 +63,18 @@ public static class MethodCatalog
             }
             text.Append("| parameter | scope | takes | default | |\n|---|---|---|---|---|\n");
             foreach (var p in d.Parameters)
-                text.Append($"| `{p.Name}` | {ScopeText(p.Scope)} | {p.Accepts} | {DefaultText(p)} | {p.Description.Replace("|", "\\|")} |\n");
+                text.Append(
+                    $"| `{p.Name}` | {ScopeText(p.Scope)} | {p.Accepts} | {DefaultText(p)} | "
+                        + $"{p.Description.Replace("|", "\\|")} |\n"
+                );
         }
         return text.ToString();
     }
 
-    /// <summary><paramref name="document"/> with its generated reference section (from <see cref="ReferenceHeading"/> on) replaced.</summary>
+    /// <summary>
+    /// <paramref name="document"/> with its generated reference section (from <see cref="ReferenceHeading"/> on)
+    /// replaced.
+    /// </summary>
     public static string WithReference(string document, IEnumerable<MergeMethod> methods)
     {
         int at = document.IndexOf("\n" + ReferenceHeading + "\n", StringComparison.Ordinal);

@@ -4,7 +4,11 @@ using Alloy.Recipes;
 namespace Alloy.Methods;
 
 /// <summary>Whether a parameter is set once per output tensor or once per (output tensor, input model).</summary>
-public enum ParameterScope { Global, PerModel }
+public enum ParameterScope
+{
+    Global,
+    PerModel,
+}
 
 /// <summary>
 /// A parameter a method reads, declared once as a typed value: its name, scope, type and allowed values, default and
@@ -43,13 +47,17 @@ public abstract class MethodParameter
     /// </summary>
     public virtual bool Required => DefaultValue is null;
 
-    /// <summary>True when a gradient (numbers interpolated across layers) is a value of this parameter: numbers only.</summary>
+    /// <summary>
+    /// True when a gradient (numbers interpolated across layers) is a value of this parameter: numbers only.
+    /// </summary>
     public virtual bool TakesGradients => false;
 
     /// <summary>The default, as a setting's value; null when required.</summary>
     public abstract SettingValue? DefaultValue { get; }
 
-    /// <summary>Null when <paramref name="value"/> (one literal of a setting) is a value of this parameter, else why not.</summary>
+    /// <summary>
+    /// Null when <paramref name="value"/> (one literal of a setting) is a value of this parameter, else why not.
+    /// </summary>
     public abstract string? Problem(SettingValue value);
 
     /// <summary>A value as a recipe writes it.</summary>
@@ -59,21 +67,38 @@ public abstract class MethodParameter
 
     // ---- declarations ------------------------------------------------------------------------------------------
 
-    /// <summary>A real number within <paramref name="range"/> (any finite number when null); null default: required.</summary>
-    public static NumberParameter Number(string name, ParameterScope scope, double? defaultValue, string description,
-        NumberRange? range = null) => new(name, scope, defaultValue, description, range ?? NumberRange.Any);
+    /// <summary>
+    /// A real number within <paramref name="range"/> (any finite number when null); null default: required.
+    /// </summary>
+    public static NumberParameter Number(
+        string name,
+        ParameterScope scope,
+        double? defaultValue,
+        string description,
+        NumberRange? range = null
+    ) => new(name, scope, defaultValue, description, range ?? NumberRange.Any);
 
     /// <summary>A whole number of at least <paramref name="minimum"/>; null default: required.</summary>
-    public static IntegerParameter Integer(string name, ParameterScope scope, int? defaultValue, string description, int minimum = int.MinValue) =>
-        new(name, scope, defaultValue, description, minimum);
+    public static IntegerParameter Integer(
+        string name,
+        ParameterScope scope,
+        int? defaultValue,
+        string description,
+        int minimum = int.MinValue
+    ) => new(name, scope, defaultValue, description, minimum);
 
     /// <summary>true or false (YAML's booleans, or 1 and 0 as pydantic reads them).</summary>
     public static BooleanParameter Boolean(string name, ParameterScope scope, bool? defaultValue, string description) =>
         new(name, scope, defaultValue, description);
 
     /// <summary>One of a fixed set of names.</summary>
-    public static ChoiceParameter Choice(string name, ParameterScope scope, string? defaultValue, IReadOnlyList<string> names, string description) =>
-        new(name, scope, defaultValue, names, description);
+    public static ChoiceParameter Choice(
+        string name,
+        ParameterScope scope,
+        string? defaultValue,
+        IReadOnlyList<string> names,
+        string description
+    ) => new(name, scope, defaultValue, names, description);
 
     /// <summary>
     /// A file or folder path (relative paths are relative to the recipe's folder, as model paths are); an optional one
@@ -84,14 +109,20 @@ public abstract class MethodParameter
 }
 
 /// <summary>A parameter whose values methods read as <typeparamref name="T"/>.</summary>
-public abstract class MethodParameter<T>(string name, ParameterScope scope, string description) : MethodParameter(name, scope, description)
+public abstract class MethodParameter<T>(string name, ParameterScope scope, string description)
+    : MethodParameter(name, scope, description)
 {
     /// <summary>The typed value of a setting this parameter accepted.</summary>
     public abstract T Read(SettingValue value);
 }
 
 /// <summary>An interval of real numbers, each end open or closed; infinite ends are open.</summary>
-public readonly record struct NumberRange(double Minimum, double Maximum, bool MinimumOpen = false, bool MaximumOpen = false)
+public readonly record struct NumberRange(
+    double Minimum,
+    double Maximum,
+    bool MinimumOpen = false,
+    bool MaximumOpen = false
+)
 {
     public static NumberRange Any { get; } = new(double.NegativeInfinity, double.PositiveInfinity, true, true);
 
@@ -105,13 +136,17 @@ public readonly record struct NumberRange(double Minimum, double Maximum, bool M
     public static NumberRange Positive { get; } = new(0, double.PositiveInfinity, true, true);
 
     public bool Contains(double value) =>
-        !double.IsNaN(value) && double.IsFinite(value)
-        && (MinimumOpen ? value > Minimum : value >= Minimum) && (MaximumOpen ? value < Maximum : value <= Maximum);
+        !double.IsNaN(value)
+        && double.IsFinite(value)
+        && (MinimumOpen ? value > Minimum : value >= Minimum)
+        && (MaximumOpen ? value < Maximum : value <= Maximum);
 
     public override string ToString()
     {
-        bool low = double.IsFinite(Minimum), high = double.IsFinite(Maximum);
-        string min = SettingValue.FormatNumber(Minimum), max = SettingValue.FormatNumber(Maximum);
+        bool low = double.IsFinite(Minimum),
+            high = double.IsFinite(Maximum);
+        string min = SettingValue.FormatNumber(Minimum),
+            max = SettingValue.FormatNumber(Maximum);
         return (low, high) switch
         {
             (false, false) => "any number",
@@ -125,7 +160,13 @@ public readonly record struct NumberRange(double Minimum, double Maximum, bool M
 
 public sealed class NumberParameter : MethodParameter<double>
 {
-    internal NumberParameter(string name, ParameterScope scope, double? defaultValue, string description, NumberRange range)
+    internal NumberParameter(
+        string name,
+        ParameterScope scope,
+        double? defaultValue,
+        string description,
+        NumberRange range
+    )
         : base(name, scope, description)
     {
         Range = range;
@@ -161,7 +202,11 @@ public sealed class IntegerParameter : MethodParameter<int>
     {
         Minimum = minimum;
         Default = defaultValue;
-        if (defaultValue < minimum) throw new ArgumentException($"parameter '{name}': default {defaultValue} is below {minimum}", nameof(defaultValue));
+        if (defaultValue < minimum)
+            throw new ArgumentException(
+                $"parameter '{name}': default {defaultValue} is below {minimum}",
+                nameof(defaultValue)
+            );
     }
 
     public int Minimum { get; }
@@ -170,7 +215,8 @@ public sealed class IntegerParameter : MethodParameter<int>
 
     public override string Kind => "integer";
 
-    public override string Accepts => Minimum == int.MinValue ? "a whole number" : $"a whole number of at least {Minimum}";
+    public override string Accepts =>
+        Minimum == int.MinValue ? "a whole number" : $"a whole number of at least {Minimum}";
 
     public override SettingValue? DefaultValue => Default is { } d ? SettingValue.Of(d) : null;
 
@@ -185,8 +231,8 @@ public sealed class IntegerParameter : MethodParameter<int>
 
 public sealed class BooleanParameter : MethodParameter<bool>
 {
-    internal BooleanParameter(string name, ParameterScope scope, bool? defaultValue, string description) : base(name, scope, description) =>
-        Default = defaultValue;
+    internal BooleanParameter(string name, ParameterScope scope, bool? defaultValue, string description)
+        : base(name, scope, description) => Default = defaultValue;
 
     public bool? Default { get; }
 
@@ -197,21 +243,36 @@ public sealed class BooleanParameter : MethodParameter<bool>
     public override SettingValue? DefaultValue => Default is { } d ? SettingValue.Of(d ? 1 : 0) : null;
 
     public override string? Problem(SettingValue value) =>
-        value.IsText ? $"'{value.Text}' is not true or false" : value.Number is 0 or 1 ? null : $"{value} is not true or false";
+        value.IsText ? $"'{value.Text}' is not true or false"
+        : value.Number is 0 or 1 ? null
+        : $"{value} is not true or false";
 
     public override bool Read(SettingValue value) => value.Number != 0;
 
-    public override string Format(SettingValue value) => value.IsText ? value.Text! : value.Number != 0 ? "true" : "false";
+    public override string Format(SettingValue value) =>
+        value.IsText ? value.Text!
+        : value.Number != 0 ? "true"
+        : "false";
 }
 
 public sealed class ChoiceParameter : MethodParameter<string>
 {
-    internal ChoiceParameter(string name, ParameterScope scope, string? defaultValue, IReadOnlyList<string> names, string description)
+    internal ChoiceParameter(
+        string name,
+        ParameterScope scope,
+        string? defaultValue,
+        IReadOnlyList<string> names,
+        string description
+    )
         : base(name, scope, description)
     {
-        if (names.Count == 0) throw new ArgumentException($"parameter '{name}' offers no choices", nameof(names));
+        if (names.Count == 0)
+            throw new ArgumentException($"parameter '{name}' offers no choices", nameof(names));
         if (defaultValue is not null && !names.Contains(defaultValue))
-            throw new ArgumentException($"parameter '{name}': default '{defaultValue}' is not one of its choices", nameof(defaultValue));
+            throw new ArgumentException(
+                $"parameter '{name}': default '{defaultValue}' is not one of its choices",
+                nameof(defaultValue)
+            );
         Names = names;
         Default = defaultValue;
     }
@@ -227,7 +288,9 @@ public sealed class ChoiceParameter : MethodParameter<string>
     public override SettingValue? DefaultValue => Default is { } d ? SettingValue.Of(d) : null;
 
     public override string? Problem(SettingValue value) =>
-        value.IsText && Names.Contains(value.Text!) ? null : $"{(value.IsText ? $"'{value.Text}'" : value.ToString())} is not one of the choices";
+        value.IsText && Names.Contains(value.Text!)
+            ? null
+            : $"{(value.IsText ? $"'{value.Text}'" : value.ToString())} is not one of the choices";
 
     public override string Read(SettingValue value) => value.Text!;
 }
@@ -236,8 +299,8 @@ public sealed class PathParameter : MethodParameter<string?>
 {
     private readonly bool _required;
 
-    internal PathParameter(string name, ParameterScope scope, string description, bool required) : base(name, scope, description) =>
-        _required = required;
+    internal PathParameter(string name, ParameterScope scope, string description, bool required)
+        : base(name, scope, description) => _required = required;
 
     public override bool Required => _required;
 

@@ -30,18 +30,24 @@ public static class MethodRegistry
         {
             if (Find(method.Name) is { } existing)
             {
-                if (existing.GetType() == method.GetType()) return;
-                throw new AlloyException($"merge method '{method.Name}' of {Describe(method.GetType())} clashes with the method of that name " +
-                                         $"from {Describe(existing.GetType())}; rename one of them");
+                if (existing.GetType() == method.GetType())
+                    return;
+                throw new AlloyException(
+                    $"merge method '{method.Name}' of {Describe(method.GetType())} clashes with the method of that "
+                        + $"name from {Describe(existing.GetType())}; rename one of them"
+                );
             }
             Volatile.Write(ref s_all, [.. s_all.Append(method).OrderBy(m => m.Name, StringComparer.Ordinal)]);
         }
     }
 
-    /// <summary>Loads a .NET assembly of merge methods (<c>alloy merge --plugin FILE.dll</c>) and registers each one.</summary>
+    /// <summary>
+    /// Loads a .NET assembly of merge methods (<c>alloy merge --plugin FILE.dll</c>) and registers each one.
+    /// </summary>
     public static IReadOnlyList<MergeMethod> LoadPlugin(string path)
     {
-        if (!File.Exists(path)) throw new AlloyException($"plugin '{path}' does not exist");
+        if (!File.Exists(path))
+            throw new AlloyException($"plugin '{path}' does not exist");
         Assembly assembly;
         try
         {
@@ -49,16 +55,25 @@ public static class MethodRegistry
         }
         catch (Exception e) when (e is BadImageFormatException or FileLoadException)
         {
-            throw new AlloyException($"plugin '{path}' is not a .NET assembly Alloy can load ({e.Message.Split('\n')[0].TrimEnd('.')})");
+            throw new AlloyException(
+                $"plugin '{path}' is not a .NET assembly Alloy can load ({e.Message.Split('\n')[0].TrimEnd('.')})"
+            );
         }
         var methods = Discover(assembly);
         if (methods.Count == 0)
-            throw new AlloyException($"plugin '{path}' has no merge methods (public classes deriving from Alloy.Methods.MergeMethod with a public parameterless constructor)");
-        foreach (var method in methods) Register(method);
+            throw new AlloyException(
+                $"plugin '{path}' has no merge methods (public classes deriving from Alloy.Methods.MergeMethod with a "
+                    + $"public parameterless constructor)"
+            );
+        foreach (var method in methods)
+            Register(method);
         return methods;
     }
 
-    /// <summary>One instance of every public, non-abstract method class of <paramref name="assembly"/> with a public parameterless constructor, by name.</summary>
+    /// <summary>
+    /// One instance of every public, non-abstract method class of <paramref name="assembly"/> with a public
+    /// parameterless constructor, by name.
+    /// </summary>
     public static IReadOnlyList<MergeMethod> Discover(Assembly assembly)
     {
         Type[] types;
@@ -71,12 +86,19 @@ public static class MethodRegistry
             throw new AlloyException($"cannot read the types of {assembly.GetName().Name}: {e.Message.Split('\n')[0]}");
         }
         var methods = types
-            .Where(t => t is { IsAbstract: false, IsClass: true } && t.IsSubclassOf(typeof(MergeMethod)) && t.GetConstructor(Type.EmptyTypes) is not null)
+            .Where(t =>
+                t is { IsAbstract: false, IsClass: true }
+                && t.IsSubclassOf(typeof(MergeMethod))
+                && t.GetConstructor(Type.EmptyTypes) is not null
+            )
             .Select(Create)
             .OrderBy(m => m.Name, StringComparer.Ordinal)
             .ToList();
         if (methods.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1) is { } twice)
-            throw new AlloyException($"{assembly.GetName().Name} declares merge method '{twice.Key}' twice ({string.Join(", ", twice.Select(m => m.GetType().Name))})");
+            throw new AlloyException(
+                $"{assembly.GetName().Name} declares merge method '{twice.Key}' twice "
+                    + $"({string.Join(", ", twice.Select(m => m.GetType().Name))})"
+            );
         return methods;
     }
 
@@ -88,9 +110,12 @@ public static class MethodRegistry
         }
         catch (TargetInvocationException e) when (e.InnerException is { } inner)
         {
-            throw new AlloyException($"merge method class {type.FullName} ({type.Assembly.GetName().Name}) failed to start: {inner.Message}");
+            throw new AlloyException(
+                $"merge method class {type.FullName} ({type.Assembly.GetName().Name}) failed to start: {inner.Message}"
+            );
         }
     }
 
-    private static string Describe(Type type) => type.Assembly == typeof(MergeMethod).Assembly ? "Alloy" : $"{type.FullName} ({type.Assembly.GetName().Name})";
+    private static string Describe(Type type) =>
+        type.Assembly == typeof(MergeMethod).Assembly ? "Alloy" : $"{type.FullName} ({type.Assembly.GetName().Name})";
 }

@@ -18,7 +18,9 @@ public sealed class SideTensor
         IsPackedBits = isPackedBits;
     }
 
-    /// <summary>Its safetensors file, relative to the output folder and inside a subfolder (e.g. "emr/task.safetensors").</summary>
+    /// <summary>
+    /// Its safetensors file, relative to the output folder and inside a subfolder (e.g. "emr/task.safetensors").
+    /// </summary>
     public string File { get; }
 
     /// <summary>Its name in that file.</summary>
@@ -27,7 +29,9 @@ public sealed class SideTensor
     /// <summary>The stored dtype: U8 for packed bits, else the float dtype the values are rounded to.</summary>
     public DType DType { get; }
 
-    /// <summary>One bit per entry (value ≠ 0), packed along the last axis as <see cref="PackedBits"/> describes.</summary>
+    /// <summary>
+    /// One bit per entry (value ≠ 0), packed along the last axis as <see cref="PackedBits"/> describes.
+    /// </summary>
     public bool IsPackedBits { get; }
 
     /// <summary>A boolean mask stored as packed bits.</summary>
@@ -35,7 +39,9 @@ public sealed class SideTensor
 
     /// <summary>Values rounded once to a float dtype, as the merged tensor is.</summary>
     public static SideTensor Values(string file, string name, DType dtype) =>
-        dtype.IsFloat() ? new(file, name, dtype, isPackedBits: false) : throw new ArgumentException($"side tensor '{name}': {dtype} is not a float dtype", nameof(dtype));
+        dtype.IsFloat()
+            ? new(file, name, dtype, isPackedBits: false)
+            : throw new ArgumentException($"side tensor '{name}': {dtype} is not a float dtype", nameof(dtype));
 
     /// <summary>The stored shape for an output tensor of <paramref name="outputShape"/>.</summary>
     public long[] StoredShape(long[] outputShape) => IsPackedBits ? PackedBits.Shape(outputShape) : outputShape;
@@ -44,26 +50,37 @@ public sealed class SideTensor
     internal int WorkingBytesPerEntry => 4 + (IsPackedBits ? 1 : DType.Size());
 }
 
-/// <summary>What a method writes beside the model for one output tensor: side tensors, and how many exact totals it sums over the tensor.</summary>
+/// <summary>
+/// What a method writes beside the model for one output tensor: side tensors, and how many exact totals it sums over
+/// the tensor.
+/// </summary>
 public sealed record SideOutputs(IReadOnlyList<SideTensor> Tensors, int Totals)
 {
     /// <summary>Working memory of a work item of <paramref name="count"/> entries, for the executor's budget.</summary>
     public long WorkingBytes(int count) => Tensors.Sum(t => (long)count * t.WorkingBytesPerEntry);
 }
 
-/// <summary>One output tensor's totals, complete (every chunk added), for <see cref="SideOutputPlan.Finish"/>.</summary>
+/// <summary>
+/// One output tensor's totals, complete (every chunk added), for <see cref="SideOutputPlan.Finish"/>.
+/// </summary>
 /// <param name="Elements">The tensor's number of entries (for means).</param>
 public sealed record TensorTotals(MergeInputsInfo Tensor, long Elements, IReadOnlyList<double> Values);
 
-/// <summary>A small text file written beside the model after the last tensor, relative to the output folder and inside a subfolder.</summary>
+/// <summary>
+/// A small text file written beside the model after the last tensor, relative to the output folder and inside a
+/// subfolder.
+/// </summary>
 public sealed record SideFile(string Path, string Text);
 
 /// <summary>
 /// A method's side outputs for a whole plan: for each tensor given to <see cref="MergeMethod.PlanSideOutputs"/>, its
-/// <see cref="SideOutputs"/> (or null), and how the tensors' totals — passed in plan order, for the tensors that declared
-/// some — become files once the last tensor is written.
+/// <see cref="SideOutputs"/> (or null), and how the tensors' totals — passed in plan order, for the tensors that
+/// declared some — become files once the last tensor is written.
 /// </summary>
-public sealed record SideOutputPlan(IReadOnlyList<SideOutputs?> Tensors, Func<IReadOnlyList<TensorTotals>, IReadOnlyList<SideFile>> Finish);
+public sealed record SideOutputPlan(
+    IReadOnlyList<SideOutputs?> Tensors,
+    Func<IReadOnlyList<TensorTotals>, IReadOnlyList<SideFile>> Finish
+);
 
 /// <summary>
 /// One work item's side values, filled by the method: each side tensor's values for the item's entries (zero until
@@ -79,7 +96,8 @@ public sealed class SideValues : IDisposable
         Outputs = outputs;
         Length = length;
         _values = outputs.Tensors.Select(_ => ArrayPool<float>.Shared.Rent(length)).ToArray();
-        foreach (var buffer in _values) buffer.AsSpan(0, length).Clear();
+        foreach (var buffer in _values)
+            buffer.AsSpan(0, length).Clear();
         _totals = Enumerable.Range(0, outputs.Totals).Select(_ => new ExactSum()).ToArray();
     }
 
@@ -100,7 +118,8 @@ public sealed class SideValues : IDisposable
     {
         for (int k = 0; k < _values.Length; k++)
         {
-            if (_values[k] is null) continue;
+            if (_values[k] is null)
+                continue;
             ArrayPool<float>.Shared.Return(_values[k]);
             _values[k] = null!;
         }
@@ -113,7 +132,15 @@ internal static class SidePaths
     public static void Check(string path)
     {
         var parts = path.Split('/');
-        if (Path.IsPathRooted(path) || path.Contains('\\') || parts.Length < 2 || parts.Any(p => p is "" or "." or ".."))
-            throw new ArgumentException($"side output path '{path}' must be relative, '/'-separated and inside a subfolder of the output", nameof(path));
+        if (
+            Path.IsPathRooted(path)
+            || path.Contains('\\')
+            || parts.Length < 2
+            || parts.Any(p => p is "" or "." or "..")
+        )
+            throw new ArgumentException(
+                $"side output path '{path}' must be relative, '/'-separated and inside a subfolder of the output",
+                nameof(path)
+            );
     }
 }

@@ -24,17 +24,27 @@ internal sealed class StatisticsGatherer : IDisposable
     private readonly int _chunks;
     private readonly CutSearch?[] _searches;
     private readonly TensorStatistics.PopulationCuts?[] _cuts;
-    /// <summary>Per population and cut: the entries equal to its key in each chunk, while the last pass counts them.</summary>
+
+    /// <summary>
+    /// Per population and cut: the entries equal to its key in each chunk, while the last pass counts them.
+    /// </summary>
     private readonly long[]?[]?[] _ties;
     private double[]? _partials;
-    private double[]? _first, _last;
+    private double[]? _first,
+        _last;
     private int _stage;
 
-    /// <param name="chunkElements">The executor's chunk size for this tensor (whole rows), which cut shares refer to.</param>
-    /// <param name="importCut">For <see cref="CutRequest.ModelWide"/>: the input's cut over this tensor, and the ties at
-    /// its key before each chunk (null when it keeps them all).</param>
-    public StatisticsGatherer(MergeMethod method, ChunkPlan plan, long elements, long chunkElements,
-        Func<int, (MagnitudeCut Cut, long[]? TiesBefore)> importCut)
+    /// <param name="chunkElements">The executor's chunk size for this tensor (whole rows), which cut shares refer
+    /// to.</param>
+    /// <param name="importCut">For <see cref="CutRequest.ModelWide"/>: the input's cut over this tensor, and the ties
+    /// at its key before each chunk (null when it keeps them all).</param>
+    public StatisticsGatherer(
+        MergeMethod method,
+        ChunkPlan plan,
+        long elements,
+        long chunkElements,
+        Func<int, (MagnitudeCut Cut, long[]? TiesBefore)> importCut
+    )
     {
         _method = method;
         _plan = plan;
@@ -53,7 +63,10 @@ internal sealed class StatisticsGatherer : IDisposable
             {
                 var (cut, before) = importCut(request.ModelWideInput);
                 if (before is not null && before.Length != _chunks + 1)
-                    throw new InvalidOperationException($"{method.Name}: a model-wide cut's ties were counted over {before.Length - 1} chunks, not this tensor's {_chunks}");
+                    throw new InvalidOperationException(
+                        $"{method.Name}: a model-wide cut's ties were counted over {before.Length - 1} chunks, not "
+                            + $"this tensor's {_chunks}"
+                    );
                 _cuts[p] = new([cut], [before]);
             }
             else
@@ -97,11 +110,26 @@ internal sealed class StatisticsGatherer : IDisposable
         }
     }
 
-    /// <summary>A thread's working state for the current pass; <paramref name="sole"/> when no other lane runs it.</summary>
+    /// <summary>
+    /// A thread's working state for the current pass; <paramref name="sole"/> when no other lane runs it.
+    /// </summary>
     public StatisticsPass NewLane(StatisticsPassKind kind, bool sole) =>
-        new(this, kind, kind switch { StatisticsPassKind.First => _plan.FirstSums, StatisticsPassKind.Last => _plan.LastSums, _ => 0 }, _searches.Length, sole);
+        new(
+            this,
+            kind,
+            kind switch
+            {
+                StatisticsPassKind.First => _plan.FirstSums,
+                StatisticsPassKind.Last => _plan.LastSums,
+                _ => 0,
+            },
+            _searches.Length,
+            sole
+        );
 
-    /// <summary>Runs the method over one unit (its inputs read from <c>unit.ElementOffset</c>) and keeps the unit's sums.</summary>
+    /// <summary>
+    /// Runs the method over one unit (its inputs read from <c>unit.ElementOffset</c>) and keeps the unit's sums.
+    /// </summary>
     public void Accumulate(StatisticsPass lane, int unit, MergeInputs inputs)
     {
         lane.UnitStart = inputs.ElementOffset;
@@ -118,7 +146,8 @@ internal sealed class StatisticsGatherer : IDisposable
     {
         for (int p = 0; p < lane.Tallies.Length; p++)
         {
-            if (lane.Tallies[p] is not { } tally) continue;
+            if (lane.Tallies[p] is not { } tally)
+                continue;
             _searches[p]!.Add(tally);
             tally.Dispose();
             lane.Tallies[p] = null;
@@ -129,44 +158,56 @@ internal sealed class StatisticsGatherer : IDisposable
     public void EndPass() => EndStage();
 
     /// <summary>Everything found, for the executor to hand each chunk its share.</summary>
-    public TensorStatistics Result => _stage == 3 ? Known : throw new InvalidOperationException("the statistics passes are not finished");
+    public TensorStatistics Result =>
+        _stage == 3 ? Known : throw new InvalidOperationException("the statistics passes are not finished");
 
-    internal bool Counts(StatisticsPassKind kind, int population) => kind switch
-    {
-        StatisticsPassKind.Last => _ties[population] is { } ties && ties.Any(t => t is not null),
-        _ => _searches[population] is { Counting: true },
-    };
+    internal bool Counts(StatisticsPassKind kind, int population) =>
+        kind switch
+        {
+            StatisticsPassKind.Last => _ties[population] is { } ties && ties.Any(t => t is not null),
+            _ => _searches[population] is { Counting: true },
+        };
 
     internal void Count(StatisticsPass lane, int population, ReadOnlySpan<float> values)
     {
         if (values.Length != lane.UnitLength)
-            throw new InvalidOperationException($"{_method.Name} counted {values.Length} values of population {population} for a unit of {lane.UnitLength} elements");
+            throw new InvalidOperationException(
+                $"{_method.Name} counted {values.Length} values of population {population} for a unit of "
+                    + $"{lane.UnitLength} elements"
+            );
         if (lane.Kind != StatisticsPassKind.Last)
         {
-            if (_searches[population] is not { Counting: true } search) return;
-            if (lane.Sole) search.Count(values);
-            else search.Count(lane.Tallies[population] ??= search.NewTally(), values);
+            if (_searches[population] is not { Counting: true } search)
+                return;
+            if (lane.Sole)
+                search.Count(values);
+            else
+                search.Count(lane.Tallies[population] ??= search.NewTally(), values);
             return;
         }
-        if (_ties[population] is not { } ties) return;
+        if (_ties[population] is not { } ties)
+            return;
         var cuts = _cuts[population]!.Cuts;
         for (int w = 0; w < ties.Length; w++)
         {
-            if (ties[w] is not { } perChunk) continue;
+            if (ties[w] is not { } perChunk)
+                continue;
             // A unit may straddle chunk boundaries: count each part towards its chunk.
-            for (int done = 0; done < values.Length;)
+            for (int done = 0; done < values.Length; )
             {
                 long element = lane.UnitStart + done;
                 int chunk = (int)(element / _chunkElements);
                 int run = (int)Math.Min(values.Length - done, (chunk + 1) * _chunkElements - element);
                 long equal = MagnitudeCut.CountKey(values.Slice(done, run), cuts[w].Key);
-                if (equal > 0) Interlocked.Add(ref perChunk[chunk], equal);
+                if (equal > 0)
+                    Interlocked.Add(ref perChunk[chunk], equal);
                 done += run;
             }
         }
     }
 
-    private bool Searching(CutSearch.Stage stage) => _searches.Any(s => s is not null && s.Counting && s.Current == stage);
+    private bool Searching(CutSearch.Stage stage) =>
+        _searches.Any(s => s is not null && s.Counting && s.Current == stage);
 
     private void EndStage()
     {
@@ -175,31 +216,44 @@ internal sealed class StatisticsGatherer : IDisposable
             case 0:
                 _first = Fold(_plan.FirstSums);
                 foreach (var search in _searches)
-                    if (search is { Current: CutSearch.Stage.Coarse }) search.EndPass();
+                    if (search is { Current: CutSearch.Stage.Coarse })
+                        search.EndPass();
                 break;
             case 1:
                 foreach (var search in _searches)
-                    if (search is { Current: CutSearch.Stage.Fine }) search.EndPass();
+                    if (search is { Current: CutSearch.Stage.Fine })
+                        search.EndPass();
                 for (int p = 0; p < _searches.Length; p++)
                 {
-                    if (_searches[p] is not { } search) continue;
+                    if (_searches[p] is not { } search)
+                        continue;
                     var cuts = search.Cuts.ToArray();
                     // One chunk keeps the tensor's share of the ties, wherever they are: no need to count them.
-                    _cuts[p] = new(cuts, cuts.Select((cut, w) => search.SplitsTies(w) && _chunks == 1 ? new[] { 0, cut.TiesKept } : null).ToArray());
-                    _ties[p] = Enumerable.Range(0, cuts.Length).Select(w => search.SplitsTies(w) && _chunks > 1 ? new long[_chunks] : null).ToArray();
+                    _cuts[p] = new(
+                        cuts,
+                        cuts.Select((cut, w) => search.SplitsTies(w) && _chunks == 1 ? new[] { 0, cut.TiesKept } : null)
+                            .ToArray()
+                    );
+                    _ties[p] = Enumerable
+                        .Range(0, cuts.Length)
+                        .Select(w => search.SplitsTies(w) && _chunks > 1 ? new long[_chunks] : null)
+                        .ToArray();
                 }
                 break;
             case 2:
                 _last = Fold(_plan.LastSums);
                 for (int p = 0; p < _ties.Length; p++)
                 {
-                    if (_ties[p] is not { } ties) continue;
+                    if (_ties[p] is not { } ties)
+                        continue;
                     for (int w = 0; w < ties.Length; w++)
                     {
-                        if (ties[w] is not { } perChunk) continue;
+                        if (ties[w] is not { } perChunk)
+                            continue;
                         // Counts per chunk become "ties before each chunk", the form a chunk's share is read from.
                         var before = new long[_chunks + 1];
-                        for (int c = 0; c < _chunks; c++) before[c + 1] = before[c] + perChunk[c];
+                        for (int c = 0; c < _chunks; c++)
+                            before[c + 1] = before[c] + perChunk[c];
                         _cuts[p]!.TiesBefore[w] = before;
                     }
                 }
@@ -214,9 +268,11 @@ internal sealed class StatisticsGatherer : IDisposable
     private double[] Fold(int sums)
     {
         var totals = new double[sums];
-        if (_partials is null) return totals;
+        if (_partials is null)
+            return totals;
         for (int unit = 0; unit < UnitCount; unit++)
-            for (int s = 0; s < sums; s++) totals[s] += _partials[unit * sums + s];
+        for (int s = 0; s < sums; s++)
+            totals[s] += _partials[unit * sums + s];
         return totals;
     }
 
@@ -224,7 +280,8 @@ internal sealed class StatisticsGatherer : IDisposable
 
     public void Dispose()
     {
-        foreach (var search in _searches) search?.Dispose();
+        foreach (var search in _searches)
+            search?.Dispose();
     }
 
     /// <summary>
@@ -234,14 +291,22 @@ internal sealed class StatisticsGatherer : IDisposable
     public static TensorStatistics Gather(MergeMethod method, MergeInputs inputs)
     {
         var plan = method.Chunking(inputs, inputs.Shape);
-        if (plan is null || !plan.NeedsStatistics) return TensorStatistics.Empty;
+        if (plan is null || !plan.NeedsStatistics)
+            return TensorStatistics.Empty;
         long elements = 1;
-        foreach (long size in inputs.Shape) elements *= size;
+        foreach (long size in inputs.Shape)
+            elements *= size;
         if (inputs.ElementOffset != 0 || inputs.Length != elements)
-            throw new InvalidOperationException($"{method.Name}: a chunk of tensor '{inputs.TensorName}' was merged without the statistics of the whole tensor");
+            throw new InvalidOperationException(
+                $"{method.Name}: a chunk of tensor '{inputs.TensorName}' was merged without the statistics of the "
+                    + $"whole tensor"
+            );
         using var gatherer = new StatisticsGatherer(method, plan, elements, elements, input =>
         {
-            var cut = inputs.ModelWideCut(input) ?? throw new InvalidOperationException($"{method.Name}: no model-wide cut was given for input {input} of '{inputs.TensorName}'");
+            var cut = inputs.ModelWideCut(input)
+                ?? throw new InvalidOperationException(
+                    $"{method.Name}: no model-wide cut was given for input {input} of '{inputs.TensorName}'"
+                );
             // The tensor is one chunk, whose share is the tensor's: TiesKept itself, unless that is "all of them".
             return (cut, cut.TiesKept == long.MaxValue || cut == MagnitudeCut.KeepNone ? null : [0, cut.TiesKept]);
         });

@@ -2,7 +2,12 @@ using Alloy.Methods.TaskVectors;
 
 namespace Alloy.Methods;
 
-public enum StatisticsPassKind { First, Fine, Last }
+public enum StatisticsPassKind
+{
+    First,
+    Fine,
+    Last,
+}
 
 /// <summary>
 /// What the statistics passes found about one tensor (<see cref="ChunkPlan"/>), as a method reads it: the sums, and the
@@ -11,7 +16,9 @@ public enum StatisticsPassKind { First, Fine, Last }
 /// </summary>
 public sealed class TensorStatistics
 {
-    /// <summary>The cuts of one population: for each, the tensor's cut and the ties at its key before each chunk.</summary>
+    /// <summary>
+    /// The cuts of one population: for each, the tensor's cut and the ties at its key before each chunk.
+    /// </summary>
     /// <param name="TiesBefore">Per cut, null when it keeps every entry equal to its key; else, of length chunks + 1,
     /// the tensor's entries equal to the key before each chunk.</param>
     internal sealed record PopulationCuts(MagnitudeCut[] Cuts, long[]?[] TiesBefore);
@@ -32,9 +39,10 @@ public sealed class TensorStatistics
     }
 
     /// <summary>The sum in <paramref name="slot"/>, over the whole tensor.</summary>
-    public double this[SumSlot slot] => slot.Pass == StatisticsPassKind.First
-        ? (_first ?? throw NotYet("first-pass sums"))[slot.Index]
-        : (_last ?? throw NotYet("last-pass sums"))[slot.Index];
+    public double this[SumSlot slot] =>
+        slot.Pass == StatisticsPassKind.First
+            ? (_first ?? throw NotYet("first-pass sums"))[slot.Index]
+            : (_last ?? throw NotYet("last-pass sums"))[slot.Index];
 
     /// <summary>
     /// Cut <paramref name="which"/> of population <paramref name="population"/>: in a chunk's merge, with the number of
@@ -45,18 +53,24 @@ public sealed class TensorStatistics
     {
         var cuts = _cuts[population.Index] ?? throw NotYet($"cuts of population {population.Index}");
         var cut = cuts.Cuts[which];
-        if (_chunk < 0) return cut;
+        if (_chunk < 0)
+            return cut;
         if (cuts.TiesBefore[which] is not { } before)
             return cut == MagnitudeCut.KeepNone ? cut : cut with { TiesKept = long.MaxValue };
-        long earlier = before[_chunk], inside = before[_chunk + 1] - earlier;
+        long earlier = before[_chunk],
+            inside = before[_chunk + 1] - earlier;
         return cut with { TiesKept = Math.Clamp(cut.TiesKept - earlier, 0, inside) };
     }
 
-    /// <summary>Cut <paramref name="which"/> of population <paramref name="population"/> over the whole tensor, in any chunk.</summary>
+    /// <summary>
+    /// Cut <paramref name="which"/> of population <paramref name="population"/> over the whole tensor, in any chunk.
+    /// </summary>
     public MagnitudeCut TensorCut(PopulationSlot population, int which = 0) =>
         (_cuts[population.Index] ?? throw NotYet($"cuts of population {population.Index}")).Cuts[which];
 
-    /// <summary>This tensor's statistics as chunk <paramref name="chunk"/> of the executor's chunking sees them.</summary>
+    /// <summary>
+    /// This tensor's statistics as chunk <paramref name="chunk"/> of the executor's chunking sees them.
+    /// </summary>
     internal TensorStatistics ForChunk(int chunk) => new(_first, _last, _cuts, chunk);
 
     private static InvalidOperationException NotYet(string what) =>
@@ -80,13 +94,19 @@ public sealed class StatisticsPass
 
     public StatisticsPassKind Kind { get; }
 
-    /// <summary>True when this pass adds up sums (the first and last passes do, when the plan has any of theirs).</summary>
+    /// <summary>
+    /// True when this pass adds up sums (the first and last passes do, when the plan has any of theirs).
+    /// </summary>
     public bool HasSums => _sums.Length > 0;
 
     /// <summary>Adds the unit's part of the sum in <paramref name="slot"/>, which must be one of this pass's.</summary>
     public void Add(SumSlot slot, double value)
     {
-        if (slot.Pass != Kind) throw new InvalidOperationException($"a {slot.Pass.ToString().ToLowerInvariant()}-pass sum added in the {Kind.ToString().ToLowerInvariant()} pass");
+        if (slot.Pass != Kind)
+            throw new InvalidOperationException(
+                $"a {slot.Pass.ToString().ToLowerInvariant()}-pass sum added in the "
+                    + $"{Kind.ToString().ToLowerInvariant()} pass"
+            );
         _sums[slot.Index] += value;
     }
 
@@ -94,7 +114,8 @@ public sealed class StatisticsPass
     public bool Counts(PopulationSlot population) => _gatherer.Counts(Kind, population.Index);
 
     /// <summary>Counts the unit's values of <paramref name="population"/>: one value per element of the unit.</summary>
-    public void Count(PopulationSlot population, ReadOnlySpan<float> values) => _gatherer.Count(this, population.Index, values);
+    public void Count(PopulationSlot population, ReadOnlySpan<float> values) =>
+        _gatherer.Count(this, population.Index, values);
 
     internal CutSearch.Tally?[] Tallies { get; }
 

@@ -3,21 +3,37 @@ using System.Numerics.Tensors;
 namespace Alloy.Methods;
 
 /// <summary>Weighted average of the inputs (model soups): Σ wᵢ·xᵢ, divided by Σ wᵢ when normalize is on.</summary>
-public sealed class WeightedAverage() : MergeMethod(new("linear", "Linear", "Weighted average of the models (model soups).")
+public sealed class WeightedAverage()
+    : MergeMethod(
+        new("linear", "Linear", "Weighted average of the models (model soups).")
+        {
+            Paper = "https://arxiv.org/abs/2203.05482",
+            EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+            Parameters = [Weight, Normalize],
+        }
+    )
 {
-    Paper = "https://arxiv.org/abs/2203.05482",
-    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
-    Parameters = [Weight, Normalize],
-})
-{
-    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, null, "Weight of each model.");
+    public static readonly NumberParameter Weight = MethodParameter.Number(
+        "weight",
+        ParameterScope.PerModel,
+        null,
+        "Weight of each model."
+    );
 
-    public static readonly BooleanParameter Normalize = MethodParameter.Boolean("normalize", ParameterScope.Global, true, "Divide by the sum of the weights.");
+    public static readonly BooleanParameter Normalize = MethodParameter.Boolean(
+        "normalize",
+        ParameterScope.Global,
+        true,
+        "Divide by the sum of the weights."
+    );
 
     public override void Validate(MergeInputsInfo inputs)
     {
         if (inputs[Normalize] && Math.Abs(WeightSum(inputs)) < 1e-12)
-            throw new AlloyException($"linear: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; change the weights or set normalize: false");
+            throw new AlloyException(
+                $"linear: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; "
+                    + $"change the weights or set normalize: false"
+            );
     }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
@@ -31,7 +47,8 @@ public sealed class WeightedAverage() : MergeMethod(new("linear", "Linear", "Wei
     private static double WeightSum(MergeInputsInfo inputs)
     {
         double sum = 0;
-        for (int i = 0; i < inputs.Count; i++) sum += inputs[Weight, i];
+        for (int i = 0; i < inputs.Count; i++)
+            sum += inputs[Weight, i];
         return sum;
     }
 }

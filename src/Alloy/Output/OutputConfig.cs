@@ -7,7 +7,10 @@ using Alloy.Tokenizers;
 
 namespace Alloy.Output;
 
-/// <summary>The output config.json: the donor's, with dtype, layer count, head tying and vocabulary size brought in line with the merge.</summary>
+/// <summary>
+/// The output config.json: the donor's, with dtype, layer count, head tying and vocabulary size brought in line with
+/// the merge.
+/// </summary>
 public static class OutputConfig
 {
     public static JsonObject Build(MergePlan plan)
@@ -25,9 +28,13 @@ public static class OutputConfig
             config["tie_word_embeddings"] = false;
         if (plan.Tokenizer?.Vocabulary is { } vocabulary)
         {
-            // Every vocab_size the donor states (top level, or text_config's for multimodal models) follows the new vocabulary.
-            var keys = ModelTokenizer.VocabSizeKeys.Where(k => ModelLayout.ReadLong(config, k) is not null).DefaultIfEmpty("vocab_size");
-            foreach (var key in keys) SetDotted(config, key, vocabulary.Rows);
+            // Every vocab_size the donor states (top level, or text_config's for multimodal models) follows the new
+            // vocabulary.
+            var keys = ModelTokenizer
+                .VocabSizeKeys.Where(k => ModelLayout.ReadLong(config, k) is not null)
+                .DefaultIfEmpty("vocab_size");
+            foreach (var key in keys)
+                SetDotted(config, key, vocabulary.Rows);
         }
         if (plan.Donor.Reference.OverrideArchitecture is { } architecture)
             config["architectures"] = new JsonArray(architecture);
@@ -42,7 +49,9 @@ public static class OutputConfig
         var parts = dottedKey.Split('.');
         JsonObject node = config;
         foreach (var part in parts[..^1])
-            node = node[part] as JsonObject ?? throw new InvalidOperationException($"config key {dottedKey} is not an object path");
+            node =
+                node[part] as JsonObject
+                ?? throw new InvalidOperationException($"config key {dottedKey} is not an object path");
         node[parts[^1]] = value;
     }
 }

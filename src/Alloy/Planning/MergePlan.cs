@@ -11,7 +11,13 @@ namespace Alloy.Planning;
 /// with <see cref="Rows"/>, an embedding re-laid-out to the output vocabulary.
 /// </summary>
 /// <param name="Lora">The low-rank update a model+lora reference adds to this tensor as it is read.</param>
-public sealed record PlannedInput(InputModel Model, StoredTensor Tensor, long[] Shape, RowLayout? Rows = null, LoraDelta? Lora = null)
+public sealed record PlannedInput(
+    InputModel Model,
+    StoredTensor Tensor,
+    long[] Shape,
+    RowLayout? Rows = null,
+    LoraDelta? Lora = null
+)
 {
     public bool IsCropped => Rows is null && !Shape.AsSpan().SequenceEqual(Tensor.Info.Shape);
 
@@ -25,18 +31,32 @@ public sealed record PlannedInput(InputModel Model, StoredTensor Tensor, long[] 
 /// each input within it, each input's own tensor name (filters match it), the layer fraction t of gradients, its place
 /// in the output model, the base model's input, and whether the output keeps the stored dtype (so it may be a copy).
 /// </summary>
-public sealed record TensorOrigin(int Slice, IReadOnlyList<int> Sources, IReadOnlyList<string> InputNames, double T, TensorPosition Position,
-    int BaseIndex, bool KeepsDType);
+public sealed record TensorOrigin(
+    int Slice,
+    IReadOnlyList<int> Sources,
+    IReadOnlyList<string> InputNames,
+    double T,
+    TensorPosition Position,
+    int BaseIndex,
+    bool KeepsDType
+);
 
 /// <summary>
 /// How to produce one output tensor. Without a method, the single input's bytes are copied unchanged (a method that
 /// passes its input through, integer tensors); with one, inputs are read as float32, merged, and rounded once.
 /// </summary>
-public sealed record TensorJob(TensorInfo Output, MergeMethod? Method, IReadOnlyList<PlannedInput> Inputs, MergeInputsInfo? Info)
+public sealed record TensorJob(
+    TensorInfo Output,
+    MergeMethod? Method,
+    IReadOnlyList<PlannedInput> Inputs,
+    MergeInputsInfo? Info
+)
 {
     public bool IsCopy => Method is null;
 
-    /// <summary>What the method writes beside the model for this tensor (<see cref="MergeMethod.PlanSideOutputs"/>), or null.</summary>
+    /// <summary>
+    /// What the method writes beside the model for this tensor (<see cref="MergeMethod.PlanSideOutputs"/>), or null.
+    /// </summary>
     public SideOutputs? Side { get; init; }
 
     /// <summary>Where the method's parameters come from; null for tensors no method sees (integer tensors).</summary>
@@ -52,12 +72,18 @@ public sealed record MergePlan(
     int OutputLayerCount,
     bool LayerCountChanged,
     DType? ConfigDType,
-    bool UntiesHead)
+    bool UntiesHead
+)
 {
-    /// <summary>The output vocabulary and chat template, when the recipe sets tokenizer or chat_template; null copies the donor's tokenizer.</summary>
+    /// <summary>
+    /// The output vocabulary and chat template, when the recipe sets tokenizer or chat_template; null copies the
+    /// donor's tokenizer.
+    /// </summary>
     public TokenizerPlan? Tokenizer { get; init; }
 
-    /// <summary>The method's side outputs (each job's part is <see cref="TensorJob.Side"/>), or null when it writes none.</summary>
+    /// <summary>
+    /// The method's side outputs (each job's part is <see cref="TensorJob.Side"/>), or null when it writes none.
+    /// </summary>
     public SideOutputPlan? SideOutputs { get; init; }
 
     /// <summary>The options it was planned with (the seed keys random streams; a raw merge has no layers).</summary>
@@ -67,19 +93,29 @@ public sealed record MergePlan(
 
     /// <summary>
     /// The plan as text, one line per output tensor: name, dtype and shape; how it is made (copied, or the method with
-    /// each input's model, tensor and shape); every parameter's resolved value (globals, then per input). Two plans that
-    /// describe alike write the same model.
+    /// each input's model, tensor and shape); every parameter's resolved value (globals, then per input). Two plans
+    /// that describe alike write the same model.
     /// </summary>
     public string Describe()
     {
         var text = new System.Text.StringBuilder();
-        text.Append($"method {Method.Name}, {OutputLayerCount} layers, config dtype {ConfigDType?.TorchName() ?? "-"}\n");
+        text.Append(
+            $"method {Method.Name}, {OutputLayerCount} layers, config dtype {ConfigDType?.TorchName() ?? "-"}\n"
+        );
         foreach (var job in Jobs)
         {
-            text.Append(job.Output.Name).Append(' ').Append(job.Output.DType.TorchName()).Append(" [").Append(string.Join(", ", job.Output.Shape)).Append("] ");
+            text.Append(job.Output.Name)
+                .Append(' ')
+                .Append(job.Output.DType.TorchName())
+                .Append(" [")
+                .Append(string.Join(", ", job.Output.Shape))
+                .Append("] ");
             text.Append(job.IsCopy ? "copy of" : "merge of");
             foreach (var input in job.Inputs)
-                text.Append($" {input.Model.Name}:{input.Tensor.Info.Name}[{string.Join(", ", input.Shape)}]{(input.Rows is null ? "" : "+rows")}{(input.Lora is null ? "" : "+lora")}");
+            {
+                text.Append($" {input.Model.Name}:{input.Tensor.Info.Name}[{string.Join(", ", input.Shape)}]");
+                text.Append(input.Rows is null ? "" : "+rows").Append(input.Lora is null ? "" : "+lora");
+            }
             if (job.Info is { } info)
             {
                 text.Append(" |");
@@ -90,7 +126,10 @@ public sealed record MergePlan(
                         text.Append($" {parameter.Name}={info.Parameters.Global(parameter)?.ToString() ?? "-"}");
                         continue;
                     }
-                    text.Append($" {parameter.Name}=[{string.Join(", ", Enumerable.Range(0, info.Count).Select(i => info.Parameters.ForModel(i, parameter)?.ToString() ?? "-"))}]");
+                    var values = Enumerable
+                        .Range(0, info.Count)
+                        .Select(i => info.Parameters.ForModel(i, parameter)?.ToString() ?? "-");
+                    text.Append($" {parameter.Name}=[{string.Join(", ", values)}]");
                 }
             }
             text.Append('\n');

@@ -6,8 +6,15 @@ namespace Alloy.Planning;
 
 /// <summary>One input model: where it is, its checkpoint (headers only) and its layout.</summary>
 /// <param name="Adapter">The PEFT LoRA adapter of a <c>model+lora</c> reference, applied as tensors are read.</param>
-public sealed record InputModel(ModelReference Reference, int Index, string Location, Checkpoint Checkpoint, ModelLayout Layout, bool IsHubId = false,
-    LoraAdapter? Adapter = null)
+public sealed record InputModel(
+    ModelReference Reference,
+    int Index,
+    string Location,
+    Checkpoint Checkpoint,
+    ModelLayout Layout,
+    bool IsHubId = false,
+    LoraAdapter? Adapter = null
+)
 {
     /// <summary>A short name for messages: the reference as written in the recipe.</summary>
     public string Name => Reference.ToString();
@@ -29,15 +36,22 @@ public sealed class ModelSet : IDisposable
     public IReadOnlyDictionary<ModelReference, string> TokenizerOnly => _tokenizerOnly;
 
     public InputModel this[ModelReference reference] =>
-        _models.TryGetValue(reference, out var m) ? m : throw new InvalidOperationException($"model {reference} was not opened");
+        _models.TryGetValue(reference, out var m)
+            ? m
+            : throw new InvalidOperationException($"model {reference} was not opened");
 
     /// <summary>
     /// Opens every model the recipe references (reading headers only). <paramref name="namedModels"/> maps reference
     /// paths to folders and is consulted first (the stages of a multi-stage merge). <paramref name="raw"/> skips layer
     /// analysis (state dicts merged by name may number their blocks with gaps).
     /// </summary>
-    public static ModelSet Open(MergeRecipe recipe, Diagnostics diagnostics, IReadOnlyDictionary<string, string>? namedModels = null, bool raw = false,
-        string? hubCache = null)
+    public static ModelSet Open(
+        MergeRecipe recipe,
+        Diagnostics diagnostics,
+        IReadOnlyDictionary<string, string>? namedModels = null,
+        bool raw = false,
+        string? hubCache = null
+    )
     {
         var set = new ModelSet();
         try
@@ -48,25 +62,53 @@ public sealed class ModelSet : IDisposable
             {
                 string? named = null;
                 isNamed = namedModels?.TryGetValue(reference.Path, out named) == true;
-                return isNamed ? named! : ModelLocator.Resolve(reference.Path, reference.Revision, searchDirectories, hub);
+                return isNamed
+                    ? named!
+                    : ModelLocator.Resolve(reference.Path, reference.Revision, searchDirectories, hub);
             }
-            LoraAdapter? OpenAdapter(ModelReference reference) => reference.Lora is { } lora
-                ? LoraAdapter.Open(ModelLocator.Resolve(lora.Path, lora.Revision, searchDirectories, hub))
-                : null;
+            LoraAdapter? OpenAdapter(ModelReference reference) =>
+                reference.Lora is { } lora
+                    ? LoraAdapter.Open(ModelLocator.Resolve(lora.Path, lora.Revision, searchDirectories, hub))
+                    : null;
 
             foreach (var reference in recipe.ReferencedModels())
             {
                 var location = Locate(reference, out bool isNamed);
                 var checkpoint = Checkpoint.Open(location);
                 LoraAdapter? adapter;
-                try { adapter = OpenAdapter(reference); }
-                catch { checkpoint.Dispose(); throw; }
-                // A reference that is not a local path was found in the Hugging Face cache: it is a Hub id (for the model card).
-                bool isHubId = !isNamed && !Path.Exists(reference.Path) && !searchDirectories.Any(d => Path.Exists(Path.Combine(d, reference.Path)));
-                set.Add(new InputModel(reference, set._ordered.Count, location, checkpoint, raw ? ModelLayout.Flat(checkpoint) : ModelLayout.Analyze(checkpoint), isHubId, adapter));
-                diagnostics.Info($"opened {reference} at {location}: {checkpoint.Tensors.Count} tensors, {checkpoint.TotalBytes:N0} bytes");
+                try
+                {
+                    adapter = OpenAdapter(reference);
+                }
+                catch
+                {
+                    checkpoint.Dispose();
+                    throw;
+                }
+                // A reference that is not a local path was found in the Hugging Face cache: it is a Hub id (for the
+                // model card).
+                bool isHubId =
+                    !isNamed
+                    && !Path.Exists(reference.Path)
+                    && !searchDirectories.Any(d => Path.Exists(Path.Combine(d, reference.Path)));
+                set.Add(
+                    new InputModel(
+                        reference,
+                        set._ordered.Count,
+                        location,
+                        checkpoint,
+                        raw ? ModelLayout.Flat(checkpoint) : ModelLayout.Analyze(checkpoint),
+                        isHubId,
+                        adapter
+                    )
+                );
+                diagnostics.Info(
+                    $"opened {reference} at {location}: {checkpoint.Tensors.Count} tensors, {checkpoint.TotalBytes:N0} "
+                        + $"bytes"
+                );
             }
-            // A tokenizer source that is not merged contributes only its tokenizer files: find its folder, open no weights.
+            // A tokenizer source that is not merged contributes only its tokenizer files: find its folder, open no
+            // weights.
             if (recipe.Tokenizer?.Model is { } source && !set._models.ContainsKey(source))
             {
                 var location = Locate(source, out _);

@@ -18,17 +18,27 @@ public static class ParameterCheck
         {
             foreach (var setting in block.Settings)
             {
-                string where = setting.Location == SourceLocation.Code ? $"{setting.Location} ({block.Owner})" : setting.Location.ToString();
+                string where =
+                    setting.Location == SourceLocation.Code
+                        ? $"{setting.Location} ({block.Owner})"
+                        : setting.Location.ToString();
                 if (declaration.Parameter(setting.Name) is not { } parameter)
                 {
                     Unknown(setting.Name, where, method, diagnostics);
                     continue;
                 }
                 if (block.PerModel && parameter.Scope == ParameterScope.Global)
-                    diagnostics.Warn($"{where}: '{setting.Name}' is one value for all models of merge method '{method.Name}'; set on a model it has no effect (set it under the top-level parameters:)");
+                    diagnostics.Warn(
+                        $"{where}: '{setting.Name}' is one value for all models of merge method '{method.Name}'; set "
+                            + $"on a model it has no effect (set it under the top-level parameters:)"
+                    );
                 if (setting.Value.HasGradient && !parameter.TakesGradients)
-                    throw new AlloyException($"{where}: parameter '{setting.Name}' of {method.Name} takes one value ({parameter.Accepts}), not a gradient across layers");
-                foreach (var literal in setting.Value.Literals) CheckValue(method, parameter, literal, where);
+                    throw new AlloyException(
+                        $"{where}: parameter '{setting.Name}' of {method.Name} takes one value ({parameter.Accepts}), "
+                            + $"not a gradient across layers"
+                    );
+                foreach (var literal in setting.Value.Literals)
+                    CheckValue(method, parameter, literal, where);
             }
         }
     }
@@ -44,14 +54,20 @@ public static class ParameterCheck
         string reads = declared.Count == 0 ? "no parameters" : string.Join(", ", declared);
         bool another = MethodRegistry.All.Any(m => m.Declaration.Parameter(name) is not null);
         if (!another && Suggestions.Closest(name, declared) is { } intended)
-            throw new AlloyException($"{where}: unknown parameter '{name}' of merge method '{method.Name}'; did you mean '{intended}'?");
-        diagnostics.Warn($"{where}: parameter '{name}' is not used by merge method '{method.Name}' (it reads: {reads})");
+            throw new AlloyException(
+                $"{where}: unknown parameter '{name}' of merge method '{method.Name}'; did you mean '{intended}'?"
+            );
+        diagnostics.Warn(
+            $"{where}: parameter '{name}' is not used by merge method '{method.Name}' (it reads: {reads})"
+        );
     }
 
     /// <summary>Refuses a value the parameter does not take, saying where it is and what the parameter takes.</summary>
     public static void CheckValue(MergeMethod method, MethodParameter parameter, SettingValue value, string where)
     {
         if (parameter.Problem(value) is { } problem)
-            throw new AlloyException($"{where}: parameter '{parameter.Name}' of {method.Name}: {problem}; it takes {parameter.Accepts}");
+            throw new AlloyException(
+                $"{where}: parameter '{parameter.Name}' of {method.Name}: {problem}; it takes {parameter.Accepts}"
+            );
     }
 }

@@ -13,16 +13,30 @@ public readonly record struct LayerRange(int Start, int End)
 public sealed record ModelEntry(ModelReference Model, ParameterSettings Parameters, SourceLocation Location);
 
 /// <summary>One entry of <c>slices[].sources</c>.</summary>
-public sealed record InputSlice(ModelReference Model, LayerRange Range, ParameterSettings Parameters, SourceLocation Location);
+public sealed record InputSlice(
+    ModelReference Model,
+    LayerRange Range,
+    ParameterSettings Parameters,
+    SourceLocation Location
+);
 
-/// <summary>One entry of <c>slices:</c>; <see cref="BaseModel"/> overrides the recipe's base model for this slice.</summary>
-public sealed record OutputSlice(IReadOnlyList<InputSlice> Sources, ModelReference? BaseModel, ParameterSettings Parameters, SourceLocation Location)
+/// <summary>
+/// One entry of <c>slices:</c>; <see cref="BaseModel"/> overrides the recipe's base model for this slice.
+/// </summary>
+public sealed record OutputSlice(
+    IReadOnlyList<InputSlice> Sources,
+    ModelReference? BaseModel,
+    ParameterSettings Parameters,
+    SourceLocation Location
+)
 {
     /// <summary>Number of output layers (every source spans the same count).</summary>
     public int LayerCount => Sources.Count == 0 ? 0 : Sources[0].Range.Count;
 }
 
-/// <summary>A parameters block: what it belongs to (for messages), its settings, and whether they are one model's.</summary>
+/// <summary>
+/// A parameters block: what it belongs to (for messages), its settings, and whether they are one model's.
+/// </summary>
 public sealed record ParameterBlock(string Owner, ParameterSettings Settings, bool PerModel);
 
 /// <summary>Where a configured token's embedding row comes from (<c>tokenizer.tokens.*.source</c>).</summary>
@@ -43,30 +57,48 @@ public abstract record TokenSource
 /// <summary>Settings of one configured token; a null source means mergekit's default choice of row.</summary>
 public sealed record TokenSettings(TokenSource? Source, bool Force);
 
-public enum TokenizerSourceKind { Base, Union, Model }
+public enum TokenizerSourceKind
+{
+    Base,
+    Union,
+    Model,
+}
 
 /// <summary>
 /// The output tokenizer: from <c>tokenizer:</c> or the legacy <c>tokenizer_source:</c> (<see cref="Legacy"/>; it has no
 /// tokens or padding). <see cref="Model"/> is set when <see cref="Kind"/> is <see cref="TokenizerSourceKind.Model"/>.
 /// Tokens keep config order. In code: <c>TokenizerRecipe.Union.WithToken("&lt;|im_start|&gt;").WithPadding(64)</c>.
 /// </summary>
-public sealed record TokenizerRecipe(TokenizerSourceKind Kind, ModelReference? Model, IReadOnlyDictionary<string, TokenSettings> Tokens,
-    int? PadToMultipleOf, SourceLocation Location, bool Legacy = false)
+public sealed record TokenizerRecipe(
+    TokenizerSourceKind Kind,
+    ModelReference? Model,
+    IReadOnlyDictionary<string, TokenSettings> Tokens,
+    int? PadToMultipleOf,
+    SourceLocation Location,
+    bool Legacy = false
+)
 {
     /// <summary>The union of every model's vocabulary (mergekit's default source).</summary>
-    public static TokenizerRecipe Union { get; } = new(TokenizerSourceKind.Union, null, new Dictionary<string, TokenSettings>(), null, SourceLocation.Code);
+    public static TokenizerRecipe Union { get; } =
+        new(TokenizerSourceKind.Union, null, new Dictionary<string, TokenSettings>(), null, SourceLocation.Code);
 
     /// <summary>The base model's vocabulary.</summary>
     public static TokenizerRecipe Base { get; } = Union with { Kind = TokenizerSourceKind.Base };
 
     /// <summary>The vocabulary of <paramref name="model"/> (a reference as a recipe writes it).</summary>
-    public static TokenizerRecipe From(string model) => Union with { Kind = TokenizerSourceKind.Model, Model = ModelReference.Parse(model) };
+    public static TokenizerRecipe From(string model) =>
+        Union with
+        {
+            Kind = TokenizerSourceKind.Model,
+            Model = ModelReference.Parse(model),
+        };
 
     /// <summary>This recipe with <paramref name="token"/> added or configured (kept in order).</summary>
     public TokenizerRecipe WithToken(string token, TokenSource? source = null, bool force = false)
     {
         var tokens = new OrderedDictionary<string, TokenSettings>(StringComparer.Ordinal);
-        foreach (var (name, settings) in Tokens) tokens[name] = settings;
+        foreach (var (name, settings) in Tokens)
+            tokens[name] = settings;
         tokens[token] = new TokenSettings(source, force);
         return this with { Tokens = tokens, Legacy = false };
     }
@@ -76,8 +108,8 @@ public sealed record TokenizerRecipe(TokenizerSourceKind Kind, ModelReference? M
 }
 
 /// <summary>
-/// A validated mergekit config: read from YAML (<see cref="RecipeParser"/>) or built in code (<see cref="RecipeBuilder"/>),
-/// checked by the same rules (<see cref="RecipeRules"/>) either way.
+/// A validated mergekit config: read from YAML (<see cref="RecipeParser"/>) or built in code
+/// (<see cref="RecipeBuilder"/>), checked by the same rules (<see cref="RecipeRules"/>) either way.
 /// </summary>
 public sealed record MergeRecipe
 {
@@ -94,21 +126,27 @@ public sealed record MergeRecipe
     public DType? DType { get; init; }
     public DType? OutDType { get; init; }
 
-    /// <summary>From <c>tokenizer:</c> or legacy <c>tokenizer_source:</c>; null means "copy the donor's tokenizer".</summary>
+    /// <summary>
+    /// From <c>tokenizer:</c> or legacy <c>tokenizer_source:</c>; null means "copy the donor's tokenizer".
+    /// </summary>
     public TokenizerRecipe? Tokenizer { get; init; }
 
-    /// <summary><c>auto</c>, a built-in name (see <see cref="RecipeRules.BuiltInChatTemplates"/>) or a literal Jinja template.</summary>
+    /// <summary>
+    /// <c>auto</c>, a built-in name (see <see cref="RecipeRules.BuiltInChatTemplates"/>) or a literal Jinja template.
+    /// </summary>
     public string? ChatTemplate { get; init; }
 
     /// <summary>Every parameters block of the recipe, in config order.</summary>
     public IEnumerable<ParameterBlock> ParameterBlocks()
     {
         yield return new("the recipe's parameters", Parameters, PerModel: false);
-        foreach (var entry in Models ?? []) yield return new($"model '{entry.Model}'", entry.Parameters, PerModel: true);
+        foreach (var entry in Models ?? [])
+            yield return new($"model '{entry.Model}'", entry.Parameters, PerModel: true);
         for (int s = 0; s < (Slices?.Count ?? 0); s++)
         {
             yield return new($"slice {s + 1}", Slices![s].Parameters, PerModel: false);
-            foreach (var source in Slices[s].Sources) yield return new($"slice {s + 1}, source '{source.Model}'", source.Parameters, PerModel: true);
+            foreach (var source in Slices[s].Sources)
+                yield return new($"slice {s + 1}, source '{source.Model}'", source.Parameters, PerModel: true);
         }
     }
 
@@ -121,7 +159,9 @@ public sealed record MergeRecipe
     /// </summary>
     public string? Text { get; init; }
 
-    /// <summary>File path, or "&lt;string&gt;", used in locations; for a recipe built in code, where its models are found.</summary>
+    /// <summary>
+    /// File path, or "&lt;string&gt;", used in locations; for a recipe built in code, where its models are found.
+    /// </summary>
     public required string SourceName { get; init; }
 
     /// <summary>
@@ -135,9 +175,9 @@ public sealed record MergeRecipe
 
     /// <summary>
     /// Every model the recipe merges, deduplicated, in config order: base_model first (if any), then models / slice
-    /// sources in order of appearance; a slice's own base_model follows that slice's sources.
-    /// mergekit returns a Python set here, so its "first model" (the donor when there is no base) is arbitrary;
-    /// config order makes it deterministic. Models named only by the tokenizer settings are in <see cref="TokenizerModels"/>.
+    /// sources in order of appearance; a slice's own base_model follows that slice's sources. mergekit returns a Python
+    /// set here, so its "first model" (the donor when there is no base) is arbitrary; config order makes it
+    /// deterministic. Models named only by the tokenizer settings are in <see cref="TokenizerModels"/>.
     /// </summary>
     public IReadOnlyList<ModelReference> ReferencedModels()
     {
@@ -145,14 +185,17 @@ public sealed record MergeRecipe
         var result = new List<ModelReference>();
         void Add(ModelReference? m)
         {
-            if (m is not null && seen.Add(m)) result.Add(m);
+            if (m is not null && seen.Add(m))
+                result.Add(m);
         }
 
         Add(BaseModel);
-        foreach (var entry in Models ?? []) Add(entry.Model);
+        foreach (var entry in Models ?? [])
+            Add(entry.Model);
         foreach (var slice in Slices ?? [])
         {
-            foreach (var source in slice.Sources) Add(source.Model);
+            foreach (var source in slice.Sources)
+                Add(source.Model);
             Add(slice.BaseModel);
         }
         return result;
@@ -166,20 +209,24 @@ public sealed record MergeRecipe
     {
         var seen = new HashSet<ModelReference>(ReferencedModels());
         var result = new List<ModelReference>();
-        if (Tokenizer is null) return result;
+        if (Tokenizer is null)
+            return result;
         void Add(ModelReference? m)
         {
-            if (m is not null && seen.Add(m)) result.Add(m);
+            if (m is not null && seen.Add(m))
+                result.Add(m);
         }
         Add(Tokenizer.Model);
         foreach (var settings in Tokenizer.Tokens.Values)
         {
-            Add(settings.Source switch
-            {
-                TokenSource.FromModel f => f.Model,
-                TokenSource.ModelToken t => t.Model,
-                _ => null,
-            });
+            Add(
+                settings.Source switch
+                {
+                    TokenSource.FromModel f => f.Model,
+                    TokenSource.ModelToken t => t.Model,
+                    _ => null,
+                }
+            );
         }
         return result;
     }

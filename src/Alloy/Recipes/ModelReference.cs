@@ -12,7 +12,12 @@ public sealed record LoraReference(string Path, string? Revision = null)
 /// A model as a config names it: a local folder or Hugging Face repo id, an optional revision, an optional LoRA,
 /// and an optional architecture override (dict form only).
 /// </summary>
-public sealed record ModelReference(string Path, string? Revision = null, LoraReference? Lora = null, string? OverrideArchitecture = null)
+public sealed record ModelReference(
+    string Path,
+    string? Revision = null,
+    LoraReference? Lora = null,
+    string? OverrideArchitecture = null
+)
 {
     private const string Syntax = "write PATH[@REVISION][+LORA_PATH[@REVISION]]";
 
@@ -23,7 +28,11 @@ public sealed record ModelReference(string Path, string? Revision = null, LoraRe
     public static bool TryParse(string text, [NotNullWhen(true)] out ModelReference? result) =>
         TryParse(text, out result, out _);
 
-    internal static bool TryParse(string text, [NotNullWhen(true)] out ModelReference? result, [NotNullWhen(false)] out string? error)
+    internal static bool TryParse(
+        string text,
+        [NotNullWhen(true)] out ModelReference? result,
+        [NotNullWhen(false)] out string? error
+    )
     {
         result = null;
         var parts = text.Split('+');
@@ -32,11 +41,13 @@ public sealed record ModelReference(string Path, string? Revision = null, LoraRe
             error = $"invalid model reference '{text}': more than one '+' ({Syntax})";
             return false;
         }
-        if (!TryParsePath(parts[0], text, out var path, out var revision, out error)) return false;
+        if (!TryParsePath(parts[0], text, out var path, out var revision, out error))
+            return false;
         LoraReference? lora = null;
         if (parts.Length == 2)
         {
-            if (!TryParsePath(parts[1], text, out var loraPath, out var loraRevision, out error)) return false;
+            if (!TryParsePath(parts[1], text, out var loraPath, out var loraRevision, out error))
+                return false;
             lora = new LoraReference(loraPath, loraRevision);
         }
         result = new ModelReference(path, revision, lora);
@@ -44,8 +55,13 @@ public sealed record ModelReference(string Path, string? Revision = null, LoraRe
     }
 
     /// <summary>One <c>path[@revision]</c> part (mergekit's ModelPath string form).</summary>
-    internal static bool TryParsePath(string part, string whole, [NotNullWhen(true)] out string? path, out string? revision,
-        [NotNullWhen(false)] out string? error)
+    internal static bool TryParsePath(
+        string part,
+        string whole,
+        [NotNullWhen(true)] out string? path,
+        out string? revision,
+        [NotNullWhen(false)] out string? error
+    )
     {
         path = null;
         revision = null;
@@ -67,7 +83,9 @@ public sealed record ModelReference(string Path, string? Revision = null, LoraRe
         return true;
     }
 
-    /// <summary>The string form; round-trips <see cref="Parse"/>. <see cref="OverrideArchitecture"/> has no string form.</summary>
+    /// <summary>
+    /// The string form; round-trips <see cref="Parse"/>. <see cref="OverrideArchitecture"/> has no string form.
+    /// </summary>
     public override string ToString()
     {
         var model = Revision is null ? Path : $"{Path}@{Revision}";

@@ -18,7 +18,8 @@ public readonly record struct SettingValue
 
     public static SettingValue Of(double number) => new(number, null);
 
-    public static SettingValue Of(string text) => new(double.NaN, text ?? throw new ArgumentNullException(nameof(text)));
+    public static SettingValue Of(string text) =>
+        new(double.NaN, text ?? throw new ArgumentNullException(nameof(text)));
 
     /// <summary>The number; NaN for a text.</summary>
     public double Number { get; }
@@ -32,7 +33,9 @@ public readonly record struct SettingValue
 
     /// <summary>Shortest round-trip form, as YAML would read it back ("0.5", "1e-05", ".inf").</summary>
     public static string FormatNumber(double value) =>
-        double.IsPositiveInfinity(value) ? ".inf" : double.IsNegativeInfinity(value) ? "-.inf" : double.IsNaN(value) ? ".nan"
+        double.IsPositiveInfinity(value) ? ".inf"
+        : double.IsNegativeInfinity(value) ? "-.inf"
+        : double.IsNaN(value) ? ".nan"
         : value.ToString("R", CultureInfo.InvariantCulture);
 }
 
@@ -66,9 +69,11 @@ public abstract record ParameterValue
     {
         public override SettingValue? Evaluate(string tensorName, double t)
         {
-            if (Values.Count == 0) throw new InvalidOperationException("a gradient needs at least one value");
+            if (Values.Count == 0)
+                throw new InvalidOperationException("a gradient needs at least one value");
             // t outside [0, 1] means a planner bug; mergekit would index past the list (or silently extrapolate).
-            if (!(t >= 0 && t <= 1)) throw new ArgumentOutOfRangeException(nameof(t), t, "layer fraction must be in [0, 1]");
+            if (!(t >= 0 && t <= 1))
+                throw new ArgumentOutOfRangeException(nameof(t), t, "layer fraction must be in [0, 1]");
             var last = Values.Count - 1;
             var s = t * last;
             var i0 = (int)Math.Floor(s);
@@ -79,8 +84,7 @@ public abstract record ParameterValue
 
         public override IEnumerable<SettingValue> Literals => Values.Select(SettingValue.Of);
 
-        public bool Equals(Gradient? other) =>
-            other is not null && Values.SequenceEqual(other.Values);
+        public bool Equals(Gradient? other) => other is not null && Values.SequenceEqual(other.Values);
 
         public override int GetHashCode() => Values.Aggregate(Values.Count, (h, v) => HashCode.Combine(h, v));
     }
@@ -92,15 +96,15 @@ public abstract record ParameterValue
         {
             foreach (var entry in Entries)
             {
-                if (entry.Matches(tensorName)) return entry.Value.Evaluate(tensorName, t);
+                if (entry.Matches(tensorName))
+                    return entry.Value.Evaluate(tensorName, t);
             }
             return null;
         }
 
         public override IEnumerable<SettingValue> Literals => Entries.SelectMany(e => e.Value.Literals);
 
-        public bool Equals(Conditional? other) =>
-            other is not null && Entries.SequenceEqual(other.Entries);
+        public bool Equals(Conditional? other) => other is not null && Entries.SequenceEqual(other.Entries);
 
         public override int GetHashCode() => Entries.Aggregate(Entries.Count, (h, e) => HashCode.Combine(h, e));
     }
@@ -137,7 +141,9 @@ public sealed record ConditionalEntry(string? Filter, ParameterValue Value)
 {
     /// <summary>Null and "*" match every tensor; otherwise a case-sensitive substring test, as in mergekit.</summary>
     public bool Matches(string tensorName) =>
-        Filter is null || Filter == "*" || (tensorName.Length > 0 && tensorName.Contains(Filter, StringComparison.Ordinal));
+        Filter is null
+        || Filter == "*"
+        || (tensorName.Length > 0 && tensorName.Contains(Filter, StringComparison.Ordinal));
 }
 
 /// <summary>One <c>name: value</c> line of a <c>parameters:</c> block; the location is the name's.</summary>
@@ -154,8 +160,11 @@ public sealed class ParameterSettings : IEnumerable<ParameterSetting>
 
     public static ParameterSettings Empty { get; } = new([]);
 
-    /// <summary>An empty block to fill with the indexer (settings made in code, located at <see cref="SourceLocation.Code"/>).</summary>
-    public ParameterSettings() : this([]) { }
+    /// <summary>
+    /// An empty block to fill with the indexer (settings made in code, located at <see cref="SourceLocation.Code"/>).
+    /// </summary>
+    public ParameterSettings()
+        : this([]) { }
 
     /// <summary>Builds a set; names must be unique (the YAML reader already resolved duplicates).</summary>
     public ParameterSettings(IEnumerable<ParameterSetting> settings)
@@ -164,7 +173,8 @@ public sealed class ParameterSettings : IEnumerable<ParameterSetting>
         _byName = new Dictionary<string, ParameterSetting>(StringComparer.Ordinal);
         foreach (var s in _settings)
         {
-            if (!_byName.TryAdd(s.Name, s)) throw new ArgumentException($"parameter '{s.Name}' is set twice", nameof(settings));
+            if (!_byName.TryAdd(s.Name, s))
+                throw new ArgumentException($"parameter '{s.Name}' is set twice", nameof(settings));
         }
     }
 
@@ -179,8 +189,10 @@ public sealed class ParameterSettings : IEnumerable<ParameterSetting>
             ArgumentException.ThrowIfNullOrEmpty(name);
             var setting = new ParameterSetting(name, value, SourceLocation.Code);
             int at = _settings.FindIndex(s => s.Name == name);
-            if (at >= 0) _settings[at] = setting;
-            else _settings.Add(setting);
+            if (at >= 0)
+                _settings[at] = setting;
+            else
+                _settings.Add(setting);
             _byName[name] = setting;
         }
     }

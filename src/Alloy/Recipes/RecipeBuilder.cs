@@ -24,9 +24,12 @@ public sealed class RecipeBuilder(string method)
     private List<ModelEntry>? _models;
     private List<OutputSlice>? _slices;
     private readonly ParameterSettings _parameters = new();
-    private DType? _dtype, _outDType;
+    private DType? _dtype,
+        _outDType;
     private TokenizerRecipe? _tokenizer;
-    private string? _chatTemplate, _name, _folder;
+    private string? _chatTemplate,
+        _name,
+        _folder;
 
     public RecipeBuilder BaseModel(string reference) => BaseModel(ModelReference.Parse(reference));
 
@@ -37,7 +40,8 @@ public sealed class RecipeBuilder(string method)
     }
 
     /// <summary>An entry of <c>models:</c>.</summary>
-    public RecipeBuilder Model(string reference, ParameterSettings? parameters = null) => Model(ModelReference.Parse(reference), parameters);
+    public RecipeBuilder Model(string reference, ParameterSettings? parameters = null) =>
+        Model(ModelReference.Parse(reference), parameters);
 
     public RecipeBuilder Model(ModelReference reference, ParameterSettings? parameters = null)
     {
@@ -54,7 +58,10 @@ public sealed class RecipeBuilder(string method)
         return this;
     }
 
-    /// <summary>A top-level parameter (numbers, booleans, texts, gradients as double[], or <see cref="ParameterValue.Filtered"/>).</summary>
+    /// <summary>
+    /// A top-level parameter (numbers, booleans, texts, gradients as double[], or
+    /// <see cref="ParameterValue.Filtered"/>).
+    /// </summary>
     public RecipeBuilder Parameter(string name, ParameterValue value)
     {
         _parameters[name] = value;
@@ -63,7 +70,8 @@ public sealed class RecipeBuilder(string method)
 
     public RecipeBuilder Parameters(ParameterSettings parameters)
     {
-        foreach (var setting in parameters) _parameters[setting.Name] = setting.Value;
+        foreach (var setting in parameters)
+            _parameters[setting.Name] = setting.Value;
         return this;
     }
 
@@ -106,7 +114,10 @@ public sealed class RecipeBuilder(string method)
         return this;
     }
 
-    /// <summary>The recipe; a mistake (nothing to merge, uneven slices, a bad chat template, …) is an <see cref="AlloyException"/>.</summary>
+    /// <summary>
+    /// The recipe; a mistake (nothing to merge, uneven slices, a bad chat template, …) is an
+    /// <see cref="AlloyException"/>.
+    /// </summary>
     public MergeRecipe Build()
     {
         var recipe = new MergeRecipe
@@ -130,7 +141,9 @@ public sealed class RecipeBuilder(string method)
     }
 }
 
-/// <summary>One entry of <c>slices:</c> in code: sources with layer ranges, an optional base model and parameters.</summary>
+/// <summary>
+/// One entry of <c>slices:</c> in code: sources with layer ranges, an optional base model and parameters.
+/// </summary>
 public sealed class SliceBuilder
 {
     private readonly List<InputSlice> _sources = [];
@@ -141,8 +154,17 @@ public sealed class SliceBuilder
     public SliceBuilder Source(string model, int start, int end, ParameterSettings? parameters = null)
     {
         if (start < 0 || end < start)
-            throw new AlloyException($"slice source '{model}': layer_range [{start}, {end}] must have 0 <= start <= end");
-        _sources.Add(new InputSlice(ModelReference.Parse(model), new LayerRange(start, end), parameters ?? new ParameterSettings(), SourceLocation.Code));
+            throw new AlloyException(
+                $"slice source '{model}': layer_range [{start}, {end}] must have 0 <= start <= end"
+            );
+        _sources.Add(
+            new InputSlice(
+                ModelReference.Parse(model),
+                new LayerRange(start, end),
+                parameters ?? new ParameterSettings(),
+                SourceLocation.Code
+            )
+        );
         return this;
     }
 
@@ -159,5 +181,6 @@ public sealed class SliceBuilder
         return this;
     }
 
-    internal OutputSlice Build() => new(_sources.ToList(), _baseModel, new ParameterSettings(_parameters), SourceLocation.Code);
+    internal OutputSlice Build() =>
+        new(_sources.ToList(), _baseModel, new ParameterSettings(_parameters), SourceLocation.Code);
 }

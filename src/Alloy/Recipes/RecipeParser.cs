@@ -10,7 +10,10 @@ namespace Alloy.Recipes;
 /// </summary>
 public static class RecipeParser
 {
-    /// <summary>The working/output dtype names accepted in <c>dtype:</c> and <c>out_dtype:</c> (optionally <c>torch.</c>-prefixed).</summary>
+    /// <summary>
+    /// The working/output dtype names accepted in <c>dtype:</c> and <c>out_dtype:</c> (optionally
+    /// <c>torch.</c>-prefixed).
+    /// </summary>
     public static IReadOnlyList<string> AcceptedDTypeNames { get; } = ["bfloat16", "float16", "float32"];
 
     /// <summary>Parses a single-document config (as mergekit-yaml does).</summary>
@@ -19,20 +22,33 @@ public static class RecipeParser
         var docs = YamlLoader.Load(text, sourceName, diagnostics);
         if (docs.Count > 1)
         {
-            throw new AlloyException($"{docs[1].Location}: expected a single YAML document but found another one after '---' " +
-                                     "(multi-document configs are for mergekit-multi style runs)");
+            throw new AlloyException(
+                $"{docs[1].Location}: expected a single YAML document but found another one after '---' "
+                    + "(multi-document configs are for mergekit-multi style runs)"
+            );
         }
         if (docs.Count == 0 || docs[0].Root is null)
-            throw new AlloyException($"{new SourceLocation(sourceName, 1, 1)}: the config is empty (it needs at least 'merge_method' and 'models')");
-        return new RecipeReader(sourceName, diagnostics).Recipe(docs[0].Root!, text) with { Folder = FolderOf(sourceName) };
+            throw new AlloyException(
+                $"{new SourceLocation(sourceName, 1, 1)}: the config is empty (it needs at least 'merge_method' and "
+                    + $"'models')"
+            );
+        return new RecipeReader(sourceName, diagnostics).Recipe(docs[0].Root!, text) with
+        {
+            Folder = FolderOf(sourceName),
+        };
     }
 
-    /// <summary>The folder of the config file (where mergekit also looks for relative model paths), when it is a file.</summary>
+    /// <summary>
+    /// The folder of the config file (where mergekit also looks for relative model paths), when it is a file.
+    /// </summary>
     private static string? FolderOf(string sourceName) =>
         File.Exists(sourceName) ? Path.GetDirectoryName(Path.GetFullPath(sourceName)) : null;
 
-    /// <summary>Reads and parses a config file; a missing or unreadable file raises <see cref="AlloyException"/>.</summary>
-    public static MergeRecipe ParseFile(string path, Diagnostics diagnostics) => Parse(ReadConfig(path), path, diagnostics);
+    /// <summary>
+    /// Reads and parses a config file; a missing or unreadable file raises <see cref="AlloyException"/>.
+    /// </summary>
+    public static MergeRecipe ParseFile(string path, Diagnostics diagnostics) =>
+        Parse(ReadConfig(path), path, diagnostics);
 
     /// <summary><see cref="ParseDocuments"/> on a file.</summary>
     public static IReadOnlyList<MergeRecipe> ParseDocumentsFile(string path, Diagnostics diagnostics) =>
@@ -44,9 +60,12 @@ public static class RecipeParser
         {
             return File.ReadAllText(path);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        catch (Exception ex)
+            when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            var reason = ex is FileNotFoundException or DirectoryNotFoundException ? "file not found" : ex.Message.ReplaceLineEndings(" ");
+            var reason = ex is FileNotFoundException or DirectoryNotFoundException
+                ? "file not found"
+                : ex.Message.ReplaceLineEndings(" ");
             throw new AlloyException($"{path}:1:1: cannot read the config: {reason}", ex);
         }
     }
@@ -68,7 +87,8 @@ public static class RecipeParser
             if (doc.Root is null)
             {
                 // mergekit-multi crashes on an empty document; a stray '---' is harmless, so we only warn.
-                if (docs.Count > 1) diagnostics.Warn($"{doc.Location}: empty YAML document (ignored)");
+                if (docs.Count > 1)
+                    diagnostics.Warn($"{doc.Location}: empty YAML document (ignored)");
                 continue;
             }
             var recipe = reader.Recipe(doc.Root, doc.Text) with { Folder = FolderOf(sourceName) };
@@ -77,19 +97,25 @@ public static class RecipeParser
             {
                 if (unnamed is { } first)
                 {
-                    throw new AlloyException($"{at}: more than one document has no 'name' (first at line {first.Line}); " +
-                                             "only the final merge may be unnamed");
+                    throw new AlloyException(
+                        $"{at}: more than one document has no 'name' (first at line {first.Line}); "
+                            + "only the final merge may be unnamed"
+                    );
                 }
                 unnamed = at;
             }
             else if (!names.TryAdd(recipe.Name, at))
             {
-                throw new AlloyException($"{at}: duplicate merge name '{recipe.Name}' (first at line {names[recipe.Name].Line})");
+                throw new AlloyException(
+                    $"{at}: duplicate merge name '{recipe.Name}' (first at line {names[recipe.Name].Line})"
+                );
             }
             recipes.Add(recipe);
         }
         if (recipes.Count == 0)
-            throw new AlloyException($"{new SourceLocation(sourceName, 1, 1)}: the config is empty (no YAML documents)");
+            throw new AlloyException(
+                $"{new SourceLocation(sourceName, 1, 1)}: the config is empty (no YAML documents)"
+            );
         return recipes;
     }
 }

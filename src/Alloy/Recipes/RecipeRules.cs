@@ -10,39 +10,60 @@ namespace Alloy.Recipes;
 public static class RecipeRules
 {
     /// <summary>The chat templates mergekit ships (mergekit/_data/chat_templates/*.jinja).</summary>
-    public static IReadOnlyList<string> BuiltInChatTemplates { get; } = ["alpaca", "chatml", "llama3", "mistral", "exaone"];
+    public static IReadOnlyList<string> BuiltInChatTemplates { get; } =
+    ["alpaca", "chatml", "llama3", "mistral", "exaone"];
 
     /// <summary>The dtypes a merge may compute in or write.</summary>
-    public static IReadOnlyList<DType> MergeDTypes { get; } = [Tensors.DType.BF16, Tensors.DType.F16, Tensors.DType.F32];
+    public static IReadOnlyList<DType> MergeDTypes { get; } =
+    [Tensors.DType.BF16, Tensors.DType.F16, Tensors.DType.F32];
 
     public static void Check(MergeRecipe recipe)
     {
         var at = recipe.MethodLocation;
-        if (recipe.Method.Length == 0) throw new AlloyException($"{at}: 'merge_method' is empty");
-        if (recipe.Name is { Length: 0 }) throw new AlloyException($"{at}: 'name' is empty");
-        bool models = recipe.Models is { Count: > 0 }, slices = recipe.Slices is { Count: > 0 };
+        if (recipe.Method.Length == 0)
+            throw new AlloyException($"{at}: 'merge_method' is empty");
+        if (recipe.Name is { Length: 0 })
+            throw new AlloyException($"{at}: 'name' is empty");
+        bool models = recipe.Models is { Count: > 0 },
+            slices = recipe.Slices is { Count: > 0 };
         if (models == slices)
-            throw new AlloyException($"{at}: exactly one of 'models' or 'slices' must be present, and not empty ({(models ? "both are" : "neither is")})");
-        foreach (var slice in recipe.Slices ?? []) CheckSlice(slice);
+            throw new AlloyException(
+                $"{at}: exactly one of 'models' or 'slices' must be present, and not empty "
+                    + $"({(models ? "both are" : "neither is")})"
+            );
+        foreach (var slice in recipe.Slices ?? [])
+            CheckSlice(slice);
         foreach (var (key, dtype) in new[] { ("dtype", recipe.DType), ("out_dtype", recipe.OutDType) })
             if (dtype is { } d && !MergeDTypes.Contains(d))
-                throw new AlloyException($"{at}: '{key}: {d.TorchName()}' is not supported; use one of bfloat16, float16, float32");
-        if (recipe.ChatTemplate is { } template) CheckChatTemplate(template, at);
-        if (recipe.Tokenizer is { } tokenizer) CheckTokenizer(tokenizer);
+                throw new AlloyException(
+                    $"{at}: '{key}: {d.TorchName()}' is not supported; use one of bfloat16, float16, float32"
+                );
+        if (recipe.ChatTemplate is { } template)
+            CheckChatTemplate(template, at);
+        if (recipe.Tokenizer is { } tokenizer)
+            CheckTokenizer(tokenizer);
     }
 
     /// <summary>A slice has sources, and each spans the same number of layers (mergekit's rule).</summary>
     public static void CheckSlice(OutputSlice slice)
     {
         if (slice.Sources.Count == 0)
-            throw new AlloyException($"{slice.Location}: a slice's 'sources' must be a non-empty list of '- model: NAME, layer_range: [start, end]' entries");
+            throw new AlloyException(
+                $"{slice.Location}: a slice's 'sources' must be a non-empty list of '- model: NAME, layer_range: "
+                    + $"[start, end]' entries"
+            );
         foreach (var source in slice.Sources)
         {
             if (source.Range.Start < 0 || source.Range.End < source.Range.Start)
-                throw new AlloyException($"{source.Location}: 'layer_range' must be [start, end] with whole numbers 0 <= start <= end; got [{source.Range.Start}, {source.Range.End}]");
+                throw new AlloyException(
+                    $"{source.Location}: 'layer_range' must be [start, end] with whole numbers 0 <= start <= end; got "
+                        + $"[{source.Range.Start}, {source.Range.End}]"
+                );
             if (source.Range.Count != slice.Sources[0].Range.Count)
-                throw new AlloyException($"{source.Location}: All inputs to a slice must contain the same number of layers: " +
-                    $"this source has {source.Range.Count}, the first has {slice.Sources[0].Range.Count}");
+                throw new AlloyException(
+                    $"{source.Location}: All inputs to a slice must contain the same number of layers: this source has "
+                        + $"{source.Range.Count}, the first has {slice.Sources[0].Range.Count}"
+                );
         }
     }
 
@@ -52,23 +73,38 @@ public static class RecipeRules
     /// </summary>
     public static void CheckChatTemplate(string template, SourceLocation at)
     {
-        if (template == "auto" || BuiltInChatTemplates.Contains(template)) return;
-        if (template.EnumerateRunes().Count() >= 20 && template.Contains('{')) return;
+        if (template == "auto" || BuiltInChatTemplates.Contains(template))
+            return;
+        if (template.EnumerateRunes().Count() >= 20 && template.Contains('{'))
+            return;
         var shown = template.Length > 40 ? template[..40] + "…" : template;
-        throw new AlloyException($"{at}: Invalid chat template '{shown.ReplaceLineEndings(" ")}': use 'auto', one of " +
-                                 $"{string.Join(", ", BuiltInChatTemplates)}, or a Jinja template (at least 20 characters, with '{{')");
+        throw new AlloyException(
+            $"{at}: Invalid chat template '{shown.ReplaceLineEndings(" ")}': use 'auto', one of "
+                + $"{string.Join(", ", BuiltInChatTemplates)}, or a Jinja template (at least 20 characters, with '{{')"
+        );
     }
 
     private static void CheckTokenizer(TokenizerRecipe tokenizer)
     {
         if ((tokenizer.Kind == TokenizerSourceKind.Model) != (tokenizer.Model is not null))
-            throw new AlloyException($"{tokenizer.Location}: a tokenizer source names a model exactly when its kind is a model");
+            throw new AlloyException(
+                $"{tokenizer.Location}: a tokenizer source names a model exactly when its kind is a model"
+            );
         if (tokenizer.PadToMultipleOf is <= 0)
-            throw new AlloyException($"{tokenizer.Location}: 'pad_to_multiple_of' must be a positive whole number, not {tokenizer.PadToMultipleOf}");
+            throw new AlloyException(
+                $"{tokenizer.Location}: 'pad_to_multiple_of' must be a positive whole number, not "
+                    + $"{tokenizer.PadToMultipleOf}"
+            );
         foreach (var (token, settings) in tokenizer.Tokens)
         {
-            if (settings.Source is TokenSource.ModelToken { } source && ((source.Token is null) == (source.TokenId is null) || source.TokenId < 0))
-                throw new AlloyException($"{tokenizer.Location}: token '{token}': a 'model_token' source needs exactly one of 'token' or a non-negative 'token_id'");
+            if (
+                settings.Source is TokenSource.ModelToken { } source
+                && ((source.Token is null) == (source.TokenId is null) || source.TokenId < 0)
+            )
+                throw new AlloyException(
+                    $"{tokenizer.Location}: token '{token}': a 'model_token' source needs exactly one of 'token' or a "
+                        + $"non-negative 'token_id'"
+                );
         }
     }
 }

@@ -16,10 +16,13 @@ public sealed record TinyLlamaSpec
     public int KeyValueHeads { get; init; } = 2;
     public DType DType { get; init; } = DType.BF16;
     public bool TieEmbeddings { get; init; }
+
     /// <summary>Bytes per safetensors shard; ≤ 0 writes a single model.safetensors.</summary>
     public long ShardBytes { get; init; }
+
     /// <summary>Seed of the base weights; fine-tunes derive theirs from it.</summary>
     public ulong Seed { get; init; } = 1;
+
     /// <summary>Tokens, merges and a chat template the tokenizer adds to the byte vocabulary.</summary>
     public TokenizerExtras Tokenizer { get; init; } = TokenizerExtras.None;
 
@@ -37,7 +40,9 @@ public static class TinyLlama
     /// <summary>Tensor names and shapes in the order Hugging Face writes them.</summary>
     public static IReadOnlyList<(string Name, long[] Shape)> Tensors(TinyLlamaSpec spec)
     {
-        long h = spec.HiddenSize, i = spec.IntermediateSize, kv = (long)spec.KeyValueHeads * spec.HeadDim;
+        long h = spec.HiddenSize,
+            i = spec.IntermediateSize,
+            kv = (long)spec.KeyValueHeads * spec.HeadDim;
         var list = new List<(string, long[])> { ("model.embed_tokens.weight", [spec.VocabSize, h]) };
         for (int layer = 0; layer < spec.Layers; layer++)
         {
@@ -53,7 +58,8 @@ public static class TinyLlama
             list.Add((p + "mlp.down_proj.weight", [h, i]));
         }
         list.Add(("model.norm.weight", [h]));
-        if (!spec.TieEmbeddings) list.Add(("lm_head.weight", [spec.VocabSize, h]));
+        if (!spec.TieEmbeddings)
+            list.Add(("lm_head.weight", [spec.VocabSize, h]));
         return list;
     }
 
@@ -80,13 +86,16 @@ public static class TinyLlama
                 double value = (isNorm ? 1.0 : 0.0) + scale * weights.Normal(j);
                 if (fineTune > 0)
                 {
-                    // Blocks of 16 elements: fine-tune k flips the shared direction on blocks where (block + k) % 3 == 0.
+                    // Blocks of 16 elements: fine-tune k flips the shared direction on blocks where (block + k) % 3 ==
+                    // 0.
                     int sign = ((j >> 4) + fineTune) % 3 == 0 ? -1 : 1;
                     double delta = deltaScale * (0.7 * sign * shared.Normal(j) + 0.7 * own.Normal(j));
-                    if (own.Uniform(count + j) < 0.01) delta += 8 * deltaScale * (own.Uniform(2 * count + j) < 0.5 ? -1 : 1);
+                    if (own.Uniform(count + j) < 0.01)
+                        delta += 8 * deltaScale * (own.Uniform(2 * count + j) < 0.5 ? -1 : 1);
                     values[j] = (float)value + (float)delta;
                 }
-                else values[j] = (float)value;
+                else
+                    values[j] = (float)value;
             }
         });
         return values;
@@ -113,18 +122,30 @@ public static class TinyLlama
             writer.Complete();
         }
         WriteJson(Path.Combine(folder, "config.json"), Config(spec));
-        WriteJson(Path.Combine(folder, "generation_config.json"), new JsonObject
-        {
-            ["bos_token_id"] = ByteTokenizer.BosId, ["eos_token_id"] = ByteTokenizer.EosId, ["transformers_version"] = "4.46.0",
-        });
+        WriteJson(
+            Path.Combine(folder, "generation_config.json"),
+            new JsonObject
+            {
+                ["bos_token_id"] = ByteTokenizer.BosId,
+                ["eos_token_id"] = ByteTokenizer.EosId,
+                ["transformers_version"] = "4.46.0",
+            }
+        );
         ByteTokenizer.Write(folder, spec.VocabSize, spec.Tokenizer);
     }
 
     /// <summary>Writes base/ and fine-tune folders finetune-1 … finetune-n under <paramref name="root"/>.</summary>
     /// <remarks><paramref name="progress"/> hears (model, bytes written of the family, the family's bytes).</remarks>
-    public static IReadOnlyList<string> WriteFamily(string root, TinyLlamaSpec spec, int fineTunes, Action<string, long, long>? progress = null)
+    public static IReadOnlyList<string> WriteFamily(
+        string root,
+        TinyLlamaSpec spec,
+        int fineTunes,
+        Action<string, long, long>? progress = null
+    )
     {
-        long perModel = Tensors(spec).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b)) * spec.DType.Size(), total = perModel * (fineTunes + 1), done = 0;
+        long perModel = Tensors(spec).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b)) * spec.DType.Size(),
+            total = perModel * (fineTunes + 1),
+            done = 0;
         var folders = new List<string>();
         for (int k = 0; k <= fineTunes; k++)
         {
@@ -136,31 +157,32 @@ public static class TinyLlama
         return folders;
     }
 
-    public static JsonObject Config(TinyLlamaSpec spec) => new()
-    {
-        ["architectures"] = new JsonArray("LlamaForCausalLM"),
-        ["model_type"] = "llama",
-        ["vocab_size"] = spec.VocabSize,
-        ["hidden_size"] = spec.HiddenSize,
-        ["intermediate_size"] = spec.IntermediateSize,
-        ["num_hidden_layers"] = spec.Layers,
-        ["num_attention_heads"] = spec.Heads,
-        ["num_key_value_heads"] = spec.KeyValueHeads,
-        ["head_dim"] = spec.HeadDim,
-        ["hidden_act"] = "silu",
-        ["max_position_embeddings"] = 2048,
-        ["rms_norm_eps"] = 1e-5,
-        ["rope_theta"] = 10000.0,
-        ["attention_bias"] = false,
-        ["mlp_bias"] = false,
-        ["initializer_range"] = 0.02,
-        ["tie_word_embeddings"] = spec.TieEmbeddings,
-        ["bos_token_id"] = ByteTokenizer.BosId,
-        ["eos_token_id"] = ByteTokenizer.EosId,
-        ["torch_dtype"] = spec.DType.TorchName(),
-        ["transformers_version"] = "4.46.0",
-        ["use_cache"] = true,
-    };
+    public static JsonObject Config(TinyLlamaSpec spec) =>
+        new()
+        {
+            ["architectures"] = new JsonArray("LlamaForCausalLM"),
+            ["model_type"] = "llama",
+            ["vocab_size"] = spec.VocabSize,
+            ["hidden_size"] = spec.HiddenSize,
+            ["intermediate_size"] = spec.IntermediateSize,
+            ["num_hidden_layers"] = spec.Layers,
+            ["num_attention_heads"] = spec.Heads,
+            ["num_key_value_heads"] = spec.KeyValueHeads,
+            ["head_dim"] = spec.HeadDim,
+            ["hidden_act"] = "silu",
+            ["max_position_embeddings"] = 2048,
+            ["rms_norm_eps"] = 1e-5,
+            ["rope_theta"] = 10000.0,
+            ["attention_bias"] = false,
+            ["mlp_bias"] = false,
+            ["initializer_range"] = 0.02,
+            ["tie_word_embeddings"] = spec.TieEmbeddings,
+            ["bos_token_id"] = ByteTokenizer.BosId,
+            ["eos_token_id"] = ByteTokenizer.EosId,
+            ["torch_dtype"] = spec.DType.TorchName(),
+            ["transformers_version"] = "4.46.0",
+            ["use_cache"] = true,
+        };
 
     internal static void WriteJson(string path, JsonNode node) =>
         File.WriteAllText(path, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");

@@ -23,10 +23,13 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>
     /// <summary>Exact: every bfloat16 is a float32 with 16 zero low bits.</summary>
     public static explicit operator float(BFloat16 value) => BitConverter.UInt32BitsToSingle((uint)value.Bits << 16);
 
-    /// <summary>Float32 bits to bfloat16 bits. Shared with the scalar tails of the vector kernels so both agree.</summary>
+    /// <summary>
+    /// Float32 bits to bfloat16 bits. Shared with the scalar tails of the vector kernels so both agree.
+    /// </summary>
     internal static ushort Narrow(uint bits)
     {
-        if ((bits & 0x7FFF_FFFFu) > 0x7F80_0000u) return CanonicalNaN;
+        if ((bits & 0x7FFF_FFFFu) > 0x7F80_0000u)
+            return CanonicalNaN;
         // Adding 0x7FFF rounds half-way cases down; adding the kept LSB as well turns that into ties-to-even.
         // The largest finite float carries into the exponent and lands exactly on infinity (0x7F80).
         return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
@@ -43,8 +46,10 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>
 
     public override int GetHashCode()
     {
-        if (IsNaN) return CanonicalNaN;
-        if ((Bits & 0x7FFF) == 0) return 0;
+        if (IsNaN)
+            return CanonicalNaN;
+        if ((Bits & 0x7FFF) == 0)
+            return 0;
         return Bits;
     }
 

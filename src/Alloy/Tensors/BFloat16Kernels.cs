@@ -14,8 +14,10 @@ internal static class BFloat16Kernels
     {
         CheckLengths(source.Length, destination.Length);
         int done = 0;
-        if (Vector512.IsHardwareAccelerated) done = Widen512(source, destination);
-        else if (Vector256.IsHardwareAccelerated) done = Widen256(source, destination);
+        if (Vector512.IsHardwareAccelerated)
+            done = Widen512(source, destination);
+        else if (Vector256.IsHardwareAccelerated)
+            done = Widen256(source, destination);
         WidenScalar(source[done..], destination[done..]);
     }
 
@@ -23,21 +25,25 @@ internal static class BFloat16Kernels
     {
         CheckLengths(source.Length, destination.Length);
         int done = 0;
-        if (Vector512.IsHardwareAccelerated) done = Narrow512(source, destination);
-        else if (Vector256.IsHardwareAccelerated) done = Narrow256(source, destination);
+        if (Vector512.IsHardwareAccelerated)
+            done = Narrow512(source, destination);
+        else if (Vector256.IsHardwareAccelerated)
+            done = Narrow256(source, destination);
         NarrowScalar(source[done..], destination[done..]);
     }
 
     public static void WidenScalar(ReadOnlySpan<ushort> source, Span<float> destination)
     {
         CheckLengths(source.Length, destination.Length);
-        for (int i = 0; i < source.Length; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)source[i] << 16);
+        for (int i = 0; i < source.Length; i++)
+            destination[i] = BitConverter.UInt32BitsToSingle((uint)source[i] << 16);
     }
 
     public static void NarrowScalar(ReadOnlySpan<float> source, Span<ushort> destination)
     {
         CheckLengths(source.Length, destination.Length);
-        for (int i = 0; i < source.Length; i++) destination[i] = BFloat16.Narrow(BitConverter.SingleToUInt32Bits(source[i]));
+        for (int i = 0; i < source.Length; i++)
+            destination[i] = BFloat16.Narrow(BitConverter.SingleToUInt32Bits(source[i]));
     }
 
     /// <summary>Converts the longest prefix that is a multiple of 32 elements; returns its length.</summary>
@@ -92,7 +98,9 @@ internal static class BFloat16Kernels
         static Vector512<uint> Round(Vector512<uint> bits)
         {
             var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-            var nan = Vector512.GreaterThan((bits & Vector512.Create(0x7FFF_FFFFu)).AsInt32(), Vector512.Create(0x7F80_0000)).AsUInt32();
+            var nan = Vector512
+                .GreaterThan((bits & Vector512.Create(0x7FFF_FFFFu)).AsInt32(), Vector512.Create(0x7F80_0000))
+                .AsUInt32();
             return Vector512.ConditionalSelect(nan, Vector512.Create((uint)BFloat16.CanonicalNaN), rounded);
         }
     }
@@ -115,7 +123,9 @@ internal static class BFloat16Kernels
         static Vector256<uint> Round(Vector256<uint> bits)
         {
             var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-            var nan = Vector256.GreaterThan((bits & Vector256.Create(0x7FFF_FFFFu)).AsInt32(), Vector256.Create(0x7F80_0000)).AsUInt32();
+            var nan = Vector256
+                .GreaterThan((bits & Vector256.Create(0x7FFF_FFFFu)).AsInt32(), Vector256.Create(0x7F80_0000))
+                .AsUInt32();
             return Vector256.ConditionalSelect(nan, Vector256.Create((uint)BFloat16.CanonicalNaN), rounded);
         }
     }

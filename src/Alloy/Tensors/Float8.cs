@@ -11,8 +11,18 @@ namespace Alloy.Tensors;
 /// </summary>
 public static class Float8
 {
-    private static readonly float[] E4M3Table = BuildTable(Decode, exponentBits: 4, mantissaBits: 3, finiteAllOnes: true);
-    private static readonly float[] E5M2Table = BuildTable(Decode, exponentBits: 5, mantissaBits: 2, finiteAllOnes: false);
+    private static readonly float[] E4M3Table = BuildTable(
+        Decode,
+        exponentBits: 4,
+        mantissaBits: 3,
+        finiteAllOnes: true
+    );
+    private static readonly float[] E5M2Table = BuildTable(
+        Decode,
+        exponentBits: 5,
+        mantissaBits: 2,
+        finiteAllOnes: false
+    );
 
     /// <summary>All 256 E4M3 values indexed by bit pattern.</summary>
     internal static ReadOnlySpan<float> E4M3Values => E4M3Table;
@@ -30,7 +40,8 @@ public static class Float8
         byte sign = (byte)((bits >> 24) & 0x80);
         uint magnitude = bits & 0x7FFF_FFFFu;
         // NaN and ±inf both map to NaN: the format has nowhere else to put them.
-        if (magnitude >= 0x7F80_0000u) return (byte)(sign | 0x7F);
+        if (magnitude >= 0x7F80_0000u)
+            return (byte)(sign | 0x7F);
         uint code = RoundMagnitude(magnitude, mantissaBits: 3, bias: 7);
         // 0x7F is the NaN pattern, so rounding onto it (values above 464) is overflow, and overflow is NaN.
         return (byte)(sign | Math.Min(code, 0x7Fu));
@@ -41,16 +52,18 @@ public static class Float8
         uint bits = BitConverter.SingleToUInt32Bits(value);
         byte sign = (byte)((bits >> 24) & 0x80);
         uint magnitude = bits & 0x7FFF_FFFFu;
-        if (magnitude > 0x7F80_0000u) return (byte)(sign | 0x7F);
+        if (magnitude > 0x7F80_0000u)
+            return (byte)(sign | 0x7F);
         uint code = RoundMagnitude(magnitude, mantissaBits: 2, bias: 15);
         // Rounding to 65536 or beyond (values from 61440 up, and inf) saturates at the infinity pattern.
         return (byte)(sign | Math.Min(code, 0x7Cu));
     }
 
     /// <summary>
-    /// Rounds a finite, non-negative float32 (given by its bits) to the nearest value with <paramref name="mantissaBits"/>
-    /// mantissa bits and exponent bias <paramref name="bias"/>, ties to even. The result is the bit pattern of that value
-    /// with an unbounded exponent field; callers clamp it to their format's range.
+    /// Rounds a finite, non-negative float32 (given by its bits) to the nearest value with
+    /// <paramref name="mantissaBits"/> mantissa bits and exponent bias <paramref name="bias"/>, ties to even. The
+    /// result is the bit pattern of that value with an unbounded exponent field; callers clamp it to their format's
+    /// range.
     /// </summary>
     private static uint RoundMagnitude(uint magnitude, int mantissaBits, int bias)
     {
@@ -105,10 +118,16 @@ public static class Float8
         float Normal(int e, int m) => MathF.ScaleB((1 << mantissaBits) + m, e - bias - mantissaBits);
     }
 
-    private static float[] BuildTable(Func<byte, int, int, bool, float> decode, int exponentBits, int mantissaBits, bool finiteAllOnes)
+    private static float[] BuildTable(
+        Func<byte, int, int, bool, float> decode,
+        int exponentBits,
+        int mantissaBits,
+        bool finiteAllOnes
+    )
     {
         var table = new float[256];
-        for (int i = 0; i < table.Length; i++) table[i] = decode((byte)i, exponentBits, mantissaBits, finiteAllOnes);
+        for (int i = 0; i < table.Length; i++)
+            table[i] = decode((byte)i, exponentBits, mantissaBits, finiteAllOnes);
         return table;
     }
 }

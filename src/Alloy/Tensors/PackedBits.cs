@@ -10,15 +10,17 @@ namespace Alloy.Tensors;
 /// </summary>
 public static class PackedBits
 {
-    /// <summary>The packed tensor's shape for a boolean tensor of <paramref name="shape"/> (a scalar packs as [1]).</summary>
-    public static long[] Shape(long[] shape) =>
-        shape.Length == 0 ? [1] : [.. shape[..^1], (shape[^1] + 7) / 8];
+    /// <summary>
+    /// The packed tensor's shape for a boolean tensor of <paramref name="shape"/> (a scalar packs as [1]).
+    /// </summary>
+    public static long[] Shape(long[] shape) => shape.Length == 0 ? [1] : [.. shape[..^1], (shape[^1] + 7) / 8];
 
     /// <summary>Entries per packed row: the last axis (1 for a scalar).</summary>
     public static long Columns(long[] shape) => shape.Length == 0 ? 1 : shape[^1];
 
     /// <summary>The index of the byte holding entry <paramref name="element"/> (flat, row-major).</summary>
-    public static long ByteOf(long element, long columns) => element / columns * ((columns + 7) / 8) + element % columns / 8;
+    public static long ByteOf(long element, long columns) =>
+        element / columns * ((columns + 7) / 8) + element % columns / 8;
 
     /// <summary>
     /// Packs entries [start, start + values.Length) of a tensor whose rows have <paramref name="columns"/> entries
@@ -33,29 +35,43 @@ public static class PackedBits
         bytes.Clear();
         long column = start % columns;
         int at = 0;
-        for (int i = 0; i < values.Length;)
+        for (int i = 0; i < values.Length; )
         {
             if (Vector256.IsHardwareAccelerated && (column & 7) == 0 && columns - column >= 8 && values.Length - i >= 8)
             {
                 // A whole byte: eight lanes compared at once; lane 0 lands in bit 0, the format wants it in bit 7.
-                uint lanes = (~Vector256.Equals(Vector256.Create(values.Slice(i, 8)), Vector256<float>.Zero)).ExtractMostSignificantBits();
+                uint lanes = (
+                    ~Vector256.Equals(Vector256.Create(values.Slice(i, 8)), Vector256<float>.Zero)
+                ).ExtractMostSignificantBits();
                 bytes[at++] = HighBitFirst[lanes];
                 i += 8;
-                if ((column += 8) == columns) column = 0;
+                if ((column += 8) == columns)
+                    column = 0;
                 continue;
             }
-            if (values[i++] != 0) bytes[at] |= (byte)(0x80 >> (int)(column & 7));
-            if (++column == columns) { column = 0; at++; }
-            else if ((column & 7) == 0) at++;
+            if (values[i++] != 0)
+                bytes[at] |= (byte)(0x80 >> (int)(column & 7));
+            if (++column == columns)
+            {
+                column = 0;
+                at++;
+            }
+            else if ((column & 7) == 0)
+                at++;
         }
         return count;
     }
 
     /// <summary>Each byte with its bits in reverse order.</summary>
-    private static readonly byte[] HighBitFirst = Enumerable.Range(0, 256)
-        .Select(b => (byte)Enumerable.Range(0, 8).Sum(bit => ((b >> bit) & 1) << (7 - bit))).ToArray();
+    private static readonly byte[] HighBitFirst = Enumerable
+        .Range(0, 256)
+        .Select(b => (byte)Enumerable.Range(0, 8).Sum(bit => ((b >> bit) & 1) << (7 - bit)))
+        .ToArray();
 
-    /// <summary>How many bytes <see cref="Pack"/> writes for <paramref name="count"/> entries from <paramref name="start"/> (at most <paramref name="count"/>).</summary>
+    /// <summary>
+    /// How many bytes <see cref="Pack"/> writes for <paramref name="count"/> entries from <paramref name="start"/> (at
+    /// most <paramref name="count"/>).
+    /// </summary>
     public static int ByteCount(long start, int count, long columns) =>
         count == 0 ? 0 : (int)(ByteOf(start + count - 1, columns) - ByteOf(start, columns) + 1);
 }

@@ -6,17 +6,17 @@ using System.Text;
 namespace Alloy.Tensors;
 
 /// <summary>
-/// A counter-based random stream: the draw for element <c>i</c> is a pure function of (seed, tensor name, model index, i),
-/// so a tensor gives the same numbers whether it is processed whole or in chunks, on any number of threads.
+/// A counter-based random stream: the draw for element <c>i</c> is a pure function of (seed, tensor name, model index,
+/// i), so a tensor gives the same numbers whether it is processed whole or in chunks, on any number of threads.
 /// </summary>
 /// <remarks>
 /// Generator: SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", OOPSLA 2014) used in
-/// counter form. <see cref="Bits"/>(i) is exactly the i-th output of SplitMix64 seeded with the stream key:
-/// the Weyl sequence <c>key + (i + 1)·γ</c> (γ = 2^64/φ, odd) passed through its finalizer (two xor-shift-multiply
-/// rounds, constants from Stafford's "Mix13"). Each output is a bijection of its counter, so there are no repeats within
-/// a stream, and it passes BigCrush. Keys are themselves SplitMix64-mixed from the seed, a 64-bit FNV-1a hash of the
-/// UTF-8 tensor name, and the model index, so distinct inputs scatter over the whole key space.
-/// These definitions are part of Alloy's output format: changing them changes every random merge.
+/// counter form. <see cref="Bits"/>(i) is exactly the i-th output of SplitMix64 seeded with the stream key: the Weyl
+/// sequence <c>key + (i + 1)·γ</c> (γ = 2^64/φ, odd) passed through its finalizer (two xor-shift-multiply rounds,
+/// constants from Stafford's "Mix13"). Each output is a bijection of its counter, so there are no repeats within a
+/// stream, and it passes BigCrush. Keys are themselves SplitMix64-mixed from the seed, a 64-bit FNV-1a hash of the
+/// UTF-8 tensor name, and the model index, so distinct inputs scatter over the whole key space. These definitions are
+/// part of Alloy's output format: changing them changes every random merge.
 /// </remarks>
 public readonly struct RandomStream
 {
@@ -28,6 +28,7 @@ public readonly struct RandomStream
     private const double UnitScale53 = 1.0 / (1L << 53);
 
     private readonly ulong _key;
+
     // Box–Muller needs two independent draws per element; the second comes from a sibling stream.
     private readonly ulong _normalKey;
 
@@ -62,7 +63,7 @@ public readonly struct RandomStream
     {
         ulong counter = ((ulong)index + 1) * Gamma;
         double radiusUniform = ((Mix(_key + counter) >> 11) + 1) * UnitScale53; // (0, 1]: the log stays finite
-        double angleUniform = (Mix(_normalKey + counter) >> 11) * UnitScale53;   // [0, 1)
+        double angleUniform = (Mix(_normalKey + counter) >> 11) * UnitScale53; // [0, 1)
         return Math.Sqrt(-2.0 * Math.Log(radiusUniform)) * Math.Cos(2.0 * Math.PI * angleUniform);
     }
 
@@ -70,14 +71,17 @@ public readonly struct RandomStream
     public void FillUniform(long startIndex, Span<float> destination)
     {
         int done = 0;
-        if (Vector512.IsHardwareAccelerated) done = FillUniform512(startIndex, destination);
-        else if (Vector256.IsHardwareAccelerated) done = FillUniform256(startIndex, destination);
+        if (Vector512.IsHardwareAccelerated)
+            done = FillUniform512(startIndex, destination);
+        else if (Vector256.IsHardwareAccelerated)
+            done = FillUniform256(startIndex, destination);
         FillUniformScalar(startIndex + done, destination[done..]);
     }
 
     internal void FillUniformScalar(long startIndex, Span<float> destination)
     {
-        for (int i = 0; i < destination.Length; i++) destination[i] = Uniform(startIndex + i);
+        for (int i = 0; i < destination.Length; i++)
+            destination[i] = Uniform(startIndex + i);
     }
 
     /// <summary>Fills the longest prefix that is a multiple of 16; returns its length.</summary>
@@ -85,7 +89,8 @@ public readonly struct RandomStream
     {
         const int lanes = 16; // two vectors of 8 counters narrow into one vector of 16 floats
         int end = destination.Length - destination.Length % lanes;
-        if (end == 0) return 0;
+        if (end == 0)
+            return 0;
         ref float dst = ref MemoryMarshal.GetReference(destination);
         // Walk the Weyl sequence directly: lane j of `lower` holds key + (start + i + j + 1)·γ (mod 2^64).
         var lanesGamma = Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7) * Gamma;
@@ -110,7 +115,8 @@ public readonly struct RandomStream
     {
         const int lanes = 8;
         int end = destination.Length - destination.Length % lanes;
-        if (end == 0) return 0;
+        if (end == 0)
+            return 0;
         ref float dst = ref MemoryMarshal.GetReference(destination);
         var lanesGamma = Vector256.Create(0UL, 1, 2, 3) * Gamma;
         var lower = Vector256.Create(_key + ((ulong)startIndex + 1) * Gamma) + lanesGamma;
@@ -153,13 +159,16 @@ public readonly struct RandomStream
         return z ^ (z >> 31);
     }
 
-    /// <summary>64-bit FNV-1a over the UTF-8 bytes: stable across processes and platforms, unlike string.GetHashCode.</summary>
+    /// <summary>
+    /// 64-bit FNV-1a over the UTF-8 bytes: stable across processes and platforms, unlike string.GetHashCode.
+    /// </summary>
     internal static ulong HashName(string name)
     {
         const ulong offsetBasis = 0xCBF2_9CE4_8422_2325;
         const ulong prime = 0x0000_0100_0000_01B3;
         ulong hash = offsetBasis;
-        foreach (byte b in Encoding.UTF8.GetBytes(name)) hash = (hash ^ b) * prime;
+        foreach (byte b in Encoding.UTF8.GetBytes(name))
+            hash = (hash ^ b) * prime;
         return hash;
     }
 }

@@ -12,17 +12,23 @@ public static class Selection
     /// </summary>
     public static float Select(Span<float> values, int k)
     {
-        if ((uint)k >= (uint)values.Length) throw new ArgumentOutOfRangeException(nameof(k));
-        int lo = 0, hi = values.Length - 1;
+        if ((uint)k >= (uint)values.Length)
+            throw new ArgumentOutOfRangeException(nameof(k));
+        int lo = 0,
+            hi = values.Length - 1;
         while (hi > lo)
         {
             float pivot = MedianOfThree(values[lo], values[lo + (hi - lo) / 2], values[hi]);
-            // Hoare partition: afterwards [lo, j] ≤ pivot ≤ [i, hi], and both sides are non-empty or the pivot is placed.
-            int i = lo, j = hi;
+            // Hoare partition: afterwards [lo, j] ≤ pivot ≤ [i, hi], and both sides are non-empty or the pivot is
+            // placed.
+            int i = lo,
+                j = hi;
             while (i <= j)
             {
-                while (values[i] < pivot) i++;
-                while (values[j] > pivot) j--;
+                while (values[i] < pivot)
+                    i++;
+                while (values[j] > pivot)
+                    j--;
                 if (i <= j)
                 {
                     (values[i], values[j]) = (values[j], values[i]);
@@ -30,13 +36,26 @@ public static class Selection
                     j--;
                 }
             }
-            if (k <= j) hi = j;
-            else if (k >= i) lo = i;
-            else break;   // j < k < i: values[k] equals the pivot and is in place
+            if (k <= j)
+                hi = j;
+            else if (k >= i)
+                lo = i;
+            else
+                break; // j < k < i: values[k] equals the pivot and is in place
         }
         return values[k];
     }
 
     private static float MedianOfThree(float a, float b, float c) =>
-        a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        a < b
+            ? (
+                b < c ? b
+                : a < c ? c
+                : a
+            )
+            : (
+                a < c ? a
+                : b < c ? c
+                : b
+            );
 }

@@ -13,7 +13,8 @@ public static class SpanMath
     /// <summary>Σ xᵢ·yᵢ.</summary>
     public static double Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
     {
-        if (x.Length != y.Length) throw new ArgumentException("spans differ in length");
+        if (x.Length != y.Length)
+            throw new ArgumentException("spans differ in length");
         var sum = Vector<double>.Zero;
         int i = 0;
         if (Vector.IsHardwareAccelerated)
@@ -26,7 +27,8 @@ public static class SpanMath
             }
         }
         double total = Vector.Sum(sum);
-        for (; i < x.Length; i++) total += (double)x[i] * y[i];
+        for (; i < x.Length; i++)
+            total += (double)x[i] * y[i];
         return total;
     }
 
@@ -44,7 +46,8 @@ public static class SpanMath
             }
         }
         double total = Vector.Sum(sum);
-        for (; i < x.Length; i++) total += x[i];
+        for (; i < x.Length; i++)
+            total += x[i];
         return total;
     }
 
@@ -60,7 +63,8 @@ public static class SpanMath
     /// </summary>
     public static double DeltaDot(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<float> b)
     {
-        if (x.Length != y.Length || x.Length != b.Length) throw new ArgumentException("spans differ in length");
+        if (x.Length != y.Length || x.Length != b.Length)
+            throw new ArgumentException("spans differ in length");
         var sum = Vector<double>.Zero;
         int i = 0;
         if (Vector.IsHardwareAccelerated)
@@ -74,7 +78,8 @@ public static class SpanMath
             }
         }
         double total = Vector.Sum(sum);
-        for (; i < x.Length; i++) total += (double)(x[i] - b[i]) * (y[i] - b[i]);
+        for (; i < x.Length; i++)
+            total += (double)(x[i] - b[i]) * (y[i] - b[i]);
         return total;
     }
 
@@ -85,7 +90,8 @@ public static class SpanMath
     /// </summary>
     public static void AddScaledDifference(ReadOnlySpan<float> x, ReadOnlySpan<float> b, float c, Span<float> output)
     {
-        if (x.Length != b.Length || x.Length != output.Length) throw new ArgumentException("spans differ in length");
+        if (x.Length != b.Length || x.Length != output.Length)
+            throw new ArgumentException("spans differ in length");
         ref float rx = ref MemoryMarshal.GetReference(x);
         ref float rb = ref MemoryMarshal.GetReference(b);
         ref float ro = ref MemoryMarshal.GetReference(output);
@@ -108,7 +114,8 @@ public static class SpanMath
                 (difference * vc + Vector256.LoadUnsafe(ref ro, (nuint)i)).StoreUnsafe(ref ro, (nuint)i);
             }
         }
-        for (; i < x.Length; i++) output[i] = (x[i] - b[i]) * c + output[i];
+        for (; i < x.Length; i++)
+            output[i] = (x[i] - b[i]) * c + output[i];
     }
 
     /// <summary>
@@ -117,7 +124,8 @@ public static class SpanMath
     /// </summary>
     public static void Combine(ReadOnlySpan<float> a, double ca, ReadOnlySpan<float> b, double cb, Span<float> output)
     {
-        if (a.Length != b.Length || a.Length != output.Length) throw new ArgumentException("spans differ in length");
+        if (a.Length != b.Length || a.Length != output.Length)
+            throw new ArgumentException("spans differ in length");
         int i = 0;
         if (Vector.IsHardwareAccelerated)
         {
@@ -130,6 +138,7 @@ public static class SpanMath
                 Vector.Narrow(al * va + bl * vb, ah * va + bh * vb).CopyTo(output[i..]);
             }
         }
-        for (; i < a.Length; i++) output[i] = (float)(ca * a[i] + cb * b[i]);
+        for (; i < a.Length; i++)
+            output[i] = (float)(ca * a[i] + cb * b[i]);
     }
 }

@@ -9,12 +9,15 @@ namespace Alloy.Tensors;
 /// </summary>
 public static class TensorConvert
 {
-    // The byte layouts below are reinterpreted in place (MemoryMarshal.Cast), which is only right on little-endian hosts.
+    // The byte layouts below are reinterpreted in place (MemoryMarshal.Cast), which is only right on little-endian
+    // hosts.
     static TensorConvert()
     {
         if (!BitConverter.IsLittleEndian)
         {
-            throw new PlatformNotSupportedException("Alloy reads tensor bytes in place and needs a little-endian machine.");
+            throw new PlatformNotSupportedException(
+                "Alloy reads tensor bytes in place and needs a little-endian machine."
+            );
         }
     }
 
@@ -40,38 +43,45 @@ public static class TensorConvert
                 TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(source), destination);
                 break;
             case DType.F64:
-                {
-                    var values = MemoryMarshal.Cast<byte, double>(source);
-                    for (int i = 0; i < values.Length; i++) destination[i] = (float)values[i];
-                    break;
-                }
+            {
+                var values = MemoryMarshal.Cast<byte, double>(source);
+                for (int i = 0; i < values.Length; i++)
+                    destination[i] = (float)values[i];
+                break;
+            }
             case DType.I64:
-                {
-                    var values = MemoryMarshal.Cast<byte, long>(source);
-                    for (int i = 0; i < values.Length; i++) destination[i] = values[i];
-                    break;
-                }
+            {
+                var values = MemoryMarshal.Cast<byte, long>(source);
+                for (int i = 0; i < values.Length; i++)
+                    destination[i] = values[i];
+                break;
+            }
             case DType.I32:
-                {
-                    var values = MemoryMarshal.Cast<byte, int>(source);
-                    for (int i = 0; i < values.Length; i++) destination[i] = values[i];
-                    break;
-                }
+            {
+                var values = MemoryMarshal.Cast<byte, int>(source);
+                for (int i = 0; i < values.Length; i++)
+                    destination[i] = values[i];
+                break;
+            }
             case DType.I16:
-                {
-                    var values = MemoryMarshal.Cast<byte, short>(source);
-                    for (int i = 0; i < values.Length; i++) destination[i] = values[i];
-                    break;
-                }
+            {
+                var values = MemoryMarshal.Cast<byte, short>(source);
+                for (int i = 0; i < values.Length; i++)
+                    destination[i] = values[i];
+                break;
+            }
             case DType.I8:
-                for (int i = 0; i < source.Length; i++) destination[i] = (sbyte)source[i];
+                for (int i = 0; i < source.Length; i++)
+                    destination[i] = (sbyte)source[i];
                 break;
             case DType.U8:
-                for (int i = 0; i < source.Length; i++) destination[i] = source[i];
+                for (int i = 0; i < source.Length; i++)
+                    destination[i] = source[i];
                 break;
             case DType.Bool:
                 // safetensors writes 0/1, but any nonzero byte is true, as in NumPy and PyTorch.
-                for (int i = 0; i < source.Length; i++) destination[i] = source[i] != 0 ? 1f : 0f;
+                for (int i = 0; i < source.Length; i++)
+                    destination[i] = source[i] != 0 ? 1f : 0f;
                 break;
             case DType.F8_E4M3:
                 Lookup(source, Float8.E4M3Values, destination);
@@ -85,16 +95,20 @@ public static class TensorConvert
     }
 
     /// <summary>
-    /// Rounds each float32 once to <paramref name="dtype"/> (nearest, ties to even) and writes little-endian bytes.
-    /// NaN stays NaN; ±inf stays ±inf where the format has infinities (F8_E4M3 has none: ±inf and overflow become NaN,
-    /// as in PyTorch). BF16 NaNs become 0x7FC0 as in PyTorch; F16 NaNs follow .NET's (Half) conversion.
+    /// Rounds each float32 once to <paramref name="dtype"/> (nearest, ties to even) and writes little-endian bytes. NaN
+    /// stays NaN; ±inf stays ±inf where the format has infinities (F8_E4M3 has none: ±inf and overflow become NaN, as
+    /// in PyTorch). BF16 NaNs become 0x7FC0 as in PyTorch; F16 NaNs follow .NET's (Half) conversion.
     /// </summary>
-    /// <exception cref="ArgumentException">A non-float dtype, or <c>destination.Length != source.Length * dtype.Size()</c>.</exception>
+    /// <exception cref="ArgumentException">A non-float dtype, or <c>destination.Length != source.Length *
+    /// dtype.Size()</c>.</exception>
     public static void FromFloat32(ReadOnlySpan<float> source, DType dtype, Span<byte> destination)
     {
         if (!CanWrite(dtype))
         {
-            throw new ArgumentException($"Cannot write float32 values as {dtype}: only float dtypes can be written.", nameof(dtype));
+            throw new ArgumentException(
+                $"Cannot write float32 values as {dtype}: only float dtypes can be written.",
+                nameof(dtype)
+            );
         }
         CheckLengths(destination.Length, dtype, source.Length, nameof(destination));
         switch (dtype)
@@ -111,16 +125,19 @@ public static class TensorConvert
                 TensorPrimitives.ConvertToHalf(source, MemoryMarshal.Cast<byte, Half>(destination));
                 break;
             case DType.F64:
-                {
-                    var values = MemoryMarshal.Cast<byte, double>(destination);
-                    for (int i = 0; i < source.Length; i++) values[i] = source[i];
-                    break;
-                }
+            {
+                var values = MemoryMarshal.Cast<byte, double>(destination);
+                for (int i = 0; i < source.Length; i++)
+                    values[i] = source[i];
+                break;
+            }
             case DType.F8_E4M3:
-                for (int i = 0; i < source.Length; i++) destination[i] = Float8.EncodeE4M3(source[i]);
+                for (int i = 0; i < source.Length; i++)
+                    destination[i] = Float8.EncodeE4M3(source[i]);
                 break;
             case DType.F8_E5M2:
-                for (int i = 0; i < source.Length; i++) destination[i] = Float8.EncodeE5M2(source[i]);
+                for (int i = 0; i < source.Length; i++)
+                    destination[i] = Float8.EncodeE5M2(source[i]);
                 break;
         }
     }
@@ -131,7 +148,8 @@ public static class TensorConvert
 
     private static void Lookup(ReadOnlySpan<byte> source, ReadOnlySpan<float> table, Span<float> destination)
     {
-        for (int i = 0; i < source.Length; i++) destination[i] = table[source[i]];
+        for (int i = 0; i < source.Length; i++)
+            destination[i] = table[source[i]];
     }
 
     private static void CheckLengths(int byteLength, DType dtype, int elementCount, string byteParameter)
@@ -141,7 +159,8 @@ public static class TensorConvert
         {
             throw new ArgumentException(
                 $"{elementCount} elements of {dtype} take {expected} bytes, but {byteParameter} has {byteLength}.",
-                byteParameter);
+                byteParameter
+            );
         }
     }
 }

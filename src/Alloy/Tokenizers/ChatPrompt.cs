@@ -28,14 +28,18 @@ public sealed class ChatPrompt
     /// <summary>The chat template of <paramref name="tokenizer"/>'s model; a model without one is an error.</summary>
     public static ChatPrompt For(TextTokenizer tokenizer)
     {
-        var template = tokenizer.ChatTemplate ?? throw new AlloyException(
-            $"{Path.GetDirectoryName(tokenizer.Source)}: the model has no chat template (no chat_template.jinja, no " +
-            "chat_template in tokenizer_config.json); evaluate without --chat-template or add one");
+        var template = tokenizer.ChatTemplate
+            ?? throw new AlloyException(
+                $"{Path.GetDirectoryName(tokenizer.Source)}: the model has no chat template (no chat_template.jinja, "
+                    + $"no "
+                    + "chat_template in tokenizer_config.json); evaluate without --chat-template or add one"
+            );
         var special = tokenizer.Special;
         int?[] ids = [special.Bos, special.Eos, special.Unk, special.Pad];
         var texts = new Dictionary<string, object?>(StringComparer.Ordinal);
         for (int i = 0; i < ids.Length; i++)
-            if (ids[i] is { } id && tokenizer.TokenContent(id) is { } text) texts[SpecialTokenNames[i]] = text;
+            if (ids[i] is { } id && tokenizer.TokenContent(id) is { } text)
+                texts[SpecialTokenNames[i]] = text;
         return new ChatPrompt(JinjaTemplate.Parse(template, tokenizer.ChatTemplateSource ?? "chat template"), texts);
     }
 
@@ -47,7 +51,8 @@ public sealed class ChatPrompt
         var variables = new Dictionary<string, object?>(_specialTokens, StringComparer.Ordinal)
         {
             ["messages"] = messages
-                .Select(m => new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
+                .Select(m => new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content })
+                .ToList(),
             ["add_generation_prompt"] = addGenerationPrompt,
             ["tools"] = null,
             ["documents"] = null,

@@ -27,7 +27,9 @@ public static class ChatTemplates
         {%- endif -%}
         """;
 
-    /// <summary>Stanford Alpaca: a preamble (or the system message), then "### Instruction:" / "### Response:" blocks.</summary>
+    /// <summary>
+    /// Stanford Alpaca: a preamble (or the system message), then "### Instruction:" / "### Response:" blocks.
+    /// </summary>
     public const string Alpaca = """
         {%- if not messages or messages[0]['role'] != 'system' -%}
             {{- 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n' -}}
@@ -46,7 +48,10 @@ public static class ChatTemplates
         {%- endif -%}
         """;
 
-    /// <summary>Mistral Instruct: [INST] … [/INST] around user turns, answers closed by the end-of-sequence token; a system message joins the first user turn.</summary>
+    /// <summary>
+    /// Mistral Instruct: [INST] … [/INST] around user turns, answers closed by the end-of-sequence token; a system
+    /// message joins the first user turn.
+    /// </summary>
     public const string Mistral = """
         {%- set system = '' -%}
         {%- set turns = messages -%}
@@ -64,7 +69,9 @@ public static class ChatTemplates
         {%- endfor -%}
         """;
 
-    /// <summary>LG EXAONE: [|system|], [|user|] and [|assistant|] markers, system and assistant turns closed by [|endofturn|].</summary>
+    /// <summary>
+    /// LG EXAONE: [|system|], [|user|] and [|assistant|] markers, system and assistant turns closed by [|endofturn|].
+    /// </summary>
     public const string Exaone = """
         {%- for message in messages -%}
             {%- if message['role'] == 'system' -%}
@@ -81,10 +88,15 @@ public static class ChatTemplates
         """;
 
     /// <summary>Built-in templates by the name <c>chat_template:</c> uses.</summary>
-    public static IReadOnlyDictionary<string, string> BuiltIn { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
-    {
-        ["chatml"] = ChatMl, ["llama3"] = Llama3, ["alpaca"] = Alpaca, ["mistral"] = Mistral, ["exaone"] = Exaone,
-    };
+    public static IReadOnlyDictionary<string, string> BuiltIn { get; } =
+        new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["chatml"] = ChatMl,
+            ["llama3"] = Llama3,
+            ["alpaca"] = Alpaca,
+            ["mistral"] = Mistral,
+            ["exaone"] = Exaone,
+        };
 
     /// <summary>
     /// The template to store for a <c>chat_template:</c> setting, or null to keep what the tokenizer has: a built-in
@@ -94,19 +106,34 @@ public static class ChatTemplates
     /// </summary>
     public static string? Resolve(string? setting, IEnumerable<ModelTokenizer> inputs, Diagnostics diagnostics)
     {
-        if (setting is null) return null;
-        if (BuiltIn.TryGetValue(setting, out var builtIn)) return builtIn;
-        if (setting != "auto") return setting;
+        if (setting is null)
+            return null;
+        if (BuiltIn.TryGetValue(setting, out var builtIn))
+            return builtIn;
+        if (setting != "auto")
+            return setting;
 
-        var templates = inputs.Where(t => t.ChatTemplate is not null).Select(t => (t.Name, Template: t.ChatTemplate!.Trim())).ToList();
+        var templates = inputs
+            .Where(t => t.ChatTemplate is not null)
+            .Select(t => (t.Name, Template: t.ChatTemplate!.Trim()))
+            .ToList();
         if (templates.Count == 0)
         {
-            diagnostics.Warn("chat_template: auto found no chat template among the input models; the output keeps its tokenizer's own");
+            diagnostics.Warn(
+                "chat_template: auto found no chat template among the input models; the output keeps its tokenizer's "
+                    + "own"
+            );
             return null;
         }
         // GroupBy keeps first-appearance order, and OrderByDescending is stable: ties go to the first model.
-        var chosen = templates.GroupBy(t => t.Template, StringComparer.Ordinal).OrderByDescending(g => g.Count()).First();
-        diagnostics.Info($"chat_template: auto chose the template of {string.Join(", ", chosen.Select(t => $"'{t.Name}'"))} ({chosen.Count()} of {templates.Count} models with a template)");
+        var chosen = templates
+            .GroupBy(t => t.Template, StringComparer.Ordinal)
+            .OrderByDescending(g => g.Count())
+            .First();
+        diagnostics.Info(
+            $"chat_template: auto chose the template of {string.Join(", ", chosen.Select(t => $"'{t.Name}'"))} "
+                + $"({chosen.Count()} of {templates.Count} models with a template)"
+        );
         return chosen.Key;
     }
 }

@@ -2,7 +2,9 @@ using Alloy.Checkpoints;
 
 namespace Alloy.Tokenizers;
 
-/// <summary>One term of a composed embedding row: <see cref="Weight"/> × row <see cref="Row"/> of <see cref="Tensor"/>.</summary>
+/// <summary>
+/// One term of a composed embedding row: <see cref="Weight"/> × row <see cref="Row"/> of <see cref="Tensor"/>.
+/// </summary>
 public readonly record struct RowTerm(StoredTensor Tensor, long Row, double Weight);
 
 /// <summary>
@@ -51,11 +53,14 @@ public sealed class RowLayout
     public int? OwnRow(int row) => _codes[row] >= 0 ? _codes[row] : null;
 
     /// <summary>The composed row at <paramref name="row"/> (empty = zeros), or null for own and padding rows.</summary>
-    public RowTerm[]? Composite(int row) => _codes[row] is < 0 and not PaddingCode ? Composites[-1 - _codes[row]] : null;
+    public RowTerm[]? Composite(int row) =>
+        _codes[row] is < 0 and not PaddingCode ? Composites[-1 - _codes[row]] : null;
 
     public bool IsPadding(int row) => _codes[row] == PaddingCode;
 
-    /// <summary>The padding row, computed once (by <paramref name="compute"/>) the first time a reader needs it.</summary>
+    /// <summary>
+    /// The padding row, computed once (by <paramref name="compute"/>) the first time a reader needs it.
+    /// </summary>
     public float[] PaddingRow(Func<RowLayout, float[]> compute) =>
         LazyInitializer.EnsureInitialized(ref _paddingRow, () => compute(this));
 }

@@ -6,20 +6,30 @@ namespace Alloy.Tokenizers;
 
 /// <summary>
 /// One model's tokenizer files as transformers reads them: <c>tokenizer.json</c> (the fast tokenizer),
-/// <c>tokenizer_config.json</c> (special token names, added_tokens_decoder, chat template), <c>special_tokens_map.json</c>
-/// and <c>chat_template.jinja</c> (which transformers prefers to the config's template), plus <c>config.json</c>'s
-/// vocab_size: how many embedding rows the model has for its tokens.
+/// <c>tokenizer_config.json</c> (special token names, added_tokens_decoder, chat template),
+/// <c>special_tokens_map.json</c> and <c>chat_template.jinja</c> (which transformers prefers to the config's template),
+/// plus <c>config.json</c>'s vocab_size: how many embedding rows the model has for its tokens.
 /// </summary>
 public sealed class ModelTokenizer
 {
-    public const string TokenizerFile = "tokenizer.json", ConfigFile = "tokenizer_config.json",
-        SpecialTokensFile = "special_tokens_map.json", ChatTemplateFile = "chat_template.jinja";
+    public const string TokenizerFile = "tokenizer.json",
+        ConfigFile = "tokenizer_config.json",
+        SpecialTokensFile = "special_tokens_map.json",
+        ChatTemplateFile = "chat_template.jinja";
 
     /// <summary>config.json keys that hold the vocabulary size; the nested one is used by multimodal models.</summary>
     public static readonly string[] VocabSizeKeys = ["vocab_size", "text_config.vocab_size"];
 
-    private ModelTokenizer(string name, string folder, TokenizerDocument? document, JsonObject? config, JsonObject? specialTokens,
-        string? chatTemplate, string? chatTemplateSource, int? configVocabSize)
+    private ModelTokenizer(
+        string name,
+        string folder,
+        TokenizerDocument? document,
+        JsonObject? config,
+        JsonObject? specialTokens,
+        string? chatTemplate,
+        string? chatTemplateSource,
+        int? configVocabSize
+    )
     {
         Name = name;
         Folder = folder;
@@ -45,7 +55,9 @@ public sealed class ModelTokenizer
     /// <summary>special_tokens_map.json, if present.</summary>
     public JsonObject? SpecialTokens { get; }
 
-    /// <summary>The chat template transformers would use (chat_template.jinja first, then the config's "default").</summary>
+    /// <summary>
+    /// The chat template transformers would use (chat_template.jinja first, then the config's "default").
+    /// </summary>
     public string? ChatTemplate { get; }
 
     /// <summary>The file <see cref="ChatTemplate"/> came from: chat_template.jinja or tokenizer_config.json.</summary>
@@ -71,10 +83,15 @@ public sealed class ModelTokenizer
         var special = ReadObject(Path.Combine(folder, SpecialTokensFile));
         var jinjaPath = Path.Combine(folder, ChatTemplateFile);
         var template = File.Exists(jinjaPath) ? File.ReadAllText(jinjaPath) : TemplateFromConfig(config);
-        if (string.IsNullOrEmpty(template)) template = null;
-        string? templateSource = template is null ? null
-            : File.Exists(jinjaPath) ? jinjaPath : Path.Combine(folder, ConfigFile);
-        long? vocabSize = VocabSizeKeys.Select(k => ModelLayout.ReadLong(modelConfig, k)).FirstOrDefault(v => v is not null);
+        if (string.IsNullOrEmpty(template))
+            template = null;
+        string? templateSource =
+            template is null ? null
+            : File.Exists(jinjaPath) ? jinjaPath
+            : Path.Combine(folder, ConfigFile);
+        long? vocabSize = VocabSizeKeys
+            .Select(k => ModelLayout.ReadLong(modelConfig, k))
+            .FirstOrDefault(v => v is not null);
         if (vocabSize is < 0 or > int.MaxValue)
             throw new AlloyException($"{Path.Combine(folder, "config.json")}: vocab_size {vocabSize} is out of range");
         return new ModelTokenizer(name, folder, document, config, special, template, templateSource, (int?)vocabSize);
@@ -84,19 +101,22 @@ public sealed class ModelTokenizer
     /// The chat template of a tokenizer_config.json: a string, or a list of {name, template} whose "default" entry
     /// counts (what transformers' <c>tokenizer.chat_template</c> gives mergekit's <c>auto</c>).
     /// </summary>
-    public static string? TemplateFromConfig(JsonObject? config) => config?["chat_template"] switch
-    {
-        JsonValue v when v.TryGetValue(out string? s) => s,
-        JsonArray list => list.OfType<JsonObject>()
-            .Where(e => e["name"] is JsonValue n && n.TryGetValue(out string? name) && name == "default")
-            .Select(e => e["template"] is JsonValue t && t.TryGetValue(out string? s) ? s : null).FirstOrDefault(),
-        _ => null,
-    };
+    public static string? TemplateFromConfig(JsonObject? config) =>
+        config?["chat_template"] switch
+        {
+            JsonValue v when v.TryGetValue(out string? s) => s,
+            JsonArray list => list.OfType<JsonObject>()
+                .Where(e => e["name"] is JsonValue n && n.TryGetValue(out string? name) && name == "default")
+                .Select(e => e["template"] is JsonValue t && t.TryGetValue(out string? s) ? s : null)
+                .FirstOrDefault(),
+            _ => null,
+        };
 
     /// <summary>A JSON object file, or null when the file is missing; malformed files are an error.</summary>
     internal static JsonObject? ReadObject(string path)
     {
-        if (!File.Exists(path)) return null;
+        if (!File.Exists(path))
+            return null;
         try
         {
             return JsonNode.Parse(File.ReadAllText(path)) as JsonObject

@@ -7,12 +7,17 @@ namespace Alloy.Tokenizers;
 /// <summary>The model inside a tokenizer.json: how its vocabulary is stored.</summary>
 public enum TokenizerModelKind
 {
-    /// <summary>Byte-level (GPT-2, Llama 3, Qwen) or SentencePiece-style (Llama 2, Mistral) BPE: a token → id map and merges.</summary>
+    /// <summary>
+    /// Byte-level (GPT-2, Llama 3, Qwen) or SentencePiece-style (Llama 2, Mistral) BPE: a token → id map and merges.
+    /// </summary>
     Bpe,
+
     /// <summary>SentencePiece Unigram: a list of [piece, score]; the id is the position.</summary>
     Unigram,
+
     /// <summary>BERT-style WordPiece: a token → id map.</summary>
     WordPiece,
+
     /// <summary>A plain token → id map.</summary>
     WordLevel,
 }
@@ -25,22 +30,34 @@ public enum TokenizerModelKind
 /// </summary>
 public sealed class TokenizerDocument
 {
-    private const string VocabKey = "vocab", MergesKey = "merges", ModelKey = "model", AddedKey = "added_tokens";
+    private const string VocabKey = "vocab",
+        MergesKey = "merges",
+        ModelKey = "model",
+        AddedKey = "added_tokens";
 
-    private readonly List<(string Key, JsonNode? Value)> _root;   // model and added_tokens are placeholders
-    private readonly List<(string Key, JsonNode? Value)> _model;  // vocab and merges are placeholders
-    private readonly Dictionary<string, int> _vocab;             // model vocabulary (Unigram: piece → position)
+    private readonly List<(string Key, JsonNode? Value)> _root; // model and added_tokens are placeholders
+    private readonly List<(string Key, JsonNode? Value)> _model; // vocab and merges are placeholders
+    private readonly Dictionary<string, int> _vocab; // model vocabulary (Unigram: piece → position)
     private readonly List<(string Piece, double Score)>? _pieces; // Unigram only, in id order
     private readonly SortedDictionary<int, AddedToken> _added;
     private readonly Dictionary<string, AddedToken> _addedByContent;
-    private readonly List<(string Left, string Right)>? _merges;  // BPE only
+    private readonly List<(string Left, string Right)>? _merges; // BPE only
     private readonly HashSet<(string, string)>? _mergeSet;
     private bool _mergesAsArrays;
     private Dictionary<string, int>? _fullVocabulary;
     private int? _nextId;
 
-    private TokenizerDocument(string source, TokenizerModelKind kind, List<(string, JsonNode?)> root, List<(string, JsonNode?)> model,
-        Dictionary<string, int> vocab, List<(string, double)>? pieces, IEnumerable<AddedToken> added, List<(string, string)>? merges, bool mergesAsArrays)
+    private TokenizerDocument(
+        string source,
+        TokenizerModelKind kind,
+        List<(string, JsonNode?)> root,
+        List<(string, JsonNode?)> model,
+        Dictionary<string, int> vocab,
+        List<(string, double)>? pieces,
+        IEnumerable<AddedToken> added,
+        List<(string, string)>? merges,
+        bool mergesAsArrays
+    )
     {
         Source = source;
         Kind = kind;
@@ -53,7 +70,10 @@ public sealed class TokenizerDocument
         foreach (var token in added)
         {
             if (!_added.TryAdd(token.Id, token))
-                throw new AlloyException($"{source}: two added tokens have id {token.Id} ('{_added[token.Id].Content}' and '{token.Content}')");
+                throw new AlloyException(
+                    $"{source}: two added tokens have id {token.Id} ('{_added[token.Id].Content}' and "
+                        + $"'{token.Content}')"
+                );
             // tokenizers keeps the last of two entries with the same content.
             _addedByContent[token.Content] = token;
         }
@@ -67,7 +87,9 @@ public sealed class TokenizerDocument
 
     public TokenizerModelKind Kind { get; }
 
-    /// <summary>The model's own vocabulary, token → id (added tokens not included unless the model has them too).</summary>
+    /// <summary>
+    /// The model's own vocabulary, token → id (added tokens not included unless the model has them too).
+    /// </summary>
     public IReadOnlyDictionary<string, int> ModelVocabulary => _vocab;
 
     /// <summary>Added tokens in id order.</summary>
@@ -84,9 +106,11 @@ public sealed class TokenizerDocument
     {
         get
         {
-            if (_fullVocabulary is not null) return _fullVocabulary;
+            if (_fullVocabulary is not null)
+                return _fullVocabulary;
             var all = new Dictionary<string, int>(_vocab, StringComparer.Ordinal);
-            foreach (var token in _added.Values) all[token.Content] = token.Id;
+            foreach (var token in _added.Values)
+                all[token.Content] = token.Id;
             return _fullVocabulary = all;
         }
     }
@@ -96,17 +120,34 @@ public sealed class TokenizerDocument
 
     /// <summary>The model's vocabulary in id order.</summary>
     public IEnumerable<(string Token, int Id)> ModelTokensById() =>
-        _pieces is not null ? _pieces.Select((p, i) => (p.Piece, i)) : _vocab.OrderBy(e => e.Value).Select(e => (e.Key, e.Value));
+        _pieces is not null
+            ? _pieces.Select((p, i) => (p.Piece, i))
+            : _vocab.OrderBy(e => e.Value).Select(e => (e.Key, e.Value));
 
     /// <summary>The id the next new token gets: one past the largest id in use.</summary>
-    public int NextId => _nextId ??= Math.Max(_vocab.Count == 0 ? 0 : _vocab.Values.Max() + 1, _added.Count == 0 ? 0 : _added.Keys.Max() + 1);
+    public int NextId =>
+        _nextId ??= Math.Max(
+            _vocab.Count == 0 ? 0 : _vocab.Values.Max() + 1,
+            _added.Count == 0 ? 0 : _added.Keys.Max() + 1
+        );
 
-    /// <summary>One past the largest id in use (holes included), i.e. the rows an embedding for this vocabulary needs.</summary>
+    /// <summary>
+    /// One past the largest id in use (holes included), i.e. the rows an embedding for this vocabulary needs.
+    /// </summary>
     public int IdSpan => NextId;
 
-    public TokenizerDocument Clone() => new(Source, Kind,
-        _root.Select(e => (e.Key, e.Value?.DeepClone())).ToList(), _model.Select(e => (e.Key, e.Value?.DeepClone())).ToList(),
-        new Dictionary<string, int>(_vocab, StringComparer.Ordinal), _pieces?.ToList(), _added.Values, _merges?.ToList(), _mergesAsArrays);
+    public TokenizerDocument Clone() =>
+        new(
+            Source,
+            Kind,
+            _root.Select(e => (e.Key, e.Value?.DeepClone())).ToList(),
+            _model.Select(e => (e.Key, e.Value?.DeepClone())).ToList(),
+            new Dictionary<string, int>(_vocab, StringComparer.Ordinal),
+            _pieces?.ToList(),
+            _added.Values,
+            _merges?.ToList(),
+            _mergesAsArrays
+        );
 
     /// <summary>
     /// Removes every token whose id is ≥ <paramref name="vocabSize"/> (ids the model has no embedding row for), and
@@ -121,10 +162,13 @@ public sealed class TokenizerDocument
             {
                 removed += _pieces.Count - vocabSize;
                 foreach (var (piece, _) in _pieces.Skip(vocabSize))
-                    if (_vocab.TryGetValue(piece, out var id) && id >= vocabSize) _vocab.Remove(piece);
+                    if (_vocab.TryGetValue(piece, out var id) && id >= vocabSize)
+                        _vocab.Remove(piece);
                 _pieces.RemoveRange(vocabSize, _pieces.Count - vocabSize);
                 if (ModelLong("unk_id") is { } unk && unk >= vocabSize)
-                    throw new AlloyException($"{Source}: the unknown token (unk_id {unk}) is past the model's vocab_size {vocabSize}");
+                    throw new AlloyException(
+                        $"{Source}: the unknown token (unk_id {unk}) is past the model's vocab_size {vocabSize}"
+                    );
             }
         }
         else
@@ -138,12 +182,18 @@ public sealed class TokenizerDocument
         foreach (var token in _added.Values.Where(t => t.Id >= vocabSize).ToList())
         {
             _added.Remove(token.Id);
-            if (_addedByContent.GetValueOrDefault(token.Content) == token) _addedByContent.Remove(token.Content);
-            if (!_vocab.ContainsKey(token.Content)) removed++;
+            if (_addedByContent.GetValueOrDefault(token.Content) == token)
+                _addedByContent.Remove(token.Content);
+            if (!_vocab.ContainsKey(token.Content))
+                removed++;
         }
         if (_merges is not null && removed > 0)
         {
-            _merges.RemoveAll(m => !_vocab.ContainsKey(m.Left) || !_vocab.ContainsKey(m.Right) || !_vocab.ContainsKey(MergeResult(m.Left, m.Right)));
+            _merges.RemoveAll(m =>
+                !_vocab.ContainsKey(m.Left)
+                || !_vocab.ContainsKey(m.Right)
+                || !_vocab.ContainsKey(MergeResult(m.Left, m.Right))
+            );
             _mergeSet!.IntersectWith(_merges);
         }
         _fullVocabulary = null;
@@ -156,7 +206,8 @@ public sealed class TokenizerDocument
     {
         if (Kind == TokenizerModelKind.Unigram)
             throw new InvalidOperationException("a Unigram vocabulary is positional; add the token as an added token");
-        if (Vocabulary.TryGetValue(token, out var existing)) return existing;
+        if (Vocabulary.TryGetValue(token, out var existing))
+            return existing;
         int id = NextId;
         _vocab[token] = id;
         _fullVocabulary?.Add(token, id);
@@ -170,32 +221,46 @@ public sealed class TokenizerDocument
     /// </summary>
     public AddedToken AddAddedToken(AddedToken token)
     {
-        if (_addedByContent.TryGetValue(token.Content, out var present)) return present;
+        if (_addedByContent.TryGetValue(token.Content, out var present))
+            return present;
         var stored = token with { Id = _vocab.TryGetValue(token.Content, out var id) ? id : NextId };
         _added[stored.Id] = stored;
         _addedByContent[stored.Content] = stored;
-        if (_fullVocabulary is not null) _fullVocabulary[stored.Content] = stored.Id;
+        if (_fullVocabulary is not null)
+            _fullVocabulary[stored.Content] = stored.Id;
         _nextId = Math.Max(NextId, stored.Id + 1);
         return stored;
     }
 
-    /// <summary>Appends a BPE merge (lowest priority) if it is new and its parts and result are in the vocabulary.</summary>
+    /// <summary>
+    /// Appends a BPE merge (lowest priority) if it is new and its parts and result are in the vocabulary.
+    /// </summary>
     public bool AddMerge(string left, string right)
     {
-        if (_merges is null || _mergeSet!.Contains((left, right))) return false;
-        if (!_vocab.ContainsKey(left) || !_vocab.ContainsKey(right) || !_vocab.ContainsKey(MergeResult(left, right))) return false;
+        if (_merges is null || _mergeSet!.Contains((left, right)))
+            return false;
+        if (!_vocab.ContainsKey(left) || !_vocab.ContainsKey(right) || !_vocab.ContainsKey(MergeResult(left, right)))
+            return false;
         _merges.Add((left, right));
         _mergeSet.Add((left, right));
         // The "a b" string form cannot hold a part with a space; switch the whole list to pairs then.
-        if (left.Contains(' ') || right.Contains(' ')) _mergesAsArrays = true;
+        if (left.Contains(' ') || right.Contains(' '))
+            _mergesAsArrays = true;
         return true;
     }
 
-    /// <summary>The token a BPE merge makes: the parts joined, the right part without its continuing-subword prefix.</summary>
+    /// <summary>
+    /// The token a BPE merge makes: the parts joined, the right part without its continuing-subword prefix.
+    /// </summary>
     public string MergeResult(string left, string right)
     {
         var prefix = ContinuingSubwordPrefix;
-        return left + (!string.IsNullOrEmpty(prefix) && right.StartsWith(prefix, StringComparison.Ordinal) ? right[prefix.Length..] : right);
+        return left
+            + (
+                !string.IsNullOrEmpty(prefix) && right.StartsWith(prefix, StringComparison.Ordinal)
+                    ? right[prefix.Length..]
+                    : right
+            );
     }
 
     // ---- reading ------------------------------------------------------------------------------------------------
@@ -203,26 +268,40 @@ public sealed class TokenizerDocument
     public static TokenizerDocument Load(string path)
     {
         byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new AlloyException($"{path}: cannot read the tokenizer ({e.Message})"); }
         try
         {
-            using var document = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 256 });
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (IOException e)
+        {
+            throw new AlloyException($"{path}: cannot read the tokenizer ({e.Message})");
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(
+                bytes,
+                new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 256 }
+            );
             return Read(document.RootElement, path);
         }
         catch (JsonException e)
         {
-            throw new AlloyException($"{path}: not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}): {e.Message.Split('.')[0]}");
+            throw new AlloyException(
+                $"{path}: not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}): "
+                    + $"{e.Message.Split('.')[0]}"
+            );
         }
     }
 
     private static TokenizerDocument Read(JsonElement root, string path)
     {
-        if (root.ValueKind != JsonValueKind.Object) throw new AlloyException($"{path}: a tokenizer.json must be a JSON object");
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new AlloyException($"{path}: a tokenizer.json must be a JSON object");
         var rootEntries = new List<(string, JsonNode?)>();
         List<(string, JsonNode?)>? modelEntries = null;
         var added = new List<AddedToken>();
-        JsonElement? vocabElement = null, mergesElement = null;
+        JsonElement? vocabElement = null,
+            mergesElement = null;
         foreach (var property in root.EnumerateObject())
         {
             if (property.Name == ModelKey && property.Value.ValueKind == JsonValueKind.Object)
@@ -230,9 +309,13 @@ public sealed class TokenizerDocument
                 modelEntries = [];
                 foreach (var m in property.Value.EnumerateObject())
                 {
-                    if (m.Name == VocabKey) vocabElement = m.Value;
-                    else if (m.Name == MergesKey) mergesElement = m.Value;
-                    modelEntries.Add((m.Name, m.Name is VocabKey or MergesKey ? null : JsonNode.Parse(m.Value.GetRawText())));
+                    if (m.Name == VocabKey)
+                        vocabElement = m.Value;
+                    else if (m.Name == MergesKey)
+                        mergesElement = m.Value;
+                    modelEntries.Add(
+                        (m.Name, m.Name is VocabKey or MergesKey ? null : JsonNode.Parse(m.Value.GetRawText()))
+                    );
                 }
                 rootEntries.Add((ModelKey, null));
             }
@@ -242,13 +325,18 @@ public sealed class TokenizerDocument
                     added.Add(AddedToken.FromTokenizerJson(JsonNode.Parse(entry.GetRawText()), path));
                 rootEntries.Add((AddedKey, null));
             }
-            else rootEntries.Add((property.Name, JsonNode.Parse(property.Value.GetRawText())));
+            else
+                rootEntries.Add((property.Name, JsonNode.Parse(property.Value.GetRawText())));
         }
         if (modelEntries is null || vocabElement is not { } vocab)
             throw new AlloyException($"{path}: no 'model' with a 'vocab'; is this a Hugging Face tokenizer.json?");
-        if (!rootEntries.Any(e => e.Item1 == AddedKey)) rootEntries.Add((AddedKey, null));
+        if (!rootEntries.Any(e => e.Item1 == AddedKey))
+            rootEntries.Add((AddedKey, null));
 
-        var type = modelEntries.FirstOrDefault(e => e.Item1 == "type").Item2 is JsonValue t && t.TryGetValue(out string? s) ? s : null;
+        var type =
+            modelEntries.FirstOrDefault(e => e.Item1 == "type").Item2 is JsonValue t && t.TryGetValue(out string? s)
+                ? s
+                : null;
         var kind = type switch
         {
             "BPE" => TokenizerModelKind.Bpe,
@@ -260,19 +348,29 @@ public sealed class TokenizerDocument
             null when mergesElement is not null => TokenizerModelKind.Bpe,
             null when modelEntries.Any(e => e.Item1 == "max_input_chars_per_word") => TokenizerModelKind.WordPiece,
             null => TokenizerModelKind.WordLevel,
-            _ => throw new AlloyException($"{path}: tokenizer model type '{type}' is not supported (BPE, Unigram, WordPiece and WordLevel are)"),
+            _ => throw new AlloyException(
+                $"{path}: tokenizer model type '{type}' is not supported (BPE, Unigram, WordPiece and WordLevel are)"
+            ),
         };
 
         var map = new Dictionary<string, int>(StringComparer.Ordinal);
         List<(string, double)>? pieces = null;
         if (kind == TokenizerModelKind.Unigram)
         {
-            if (vocab.ValueKind != JsonValueKind.Array) throw new AlloyException($"{path}: a Unigram 'vocab' must be a list of [piece, score]");
+            if (vocab.ValueKind != JsonValueKind.Array)
+                throw new AlloyException($"{path}: a Unigram 'vocab' must be a list of [piece, score]");
             pieces = [];
             foreach (var entry in vocab.EnumerateArray())
             {
-                if (entry.ValueKind != JsonValueKind.Array || entry.GetArrayLength() != 2 || entry[0].ValueKind != JsonValueKind.String || entry[1].ValueKind != JsonValueKind.Number)
-                    throw new AlloyException($"{path}: Unigram vocab entry {pieces.Count} must be [piece, score], not {Shorten(entry)}");
+                if (
+                    entry.ValueKind != JsonValueKind.Array
+                    || entry.GetArrayLength() != 2
+                    || entry[0].ValueKind != JsonValueKind.String
+                    || entry[1].ValueKind != JsonValueKind.Number
+                )
+                    throw new AlloyException(
+                        $"{path}: Unigram vocab entry {pieces.Count} must be [piece, score], not {Shorten(entry)}"
+                    );
                 var piece = entry[0].GetString()!;
                 // A repeated piece keeps its first id, as tokenizers' token_to_id does.
                 map.TryAdd(piece, pieces.Count);
@@ -281,12 +379,18 @@ public sealed class TokenizerDocument
         }
         else
         {
-            if (vocab.ValueKind != JsonValueKind.Object) throw new AlloyException($"{path}: the {type ?? kind.ToString()} 'vocab' must be an object of token → id");
+            if (vocab.ValueKind != JsonValueKind.Object)
+                throw new AlloyException(
+                    $"{path}: the {type ?? kind.ToString()} 'vocab' must be an object of token → id"
+                );
             var seenIds = new Dictionary<int, string>();
             foreach (var entry in vocab.EnumerateObject())
             {
                 if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
-                    throw new AlloyException($"{path}: vocab token '{entry.Name}' must have a non-negative whole-number id, not {Shorten(entry.Value)}");
+                    throw new AlloyException(
+                        $"{path}: vocab token '{entry.Name}' must have a non-negative whole-number id, not "
+                            + $"{Shorten(entry.Value)}"
+                    );
                 if (!map.TryAdd(entry.Name, id))
                     throw new AlloyException($"{path}: vocab token '{entry.Name}' appears twice");
                 if (!seenIds.TryAdd(id, entry.Name))
@@ -305,13 +409,20 @@ public sealed class TokenizerDocument
                 {
                     if (merge.ValueKind == JsonValueKind.String && merge.GetString()!.Split(' ') is [var a, var b])
                         merges.Add((a, b));
-                    else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2 &&
-                             merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String)
+                    else if (
+                        merge.ValueKind == JsonValueKind.Array
+                        && merge.GetArrayLength() == 2
+                        && merge[0].ValueKind == JsonValueKind.String
+                        && merge[1].ValueKind == JsonValueKind.String
+                    )
                     {
                         merges.Add((merge[0].GetString()!, merge[1].GetString()!));
                         asArrays = true;
                     }
-                    else throw new AlloyException($"{path}: BPE merge {merges.Count} must be \"a b\" or [\"a\", \"b\"], not {Shorten(merge)}");
+                    else
+                        throw new AlloyException(
+                            $"{path}: BPE merge {merges.Count} must be \"a b\" or [\"a\", \"b\"], not {Shorten(merge)}"
+                        );
                 }
             }
         }
@@ -325,22 +436,30 @@ public sealed class TokenizerDocument
     }
 
     /// <summary>
-    /// A top-level setting as stored (<c>normalizer</c>, <c>pre_tokenizer</c>, <c>post_processor</c>, <c>decoder</c>, …);
-    /// null when absent or null. The node belongs to the document: read it, do not change it.
+    /// A top-level setting as stored (<c>normalizer</c>, <c>pre_tokenizer</c>, <c>post_processor</c>, <c>decoder</c>,
+    /// …); null when absent or null. The node belongs to the document: read it, do not change it.
     /// </summary>
-    public JsonNode? Setting(string key) => key is ModelKey or AddedKey ? null : _root.FirstOrDefault(e => e.Key == key).Value;
+    public JsonNode? Setting(string key) =>
+        key is ModelKey or AddedKey ? null : _root.FirstOrDefault(e => e.Key == key).Value;
 
-    /// <summary>A setting of the model other than its vocabulary and merges (<c>unk_token</c>, <c>byte_fallback</c>, …).</summary>
+    /// <summary>
+    /// A setting of the model other than its vocabulary and merges (<c>unk_token</c>, <c>byte_fallback</c>, …).
+    /// </summary>
     public JsonNode? ModelSetting(string key) => _model.FirstOrDefault(e => e.Key == key).Value;
 
-    private string? ModelString(string key) => ModelSetting(key) is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+    private string? ModelString(string key) =>
+        ModelSetting(key) is JsonValue v && v.TryGetValue(out string? s) ? s : null;
 
     private long? ModelLong(string key) => ModelSetting(key) is JsonValue v && v.TryGetValue(out long n) ? n : null;
 
     // ---- writing ------------------------------------------------------------------------------------------------
 
     /// <summary>JSON as Hugging Face writes it: two-space indents, non-ASCII text kept readable.</summary>
-    public static readonly JsonWriterOptions WriterOptions = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    public static readonly JsonWriterOptions WriterOptions = new()
+    {
+        Indented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     public void Write(string path)
     {
@@ -355,14 +474,17 @@ public sealed class TokenizerDocument
         foreach (var (key, value) in _root)
         {
             writer.WritePropertyName(key);
-            if (key == ModelKey) WriteModel(writer);
+            if (key == ModelKey)
+                WriteModel(writer);
             else if (key == AddedKey)
             {
                 writer.WriteStartArray();
-                foreach (var token in _added.Values) token.ToTokenizerJson().WriteTo(writer);
+                foreach (var token in _added.Values)
+                    token.ToTokenizerJson().WriteTo(writer);
                 writer.WriteEndArray();
             }
-            else WriteNode(writer, value);
+            else
+                WriteNode(writer, value);
         }
         writer.WriteEndObject();
     }
@@ -373,7 +495,8 @@ public sealed class TokenizerDocument
         foreach (var (key, value) in _model)
         {
             writer.WritePropertyName(key);
-            if (key == VocabKey) WriteVocab(writer);
+            if (key == VocabKey)
+                WriteVocab(writer);
             else if (key == MergesKey && _merges is not null)
             {
                 writer.WriteStartArray();
@@ -386,11 +509,13 @@ public sealed class TokenizerDocument
                         writer.WriteStringValue(right);
                         writer.WriteEndArray();
                     }
-                    else writer.WriteStringValue(left + " " + right);
+                    else
+                        writer.WriteStringValue(left + " " + right);
                 }
                 writer.WriteEndArray();
             }
-            else WriteNode(writer, value);
+            else
+                WriteNode(writer, value);
         }
         writer.WriteEndObject();
     }
@@ -411,13 +536,16 @@ public sealed class TokenizerDocument
             return;
         }
         writer.WriteStartObject();
-        foreach (var (token, id) in _vocab.OrderBy(e => e.Value)) writer.WriteNumber(token, id);
+        foreach (var (token, id) in _vocab.OrderBy(e => e.Value))
+            writer.WriteNumber(token, id);
         writer.WriteEndObject();
     }
 
     private static void WriteNode(Utf8JsonWriter writer, JsonNode? node)
     {
-        if (node is null) writer.WriteNullValue();
-        else node.WriteTo(writer);
+        if (node is null)
+            writer.WriteNullValue();
+        else
+            node.WriteTo(writer);
     }
 }

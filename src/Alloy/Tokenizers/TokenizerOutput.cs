@@ -8,7 +8,11 @@ namespace Alloy.Tokenizers;
 /// <summary>Writes the output model's tokenizer files as a <see cref="TokenizerPlan"/> decided.</summary>
 public static class TokenizerOutput
 {
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     /// <summary>
     /// With a merged vocabulary, writes its tokenizer files into <paramref name="folder"/> (copying the source's when
@@ -17,16 +21,22 @@ public static class TokenizerOutput
     /// </summary>
     public static void Write(TokenizerPlan? plan, string folder, bool tokenizerCopied, Diagnostics diagnostics)
     {
-        if (plan is null) return;
+        if (plan is null)
+            return;
         if (plan.Vocabulary is { } vocabulary)
         {
-            if (vocabulary.Unchanged) CopyFiles(vocabulary.Source.Folder, folder, DonorFiles.Tokenizer);
-            else WriteMerged(vocabulary, folder, diagnostics);
+            if (vocabulary.Unchanged)
+                CopyFiles(vocabulary.Source.Folder, folder, DonorFiles.Tokenizer);
+            else
+                WriteMerged(vocabulary, folder, diagnostics);
         }
         if (plan.ChatTemplate is { } template)
         {
             if (plan.Vocabulary is null && !tokenizerCopied)
-                diagnostics.Warn("chat_template is set but no tokenizer is written (--no-copy-tokenizer); the chat template is not saved");
+                diagnostics.Warn(
+                    "chat_template is set but no tokenizer is written (--no-copy-tokenizer); the chat template is not "
+                        + "saved"
+                );
             else
                 StoreChatTemplate(folder, template, diagnostics);
         }
@@ -46,12 +56,22 @@ public static class TokenizerOutput
 
         // special_tokens_map.json and the template files do not depend on ids. Slow-tokenizer files (tokenizer.model,
         // vocab.json, merges.txt, vocab.txt, added_tokens.json) describe the old vocabulary and are left out.
-        CopyFiles(vocabulary.Source.Folder, folder, [ModelTokenizer.SpecialTokensFile, ModelTokenizer.ChatTemplateFile, "chat_template.json"]);
+        CopyFiles(
+            vocabulary.Source.Folder,
+            folder,
+            [ModelTokenizer.SpecialTokensFile, ModelTokenizer.ChatTemplateFile, "chat_template.json"]
+        );
 
-        var missing = SpecialTokenNames(config).Concat(SpecialTokenNames(vocabulary.Source.SpecialTokens))
-            .Distinct().Where(t => !vocabulary.Document.Vocabulary.ContainsKey(t)).ToList();
+        var missing = SpecialTokenNames(config)
+            .Concat(SpecialTokenNames(vocabulary.Source.SpecialTokens))
+            .Distinct()
+            .Where(t => !vocabulary.Document.Vocabulary.ContainsKey(t))
+            .ToList();
         if (missing.Count > 0)
-            diagnostics.Warn($"tokenizer: special token(s) {string.Join(", ", missing.Select(t => $"'{t}'"))} named in '{vocabulary.Source.Name}'s tokenizer settings are not in the output vocabulary");
+            diagnostics.Warn(
+                $"tokenizer: special token(s) {string.Join(", ", missing.Select(t => $"'{t}'"))} named in "
+                    + $"'{vocabulary.Source.Name}'s tokenizer settings are not in the output vocabulary"
+            );
     }
 
     /// <summary>
@@ -62,14 +82,20 @@ public static class TokenizerOutput
     private static void StoreChatTemplate(string folder, string template, Diagnostics diagnostics)
     {
         var configPath = Path.Combine(folder, ModelTokenizer.ConfigFile);
-        bool hasTokenizer = File.Exists(configPath) || File.Exists(Path.Combine(folder, ModelTokenizer.TokenizerFile)) ||
-                            File.Exists(Path.Combine(folder, "tokenizer.model"));
+        bool hasTokenizer =
+            File.Exists(configPath)
+            || File.Exists(Path.Combine(folder, ModelTokenizer.TokenizerFile))
+            || File.Exists(Path.Combine(folder, "tokenizer.model"));
         if (!hasTokenizer)
         {
-            diagnostics.Warn("chat_template is set but the donor model has no tokenizer files; the chat template is not saved");
+            diagnostics.Warn(
+                "chat_template is set but the donor model has no tokenizer files; the chat template is not saved"
+            );
             return;
         }
-        var config = File.Exists(configPath) ? JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? new JsonObject() : new JsonObject();
+        var config = File.Exists(configPath)
+            ? JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? new JsonObject()
+            : new JsonObject();
         config["chat_template"] = template;
         WriteJson(configPath, config);
         File.WriteAllText(Path.Combine(folder, ModelTokenizer.ChatTemplateFile), template);
@@ -78,12 +104,16 @@ public static class TokenizerOutput
     /// <summary>Token texts named by *_token settings (a string, or an AddedToken object with "content").</summary>
     private static IEnumerable<string> SpecialTokenNames(JsonObject? settings)
     {
-        if (settings is null) yield break;
+        if (settings is null)
+            yield break;
         foreach (var (key, value) in settings)
         {
-            if (!key.EndsWith("_token", StringComparison.Ordinal)) continue;
-            if (value is JsonValue v && v.TryGetValue(out string? text)) yield return text;
-            else if (value is JsonObject o && o["content"] is JsonValue c && c.TryGetValue(out string? content)) yield return content;
+            if (!key.EndsWith("_token", StringComparison.Ordinal))
+                continue;
+            if (value is JsonValue v && v.TryGetValue(out string? text))
+                yield return text;
+            else if (value is JsonObject o && o["content"] is JsonValue c && c.TryGetValue(out string? content))
+                yield return content;
         }
     }
 
@@ -92,7 +122,8 @@ public static class TokenizerOutput
         foreach (var name in names)
         {
             var source = Path.Combine(from, name);
-            if (File.Exists(source)) File.Copy(source, Path.Combine(to, name), overwrite: true);
+            if (File.Exists(source))
+                File.Copy(source, Path.Combine(to, name), overwrite: true);
         }
     }
 

@@ -4,7 +4,9 @@ using Alloy.Tensors;
 
 namespace Alloy.Runtime.Tests.Compute;
 
-/// <summary>The runtime's tiled products: right values for every transpose, β and bias, and a grid that covers C once.</summary>
+/// <summary>
+/// The runtime's tiled products: right values for every transpose, β and bias, and a grid that covers C once.
+/// </summary>
 public sealed class MatMulTests
 {
     public static TheoryData<string> Backends() => Reference.Backends();
@@ -25,21 +27,27 @@ public sealed class MatMulTests
                     var bias = Random(n, "bias");
                     var c = Random(m * n, "c");
                     var original = (float[])c.Clone();
-                    int lda = transA ? m : k, ldb = transB ? k : n;
+                    int lda = transA ? m : k,
+                        ldb = transB ? k : n;
                     MatMul.Multiply(context, transA, transB, m, n, k, a, lda, b, ldb, c, n, beta: 0.5f, bias: bias);
                     for (int i = 0; i < m; i += Math.Max(1, m / 13))
                     {
                         for (int j = 0; j < n; j += Math.Max(1, n / 17))
                         {
-                            double sum = 0, scale = 0;
+                            double sum = 0,
+                                scale = 0;
                             for (int p = 0; p < k; p++)
                             {
-                                double x = transA ? a[p * lda + i] : a[i * lda + p], y = transB ? b[j * ldb + p] : b[p * ldb + j];
+                                double x = transA ? a[p * lda + i] : a[i * lda + p],
+                                    y = transB ? b[j * ldb + p] : b[p * ldb + j];
                                 sum += x * y;
                                 scale += Math.Abs(x * y);
                             }
                             double expected = sum + 0.5 * original[i * n + j] + bias[j];
-                            Assert.True(Math.Abs(c[i * n + j] - expected) <= 1e-5 * (scale + 1), $"{m}×{n}×{k} {transA}/{transB} at ({i}, {j}): {c[i * n + j]} vs {expected}");
+                            Assert.True(
+                                Math.Abs(c[i * n + j] - expected) <= 1e-5 * (scale + 1),
+                                $"{m}×{n}×{k} {transA}/{transB} at ({i}, {j}): {c[i * n + j]} vs {expected}"
+                            );
                         }
                     }
                 }
@@ -50,10 +58,21 @@ public sealed class MatMulTests
     [Fact]
     public void The_tile_grid_covers_every_output_element_exactly_once()
     {
-        foreach (var (m, n, k) in new[] { (1, 1, 1), (1, 768, 768), (513, 1500, 768), (513, 32000, 768), (2048, 256, 768), (1537, 65, 3), (3, 10_000, 4096) })
+        foreach (
+            var (m, n, k) in new[]
+            {
+                (1, 1, 1),
+                (1, 768, 768),
+                (513, 1500, 768),
+                (513, 32000, 768),
+                (2048, 256, 768),
+                (1537, 65, 3),
+                (3, 10_000, 4096),
+            }
+        )
         {
             var grid = MatMul.Grid.For(m, n, k);
-            var covered = new int[(long)m * n > 1_000_000 ? 0 : m * n];   // the large shapes: sizes only
+            var covered = new int[(long)m * n > 1_000_000 ? 0 : m * n]; // the large shapes: sizes only
             long total = 0;
             for (int t = 0; t < grid.Count; t++)
             {
@@ -63,7 +82,8 @@ public sealed class MatMulTests
                 total += (long)(r1 - r0) * (c1 - c0);
                 if (covered.Length > 0)
                     for (int r = r0; r < r1; r++)
-                        for (int c = c0; c < c1; c++) covered[r * n + c]++;
+                    for (int c = c0; c < c1; c++)
+                        covered[r * n + c]++;
             }
             Assert.Equal((long)m * n, total);
             Assert.All(covered, x => Assert.Equal(1, x));
@@ -74,7 +94,8 @@ public sealed class MatMulTests
     {
         var stream = RandomStream.For(3, name, count);
         var values = new float[count];
-        for (int i = 0; i < count; i++) values[i] = (float)stream.Normal(i);
+        for (int i = 0; i < count; i++)
+            values[i] = (float)stream.Normal(i);
         return values;
     }
 }

@@ -16,28 +16,44 @@ public sealed class PerplexityTests
         var data = new TheoryData<string, int, int, int>();
         foreach (var backend in Reference.BackendNames)
         {
-            data.Add(backend, 150, 64, 24);    // overlapping windows, a short last one
-            data.Add(backend, 150, 64, 64);    // no overlap: each later window's first token goes unscored
-            data.Add(backend, 150, 40, 1);     // a window per token
-            data.Add(backend, 60, 200, 100);   // the text is shorter than one window
-            data.Add(backend, 64, 64, 32);     // exactly one window
-            data.Add(backend, 65, 64, 32);     // one token past a window
-            data.Add(backend, 2, 64, 32);      // the shortest text
+            data.Add(backend, 150, 64, 24); // overlapping windows, a short last one
+            data.Add(backend, 150, 64, 64); // no overlap: each later window's first token goes unscored
+            data.Add(backend, 150, 40, 1); // a window per token
+            data.Add(backend, 60, 200, 100); // the text is shorter than one window
+            data.Add(backend, 64, 64, 32); // exactly one window
+            data.Add(backend, 65, 64, 32); // one token past a window
+            data.Add(backend, 2, 64, 32); // the shortest text
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Perplexity_is_exp_of_the_mean_nll_computed_from_each_windows_logits(string backend, int length, int context, int stride)
+    public void Perplexity_is_exp_of_the_mean_nll_computed_from_each_windows_logits(
+        string backend,
+        int length,
+        int context,
+        int stride
+    )
     {
         var model = TestModels.Load(backend);
         var tokens = TestModels.Sequences(model.Config.VocabSize, length)[0];
-        var result = Perplexity.Measure(model, tokens, new EvaluationOptions { Context = context, Stride = stride, BatchSize = 5 });
+        var result = Perplexity.Measure(
+            model,
+            tokens,
+            new EvaluationOptions
+            {
+                Context = context,
+                Stride = stride,
+                BatchSize = 5,
+            }
+        );
 
-        // The recipe: windows start every stride tokens; a window's targets are the tokens after the previous window's end.
+        // The recipe: windows start every stride tokens; a window's targets are the tokens after the previous window's
+        // end.
         double nll = 0;
-        int scored = 0, windows = 0;
+        int scored = 0,
+            windows = 0;
         for (int begin = 0, previousEnd = 0; ; begin += stride)
         {
             int end = Math.Min(begin + context, length);
@@ -51,7 +67,8 @@ public sealed class PerplexityTests
                 scored++;
             }
             previousEnd = end;
-            if (end == length) break;
+            if (end == length)
+                break;
         }
 
         Assert.Equal(length, result.Tokens);
@@ -83,16 +100,23 @@ public sealed class PerplexityTests
             var scored = new List<int>();
             foreach (var w in windows)
             {
-                Assert.True(w.End - w.Begin <= context && w.Begin < w.ScoreFrom && w.ScoreFrom <= w.End, $"{w} ({length}, {context}, {stride})");
+                Assert.True(
+                    w.End - w.Begin <= context && w.Begin < w.ScoreFrom && w.ScoreFrom <= w.End,
+                    $"{w} ({length}, {context}, {stride})"
+                );
                 for (int t = w.ScoreFrom; t < w.End; t++)
                 {
                     scored.Add(t);
-                    Assert.True(t - w.Begin >= Math.Min(t, context - stride), $"token {t} of {w} has too little context");
+                    Assert.True(
+                        t - w.Begin >= Math.Min(t, context - stride),
+                        $"token {t} of {w} has too little context"
+                    );
                 }
             }
             Assert.Equal(length, windows[^1].End);
-            Assert.Equal(scored.Distinct().Order(), scored);   // once each, in order
-            // Overlapping windows score every token after the first; windows that only touch lose each later first token.
+            Assert.Equal(scored.Distinct().Order(), scored); // once each, in order
+            // Overlapping windows score every token after the first; windows that only touch lose each later first
+            // token.
             int expected = stride < context ? length - 1 : length - windows.Count;
             Assert.Equal(expected, scored.Count);
         }
@@ -130,9 +154,11 @@ public sealed class PerplexityTests
     internal static double LogSoftmax(ReadOnlySpan<float> row, int token)
     {
         double max = double.NegativeInfinity;
-        foreach (float v in row) max = Math.Max(max, v);
+        foreach (float v in row)
+            max = Math.Max(max, v);
         double sum = 0;
-        foreach (float v in row) sum += Math.Exp(v - max);
+        foreach (float v in row)
+            sum += Math.Exp(v - max);
         return row[token] - max - Math.Log(sum);
     }
 }

@@ -20,8 +20,13 @@ public sealed class TaskEvaluationTests
     private static ChoiceItem Choice(int line, string context, int answer, params string[] choices) =>
         new("mc", "t.jsonl", line, null, context, choices, answer);
 
-    private static GenerationItem Generate(int line, string prompt, string answer, string[]? stop = null, int? maxTokens = null) =>
-        new("gen", "t.jsonl", line, null, prompt, [answer], stop ?? [], maxTokens);
+    private static GenerationItem Generate(
+        int line,
+        string prompt,
+        string answer,
+        string[]? stop = null,
+        int? maxTokens = null
+    ) => new("gen", "t.jsonl", line, null, prompt, [answer], stop ?? [], maxTokens);
 
     private static readonly ChoiceItem[] ChoiceItems =
     [
@@ -36,10 +41,14 @@ public sealed class TaskEvaluationTests
     public void Choice_log_likelihoods_are_those_of_the_forward_pass_and_the_likeliest_is_picked(string backend)
     {
         var model = TestModels.Load(backend);
-        var result = new TaskEvaluation(model, Tokenizer, new EvaluationOptions { BatchSize = 3 }).RunChoices("mc", ChoiceItems);
+        var result = new TaskEvaluation(model, Tokenizer, new EvaluationOptions { BatchSize = 3 }).RunChoices(
+            "mc",
+            ChoiceItems
+        );
 
         Assert.Equal(ChoiceItems.Length, result.Items);
-        int correct = 0, correctNormalized = 0;
+        int correct = 0,
+            correctNormalized = 0;
         for (int i = 0; i < ChoiceItems.Length; i++)
         {
             var item = ChoiceItems[i];
@@ -52,15 +61,19 @@ public sealed class TaskEvaluationTests
                 string context = item.Context.TrimEnd();
                 var contextIds = Prefixed(context);
                 var whole = Prefixed(context + item.Context[context.Length..] + item.Choices[c]);
-                if (contextIds.Length == 0) (contextIds, whole) = ([Eos], [Eos, .. whole]);   // an empty context starts from EOS
+                if (contextIds.Length == 0)
+                    (contextIds, whole) = ([Eos], [Eos, .. whole]); // an empty context starts from EOS
                 var logits = model.Forward(TokenBatch.FromSequences(whole));
-                for (int t = contextIds.Length; t < whole.Length; t++) expected[c] += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), whole[t]);
+                for (int t = contextIds.Length; t < whole.Length; t++)
+                    expected[c] += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), whole[t]);
                 Assert.Equal(whole.Length - contextIds.Length, outcome.ChoiceTokens[c]);
                 Assert.Equal(expected[c], outcome.LogLikelihoods[c], 1e-4);
             }
             int best = Array.IndexOf(expected, expected.Max());
             // lm-eval-harness's acc_norm: by the bare choice's length, without the leading target delimiter.
-            var normalized = expected.Select((ll, c) => ll / item.Choices[c].TrimStart().EnumerateRunes().Count()).ToArray();
+            var normalized = expected
+                .Select((ll, c) => ll / item.Choices[c].TrimStart().EnumerateRunes().Count())
+                .ToArray();
             Assert.Equal(best, outcome.Predicted);
             Assert.Equal(Array.IndexOf(normalized, normalized.Max()), outcome.PredictedNormalized);
             correct += best == item.Answer ? 1 : 0;
@@ -83,13 +96,16 @@ public sealed class TaskEvaluationTests
 
         double lnV = Math.Log(model.Config.VocabSize);
         // Up to float32 rounding of exp(0) in the log-sum-exp.
-        for (int c = 0; c < 3; c++) Assert.Equal(-outcome.ChoiceTokens[c] * lnV, outcome.LogLikelihoods[c], 1e-6 * outcome.ChoiceTokens[c]);
+        for (int c = 0; c < 3; c++)
+            Assert.Equal(-outcome.ChoiceTokens[c] * lnV, outcome.LogLikelihoods[c], 1e-6 * outcome.ChoiceTokens[c]);
         int fewest = outcome.ChoiceTokens.ToList().IndexOf(outcome.ChoiceTokens.Min());
         Assert.Equal([3, 5, 4], outcome.ChoiceTokens);
-        var perCharacter = outcome.ChoiceTokens.Select((n, c) => n / (double)item.Choices[c].EnumerateRunes().Count()).ToList();
+        var perCharacter = outcome
+            .ChoiceTokens.Select((n, c) => n / (double)item.Choices[c].EnumerateRunes().Count())
+            .ToList();
         Assert.Equal(fewest, outcome.Predicted);
         Assert.Equal(perCharacter.IndexOf(perCharacter.Min()), outcome.PredictedNormalized);
-        Assert.NotEqual(outcome.Predicted, outcome.PredictedNormalized);   // the case tells the two scores apart
+        Assert.NotEqual(outcome.Predicted, outcome.PredictedNormalized); // the case tells the two scores apart
         Assert.True(outcome.Correct);
         Assert.False(outcome.CorrectNormalized);
     }
@@ -99,7 +115,8 @@ public sealed class TaskEvaluationTests
     public void Generation_is_greedy_decoding_cut_at_stop_strings_and_scored_by_exact_match(string backend)
     {
         var model = TestModels.Load(backend);
-        // Prompts whose outputs decode to a few characters (ids past the synthetic tokenizer's vocabulary decode to nothing).
+        // Prompts whose outputs decode to a few characters (ids past the synthetic tokenizer's vocabulary decode to
+        // nothing).
         string[] prompts = ["Once upon a time", "Stop here", "xyz"];
         var greedy = Generation.Greedy(model, prompts.Select(p => (IReadOnlyList<int>)Prefixed(p)).ToList(), 10);
         var texts = greedy.Select(g => Tokenizer.Decode(g, skipSpecialTokens: true)).ToArray();
@@ -114,7 +131,11 @@ public sealed class TaskEvaluationTests
             Generate(3, prompts[2], "not what it says"),
             Generate(4, prompts[1], Tokenizer.Decode(greedy[1][..4], skipSpecialTokens: true), maxTokens: 4),
         };
-        var result = new TaskEvaluation(model, Tokenizer, new EvaluationOptions { MaxNewTokens = 10, BatchSize = 2 }).RunGenerations("gen", items);
+        var result = new TaskEvaluation(
+            model,
+            Tokenizer,
+            new EvaluationOptions { MaxNewTokens = 10, BatchSize = 2 }
+        ).RunGenerations("gen", items);
 
         Assert.Equal(texts[0][..texts[0].IndexOf(stop, StringComparison.Ordinal)], result.Generations[0].Output);
         Assert.Equal(texts[1], result.Generations[1].Output);
@@ -139,11 +160,17 @@ public sealed class TaskEvaluationTests
         if (!Directory.Exists(folder))
         {
             Directory.CreateDirectory(folder);
-            foreach (var file in Directory.GetFiles(TestModels.Folder)) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
-            File.WriteAllText(Path.Combine(folder, "generation_config.json"), new JsonObject { ["eos_token_id"] = new JsonArray(257, stop) }.ToJsonString());
+            foreach (var file in Directory.GetFiles(TestModels.Folder))
+                File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+            File.WriteAllText(
+                Path.Combine(folder, "generation_config.json"),
+                new JsonObject { ["eos_token_id"] = new JsonArray(257, stop) }.ToJsonString()
+            );
         }
         var tokenizer = TextTokenizer.Load(folder);
-        var outcome = new TaskEvaluation(model, tokenizer).RunGenerations("gen", [Generate(1, "Stop here", "x")]).Generations[0];
+        var outcome = new TaskEvaluation(model, tokenizer)
+            .RunGenerations("gen", [Generate(1, "Stop here", "x")])
+            .Generations[0];
         Assert.Equal(at + 1, outcome.GeneratedTokens);
         Assert.Equal(tokenizer.Decode(greedy[..at], skipSpecialTokens: true), outcome.Output);
     }
@@ -154,12 +181,28 @@ public sealed class TaskEvaluationTests
         var model = TestModels.Load("managed");
         // The first prompt whose output has letters to change the case of.
         var (prompt, output) = new[] { "Hello", "Once upon a time", "Stop here", "xyz", "The end" }
-            .Select(p => (p, new TaskEvaluation(model, Tokenizer).RunGenerations("gen", [Generate(1, p, "x", maxTokens: 12)]).Generations[0].Output))
+            .Select(p =>
+                (
+                    p,
+                    new TaskEvaluation(model, Tokenizer)
+                        .RunGenerations("gen", [Generate(1, p, "x", maxTokens: 12)])
+                        .Generations[0]
+                        .Output
+                )
+            )
             .First(x => x.Output.ToUpperInvariant() != x.Output);
-        var items = new[] { Generate(1, prompt, $"  {output}\n", maxTokens: 12), Generate(2, prompt, output.ToUpperInvariant(), maxTokens: 12) };
+        var items = new[]
+        {
+            Generate(1, prompt, $"  {output}\n", maxTokens: 12),
+            Generate(2, prompt, output.ToUpperInvariant(), maxTokens: 12),
+        };
 
         bool[] Correct(EvaluationOptions options) =>
-            [.. new TaskEvaluation(model, Tokenizer, options).RunGenerations("gen", items).Generations.Select(g => g.Correct)];
+            [
+                .. new TaskEvaluation(model, Tokenizer, options)
+                    .RunGenerations("gen", items)
+                    .Generations.Select(g => g.Correct),
+            ];
         Assert.Equal([true, false], Correct(new EvaluationOptions()));
         Assert.Equal([false, false], Correct(new EvaluationOptions { Trim = false }));
         Assert.Equal([true, true], Correct(new EvaluationOptions { IgnoreCase = true }));
@@ -172,21 +215,68 @@ public sealed class TaskEvaluationTests
         // Managed: every row is computed by the same arithmetic whatever shares its pass, so results are identical.
         // OpenBLAS sums a row in an order that depends on the pass's shape: equal to float32 rounding.
         double tolerance = backend == "managed" ? 0 : 1e-4;
-        TaskItem[] items = [.. ChoiceItems, Generate(5, "The capital of France is", "Paris"), Generate(6, "1, 2, 3,", "4", maxTokens: 5)];
+        TaskItem[] items =
+        [
+            .. ChoiceItems,
+            Generate(5, "The capital of France is", "Paris"),
+            Generate(6, "1, 2, 3,", "4", maxTokens: 5),
+        ];
         var tokens = TestModels.Sequences(TestModels.Spec.VocabSize, 300)[0];
         (IReadOnlyList<TaskResult> Tasks, PerplexityResult Perplexity) Run(int threads, EvaluationOptions options)
         {
             var model = TestModels.Load(backend, threads);
-            return (new TaskEvaluation(model, Tokenizer, options).Run(items), Perplexity.Measure(model, tokens, options));
+            return (
+                new TaskEvaluation(model, Tokenizer, options).Run(items),
+                Perplexity.Measure(model, tokens, options)
+            );
         }
 
-        var reference = Run(1, new EvaluationOptions { BatchSize = 1, Context = 64, Stride = 48, MaxNewTokens = 6 });
-        foreach (var (threads, options) in new[]
-        {
-            (2, new EvaluationOptions { BatchSize = 3, Context = 64, Stride = 48, MaxNewTokens = 6 }),
-            (2, new EvaluationOptions { BatchSize = 64, Context = 64, Stride = 48, MaxNewTokens = 6 }),
-            (1, new EvaluationOptions { BatchSize = 64, MaxBatchTokens = 40, Context = 64, Stride = 48, MaxNewTokens = 6 }),
-        })
+        var reference = Run(
+            1,
+            new EvaluationOptions
+            {
+                BatchSize = 1,
+                Context = 64,
+                Stride = 48,
+                MaxNewTokens = 6,
+            }
+        );
+        foreach (
+            var (threads, options) in new[]
+            {
+                (
+                    2,
+                    new EvaluationOptions
+                    {
+                        BatchSize = 3,
+                        Context = 64,
+                        Stride = 48,
+                        MaxNewTokens = 6,
+                    }
+                ),
+                (
+                    2,
+                    new EvaluationOptions
+                    {
+                        BatchSize = 64,
+                        Context = 64,
+                        Stride = 48,
+                        MaxNewTokens = 6,
+                    }
+                ),
+                (
+                    1,
+                    new EvaluationOptions
+                    {
+                        BatchSize = 64,
+                        MaxBatchTokens = 40,
+                        Context = 64,
+                        Stride = 48,
+                        MaxNewTokens = 6,
+                    }
+                ),
+            }
+        )
         {
             var other = Run(threads, options);
             Assert.Equal(reference.Perplexity.MeanNll, other.Perplexity.MeanNll, tolerance);
@@ -194,7 +284,10 @@ public sealed class TaskEvaluationTests
             for (int t = 0; t < reference.Tasks.Count; t++)
             {
                 var (a, b) = (reference.Tasks[t], other.Tasks[t]);
-                Assert.Equal((a.Name, a.Accuracy, a.AccuracyNormalized, a.ForwardTokens), (b.Name, b.Accuracy, b.AccuracyNormalized, b.ForwardTokens));
+                Assert.Equal(
+                    (a.Name, a.Accuracy, a.AccuracyNormalized, a.ForwardTokens),
+                    (b.Name, b.Accuracy, b.AccuracyNormalized, b.ForwardTokens)
+                );
                 for (int i = 0; i < a.Choices.Count; i++)
                 {
                     Assert.Equal(a.Choices[i].Predicted, b.Choices[i].Predicted);
@@ -212,7 +305,9 @@ public sealed class TaskEvaluationTests
         var model = TestModels.Load("managed");
         string longContext = string.Concat(Enumerable.Repeat("a long context, ", 40)).TrimEnd();
         var item = Choice(1, longContext, 0, " yes", " no");
-        var cut = new TaskEvaluation(model, Tokenizer, new EvaluationOptions { Context = 32 }).RunChoices("mc", [item]).Choices[0];
+        var cut = new TaskEvaluation(model, Tokenizer, new EvaluationOptions { Context = 32 })
+            .RunChoices("mc", [item])
+            .Choices[0];
 
         // The same as scoring the last 32 tokens of context + choice directly.
         var whole = Prefixed(longContext + " yes");
@@ -220,15 +315,19 @@ public sealed class TaskEvaluationTests
         int choiceTokens = cut.ChoiceTokens[0];
         var logits = model.Forward(TokenBatch.FromSequences(kept));
         double expected = 0;
-        for (int t = kept.Length - choiceTokens; t < kept.Length; t++) expected += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), kept[t]);
+        for (int t = kept.Length - choiceTokens; t < kept.Length; t++)
+            expected += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), kept[t]);
         Assert.Equal(expected, cut.LogLikelihoods[0], 1e-4);
 
         var tooLong = Choice(2, "c", 0, string.Concat(Enumerable.Repeat(" yes", 40)), " no");
-        var e = Assert.Throws<AlloyException>(() => new TaskEvaluation(model, Tokenizer, new EvaluationOptions { Context = 32 }).RunChoices("mc", [tooLong]));
+        var e = Assert.Throws<AlloyException>(() =>
+            new TaskEvaluation(model, Tokenizer, new EvaluationOptions { Context = 32 }).RunChoices("mc", [tooLong])
+        );
         Assert.StartsWith("t.jsonl:2: choice 0 is", e.Message);
     }
 
     private static int Eos => Tokenizer.Special.Eos!.Value;
 
-    private static int[] Prefixed(string text) => [.. Tokenizer.PrefixTokens, .. Tokenizer.Encode(text, addSpecialTokens: false)];
+    private static int[] Prefixed(string text) =>
+        [.. Tokenizer.PrefixTokens, .. Tokenizer.Encode(text, addSpecialTokens: false)];
 }

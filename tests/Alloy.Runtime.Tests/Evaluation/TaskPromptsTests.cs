@@ -48,14 +48,26 @@ public sealed class TaskPromptsTests
         Assert.Equal("Capital of France: Paris\n\nCapital of Italy: Rome\n\nCapital of Spain:", generate.Prompt);
 
         var own = Capitals[2] with { FewShotDelimiter = "\n", TargetDelimiter = " -> " };
-        var custom = (GenerationItem)TaskPrompts.Build(own, [Capitals[1]], options with { FewShotDelimiter = "###" }, null);
+        var custom = (GenerationItem)
+            TaskPrompts.Build(own, [Capitals[1]], options with { FewShotDelimiter = "###" }, null);
         Assert.Equal("Capital of Italy: -> Rome\nCapital of Spain:", custom.Prompt);
-        var fromOptions = (GenerationItem)TaskPrompts.Build(Capitals[2], [Capitals[1]],
-            options with { FewShotDelimiter = "###", TargetDelimiter = "" }, null);
+        var fromOptions = (GenerationItem)
+            TaskPrompts.Build(
+                Capitals[2],
+                [Capitals[1]],
+                options with
+                {
+                    FewShotDelimiter = "###",
+                    TargetDelimiter = "",
+                },
+                null
+            );
         Assert.Equal("Capital of Italy:Rome###Capital of Spain:", fromOptions.Prompt);
     }
 
-    /// <summary>A copy of the test model's tokenizer with <paramref name="template"/> as its chat_template.jinja.</summary>
+    /// <summary>
+    /// A copy of the test model's tokenizer with <paramref name="template"/> as its chat_template.jinja.
+    /// </summary>
     private static TextTokenizer WithTemplate(string name, string template)
     {
         var folder = Path.Combine(TestModels.Folder, "template-" + name);
@@ -79,13 +91,21 @@ public sealed class TaskPromptsTests
         // Scored right after the template's text, without the target delimiter (lm-eval-harness under a chat template).
         Assert.Equal(["3", "2"], single.Choices);
 
-        var turns = (ChoiceItem)TaskPrompts.Build(Sums[2], [Sums[0], Sums[1]], options with { FewShotAsMultiturn = true }, chat);
-        Assert.Equal("<s>[INST] 2 + 2 = [/INST] 4</s>[INST] 3 + 3 = [/INST] 6</s>[INST] 1 + 1 = [/INST]", turns.Context);
+        var turns = (ChoiceItem)
+            TaskPrompts.Build(Sums[2], [Sums[0], Sums[1]], options with { FewShotAsMultiturn = true }, chat);
+        Assert.Equal(
+            "<s>[INST] 2 + 2 = [/INST] 4</s>[INST] 3 + 3 = [/INST] 6</s>[INST] 1 + 1 = [/INST]",
+            turns.Context
+        );
 
         var chatml = ChatPrompt.For(WithTemplate("chatml", ChatTemplates.ChatMl));
-        var generate = (GenerationItem)TaskPrompts.Build(Capitals[2], [Capitals[0]], options with { FewShotAsMultiturn = true }, chatml);
-        Assert.Equal("<|im_start|>user\nCapital of France:<|im_end|>\n<|im_start|>assistant\nParis<|im_end|>\n" +
-                     "<|im_start|>user\nCapital of Spain:<|im_end|>\n<|im_start|>assistant\n", generate.Prompt);
+        var generate = (GenerationItem)
+            TaskPrompts.Build(Capitals[2], [Capitals[0]], options with { FewShotAsMultiturn = true }, chatml);
+        Assert.Equal(
+            "<|im_start|>user\nCapital of France:<|im_end|>\n<|im_start|>assistant\nParis<|im_end|>\n"
+                + "<|im_start|>user\nCapital of Spain:<|im_end|>\n<|im_start|>assistant\n",
+            generate.Prompt
+        );
     }
 
     [Fact]
@@ -93,8 +113,13 @@ public sealed class TaskPromptsTests
     {
         var model = TestModels.Load("managed");
         var tokenizer = WithTemplate("mistral", ChatTemplates.Mistral);
-        var item = (ChoiceItem)TaskPrompts.Build(Sums[2], [Sums[0]], new PromptOptions { FewShot = 1, ChatTemplate = true },
-            ChatPrompt.For(tokenizer));
+        var item = (ChoiceItem)
+            TaskPrompts.Build(
+                Sums[2],
+                [Sums[0]],
+                new PromptOptions { FewShot = 1, ChatTemplate = true },
+                ChatPrompt.For(tokenizer)
+            );
         Assert.StartsWith("<s>[INST]", item.Context);
         var outcome = new TaskEvaluation(model, tokenizer).RunChoices("arith", [item]).Choices[0];
 
@@ -109,7 +134,8 @@ public sealed class TaskPromptsTests
             int start = prefix.Length + context.Length;
             var logits = model.Forward(TokenBatch.FromSequences(whole));
             double sum = 0;
-            for (int t = start; t < whole.Length; t++) sum += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), whole[t]);
+            for (int t = start; t < whole.Length; t++)
+                sum += PerplexityTests.LogSoftmax(logits.Of(0, t - 1), whole[t]);
             return sum;
         }
         for (int c = 0; c < item.Choices.Count; c++)
@@ -121,10 +147,12 @@ public sealed class TaskPromptsTests
 
     /// <summary>A task of <paramref name="count"/> items, two of them with the same text on different lines.</summary>
     private static List<TaskItem> Task(int count) =>
-    [
-        .. Enumerable.Range(1, count).Select(line => (TaskItem)Choice(line, $"q{Math.Min(line, count - 1)}", 0, " a", " b")),
-        .. Capitals,
-    ];
+        [
+            .. Enumerable
+                .Range(1, count)
+                .Select(line => (TaskItem)Choice(line, $"q{Math.Min(line, count - 1)}", 0, " a", " b")),
+            .. Capitals,
+        ];
 
     [Fact]
     public void Each_item_draws_distinct_other_items_of_its_task_and_never_itself()
@@ -137,8 +165,10 @@ public sealed class TaskPromptsTests
             {
                 var examples = sampler.Draw(item);
                 // All five others, by identity: the item with the same text as the last one stays a candidate.
-                Assert.Equal(items.Where(i => i.Task == "arith" && !ReferenceEquals(i, item)).Select(i => i.Line).Order(),
-                    examples.Select(e => e.Line).Order());
+                Assert.Equal(
+                    items.Where(i => i.Task == "arith" && !ReferenceEquals(i, item)).Select(i => i.Line).Order(),
+                    examples.Select(e => e.Line).Order()
+                );
                 Assert.DoesNotContain(examples, e => ReferenceEquals(e, item));
             }
             var capitals = new FewShotSampler(FewShotPool.TasksFile(items, "t.jsonl"), 2, seed, items);
@@ -157,9 +187,13 @@ public sealed class TaskPromptsTests
         foreach (var item in TaskFile.Limit(items, 5))
             Assert.Equal(all.Draw(item).Select(e => e.Line), limited.Draw(item).Select(e => e.Line));
         var reseeded = new FewShotSampler(pool, 3, 7, items);
-        Assert.Contains(items.Take(30), i => !all.Draw(i).Select(e => e.Line).SequenceEqual(reseeded.Draw(i).Select(e => e.Line)));
+        Assert.Contains(items.Take(30), i =>
+            !all.Draw(i).Select(e => e.Line).SequenceEqual(reseeded.Draw(i).Select(e => e.Line))
+        );
         // Different items get different orders and sets.
-        Assert.True(items.Take(30).Select(i => string.Join(",", all.Draw(i).Select(e => e.Line))).Distinct().Count() > 20);
+        Assert.True(
+            items.Take(30).Select(i => string.Join(",", all.Draw(i).Select(e => e.Line))).Distinct().Count() > 20
+        );
     }
 
     [Fact]
@@ -169,7 +203,10 @@ public sealed class TaskPromptsTests
         var pool = Enumerable.Range(1, 10).Select(l => (TaskItem)Choice(l, "p", 0, " a", " b")).ToList();
         var scored = Enumerable.Range(1, 2000).Select(l => (TaskItem)Choice(l, "q", 0, " a", " b")).ToList();
         var sampler = new FewShotSampler(FewShotPool.File(pool, "pool.jsonl"), 1, PromptOptions.DefaultSeed, scored);
-        var counts = scored.Select(i => sampler.Draw(i)[0].Line).GroupBy(l => l).ToDictionary(g => g.Key, g => g.Count());
+        var counts = scored
+            .Select(i => sampler.Draw(i)[0].Line)
+            .GroupBy(l => l)
+            .ToDictionary(g => g.Key, g => g.Count());
         Assert.Equal(10, counts.Count);
         Assert.All(counts.Values, n => Assert.InRange(n, 200 - 5 * 13.4, 200 + 5 * 13.4));
     }
@@ -177,11 +214,20 @@ public sealed class TaskPromptsTests
     [Fact]
     public void A_pool_with_too_few_items_of_a_task_is_refused_naming_the_task_and_counts()
     {
-        var e = Assert.Throws<AlloyException>(() => new FewShotSampler(FewShotPool.TasksFile(Sums, "data/t.jsonl"), 3, 1, Sums));
-        Assert.Equal("task 'arith': 3 few-shot examples asked for, but data/t.jsonl has only 2 other items of it", e.Message);
-        e = Assert.Throws<AlloyException>(() => new FewShotSampler(FewShotPool.File([Sums[0]], "pool.jsonl"), 2, 1, Sums));
+        var e = Assert.Throws<AlloyException>(() =>
+            new FewShotSampler(FewShotPool.TasksFile(Sums, "data/t.jsonl"), 3, 1, Sums)
+        );
+        Assert.Equal(
+            "task 'arith': 3 few-shot examples asked for, but data/t.jsonl has only 2 other items of it",
+            e.Message
+        );
+        e = Assert.Throws<AlloyException>(() =>
+            new FewShotSampler(FewShotPool.File([Sums[0]], "pool.jsonl"), 2, 1, Sums)
+        );
         Assert.Equal("task 'arith': 2 few-shot examples asked for, but pool.jsonl has only 1 item of it", e.Message);
-        e = Assert.Throws<AlloyException>(() => new FewShotSampler(FewShotPool.File(Capitals, "pool.jsonl"), 1, 1, Sums));
+        e = Assert.Throws<AlloyException>(() =>
+            new FewShotSampler(FewShotPool.File(Capitals, "pool.jsonl"), 1, 1, Sums)
+        );
         Assert.Equal("task 'arith': 1 few-shot example asked for, but pool.jsonl has only 0 items of it", e.Message);
         // Exactly enough is enough.
         Assert.Equal(2, new FewShotSampler(FewShotPool.TasksFile(Sums, "t.jsonl"), 2, 1, Sums).Draw(Sums[0]).Count);
@@ -191,15 +237,25 @@ public sealed class TaskPromptsTests
     public void A_pool_item_of_another_type_than_its_task_is_refused()
     {
         var wrong = new GenerationItem("arith", "pool.jsonl", 9, null, "p", ["a"], [], null);
-        var e = Assert.Throws<AlloyException>(() => new FewShotSampler(FewShotPool.File([wrong, .. Sums], "pool.jsonl"), 1, 1, Sums));
-        Assert.Equal("pool.jsonl:9: task 'arith' is a choice task (t.jsonl:1) but this few-shot example is a generate item", e.Message);
+        var e = Assert.Throws<AlloyException>(() =>
+            new FewShotSampler(FewShotPool.File([wrong, .. Sums], "pool.jsonl"), 1, 1, Sums)
+        );
+        Assert.Equal(
+            "pool.jsonl:9: task 'arith' is a choice task (t.jsonl:1) but this few-shot example is a generate item",
+            e.Message
+        );
     }
 
     [Fact]
     public void Multiturn_without_the_chat_template_and_negative_counts_are_refused()
     {
-        Assert.Contains("need the chat template",
-            Assert.Throws<AlloyException>(() => new PromptOptions { FewShotAsMultiturn = true }.Validate()).Message);
-        Assert.Contains("0 or more", Assert.Throws<AlloyException>(() => new PromptOptions { FewShot = -1 }.Validate()).Message);
+        Assert.Contains(
+            "need the chat template",
+            Assert.Throws<AlloyException>(() => new PromptOptions { FewShotAsMultiturn = true }.Validate()).Message
+        );
+        Assert.Contains(
+            "0 or more",
+            Assert.Throws<AlloyException>(() => new PromptOptions { FewShot = -1 }.Validate()).Message
+        );
     }
 }

@@ -30,15 +30,24 @@ public sealed class BatchingAndCacheTests
             Assert.Equal(left ? 140 - 9 : 0, padded.FirstColumn(1));
             var batched = model.Forward(padded);
             for (int s = 0; s < sequences.Length; s++)
-                for (int t = 0; t < sequences[s].Length; t++)
-                    AssertSame(backend, alone[s].Of(0, t), batched.Of(s, t), $"sequence {s} token {t}, {(left ? "left" : "right")} padding");
+            for (int t = 0; t < sequences[s].Length; t++)
+                AssertSame(
+                    backend,
+                    alone[s].Of(0, t),
+                    batched.Of(s, t),
+                    $"sequence {s} token {t}, {(left ? "left" : "right")} padding"
+                );
         }
     }
 
     public static TheoryData<string, bool> BackendsAndWindows()
     {
         var data = new TheoryData<string, bool>();
-        foreach (var backend in Reference.BackendNames) { data.Add(backend, false); data.Add(backend, true); }
+        foreach (var backend in Reference.BackendNames)
+        {
+            data.Add(backend, false);
+            data.Add(backend, true);
+        }
         return data;
     }
 
@@ -52,16 +61,38 @@ public sealed class BatchingAndCacheTests
         var sequences = TestModels.Sequences(model.Config.VocabSize, lengths);
         var full = model.Forward(TokenBatch.FromSequences(sequences));
 
-        // Feed both sequences in uneven pieces (a prompt, then chunks, then single tokens), one sequence sometimes idle.
-        var cache = model.CreateCache(2, capacity: 4);   // small on purpose: it must grow mid-sequence
+        // Feed both sequences in uneven pieces (a prompt, then chunks, then single tokens), one sequence sometimes
+        // idle.
+        var cache = model.CreateCache(2, capacity: 4); // small on purpose: it must grow mid-sequence
         var state = model.CreateState();
         int[] done = [0, 0];
         int[][] pieces = windowed
-            ? [[40, 10], [0, 7], [515, 1], [1, 1], [1, 0], [43, 14]]
-            : [[40, 10], [0, 7], [25, 1], [1, 1], [1, 0], [23, 14]];
+            ?
+            [
+                [40, 10],
+                [0, 7],
+                [515, 1],
+                [1, 1],
+                [1, 0],
+                [43, 14],
+            ]
+            :
+            [
+                [40, 10],
+                [0, 7],
+                [25, 1],
+                [1, 1],
+                [1, 0],
+                [23, 14],
+            ];
         foreach (var piece in pieces)
         {
-            var batch = TokenBatch.FromSequences(Enumerable.Range(0, 2).Select(s => (IReadOnlyList<int>)sequences[s][done[s]..(done[s] + piece[s])]).ToList());
+            var batch = TokenBatch.FromSequences(
+                Enumerable
+                    .Range(0, 2)
+                    .Select(s => (IReadOnlyList<int>)sequences[s][done[s]..(done[s] + piece[s])])
+                    .ToList()
+            );
             var logits = model.Forward(batch, state, LogitSelection.All, cache);
             for (int s = 0; s < 2; s++)
             {
@@ -84,7 +115,8 @@ public sealed class BatchingAndCacheTests
         foreach (int threads in new[] { 2, 5 })
         {
             var many = TestModels.Load(backend, threads).Forward(batch);
-            for (int i = 0; i < one.Count; i++) AssertIdentical(one.Row(i), many.Row(i), $"row {i} with {threads} threads");
+            for (int i = 0; i < one.Count; i++)
+                AssertIdentical(one.Row(i), many.Row(i), $"row {i} with {threads} threads");
         }
     }
 
@@ -98,12 +130,35 @@ public sealed class BatchingAndCacheTests
         var all = model.Forward(batch);
         var last = model.Forward(batch, LogitSelection.Last);
         Assert.Equal(3, last.Count);
-        for (int s = 0; s < 3; s++) AssertSame(backend, all.Of(s, sequences[s].Length - 1), last.Of(s, sequences[s].Length - 1), $"last of {s}");
-        var chosen = model.Forward(batch, LogitSelection.At([[3, 0], [], [29, 7, 7]]));
+        for (int s = 0; s < 3; s++)
+            AssertSame(
+                backend,
+                all.Of(s, sequences[s].Length - 1),
+                last.Of(s, sequences[s].Length - 1),
+                $"last of {s}"
+            );
+        var chosen = model.Forward(
+            batch,
+            LogitSelection.At([
+                [3, 0],
+                [],
+                [29, 7, 7],
+            ])
+        );
         Assert.Equal(4, chosen.Count);
-        foreach (var (s, t) in new[] { (0, 0), (0, 3), (2, 7), (2, 29) }) AssertSame(backend, all.Of(s, t), chosen.Of(s, t), $"{s}/{t}");
+        foreach (var (s, t) in new[] { (0, 0), (0, 3), (2, 7), (2, 29) })
+            AssertSame(backend, all.Of(s, t), chosen.Of(s, t), $"{s}/{t}");
         Assert.Equal(0, model.Forward(batch, LogitSelection.None).Count);
-        Assert.Throws<AlloyException>(() => model.Forward(batch, LogitSelection.At([[12], [], []])));
+        Assert.Throws<AlloyException>(() =>
+            model.Forward(
+                batch,
+                LogitSelection.At([
+                    [12],
+                    [],
+                    [],
+                ])
+            )
+        );
     }
 
     [Fact]
@@ -139,11 +194,24 @@ public sealed class BatchingAndCacheTests
         int otherStop = Array.IndexOf(free[1], stop);
         Assert.Equal(otherStop < 0 ? free[1] : free[1][..(otherStop + 1)], stopped[1]);
         Assert.Empty(Generation.Greedy(model, prompts, 0)[0]);
-        Assert.Throws<AlloyException>(() => Generation.Greedy(model, [[]], 3));
+        Assert.Throws<AlloyException>(() =>
+            Generation.Greedy(
+                model,
+                [
+                    [],
+                ],
+                3
+            )
+        );
     }
 
     /// <summary>Bit for bit on the managed backend; within 1e-5 relative (row norm) on OpenBLAS.</summary>
-    internal static void AssertSame(string backend, ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
+    internal static void AssertSame(
+        string backend,
+        ReadOnlySpan<float> expected,
+        ReadOnlySpan<float> actual,
+        string what
+    )
     {
         if (backend == "managed")
         {

@@ -19,25 +19,41 @@ public sealed class ModelLoadingTests : IDisposable
 
     public void Dispose() => _temp.Dispose();
 
-    public static TheoryData<string, string> ConfigProblems() => new()
-    {
-        { "model_type=\"gpt2\"", "model_type 'gpt2' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)" },
-        { "model_type=", "has no \"model_type\"" },
-        { "rope_scaling={\"rope_type\":\"yarn\",\"factor\":4.0}", "rope_scaling: type 'yarn' is not supported by Alloy.Runtime (supported: linear, llama3, or none)" },
-        { "rope_scaling={\"rope_type\":\"llama3\",\"factor\":8.0}", "rope_scaling: \"low_freq_factor\" is missing" },
-        { "rope_scaling={\"type\":\"linear\"}", "rope_scaling: \"factor\" is missing" },
-        { "rope_scaling=4", "\"rope_scaling\" is 4, expected an object or null" },
-        { "num_key_value_heads=3", "num_attention_heads (4) is not a multiple of num_key_value_heads (3)" },
-        { "hidden_act=\"gelu\"", "hidden_act 'gelu' is not supported" },
-        { "hidden_size=", "\"hidden_size\" is missing" },
-        { "hidden_size=30", "hidden_size (30) is not a multiple of num_attention_heads (4) and no head_dim is given" },
-        { "num_hidden_layers=-1", "\"num_hidden_layers\" is -1, expected a positive whole number" },
-        { "vocab_size=\"61\"", "\"vocab_size\" is \"61\", expected a positive whole number" },
-        { "head_dim=7", "head_dim 7 is odd" },
-        { "rms_norm_eps=0", "\"rms_norm_eps\" is 0, expected a positive number" },
-        { "tie_word_embeddings=1", "\"tie_word_embeddings\" is 1, expected true or false" },
-        { "model_type=\"qwen2\";use_sliding_window=true", "use_sliding_window is true; Alloy.Runtime runs Qwen2 models with full attention only" },
-    };
+    public static TheoryData<string, string> ConfigProblems() =>
+        new()
+        {
+            {
+                "model_type=\"gpt2\"",
+                "model_type 'gpt2' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"
+            },
+            { "model_type=", "has no \"model_type\"" },
+            {
+                "rope_scaling={\"rope_type\":\"yarn\",\"factor\":4.0}",
+                "rope_scaling: type 'yarn' is not supported by Alloy.Runtime (supported: linear, llama3, or none)"
+            },
+            {
+                "rope_scaling={\"rope_type\":\"llama3\",\"factor\":8.0}",
+                "rope_scaling: \"low_freq_factor\" is missing"
+            },
+            { "rope_scaling={\"type\":\"linear\"}", "rope_scaling: \"factor\" is missing" },
+            { "rope_scaling=4", "\"rope_scaling\" is 4, expected an object or null" },
+            { "num_key_value_heads=3", "num_attention_heads (4) is not a multiple of num_key_value_heads (3)" },
+            { "hidden_act=\"gelu\"", "hidden_act 'gelu' is not supported" },
+            { "hidden_size=", "\"hidden_size\" is missing" },
+            {
+                "hidden_size=30",
+                "hidden_size (30) is not a multiple of num_attention_heads (4) and no head_dim is given"
+            },
+            { "num_hidden_layers=-1", "\"num_hidden_layers\" is -1, expected a positive whole number" },
+            { "vocab_size=\"61\"", "\"vocab_size\" is \"61\", expected a positive whole number" },
+            { "head_dim=7", "head_dim 7 is odd" },
+            { "rms_norm_eps=0", "\"rms_norm_eps\" is 0, expected a positive number" },
+            { "tie_word_embeddings=1", "\"tie_word_embeddings\" is 1, expected true or false" },
+            {
+                "model_type=\"qwen2\";use_sliding_window=true",
+                "use_sliding_window is true; Alloy.Runtime runs Qwen2 models with full attention only"
+            },
+        };
 
     [Theory]
     [MemberData(nameof(ConfigProblems))]
@@ -47,11 +63,13 @@ public sealed class ModelLoadingTests : IDisposable
         foreach (var edit in edits.Split(';'))
         {
             var (key, value) = (edit[..edit.IndexOf('=')], edit[(edit.IndexOf('=') + 1)..]);
-            if (value.Length == 0) config.Remove(key);
-            else config[key] = JsonNode.Parse(value);
+            if (value.Length == 0)
+                config.Remove(key);
+            else
+                config[key] = JsonNode.Parse(value);
         }
         var folder = Write(config, ReferenceTensors());
-        Refused(folder, Path.Combine(folder, "config.json") + ": " , expected);
+        Refused(folder, Path.Combine(folder, "config.json") + ": ", expected);
     }
 
     [Fact]
@@ -61,15 +79,32 @@ public sealed class ModelLoadingTests : IDisposable
         Refused(folder, folder, "no config.json beside the weights");
     }
 
-    public static TheoryData<string, string> TensorProblems() => new()
-    {
-        { "drop model.layers.1.mlp.up_proj.weight", "tensor 'model.layers.1.mlp.up_proj.weight' is missing" },
-        { "drop lm_head.weight", "tensor 'lm_head.weight' is missing, and config.json says tie_word_embeddings is false" },
-        { "transpose model.layers.0.self_attn.k_proj.weight", "tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32, 16], but config.json implies [16, 32]" },
-        { "integer model.norm.weight", "tensor 'model.norm.weight' is stored as I32; a model's weights must be floating point" },
-        { "add model.layers.0.self_attn.q_proj.bias", "tensor 'model.layers.0.self_attn.q_proj.bias' has no place in a llama model as config.json describes it" },
-        { "add model.layers.2.mlp.up_proj.weight", "tensor 'model.layers.2.mlp.up_proj.weight' has no place in a llama model" },
-    };
+    public static TheoryData<string, string> TensorProblems() =>
+        new()
+        {
+            { "drop model.layers.1.mlp.up_proj.weight", "tensor 'model.layers.1.mlp.up_proj.weight' is missing" },
+            {
+                "drop lm_head.weight",
+                "tensor 'lm_head.weight' is missing, and config.json says tie_word_embeddings is false"
+            },
+            {
+                "transpose model.layers.0.self_attn.k_proj.weight",
+                "tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32, 16], but config.json implies [16, 32]"
+            },
+            {
+                "integer model.norm.weight",
+                "tensor 'model.norm.weight' is stored as I32; a model's weights must be floating point"
+            },
+            {
+                "add model.layers.0.self_attn.q_proj.bias",
+                "tensor 'model.layers.0.self_attn.q_proj.bias' has no place in a llama model as config.json describes "
+                    + "it"
+            },
+            {
+                "add model.layers.2.mlp.up_proj.weight",
+                "tensor 'model.layers.2.mlp.up_proj.weight' has no place in a llama model"
+            },
+        };
 
     [Theory]
     [MemberData(nameof(TensorProblems))]
@@ -80,10 +115,18 @@ public sealed class ModelLoadingTests : IDisposable
         int index = tensors.FindIndex(t => t.Name == name);
         switch (action)
         {
-            case "drop": tensors.RemoveAt(index); break;
-            case "transpose": tensors[index] = tensors[index] with { Shape = [tensors[index].Shape[1], tensors[index].Shape[0]] }; break;
-            case "integer": tensors[index] = tensors[index] with { DType = DType.I32 }; break;
-            case "add": tensors.Add((name, DType.F32, [32], new float[32])); break;
+            case "drop":
+                tensors.RemoveAt(index);
+                break;
+            case "transpose":
+                tensors[index] = tensors[index] with { Shape = [tensors[index].Shape[1], tensors[index].Shape[0]] };
+                break;
+            case "integer":
+                tensors[index] = tensors[index] with { DType = DType.I32 };
+                break;
+            case "add":
+                tensors.Add((name, DType.F32, [32], new float[32]));
+                break;
         }
         var folder = Write(ReferenceConfig(), tensors);
         Refused(folder, folder + ": ", expected);
@@ -92,7 +135,8 @@ public sealed class ModelLoadingTests : IDisposable
     [Fact]
     public void Tensors_transformers_ignores_are_ignored()
     {
-        // Old checkpoints store RoPE buffers; a tied model may still store its head (transformers ties it to the embedding).
+        // Old checkpoints store RoPE buffers; a tied model may still store its head (transformers ties it to the
+        // embedding).
         var tensors = ReferenceTensors();
         tensors.Add(("model.layers.0.self_attn.rotary_emb.inv_freq", DType.F32, [4], new float[4]));
         var config = ReferenceConfig();
@@ -134,11 +178,31 @@ public sealed class ModelLoadingTests : IDisposable
         var model = LlamaModel.Load(Reference.Folder("llama-gqa"));
         var e = Assert.Throws<AlloyException>(() => model.Forward(TokenBatch.FromSequences([1, 2], [5, 6, 61])));
         Assert.Equal("token id 61 (sequence 1, token 2) is outside the model's vocabulary of 61", e.Message);
-        e = Assert.Throws<AlloyException>(() => TokenBatch.FromPadded([[1, 2, 3]], [[1, 0, 1]]));
+        e = Assert.Throws<AlloyException>(() =>
+            TokenBatch.FromPadded(
+                [
+                    [1, 2, 3],
+                ],
+                [
+                    [1, 0, 1],
+                ]
+            )
+        );
         Assert.Contains("attention mask row 0 has padding at column 1 between real tokens", e.Message);
-        e = Assert.Throws<AlloyException>(() => TokenBatch.FromPadded([[1, 2, 3]], [[1, 2, 1]]));
+        e = Assert.Throws<AlloyException>(() =>
+            TokenBatch.FromPadded(
+                [
+                    [1, 2, 3],
+                ],
+                [
+                    [1, 2, 1],
+                ]
+            )
+        );
         Assert.Contains("use 1 for tokens and 0 for padding", e.Message);
-        e = Assert.Throws<AlloyException>(() => model.Forward(TokenBatch.FromSequences([1]), LogitSelection.All, model.CreateCache(2)));
+        e = Assert.Throws<AlloyException>(() =>
+            model.Forward(TokenBatch.FromSequences([1]), LogitSelection.All, model.CreateCache(2))
+        );
         Assert.Equal("the batch has 1 sequences but the KV cache holds 2", e.Message);
     }
 
@@ -156,12 +220,15 @@ public sealed class ModelLoadingTests : IDisposable
     private static List<(string Name, DType DType, long[] Shape, float[] Values)> ReferenceTensors()
     {
         using var checkpoint = Checkpoint.Open(Reference.Folder("llama-gqa"));
-        return [.. checkpoint.Tensors.Select(t =>
-        {
-            var values = new float[t.Info.ElementCount];
-            TensorConvert.ToFloat32(t.Bytes(0, (int)t.Info.ByteLength), t.Info.DType, values);
-            return (t.Name, DType.F32, t.Info.Shape, values);
-        })];
+        return
+        [
+            .. checkpoint.Tensors.Select(t =>
+            {
+                var values = new float[t.Info.ElementCount];
+                TensorConvert.ToFloat32(t.Bytes(0, (int)t.Info.ByteLength), t.Info.DType, values);
+                return (t.Name, DType.F32, t.Info.Shape, values);
+            }),
+        ];
     }
 
     private string Write(JsonObject? config, List<(string Name, DType DType, long[] Shape, float[] Values)> tensors)
@@ -173,12 +240,17 @@ public sealed class ModelLoadingTests : IDisposable
             foreach (var (info, values) in infos.Zip(tensors.Select(t => t.Values)))
             {
                 var bytes = new byte[info.ByteLength];
-                if (info.DType.IsFloat()) TensorConvert.FromFloat32(values.AsSpan(0, (int)info.ElementCount), info.DType, bytes);
+                if (info.DType.IsFloat())
+                    TensorConvert.FromFloat32(values.AsSpan(0, (int)info.ElementCount), info.DType, bytes);
                 writer.Append(info.Name, bytes);
             }
             writer.Complete();
         }
-        if (config is not null) File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (config is not null)
+            File.WriteAllText(
+                Path.Combine(folder, "config.json"),
+                config.ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+            );
         return folder;
     }
 }

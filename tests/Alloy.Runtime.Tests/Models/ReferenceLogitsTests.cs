@@ -11,7 +11,9 @@ namespace Alloy.Runtime.Tests.Models;
 /// </summary>
 public sealed class ReferenceLogitsTests
 {
-    /// <summary>The tolerance of the issue: 1e-4 relative, per token row (see <see cref="Reference.WorstRowError"/>).</summary>
+    /// <summary>
+    /// The tolerance of the issue: 1e-4 relative, per token row (see <see cref="Reference.WorstRowError"/>).
+    /// </summary>
     private const double Tolerance = 1e-4;
 
     public static TheoryData<string, string> Cases() => Reference.ModelsAndBackends();
@@ -20,7 +22,10 @@ public sealed class ReferenceLogitsTests
     [MemberData(nameof(Cases))]
     public void Logits_of_a_padded_batch_match_pytorch(string name, string backend)
     {
-        var model = LlamaModel.Load(Reference.Folder(name), new RuntimeOptions { Backend = Reference.Backend(backend) });
+        var model = LlamaModel.Load(
+            Reference.Folder(name),
+            new RuntimeOptions { Backend = Reference.Backend(backend) }
+        );
         var expected = Reference.Load(name);
         foreach (bool left in new[] { false, true })
         {
@@ -29,7 +34,10 @@ public sealed class ReferenceLogitsTests
             Assert.Equal(expected.Sequences.Sum(s => s.Length), logits.Count);
             var actual = Enumerable.Range(0, logits.Count).SelectMany(i => logits.Row(i).ToArray()).ToArray();
             double error = Reference.WorstRowError(actual, expected.Logits, model.Config.VocabSize);
-            Assert.True(error <= Tolerance, $"{name} on {backend}, {(left ? "left" : "right")} padding: relative error {error:E2}");
+            Assert.True(
+                error <= Tolerance,
+                $"{name} on {backend}, {(left ? "left" : "right")} padding: relative error {error:E2}"
+            );
         }
     }
 
@@ -41,7 +49,10 @@ public sealed class ReferenceLogitsTests
         var expected = Reference.Load(name).InverseFrequencies;
         Assert.Equal(expected.Length, model.Rope.InverseFrequencies.Length);
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(model.Rope.InverseFrequencies[i] - expected[i]) <= 2e-7 * expected[i], $"{name}: frequency {i} is {model.Rope.InverseFrequencies[i]}, PyTorch {expected[i]}");
+            Assert.True(
+                Math.Abs(model.Rope.InverseFrequencies[i] - expected[i]) <= 2e-7 * expected[i],
+                $"{name}: frequency {i} is {model.Rope.InverseFrequencies[i]}, PyTorch {expected[i]}"
+            );
     }
 
     [Theory]
@@ -56,7 +67,9 @@ public sealed class ReferenceLogitsTests
 
     public static TheoryData<string> Names() => [.. Reference.ModelNames];
 
-    /// <summary>The sequences padded to a common width with token 0, on the left or the right, with their attention mask.</summary>
+    /// <summary>
+    /// The sequences padded to a common width with token 0, on the left or the right, with their attention mask.
+    /// </summary>
     internal static TokenBatch Padded(IReadOnlyList<int[]> sequences, bool left)
     {
         int width = sequences.Max(s => s.Length);

@@ -7,13 +7,22 @@ namespace Alloy.Runtime.Tests.Support;
 /// <summary>The reference models and PyTorch's expected outputs, made by Fixtures/make_reference.py.</summary>
 public static class Reference
 {
-    public static readonly string[] ModelNames = ["llama-gqa", "qwen2-tied", "llama3-rope", "llama-linear-bias", "mistral-window"];
+    public static readonly string[] ModelNames =
+    [
+        "llama-gqa",
+        "qwen2-tied",
+        "llama3-rope",
+        "llama-linear-bias",
+        "mistral-window",
+    ];
 
     public static string Folder(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "models", name);
 
     public static Expected Load(string name)
     {
-        using var checkpoint = Checkpoint.Open(Path.Combine(AppContext.BaseDirectory, "Fixtures", "expected", name + ".safetensors"));
+        using var checkpoint = Checkpoint.Open(
+            Path.Combine(AppContext.BaseDirectory, "Fixtures", "expected", name + ".safetensors")
+        );
         float[] Read(string tensor)
         {
             var stored = checkpoint.Find(tensor)!;
@@ -25,7 +34,8 @@ public static class Reference
         var tokens = Ints("tokens");
         var lengths = Ints("lengths");
         var sequences = new List<int[]>();
-        for (int s = 0, offset = 0; s < lengths.Length; offset += lengths[s], s++) sequences.Add(tokens[offset..(offset + lengths[s])]);
+        for (int s = 0, offset = 0; s < lengths.Length; offset += lengths[s], s++)
+            sequences.Add(tokens[offset..(offset + lengths[s])]);
         return new Expected(sequences, Read("logits"), Read("inv_freq"), Ints("prompt"), Ints("greedy"));
     }
 
@@ -39,7 +49,8 @@ public static class Reference
         double worst = 0;
         for (int r = 0; r < expected.Length / vocab; r++)
         {
-            double diff = 0, norm = 0;
+            double diff = 0,
+                norm = 0;
             for (int v = r * vocab; v < (r + 1) * vocab; v++)
             {
                 diff += (double)(actual[v] - expected[v]) * (actual[v] - expected[v]);
@@ -51,19 +62,28 @@ public static class Reference
     }
 
     /// <summary>The GEMM backends on this machine: managed always, OpenBLAS when libopenblas.so.0 loads.</summary>
-    public static IReadOnlyList<string> BackendNames { get; } = DenseBackend.OpenBlas is null ? ["managed"] : ["managed", "openblas"];
+    public static IReadOnlyList<string> BackendNames { get; } =
+        DenseBackend.OpenBlas is null ? ["managed"] : ["managed", "openblas"];
 
     public static TheoryData<string> Backends() => [.. BackendNames];
 
-    public static DenseBackend Backend(string name) => name == "managed" ? DenseBackend.Managed : DenseBackend.OpenBlas!;
+    public static DenseBackend Backend(string name) =>
+        name == "managed" ? DenseBackend.Managed : DenseBackend.OpenBlas!;
 
     public static TheoryData<string, string> ModelsAndBackends()
     {
         var data = new TheoryData<string, string>();
         foreach (var model in ModelNames)
-            foreach (var backend in BackendNames) data.Add(model, backend);
+        foreach (var backend in BackendNames)
+            data.Add(model, backend);
         return data;
     }
 }
 
-public sealed record Expected(IReadOnlyList<int[]> Sequences, float[] Logits, float[] InverseFrequencies, int[] Prompt, int[] Greedy);
+public sealed record Expected(
+    IReadOnlyList<int[]> Sequences,
+    float[] Logits,
+    float[] InverseFrequencies,
+    int[] Prompt,
+    int[] Greedy
+);

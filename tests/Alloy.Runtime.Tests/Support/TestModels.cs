@@ -11,10 +11,17 @@ namespace Alloy.Runtime.Tests.Support;
 /// </summary>
 public static class TestModels
 {
-    public static TinyLlamaSpec Spec { get; } = new()
-    {
-        VocabSize = 700, HiddenSize = 192, IntermediateSize = 448, Layers = 2, Heads = 6, KeyValueHeads = 2, DType = DType.BF16,
-    };
+    public static TinyLlamaSpec Spec { get; } =
+        new()
+        {
+            VocabSize = 700,
+            HiddenSize = 192,
+            IntermediateSize = 448,
+            Layers = 2,
+            Heads = 6,
+            KeyValueHeads = 2,
+            DType = DType.BF16,
+        };
 
     private static readonly Lazy<string> s_folder = new(() =>
     {
@@ -30,7 +37,9 @@ public static class TestModels
         var folder = Path.Combine(Folder, "windowed");
         Directory.CreateDirectory(folder);
         File.Copy(Path.Combine(Folder, "model.safetensors"), Path.Combine(folder, "model.safetensors"));
-        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "config.json")))!.AsObject();
+        var config = System
+            .Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "config.json")))!
+            .AsObject();
         config["model_type"] = "mistral";
         config["sliding_window"] = 300;
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
@@ -40,13 +49,19 @@ public static class TestModels
     public static string Folder => s_folder.Value;
 
     public static LlamaModel Load(string backend, int threads = 2, bool windowed = false) =>
-        LlamaModel.Load(windowed ? s_windowed.Value : Folder, new RuntimeOptions { Backend = Reference.Backend(backend), Threads = threads });
+        LlamaModel.Load(
+            windowed ? s_windowed.Value : Folder,
+            new RuntimeOptions { Backend = Reference.Backend(backend), Threads = threads }
+        );
 
     /// <summary>Deterministic token sequences of the given lengths.</summary>
     public static int[][] Sequences(int vocab, params int[] lengths)
     {
         var stream = RandomStream.For(7, "tokens", lengths.Length);
         long next = 0;
-        return [.. lengths.Select(n => Enumerable.Range(0, n).Select(_ => (int)(stream.Uniform(next++) * vocab)).ToArray())];
+        return
+        [
+            .. lengths.Select(n => Enumerable.Range(0, n).Select(_ => (int)(stream.Uniform(next++) * vocab)).ToArray()),
+        ];
     }
 }

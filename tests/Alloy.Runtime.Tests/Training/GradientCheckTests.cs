@@ -15,14 +15,15 @@ public sealed class GradientCheckTests
 {
     public static TheoryData<string> Cases => ["llama-biases", "llama-tied", "mistral-window", "qwen2-tied"];
 
-    private static ModelConfig ConfigFor(string name) => name switch
-    {
-        "llama-biases" => RandomModels.Config(),
-        "llama-tied" => RandomModels.Config(biases: false, tied: true),
-        "mistral-window" => RandomModels.Config(ArchitectureFamily.Mistral, biases: false, window: 5),
-        "qwen2-tied" => RandomModels.Config(ArchitectureFamily.Qwen2, tied: true),
-        _ => throw new ArgumentException(name),
-    };
+    private static ModelConfig ConfigFor(string name) =>
+        name switch
+        {
+            "llama-biases" => RandomModels.Config(),
+            "llama-tied" => RandomModels.Config(biases: false, tied: true),
+            "mistral-window" => RandomModels.Config(ArchitectureFamily.Mistral, biases: false, window: 5),
+            "qwen2-tied" => RandomModels.Config(ArchitectureFamily.Qwen2, tied: true),
+            _ => throw new ArgumentException(name),
+        };
 
     /// <summary>
     /// For each parameter tensor: the derivative along a random ±1 direction over the whole tensor, and along the
@@ -39,7 +40,7 @@ public sealed class GradientCheckTests
         {
             RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[0],
             RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[1],
-            RandomModels.Examples(model.Config.VocabSize, 4, 12)[0],   // a prompt of 4 tokens, unscored
+            RandomModels.Examples(model.Config.VocabSize, 4, 12)[0], // a prompt of 4 tokens, unscored
         };
         var loss = new LossGradients(model);
         int targets = examples.Sum(e => e.TargetCount);
@@ -53,7 +54,8 @@ public sealed class GradientCheckTests
             var gradient = loss.Gradients[p];
             var stream = RandomStream.For(11, p.Name, 0);
             var direction = new float[p.Data.Length];
-            for (int i = 0; i < direction.Length; i++) direction[i] = stream.Uniform(i) < 0.5 ? -1 : 1;
+            for (int i = 0; i < direction.Length; i++)
+                direction[i] = stream.Uniform(i) < 0.5 ? -1 : 1;
             Check(p, direction, "random direction");
             Array.Clear(direction);
             direction[IndexOfLargest(gradient)] = 1;
@@ -62,11 +64,14 @@ public sealed class GradientCheckTests
             void Check(Parameter parameter, float[] d, string what)
             {
                 double analytic = 0;
-                for (int i = 0; i < d.Length; i++) analytic += (double)gradient[i] * d[i];
+                for (int i = 0; i < d.Length; i++)
+                    analytic += (double)gradient[i] * d[i];
                 var saved = (float[])parameter.Data.Clone();
-                for (int i = 0; i < d.Length; i++) parameter.Data[i] = saved[i] + H * d[i];
+                for (int i = 0; i < d.Length; i++)
+                    parameter.Data[i] = saved[i] + H * d[i];
                 double plus = Loss();
-                for (int i = 0; i < d.Length; i++) parameter.Data[i] = saved[i] - H * d[i];
+                for (int i = 0; i < d.Length; i++)
+                    parameter.Data[i] = saved[i] - H * d[i];
                 double minus = Loss();
                 saved.CopyTo(parameter.Data, 0);
                 double numeric = (plus - minus) / (2 * H);
@@ -80,7 +85,9 @@ public sealed class GradientCheckTests
     private static int IndexOfLargest(float[] values)
     {
         int best = 0;
-        for (int i = 1; i < values.Length; i++) if (Math.Abs(values[i]) > Math.Abs(values[best])) best = i;
+        for (int i = 1; i < values.Length; i++)
+            if (Math.Abs(values[i]) > Math.Abs(values[best]))
+                best = i;
         return best;
     }
 }

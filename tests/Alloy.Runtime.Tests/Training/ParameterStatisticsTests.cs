@@ -50,7 +50,9 @@ public sealed class ParameterStatisticsTests
                 expected += g * g / examples.Length;
             }
             if (Math.Abs(expected - tensor.Values[index]) > 0.03 * expected + 1e-6)
-                failures.Add($"{p.Name}[{index}]: Fisher {tensor.Values[index]:G6}, from finite differences {expected:G6}");
+                failures.Add(
+                    $"{p.Name}[{index}]: Fisher {tensor.Values[index]:G6}, from finite differences {expected:G6}"
+                );
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
@@ -78,11 +80,14 @@ public sealed class ParameterStatisticsTests
         foreach (int token in examples.SelectMany(e => e.Tokens))
         {
             double squares = 0;
-            for (int j = 0; j < hidden; j++) squares += (double)embed[token * hidden + j] * embed[token * hidden + j];
+            for (int j = 0; j < hidden; j++)
+                squares += (double)embed[token * hidden + j] * embed[token * hidden + j];
             double inverse = 1 / Math.Sqrt(squares / hidden + model.Config.RmsNormEpsilon);
-            for (int j = 0; j < hidden; j++) x[j] = embed[token * hidden + j] * inverse * norm[j];
+            for (int j = 0; j < hidden; j++)
+                x[j] = embed[token * hidden + j] * inverse * norm[j];
             for (int i = 0; i < hidden; i++)
-                for (int j = 0; j < hidden; j++) expected0[i * hidden + j] += x[i] * x[j];
+            for (int j = 0; j < hidden; j++)
+                expected0[i * hidden + j] += x[i] * x[j];
         }
         foreach (var name in new[] { "q_proj", "k_proj", "v_proj" })
             AssertClose(expected0, Find(grams, $"model.layers.0.self_attn.{name}.weight"), 1e-5);
@@ -100,7 +105,7 @@ public sealed class ParameterStatisticsTests
             AssertClose(Gram(a.MlpNormed), Find(grams, p + "mlp.up_proj.weight"), 1e-5);
             AssertClose(Gram(a.Hidden), Find(grams, p + "mlp.down_proj.weight"), 1e-5);
         }
-        Assert.Null(grams.Tensors.FirstOrDefault(t => t.Name == "lm_head.weight"));   // tied Qwen2
+        Assert.Null(grams.Tensors.FirstOrDefault(t => t.Name == "lm_head.weight")); // tied Qwen2
         Assert.Equal(7 * model.Config.Layers, grams.Tensors.Count);
 
         using var temp = new TempFolder();
@@ -129,7 +134,8 @@ public sealed class ParameterStatisticsTests
         Assert.Equal("lm_head.weight", grams.Tensors[^1].Name);
     }
 
-    private static float[] Find(ParameterStatistics statistics, string name) => statistics.Tensors.Single(t => t.Name == name).Values;
+    private static float[] Find(ParameterStatistics statistics, string name) =>
+        statistics.Tensors.Single(t => t.Name == name).Values;
 
     private static double[] Gram(Alloy.Runtime.Compute.Matrix x)
     {
@@ -138,7 +144,8 @@ public sealed class ParameterStatisticsTests
         {
             var row = x.Row(r);
             for (int i = 0; i < x.Columns; i++)
-                for (int j = 0; j < x.Columns; j++) gram[i * x.Columns + j] += (double)row[i] * row[j];
+            for (int j = 0; j < x.Columns; j++)
+                gram[i * x.Columns + j] += (double)row[i] * row[j];
         }
         return gram;
     }
@@ -148,6 +155,9 @@ public sealed class ParameterStatisticsTests
         Assert.Equal(expected.Length, actual.Length);
         double scale = expected.Max(Math.Abs);
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= relative * scale, $"[{i}]: expected {expected[i]}, got {actual[i]}");
+            Assert.True(
+                Math.Abs(expected[i] - actual[i]) <= relative * scale,
+                $"[{i}]: expected {expected[i]}, got {actual[i]}"
+            );
     }
 }

@@ -7,8 +7,8 @@ using Alloy.Runtime.Tests.Support;
 using Alloy.Runtime.Training;
 using Alloy.Synthetic;
 using Alloy.Tensors;
-using Alloy.Tokenizers.Encoding;
 using Alloy.Tests.Support;
+using Alloy.Tokenizers.Encoding;
 using Xunit.Abstractions;
 
 namespace Alloy.Runtime.Tests.Training;
@@ -16,11 +16,26 @@ namespace Alloy.Runtime.Tests.Training;
 /// <summary>AdamW training end to end: a task learnt, determinism, accumulation, and saving the result.</summary>
 public sealed class TrainingTests(ITestOutputHelper output)
 {
-    /// <summary>A fresh model from the synthetic generator: byte vocabulary, hidden 64, 2 layers, 4 heads (2 key/value).</summary>
+    /// <summary>
+    /// A fresh model from the synthetic generator: byte vocabulary, hidden 64, 2 layers, 4 heads (2 key/value).
+    /// </summary>
     private static LlamaModel FreshModel(TempFolder temp, int threads = 2)
     {
         var folder = Path.Combine(temp.Path, "fresh");
-        TinyLlama.Write(folder, new TinyLlamaSpec { VocabSize = 260, HiddenSize = 64, IntermediateSize = 128, Layers = 2, Heads = 4, KeyValueHeads = 2, DType = DType.F32, Seed = 5 });
+        TinyLlama.Write(
+            folder,
+            new TinyLlamaSpec
+            {
+                VocabSize = 260,
+                HiddenSize = 64,
+                IntermediateSize = 128,
+                Layers = 2,
+                Heads = 4,
+                KeyValueHeads = 2,
+                DType = DType.F32,
+                Seed = 5,
+            }
+        );
         return LlamaModel.Load(folder, new RuntimeOptions { Threads = threads, Backend = DenseBackend.Managed });
     }
 
@@ -29,11 +44,11 @@ public sealed class TrainingTests(ITestOutputHelper output)
     {
         var examples = new List<TrainingExample>();
         for (int a = 0; a < 10; a++)
-            for (int b = 0; b < 10; b++)
-            {
-                int[] prompt = [ByteTokenizer.BosId, '0' + a, '+', '0' + b, '='];
-                examples.Add(new TrainingExample([.. prompt, '0' + (a + b) % 10, ByteTokenizer.EosId], prompt.Length));
-            }
+        for (int b = 0; b < 10; b++)
+        {
+            int[] prompt = [ByteTokenizer.BosId, '0' + a, '+', '0' + b, '='];
+            examples.Add(new TrainingExample([.. prompt, '0' + (a + b) % 10, ByteTokenizer.EosId], prompt.Length));
+        }
         return [.. examples];
     }
 
@@ -47,16 +62,29 @@ public sealed class TrainingTests(ITestOutputHelper output)
         using var temp = new TempFolder();
         var model = FreshModel(temp);
         var examples = Addition();
-        var options = new TrainingOptions { Steps = 300, BatchSize = 20, LearningRate = 3e-3, WarmupSteps = 20, Seed = 1 };
+        var options = new TrainingOptions
+        {
+            Steps = 300,
+            BatchSize = 20,
+            LearningRate = 3e-3,
+            WarmupSteps = 20,
+            Seed = 1,
+        };
         var watch = Stopwatch.StartNew();
         var results = new Trainer(model, options).Run(examples);
         var prompts = examples.Select(e => (IReadOnlyList<int>)e.Tokens[..e.ScoredFrom]).ToList();
         var generated = Generation.Greedy(model, prompts, maxNewTokens: 2);
         int correct = examples.Select((e, i) => generated[i].SequenceEqual(e.Tokens[e.ScoredFrom..])).Count(ok => ok);
         var finalLoss = new LossGradients(model).Loss(examples);
-        output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s; first loss {results[0].Loss:F3}, last {results[^1].Loss:F4}, final {finalLoss.LossSum / finalLoss.Targets:F4}; {correct}/100 correct");
+        output.WriteLine(
+            $"{watch.Elapsed.TotalSeconds:F1} s; first loss {results[0].Loss:F3}, last {results[^1].Loss:F4}, final "
+                + $"{finalLoss.LossSum / finalLoss.Targets:F4}; {correct}/100 correct"
+        );
         Assert.True(results[0].Loss > 4, $"first loss {results[0].Loss}");
-        Assert.True(finalLoss.LossSum / finalLoss.Targets < 0.01, $"final loss {finalLoss.LossSum / finalLoss.Targets}");
+        Assert.True(
+            finalLoss.LossSum / finalLoss.Targets < 0.01,
+            $"final loss {finalLoss.LossSum / finalLoss.Targets}"
+        );
         Assert.Equal(100, correct);
     }
 
@@ -80,16 +108,30 @@ public sealed class TrainingTests(ITestOutputHelper output)
         var dense = Reference.Backend(backend);
         float[][] Train(int threads)
         {
-            var model = RandomModels.Create(RandomModels.Config(ArchitectureFamily.Mistral, window: 40), threads: threads, backend: dense);
+            var model = RandomModels.Create(
+                RandomModels.Config(ArchitectureFamily.Mistral, window: 40),
+                threads: threads,
+                backend: dense
+            );
             var examples = RandomModels.Examples(model.Config.VocabSize, 3, 150, 70, 9, 64, 65, 2);
-            new Trainer(model, new TrainingOptions { Steps = 3, BatchSize = 4, LearningRate = 1e-2, Seed = 9 }).Run(examples);
+            new Trainer(
+                model,
+                new TrainingOptions
+                {
+                    Steps = 3,
+                    BatchSize = 4,
+                    LearningRate = 1e-2,
+                    Seed = 9,
+                }
+            ).Run(examples);
             return [.. model.Parameters.Select(p => p.Data)];
         }
         var one = Train(1);
         foreach (int threads in new[] { 2, 3 })
         {
             var other = Train(threads);
-            for (int i = 0; i < one.Length; i++) Assert.True(one[i].AsSpan().SequenceEqual(other[i]), $"parameter {i} differs on {threads} threads");
+            for (int i = 0; i < one.Length; i++)
+                Assert.True(one[i].AsSpan().SequenceEqual(other[i]), $"parameter {i} differs on {threads} threads");
         }
     }
 
@@ -103,13 +145,16 @@ public sealed class TrainingTests(ITestOutputHelper output)
         var whole = new LossGradients(model);
         var (wholeLoss, _) = whole.Accumulate(examples, 1.0 / targets);
         var parts = new LossGradients(model);
-        double partLoss = parts.Accumulate(examples[..1], 1.0 / targets).LossSum + parts.Accumulate(examples[1..], 1.0 / targets).LossSum;
+        double partLoss =
+            parts.Accumulate(examples[..1], 1.0 / targets).LossSum
+            + parts.Accumulate(examples[1..], 1.0 / targets).LossSum;
         Assert.Equal(wholeLoss, partLoss, 1e-9 * wholeLoss);
         foreach (var p in model.Parameters)
         {
             var (a, b) = (whole.Gradients[p], parts.Gradients[p]);
             double scale = Math.Sqrt(SpanMath.SumOfSquares(a) / a.Length) + 1e-12;
-            for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) <= 1e-5 * scale + 1e-9, $"{p.Name}[{i}]: {a[i]} vs {b[i]}");
+            for (int i = 0; i < a.Length; i++)
+                Assert.True(Math.Abs(a[i] - b[i]) <= 1e-5 * scale + 1e-9, $"{p.Name}[{i}]: {a[i]} vs {b[i]}");
         }
     }
 
@@ -144,21 +189,39 @@ public sealed class TrainingTests(ITestOutputHelper output)
         Assert.True(adam.Decays(model.Parameters["model.embed_tokens.weight"]));
         Assert.False(adam.Decays(model.Parameters["model.layers.0.self_attn.q_proj.bias"]));
         Assert.False(adam.Decays(model.Parameters["model.norm.weight"]));
-        Assert.True(new AdamW(model.Parameters, new TrainingOptions { DecayNormsAndBiases = true }).Decays(model.Parameters["model.norm.weight"]));
+        Assert.True(
+            new AdamW(model.Parameters, new TrainingOptions { DecayNormsAndBiases = true }).Decays(
+                model.Parameters["model.norm.weight"]
+            )
+        );
     }
 
     /// <summary>One AdamW step against the formula, computed in double here.</summary>
     [Fact]
     public void AdamW_step_follows_torch_formula()
     {
-        var parameters = new ParameterSet([new Parameter("w", [2, 2], [1f, -2f, 0.5f, 3f]), new Parameter("b", [2], [0.25f, -1f])]);
+        var parameters = new ParameterSet([
+            new Parameter("w", [2, 2], [1f, -2f, 0.5f, 3f]),
+            new Parameter("b", [2], [0.25f, -1f]),
+        ]);
         var gradients = new GradientSet(parameters);
-        float[] gw = [0.1f, -0.3f, 2f, 0f], gb = [1f, -0.5f];
-        var options = new TrainingOptions { WeightDecay = 0.1, Beta1 = 0.8, Beta2 = 0.9, Epsilon = 1e-6 };
+        float[] gw = [0.1f, -0.3f, 2f, 0f],
+            gb = [1f, -0.5f];
+        var options = new TrainingOptions
+        {
+            WeightDecay = 0.1,
+            Beta1 = 0.8,
+            Beta2 = 0.9,
+            Epsilon = 1e-6,
+        };
         var adam = new AdamW(parameters, options);
         var context = new Alloy.Runtime.Compute.ComputeContext(RuntimeOptions.Default);
-        double[] w = [1, -2, 0.5, 3], b = [0.25, -1];
-        double[] mw = new double[4], vw = new double[4], mb = new double[2], vb = new double[2];
+        double[] w = [1, -2, 0.5, 3],
+            b = [0.25, -1];
+        double[] mw = new double[4],
+            vw = new double[4],
+            mb = new double[2],
+            vb = new double[2];
         for (int t = 1; t <= 2; t++)
         {
             gw.CopyTo(gradients["w"], 0);
@@ -171,15 +234,22 @@ public sealed class TrainingTests(ITestOutputHelper output)
                     double grad = g[i] * 0.5;
                     m[i] = 0.8 * m[i] + 0.2 * grad;
                     v[i] = 0.9 * v[i] + 0.1 * grad * grad;
-                    if (decay) p[i] *= 1 - 0.01 * 0.1;
-                    p[i] -= 0.01 / (1 - Math.Pow(0.8, t)) * m[i] / (Math.Sqrt(v[i]) / Math.Sqrt(1 - Math.Pow(0.9, t)) + 1e-6);
+                    if (decay)
+                        p[i] *= 1 - 0.01 * 0.1;
+                    p[i] -=
+                        0.01
+                        / (1 - Math.Pow(0.8, t))
+                        * m[i]
+                        / (Math.Sqrt(v[i]) / Math.Sqrt(1 - Math.Pow(0.9, t)) + 1e-6);
                 }
             }
             Expect(w, mw, vw, gw, true);
             Expect(b, mb, vb, gb, false);
         }
-        for (int i = 0; i < 4; i++) Assert.Equal(w[i], parameters["w"].Data[i], 1e-6);
-        for (int i = 0; i < 2; i++) Assert.Equal(b[i], parameters["b"].Data[i], 1e-6);
+        for (int i = 0; i < 4; i++)
+            Assert.Equal(w[i], parameters["w"].Data[i], 1e-6);
+        for (int i = 0; i < 2; i++)
+            Assert.Equal(b[i], parameters["b"].Data[i], 1e-6);
     }
 
     /// <summary>
@@ -191,14 +261,31 @@ public sealed class TrainingTests(ITestOutputHelper output)
     {
         using var temp = new TempFolder();
         var model = FreshModel(temp);
-        new Trainer(model, new TrainingOptions { Steps = 2, BatchSize = 10, Seed = 2 }).Run(Addition());
+        new Trainer(
+            model,
+            new TrainingOptions
+            {
+                Steps = 2,
+                BatchSize = 10,
+                Seed = 2,
+            }
+        ).Run(Addition());
         var source = Path.Combine(temp.Path, "fresh");
-        var sourceFiles = Directory.GetFiles(source).Select(f => (Path.GetFileName(f), File.GetLastWriteTimeUtc(f))).ToList();
+        var sourceFiles = Directory
+            .GetFiles(source)
+            .Select(f => (Path.GetFileName(f), File.GetLastWriteTimeUtc(f)))
+            .ToList();
 
         ModelSaver.Save(model, source, Path.Combine(temp.Path, "f32"), DType.F32);
         ModelSaver.Save(model, source, Path.Combine(temp.Path, "bf16"), DType.BF16, shardBytes: 40_000);
-        var f32 = LlamaModel.Load(Path.Combine(temp.Path, "f32"), new RuntimeOptions { Backend = DenseBackend.Managed });
-        var bf16 = LlamaModel.Load(Path.Combine(temp.Path, "bf16"), new RuntimeOptions { Backend = DenseBackend.Managed });
+        var f32 = LlamaModel.Load(
+            Path.Combine(temp.Path, "f32"),
+            new RuntimeOptions { Backend = DenseBackend.Managed }
+        );
+        var bf16 = LlamaModel.Load(
+            Path.Combine(temp.Path, "bf16"),
+            new RuntimeOptions { Backend = DenseBackend.Managed }
+        );
         foreach (var p in model.Parameters)
         {
             Assert.True(p.Data.AsSpan().SequenceEqual(f32.Parameters[p.Name].Data), p.Name);
@@ -211,25 +298,50 @@ public sealed class TrainingTests(ITestOutputHelper output)
         var batch = TokenBatch.FromSequences(Addition()[17].Tokens);
         var expected = model.Forward(batch);
         var actual = f32.Forward(batch);
-        for (int i = 0; i < expected.Count; i++) Assert.True(expected.Row(i).SequenceEqual(actual.Row(i)));
+        for (int i = 0; i < expected.Count; i++)
+            Assert.True(expected.Row(i).SequenceEqual(actual.Row(i)));
 
-        Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(Path.Combine(temp.Path, "bf16", "config.json")));
-        Assert.Contains("\"torch_dtype\": \"float32\"", File.ReadAllText(Path.Combine(temp.Path, "f32", "config.json")));
+        Assert.Contains(
+            "\"torch_dtype\": \"bfloat16\"",
+            File.ReadAllText(Path.Combine(temp.Path, "bf16", "config.json"))
+        );
+        Assert.Contains(
+            "\"torch_dtype\": \"float32\"",
+            File.ReadAllText(Path.Combine(temp.Path, "f32", "config.json"))
+        );
         Assert.True(File.Exists(Path.Combine(temp.Path, "bf16", "model.safetensors.index.json")));
-        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json" })
-            Assert.Equal(File.ReadAllText(Path.Combine(source, name)), File.ReadAllText(Path.Combine(temp.Path, "f32", name)));
-        Assert.Equal(sourceFiles, Directory.GetFiles(source).Select(f => (Path.GetFileName(f), File.GetLastWriteTimeUtc(f))).ToList());
+        foreach (
+            var name in new[]
+            {
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "generation_config.json",
+            }
+        )
+            Assert.Equal(
+                File.ReadAllText(Path.Combine(source, name)),
+                File.ReadAllText(Path.Combine(temp.Path, "f32", name))
+            );
+        Assert.Equal(
+            sourceFiles,
+            Directory.GetFiles(source).Select(f => (Path.GetFileName(f), File.GetLastWriteTimeUtc(f))).ToList()
+        );
 
-        var inside = Assert.Throws<AlloyException>(() => ModelSaver.Save(model, source, Path.Combine(source, "out"), DType.F32));
+        var inside = Assert.Throws<AlloyException>(() =>
+            ModelSaver.Save(model, source, Path.Combine(source, "out"), DType.F32)
+        );
         Assert.Contains("never writes into an input model's folder", inside.Message);
-        var notEmpty = Assert.Throws<AlloyException>(() => ModelSaver.Save(model, source, Path.Combine(temp.Path, "f32"), DType.F32));
+        var notEmpty = Assert.Throws<AlloyException>(() =>
+            ModelSaver.Save(model, source, Path.Combine(temp.Path, "f32"), DType.F32)
+        );
         Assert.Contains("--overwrite", notEmpty.Message);
     }
 
     /// <summary>
-    /// Training and evaluation see the same tokens: the synthetic tokenizer declares BOS in its post-processor, training
-    /// data starts with it, and a choice item built from a training example is scored on exactly the example's tokens
-    /// (without its EOS target), so its log-likelihood is minus the training loss of those tokens.
+    /// Training and evaluation see the same tokens: the synthetic tokenizer declares BOS in its post-processor,
+    /// training data starts with it, and a choice item built from a training example is scored on exactly the example's
+    /// tokens (without its EOS target), so its log-likelihood is minus the training loss of those tokens.
     /// </summary>
     [Fact]
     public void Training_and_evaluation_use_the_tokenizers_prefix()
@@ -239,14 +351,38 @@ public sealed class TrainingTests(ITestOutputHelper output)
         var tokenizer = TextTokenizer.Load(Path.Combine(temp.Path, "fresh"));
         Assert.Equal([ByteTokenizer.BosId], tokenizer.PrefixTokens);
         var data = Path.Combine(temp.Path, "sums.jsonl");
-        File.WriteAllLines(data, Enumerable.Range(0, 40).Select(i =>
-            $"{{\"prompt\": \"{i % 7}+{i % 5}=\", \"completion\": \"{(i % 7 + i % 5) % 10}\"}}"));
+        File.WriteAllLines(
+            data,
+            Enumerable
+                .Range(0, 40)
+                .Select(i => $"{{\"prompt\": \"{i % 7}+{i % 5}=\", \"completion\": \"{(i % 7 + i % 5) % 10}\"}}")
+        );
         var examples = TrainingData.Load(data, tokenizer, maxLength: 32);
         Assert.All(examples, e => Assert.Equal(ByteTokenizer.BosId, e.Tokens[0]));
-        new Trainer(model, new TrainingOptions { Steps = 20, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 2, Seed = 3 }).Run(examples);
+        new Trainer(
+            model,
+            new TrainingOptions
+            {
+                Steps = 20,
+                BatchSize = 8,
+                LearningRate = 3e-3,
+                WarmupSteps = 2,
+                Seed = 3,
+            }
+        ).Run(examples);
 
-        var items = Enumerable.Range(0, 6).Select(i => new ChoiceItem("sums", "test", i + 1, null, $"{i % 7}+{i % 5}=",
-            [$"{(i % 7 + i % 5) % 10}", $"{(i % 7 + i % 5 + 1) % 10}"], 0)).ToList();
+        var items = Enumerable
+            .Range(0, 6)
+            .Select(i => new ChoiceItem(
+                "sums",
+                "test",
+                i + 1,
+                null,
+                $"{i % 7}+{i % 5}=",
+                [$"{(i % 7 + i % 5) % 10}", $"{(i % 7 + i % 5 + 1) % 10}"],
+                0
+            ))
+            .ToList();
         var result = new TaskEvaluation(model, tokenizer).RunChoices("sums", items);
         var loss = new LossGradients(model);
         for (int i = 0; i < items.Count; i++)

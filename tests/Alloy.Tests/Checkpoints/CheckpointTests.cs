@@ -18,15 +18,20 @@ public sealed class CheckpointTests : IDisposable
     }
 
     private static void WriteIndex(string folder, string weightMapJson) =>
-        File.WriteAllText(Path.Combine(folder, "model.safetensors.index.json"),
-            "{\"metadata\": {\"total_size\": 0}, \"weight_map\": " + weightMapJson + "}");
+        File.WriteAllText(
+            Path.Combine(folder, "model.safetensors.index.json"),
+            "{\"metadata\": {\"total_size\": 0}, \"weight_map\": " + weightMapJson + "}"
+        );
 
     /// <summary>Two shards: a and b in shard 1, c in shard 2.</summary>
     private string TwoShardFolder(string name)
     {
         string folder = _dir.Folder(name);
-        RawSafetensors.WriteValid(Path.Combine(folder, "model-00001-of-00002.safetensors"),
-            ("a", DType.F32, [2]), ("b", DType.BF16, [3]));
+        RawSafetensors.WriteValid(
+            Path.Combine(folder, "model-00001-of-00002.safetensors"),
+            ("a", DType.F32, [2]),
+            ("b", DType.BF16, [3])
+        );
         RawSafetensors.WriteValid(Path.Combine(folder, "model-00002-of-00002.safetensors"), ("c", DType.I64, [1]));
         return folder;
     }
@@ -36,11 +41,17 @@ public sealed class CheckpointTests : IDisposable
     {
         string folder = TwoShardFolder("indexed");
         // weight_map order differs from shard order; shard order wins.
-        WriteIndex(folder, """
+        WriteIndex(
+            folder,
+            """
             {"c": "model-00002-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
              "a": "model-00001-of-00002.safetensors"}
-            """);
-        File.WriteAllText(Path.Combine(folder, "config.json"), """{"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2}""");
+            """
+        );
+        File.WriteAllText(
+            Path.Combine(folder, "config.json"),
+            """{"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2}"""
+        );
 
         using var checkpoint = Checkpoint.Open(folder);
         Assert.Equal(["a", "b", "c"], checkpoint.Tensors.Select(t => t.Name));
@@ -142,7 +153,10 @@ public sealed class CheckpointTests : IDisposable
         WriteIndex(folder, $$"""{"a": "model-00001-of-00002.safetensors", "model.w": "{{shard}}"}""");
         string message = OpenError(folder);
         Assert.Contains("model.safetensors.index.json", message);
-        Assert.Contains($"weight_map entry 'model.w' names the shard '{shard}', which is not a file name inside the model folder", message);
+        Assert.Contains(
+            $"weight_map entry 'model.w' names the shard '{shard}', which is not a file name inside the model folder",
+            message
+        );
     }
 
     [Fact]
@@ -152,7 +166,10 @@ public sealed class CheckpointTests : IDisposable
         WriteIndex(folder, """{"a": "model-00001-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}""");
         string message = OpenError(folder);
         Assert.Contains("model.safetensors.index.json", message);
-        Assert.Contains("tensor 'c' is mapped to 'model-00001-of-00002.safetensors', which does not contain it", message);
+        Assert.Contains(
+            "tensor 'c' is mapped to 'model-00001-of-00002.safetensors', which does not contain it",
+            message
+        );
     }
 
     [Fact]
@@ -183,11 +200,18 @@ public sealed class CheckpointTests : IDisposable
     public void Malformed_shard_is_reported_with_its_name()
     {
         string folder = _dir.Folder("bad-shard");
-        RawSafetensors.Write(Path.Combine(folder, "model-00001-of-00001.safetensors"),
-            """{"model.layers.3.mlp.up_proj.weight":{"dtype":"F32","shape":[4],"data_offsets":[10,20]}}""", 4096);
+        RawSafetensors.Write(
+            Path.Combine(folder, "model-00001-of-00001.safetensors"),
+            """{"model.layers.3.mlp.up_proj.weight":{"dtype":"F32","shape":[4],"data_offsets":[10,20]}}""",
+            4096
+        );
         WriteIndex(folder, """{"model.layers.3.mlp.up_proj.weight": "model-00001-of-00001.safetensors"}""");
         string message = OpenError(folder);
-        Assert.Contains("model-00001-of-00001.safetensors: tensor 'model.layers.3.mlp.up_proj.weight': data_offsets [10, 20] span 10 bytes", message);
+        Assert.Contains(
+            "model-00001-of-00001.safetensors: tensor 'model.layers.3.mlp.up_proj.weight': data_offsets [10, 20] "
+                + "span 10 bytes",
+            message
+        );
     }
 
     [Fact]
@@ -197,7 +221,11 @@ public sealed class CheckpointTests : IDisposable
         File.WriteAllText(Path.Combine(folder, "config.json"), "{}");
         string message = OpenError(folder);
         Assert.Contains(folder, message);
-        Assert.Contains("no model weights found; expected model.safetensors.index.json, model.safetensors, pytorch_model.bin.index.json or pytorch_model.bin", message);
+        Assert.Contains(
+            "no model weights found; expected model.safetensors.index.json, model.safetensors, "
+                + "pytorch_model.bin.index.json or pytorch_model.bin",
+            message
+        );
     }
 
     [Fact]
@@ -263,7 +291,10 @@ public sealed class CheckpointTests : IDisposable
     {
         string path = _dir.Combine("notes.txt");
         File.WriteAllText(path, "hello");
-        Assert.Contains("notes.txt: not a .safetensors file, a PyTorch .bin/.pt/.pth file or a model folder", OpenError(path));
+        Assert.Contains(
+            "notes.txt: not a .safetensors file, a PyTorch .bin/.pt/.pth file or a model folder",
+            OpenError(path)
+        );
     }
 
     [Fact]

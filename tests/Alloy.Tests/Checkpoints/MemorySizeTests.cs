@@ -13,7 +13,8 @@ public sealed class MemorySizeTests
     [InlineData("2T", 2L << 40)]
     [InlineData("1073741824", 1L << 30)]
     [InlineData(" 2G ", 2L << 30)]
-    public void Binary_sizes_parse(string text, long expected) => Assert.Equal(expected, ByteSize.ParseMemory(text, "--memory-limit"));
+    public void Binary_sizes_parse(string text, long expected) =>
+        Assert.Equal(expected, ByteSize.ParseMemory(text, "--memory-limit"));
 
     [Theory]
     [InlineData("")]

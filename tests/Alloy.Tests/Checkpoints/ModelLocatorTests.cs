@@ -80,23 +80,30 @@ public sealed class ModelLocatorTests : IDisposable
     public void Repo_id_resolves_a_named_ref()
     {
         string cache = FakeCache();
-        Assert.Equal(Path.Combine(cache, "models--org--tiny", "snapshots", OtherCommit),
-            ModelLocator.Resolve("org/tiny", "v1", [], cache));
+        Assert.Equal(
+            Path.Combine(cache, "models--org--tiny", "snapshots", OtherCommit),
+            ModelLocator.Resolve("org/tiny", "v1", [], cache)
+        );
     }
 
     [Fact]
     public void Repo_id_resolves_a_commit_revision()
     {
         string cache = FakeCache();
-        Assert.Equal(Path.Combine(cache, "models--org--tiny", "snapshots", OtherCommit),
-            ModelLocator.Resolve("org/tiny", OtherCommit, [], cache));
+        Assert.Equal(
+            Path.Combine(cache, "models--org--tiny", "snapshots", OtherCommit),
+            ModelLocator.Resolve("org/tiny", OtherCommit, [], cache)
+        );
     }
 
     [Fact]
     public void Repo_id_without_an_org()
     {
         string cache = FakeCache();
-        Assert.Equal(Path.Combine(cache, "models--gpt2", "snapshots", Commit), ModelLocator.Resolve("gpt2", Commit, [], cache));
+        Assert.Equal(
+            Path.Combine(cache, "models--gpt2", "snapshots", Commit),
+            ModelLocator.Resolve("gpt2", Commit, [], cache)
+        );
     }
 
     [Fact]
@@ -105,9 +112,11 @@ public sealed class ModelLocatorTests : IDisposable
         string cache = FakeCache();
         var e = Assert.Throws<AlloyException>(() => ModelLocator.Resolve("org/name", null, [], cache));
         Assert.Equal(
-            $"model 'org/name' not found: no such local folder, and not in the Hugging Face cache ({cache}); " +
-            "Alloy does not download models — fetch it first (e.g. huggingface-cli download org/name) and use its path",
-            e.Message);
+            $"model 'org/name' not found: no such local folder, and not in the Hugging Face cache ({cache}); "
+                + "Alloy does not download models — fetch it first (e.g. huggingface-cli download org/name) and use "
+                + "its path",
+            e.Message
+        );
     }
 
     [Fact]
@@ -115,7 +124,10 @@ public sealed class ModelLocatorTests : IDisposable
     {
         string cache = FakeCache();
         var e = Assert.Throws<AlloyException>(() => ModelLocator.Resolve("org/tiny", "v2", [], cache));
-        Assert.StartsWith($"model 'org/tiny@v2' not found: no such local folder, and not in the Hugging Face cache ({cache});", e.Message);
+        Assert.StartsWith(
+            $"model 'org/tiny@v2' not found: no such local folder, and not in the Hugging Face cache ({cache});",
+            e.Message
+        );
         Assert.Contains("huggingface-cli download org/tiny --revision v2", e.Message);
     }
 

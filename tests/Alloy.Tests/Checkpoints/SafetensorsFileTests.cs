@@ -138,7 +138,10 @@ public sealed class SafetensorsFileTests : IDisposable
     public void Fractional_shape()
     {
         string message = OpenError(Raw("""{"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}""", 8));
-        Assert.Contains("tensor 'w': shape [2.5] has the item 2.5, expected an array of non-negative integers", message);
+        Assert.Contains(
+            "tensor 'w': shape [2.5] has the item 2.5, expected an array of non-negative integers",
+            message
+        );
     }
 
     [Fact]
@@ -151,8 +154,13 @@ public sealed class SafetensorsFileTests : IDisposable
     [Fact]
     public void Data_offsets_outside_the_data_section()
     {
-        string message = OpenError(Raw("""{"model.layers.3.mlp.up_proj.weight":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}""", 16));
-        Assert.Contains("tensor 'model.layers.3.mlp.up_proj.weight': data_offsets [8, 24] are outside the data section (16 bytes)", message);
+        string message = OpenError(
+            Raw("""{"model.layers.3.mlp.up_proj.weight":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}""", 16)
+        );
+        Assert.Contains(
+            "tensor 'model.layers.3.mlp.up_proj.weight': data_offsets [8, 24] are outside the data section (16 bytes)",
+            message
+        );
     }
 
     [Fact]
@@ -165,10 +173,15 @@ public sealed class SafetensorsFileTests : IDisposable
     [Fact]
     public void Overlapping_ranges()
     {
-        string message = OpenError(Raw("""
-            {"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},
-             "b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}
-            """, 24));
+        string message = OpenError(
+            Raw(
+                """
+                {"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},
+                 "b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}
+                """,
+                24
+            )
+        );
         Assert.Contains("tensor 'b': data_offsets [8, 24] overlap those of tensor 'a' [0, 16]", message);
     }
 
@@ -176,21 +189,32 @@ public sealed class SafetensorsFileTests : IDisposable
     public void Overlap_is_found_behind_a_shorter_range()
     {
         // c starts after b ends but inside a, which spans both.
-        string message = OpenError(Raw("""
-            {"a":{"dtype":"U8","shape":[20],"data_offsets":[0,20]},
-             "b":{"dtype":"U8","shape":[2],"data_offsets":[20,22]},
-             "c":{"dtype":"U8","shape":[2],"data_offsets":[10,12]}}
-            """, 22));
+        string message = OpenError(
+            Raw(
+                """
+                {"a":{"dtype":"U8","shape":[20],"data_offsets":[0,20]},
+                 "b":{"dtype":"U8","shape":[2],"data_offsets":[20,22]},
+                 "c":{"dtype":"U8","shape":[2],"data_offsets":[10,12]}}
+                """,
+                22
+            )
+        );
         Assert.Contains("tensor 'c': data_offsets [10, 12] overlap those of tensor 'a' [0, 20]", message);
     }
 
     [Fact]
     public void Empty_ranges_do_not_overlap()
     {
-        using var file = SafetensorsFile.Open(Raw("""
-            {"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},
-             "z":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}}
-            """, 8, "empty-range.safetensors"));
+        using var file = SafetensorsFile.Open(
+            Raw(
+                """
+                {"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},
+                 "z":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}}
+                """,
+                8,
+                "empty-range.safetensors"
+            )
+        );
         Assert.Equal(0, file.Find("z")!.Info.ByteLength);
         Assert.Equal(["a", "z"], file.Tensors.Select(t => t.Name));
     }
@@ -199,16 +223,24 @@ public sealed class SafetensorsFileTests : IDisposable
     public void Byte_span_differs_from_shape_times_element_size()
     {
         string message = OpenError(Raw("""{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,12]}}""", 12));
-        Assert.Contains("tensor 'w': data_offsets [0, 12] span 12 bytes, but shape [2, 3] of F32 needs 24 bytes", message);
+        Assert.Contains(
+            "tensor 'w': data_offsets [0, 12] span 12 bytes, but shape [2, 3] of F32 needs 24 bytes",
+            message
+        );
     }
 
     [Fact]
     public void Duplicate_tensor_name()
     {
-        string message = OpenError(Raw("""
-            {"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},
-             "w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}
-            """, 2));
+        string message = OpenError(
+            Raw(
+                """
+                {"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},
+                 "w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}
+                """,
+                2
+            )
+        );
         Assert.Contains("tensor 'w' appears twice in the header", message);
     }
 
@@ -222,8 +254,10 @@ public sealed class SafetensorsFileTests : IDisposable
     [Fact]
     public void Metadata_must_be_an_object()
     {
-        Assert.Contains("\"__metadata__\" is a JSON string, expected an object of strings",
-            OpenError(Raw("""{"__metadata__":"pt"}""", 0)));
+        Assert.Contains(
+            "\"__metadata__\" is a JSON string, expected an object of strings",
+            OpenError(Raw("""{"__metadata__":"pt"}""", 0))
+        );
     }
 
     [Fact]

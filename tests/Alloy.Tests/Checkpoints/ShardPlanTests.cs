@@ -7,13 +7,19 @@ public sealed class ShardPlanTests
 {
     private static TensorInfo Bytes(string name, long count) => new(name, DType.U8, [count]);
 
-    private static string[][] Layout(ShardPlan plan) => plan.Shards.Select(s => s.Tensors.Select(t => t.Name).ToArray()).ToArray();
+    private static string[][] Layout(ShardPlan plan) =>
+        plan.Shards.Select(s => s.Tensors.Select(t => t.Name).ToArray()).ToArray();
 
     [Fact]
     public void Exactly_at_the_limit_stays_in_the_shard()
     {
         var plan = ShardPlan.Create([Bytes("a", 400), Bytes("b", 600)], maxShardBytes: 1000);
-        Assert.Equal([["a", "b"]], Layout(plan));
+        Assert.Equal(
+            [
+                ["a", "b"],
+            ],
+            Layout(plan)
+        );
         Assert.Equal("model.safetensors", plan.Shards.Single().FileName);
         Assert.Equal(1000, plan.TotalBytes);
     }
@@ -22,16 +28,35 @@ public sealed class ShardPlanTests
     public void One_byte_over_starts_a_new_shard()
     {
         var plan = ShardPlan.Create([Bytes("a", 400), Bytes("b", 601)], maxShardBytes: 1000);
-        Assert.Equal([["a"], ["b"]], Layout(plan));
-        Assert.Equal(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], plan.Shards.Select(s => s.FileName));
+        Assert.Equal(
+            [
+                ["a"],
+                ["b"],
+            ],
+            Layout(plan)
+        );
+        Assert.Equal(
+            ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"],
+            plan.Shards.Select(s => s.FileName)
+        );
         Assert.Equal(1001, plan.TotalBytes);
     }
 
     [Fact]
     public void Tensor_bigger_than_the_limit_gets_its_own_shard()
     {
-        var plan = ShardPlan.Create([Bytes("a", 100), Bytes("big", 2000), Bytes("c", 100), Bytes("d", 100)], maxShardBytes: 1000);
-        Assert.Equal([["a"], ["big"], ["c", "d"]], Layout(plan));
+        var plan = ShardPlan.Create(
+            [Bytes("a", 100), Bytes("big", 2000), Bytes("c", 100), Bytes("d", 100)],
+            maxShardBytes: 1000
+        );
+        Assert.Equal(
+            [
+                ["a"],
+                ["big"],
+                ["c", "d"],
+            ],
+            Layout(plan)
+        );
         Assert.Equal("model-00003-of-00003.safetensors", plan.Shards[2].FileName);
         Assert.Equal(2000, plan.Shards[1].DataBytes);
     }
@@ -41,9 +66,20 @@ public sealed class ShardPlanTests
     {
         // 2 × 250 F16 elements = 1000 bytes: fits; one more F32 element does not.
         var plan = ShardPlan.Create(
-            [new TensorInfo("h", DType.F16, [250]), new TensorInfo("h2", DType.F16, [250]), new TensorInfo("f", DType.F32, [])],
-            maxShardBytes: 1000);
-        Assert.Equal([["h", "h2"], ["f"]], Layout(plan));
+            [
+                new TensorInfo("h", DType.F16, [250]),
+                new TensorInfo("h2", DType.F16, [250]),
+                new TensorInfo("f", DType.F32, []),
+            ],
+            maxShardBytes: 1000
+        );
+        Assert.Equal(
+            [
+                ["h", "h2"],
+                ["f"],
+            ],
+            Layout(plan)
+        );
     }
 
     [Theory]
@@ -53,7 +89,12 @@ public sealed class ShardPlanTests
     public void Zero_or_negative_limit_disables_sharding(long max)
     {
         var plan = ShardPlan.Create([Bytes("a", 10), Bytes("b", 20), Bytes("c", 30)], max);
-        Assert.Equal([["a", "b", "c"]], Layout(plan));
+        Assert.Equal(
+            [
+                ["a", "b", "c"],
+            ],
+            Layout(plan)
+        );
         Assert.Equal("model.safetensors", plan.Shards[0].FileName);
     }
 
@@ -71,7 +112,9 @@ public sealed class ShardPlanTests
     [Fact]
     public void Duplicate_names_are_rejected()
     {
-        var e = Assert.Throws<ArgumentException>(() => ShardPlan.Create([Bytes("a", 1), Bytes("b", 1), Bytes("a", 1)], 0));
+        var e = Assert.Throws<ArgumentException>(() =>
+            ShardPlan.Create([Bytes("a", 1), Bytes("b", 1), Bytes("a", 1)], 0)
+        );
         Assert.Contains("'a' appears twice", e.Message);
     }
 

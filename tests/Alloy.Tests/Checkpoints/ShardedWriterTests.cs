@@ -17,7 +17,9 @@ public sealed class ShardedWriterTests : IDisposable
     private static List<TensorInfo> AllKindsOfTensors()
     {
         var tensors = Enum.GetValues<DType>()
-            .Select((d, i) => new TensorInfo($"model.layers.{i}.{d.SafetensorsName().ToLowerInvariant()}.weight", d, [3, 5]))
+            .Select(
+                (d, i) => new TensorInfo($"model.layers.{i}.{d.SafetensorsName().ToLowerInvariant()}.weight", d, [3, 5])
+            )
             .ToList();
         tensors.Add(new TensorInfo("model.norm.scale", DType.F32, []));
         tensors.Add(new TensorInfo("model.empty", DType.BF16, [0, 4]));
@@ -29,22 +31,31 @@ public sealed class ShardedWriterTests : IDisposable
     private static Dictionary<string, byte[]> RandomContents(IEnumerable<TensorInfo> tensors, int seed)
     {
         var random = new Random(seed);
-        return tensors.ToDictionary(t => t.Name, t =>
-        {
-            var bytes = new byte[t.ByteLength];
-            random.NextBytes(bytes);
-            return bytes;
-        });
+        return tensors.ToDictionary(
+            t => t.Name,
+            t =>
+            {
+                var bytes = new byte[t.ByteLength];
+                random.NextBytes(bytes);
+                return bytes;
+            }
+        );
     }
 
-    private static void WriteAll(string folder, ShardPlan plan, Dictionary<string, byte[]> contents, int chunk = int.MaxValue,
-        IReadOnlyDictionary<string, string>? indexMetadata = null)
+    private static void WriteAll(
+        string folder,
+        ShardPlan plan,
+        Dictionary<string, byte[]> contents,
+        int chunk = int.MaxValue,
+        IReadOnlyDictionary<string, string>? indexMetadata = null
+    )
     {
         using var writer = new ShardedWriter(folder, plan, indexMetadata);
         foreach (var tensor in plan.Shards.SelectMany(s => s.Tensors))
         {
             var bytes = contents[tensor.Name];
-            if (bytes.Length == 0) writer.Append(tensor.Name, []);
+            if (bytes.Length == 0)
+                writer.Append(tensor.Name, []);
             for (int i = 0; i < bytes.Length; i += chunk)
             {
                 writer.Append(tensor.Name, bytes.AsSpan(i, Math.Min(chunk, bytes.Length - i)));
@@ -84,7 +95,10 @@ public sealed class ShardedWriterTests : IDisposable
             var entry = json[tensor.Name]!;
             Assert.Equal(tensor.DType.SafetensorsName(), entry["dtype"]!.GetValue<string>());
             Assert.Equal(tensor.Shape, entry["shape"]!.AsArray().Select(n => n!.GetValue<long>()));
-            Assert.Equal([offset, offset + tensor.ByteLength], entry["data_offsets"]!.AsArray().Select(n => n!.GetValue<long>()));
+            Assert.Equal(
+                [offset, offset + tensor.ByteLength],
+                entry["data_offsets"]!.AsArray().Select(n => n!.GetValue<long>())
+            );
             offset += tensor.ByteLength;
         }
     }
@@ -116,21 +130,36 @@ public sealed class ShardedWriterTests : IDisposable
         Assert.True(count > 3);
         Assert.Contains(plan.Shards, s => s.Tensors is [{ Name: "lm_head.weight" }]);
         string folder = _dir.Folder("sharded");
-        WriteAll(folder, plan, contents, indexMetadata: new Dictionary<string, string> { ["mergekit_version"] = "0.1.4" });
+        WriteAll(
+            folder,
+            plan,
+            contents,
+            indexMetadata: new Dictionary<string, string> { ["mergekit_version"] = "0.1.4" }
+        );
 
         var expectedNames = Enumerable.Range(1, count).Select(i => $"model-{i:D5}-of-{count:D5}.safetensors").ToList();
         Assert.Equal(expectedNames, plan.Shards.Select(s => s.FileName));
-        Assert.Equal(expectedNames.Append("model.safetensors.index.json").Order(StringComparer.Ordinal),
-            Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
-        foreach (var shard in plan.Shards) AssertShardLayout(Path.Combine(folder, shard.FileName), shard);
+        Assert.Equal(
+            expectedNames.Append("model.safetensors.index.json").Order(StringComparer.Ordinal),
+            Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal)
+        );
+        foreach (var shard in plan.Shards)
+            AssertShardLayout(Path.Combine(folder, shard.FileName), shard);
 
         string indexText = File.ReadAllText(Path.Combine(folder, "model.safetensors.index.json"));
-        Assert.StartsWith("{\n  \"metadata\": {\n    \"total_size\": " + plan.TotalBytes + ",\n    \"mergekit_version\": \"0.1.4\"\n  },\n  \"weight_map\": {\n    \"", indexText);
+        Assert.StartsWith(
+            "{\n  \"metadata\": {\n    \"total_size\": "
+                + plan.TotalBytes
+                + ",\n    \"mergekit_version\": \"0.1.4\"\n  },\n  \"weight_map\": {\n    \"",
+            indexText
+        );
         var index = JsonNode.Parse(indexText)!.AsObject();
         Assert.Equal(tensors.Sum(t => t.ByteLength), index["metadata"]!["total_size"]!.GetValue<long>());
         var weightMap = index["weight_map"]!.AsObject();
-        Assert.Equal(plan.Shards.SelectMany(s => s.Tensors.Select(t => (t.Name, s.FileName))),
-            weightMap.Select(p => (p.Key, p.Value!.GetValue<string>())));
+        Assert.Equal(
+            plan.Shards.SelectMany(s => s.Tensors.Select(t => (t.Name, s.FileName))),
+            weightMap.Select(p => (p.Key, p.Value!.GetValue<string>()))
+        );
 
         using var checkpoint = Checkpoint.Open(folder);
         AssertSameTensors(plan, contents, checkpoint);
@@ -143,7 +172,8 @@ public sealed class ShardedWriterTests : IDisposable
         var tensors = AllKindsOfTensors();
         var contents = RandomContents(tensors, seed: 3);
         var plan = ShardPlan.Create(tensors, maxShardBytes: 200);
-        string whole = _dir.Folder("whole"), chunked = _dir.Folder("chunked");
+        string whole = _dir.Folder("whole"),
+            chunked = _dir.Folder("chunked");
         WriteAll(whole, plan, contents);
         WriteAll(chunked, plan, contents, chunk: 7);
 
@@ -151,7 +181,10 @@ public sealed class ShardedWriterTests : IDisposable
         Assert.Equal(names, Directory.GetFiles(chunked).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         foreach (var name in names)
         {
-            Assert.Equal(File.ReadAllBytes(Path.Combine(whole, name!)), File.ReadAllBytes(Path.Combine(chunked, name!)));
+            Assert.Equal(
+                File.ReadAllBytes(Path.Combine(whole, name!)),
+                File.ReadAllBytes(Path.Combine(chunked, name!))
+            );
         }
     }
 
@@ -159,13 +192,15 @@ public sealed class ShardedWriterTests : IDisposable
     public void Zero_length_tensors_need_no_append_and_may_fill_a_shard_alone()
     {
         // The oversized tensor fills shard 1, so the empty tensor starts shard 2 on its own.
-        var tensors = new List<TensorInfo>
-        {
-            new("big", DType.U8, [20]),
-            new("empty", DType.F32, [0]),
-        };
+        var tensors = new List<TensorInfo> { new("big", DType.U8, [20]), new("empty", DType.F32, [0]) };
         var plan = ShardPlan.Create(tensors, maxShardBytes: 10);
-        Assert.Equal([["big"], ["empty"]], plan.Shards.Select(s => s.Tensors.Select(t => t.Name).ToArray()));
+        Assert.Equal(
+            [
+                ["big"],
+                ["empty"],
+            ],
+            plan.Shards.Select(s => s.Tensors.Select(t => t.Name).ToArray())
+        );
         string folder = _dir.Folder("empty-shard");
         using (var writer = new ShardedWriter(folder, plan))
         {
@@ -181,7 +216,10 @@ public sealed class ShardedWriterTests : IDisposable
     [Fact]
     public void Shard_file_is_closed_when_its_last_byte_arrives()
     {
-        var plan = ShardPlan.Create([new TensorInfo("a", DType.U8, [8]), new TensorInfo("b", DType.U8, [8])], maxShardBytes: 8);
+        var plan = ShardPlan.Create(
+            [new TensorInfo("a", DType.U8, [8]), new TensorInfo("b", DType.U8, [8])],
+            maxShardBytes: 8
+        );
         string folder = _dir.Folder("streaming");
         using var writer = new ShardedWriter(folder, plan);
         string first = Path.Combine(folder, "model-00001-of-00002.safetensors");
@@ -289,7 +327,8 @@ public sealed class ShardedWriterTests : IDisposable
     {
         var plan = ShardPlan.Create([new TensorInfo("a", DType.U8, [1])], 0);
         Assert.Throws<ArgumentException>(() =>
-            new ShardedWriter(_dir.Folder("meta"), plan, new Dictionary<string, string> { ["total_size"] = "1" }));
+            new ShardedWriter(_dir.Folder("meta"), plan, new Dictionary<string, string> { ["total_size"] = "1" })
+        );
     }
 
     [Fact]

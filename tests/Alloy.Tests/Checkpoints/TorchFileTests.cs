@@ -72,7 +72,9 @@ public sealed class TorchFileTests : IDisposable
         // k_proj is rows 3..6 of a 10×4 float32 storage: 12 elements in.
         var kProj = file.Find("model.layers.0.self_attn.k_proj.weight")!;
         using var zip = ZipFile.OpenRead(file.Path);
-        var storages = zip.Entries.Where(e => e.FullName.StartsWith("state/data/", StringComparison.Ordinal) && e.Length == 160).ToList();
+        var storages = zip
+            .Entries.Where(e => e.FullName.StartsWith("state/data/", StringComparison.Ordinal) && e.Length == 160)
+            .ToList();
         Assert.Single(storages);
         using var stream = storages[0].Open();
         var storage = new byte[160];
@@ -92,7 +94,8 @@ public sealed class TorchFileTests : IDisposable
     public void Discovery_prefers_safetensors_then_the_bin_index_as_mergekit_does()
     {
         string folder = _dir.Folder("both");
-        foreach (var shard in Directory.GetFiles(TorchFixtures.Path("sharded"))) File.Copy(shard, Path.Combine(folder, Path.GetFileName(shard)));
+        foreach (var shard in Directory.GetFiles(TorchFixtures.Path("sharded")))
+            File.Copy(shard, Path.Combine(folder, Path.GetFileName(shard)));
         File.Copy(TorchFixtures.Path("tiny-llama/pytorch_model.bin"), Path.Combine(folder, "pytorch_model.bin"));
         using (var checkpoint = Checkpoint.Open(folder))
         {
@@ -108,18 +111,52 @@ public sealed class TorchFileTests : IDisposable
     }
 
     [Theory]
-    [InlineData("os-system.bin", "os-system.bin: refusing to load: the pickle calls os.system, which is not a tensor (Alloy never executes code from checkpoints)")]
-    [InlineData("posix-system.bin", "posix-system.bin: refusing to load: the pickle calls posix.system, which is not a tensor")]
-    [InlineData("rebuild-from-type.bin", "refusing to load: the pickle calls torch._tensor._rebuild_from_type_v2, which Alloy does not read (only plain tensors and parameters;")]
+    [InlineData(
+        "os-system.bin",
+        "os-system.bin: refusing to load: the pickle calls os.system, which is not a tensor (Alloy never executes code "
+            + "from checkpoints)"
+    )]
+    [InlineData(
+        "posix-system.bin",
+        "posix-system.bin: refusing to load: the pickle calls posix.system, which is not a tensor"
+    )]
+    [InlineData(
+        "rebuild-from-type.bin",
+        "refusing to load: the pickle calls torch._tensor._rebuild_from_type_v2, which Alloy does not read (only plain "
+            + "tensors and parameters;"
+    )]
     [InlineData("truncated.bin", "truncated.bin: truncated/data.pkl: the pickle is truncated: it ends at byte")]
-    [InlineData("unknown-opcode.bin", "unknown-opcode.bin: unknown-opcode/data.pkl: unknown pickle opcode 0xff at byte 2")]
-    [InlineData("offset-past-data.bin", "offset-past-data.bin: tensor 'weight': storage offset 1000 + 6 elements of float32 run past its storage '0' (6 elements)")]
-    [InlineData("size-past-data.bin", "size-past-data.bin: tensor 'weight': its storage '0' declares 256 bytes, but entry 'archive/data/0' holds only 24")]
-    [InlineData("missing-entry.bin", "missing-entry.bin: tensor 'weight': its storage '7' is missing: the archive has no entry 'archive/data/7'")]
-    [InlineData("compressed.bin", "compressed.bin: tensor 'weight': its storage entry 'compressed/data/0' is compressed (deflate)")]
-    [InlineData("non-contiguous.bin", "non-contiguous.bin: tensor 'weight': stored as a non-contiguous view (shape [3, 2], stride [1, 3])")]
+    [InlineData(
+        "unknown-opcode.bin",
+        "unknown-opcode.bin: unknown-opcode/data.pkl: unknown pickle opcode 0xff at byte 2"
+    )]
+    [InlineData(
+        "offset-past-data.bin",
+        "offset-past-data.bin: tensor 'weight': storage offset 1000 + 6 elements of float32 run past its storage '0' "
+            + "(6 elements)"
+    )]
+    [InlineData(
+        "size-past-data.bin",
+        "size-past-data.bin: tensor 'weight': its storage '0' declares 256 bytes, but entry 'archive/data/0' holds "
+            + "only 24"
+    )]
+    [InlineData(
+        "missing-entry.bin",
+        "missing-entry.bin: tensor 'weight': its storage '7' is missing: the archive has no entry 'archive/data/7'"
+    )]
+    [InlineData(
+        "compressed.bin",
+        "compressed.bin: tensor 'weight': its storage entry 'compressed/data/0' is compressed (deflate)"
+    )]
+    [InlineData(
+        "non-contiguous.bin",
+        "non-contiguous.bin: tensor 'weight': stored as a non-contiguous view (shape [3, 2], stride [1, 3])"
+    )]
     [InlineData("legacy.bin", "legacy.bin: a legacy torch.save file (not the zip format of PyTorch 1.6 and later)")]
-    [InlineData("big-endian.bin", "big-endian.bin: tensors are stored with byte order 'big'; Alloy reads only little-endian checkpoints")]
+    [InlineData(
+        "big-endian.bin",
+        "big-endian.bin: tensors are stored with byte order 'big'; Alloy reads only little-endian checkpoints"
+    )]
     public void Refused_fixture_names_its_problem(string fixture, string expected)
     {
         string path = TorchFixtures.Path("refused/" + fixture);
@@ -140,24 +177,43 @@ public sealed class TorchFileTests : IDisposable
     private string ShardedWithIndex(string weightMapJson)
     {
         string folder = _dir.Folder("sharded-" + Guid.NewGuid().ToString("N")[..6]);
-        foreach (var shard in Directory.GetFiles(TorchFixtures.Path("sharded"), "*.bin")) File.Copy(shard, Path.Combine(folder, Path.GetFileName(shard)));
-        File.WriteAllText(Path.Combine(folder, Checkpoint.TorchIndexFileName), "{\"metadata\": {}, \"weight_map\": " + weightMapJson + "}");
+        foreach (var shard in Directory.GetFiles(TorchFixtures.Path("sharded"), "*.bin"))
+            File.Copy(shard, Path.Combine(folder, Path.GetFileName(shard)));
+        File.WriteAllText(
+            Path.Combine(folder, Checkpoint.TorchIndexFileName),
+            "{\"metadata\": {}, \"weight_map\": " + weightMapJson + "}"
+        );
         return folder;
     }
 
     [Fact]
     public void Bin_index_is_the_contract_for_which_tensors_exist()
     {
-        string folder = ShardedWithIndex("""{"counts": "pytorch_model-00002-of-00002.bin", "model.norm.scale": "pytorch_model-00001-of-00002.bin"}""");
+        string folder = ShardedWithIndex(
+            """{"counts": "pytorch_model-00002-of-00002.bin", "model.norm.scale": "pytorch_model-00001-of-00002.bin"}"""
+        );
         using var checkpoint = Checkpoint.Open(folder);
         Assert.Equal(["model.norm.scale", "counts"], checkpoint.Tensors.Select(t => t.Name));
     }
 
     [Theory]
-    [InlineData("""{"counts": "pytorch_model-00003-of-00003.bin"}""", "shard 'pytorch_model-00003-of-00003.bin' (holding tensor 'counts') does not exist")]
-    [InlineData("""{"counts": "../pytorch_model.bin"}""", "weight_map entry 'counts' names the shard '../pytorch_model.bin', which is not a file name inside the model folder")]
-    [InlineData("""{"counts": "pytorch_model-00001-of-00002.bin"}""", "tensor 'counts' is mapped to 'pytorch_model-00001-of-00002.bin', which does not contain it")]
-    [InlineData("""{"counts": "pytorch_model-00002-of-00002.bin", "counts": "pytorch_model-00001-of-00002.bin"}""", "tensor 'counts' appears twice in weight_map")]
+    [InlineData(
+        """{"counts": "pytorch_model-00003-of-00003.bin"}""",
+        "shard 'pytorch_model-00003-of-00003.bin' (holding tensor 'counts') does not exist"
+    )]
+    [InlineData(
+        """{"counts": "../pytorch_model.bin"}""",
+        "weight_map entry 'counts' names the shard '../pytorch_model.bin', which is not a file name inside the model "
+            + "folder"
+    )]
+    [InlineData(
+        """{"counts": "pytorch_model-00001-of-00002.bin"}""",
+        "tensor 'counts' is mapped to 'pytorch_model-00001-of-00002.bin', which does not contain it"
+    )]
+    [InlineData(
+        """{"counts": "pytorch_model-00002-of-00002.bin", "counts": "pytorch_model-00001-of-00002.bin"}""",
+        "tensor 'counts' appears twice in weight_map"
+    )]
     public void Bin_index_is_validated_like_the_safetensors_index(string weightMap, string expected)
     {
         string message = OpenError(ShardedWithIndex(weightMap));
@@ -169,7 +225,10 @@ public sealed class TorchFileTests : IDisposable
     public void Bin_index_with_a_damaged_shard_names_the_shard()
     {
         string folder = ShardedWithIndex("""{"weight": "pytorch_model-00003-of-00003.bin"}""");
-        File.Copy(TorchFixtures.Path("refused/offset-past-data.bin"), Path.Combine(folder, "pytorch_model-00003-of-00003.bin"));
+        File.Copy(
+            TorchFixtures.Path("refused/offset-past-data.bin"),
+            Path.Combine(folder, "pytorch_model-00003-of-00003.bin")
+        );
         Assert.Contains("pytorch_model-00003-of-00003.bin: tensor 'weight': storage offset 1000", OpenError(folder));
     }
 
@@ -178,7 +237,10 @@ public sealed class TorchFileTests : IDisposable
     {
         string path = _dir.Combine("notes.bin");
         File.WriteAllText(path, "hello, this is not a checkpoint");
-        Assert.Contains("notes.bin: not a PyTorch checkpoint (no zip directory); expected a file written by torch.save", OpenError(path));
+        Assert.Contains(
+            "notes.bin: not a PyTorch checkpoint (no zip directory); expected a file written by torch.save",
+            OpenError(path)
+        );
     }
 
     [Fact]
@@ -196,10 +258,15 @@ public sealed class TorchFileTests : IDisposable
         string path = _dir.Combine("other.pt");
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
         {
-            using var writer = new StreamWriter(zip.CreateEntry("model/readme.txt", CompressionLevel.NoCompression).Open());
+            using var writer = new StreamWriter(
+                zip.CreateEntry("model/readme.txt", CompressionLevel.NoCompression).Open()
+            );
             writer.Write("no pickle here");
         }
-        Assert.Contains("other.pt: zip archive has no <archive>/data.pkl, so it is not a torch.save checkpoint", OpenError(path));
+        Assert.Contains(
+            "other.pt: zip archive has no <archive>/data.pkl, so it is not a torch.save checkpoint",
+            OpenError(path)
+        );
     }
 
     [Fact]
@@ -211,7 +278,10 @@ public sealed class TorchFileTests : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(central + 42), (uint)bytes.Length + 100);
         string path = _dir.Combine("moved.bin");
         File.WriteAllBytes(path, bytes);
-        Assert.Contains("moved.bin: damaged zip: the local header of entry 'archive/data.pkl' is missing", OpenError(path));
+        Assert.Contains(
+            "moved.bin: damaged zip: the local header of entry 'archive/data.pkl' is missing",
+            OpenError(path)
+        );
     }
 
     [Fact]
@@ -235,7 +305,10 @@ public sealed class TorchFileTests : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(central + 24), 1_000_000);
         string path = _dir.Combine("claims.bin");
         File.WriteAllBytes(path, bytes);
-        Assert.Contains("claims.bin: damaged zip: stored entry 'archive/data.pkl' claims 1000000 bytes but holds", OpenError(path));
+        Assert.Contains(
+            "claims.bin: damaged zip: stored entry 'archive/data.pkl' claims 1000000 bytes but holds",
+            OpenError(path)
+        );
     }
 
     private static int IndexOf(byte[] haystack, byte[] needle) => haystack.AsSpan().IndexOf(needle);

@@ -15,8 +15,19 @@ public sealed class TorchMergeTests : IDisposable
     private string OtherModel()
     {
         using var twin = Checkpoint.Open(TorchFixtures.Path("tiny-llama.safetensors"));
-        var tensors = twin.Tensors.Select((t, k) => (t.Name, t.Info.Shape,
-            Enumerable.Range(0, (int)t.Info.ElementCount).Select(i => (float)Math.Cos(0.21 * i + k)).ToArray())).ToList();
+        var tensors = twin
+            .Tensors.Select(
+                (t, k) =>
+                    (
+                        t.Name,
+                        t.Info.Shape,
+                        Enumerable
+                            .Range(0, (int)t.Info.ElementCount)
+                            .Select(i => (float)Math.Cos(0.21 * i + k))
+                            .ToArray()
+                    )
+            )
+            .ToList();
         TestCheckpoints.Write(_work["other"], TestCheckpoints.LlamaConfig(2), tensors);
         return _work["other"];
     }
@@ -26,7 +37,9 @@ public sealed class TorchMergeTests : IDisposable
     {
         string bin = TorchFixtures.Path("tiny-llama");
         string other = OtherModel();
-        var config = _work.Write("merge.yml", $"""
+        var config = _work.Write(
+            "merge.yml",
+            $"""
             models:
               - model: {bin}
                 parameters:
@@ -36,7 +49,8 @@ public sealed class TorchMergeTests : IDisposable
                   weight: 0.7
             merge_method: linear
             dtype: float32
-            """);
+            """
+        );
         string before = TestCheckpoints.FolderDigest(bin);
         AlloyCli.Merge(config, _work["out"]);
 
@@ -48,7 +62,10 @@ public sealed class TorchMergeTests : IDisposable
         Assert.Equal(9, output.Count);
         foreach (var (name, actual) in output)
         {
-            var expected = Enumerable.Range(0, actual.Length).Select(i => 0.3 * a[name][i] + 0.7 * b[name][i]).ToArray();
+            var expected = Enumerable
+                .Range(0, actual.Length)
+                .Select(i => 0.3 * a[name][i] + 0.7 * b[name][i])
+                .ToArray();
             double scale = Math.Max(a[name].Max(Math.Abs), b[name].Max(Math.Abs));
             Expect.Close(name, expected, actual, DType.F32, scale);
         }
@@ -61,15 +78,22 @@ public sealed class TorchMergeTests : IDisposable
         string evil = _work["evil"];
         Directory.CreateDirectory(evil);
         File.Copy(TorchFixtures.Path("refused/posix-system.bin"), Path.Combine(evil, "pytorch_model.bin"));
-        var config = _work.Write("merge.yml", $"""
+        var config = _work.Write(
+            "merge.yml",
+            $"""
             models:
               - model: {evil}
               - model: {OtherModel()}
             merge_method: linear
             parameters:
               weight: 1.0
-            """);
-        AlloyCli.Fails(config, _work["out"],
-            "pytorch_model.bin: refusing to load: the pickle calls posix.system, which is not a tensor (Alloy never executes code from checkpoints)");
+            """
+        );
+        AlloyCli.Fails(
+            config,
+            _work["out"],
+            "pytorch_model.bin: refusing to load: the pickle calls posix.system, which is not a tensor (Alloy never "
+                + "executes code from checkpoints)"
+        );
     }
 }

@@ -3,7 +3,9 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.Cli;
 
-/// <summary>The command line as a person mistypes it: help for bare `alloy`, the closest command or option for a typo.</summary>
+/// <summary>
+/// The command line as a person mistypes it: help for bare `alloy`, the closest command or option for a typo.
+/// </summary>
 public sealed class CommandLineTests
 {
     [Fact]
@@ -12,18 +14,47 @@ public sealed class CommandLineTests
         var result = AlloyCli.Run();
         Assert.Equal(ExitCodes.Success, result.ExitCode);
         Assert.Contains("Usage:", result.Stdout);
-        foreach (var command in new[] { "merge", "plan", "multi", "merge-raw", "synth", "train", "fisher", "regmean", "eval", "methods" })
+        foreach (
+            var command in new[]
+            {
+                "merge",
+                "plan",
+                "multi",
+                "merge-raw",
+                "synth",
+                "train",
+                "fisher",
+                "regmean",
+                "eval",
+                "methods",
+            }
+        )
             Assert.Contains(command, result.Stdout);
     }
 
     [Theory]
-    [InlineData(new[] { "mrege", "a.yml", "out" }, "error: unknown command 'mrege'; did you mean 'merge'? (see 'alloy --help')")]
+    [InlineData(
+        new[] { "mrege", "a.yml", "out" },
+        "error: unknown command 'mrege'; did you mean 'merge'? (see 'alloy --help')"
+    )]
     [InlineData(new[] { "evl", "model" }, "error: unknown command 'evl'; did you mean 'eval'? (see 'alloy --help')")]
     [InlineData(new[] { "moe", "config.yml" }, "error: unknown command 'moe' (see 'alloy --help')")]
-    [InlineData(new[] { "merge", "--thraeds", "2", "a.yml", "out" }, "error: unknown option '--thraeds'; did you mean '--threads'? (see 'alloy merge --help')")]
-    [InlineData(new[] { "merge", "a.yml", "out", "--quite" }, "error: unknown option '--quite'; did you mean '--quiet'? (see 'alloy merge --help')")]
-    [InlineData(new[] { "eval", "model", "--taks", "t.jsonl" }, "error: unknown option '--taks'; did you mean '--tasks'? (see 'alloy eval --help')")]
-    [InlineData(new[] { "merge", "a.yml", "out", "extra" }, "error: unexpected argument 'extra' (see 'alloy merge --help')")]
+    [InlineData(
+        new[] { "merge", "--thraeds", "2", "a.yml", "out" },
+        "error: unknown option '--thraeds'; did you mean '--threads'? (see 'alloy merge --help')"
+    )]
+    [InlineData(
+        new[] { "merge", "a.yml", "out", "--quite" },
+        "error: unknown option '--quite'; did you mean '--quiet'? (see 'alloy merge --help')"
+    )]
+    [InlineData(
+        new[] { "eval", "model", "--taks", "t.jsonl" },
+        "error: unknown option '--taks'; did you mean '--tasks'? (see 'alloy eval --help')"
+    )]
+    [InlineData(
+        new[] { "merge", "a.yml", "out", "extra" },
+        "error: unexpected argument 'extra' (see 'alloy merge --help')"
+    )]
     public void A_mistyped_command_line_names_the_word_and_the_closest_known_one(string[] args, string expected)
     {
         var result = AlloyCli.Run(args);
@@ -49,7 +80,10 @@ public sealed class CommandLineTests
     public void An_unknown_command_lists_the_commands()
     {
         var result = AlloyCli.Run("mrege");
-        Assert.Equal("commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, eval, methods", result.Stderr.Split('\n')[1].TrimEnd());
+        Assert.Equal(
+            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, eval, methods",
+            result.Stderr.Split('\n')[1].TrimEnd()
+        );
     }
 }
 
@@ -73,15 +107,23 @@ public sealed class TransformersCacheTests : IClassFixture<ModelFamily>, IDispos
         {
             string snapshot = Path.Combine(cache, $"models--{id}", "snapshots", commit);
             Directory.CreateDirectory(snapshot);
-            foreach (var file in Directory.GetFiles(folder)) File.Copy(file, Path.Combine(snapshot, Path.GetFileName(file)));
+            foreach (var file in Directory.GetFiles(folder))
+                File.Copy(file, Path.Combine(snapshot, Path.GetFileName(file)));
             _work.Write($"hub/models--{id}/refs/main", commit);
         }
-        var config = _work.Write("ta.yml", "merge_method: task_arithmetic\nbase_model: org/base\nmodels:\n  - model: org/tuned\n    parameters: {weight: 1}\n");
+        var config = _work.Write(
+            "ta.yml",
+            "merge_method: task_arithmetic\nbase_model: org/base\nmodels:\n  - model: org/tuned\n    parameters: "
+                + "{weight: 1}\n"
+        );
         var missing = AlloyCli.Run("merge", config, _work["without"], "--quiet");
         Assert.Equal(ExitCodes.InputError, missing.ExitCode);
         Assert.Contains("model 'org/base' not found", missing.Stderr);
         var found = AlloyCli.Merge(config, _work["with"], "--transformers-cache", cache);
         Assert.DoesNotContain("has no effect", found.Stderr);
-        Assert.Equal(TestCheckpoints.ReadAll(_models.FineTunes[0]).Keys.Order(), TestCheckpoints.ReadAll(_work["with"]).Keys.Order());
+        Assert.Equal(
+            TestCheckpoints.ReadAll(_models.FineTunes[0]).Keys.Order(),
+            TestCheckpoints.ReadAll(_work["with"]).Keys.Order()
+        );
     }
 }

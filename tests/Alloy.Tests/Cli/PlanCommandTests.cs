@@ -26,8 +26,11 @@ public sealed class PlanCommandTests : IClassFixture<TokenizerFamily>, IDisposab
         var lines = text.Split('\n');
         int start = Array.FindIndex(lines, l => l.Trim() == $"{parameter} varies:");
         Assert.True(start >= 0, $"no table for {parameter} in:\n{text}");
-        return lines.Skip(start + 1).TakeWhile(l => l.StartsWith("    ", StringComparison.Ordinal))
-            .Select(l => l.Trim().Split("  ", 2, StringSplitOptions.TrimEntries)).ToDictionary(p => p[0], p => p[1]);
+        return lines
+            .Skip(start + 1)
+            .TakeWhile(l => l.StartsWith("    ", StringComparison.Ordinal))
+            .Select(l => l.Trim().Split("  ", 2, StringSplitOptions.TrimEntries))
+            .ToDictionary(p => p[0], p => p[1]);
     }
 
     [Fact]
@@ -55,18 +58,32 @@ public sealed class PlanCommandTests : IClassFixture<TokenizerFamily>, IDisposab
         Assert.Equal(ExitCodes.Success, result.ExitCode);
         Assert.Contains("  density [models/finetune-2] = 0.5\n", result.Stdout);
         var weight = Varying(result.Stdout, "weight [models/finetune-2]");
-        Assert.Equal(new[] { "0", "0", "0.3", "0.7", "1", "0" },
-            new[] { "before the layers", "layer 0", "layer 1", "layer 2", "layer 3", "after the layers" }.Select(w => weight[w]));
+        Assert.Equal(
+            new[] { "0", "0", "0.3", "0.7", "1", "0" },
+            new[] { "before the layers", "layer 0", "layer 1", "layer 2", "layer 3", "after the layers" }.Select(w =>
+                weight[w]
+            )
+        );
     }
 
     [Fact]
     public void A_merged_vocabulary_says_where_the_rows_come_from()
     {
-        var config = _work.Write("union.yml", TokenizerFamily.LinearRecipe(_tokenizers.Base, "tokenizer_source: union",
-            (_tokenizers.Base, 1), (_tokenizers.ChatMl, 1)));
+        var config = _work.Write(
+            "union.yml",
+            TokenizerFamily.LinearRecipe(
+                _tokenizers.Base,
+                "tokenizer_source: union",
+                (_tokenizers.Base, 1),
+                (_tokenizers.ChatMl, 1)
+            )
+        );
         var result = AlloyCli.Run("plan", config);
         Assert.Equal(ExitCodes.Success, result.ExitCode);
-        int union = TokenizerFamily.Vocabulary(_tokenizers.Base).Keys.Union(TokenizerFamily.Vocabulary(_tokenizers.ChatMl).Keys).Count();
+        int union = TokenizerFamily
+            .Vocabulary(_tokenizers.Base)
+            .Keys.Union(TokenizerFamily.Vocabulary(_tokenizers.ChatMl).Keys)
+            .Count();
         int chatml = TokenizerFamily.Vocabulary(_tokenizers.ChatMl).Count;
         Assert.Contains($"vocabulary: union of every model's: {union} tokens", result.Stdout);
         Assert.Contains($"{_tokenizers.ChatMl}: {chatml} of {union}", result.Stdout);
@@ -82,8 +99,10 @@ public sealed class PlanCommandTests : IClassFixture<TokenizerFamily>, IDisposab
         Assert.Equal("slerp", (string)plan["method"]!);
         Assert.Equal(39, (int)plan["output"]!["tensors"]!);
         var t = plan["varying_parameters"]!.AsArray().Single(p => (string)p!["name"]! == "t")!;
-        Assert.Equal("0.5 (norms), 0.433333 (attention), 0.566667 (mlp)",
-            (string)t["values"]!.AsArray().Single(r => (string)r!["where"]! == "layer 1")!["values"]!);
+        Assert.Equal(
+            "0.5 (norms), 0.433333 (attention), 0.566667 (mlp)",
+            (string)t["values"]!.AsArray().Single(r => (string)r!["where"]! == "layer 1")!["values"]!
+        );
         Assert.True((long)plan["memory"]!["largest_item_bytes"]! > 0);
     }
 
@@ -101,14 +120,23 @@ public sealed class PlanCommandTests : IClassFixture<TokenizerFamily>, IDisposab
         _work.Write("out/notes.txt", "mine");
         var refused = AlloyCli.Run("merge", Example("ties.yml"), output, "--dry-run");
         Assert.Equal(ExitCodes.InputError, refused.ExitCode);
-        Assert.Equal($"error: output folder '{output}' is not empty; pass --overwrite to replace it", refused.Stderr.Trim());
+        Assert.Equal(
+            $"error: output folder '{output}' is not empty; pass --overwrite to replace it",
+            refused.Stderr.Trim()
+        );
     }
 
     [Fact]
     public void A_recipe_that_would_fail_fails_the_plan_with_a_one_line_error()
     {
-        var config = _work.Write("bad.yml", "merge_method: ties\nmodels:\n  - model: " + Example("models/finetune-1") +
-            "\n    parameters: {weight: 1, densty: 0.5}\nbase_model: " + Example("models/base") + "\n");
+        var config = _work.Write(
+            "bad.yml",
+            "merge_method: ties\nmodels:\n  - model: "
+                + Example("models/finetune-1")
+                + "\n    parameters: {weight: 1, densty: 0.5}\nbase_model: "
+                + Example("models/base")
+                + "\n"
+        );
         var result = AlloyCli.Run("plan", config);
         Assert.Equal(ExitCodes.InputError, result.ExitCode);
         Assert.Single(result.Stderr.Trim().Split('\n'));

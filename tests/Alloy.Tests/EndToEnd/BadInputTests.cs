@@ -5,7 +5,9 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
 
-/// <summary>Every kind of bad input gets one line naming the problem, exit code 1, no stack trace and no output.</summary>
+/// <summary>
+/// Every kind of bad input gets one line naming the problem, exit code 1, no stack trace and no output.
+/// </summary>
 public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
 {
     private readonly ModelFamily _models;
@@ -27,14 +29,18 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
         return target;
     }
 
-    private string Linear(string a, string b) => _work.Write("config.yml", $$"""
-        merge_method: linear
-        models:
-          - model: {{a}}
-            parameters: {weight: 1}
-          - model: {{b}}
-            parameters: {weight: 1}
-        """);
+    private string Linear(string a, string b) =>
+        _work.Write(
+            "config.yml",
+            $$"""
+            merge_method: linear
+            models:
+              - model: {{a}}
+                parameters: {weight: 1}
+              - model: {{b}}
+                parameters: {weight: 1}
+            """
+        );
 
     [Fact]
     public void Unknown_method_names_the_method_and_its_line()
@@ -47,7 +53,11 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Task_arithmetic_without_a_base_model_is_refused()
     {
-        var config = _work.Write("config.yml", $"merge_method: task_arithmetic\nmodels:\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n");
+        var config = _work.Write(
+            "config.yml",
+            $"merge_method: task_arithmetic\nmodels:\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: "
+                + $"1}}\n"
+        );
         AlloyCli.Fails(config, Out, "needs a base_model");
     }
 
@@ -61,8 +71,15 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void A_tab_in_the_indentation_is_pointed_at()
     {
-        var config = _work.Write("tabs.yml", "merge_method: linear\nmodels:\n  - model: x\n    parameters:\n  \tweight: 1\n");
-        AlloyCli.Fails(config, Out, "tabs.yml:5:3: YAML syntax error: a tab in the indentation (YAML indents with spaces only)");
+        var config = _work.Write(
+            "tabs.yml",
+            "merge_method: linear\nmodels:\n  - model: x\n    parameters:\n  \tweight: 1\n"
+        );
+        AlloyCli.Fails(
+            config,
+            Out,
+            "tabs.yml:5:3: YAML syntax error: a tab in the indentation (YAML indents with spaces only)"
+        );
     }
 
     [Fact]
@@ -81,29 +98,47 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     public void A_gguf_model_is_named_as_unsupported()
     {
         var file = _work.Write("model.gguf", "GGUF");
-        AlloyCli.Fails(Linear(_models.FineTunes[0], file), Out, "model.gguf: GGUF files (llama.cpp's format) are not supported");
+        AlloyCli.Fails(
+            Linear(_models.FineTunes[0], file),
+            Out,
+            "model.gguf: GGUF files (llama.cpp's format) are not supported"
+        );
         _work.Write("gguf-folder/model-Q4_K_M.gguf", "GGUF");
-        AlloyCli.Fails(Linear(_models.FineTunes[0], _work["gguf-folder"]), Out, "found GGUF files, llama.cpp's format, which Alloy does not read");
+        AlloyCli.Fails(
+            Linear(_models.FineTunes[0], _work["gguf-folder"]),
+            Out,
+            "found GGUF files, llama.cpp's format, which Alloy does not read"
+        );
     }
 
     [Fact]
     public void A_missing_required_parameter_names_the_parameter_and_model()
     {
-        var config = _work.Write("config.yml", $"merge_method: linear\nmodels:\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n  - model: {_models.FineTunes[1]}\n");
+        var config = _work.Write(
+            "config.yml",
+            $"merge_method: linear\nmodels:\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n  - "
+                + $"model: {_models.FineTunes[1]}\n"
+        );
         AlloyCli.Fails(config, Out, "missing required parameter 'weight'");
     }
 
     [Fact]
     public void A_listed_base_model_needs_its_weight_where_the_method_does_not_use_a_base()
     {
-        var config = _work.Write("config.yml", $"merge_method: linear\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.Base}\n  - model: {_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n");
+        var config = _work.Write(
+            "config.yml",
+            $"merge_method: linear\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.Base}\n  - model: "
+                + $"{_models.FineTunes[0]}\n    parameters: {{weight: 1}}\n"
+        );
         AlloyCli.Fails(config, Out, "missing required parameter 'weight' for model");
     }
 
     [Fact]
     public void Unknown_keys_and_parameters_warn_with_their_line_and_the_merge_still_runs()
     {
-        var config = _work.Write("config.yml", $"""
+        var config = _work.Write(
+            "config.yml",
+            $"""
             merge_method: linear
             models:
               - model: {_models.FineTunes[0]}
@@ -111,7 +146,8 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
                   weight: 1
                   desnity: 0.5
             normalise: true
-            """);
+            """
+        );
         var result = AlloyCli.Merge(config, Out);
         Assert.Contains("config.yml:6:", result.Stderr);
         Assert.Contains("desnity", result.Stderr);
@@ -164,13 +200,16 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void A_layer_range_past_the_end_is_refused()
     {
-        var config = _work.Write("config.yml", $"""
+        var config = _work.Write(
+            "config.yml",
+            $"""
             merge_method: passthrough
             slices:
               - sources:
                   - model: {_models.FineTunes[0]}
                     layer_range: [0, 9]
-            """);
+            """
+        );
         AlloyCli.Fails(config, Out, "past the end");
     }
 
@@ -179,7 +218,11 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     {
         var model = CopyOfModel("model");
         var before = TestCheckpoints.FolderDigest(model);
-        AlloyCli.Fails(Linear(model, _models.FineTunes[1]), Path.Combine(model, "merged"), "never writes into an input model");
+        AlloyCli.Fails(
+            Linear(model, _models.FineTunes[1]),
+            Path.Combine(model, "merged"),
+            "never writes into an input model"
+        );
         Assert.Equal(before, TestCheckpoints.FolderDigest(model));
     }
 
@@ -190,7 +233,13 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
         Assert.Equal(2, result.ExitCode);
         Assert.Single(result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 
-        var shard = AlloyCli.Run("merge", Linear(_models.FineTunes[0], _models.FineTunes[1]), Out, "--out-shard-size", "1.5B");
+        var shard = AlloyCli.Run(
+            "merge",
+            Linear(_models.FineTunes[0], _models.FineTunes[1]),
+            Out,
+            "--out-shard-size",
+            "1.5B"
+        );
         Assert.Equal(1, shard.ExitCode);
         Assert.Contains("--out-shard-size", shard.Stderr);
     }
@@ -200,7 +249,20 @@ public sealed class BadInputTests : IClassFixture<ModelFamily>, IDisposable
     {
         var result = AlloyCli.Run("merge", "--help");
         Assert.Equal(0, result.ExitCode);
-        foreach (var option in new[] { "--out-shard-size", "--random-seed", "--allow-crimes", "--no-copy-tokenizer", "--no-model-card", "--threads", "--overwrite", "--verbose", "--quiet" })
+        foreach (
+            var option in new[]
+            {
+                "--out-shard-size",
+                "--random-seed",
+                "--allow-crimes",
+                "--no-copy-tokenizer",
+                "--no-model-card",
+                "--threads",
+                "--overwrite",
+                "--verbose",
+                "--quiet",
+            }
+        )
             Assert.Contains(option, result.Stdout);
     }
 }

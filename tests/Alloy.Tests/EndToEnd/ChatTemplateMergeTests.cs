@@ -17,7 +17,16 @@ public sealed class ChatTemplateMergeTests : IClassFixture<TokenizerFamily>, IDi
     private string Out => _work["out"];
 
     private string Config(string extra) =>
-        _work.Write("config.yml", TokenizerFamily.LinearRecipe(_models.Base, extra, (_models.Base, 1), (_models.ChatMl, 1), (_models.Merges, 1)));
+        _work.Write(
+            "config.yml",
+            TokenizerFamily.LinearRecipe(
+                _models.Base,
+                extra,
+                (_models.Base, 1),
+                (_models.ChatMl, 1),
+                (_models.Merges, 1)
+            )
+        );
 
     private void AssertTemplate(string expected)
     {
@@ -33,7 +42,10 @@ public sealed class ChatTemplateMergeTests : IClassFixture<TokenizerFamily>, IDi
         Assert.DoesNotContain("chat_template", result.Stderr);
         AssertTemplate(ChatTemplates.ChatMl);
         Assert.Contains("<|im_start|>", File.ReadAllText(Path.Combine(Out, "chat_template.jinja")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(_models.Base, "tokenizer.json")), File.ReadAllBytes(Path.Combine(Out, "tokenizer.json")));
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(_models.Base, "tokenizer.json")),
+            File.ReadAllBytes(Path.Combine(Out, "tokenizer.json"))
+        );
         var before = JsonNode.Parse(File.ReadAllText(Path.Combine(_models.Base, "tokenizer_config.json")))!.AsObject();
         var after = JsonNode.Parse(File.ReadAllText(Path.Combine(Out, "tokenizer_config.json")))!.AsObject();
         after.Remove("chat_template");
@@ -43,7 +55,8 @@ public sealed class ChatTemplateMergeTests : IClassFixture<TokenizerFamily>, IDi
     [Fact]
     public void A_literal_template_is_kept_verbatim()
     {
-        const string literal = "{% for message in messages %}[{{ message['role'] }}] {{ message['content'] }}\n{% endfor %}";
+        const string literal =
+            "{% for message in messages %}[{{ message['role'] }}] {{ message['content'] }}\n{% endfor %}";
         AlloyCli.Merge(Config($"chat_template: \"{literal.Replace("\n", "\\n")}\""), Out);
         AssertTemplate(literal);
     }
@@ -60,7 +73,11 @@ public sealed class ChatTemplateMergeTests : IClassFixture<TokenizerFamily>, IDi
     {
         AlloyCli.Merge(Config("tokenizer_source: union\nchat_template: llama3"), Out);
         AssertTemplate(ChatTemplates.Llama3);
-        Assert.NotNull(JsonNode.Parse(File.ReadAllText(Path.Combine(Out, "tokenizer_config.json")))!["added_tokens_decoder"]!["263"]);
+        Assert.NotNull(
+            JsonNode.Parse(File.ReadAllText(Path.Combine(Out, "tokenizer_config.json")))!["added_tokens_decoder"]![
+                "263"
+            ]
+        );
     }
 
     [Fact]

@@ -2,8 +2,8 @@ using System.Text.Json.Nodes;
 using Alloy.Checkpoints;
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
-using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Methods.Geometric;
+using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
@@ -22,21 +22,34 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
     public void Dispose() => _work.Dispose();
 
     /// <summary>An emr recipe over the fixture's base and fine-tunes, or the given models.</summary>
-    private string Config(string parameters = "{write_task_masks: true}", string dtype = "float32", IEnumerable<string>? models = null, string? baseModel = null) =>
-        _work.Write($"emr-{Guid.NewGuid():N}.yml", $"""
+    private string Config(
+        string parameters = "{write_task_masks: true}",
+        string dtype = "float32",
+        IEnumerable<string>? models = null,
+        string? baseModel = null
+    ) =>
+        _work.Write(
+            $"emr-{Guid.NewGuid():N}.yml",
+            $"""
             merge_method: emr
             base_model: {baseModel ?? _models.Base}
             models:
             {string.Join("\n", (models ?? _models.FineTunes).Select(f => $"  - model: {f}"))}
             parameters: {parameters}
             dtype: {dtype}
-            """);
+            """
+        );
 
     /// <summary>rescalers.json's tasks: (model, mask file, rescaler), in recipe order.</summary>
     private static List<(string Model, string Masks, double Rescaler)> Tasks(string output)
     {
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "emr", "rescalers.json")))!;
-        return json["tasks"]!.AsArray().Select(t => (t!["model"]!.GetValue<string>(), t["masks"]!.GetValue<string>(), t["rescaler"]!.GetValue<double>())).ToList();
+        return json["tasks"]!
+            .AsArray()
+            .Select(t =>
+                (t!["model"]!.GetValue<string>(), t["masks"]!.GetValue<string>(), t["rescaler"]!.GetValue<double>())
+            )
+            .ToList();
     }
 
     /// <summary>Every mask of a task file, unpacked by <see cref="TestCheckpoints.ReadPackedBits"/>.</summary>
@@ -53,14 +66,26 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
     }
 
     private static string[] SideFiles(string output) =>
-        Directory.Exists(Path.Combine(output, "emr")) ? Directory.GetFiles(Path.Combine(output, "emr")).Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal).ToArray() : [];
+        Directory.Exists(Path.Combine(output, "emr"))
+            ? Directory
+                .GetFiles(Path.Combine(output, "emr"))
+                .Select(f => Path.GetFileName(f))
+                .Order(StringComparer.Ordinal)
+                .ToArray()
+            : [];
 
     [Fact]
     public void Golden_masks_and_rescalers_on_hand_made_tensors()
     {
-        // The three-task worked example of the TIES/TALL literature as tensor "a" (base 0): γ = [+,+,+,+,+,−]; M1 = 101011, M2 = 001110, M3 = 110000;
-        // alone, s = [1.9/1.9, 1.65/1.3, 1.7/0.9]. Tensor "b" ([2, 5], base 0.5) has padding bits in every row.
-        float[][] a = [[0.5f, -0.2f, 0.1f, 0f, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
+        // The three-task worked example of the TIES/TALL literature as tensor "a" (base 0): γ = [+,+,+,+,+,−]; M1 =
+        // 101011, M2 = 001110, M3 = 110000; alone, s = [1.9/1.9, 1.65/1.3, 1.7/0.9]. Tensor "b" ([2, 5], base 0.5) has
+        // padding bits in every row.
+        float[][] a =
+        [
+            [0.5f, -0.2f, 0.1f, 0f, 0.8f, -0.3f],
+            [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f],
+            [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f],
+        ];
         float[][] b =
         [
             [0.75f, 0f, 0.5f, 1.5f, 0.375f, 1f, 1f, 0.25f, 0.5f, 0.5f],
@@ -69,15 +94,29 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         ];
         var baseB = Enumerable.Repeat(0.5f, 10).ToArray();
         TestCheckpoints.Write(_work["base"], null, [("a", [6], new float[6]), ("b", [2, 5], baseB)]);
-        for (int t = 0; t < 3; t++) TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t]), ("b", [2, 5], b[t])]);
+        for (int t = 0; t < 3; t++)
+            TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t]), ("b", [2, 5], b[t])]);
         string[] taskModels = [_work["task-1"], _work["task-2"], _work["task-3"]];
 
-        var result = AlloyCli.Run("merge-raw", Config(models: taskModels, baseModel: _work["base"]), _work["out"], "--quiet");
+        var result = AlloyCli.Run(
+            "merge-raw",
+            Config(models: taskModels, baseModel: _work["base"]),
+            _work["out"],
+            "--quiet"
+        );
         Assert.True(result.ExitCode == 0, result.Stderr);
-        Assert.Equal(["README.md", "rescalers.json", "task-1.safetensors", "task-2.safetensors", "task-3.safetensors"], SideFiles(_work["out"]));
+        Assert.Equal(
+            ["README.md", "rescalers.json", "task-1.safetensors", "task-2.safetensors", "task-3.safetensors"],
+            SideFiles(_work["out"])
+        );
         var tasks = Tasks(_work["out"]);
         Assert.Equal([_work["task-1"], _work["task-2"], _work["task-3"]], tasks.Select(t => t.Model));
-        byte[][] goldenA = [[0b1010_1100], [0b0011_1000], [0b1100_0000]];
+        byte[][] goldenA =
+        [
+            [0b1010_1100],
+            [0b0011_1000],
+            [0b1100_0000],
+        ];
         var shapes = new Dictionary<string, long[]> { ["a"] = [6], ["b"] = [2, 5] };
         for (int t = 0; t < 3; t++)
         {
@@ -87,15 +126,29 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
             Assert.Equal(EmrReference.Mask(baseB, b, t), masks["b"]);
         }
         var expected = EmrReference.Rescalers([(new float[6], a), (baseB, b)]);
-        for (int t = 0; t < 3; t++) Assert.Equal(expected[t], tasks[t].Rescaler, 1e-6 * expected[t]);
+        for (int t = 0; t < 3; t++)
+            Assert.Equal(expected[t], tasks[t].Rescaler, 1e-6 * expected[t]);
         // Sums of per-tensor means, not one ratio of sums over all entries (as if "a" and "b" were one tensor).
-        var pooled = EmrReference.Rescalers([(new float[6].Concat(baseB).ToArray(), a.Zip(b, (x, y) => x.Concat(y).ToArray()).ToList())]);
+        var pooled = EmrReference.Rescalers([
+            (
+                new float[6]
+                    .Concat(baseB)
+                    .ToArray(),
+                a.Zip(b, (x, y) => x.Concat(y).ToArray()).ToList()
+            ),
+        ]);
         Assert.Contains(Enumerable.Range(0, 3), t => Math.Abs(pooled[t] - tasks[t].Rescaler) > 1e-3);
 
         // Tensor "a" alone gives the worked example's rescalers.
         TestCheckpoints.Write(_work["base"], null, [("a", [6], new float[6])]);
-        for (int t = 0; t < 3; t++) TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t])]);
-        Assert.Equal(0, AlloyCli.Run("merge-raw", Config(models: taskModels, baseModel: _work["base"]), _work["out-a"], "--quiet").ExitCode);
+        for (int t = 0; t < 3; t++)
+            TestCheckpoints.Write(_work[$"task-{t + 1}"], null, [("a", [6], a[t])]);
+        Assert.Equal(
+            0,
+            AlloyCli
+                .Run("merge-raw", Config(models: taskModels, baseModel: _work["base"]), _work["out-a"], "--quiet")
+                .ExitCode
+        );
         double[] golden = [1.9 / 1.9, 1.65 / 1.3, 1.7 / 0.9];
         Assert.Equal(golden, Tasks(_work["out-a"]).Select(t => t.Rescaler), (x, y) => Math.Abs(x - y) < 1e-6);
     }
@@ -110,9 +163,14 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         var shapes = Shapes(_work["out"]);
         var tasks = Tasks(_work["out"]);
         Assert.Equal(_models.FineTunes, tasks.Select(t => t.Model));
-        Assert.Equal(["finetune-1.safetensors", "finetune-2.safetensors", "finetune-3.safetensors"], tasks.Select(t => t.Masks));
+        Assert.Equal(
+            ["finetune-1.safetensors", "finetune-2.safetensors", "finetune-3.safetensors"],
+            tasks.Select(t => t.Masks)
+        );
 
-        var expected = EmrReference.Rescalers(@base.Keys.Select(n => (@base[n], (IReadOnlyList<float[]>)fineTunes.Select(f => f[n]).ToList())).ToList());
+        var expected = EmrReference.Rescalers(
+            @base.Keys.Select(n => (@base[n], (IReadOnlyList<float[]>)fineTunes.Select(f => f[n]).ToList())).ToList()
+        );
         for (int t = 0; t < tasks.Count; t++)
         {
             Assert.Equal(expected[t], tasks[t].Rescaler, 1e-6 * expected[t]);
@@ -124,9 +182,19 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
                 Assert.Equal(EmrReference.Mask(@base[name], models, t), mask);
                 // W_t = base + s_t·(M_t ⊙ (W_uni − base)), from the files, against the same from the reference.
                 var reference = EmrReference.Unified(@base[name], models);
-                var rebuilt = unified[name].Select((u, j) => @base[name][j] + (float)tasks[t].Rescaler * (mask[j] ? u - @base[name][j] : 0f)).ToArray();
-                var independent = reference.Select((u, j) => @base[name][j] + expected[t] * (mask[j] ? u - @base[name][j] : 0)).ToArray();
-                Expect.Close($"task {t + 1} {name}", independent, rebuilt, DType.F32, models.Max(m => m.Max(Math.Abs)) * 4);
+                var rebuilt = unified[name]
+                    .Select((u, j) => @base[name][j] + (float)tasks[t].Rescaler * (mask[j] ? u - @base[name][j] : 0f))
+                    .ToArray();
+                var independent = reference
+                    .Select((u, j) => @base[name][j] + expected[t] * (mask[j] ? u - @base[name][j] : 0))
+                    .ToArray();
+                Expect.Close(
+                    $"task {t + 1} {name}",
+                    independent,
+                    rebuilt,
+                    DType.F32,
+                    models.Max(m => m.Max(Math.Abs)) * 4
+                );
             }
         }
         var readme = File.ReadAllText(_work["out/emr/README.md"]);
@@ -152,15 +220,31 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(Config(dtype: "bfloat16"), new Diagnostics());
         (int Threads, int Chunk)[] runs = [(1, 1 << 20), (4, 97), (2, 13), (3, 8)];
         foreach (var (threads, chunk) in runs)
-            Merger.Run(recipe, _work[$"out-{threads}"], new MergeOptions { Execution = new() { Threads = threads, ChunkElements = chunk } }, new Diagnostics());
+            Merger.Run(
+                recipe,
+                _work[$"out-{threads}"],
+                new MergeOptions
+                {
+                    Execution = new() { Threads = threads, ChunkElements = chunk },
+                },
+                new Diagnostics()
+            );
         var files = SideFiles(_work["out-1"]);
         Assert.Equal(5, files.Length);
         foreach (var (threads, _) in runs.Skip(1))
         {
             Assert.Equal(files, SideFiles(_work[$"out-{threads}"]));
             foreach (var file in files)
-                Assert.True(File.ReadAllBytes(_work[$"out-1/emr/{file}"]).AsSpan().SequenceEqual(File.ReadAllBytes(_work[$"out-{threads}/emr/{file}"])), $"{file} differs at {threads} threads");
-            Assert.Equal(File.ReadAllBytes(_work["out-1/model.safetensors"]), File.ReadAllBytes(_work[$"out-{threads}/model.safetensors"]));
+                Assert.True(
+                    File.ReadAllBytes(_work[$"out-1/emr/{file}"])
+                        .AsSpan()
+                        .SequenceEqual(File.ReadAllBytes(_work[$"out-{threads}/emr/{file}"])),
+                    $"{file} differs at {threads} threads"
+                );
+            Assert.Equal(
+                File.ReadAllBytes(_work["out-1/model.safetensors"]),
+                File.ReadAllBytes(_work[$"out-{threads}/model.safetensors"])
+            );
         }
     }
 
@@ -172,7 +256,10 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
         AlloyCli.Merge(Config(), _work["on"]);
         Assert.False(Directory.Exists(_work["off/emr"]));
         Assert.False(Directory.Exists(_work["false/emr"]));
-        Assert.Equal(File.ReadAllBytes(_work["off/model.safetensors"]), File.ReadAllBytes(_work["on/model.safetensors"]));
+        Assert.Equal(
+            File.ReadAllBytes(_work["off/model.safetensors"]),
+            File.ReadAllBytes(_work["on/model.safetensors"])
+        );
     }
 
     [Fact]
@@ -180,26 +267,50 @@ public sealed class EmrTaskFilesTests : IClassFixture<ModelFamily>, IDisposable
     {
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(Config(), new Diagnostics());
         using var cancel = new CancellationTokenSource();
-        Assert.ThrowsAny<OperationCanceledException>(() => Merger.Run(recipe, _work["parent/out"],
-            new MergeOptions { Execution = new() { Threads = 1, ChunkElements = 64 } }, new Diagnostics(),
-            progress => { if (progress.TensorsDone >= 2) cancel.Cancel(); }, cancel.Token));
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            Merger.Run(
+                recipe,
+                _work["parent/out"],
+                new MergeOptions
+                {
+                    Execution = new() { Threads = 1, ChunkElements = 64 },
+                },
+                new Diagnostics(),
+                progress =>
+                {
+                    if (progress.TensorsDone >= 2)
+                        cancel.Cancel();
+                },
+                cancel.Token
+            )
+        );
         Assert.Empty(Directory.GetFileSystemEntries(_work["parent"]));
     }
 
     [Fact]
     public void A_setting_that_varies_across_tensors_is_refused_before_anything_is_written() =>
-        AlloyCli.Fails(Config("{write_task_masks: [{filter: mlp, value: true}, {value: false}]}"), _work["out"], "set it once for the whole merge");
+        AlloyCli.Fails(
+            Config("{write_task_masks: [{filter: mlp, value: true}, {value: false}]}"),
+            _work["out"],
+            "set it once for the whole merge"
+        );
 
     [Fact]
     public void Tasks_whose_folders_share_a_name_get_distinct_files()
     {
-        foreach (var (source, target) in new[] { (_models.FineTunes[0], "x/finetune"), (_models.FineTunes[1], "y/finetune") })
+        foreach (
+            var (source, target) in new[] { (_models.FineTunes[0], "x/finetune"), (_models.FineTunes[1], "y/finetune") }
+        )
         {
             Directory.CreateDirectory(_work[target]);
-            foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(_work[target], Path.GetFileName(file)));
+            foreach (var file in Directory.GetFiles(source))
+                File.Copy(file, Path.Combine(_work[target], Path.GetFileName(file)));
         }
         AlloyCli.Merge(Config(models: [_work["x/finetune"], _work["y/finetune"]]), _work["out"]);
-        Assert.Equal([(_work["x/finetune"], "finetune.safetensors"), (_work["y/finetune"], "finetune-2.safetensors")], Tasks(_work["out"]).Select(t => (t.Model, t.Masks)));
+        Assert.Equal(
+            [(_work["x/finetune"], "finetune.safetensors"), (_work["y/finetune"], "finetune-2.safetensors")],
+            Tasks(_work["out"]).Select(t => (t.Model, t.Masks))
+        );
         Assert.True(File.Exists(_work["out/emr/finetune-2.safetensors"]));
     }
 }

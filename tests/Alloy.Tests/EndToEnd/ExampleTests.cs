@@ -15,13 +15,19 @@ public sealed class ExampleTests : IDisposable
         get
         {
             var folder = new DirectoryInfo(AppContext.BaseDirectory);
-            while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Alloy.sln"))) folder = folder.Parent;
+            while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Alloy.sln")))
+                folder = folder.Parent;
             return folder?.FullName ?? throw new InvalidOperationException("repository root not found");
         }
     }
 
     public static TheoryData<string> Examples() =>
-        [.. Directory.GetFiles(Path.Combine(RepositoryRoot, "examples"), "*.yml").Select(f => Path.GetFileName(f)).Order()];
+        [
+            .. Directory
+                .GetFiles(Path.Combine(RepositoryRoot, "examples"), "*.yml")
+                .Select(f => Path.GetFileName(f))
+                .Order(),
+        ];
 
     [Theory]
     [MemberData(nameof(Examples))]
@@ -30,7 +36,9 @@ public sealed class ExampleTests : IDisposable
         AlloyCli.Merge(Path.Combine(RepositoryRoot, "examples", example), _work["out"]);
         var tensors = TestCheckpoints.ReadAll(_work["out"]);
         Assert.NotEmpty(tensors);
-        Assert.All(tensors, t => Assert.All(t.Value, v => Assert.True(float.IsFinite(v), $"{t.Key} has a non-finite value")));
+        Assert.All(tensors, t =>
+            Assert.All(t.Value, v => Assert.True(float.IsFinite(v), $"{t.Key} has a non-finite value"))
+        );
         Assert.True(File.Exists(_work["out/config.json"]));
     }
 
@@ -40,7 +48,10 @@ public sealed class ExampleTests : IDisposable
         var result = AlloyCli.Run("synth", _work["models"]);
         Assert.Equal(0, result.ExitCode);
         foreach (var name in new[] { "base", "finetune-1", "finetune-2", "finetune-3" })
-            Assert.Equal(TestCheckpoints.FolderDigest(Path.Combine(RepositoryRoot, "examples", "models", name)), TestCheckpoints.FolderDigest(_work["models/" + name]));
+            Assert.Equal(
+                TestCheckpoints.FolderDigest(Path.Combine(RepositoryRoot, "examples", "models", name)),
+                TestCheckpoints.FolderDigest(_work["models/" + name])
+            );
     }
 
     [Fact]

@@ -33,14 +33,17 @@ public sealed partial class ExpertExampleTests : IDisposable
     /// <summary>The base, and one expert (its training depends on the committed base, so it checks that too).</summary>
     public static TheoryData<string> ReproducedModels() => ["base", "date"];
 
-    private static string Experts(string relative) => Path.Combine(ExampleTests.RepositoryRoot, "examples", "experts", relative);
+    private static string Experts(string relative) =>
+        Path.Combine(ExampleTests.RepositoryRoot, "examples", "experts", relative);
 
     /// <summary>Exact match per task of <c>alloy eval MODEL --tasks FILE --limit N</c>.</summary>
     private static Dictionary<string, double> Evaluate(string model, string tasks, int limit)
     {
         var result = AlloyCli.Run("eval", model, "--tasks", tasks, "--limit", limit.ToString(), "--quiet");
         Assert.True(result.ExitCode == 0, result.Stderr);
-        return JsonNode.Parse(result.Stdout)!["tasks"]!.AsArray().ToDictionary(t => (string)t!["name"]!, t => (double)t!["exact_match"]!);
+        return JsonNode.Parse(result.Stdout)!["tasks"]!
+            .AsArray()
+            .ToDictionary(t => (string)t!["name"]!, t => (double)t!["exact_match"]!);
     }
 
     [Theory]
@@ -66,7 +69,10 @@ public sealed partial class ExpertExampleTests : IDisposable
     {
         // merge-date-upper.yml: base + 1.0 · (τ_date + τ_upper).
         AlloyCli.Merge(Experts("merge-date-upper.yml"), _work["merged"]);
-        var tasks = _work.Write("tasks.jsonl", File.ReadAllText(Experts("data/date/test.jsonl")) + File.ReadAllText(Experts("data/upper/test.jsonl")));
+        var tasks = _work.Write(
+            "tasks.jsonl",
+            File.ReadAllText(Experts("data/date/test.jsonl")) + File.ReadAllText(Experts("data/upper/test.jsonl"))
+        );
         var merged = Evaluate(_work["merged"], tasks, 2 * Items);
         var date = Evaluate(Experts("models/date"), tasks, 2 * Items);
         var upper = Evaluate(Experts("models/upper"), tasks, 2 * Items);
@@ -90,36 +96,107 @@ public sealed partial class ExpertExampleTests : IDisposable
     public void The_first_steps_of_the_script_reproduce_its_committed_log(string model)
     {
         const string Steps = "10";
-        string[] common = ["--seed", "0", "--dtype", "bfloat16", "--log-every", "10", "--steps", Steps, "--batch-size", "32"];
+        string[] common =
+        [
+            "--seed",
+            "0",
+            "--dtype",
+            "bfloat16",
+            "--log-every",
+            "10",
+            "--steps",
+            Steps,
+            "--batch-size",
+            "32",
+        ];
         string[] command;
         if (model == "base")
         {
-            var synth = AlloyCli.Run("synth", _work["init"], "--fine-tunes", "0", "--layers", "4", "--hidden", "128", "--intermediate", "384",
-                "--heads", "4", "--kv-heads", "4", "--dtype", "float32", "--seed", "1");
+            var synth = AlloyCli.Run(
+                "synth",
+                _work["init"],
+                "--fine-tunes",
+                "0",
+                "--layers",
+                "4",
+                "--hidden",
+                "128",
+                "--intermediate",
+                "384",
+                "--heads",
+                "4",
+                "--kv-heads",
+                "4",
+                "--dtype",
+                "float32",
+                "--seed",
+                "1"
+            );
             Assert.True(synth.ExitCode == 0, synth.Stderr);
-            command = ["train", _work["init/base"], "--data", Experts("data/base.jsonl"), "--out", _work["out"], "--lr", "2e-3", "--warmup", "100",
-                "--weight-decay", "0.1", .. common];
+            command =
+            [
+                "train",
+                _work["init/base"],
+                "--data",
+                Experts("data/base.jsonl"),
+                "--out",
+                _work["out"],
+                "--lr",
+                "2e-3",
+                "--warmup",
+                "100",
+                "--weight-decay",
+                "0.1",
+                .. common,
+            ];
         }
         else
         {
-            var data = _work.Write($"{model}.jsonl", File.ReadAllText(Experts($"data/{model}/train.jsonl")) + File.ReadAllText(Experts($"data/{model}/replay.jsonl")));
-            command = ["train", Experts("models/base"), "--data", data, "--out", _work["out"], "--lr", "3e-4", "--warmup", "20",
-                "--weight-decay", "0", .. common];
+            var data = _work.Write(
+                $"{model}.jsonl",
+                File.ReadAllText(Experts($"data/{model}/train.jsonl"))
+                    + File.ReadAllText(Experts($"data/{model}/replay.jsonl"))
+            );
+            command =
+            [
+                "train",
+                Experts("models/base"),
+                "--data",
+                data,
+                "--out",
+                _work["out"],
+                "--lr",
+                "3e-4",
+                "--warmup",
+                "20",
+                "--weight-decay",
+                "0",
+                .. common,
+            ];
         }
         CliResult result;
-        using (DenseBackend.Use(DenseBackend.Managed)) result = AlloyCli.Run(command);   // as the script's ALLOY_LINALG=managed
+        using (DenseBackend.Use(DenseBackend.Managed))
+            result = AlloyCli.Run(command); // as the script's ALLOY_LINALG=managed
         Assert.True(result.ExitCode == 0, result.Stderr);
 
         var logged = Normalize(File.ReadAllLines(Experts($"logs/{model}.log")));
         var run = Normalize(result.Stderr.Split('\n'));
-        Assert.Equal(3, run.Count);   // the header and steps 1 and 10
+        Assert.Equal(3, run.Count); // the header and steps 1 and 10
         Assert.Equal(run, logged.Take(run.Count));
     }
 
-    /// <summary>A log's header and step lines without the step count ("step 10/4000" → "step 10"), which a shorter run changes.</summary>
+    /// <summary>
+    /// A log's header and step lines without the step count ("step 10/4000" → "step 10"), which a shorter run changes.
+    /// </summary>
     private static List<string> Normalize(IEnumerable<string> lines) =>
-        [.. lines.Where(l => l.StartsWith("training on ", StringComparison.Ordinal) || l.StartsWith("step ", StringComparison.Ordinal))
-            .Select(l => StepCount().Replace(l, "$1"))];
+        [
+            .. lines
+                .Where(l =>
+                    l.StartsWith("training on ", StringComparison.Ordinal)
+                    || l.StartsWith("step ", StringComparison.Ordinal)
+                )
+                .Select(l => StepCount().Replace(l, "$1")),
+        ];
 
     [GeneratedRegex(@"(\bstep \d+)/\d+|(?<=, )\d+ (?=steps of)")]
     private static partial Regex StepCount();
@@ -127,8 +204,10 @@ public sealed partial class ExpertExampleTests : IDisposable
     [Fact]
     public void The_committed_weights_are_the_ones_the_script_recorded()
     {
-        var recorded = File.ReadAllLines(Experts("SHA256SUMS")).Where(l => l.Length > 0)
-            .Select(l => l.Split("  ", 2)).ToDictionary(p => p[1], p => p[0]);
+        var recorded = File.ReadAllLines(Experts("SHA256SUMS"))
+            .Where(l => l.Length > 0)
+            .Select(l => l.Split("  ", 2))
+            .ToDictionary(p => p[1], p => p[0]);
         Assert.Equal(Tasks.Prepend("base").Select(m => $"models/{m}/model.safetensors").Order(), recorded.Keys.Order());
         foreach (var (file, hash) in recorded)
             Assert.Equal(hash, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Experts(file)))));

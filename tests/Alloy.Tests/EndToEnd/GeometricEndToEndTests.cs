@@ -2,8 +2,8 @@ using Alloy.Checkpoints;
 using Alloy.Synthetic;
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
-using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Methods.Geometric;
+using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
@@ -22,8 +22,11 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     public void Dispose() => _work.Dispose();
 
     private string Base => _models.Base;
+
     private string Ft(int k) => _models.FineTunes[k - 1];
+
     private static Dictionary<string, float[]> Load(string folder) => TestCheckpoints.ReadAll(folder);
+
     private static double[] D(float[] values) => GeometricReference.ToDouble(values);
 
     private static Dictionary<string, (DType DType, long[] Shape)> Infos(string folder)
@@ -35,7 +38,9 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     private static int LayerOf(string name) =>
         name.StartsWith("model.layers.", StringComparison.Ordinal) ? int.Parse(name.Split('.')[2]) : -1;
 
-    /// <summary>Merges, then checks that the output has the donor's tensors and each equals <paramref name="expected"/>.</summary>
+    /// <summary>
+    /// Merges, then checks that the output has the donor's tensors and each equals <paramref name="expected"/>.
+    /// </summary>
     private void MergeAndCheck(string config, Func<string, long[], double[]> expected, double tolerance = 1e-6)
     {
         AlloyCli.Merge(config, _work["out"]);
@@ -53,7 +58,9 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     [Fact]
     public void Slerp_follows_gradients_and_filters_with_the_unlisted_base_at_t_0()
     {
-        var config = _work.Write("slerp.yml", $"""
+        var config = _work.Write(
+            "slerp.yml",
+            $"""
             merge_method: slerp
             base_model: {Base}
             models:
@@ -66,13 +73,17 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
                   value: 0.3
                 - value: 0.8
             dtype: float32
-            """);
+            """
+        );
         var b = Load(Base);
         var x = Load(Ft(1));
         MergeAndCheck(config, (name, _) =>
         {
             int layer = LayerOf(name);
-            double t = name.Contains("self_attn") ? layer / 3.0 : name.Contains("mlp") ? 0.3 : 0.8;
+            double t =
+                name.Contains("self_attn") ? layer / 3.0
+                : name.Contains("mlp") ? 0.3
+                : 0.8;
             return GeometricReference.Slerp(D(b[name]), D(x[name]), t);
         });
     }
@@ -83,7 +94,9 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     [InlineData(false, true, false)]
     public void Nuslerp_in_every_mode_with_and_without_a_base(bool flatten, bool rowWise, bool withBase)
     {
-        var config = _work.Write("nuslerp.yml", $"""
+        var config = _work.Write(
+            "nuslerp.yml",
+            $"""
             merge_method: nuslerp
             {(withBase ? $"base_model: {Base}" : "")}
             models:
@@ -96,23 +109,30 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
             parameters:
               nuslerp_flatten: {flatten.ToString().ToLowerInvariant()}
               nuslerp_row_wise: {rowWise.ToString().ToLowerInvariant()}
-            """);
+            """
+        );
         var b = Load(Base);
         var x1 = Load(Ft(1));
         var x2 = Load(Ft(2));
         MergeAndCheck(config, (name, shape) =>
         {
-            if (!withBase) return GeometricReference.NuSlerp(D(x1[name]), D(x2[name]), 2 / 3.0, shape, flatten, rowWise);
+            if (!withBase)
+                return GeometricReference.NuSlerp(D(x1[name]), D(x2[name]), 2 / 3.0, shape, flatten, rowWise);
             var v0 = x1[name].Select((v, i) => (double)(v - b[name][i])).ToArray();
             var v1 = x2[name].Select((v, i) => (double)(v - b[name][i])).ToArray();
-            return GeometricReference.NuSlerp(v0, v1, 2 / 3.0, shape, flatten, rowWise).Select((v, i) => v + b[name][i]).ToArray();
+            return GeometricReference
+                .NuSlerp(v0, v1, 2 / 3.0, shape, flatten, rowWise)
+                .Select((v, i) => v + b[name][i])
+                .ToArray();
         });
     }
 
     [Fact]
     public void Multislerp_of_three_task_vectors()
     {
-        var config = _work.Write("multislerp.yml", $$"""
+        var config = _work.Write(
+            "multislerp.yml",
+            $$"""
             merge_method: multislerp
             base_model: {{Base}}
             models:
@@ -122,17 +142,21 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
                 parameters: {weight: 0.3}
               - model: {{Ft(3)}}
                 parameters: {weight: 0.2}
-            """);
+            """
+        );
         var b = Load(Base);
         var xs = Enumerable.Range(1, 3).Select(k => Load(Ft(k))).ToList();
         MergeAndCheck(config, (name, _) =>
-            GeometricReference.MultiSlerp(xs.Select(x => D(x[name])).ToList(), [0.5, 0.3, 0.2], D(b[name]), true, 1e-8));
+            GeometricReference.MultiSlerp(xs.Select(x => D(x[name])).ToList(), [0.5, 0.3, 0.2], D(b[name]), true, 1e-8)
+        );
     }
 
     [Fact]
     public void Karcher_uses_weights_and_does_not_add_the_base_as_a_point()
     {
-        var config = _work.Write("karcher.yml", $$"""
+        var config = _work.Write(
+            "karcher.yml",
+            $$"""
             merge_method: karcher
             base_model: {{Base}}
             models:
@@ -144,10 +168,14 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
             parameters:
               max_iter: 20
               tol: 1.0e-7
-            """);
+            """
+        );
         var xs = Enumerable.Range(1, 3).Select(k => Load(Ft(k))).ToList();
-        MergeAndCheck(config, (name, _) =>
-            GeometricReference.Karcher(xs.Select(x => D(x[name])).ToList(), [0.5, 0.25, 0.25], 20, 1e-7), tolerance: 4e-6);
+        MergeAndCheck(
+            config,
+            (name, _) => GeometricReference.Karcher(xs.Select(x => D(x[name])).ToList(), [0.5, 0.25, 0.25], 20, 1e-7),
+            tolerance: 4e-6
+        );
     }
 
     [Theory]
@@ -155,7 +183,9 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     [InlineData(true)]
     public void Model_stock_of_three_fine_tunes(bool filterWise)
     {
-        var config = _work.Write("model_stock.yml", $"""
+        var config = _work.Write(
+            "model_stock.yml",
+            $"""
             merge_method: model_stock
             base_model: {Base}
             models:
@@ -164,24 +194,33 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
               - model: {Ft(3)}
             parameters:
               filter_wise: {filterWise.ToString().ToLowerInvariant()}
-            """);
+            """
+        );
         var b = Load(Base);
         var xs = Enumerable.Range(1, 3).Select(k => Load(Ft(k))).ToList();
         MergeAndCheck(config, (name, shape) =>
-            GeometricReference.ModelStock(D(b[name]), xs.Select(x => D(x[name])).ToList(), filterWise ? (int)shape[^1] : b[name].Length));
+            GeometricReference.ModelStock(
+                D(b[name]),
+                xs.Select(x => D(x[name])).ToList(),
+                filterWise ? (int)shape[^1] : b[name].Length
+            )
+        );
     }
 
     [Fact]
     public void Nearswap_swaps_in_the_values_close_to_the_base()
     {
-        var config = _work.Write("nearswap.yml", $"""
+        var config = _work.Write(
+            "nearswap.yml",
+            $"""
             merge_method: nearswap
             base_model: {Base}
             models:
               - model: {Ft(1)}
             parameters:
               t: 0.01
-            """);
+            """
+        );
         var b = Load(Base);
         var x = Load(Ft(1));
         MergeAndCheck(config, (name, _) => GeometricReference.Nearswap(D(b[name]), D(x[name]), 0.01));
@@ -192,13 +231,16 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     [InlineData("bfloat16", DType.BF16)]
     public void Arcee_fusion_keeps_important_changes_and_honours_the_dtype(string dtype, DType expected)
     {
-        var config = _work.Write("fusion.yml", $"""
+        var config = _work.Write(
+            "fusion.yml",
+            $"""
             merge_method: arcee_fusion
             base_model: {Base}
             models:
               - model: {Ft(1)}
             dtype: {dtype}
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
         var b = Load(Base);
         var x = Load(Ft(1));
@@ -220,12 +262,15 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     public void Karcher_cuts_embeddings_of_different_sizes_to_their_common_sub_matrix()
     {
         TinyLlama.Write(_work["big"], _models.Spec with { VocabSize = 280 }, 2);
-        var config = _work.Write("karcher.yml", $"""
+        var config = _work.Write(
+            "karcher.yml",
+            $"""
             merge_method: karcher
             models:
               - model: {Ft(1)}
               - model: {_work["big"]}
-            """);
+            """
+        );
         var result = AlloyCli.Merge(config, _work["out"]);
         var x1 = Load(Ft(1));
         var x2 = Load(_work["big"]);
@@ -245,7 +290,9 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     public void Methods_without_embedding_rectification_refuse_different_vocabularies(string method, string parameters)
     {
         TinyLlama.Write(_work["big"], _models.Spec with { VocabSize = 280 }, 2);
-        var config = _work.Write("config.yml", $"""
+        var config = _work.Write(
+            "config.yml",
+            $"""
             merge_method: {method}
             base_model: {Base}
             models:
@@ -255,14 +302,17 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
                 {parameters}
             parameters:
               t: 0.5
-            """);
+            """
+        );
         AlloyCli.Fails(config, _work["out"], "shapes differ");
     }
 
     [Fact]
     public void An_optional_base_must_be_among_a_slices_sources()
     {
-        var config = _work.Write("config.yml", $$"""
+        var config = _work.Write(
+            "config.yml",
+            $$"""
             merge_method: multislerp
             base_model: {{Base}}
             slices:
@@ -273,14 +323,17 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
                   - model: {{Ft(2)}}
                     layer_range: [0, 4]
                     parameters: {weight: 1}
-            """);
+            """
+        );
         AlloyCli.Fails(config, _work["out"], "is not among this slice's sources");
     }
 
     [Fact]
     public void Wrong_model_counts_are_refused_before_anything_is_written()
     {
-        var config = _work.Write("config.yml", $"""
+        var config = _work.Write(
+            "config.yml",
+            $"""
             merge_method: slerp
             base_model: {Base}
             models:
@@ -288,14 +341,18 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
               - model: {Ft(2)}
             parameters:
               t: 0.5
-            """);
+            """
+        );
         AlloyCli.Fails(config, _work["out"], "slerp needs exactly two models, one of them base_model");
-        var stock = _work.Write("stock.yml", $"""
+        var stock = _work.Write(
+            "stock.yml",
+            $"""
             merge_method: model_stock
             base_model: {Base}
             models:
               - model: {Ft(1)}
-            """);
+            """
+        );
         AlloyCli.Fails(stock, _work["out"], "model_stock needs base_model plus at least two other models");
     }
 
@@ -306,18 +363,43 @@ public sealed class GeometricEndToEndTests : IClassFixture<ModelFamily>, IDispos
     public void Output_is_byte_identical_at_any_thread_count_and_chunk_size(string method, string parameters)
     {
         // model_stock needs two fine-tunes; the others take one.
-        var models = string.Join(", ", (method == "model_stock" ? new[] { Ft(1), Ft(2) } : [Ft(1)]).Select(m => $"{{model: {m}}}"));
-        var config = _work.Write("config.yml", $"""
+        var models = string.Join(
+            ", ",
+            (method == "model_stock" ? new[] { Ft(1), Ft(2) } : [Ft(1)]).Select(m => $"{{model: {m}}}")
+        );
+        var config = _work.Write(
+            "config.yml",
+            $"""
             merge_method: {method}
             base_model: {Base}
             models: [{models}]
             parameters:
               {parameters}
             out_dtype: bfloat16
-            """);
+            """
+        );
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(config, new Diagnostics());
-        Merger.Run(recipe, _work["one"], new MergeOptions { Execution = new() { Threads = 1, ChunkElements = 97 } }, new Diagnostics());
-        Merger.Run(recipe, _work["many"], new MergeOptions { Execution = new() { Threads = 4, ChunkElements = 1 << 20 } }, new Diagnostics());
-        Assert.Equal(File.ReadAllBytes(_work["one/model.safetensors"]), File.ReadAllBytes(_work["many/model.safetensors"]));
+        Merger.Run(
+            recipe,
+            _work["one"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 1, ChunkElements = 97 },
+            },
+            new Diagnostics()
+        );
+        Merger.Run(
+            recipe,
+            _work["many"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 4, ChunkElements = 1 << 20 },
+            },
+            new Diagnostics()
+        );
+        Assert.Equal(
+            File.ReadAllBytes(_work["one/model.safetensors"]),
+            File.ReadAllBytes(_work["many/model.safetensors"])
+        );
     }
 }

@@ -27,12 +27,15 @@ public sealed class InMemoryMergeTests : IDisposable
         {
             if (node is JsonObject o)
             {
-                foreach (var key in new[] { "model", "seconds", "tokens_per_second" }) o.Remove(key);
-                foreach (var (_, child) in o.ToList()) Strip(child);
+                foreach (var key in new[] { "model", "seconds", "tokens_per_second" })
+                    o.Remove(key);
+                foreach (var (_, child) in o.ToList())
+                    Strip(child);
             }
             else if (node is JsonArray a)
             {
-                foreach (var child in a) Strip(child);
+                foreach (var child in a)
+                    Strip(child);
             }
         }
         Strip(report);
@@ -40,12 +43,20 @@ public sealed class InMemoryMergeTests : IDisposable
     }
 
     [Theory]
-    [InlineData("ties.yml")]          // bfloat16 output, streamed statistics, sign election
-    [InlineData("tsv_m.yml")]         // whole-tensor SVD method
-    [InlineData("frankenmerge.yml")]  // a 6-layer model from two 4-layer ones: the config changes too
+    [InlineData("ties.yml")] // bfloat16 output, streamed statistics, sign election
+    [InlineData("tsv_m.yml")] // whole-tensor SVD method
+    [InlineData("frankenmerge.yml")] // a 6-layer model from two 4-layer ones: the config changes too
     public void Evaluating_a_recipe_in_memory_reports_what_evaluating_its_written_folder_does(string recipe)
     {
-        string[] data = ["--text", Example("eval/text.txt"), "--tasks", Example("eval/tasks.jsonl"), "--samples", "--quiet"];
+        string[] data =
+        [
+            "--text",
+            Example("eval/text.txt"),
+            "--tasks",
+            Example("eval/tasks.jsonl"),
+            "--samples",
+            "--quiet",
+        ];
         var examples = Directory.GetFileSystemEntries(Example(""), "*", SearchOption.AllDirectories).Order().ToList();
         var inMemory = AlloyCli.Run(["eval", Example(recipe), .. data]);
         Assert.True(inMemory.ExitCode == 0, inMemory.Stderr);
@@ -85,12 +96,23 @@ public sealed class InMemoryMergeTests : IDisposable
         var second = first with
         {
             Text = null,
-            Models = first.Models!.Select((m, k) => m with { Parameters = new ParameterSettings { ["weight"] = 0.3 * (k + 1), ["density"] = 0.25 } }).ToList(),
+            Models = first
+                .Models!.Select(
+                    (m, k) =>
+                        m with
+                        {
+                            Parameters = new ParameterSettings { ["weight"] = 0.3 * (k + 1), ["density"] = 0.25 },
+                        }
+                )
+                .ToList(),
             Parameters = new ParameterSettings { ["normalize"] = false, ["lambda"] = 0.7 },
         };
         session.Reparameterize(second);
         MergedModel.Refill(session, model);
-        Assert.False(before.AsSpan().SequenceEqual(model.Parameters["model.layers.2.mlp.up_proj.weight"].Data), "the new parameters changed nothing");
+        Assert.False(
+            before.AsSpan().SequenceEqual(model.Parameters["model.layers.2.mlp.up_proj.weight"].Data),
+            "the new parameters changed nothing"
+        );
 
         using var fresh = MergeSession.Open(second);
         var expected = MergedModel.Create(fresh);
@@ -98,7 +120,9 @@ public sealed class InMemoryMergeTests : IDisposable
             Assert.True(p.Data.AsSpan().SequenceEqual(model.Parameters[p.Name].Data), p.Name);
         Assert.Equal(fresh.Plan.Describe(), session.Plan.Describe());
         // The inputs are the tensors opened at first: no header was read again.
-        Assert.All(session.Plan.Jobs.Select((j, k) => (j, k)), x => Assert.Equal(inputs[x.k], x.j.Inputs.Select(i => i.Tensor), ReferenceEqualityComparer.Instance));
+        Assert.All(session.Plan.Jobs.Select((j, k) => (j, k)), x =>
+            Assert.Equal(inputs[x.k], x.j.Inputs.Select(i => i.Tensor), ReferenceEqualityComparer.Instance)
+        );
     }
 
     [Fact]
@@ -107,18 +131,30 @@ public sealed class InMemoryMergeTests : IDisposable
         var first = RecipeParser.ParseFile(Example("ties.yml"), Diagnostics.Silent());
         using var session = MergeSession.Open(first);
         var otherModels = first with { Models = first.Models!.Take(2).ToList() };
-        Assert.Contains("only parameter values may change between re-merges of one plan",
-            Assert.Throws<AlloyException>(() => session.Reparameterize(otherModels)).Message);
-        var badValue = first with { Parameters = new ParameterSettings { ["lambda"] = 1.0, ["normalize"] = 0.5 } };
-        Assert.Contains("parameter 'normalize' of ties: 0.5 is not true or false",
-            Assert.Throws<AlloyException>(() => session.Reparameterize(badValue)).Message);
+        Assert.Contains(
+            "only parameter values may change between re-merges of one plan",
+            Assert.Throws<AlloyException>(() => session.Reparameterize(otherModels)).Message
+        );
+        var badValue = first with
+        {
+            Parameters = new ParameterSettings { ["lambda"] = 1.0, ["normalize"] = 0.5 },
+        };
+        Assert.Contains(
+            "parameter 'normalize' of ties: 0.5 is not true or false",
+            Assert.Throws<AlloyException>(() => session.Reparameterize(badValue)).Message
+        );
     }
 
     [Fact]
     public void Eval_of_a_recipe_with_mistakes_fails_in_one_line()
     {
-        var missing = AlloyCli.Run("eval", _work.Write("none.yml", "merge_method: linear\nmodels:\n  - model: nowhere\n    parameters: {weight: 1}\n"),
-            "--tasks", Example("eval/tasks.jsonl"), "--quiet");
+        var missing = AlloyCli.Run(
+            "eval",
+            _work.Write("none.yml", "merge_method: linear\nmodels:\n  - model: nowhere\n    parameters: {weight: 1}\n"),
+            "--tasks",
+            Example("eval/tasks.jsonl"),
+            "--quiet"
+        );
         Assert.Equal(1, missing.ExitCode);
         Assert.StartsWith("error: ", missing.Stderr);
         Assert.Single(missing.Stderr.Trim().Split('\n'));

@@ -19,7 +19,9 @@ public sealed class MalformedCheckpointTests : IClassFixture<ModelFamily>, IDisp
 
     public void Dispose() => _work.Dispose();
 
-    /// <summary>A copy of fine-tune 1 whose safetensors header is rewritten by <paramref name="edit"/>; returns the recipe.</summary>
+    /// <summary>
+    /// A copy of fine-tune 1 whose safetensors header is rewritten by <paramref name="edit"/>; returns the recipe.
+    /// </summary>
     private string RecipeWithDamagedHeader(Action<JsonObject> edit, Func<byte[], byte[]>? rewrite = null)
     {
         var folder = _work["damaged"];
@@ -40,27 +42,34 @@ public sealed class MalformedCheckpointTests : IClassFixture<ModelFamily>, IDisp
         return Recipe(folder);
     }
 
-    private string Recipe(string damaged) => _work.Write("config.yml", $"""
-        merge_method: linear
-        models:
-          - model: {_models.FineTunes[1]}
-            parameters:
-              weight: 1
-          - model: {damaged}
-            parameters:
-              weight: 1
-        """);
+    private string Recipe(string damaged) =>
+        _work.Write(
+            "config.yml",
+            $"""
+            merge_method: linear
+            models:
+              - model: {_models.FineTunes[1]}
+                parameters:
+                  weight: 1
+              - model: {damaged}
+                parameters:
+                  weight: 1
+            """
+        );
 
     private static JsonObject Entry(JsonObject header, string name) => header[name]!.AsObject();
 
     [Fact]
     public void Header_length_past_the_end_of_the_file()
     {
-        var recipe = RecipeWithDamagedHeader(_ => { }, bytes =>
-        {
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)bytes.Length);
-            return bytes;
-        });
+        var recipe = RecipeWithDamagedHeader(
+            _ => { },
+            bytes =>
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)bytes.Length);
+                return bytes;
+            }
+        );
         AlloyCli.Fails(recipe, _work["out"], "runs past the end of the file");
     }
 
@@ -111,7 +120,11 @@ public sealed class MalformedCheckpointTests : IClassFixture<ModelFamily>, IDisp
         var index = JsonNode.Parse(File.ReadAllText(indexPath))!;
         index["weight_map"]!["model.norm.weight"] = "../x.safetensors";
         File.WriteAllText(indexPath, index.ToJsonString());
-        var result = AlloyCli.Fails(Recipe(sharded), _work["out"], "'../x.safetensors', which is not a file name inside the model folder");
+        var result = AlloyCli.Fails(
+            Recipe(sharded),
+            _work["out"],
+            "'../x.safetensors', which is not a file name inside the model folder"
+        );
         Assert.Contains("model.safetensors.index.json", result.Stderr);
     }
 }

@@ -5,7 +5,9 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
 
-/// <summary>Recipes run through the CLI entry point; every output tensor is checked against values computed here.</summary>
+/// <summary>
+/// Recipes run through the CLI entry point; every output tensor is checked against values computed here.
+/// </summary>
 public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
 {
     private readonly ModelFamily _models;
@@ -16,11 +18,14 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     public void Dispose() => _work.Dispose();
 
     private string Base => _models.Base;
+
     private string Ft(int k) => _models.FineTunes[k - 1];
+
     private Dictionary<string, float[]> Load(string folder) => TestCheckpoints.ReadAll(folder);
 
     /// <summary>The largest magnitude among the inputs' values of one tensor.</summary>
-    private static double Scale(string name, params Dictionary<string, float[]>[] models) => models.Max(m => m[name].Max(Math.Abs));
+    private static double Scale(string name, params Dictionary<string, float[]>[] models) =>
+        models.Max(m => m[name].Max(Math.Abs));
 
     /// <summary>Layer index of a layer tensor name, or -1 for pre/post-layer weights.</summary>
     private static int LayerOf(string name) =>
@@ -29,7 +34,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Linear_merge_is_the_normalized_weighted_average_of_every_tensor()
     {
-        var config = _work.Write("linear.yml", $"""
+        var config = _work.Write(
+            "linear.yml",
+            $"""
             models:
               - model: {Ft(1)}
                 parameters:
@@ -42,7 +49,8 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
                   weight: 0.1
             merge_method: linear
             dtype: float32
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         var inputs = Enumerable.Range(1, 3).Select(k => Load(Ft(k))).ToList();
@@ -51,8 +59,10 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
         Assert.Equal(inputs[0].Keys.Order(), output.Keys.Order());
         foreach (var (name, actual) in output)
         {
-            var expected = Enumerable.Range(0, actual.Length)
-                .Select(j => (w[0] * inputs[0][name][j] + w[1] * inputs[1][name][j] + w[2] * inputs[2][name][j]) / 1.0).ToArray();
+            var expected = Enumerable
+                .Range(0, actual.Length)
+                .Select(j => (w[0] * inputs[0][name][j] + w[1] * inputs[1][name][j] + w[2] * inputs[2][name][j]) / 1.0)
+                .ToArray();
             Expect.Close(name, expected, actual, DType.F32, Scale(name, [.. inputs]));
         }
     }
@@ -60,7 +70,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Task_arithmetic_applies_gradients_per_layer_filters_per_tensor_and_t0_outside_the_layers()
     {
-        var config = _work.Write("ta.yml", $"""
+        var config = _work.Write(
+            "ta.yml",
+            $"""
             merge_method: task_arithmetic
             base_model: {Base}
             models:
@@ -79,7 +91,8 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
                   value: 2.0
                 - value: 1.0
             dtype: float32
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         var b = Load(Base);
@@ -92,8 +105,13 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
             double w1 = layer < 0 ? 0 : layer / 3.0;
             double w2 = name.Contains("mlp") ? 0.5 : 1.0;
             double lambda = name.Contains("self_attn") ? 2.0 : 1.0;
-            var expected = Enumerable.Range(0, actual.Length)
-                .Select(j => b[name][j] + lambda * (w1 * ((double)x1[name][j] - b[name][j]) + w2 * ((double)x2[name][j] - b[name][j]))).ToArray();
+            var expected = Enumerable
+                .Range(0, actual.Length)
+                .Select(j =>
+                    b[name][j]
+                    + lambda * (w1 * ((double)x1[name][j] - b[name][j]) + w2 * ((double)x2[name][j] - b[name][j]))
+                )
+                .ToArray();
             Expect.Close(name, expected, actual, DType.F32, Scale(name, b, x1, x2));
         }
     }
@@ -101,7 +119,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Parameters_resolve_source_before_slice_before_global_and_pre_post_weights_follow_first_and_last_slice()
     {
-        var config = _work.Write("precedence.yml", $"""
+        var config = _work.Write(
+            "precedence.yml",
+            $"""
             merge_method: linear
             slices:
               - sources:
@@ -121,7 +141,8 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
             parameters:
               weight: 2.0
             dtype: float32
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         var x1 = Load(Ft(1));
@@ -131,7 +152,10 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
             int layer = LayerOf(name);
             bool firstSlice = layer is 0 or 1 || name == "model.embed_tokens.weight";
             (double w1, double w2) = firstSlice ? (3.0, 1.0) : (2.0, 2.0);
-            var expected = Enumerable.Range(0, actual.Length).Select(j => (w1 * x1[name][j] + w2 * x2[name][j]) / (w1 + w2)).ToArray();
+            var expected = Enumerable
+                .Range(0, actual.Length)
+                .Select(j => (w1 * x1[name][j] + w2 * x2[name][j]) / (w1 + w2))
+                .ToArray();
             Expect.Close(name, expected, actual, DType.F32, Scale(name, x1, x2));
         }
     }
@@ -139,7 +163,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Passthrough_slices_renumber_layers_and_update_the_layer_count()
     {
-        var config = _work.Write("franken.yml", $"""
+        var config = _work.Write(
+            "franken.yml",
+            $"""
             slices:
               - sources:
                   - model: {Ft(1)}
@@ -148,7 +174,8 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
                   - model: {Ft(2)}
                     layer_range: [1, 4]
             merge_method: passthrough
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         var x1 = Load(Ft(1));
@@ -174,7 +201,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Passthrough_scale_with_a_filter_zeroes_only_matching_tensors()
     {
-        var config = _work.Write("scale.yml", $"""
+        var config = _work.Write(
+            "scale.yml",
+            $"""
             merge_method: passthrough
             models:
               - model: {Ft(1)}
@@ -183,21 +212,26 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
                     - filter: o_proj
                       value: 0
                     - value: 1
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         var x1 = Load(Ft(1));
         foreach (var (name, actual) in Load(_work["out"]))
         {
-            if (name.Contains("o_proj")) Assert.All(actual, v => Assert.Equal(0f, v));
-            else Assert.Equal(x1[name], actual);
+            if (name.Contains("o_proj"))
+                Assert.All(actual, v => Assert.Equal(0f, v));
+            else
+                Assert.Equal(x1[name], actual);
         }
     }
 
     [Fact]
     public void Task_arithmetic_with_lambda_zero_returns_the_base_in_bfloat16()
     {
-        var config = _work.Write("ta0.yml", $$"""
+        var config = _work.Write(
+            "ta0.yml",
+            $$"""
             merge_method: task_arithmetic
             base_model: {{Base}}
             models:
@@ -206,7 +240,8 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
             parameters:
               lambda: 0
             out_dtype: bfloat16
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
 
         foreach (var (name, actual) in Load(_work["out"]))
@@ -221,7 +256,9 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Output_is_byte_identical_at_any_thread_count_and_chunk_size()
     {
-        var config = _work.Write("ta.yml", $$"""
+        var config = _work.Write(
+            "ta.yml",
+            $$"""
             merge_method: task_arithmetic
             base_model: {{Base}}
             models:
@@ -230,24 +267,47 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
               - model: {{Ft(2)}}
                 parameters: {weight: [1, 0.2]}
             out_dtype: bfloat16
-            """);
+            """
+        );
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(config, new Diagnostics());
-        Merger.Run(recipe, _work["one"], new MergeOptions { Execution = new() { Threads = 1, ChunkElements = 97 } }, new Diagnostics());
-        Merger.Run(recipe, _work["many"], new MergeOptions { Execution = new() { Threads = 4, ChunkElements = 1 << 20 } }, new Diagnostics());
-        Assert.Equal(File.ReadAllBytes(_work["one/model.safetensors"]), File.ReadAllBytes(_work["many/model.safetensors"]));
+        Merger.Run(
+            recipe,
+            _work["one"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 1, ChunkElements = 97 },
+            },
+            new Diagnostics()
+        );
+        Merger.Run(
+            recipe,
+            _work["many"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 4, ChunkElements = 1 << 20 },
+            },
+            new Diagnostics()
+        );
+        Assert.Equal(
+            File.ReadAllBytes(_work["one/model.safetensors"]),
+            File.ReadAllBytes(_work["many/model.safetensors"])
+        );
     }
 
     [Fact]
     public void Inputs_are_never_modified()
     {
         var before = new[] { Base, Ft(1) }.Select(TestCheckpoints.FolderDigest).ToList();
-        var config = _work.Write("ta.yml", $$"""
+        var config = _work.Write(
+            "ta.yml",
+            $$"""
             merge_method: task_arithmetic
             base_model: {{Base}}
             models:
               - model: {{Ft(1)}}
                 parameters: {weight: 1}
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
         Assert.Equal(before, new[] { Base, Ft(1) }.Select(TestCheckpoints.FolderDigest));
     }

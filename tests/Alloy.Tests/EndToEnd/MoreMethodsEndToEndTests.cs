@@ -1,12 +1,15 @@
 using Alloy.Tensors;
 using Alloy.Tests.Methods;
-using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Methods.Geometric;
+using Alloy.Tests.Methods.TaskVectors;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
 
-/// <summary>sce, ram, ramplus_tl, magmax and expo through the CLI entry point, every output tensor checked against <see cref="MoreTaskVectorReference"/>.</summary>
+/// <summary>
+/// sce, ram, ramplus_tl, magmax and expo through the CLI entry point, every output tensor checked against
+/// <see cref="MoreTaskVectorReference"/>.
+/// </summary>
 public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisposable
 {
     private readonly ModelFamily _models;
@@ -16,13 +19,17 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
 
     public void Dispose() => _work.Dispose();
 
-    private string Config(string method, string globals, int fineTunes = 3) => _work.Write($"{method}-{Guid.NewGuid():N}.yml", $"""
-        merge_method: {method}
-        base_model: {_models.Base}
-        models:
-        {string.Join("\n", _models.FineTunes.Take(fineTunes).Select(f => $"  - model: {f}"))}
-        parameters: {globals}
-        """);
+    private string Config(string method, string globals, int fineTunes = 3) =>
+        _work.Write(
+            $"{method}-{Guid.NewGuid():N}.yml",
+            $"""
+            merge_method: {method}
+            base_model: {_models.Base}
+            models:
+            {string.Join("\n", _models.FineTunes.Take(fineTunes).Select(f => $"  - model: {f}"))}
+            parameters: {globals}
+            """
+        );
 
     /// <summary>Merges and compares every output tensor with <paramref name="reference"/>(base, fine-tunes).</summary>
     private void Check(string config, Func<float[], IReadOnlyList<float[]>, double[]> reference, int fineTunes = 3)
@@ -43,21 +50,29 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
     public void Sce() => Check(Config("sce", "{}"), (b, m) => MoreTaskVectorReference.Sce(b, m));
 
     [Fact]
-    public void Sce_with_select_topk() => Check(Config("sce", "{select_topk: 0.4, int8_mask: true}"), (b, m) => MoreTaskVectorReference.Sce(b, m, 0.4));
+    public void Sce_with_select_topk() =>
+        Check(Config("sce", "{select_topk: 0.4, int8_mask: true}"), (b, m) => MoreTaskVectorReference.Sce(b, m, 0.4));
 
     [Fact]
     public void Ram() => Check(Config("ram", "{epsilon: 0.01}"), (b, m) => MoreTaskVectorReference.Ram(b, m, 0.01));
 
     [Fact]
     public void Ramplus_tl() =>
-        Check(Config("ramplus_tl", "{r: 0.5, alpha: 0.3, epsilon: 0.02}"), (b, m) => MoreTaskVectorReference.Ram(b, m, 0.02, (0.5, 0.3)));
+        Check(Config("ramplus_tl", "{r: 0.5, alpha: 0.3, epsilon: 0.02}"), (b, m) =>
+            MoreTaskVectorReference.Ram(b, m, 0.02, (0.5, 0.3))
+        );
 
     [Fact]
-    public void Magmax() => Check(Config("magmax", "{scaling_factor: 0.7}"), (b, m) => MoreTaskVectorReference.MagMax(b, m, 0.7));
+    public void Magmax() =>
+        Check(Config("magmax", "{scaling_factor: 0.7}"), (b, m) => MoreTaskVectorReference.MagMax(b, m, 0.7));
 
     [Fact]
     public void Expo_with_one_fine_tune() =>
-        Check(Config("expo", "{extrapolation_factor: 0.3}", fineTunes: 1), (b, m) => MoreTaskVectorReference.Expo(b, m, 0.3), fineTunes: 1);
+        Check(
+            Config("expo", "{extrapolation_factor: 0.3}", fineTunes: 1),
+            (b, m) => MoreTaskVectorReference.Expo(b, m, 0.3),
+            fineTunes: 1
+        );
 
     [Fact]
     public void Expo_with_the_default_factor_averages_several_fine_tunes() =>
@@ -70,7 +85,9 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
     [Fact]
     public void Pcb_with_per_model_lambdas()
     {
-        string config = _work.Write("pcb.yml", $$"""
+        string config = _work.Write(
+            "pcb.yml",
+            $$"""
             merge_method: pcb
             base_model: {{_models.Base}}
             models:
@@ -80,7 +97,8 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
                 parameters: {lambda: 0.9}
               - model: {{_models.FineTunes[2]}}
             parameters: {pcb_ratio: 0.3, clamp_ratio: 0.01}
-            """);
+            """
+        );
         Check(config, (b, m) => PcbReference.Merge(b, m, [1.0, 0.9, 1.2], 0.3, 0.01));
     }
 
@@ -96,8 +114,27 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
     public void Output_is_byte_identical_at_any_thread_count_and_chunk_size(string method)
     {
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(Config(method, "{}"), new Diagnostics());
-        Merger.Run(recipe, _work["one"], new MergeOptions { Execution = new() { Threads = 1, ChunkElements = 97 } }, new Diagnostics());
-        Merger.Run(recipe, _work["many"], new MergeOptions { Execution = new() { Threads = 4, ChunkElements = 1 << 20 } }, new Diagnostics());
-        Assert.Equal(File.ReadAllBytes(_work["one/model.safetensors"]), File.ReadAllBytes(_work["many/model.safetensors"]));
+        Merger.Run(
+            recipe,
+            _work["one"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 1, ChunkElements = 97 },
+            },
+            new Diagnostics()
+        );
+        Merger.Run(
+            recipe,
+            _work["many"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 4, ChunkElements = 1 << 20 },
+            },
+            new Diagnostics()
+        );
+        Assert.Equal(
+            File.ReadAllBytes(_work["one/model.safetensors"]),
+            File.ReadAllBytes(_work["many/model.safetensors"])
+        );
     }
 }

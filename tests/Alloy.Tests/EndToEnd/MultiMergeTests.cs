@@ -3,7 +3,9 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.EndToEnd;
 
-/// <summary>alloy multi (mergekit-multi): stages by name, dependency order, skipping finished stages, cycles refused.</summary>
+/// <summary>
+/// alloy multi (mergekit-multi): stages by name, dependency order, skipping finished stages, cycles refused.
+/// </summary>
 public sealed class MultiMergeTests : IClassFixture<ModelFamily>, IDisposable
 {
     private readonly ModelFamily _models;
@@ -14,29 +16,33 @@ public sealed class MultiMergeTests : IClassFixture<ModelFamily>, IDisposable
     public void Dispose() => _work.Dispose();
 
     /// <summary>The final merge is listed first, so dependency order must differ from document order.</summary>
-    private string ThreeStages(double editWeight = 0.5) => _work.Write("multi.yml", $$"""
-        merge_method: linear
-        models:
-          - model: edited
-            parameters: {weight: 1}
-          - model: {{_models.FineTunes[2]}}
-            parameters: {weight: 1}
-        ---
-        name: edited
-        merge_method: task_arithmetic
-        base_model: {{_models.Base}}
-        models:
-          - model: soup
-            parameters: {weight: {{editWeight}}}
-        ---
-        name: soup
-        merge_method: linear
-        models:
-          - model: {{_models.FineTunes[0]}}
-            parameters: {weight: 1}
-          - model: {{_models.FineTunes[1]}}
-            parameters: {weight: 1}
-        """);
+    private string ThreeStages(double editWeight = 0.5) =>
+        _work.Write(
+            "multi.yml",
+            $$"""
+            merge_method: linear
+            models:
+              - model: edited
+                parameters: {weight: 1}
+              - model: {{_models.FineTunes[2]}}
+                parameters: {weight: 1}
+            ---
+            name: edited
+            merge_method: task_arithmetic
+            base_model: {{_models.Base}}
+            models:
+              - model: soup
+                parameters: {weight: {{editWeight}}}
+            ---
+            name: soup
+            merge_method: linear
+            models:
+              - model: {{_models.FineTunes[0]}}
+                parameters: {weight: 1}
+              - model: {{_models.FineTunes[1]}}
+                parameters: {weight: 1}
+            """
+        );
 
     private CliResult Multi(string config, params string[] extra) =>
         AlloyCli.Run(["multi", config, "--intermediate-dir", _work["stages"], "--out-path", _work["final"], .. extra]);
@@ -46,19 +52,25 @@ public sealed class MultiMergeTests : IClassFixture<ModelFamily>, IDisposable
     {
         var result = Multi(ThreeStages());
         Assert.True(result.ExitCode == 0, result.Stderr);
-        Assert.True(result.Stdout.IndexOf("merging soup", StringComparison.Ordinal) < result.Stdout.IndexOf("merging edited", StringComparison.Ordinal));
+        Assert.True(
+            result.Stdout.IndexOf("merging soup", StringComparison.Ordinal)
+                < result.Stdout.IndexOf("merging edited", StringComparison.Ordinal)
+        );
         Assert.True(Directory.Exists(_work["stages/soup"]) && Directory.Exists(_work["stages/edited"]));
 
         var b = TestCheckpoints.ReadAll(_models.Base);
         var x = _models.FineTunes.Select(TestCheckpoints.ReadAll).ToList();
         foreach (var (name, actual) in TestCheckpoints.ReadAll(_work["final"]))
         {
-            var expected = Enumerable.Range(0, actual.Length).Select(j =>
-            {
-                double soup = (x[0][name][j] + (double)x[1][name][j]) / 2;
-                double edited = b[name][j] + 0.5 * (soup - b[name][j]);
-                return (edited + x[2][name][j]) / 2;
-            }).ToArray();
+            var expected = Enumerable
+                .Range(0, actual.Length)
+                .Select(j =>
+                {
+                    double soup = (x[0][name][j] + (double)x[1][name][j]) / 2;
+                    double edited = b[name][j] + 0.5 * (soup - b[name][j]);
+                    return (edited + x[2][name][j]) / 2;
+                })
+                .ToArray();
             Expect.Close(name, expected, actual, DType.F32, 1);
         }
     }
@@ -89,7 +101,9 @@ public sealed class MultiMergeTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Cycles_are_refused()
     {
-        var config = _work.Write("cycle.yml", $$"""
+        var config = _work.Write(
+            "cycle.yml",
+            $$"""
             name: a
             merge_method: linear
             models:
@@ -101,7 +115,8 @@ public sealed class MultiMergeTests : IClassFixture<ModelFamily>, IDisposable
             models:
               - model: a
                 parameters: {weight: 1}
-            """);
+            """
+        );
         var result = AlloyCli.Run("multi", config, "--intermediate-dir", _work["stages"]);
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("cycle", result.Stderr);

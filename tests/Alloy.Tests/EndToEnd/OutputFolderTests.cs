@@ -13,34 +13,46 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
 
     public void Dispose() => _work.Dispose();
 
-    private string LinearConfig() => _work.Write("linear.yml", $$"""
-        # a comment that must survive in mergekit_config.yml
-        models:
-          - model: {{_models.FineTunes[0]}}
-            parameters: {weight: 1}
-          - model: {{_models.FineTunes[1]}}
-            parameters: {weight: 1}
-        merge_method: linear
-        dtype: bfloat16
-        """);
+    private string LinearConfig() =>
+        _work.Write(
+            "linear.yml",
+            $$"""
+            # a comment that must survive in mergekit_config.yml
+            models:
+              - model: {{_models.FineTunes[0]}}
+                parameters: {weight: 1}
+              - model: {{_models.FineTunes[1]}}
+                parameters: {weight: 1}
+            merge_method: linear
+            dtype: bfloat16
+            """
+        );
 
     /// <summary>A whole-tensor method's recipe (Karcher means iterate over whole tensors).</summary>
-    private string WholeTensorConfig() => _work.Write("karcher.yml", $$"""
-        merge_method: karcher
-        models:
-          - model: {{_models.FineTunes[0]}}
-          - model: {{_models.FineTunes[1]}}
-        """);
+    private string WholeTensorConfig() =>
+        _work.Write(
+            "karcher.yml",
+            $$"""
+            merge_method: karcher
+            models:
+              - model: {{_models.FineTunes[0]}}
+              - model: {{_models.FineTunes[1]}}
+            """
+        );
 
     /// <summary>A streamed method's recipe: statistics first (norms and a dot), then chunks.</summary>
-    private string SlerpConfig() => _work.Write("slerp.yml", $$"""
-        merge_method: slerp
-        base_model: {{_models.Base}}
-        models:
-          - model: {{_models.FineTunes[0]}}
-        parameters:
-          t: 0.5
-        """);
+    private string SlerpConfig() =>
+        _work.Write(
+            "slerp.yml",
+            $$"""
+            merge_method: slerp
+            base_model: {{_models.Base}}
+            models:
+              - model: {{_models.FineTunes[0]}}
+            parameters:
+              t: 0.5
+            """
+        );
 
     [Fact]
     public void A_merge_writes_config_tokenizer_card_and_the_original_recipe()
@@ -51,14 +63,28 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
         Assert.Contains("merged", result.Stdout);
         Assert.Equal("", result.Stderr);
 
-        string[] expected = ["model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", "README.md", "mergekit_config.yml"];
+        string[] expected =
+        [
+            "model.safetensors",
+            "config.json",
+            "generation_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "README.md",
+            "mergekit_config.yml",
+        ];
         Assert.Equal(expected.Order(), Directory.GetFiles(_work["out"]).Select(Path.GetFileName).Order());
         Assert.Equal(File.ReadAllText(config), File.ReadAllText(_work["out/mergekit_config.yml"]));
-        Assert.Equal(File.ReadAllText(Path.Combine(_models.FineTunes[0], "tokenizer.json")), File.ReadAllText(_work["out/tokenizer.json"]));
+        Assert.Equal(
+            File.ReadAllText(Path.Combine(_models.FineTunes[0], "tokenizer.json")),
+            File.ReadAllText(_work["out/tokenizer.json"])
+        );
 
         var outConfig = JsonNode.Parse(File.ReadAllText(_work["out/config.json"]))!.AsObject();
-        var donorConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(_models.FineTunes[0], "config.json")))!.AsObject();
+        var donorConfig = JsonNode
+            .Parse(File.ReadAllText(Path.Combine(_models.FineTunes[0], "config.json")))!
+            .AsObject();
         Assert.Equal("bfloat16", (string)outConfig["torch_dtype"]!);
         Assert.Equal((int)donorConfig["num_hidden_layers"]!, (int)outConfig["num_hidden_layers"]!);
 
@@ -92,7 +118,10 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
     {
         AlloyCli.Merge(LinearConfig(), _work["small"], "--memory-limit", "1K", "--threads", "2");
         AlloyCli.Merge(LinearConfig(), _work["default"]);
-        Assert.Equal(File.ReadAllBytes(_work["default/model.safetensors"]), File.ReadAllBytes(_work["small/model.safetensors"]));
+        Assert.Equal(
+            File.ReadAllBytes(_work["default/model.safetensors"]),
+            File.ReadAllBytes(_work["small/model.safetensors"])
+        );
         var bad = AlloyCli.Run("merge", LinearConfig(), _work["bad"], "--memory-limit", "lots");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("--memory-limit: 'lots' is not a memory size", bad.Stderr);
@@ -111,7 +140,10 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
     {
         AlloyCli.Merge(SlerpConfig(), _work["small"], "--memory-limit", "1K", "--threads", "2");
         AlloyCli.Merge(SlerpConfig(), _work["default"]);
-        Assert.Equal(File.ReadAllBytes(_work["default/model.safetensors"]), File.ReadAllBytes(_work["small/model.safetensors"]));
+        Assert.Equal(
+            File.ReadAllBytes(_work["default/model.safetensors"]),
+            File.ReadAllBytes(_work["small/model.safetensors"])
+        );
     }
 
     [Fact]
@@ -120,23 +152,34 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
         var config = WholeTensorConfig();
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(config, new Diagnostics());
         var diagnostics = new Diagnostics();
-        var soft = new MergeOptions { Execution = new() { MemoryLimitBytes = 1024, StrictMemoryLimit = false } };
+        var soft = new MergeOptions
+        {
+            Execution = new() { MemoryLimitBytes = 1024, StrictMemoryLimit = false },
+        };
         Alloy.Merger.Run(recipe, _work["soft"], soft, diagnostics);
-        Assert.Contains(diagnostics.Warnings, w => w.Contains("runs alone above the default budget", StringComparison.Ordinal));
+        Assert.Contains(diagnostics.Warnings, w =>
+            w.Contains("runs alone above the default budget", StringComparison.Ordinal)
+        );
         Alloy.Merger.Run(recipe, _work["default"], new MergeOptions(), new Diagnostics());
-        Assert.Equal(File.ReadAllBytes(_work["default/model.safetensors"]), File.ReadAllBytes(_work["soft/model.safetensors"]));
+        Assert.Equal(
+            File.ReadAllBytes(_work["default/model.safetensors"]),
+            File.ReadAllBytes(_work["soft/model.safetensors"])
+        );
     }
 
     [Fact]
     public void The_model_card_names_the_base_only_when_the_method_uses_one()
     {
-        var config = _work.Write("karcher.yml", $$"""
+        var config = _work.Write(
+            "karcher.yml",
+            $$"""
             merge_method: karcher
             base_model: {{_models.Base}}
             models:
               - model: {{_models.Base}}
               - model: {{_models.FineTunes[0]}}
-            """);
+            """
+        );
         AlloyCli.Merge(config, _work["out"]);
         var card = File.ReadAllText(_work["out/README.md"]);
         Assert.DoesNotContain("as the base model", card);
@@ -163,7 +206,10 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
         // --overwrite replaces only a previous model output: a file of the user's is named and kept.
         var refused = AlloyCli.Run("merge", LinearConfig(), _work["out"], "--quiet", "--overwrite");
         Assert.Equal(1, refused.ExitCode);
-        Assert.Contains("holds files a merge does not write (keep.txt); --overwrite replaces only a previous model output", refused.Stderr);
+        Assert.Contains(
+            "holds files a merge does not write (keep.txt); --overwrite replaces only a previous model output",
+            refused.Stderr
+        );
         Assert.Equal("precious", File.ReadAllText(_work["out/keep.txt"]));
     }
 
@@ -190,7 +236,19 @@ public sealed class OutputFolderTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Mergekit_flags_that_do_not_apply_are_accepted_with_a_note()
     {
-        var result = AlloyCli.Run("merge", LinearConfig(), _work["out"], "--quiet", "--cuda", "--lazy-unpickle", "--low-cpu-memory", "--device", "cuda:0", "-j", "2");
+        var result = AlloyCli.Run(
+            "merge",
+            LinearConfig(),
+            _work["out"],
+            "--quiet",
+            "--cuda",
+            "--lazy-unpickle",
+            "--low-cpu-memory",
+            "--device",
+            "cuda:0",
+            "-j",
+            "2"
+        );
         Assert.Equal(0, result.ExitCode);
         Assert.Contains("note: --cuda has no effect", result.Stderr);
         Assert.Contains("note: --device has no effect", result.Stderr);

@@ -10,24 +10,41 @@ public sealed class RawMergeTests : IDisposable
     public RawMergeTests()
     {
         // Gapped block numbering (as in diffusion UNets) and a tensor only the second file has.
-        TestCheckpoints.Write(_work["a"], null, [("down_blocks.0.conv.weight", [2, 2], [1, 2, 3, 4]), ("down_blocks.2.conv.weight", [2], [10, 20])]);
-        TestCheckpoints.Write(_work["b"], null, [("down_blocks.0.conv.weight", [2, 2], [3, 4, 5, 6]), ("down_blocks.2.conv.weight", [2], [30, 40]), ("extra.bias", [1], [7])]);
+        TestCheckpoints.Write(
+            _work["a"],
+            null,
+            [("down_blocks.0.conv.weight", [2, 2], [1, 2, 3, 4]), ("down_blocks.2.conv.weight", [2], [10, 20])]
+        );
+        TestCheckpoints.Write(
+            _work["b"],
+            null,
+            [
+                ("down_blocks.0.conv.weight", [2, 2], [3, 4, 5, 6]),
+                ("down_blocks.2.conv.weight", [2], [30, 40]),
+                ("extra.bias", [1], [7]),
+            ]
+        );
     }
 
     public void Dispose() => _work.Dispose();
 
-    private string Recipe(string weightA = "1", string weightB = "1") => _work.Write("raw.yml", $"""
-        merge_method: linear
-        models:
-          - model: {_work["a/model.safetensors"]}
-            parameters:
-              weight: {weightA}
-          - model: {_work["b/model.safetensors"]}
-            parameters:
-              weight: {weightB}
-        """);
+    private string Recipe(string weightA = "1", string weightB = "1") =>
+        _work.Write(
+            "raw.yml",
+            $"""
+            merge_method: linear
+            models:
+              - model: {_work["a/model.safetensors"]}
+                parameters:
+                  weight: {weightA}
+              - model: {_work["b/model.safetensors"]}
+                parameters:
+                  weight: {weightB}
+            """
+        );
 
-    private CliResult Raw(string recipe, params string[] extra) => AlloyCli.Run(["merge-raw", recipe, _work["out"], "--quiet", .. extra]);
+    private CliResult Raw(string recipe, params string[] extra) =>
+        AlloyCli.Run(["merge-raw", recipe, _work["out"], "--quiet", .. extra]);
 
     [Fact]
     public void A_tensor_missing_from_some_models_is_an_error_by_default()
@@ -55,7 +72,10 @@ public sealed class RawMergeTests : IDisposable
     public void Intersection_leaves_out_tensors_some_models_lack()
     {
         Assert.Equal(0, Raw(Recipe(), "-i").ExitCode);
-        Assert.Equal(["down_blocks.0.conv.weight", "down_blocks.2.conv.weight"], TestCheckpoints.ReadAll(_work["out"]).Keys.Order());
+        Assert.Equal(
+            ["down_blocks.0.conv.weight", "down_blocks.2.conv.weight"],
+            TestCheckpoints.ReadAll(_work["out"]).Keys.Order()
+        );
     }
 
     [Fact]
@@ -69,7 +89,9 @@ public sealed class RawMergeTests : IDisposable
     [Fact]
     public void Filters_match_tensor_names_and_gradients_take_their_first_value()
     {
-        var recipe = _work.Write("raw.yml", $"""
+        var recipe = _work.Write(
+            "raw.yml",
+            $"""
             merge_method: linear
             models:
               - model: {_work["a/model.safetensors"]}
@@ -81,7 +103,8 @@ public sealed class RawMergeTests : IDisposable
               - model: {_work["b/model.safetensors"]}
                 parameters:
                   weight: 1
-            """);
+            """
+        );
         Assert.Equal(0, Raw(recipe, "-i").ExitCode);
         var output = TestCheckpoints.ReadAll(_work["out"]);
         Assert.Equal([30f, 40f], output["down_blocks.2.conv.weight"]);

@@ -16,7 +16,16 @@ public sealed class StreamingFamily : IDisposable
     public StreamingFamily()
     {
         // Embedding and head: 600 × 128 = 76,800 entries, more than one statistics unit; rows of 128 entries.
-        var spec = new TinyLlamaSpec { DType = DType.BF16, Layers = 2, VocabSize = 600, HiddenSize = 128, IntermediateSize = 192, Heads = 4, KeyValueHeads = 2 };
+        var spec = new TinyLlamaSpec
+        {
+            DType = DType.BF16,
+            Layers = 2,
+            VocabSize = 600,
+            HiddenSize = 128,
+            IntermediateSize = 192,
+            Heads = 4,
+            KeyValueHeads = 2,
+        };
         var folders = TinyLlama.WriteFamily(_folder.Path, spec, fineTunes: 3);
         Base = folders[0];
         FineTunes = folders.Skip(1).ToList();
@@ -60,10 +69,18 @@ public sealed class StreamedMergeTests : IClassFixture<StreamingFamily>, IDispos
     [InlineData("model_stock", "{}", "{filter_wise: true}")]
     [InlineData("multislerp", "{weight: 1.0}", "{}")]
     [InlineData("ramplus_tl", "{}", "{}")]
-    public void A_streamed_merge_equals_the_whole_tensor_merge_at_any_chunk_size_and_thread_count(string method, string perModel, string globals)
+    public void A_streamed_merge_equals_the_whole_tensor_merge_at_any_chunk_size_and_thread_count(
+        string method,
+        string perModel,
+        string globals
+    )
     {
         string models = string.Join("\n", _models.FineTunes.Select(m => $"  - model: {m}\n    parameters: {perModel}"));
-        var config = _work.Write($"{method}.yml", $"merge_method: {method}\nbase_model: {_models.Base}\nmodels:\n{models}\nparameters: {globals}\nout_dtype: bfloat16\n");
+        var config = _work.Write(
+            $"{method}.yml",
+            $"merge_method: {method}\nbase_model: {_models.Base}\nmodels:\n{models}\nparameters: {globals}\nout_dtype: "
+                + $"bfloat16\n"
+        );
         AssertStreamedEqualsWhole(config);
     }
 
@@ -73,23 +90,36 @@ public sealed class StreamedMergeTests : IClassFixture<StreamingFamily>, IDispos
     [InlineData("nuslerp", "{nuslerp_flatten: false}")]
     public void Two_model_interpolations_stream_too(string method, string globals)
     {
-        string models = method == "slerp"
-            ? $"  - model: {_models.FineTunes[0]}"
-            : string.Join("\n", _models.FineTunes.Take(2).Select((m, i) => $"  - model: {m}\n    parameters: {{weight: {i + 1}}}"));
-        var config = _work.Write($"{method}.yml", $"merge_method: {method}\nbase_model: {_models.Base}\nmodels:\n{models}\nparameters: {globals}\n");
+        string models =
+            method == "slerp"
+                ? $"  - model: {_models.FineTunes[0]}"
+                : string.Join(
+                    "\n",
+                    _models.FineTunes.Take(2).Select((m, i) => $"  - model: {m}\n    parameters: {{weight: {i + 1}}}")
+                );
+        var config = _work.Write(
+            $"{method}.yml",
+            $"merge_method: {method}\nbase_model: {_models.Base}\nmodels:\n{models}\nparameters: {globals}\n"
+        );
         AssertStreamedEqualsWhole(config);
     }
 
     [Fact]
     public void Streamed_methods_split_large_tensors_and_whole_tensor_methods_do_not()
     {
-        var recipe = RecipeParser.ParseFile(_work.Write("ties.yml", $"""
-            merge_method: ties
-            base_model: {_models.Base}
-            models:
-              - model: {_models.FineTunes[0]}
-                parameters: {"{"}weight: 1.0, density: 0.3{"}"}
-            """), new Diagnostics());
+        var recipe = RecipeParser.ParseFile(
+            _work.Write(
+                "ties.yml",
+                $"""
+                merge_method: ties
+                base_model: {_models.Base}
+                models:
+                  - model: {_models.FineTunes[0]}
+                    parameters: {"{"}weight: 1.0, density: 0.3{"}"}
+                """
+            ),
+            new Diagnostics()
+        );
         using var models = ModelSet.Open(recipe, new Diagnostics());
         var plan = Planner.Create(recipe, models, new PlanOptions(), new Diagnostics());
         var embedding = plan.Jobs.Single(j => j.Output.Name == "model.embed_tokens.weight");
@@ -101,20 +131,43 @@ public sealed class StreamedMergeTests : IClassFixture<StreamingFamily>, IDispos
         Assert.Null(MethodRegistry.Find("karcher")!.Chunking(embedding.Info!, embedding.Output.Shape));
     }
 
-    /// <summary>Merges with every tensor whole (one thread), then at each of <see cref="Runs"/>, and compares the bytes.</summary>
+    /// <summary>
+    /// Merges with every tensor whole (one thread), then at each of <see cref="Runs"/>, and compares the bytes.
+    /// </summary>
     private void AssertStreamedEqualsWhole(string config)
     {
         var recipe = RecipeParser.ParseFile(config, new Diagnostics());
-        Merger.Run(recipe, _work["whole"], new MergeOptions { Execution = new() { Threads = 1, ChunkElements = 1 << 30 } }, new Diagnostics());
+        Merger.Run(
+            recipe,
+            _work["whole"],
+            new MergeOptions
+            {
+                Execution = new() { Threads = 1, ChunkElements = 1 << 30 },
+            },
+            new Diagnostics()
+        );
         var whole = File.ReadAllBytes(_work["whole/model.safetensors"]);
         foreach (var (chunk, threads) in Runs)
         {
             string folder = _work[$"streamed-{chunk}-{threads}"];
-            Merger.Run(recipe, folder, new MergeOptions { Execution = new() { Threads = threads, ChunkElements = chunk } }, new Diagnostics());
-            Assert.True(whole.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(folder, "model.safetensors"))),
-                $"chunks of {chunk} on {threads} threads differ from the whole-tensor merge");
+            Merger.Run(
+                recipe,
+                folder,
+                new MergeOptions
+                {
+                    Execution = new() { Threads = threads, ChunkElements = chunk },
+                },
+                new Diagnostics()
+            );
+            Assert.True(
+                whole.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(folder, "model.safetensors"))),
+                $"chunks of {chunk} on {threads} threads differ from the whole-tensor merge"
+            );
         }
         // The merge did something: the output is not the base model.
-        Assert.NotEqual(TestCheckpoints.ReadAll(_models.Base)["model.embed_tokens.weight"], TestCheckpoints.ReadAll(_work["whole"])["model.embed_tokens.weight"]);
+        Assert.NotEqual(
+            TestCheckpoints.ReadAll(_models.Base)["model.embed_tokens.weight"],
+            TestCheckpoints.ReadAll(_work["whole"])["model.embed_tokens.weight"]
+        );
     }
 }

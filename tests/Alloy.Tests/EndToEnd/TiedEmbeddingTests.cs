@@ -8,7 +8,15 @@ namespace Alloy.Tests.EndToEnd;
 /// <summary>Models that tie lm_head to their input embedding, alone and mixed with models that store a head.</summary>
 public sealed class TiedEmbeddingTests : IDisposable
 {
-    private static readonly TinyLlamaSpec Spec = new() { DType = DType.F32, Layers = 2, HiddenSize = 16, IntermediateSize = 32, Heads = 2, KeyValueHeads = 1 };
+    private static readonly TinyLlamaSpec Spec = new()
+    {
+        DType = DType.F32,
+        Layers = 2,
+        HiddenSize = 16,
+        IntermediateSize = 32,
+        Heads = 2,
+        KeyValueHeads = 1,
+    };
     private readonly TempFolder _work = new();
 
     public TiedEmbeddingTests()
@@ -20,16 +28,20 @@ public sealed class TiedEmbeddingTests : IDisposable
 
     public void Dispose() => _work.Dispose();
 
-    private string Linear(string a, string b) => _work.Write("config.yml", $"""
-        merge_method: linear
-        models:
-          - model: {_work[a]}
-            parameters:
-              weight: 1
-          - model: {_work[b]}
-            parameters:
-              weight: 1
-        """);
+    private string Linear(string a, string b) =>
+        _work.Write(
+            "config.yml",
+            $"""
+            merge_method: linear
+            models:
+              - model: {_work[a]}
+                parameters:
+                  weight: 1
+              - model: {_work[b]}
+                parameters:
+                  weight: 1
+            """
+        );
 
     [Fact]
     public void Tied_models_merge_into_a_tied_model_without_lm_head()

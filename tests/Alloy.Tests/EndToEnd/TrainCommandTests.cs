@@ -19,8 +19,26 @@ public sealed class TrainCommandTests : IDisposable
 
     private string FreshModel()
     {
-        var synth = AlloyCli.Run("synth", _work["synth"], "--fine-tunes", "0", "--layers", "2", "--hidden", "32", "--intermediate", "64",
-            "--heads", "4", "--kv-heads", "2", "--dtype", "float32", "--seed", "4");
+        var synth = AlloyCli.Run(
+            "synth",
+            _work["synth"],
+            "--fine-tunes",
+            "0",
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--intermediate",
+            "64",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--dtype",
+            "float32",
+            "--seed",
+            "4"
+        );
         Assert.True(synth.ExitCode == 0, synth.Stderr);
         return _work["synth/base"];
     }
@@ -30,7 +48,8 @@ public sealed class TrainCommandTests : IDisposable
     {
         var lines = new List<string>();
         for (int a = 0; a < 10; a++)
-            for (int b = 0; b < 10; b++) lines.Add($"{{\"prompt\": \"{a}+{b}=\", \"completion\": \"{(a + b) % 10}\"}}");
+        for (int b = 0; b < 10; b++)
+            lines.Add($"{{\"prompt\": \"{a}+{b}=\", \"completion\": \"{(a + b) % 10}\"}}");
         return _work.Write("sums.jsonl", string.Join("\n", lines) + "\n");
     }
 
@@ -38,21 +57,49 @@ public sealed class TrainCommandTests : IDisposable
     public void Train_lowers_the_loss_and_writes_a_model_that_loads_and_merges()
     {
         var model = FreshModel();
-        var result = AlloyCli.Run("train", model, "--data", AdditionData(), "--out", _work["trained"], "--steps", "60", "--batch-size", "20",
-            "--lr", "3e-3", "--warmup", "5", "--seed", "1", "--dtype", "bfloat16");
+        var result = AlloyCli.Run(
+            "train",
+            model,
+            "--data",
+            AdditionData(),
+            "--out",
+            _work["trained"],
+            "--steps",
+            "60",
+            "--batch-size",
+            "20",
+            "--lr",
+            "3e-3",
+            "--warmup",
+            "5",
+            "--seed",
+            "1",
+            "--dtype",
+            "bfloat16"
+        );
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Contains("training on 100 examples (200 scored tokens), 60 steps of 20", result.Stderr);
-        var losses = Regex.Matches(result.Stderr, @"step (\d+)/60 .* loss ([0-9.]+)").Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)).ToList();
+        var losses = Regex
+            .Matches(result.Stderr, @"step (\d+)/60 .* loss ([0-9.]+)")
+            .Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))
+            .ToList();
         Assert.True(losses.Count >= 20, result.Stderr);
         Assert.True(losses[^1] < 0.5 * losses[0], result.Stderr);
-        Assert.Matches(@"^trained 60 steps \(12\.00 epochs\) in [0-9.]+ s: loss [0-9.]+ → [0-9.]+; wrote .*trained \(bfloat16\)\n$", result.Stdout);
+        Assert.Matches(
+            @"^trained 60 steps \(12\.00 epochs\) in [0-9.]+ s: loss [0-9.]+ → [0-9.]+; wrote .*trained \(bfloat16\)\n$",
+            result.Stdout
+        );
 
         var trained = LlamaModel.Load(_work["trained"]);
         Assert.Equal(32, trained.Config.HiddenSize);
         Assert.Contains("\"torch_dtype\": \"bfloat16\"", File.ReadAllText(_work["trained/config.json"]));
         Assert.True(File.Exists(_work["trained/tokenizer.json"]));
 
-        var config = _work.Write("merge.yml", $"merge_method: linear\nmodels:\n  - model: {model}\n    parameters: {{weight: 0.5}}\n  - model: {_work["trained"]}\n    parameters: {{weight: 0.5}}\ndtype: float32\n");
+        var config = _work.Write(
+            "merge.yml",
+            $"merge_method: linear\nmodels:\n  - model: {model}\n    parameters: {{weight: 0.5}}\n  - model: "
+                + $"{_work["trained"]}\n    parameters: {{weight: 0.5}}\ndtype: float32\n"
+        );
         AlloyCli.Merge(config, _work["merged"]);
         Assert.Equal(32, LlamaModel.Load(_work["merged"]).Config.HiddenSize);
     }
@@ -61,10 +108,24 @@ public sealed class TrainCommandTests : IDisposable
     public void Log_every_prints_a_line_every_n_steps_and_the_first_and_last()
     {
         var model = FreshModel();
-        var result = AlloyCli.Run("train", model, "--data", AdditionData(), "--out", _work["trained"], "--steps", "23", "--batch-size", "20",
-            "--log-every", "5");
+        var result = AlloyCli.Run(
+            "train",
+            model,
+            "--data",
+            AdditionData(),
+            "--out",
+            _work["trained"],
+            "--steps",
+            "23",
+            "--batch-size",
+            "20",
+            "--log-every",
+            "5"
+        );
         Assert.True(result.ExitCode == 0, result.Stderr);
-        var logged = Regex.Matches(result.Stderr, @"^step (\d+)/23 ", RegexOptions.Multiline).Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+        var logged = Regex
+            .Matches(result.Stderr, @"^step (\d+)/23 ", RegexOptions.Multiline)
+            .Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
         Assert.Equal([1, 5, 10, 15, 20, 23], logged);
     }
 
@@ -73,25 +134,63 @@ public sealed class TrainCommandTests : IDisposable
     {
         var model = FreshModel();
         var data = _work.Write("text.txt", "hello world\n\nthe quick brown fox\njumps over the lazy dog\n");
-        var fisher = AlloyCli.Run("fisher", model, "--data", data, "--out", _work["stats/fisher.safetensors"], "--quiet");
+        var fisher = AlloyCli.Run(
+            "fisher",
+            model,
+            "--data",
+            data,
+            "--out",
+            _work["stats/fisher.safetensors"],
+            "--quiet"
+        );
         Assert.True(fisher.ExitCode == 0, fisher.Stderr);
         Assert.Contains("diagonal_fisher, 3 examples", fisher.Stdout);
-        var regmean = AlloyCli.Run("regmean", model, "--data", data, "--out", _work["stats/grams.safetensors"], "--batch-size", "2", "--quiet");
+        var regmean = AlloyCli.Run(
+            "regmean",
+            model,
+            "--data",
+            data,
+            "--out",
+            _work["stats/grams.safetensors"],
+            "--batch-size",
+            "2",
+            "--quiet"
+        );
         Assert.True(regmean.ExitCode == 0, regmean.Stderr);
-        int tokens = "hello world".Length + "the quick brown fox".Length + "jumps over the lazy dog".Length + 3 * 2;   // bytes + BOS + EOS
+        // bytes + BOS + EOS
+        int tokens = "hello world".Length + "the quick brown fox".Length + "jumps over the lazy dog".Length + 3 * 2;
         Assert.Contains($"regmean_gram, {tokens} tokens", regmean.Stdout);
 
         using var fisherFile = SafetensorsFile.Open(_work["stats/fisher.safetensors"]);
         Assert.Equal("3", fisherFile.Metadata["examples"]);
         Assert.Equal([272L, 32L], fisherFile.Tensors.Single(t => t.Name == "model.embed_tokens.weight").Info.Shape);
         using var gramFile = SafetensorsFile.Open(_work["stats/grams.safetensors"]);
-        Assert.Equal([64L, 64L], gramFile.Tensors.Single(t => t.Name == "model.layers.1.mlp.down_proj.weight").Info.Shape);
+        Assert.Equal(
+            [64L, 64L],
+            gramFile.Tensors.Single(t => t.Name == "model.layers.1.mlp.down_proj.weight").Info.Shape
+        );
         Assert.Equal([32L, 32L], gramFile.Tensors.Single(t => t.Name == "lm_head.weight").Info.Shape);
 
-        var again = AlloyCli.Run("fisher", model, "--data", data, "--out", _work["stats/fisher.safetensors"], "--quiet");
+        var again = AlloyCli.Run(
+            "fisher",
+            model,
+            "--data",
+            data,
+            "--out",
+            _work["stats/fisher.safetensors"],
+            "--quiet"
+        );
         Assert.Equal(ExitCodes.InputError, again.ExitCode);
         Assert.Contains("exists; pass --overwrite", again.Stderr);
-        var inside = AlloyCli.Run("regmean", model, "--data", data, "--out", Path.Combine(model, "grams.safetensors"), "--quiet");
+        var inside = AlloyCli.Run(
+            "regmean",
+            model,
+            "--data",
+            data,
+            "--out",
+            Path.Combine(model, "grams.safetensors"),
+            "--quiet"
+        );
         Assert.Equal(ExitCodes.InputError, inside.ExitCode);
         Assert.Contains("never writes into an input model's folder", inside.Stderr);
     }
@@ -101,12 +200,37 @@ public sealed class TrainCommandTests : IDisposable
     {
         var model = FreshModel();
         string data = AdditionData();
-        string validation = _work.Write("held.jsonl", "{\"prompt\": \"3+4=\", \"completion\": \"7\"}\n{\"prompt\": \"9+9=\", \"completion\": \"8\"}\n");
-        var result = AlloyCli.Run("train", model, "--data", data, "--validation", validation, "--eval-every", "10", "--out", _work["trained"],
-            "--steps", "30", "--batch-size", "20", "--lr", "3e-3", "--warmup", "5", "--seed", "1");
+        string validation = _work.Write(
+            "held.jsonl",
+            "{\"prompt\": \"3+4=\", \"completion\": \"7\"}\n{\"prompt\": \"9+9=\", \"completion\": \"8\"}\n"
+        );
+        var result = AlloyCli.Run(
+            "train",
+            model,
+            "--data",
+            data,
+            "--validation",
+            validation,
+            "--eval-every",
+            "10",
+            "--out",
+            _work["trained"],
+            "--steps",
+            "30",
+            "--batch-size",
+            "20",
+            "--lr",
+            "3e-3",
+            "--warmup",
+            "5",
+            "--seed",
+            "1"
+        );
         Assert.True(result.ExitCode == 0, result.Stderr);
 
-        var entries = File.ReadAllLines(_work["trained/metrics.jsonl"]).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject()).ToList();
+        var entries = File.ReadAllLines(_work["trained/metrics.jsonl"])
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject())
+            .ToList();
         Assert.Equal(31, entries.Count);
         Assert.Equal(["step", "validation_loss"], entries[0].Select(p => p.Key));
         Assert.Equal(0, (int)entries[0]["step"]!);
@@ -114,21 +238,40 @@ public sealed class TrainCommandTests : IDisposable
         {
             var entry = entries[step];
             Assert.Equal(step, (int)entry["step"]!);
-            Assert.Equal(Alloy.Runtime.Training.LearningRateSchedule.At(step - 1, 30, 3e-3, 0, 5), (double)entry["learning_rate"]!, 12);
-            Assert.True((double)entry["loss"]! > 0 && (double)entry["grad_norm"]! > 0 && (double)entry["tokens_per_second"]! > 0);
+            Assert.Equal(
+                Alloy.Runtime.Training.LearningRateSchedule.At(step - 1, 30, 3e-3, 0, 5),
+                (double)entry["learning_rate"]!,
+                12
+            );
+            Assert.True(
+                (double)entry["loss"]! > 0 && (double)entry["grad_norm"]! > 0 && (double)entry["tokens_per_second"]! > 0
+            );
             // 20 examples of "BOS a+b=c EOS": 7 tokens each.
             Assert.Equal(140, (int)entry["tokens"]!);
             Assert.Equal(step % 10 == 0, entry.ContainsKey("validation_loss"));
         }
-        double first = (double)entries[0]["validation_loss"]!, last = (double)entries[30]["validation_loss"]!;
+        double first = (double)entries[0]["validation_loss"]!,
+            last = (double)entries[30]["validation_loss"]!;
         Assert.True(last < first, $"validation loss {first} → {last}");
-        Assert.EndsWith(string.Create(CultureInfo.InvariantCulture, $", validation loss {last:F4}; wrote {_work["trained"]} (float32)\n"), result.Stdout);
+        Assert.EndsWith(
+            string.Create(
+                CultureInfo.InvariantCulture,
+                $", validation loss {last:F4}; wrote {_work["trained"]} (float32)\n"
+            ),
+            result.Stdout
+        );
 
         // loss.png: a PNG of 800 × 450 pixels (the IHDR chunk's big-endian width and height).
         var png = File.ReadAllBytes(_work["trained/loss.png"]);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 13, 10, 26, 10 }, png[..8]);
         Assert.Equal("IHDR", System.Text.Encoding.ASCII.GetString(png, 12, 4));
-        Assert.Equal((800, 450), (System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16)), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20))));
+        Assert.Equal(
+            (800, 450),
+            (
+                System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16)),
+                System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20))
+            )
+        );
         Assert.True(png.Length > 10_000, $"{png.Length} bytes");
     }
 

@@ -16,7 +16,8 @@ public sealed class MergeProgressTests : IClassFixture<ModelFamily>, IDisposable
 
     private List<MergeProgress> Merge(string parameters)
     {
-        var recipe = RecipeParser.Parse($"""
+        var recipe = RecipeParser.Parse(
+            $"""
             merge_method: ties
             base_model: {_models.Base}
             models:
@@ -25,7 +26,10 @@ public sealed class MergeProgressTests : IClassFixture<ModelFamily>, IDisposable
               - model: {_models.FineTunes[1]}
                 parameters: {"{"}weight: 1, density: 0.5{"}"}
             parameters: {parameters}
-            """, "ties.yml", new Diagnostics());
+            """,
+            "ties.yml",
+            new Diagnostics()
+        );
         var reports = new List<MergeProgress>();
         using var session = MergeSession.Open(recipe);
         session.WriteFolder(_work["out"], reports.Add);

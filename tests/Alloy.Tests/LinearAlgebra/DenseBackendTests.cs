@@ -14,7 +14,8 @@ public sealed class DenseBackendTests
     /// <summary>The backends available here: managed always, OpenBLAS when the library loads.</summary>
     public static TheoryData<string> Backends() => new(BackendNames());
 
-    internal static IEnumerable<string> BackendNames() => DenseBackend.OpenBlas is null ? ["managed"] : ["managed", "openblas"];
+    internal static IEnumerable<string> BackendNames() =>
+        DenseBackend.OpenBlas is null ? ["managed"] : ["managed", "openblas"];
 
     internal static DenseBackend Get(string name) => name == "managed" ? DenseBackend.Managed : DenseBackend.OpenBlas!;
 
@@ -22,7 +23,8 @@ public sealed class DenseBackendTests
     {
         var stream = RandomStream.For(11, key, 0);
         var values = new float[count];
-        for (int i = 0; i < count; i++) values[i] = (float)(scale * stream.Normal(i));
+        for (int i = 0; i < count; i++)
+            values[i] = (float)(scale * stream.Normal(i));
         return values;
     }
 
@@ -32,39 +34,49 @@ public sealed class DenseBackendTests
     {
         var linear = Get(backend);
         // Sizes cross the managed kernel's tile (6×16), panel (96 rows, 256 depth) and column-block (2048) edges.
-        foreach (var (m, n, k) in new[] { (1, 1, 1), (3, 5, 2), (7, 17, 9), (130, 70, 300), (97, 33, 257), (3, 2100, 5) })
-            foreach (bool ta in new[] { false, true })
-                foreach (bool tb in new[] { false, true })
-                    foreach (var (alpha, beta) in new[] { (1f, 0f), (0.5f, 1f), (-2f, 0.25f) })
+        foreach (
+            var (m, n, k) in new[] { (1, 1, 1), (3, 5, 2), (7, 17, 9), (130, 70, 300), (97, 33, 257), (3, 2100, 5) }
+        )
+        foreach (bool ta in new[] { false, true })
+        foreach (bool tb in new[] { false, true })
+        foreach (var (alpha, beta) in new[] { (1f, 0f), (0.5f, 1f), (-2f, 0.25f) })
+        {
+            // Leading dimensions larger than the logical widths: sub-matrices of wider storage.
+            int lda = (ta ? m : k) + 3,
+                ldb = (tb ? k : n) + 1,
+                ldc = n + 2;
+            var a = Random((ta ? k : m) * lda, $"a{m}{n}{k}{ta}");
+            var b = Random((tb ? n : k) * ldb, $"b{m}{n}{k}{tb}");
+            var c = Random(m * ldc, $"c{m}{n}{k}");
+            var before = (float[])c.Clone();
+            linear.Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            for (int i = 0; i < m; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = 0,
+                        magnitude = 0;
+                    for (int p = 0; p < k; p++)
                     {
-                        // Leading dimensions larger than the logical widths: sub-matrices of wider storage.
-                        int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-                        var a = Random((ta ? k : m) * lda, $"a{m}{n}{k}{ta}");
-                        var b = Random((tb ? n : k) * ldb, $"b{m}{n}{k}{tb}");
-                        var c = Random(m * ldc, $"c{m}{n}{k}");
-                        var before = (float[])c.Clone();
-                        linear.Gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-                        for (int i = 0; i < m; i++)
-                        {
-                            for (int j = 0; j < n; j++)
-                            {
-                                double sum = 0, magnitude = 0;
-                                for (int p = 0; p < k; p++)
-                                {
-                                    double x = ta ? a[p * lda + i] : a[i * lda + p];
-                                    double y = tb ? b[j * ldb + p] : b[p * ldb + j];
-                                    sum += x * y;
-                                    magnitude += Math.Abs(x * y);
-                                }
-                                double expected = alpha * sum + beta * before[i * ldc + j];
-                                double tolerance = 1e-6 * (Math.Abs(alpha) * magnitude + Math.Abs(beta * before[i * ldc + j])) + 1e-30;
-                                Assert.True(Math.Abs(c[i * ldc + j] - expected) <= tolerance,
-                                    $"{backend} {m}×{n}×{k} ta={ta} tb={tb} α={alpha} β={beta}: C[{i},{j}] = {c[i * ldc + j]}, expected {expected}");
-                            }
-                            // Padding between rows of C is untouched.
-                            for (int j = n; j < ldc && i * ldc + j < c.Length; j++) Assert.Equal(before[i * ldc + j], c[i * ldc + j]);
-                        }
+                        double x = ta ? a[p * lda + i] : a[i * lda + p];
+                        double y = tb ? b[j * ldb + p] : b[p * ldb + j];
+                        sum += x * y;
+                        magnitude += Math.Abs(x * y);
                     }
+                    double expected = alpha * sum + beta * before[i * ldc + j];
+                    double tolerance =
+                        1e-6 * (Math.Abs(alpha) * magnitude + Math.Abs(beta * before[i * ldc + j])) + 1e-30;
+                    Assert.True(
+                        Math.Abs(c[i * ldc + j] - expected) <= tolerance,
+                        $"{backend} {m}×{n}×{k} ta={ta} tb={tb} α={alpha} β={beta}: C[{i},{j}] = {c[i * ldc + j]}, "
+                            + $"expected {expected}"
+                    );
+                }
+                // Padding between rows of C is untouched.
+                for (int j = n; j < ldc && i * ldc + j < c.Length; j++)
+                    Assert.Equal(before[i * ldc + j], c[i * ldc + j]);
+            }
+        }
     }
 
     [Theory]
@@ -72,7 +84,8 @@ public sealed class DenseBackendTests
     public void Gemm_with_beta_zero_ignores_what_C_held_and_k_zero_only_scales_C(string backend)
     {
         var linear = Get(backend);
-        float[] a = [1, 2, 3, 4], b = [5, 6, 7, 8];
+        float[] a = [1, 2, 3, 4],
+            b = [5, 6, 7, 8];
         float[] c = [float.NaN, float.PositiveInfinity, float.NaN, 1];
         linear.Gemm(false, false, 2, 2, 2, 1, a, 2, b, 2, 0, c, 2);
         Assert.Equal([19f, 22f, 43f, 50f], c);
@@ -82,13 +95,29 @@ public sealed class DenseBackendTests
 
     public static IEnumerable<object[]> SvdShapes() =>
         from backend in BackendNames()
-        from shape in new[] { (1, 1), (1, 7), (7, 1), (5, 5), (13, 7), (7, 13), (64, 48), (40, 90), (120, 120), (300, 260) }
+        from shape in new[]
+        {
+            (1, 1),
+            (1, 7),
+            (7, 1),
+            (5, 5),
+            (13, 7),
+            (7, 13),
+            (64, 48),
+            (40, 90),
+            (120, 120),
+            (300, 260),
+        }
         select new object[] { backend, shape.Item1, shape.Item2 };
 
     // 300×260 is large enough for the managed SVD to rotate pairs in parallel.
     [Theory]
     [MemberData(nameof(SvdShapes))]
-    public void Svd_of_random_matrices_reconstructs_them_with_orthonormal_factors_and_sorted_values(string backend, int m, int n)
+    public void Svd_of_random_matrices_reconstructs_them_with_orthonormal_factors_and_sorted_values(
+        string backend,
+        int m,
+        int n
+    )
     {
         var a = Random(m * n, $"svd{m}x{n}");
         CheckSvd(Get(backend), a, m, n, $"{backend} {m}×{n}");
@@ -107,7 +136,7 @@ public sealed class DenseBackendTests
         Assert.All(s[3..], v => Assert.True(v < 1e-5 * s[0], $"{backend}: trailing singular value {v} vs {s[0]}"));
 
         // Exactly rank 2 with zero rows and columns, its SVD known: values 3 and 2, then exact zeros.
-        float[] sparse = [0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, -2, 0, 0, 0, 0, 0, 0];   // 5×4
+        float[] sparse = [0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, -2, 0, 0, 0, 0, 0, 0]; // 5×4
         var known = CheckSvd(linear, sparse, 5, 4, $"{backend} 5×4 sparse");
         Assert.Equal(3f, known[0], 6);
         Assert.Equal(2f, known[1], 6);
@@ -155,26 +184,33 @@ public sealed class DenseBackendTests
             var (_, reference, _) = Svd(FromRowMajor(a0, 30, 20));
             var s0 = new float[20];
             DenseBackend.Managed.Svd(a0, 30, 20, new float[600], s0, new float[400]);
-            for (int q = 0; q < 20; q++) Assert.Equal(reference[q], s0[q], 1e-5 * reference[0]);
+            for (int q = 0; q < 20; q++)
+                Assert.Equal(reference[q], s0[q], 1e-5 * reference[0]);
             return;
         }
         foreach (var (m, n) in new[] { (30, 20), (20, 30), (64, 64) })
         {
             var a = Random(m * n, $"agree{m}x{n}");
             int r = Math.Min(m, n);
-            var results = new[] { openBlas, DenseBackend.Managed }.Select(linear =>
-            {
-                var (u, s, vt) = (new float[m * r], new float[r], new float[r * n]);
-                linear.Svd(a, m, n, u, s, vt);
-                return (U: FromRowMajor(u, m, r), S: s, Vt: FromRowMajor(vt, r, n));
-            }).ToArray();
+            var results = new[] { openBlas, DenseBackend.Managed }
+                .Select(linear =>
+                {
+                    var (u, s, vt) = (new float[m * r], new float[r], new float[r * n]);
+                    linear.Svd(a, m, n, u, s, vt);
+                    return (U: FromRowMajor(u, m, r), S: s, Vt: FromRowMajor(vt, r, n));
+                })
+                .ToArray();
             for (int q = 0; q < r; q++)
             {
                 Assert.Equal(results[0].S[q], results[1].S[q], 1e-5 * results[0].S[0]);
                 // Singular vectors agree up to sign (the values are distinct for random matrices).
                 double dot = 0;
-                for (int i = 0; i < m; i++) dot += results[0].U[i, q] * results[1].U[i, q];
-                Assert.True(Math.Abs(Math.Abs(dot) - 1) < 1e-3, $"{m}×{n}: U column {q} differs (|dot| = {Math.Abs(dot)})");
+                for (int i = 0; i < m; i++)
+                    dot += results[0].U[i, q] * results[1].U[i, q];
+                Assert.True(
+                    Math.Abs(Math.Abs(dot) - 1) < 1e-3,
+                    $"{m}×{n}: U column {q} differs (|dot| = {Math.Abs(dot)})"
+                );
             }
             var first = Reconstruct(results[0].U, results[0].S.Select(v => (double)v).ToArray(), results[0].Vt, r);
             var second = Reconstruct(results[1].U, results[1].S.Select(v => (double)v).ToArray(), results[1].Vt, r);
@@ -198,7 +234,8 @@ public sealed class DenseBackendTests
             // An orthonormal matrix is its own polar factor.
             var again = new float[m * n];
             linear.Polar(q, m, n, again);
-            for (int i = 0; i < q.Length; i++) Assert.Equal(q[i], again[i], 1e-5);
+            for (int i = 0; i < q.Length; i++)
+                Assert.Equal(q[i], again[i], 1e-5);
         }
     }
 
@@ -225,7 +262,8 @@ public sealed class DenseBackendTests
         // The executor calls the backend from several threads at once; each call must give the same bytes as alone.
         // 300×260 is large enough for the managed GEMM and SVD to split their own work across threads too.
         var linear = Get(backend);
-        const int m = 300, n = 260;
+        const int m = 300,
+            n = 260;
         var a = Random(m * n, "concurrent");
         float[] Once()
         {
@@ -246,7 +284,9 @@ public sealed class DenseBackendTests
     {
         // 700×300×400 is far past the managed GEMM's parallel threshold, with edge tiles and two k panels.
         var linear = Get(backend);
-        const int m = 700, n = 300, k = 400;
+        const int m = 700,
+            n = 300,
+            k = 400;
         var a = Random(m * k, "single-a");
         var b = Random(n * k, "single-b");
         var threaded = new float[m * n];
@@ -263,7 +303,9 @@ public sealed class DenseBackendTests
     {
         // Panels of an untransposed A and a transposed B are packed by AVX block transposes, the other layouts
         // element by element: the same product from either layout must give identical bits. Odd sizes leave edges.
-        const int m = 53, n = 70, k = 301;
+        const int m = 53,
+            n = 70,
+            k = 301;
         var a = Random(m * k, "pack-a");
         var b = Random(k * n, "pack-b");
         var at = ToFloats(Transpose(FromRowMajor(a, m, k)));
@@ -275,7 +317,21 @@ public sealed class DenseBackendTests
             foreach (bool tb in new[] { false, true })
             {
                 var c = new float[m * n];
-                DenseBackend.Managed.Gemm(ta, tb, m, n, k, 0.75f, ta ? at : a, ta ? m : k, tb ? bt : b, tb ? k : n, 0, c, n);
+                DenseBackend.Managed.Gemm(
+                    ta,
+                    tb,
+                    m,
+                    n,
+                    k,
+                    0.75f,
+                    ta ? at : a,
+                    ta ? m : k,
+                    tb ? bt : b,
+                    tb ? k : n,
+                    0,
+                    c,
+                    n
+                );
                 Assert.Equal(reference, c);
             }
         }
@@ -308,9 +364,15 @@ public sealed class DenseBackendTests
     public void Spans_too_short_for_the_dimensions_are_refused(string backend)
     {
         var linear = Get(backend);
-        Assert.Throws<ArgumentException>(() => linear.Gemm(false, false, 2, 2, 2, 1, new float[3], 2, new float[4], 2, 0, new float[4], 2));
-        Assert.Throws<ArgumentException>(() => linear.Gemm(false, false, 2, 2, 2, 1, new float[4], 1, new float[4], 2, 0, new float[4], 2));
-        Assert.Throws<ArgumentException>(() => linear.Svd(new float[6], 2, 3, new float[4], new float[2], new float[5]));
+        Assert.Throws<ArgumentException>(() =>
+            linear.Gemm(false, false, 2, 2, 2, 1, new float[3], 2, new float[4], 2, 0, new float[4], 2)
+        );
+        Assert.Throws<ArgumentException>(() =>
+            linear.Gemm(false, false, 2, 2, 2, 1, new float[4], 1, new float[4], 2, 0, new float[4], 2)
+        );
+        Assert.Throws<ArgumentException>(() =>
+            linear.Svd(new float[6], 2, 3, new float[4], new float[2], new float[5])
+        );
         Assert.Throws<ArgumentOutOfRangeException>(() => linear.Svd([], 0, 3, [], [], []));
     }
 
@@ -321,11 +383,13 @@ public sealed class DenseBackendTests
         var linear = Get(backend);
         foreach (var bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
         {
-            for (int at = 0; at < 20; at += 19)   // in the vectorized part and in the tail
+            for (int at = 0; at < 20; at += 19) // in the vectorized part and in the tail
             {
                 var a = Random(20, "finite");
                 a[at] = bad;
-                var e = Assert.Throws<AlloyException>(() => linear.Svd(a, 4, 5, new float[16], new float[4], new float[20]));
+                var e = Assert.Throws<AlloyException>(() =>
+                    linear.Svd(a, 4, 5, new float[16], new float[4], new float[20])
+                );
                 Assert.Contains("NaN or infinity", e.Message);
             }
         }
@@ -351,7 +415,8 @@ public sealed class DenseBackendTests
         for (int q = 0; q < r; q++)
         {
             Assert.True(values[q] >= 0, $"{what}: negative singular value {values[q]}");
-            if (q > 0) Assert.True(values[q] <= values[q - 1], $"{what}: singular values not descending at {q}");
+            if (q > 0)
+                Assert.True(values[q] <= values[q - 1], $"{what}: singular values not descending at {q}");
         }
         var uu = FromRowMajor(u, m, r);
         var vv = FromRowMajor(vt, r, n);
@@ -368,7 +433,7 @@ public sealed class DenseBackendTests
     private static void CheckOrthonormal(double[,] gram, string what)
     {
         for (int i = 0; i < gram.GetLength(0); i++)
-            for (int j = 0; j < gram.GetLength(1); j++)
-                Assert.True(Math.Abs(gram[i, j] - (i == j ? 1 : 0)) < 2e-6, $"{what}[{i},{j}] = {gram[i, j]}");
+        for (int j = 0; j < gram.GetLength(1); j++)
+            Assert.True(Math.Abs(gram[i, j] - (i == j ? 1 : 0)) < 2e-6, $"{what}[{i},{j}] = {gram[i, j]}");
     }
 }

@@ -18,7 +18,9 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
 
     public void Dispose() => _work.Dispose();
 
-    /// <summary>tests/Alloy.Plugins.Example's assembly, built beside this one (a build dependency, never loaded by reference).</summary>
+    /// <summary>
+    /// tests/Alloy.Plugins.Example's assembly, built beside this one (a build dependency, never loaded by reference).
+    /// </summary>
     private static string PluginPath
     {
         get
@@ -27,7 +29,14 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
             var here = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
             var (framework, configuration) = (here.Name, here.Parent!.Name);
             var tests = here.Parent!.Parent!.Parent!.Parent!.FullName;
-            return Path.Combine(tests, "Alloy.Plugins.Example", "bin", configuration, framework, "Alloy.Plugins.Example.dll");
+            return Path.Combine(
+                tests,
+                "Alloy.Plugins.Example",
+                "bin",
+                configuration,
+                framework,
+                "Alloy.Plugins.Example.dll"
+            );
         }
     }
 
@@ -35,7 +44,9 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     public void A_method_from_a_plugin_assembly_merges_from_yaml()
     {
         Assert.True(File.Exists(PluginPath), $"the example plugin was not built at {PluginPath}");
-        var config = _work.Write("trimmed.yml", $"""
+        var config = _work.Write(
+            "trimmed.yml",
+            $"""
             merge_method: trimmed_mean
             models:
               - model: {_models.FineTunes[0]}
@@ -46,7 +57,8 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
               center: median
               scale: 0.5
             dtype: float32
-            """);
+            """
+        );
         var result = AlloyCli.Merge(config, _work["out"], "--plugin", PluginPath);
         Assert.Equal("", result.Stderr);
 
@@ -65,16 +77,31 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
         Assert.Equal(0, listed.ExitCode);
         Assert.Contains("center     global  one of: mean, median          mean", listed.Stdout);
         var bad = _work.Write("bad.yml", File.ReadAllText(config).Replace("center: median", "center: mode"));
-        AlloyCli.Fails(bad, _work["bad-out"], "bad.yml:8:3: parameter 'center' of trimmed_mean: 'mode' is not one of the choices; it takes one of: mean, median",
-            "--plugin", PluginPath);
+        AlloyCli.Fails(
+            bad,
+            _work["bad-out"],
+            "bad.yml:8:3: parameter 'center' of trimmed_mean: 'mode' is not one of the choices; it takes one of: "
+                + "mean, median",
+            "--plugin",
+            PluginPath
+        );
     }
 
     [Fact]
     public void Plugins_that_cannot_be_used_are_refused_in_one_line()
     {
-        var config = _work.Write("linear.yml", $"merge_method: linear\nmodels:\n  - model: {_models.Base}\n    parameters: {{weight: 1}}\n");
+        var config = _work.Write(
+            "linear.yml",
+            $"merge_method: linear\nmodels:\n  - model: {_models.Base}\n    parameters: {{weight: 1}}\n"
+        );
         AlloyCli.Fails(config, _work["a"], "plugin 'missing.dll' does not exist", "--plugin", "missing.dll");
-        AlloyCli.Fails(config, _work["b"], "is not a .NET assembly Alloy can load", "--plugin", _work.Write("fake.dll", "not an assembly"));
+        AlloyCli.Fails(
+            config,
+            _work["b"],
+            "is not a .NET assembly Alloy can load",
+            "--plugin",
+            _work.Write("fake.dll", "not an assembly")
+        );
         // Alloy.dll itself holds only methods that are already registered; the CLI holds none.
         var cli = typeof(Alloy.Cli.Program).Assembly.Location;
         AlloyCli.Fails(config, _work["c"], "has no merge methods", "--plugin", cli);
@@ -84,7 +111,7 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     public void A_method_registered_in_code_is_used_by_name_and_a_taken_name_is_refused()
     {
         MethodRegistry.Register(new Kinds());
-        MethodRegistry.Register(new Kinds());   // the same class again: nothing happens
+        MethodRegistry.Register(new Kinds()); // the same class again: nothing happens
         Assert.IsType<Kinds>(MethodRegistry.Find("kinds_probe"));
         var clash = Assert.Throws<AlloyException>(() => MethodRegistry.Register(new Impostor()));
         Assert.Contains("merge method 'ties'", clash.Message);
@@ -93,17 +120,20 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     }
 
     /// <summary>One parameter of every kind, for the range errors below; the output is input 0.</summary>
-    private sealed class Kinds() : MergeMethod(new("kinds_probe", "Kinds", "A parameter of every kind.")
-    {
-        Parameters =
-        [
-            MethodParameter.Number("ratio", ParameterScope.PerModel, 0.5, "A fraction.", NumberRange.Fraction),
-            MethodParameter.Integer("steps", ParameterScope.Global, 3, "A count.", minimum: 1),
-            MethodParameter.Boolean("flag", ParameterScope.Global, false, "A switch."),
-            MethodParameter.Choice("mode", ParameterScope.Global, "fast", ["fast", "exact"], "A choice."),
-            MethodParameter.Path("table", ParameterScope.Global, "A file.", required: false),
-        ],
-    })
+    private sealed class Kinds()
+        : MergeMethod(
+            new("kinds_probe", "Kinds", "A parameter of every kind.")
+            {
+                Parameters =
+                [
+                    MethodParameter.Number("ratio", ParameterScope.PerModel, 0.5, "A fraction.", NumberRange.Fraction),
+                    MethodParameter.Integer("steps", ParameterScope.Global, 3, "A count.", minimum: 1),
+                    MethodParameter.Boolean("flag", ParameterScope.Global, false, "A switch."),
+                    MethodParameter.Choice("mode", ParameterScope.Global, "fast", ["fast", "exact"], "A choice."),
+                    MethodParameter.Path("table", ParameterScope.Global, "A file.", required: false),
+                ],
+            }
+        )
     {
         public override void Merge(MergeInputs inputs, Span<float> output) => inputs[0].CopyTo(output);
     }
@@ -114,20 +144,38 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     }
 
     [Theory]
-    [InlineData("ratio: 1.5", "parameter 'ratio' of kinds_probe: 1.5 is outside the range; it takes a number from 0 to 1")]
+    [InlineData(
+        "ratio: 1.5",
+        "parameter 'ratio' of kinds_probe: 1.5 is outside the range; it takes a number from 0 to 1"
+    )]
     [InlineData("ratio: abc", "parameter 'ratio' of kinds_probe: 'abc' is not a number; it takes a number from 0 to 1")]
-    [InlineData("steps: 2.5", "parameter 'steps' of kinds_probe: 2.5 is not a whole number; it takes a whole number of at least 1")]
+    [InlineData(
+        "steps: 2.5",
+        "parameter 'steps' of kinds_probe: 2.5 is not a whole number; it takes a whole number of at least 1"
+    )]
     [InlineData("steps: 0", "parameter 'steps' of kinds_probe: 0 is too small; it takes a whole number of at least 1")]
-    [InlineData("steps: [1, 4]", "parameter 'steps' of kinds_probe takes one value (a whole number of at least 1), not a gradient across layers")]
+    [InlineData(
+        "steps: [1, 4]",
+        "parameter 'steps' of kinds_probe takes one value (a whole number of at least 1), not a gradient across layers"
+    )]
     [InlineData("flag: 0.5", "parameter 'flag' of kinds_probe: 0.5 is not true or false; it takes true or false")]
     [InlineData("flag: maybe", "parameter 'flag' of kinds_probe: 'maybe' is not true or false; it takes true or false")]
-    [InlineData("mode: slow", "parameter 'mode' of kinds_probe: 'slow' is not one of the choices; it takes one of: fast, exact")]
-    [InlineData("mode: 2", "parameter 'mode' of kinds_probe: 2 is not one of the choices; it takes one of: fast, exact")]
+    [InlineData(
+        "mode: slow",
+        "parameter 'mode' of kinds_probe: 'slow' is not one of the choices; it takes one of: fast, exact"
+    )]
+    [InlineData(
+        "mode: 2",
+        "parameter 'mode' of kinds_probe: 2 is not one of the choices; it takes one of: fast, exact"
+    )]
     [InlineData("table: 7", "parameter 'table' of kinds_probe: 7 is not a path; it takes a file or folder path")]
     public void Each_kind_of_parameter_is_refused_at_plan_time_with_what_it_takes(string line, string expected)
     {
         MethodRegistry.Register(new Kinds());
-        var config = _work.Write("kinds.yml", $"merge_method: kinds_probe\nmodels:\n  - model: {_models.Base}\nparameters:\n  {line}\n");
+        var config = _work.Write(
+            "kinds.yml",
+            $"merge_method: kinds_probe\nmodels:\n  - model: {_models.Base}\nparameters:\n  {line}\n"
+        );
         AlloyCli.Fails(config, _work["out"], $"kinds.yml:5:3: {expected}");
     }
 
@@ -137,13 +185,16 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
         MethodRegistry.Register(new Kinds());
         var recipe = new RecipeBuilder("kinds_probe")
             .Model(_models.Base, new() { ["ratio"] = new[] { 0.0, 1.0 } })
-            .Parameter("steps", 4).Parameter("flag", true).Parameter("mode", "exact").Parameter("table", "weights.json")
+            .Parameter("steps", 4)
+            .Parameter("flag", true)
+            .Parameter("mode", "exact")
+            .Parameter("table", "weights.json")
             .Build();
         using var session = MergeSession.Open(recipe);
         var job = session.Plan.Jobs.First(j => j.Output.Name == "model.layers.3.mlp.up_proj.weight");
         var info = job.Info!;
         var p = session.Plan.Method.Declaration.Parameters;
-        Assert.Equal(1.0, info[(NumberParameter)p[0], 0]);     // the gradient's end at the last layer
+        Assert.Equal(1.0, info[(NumberParameter)p[0], 0]); // the gradient's end at the last layer
         Assert.Equal(4, info[(IntegerParameter)p[1]]);
         Assert.True(info[(BooleanParameter)p[2]]);
         Assert.Equal("exact", info[(ChoiceParameter)p[3]]);
@@ -155,25 +206,40 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     {
         MethodRegistry.Register(new Kinds());
         _work.Write("tables/weights.json", "{}");
-        var recipe = new RecipeBuilder("kinds_probe").Model(_models.Base).Parameter("table", "tables/weights.json").RelativeTo(_work.Path).Build();
+        var recipe = new RecipeBuilder("kinds_probe")
+            .Model(_models.Base)
+            .Parameter("table", "tables/weights.json")
+            .RelativeTo(_work.Path)
+            .Build();
         using var session = MergeSession.Open(recipe);
         var table = (PathParameter)session.Plan.Method.Declaration.Parameter("table")!;
-        Assert.Equal(Path.Combine(_work.Path, "tables/weights.json"), session.Plan.Jobs.First(j => j.Info is not null).Info![table]);
+        Assert.Equal(
+            Path.Combine(_work.Path, "tables/weights.json"),
+            session.Plan.Jobs.First(j => j.Info is not null).Info![table]
+        );
     }
 
     [Fact]
     public void A_global_parameter_set_on_a_model_and_another_methods_parameter_are_warnings()
     {
-        var config = _work.Write("ties.yml", $$"""
+        var config = _work.Write(
+            "ties.yml",
+            $$"""
             merge_method: ties
             base_model: {{_models.Base}}
             models:
               - model: {{_models.FineTunes[0]}}
                 parameters: {weight: 1, lambda: 0.5, t: 0.4, frobnicate: 2}
-            """);
+            """
+        );
         var result = AlloyCli.Merge(config, _work["out"]);
-        Assert.Contains("ties.yml:5:29: 'lambda' is one value for all models of merge method 'ties'; set on a model it has no effect", result.Stderr);
-        // slerp reads t (mergekit configs carry keys of other methods); nothing reads frobnicate, which is no typo of ties's.
+        Assert.Contains(
+            "ties.yml:5:29: 'lambda' is one value for all models of merge method 'ties'; set on a model it has no "
+                + "effect",
+            result.Stderr
+        );
+        // slerp reads t (mergekit configs carry keys of other methods); nothing reads frobnicate, which is no typo of
+        // ties's.
         Assert.Contains("ties.yml:5:42: parameter 't' is not used by merge method 'ties'", result.Stderr);
         Assert.Contains("ties.yml:5:50: parameter 'frobnicate' is not used by merge method 'ties'", result.Stderr);
     }
@@ -183,18 +249,36 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     [InlineData("Density: 0.5", "Density", "density")]
     [InlineData("lamda: 0.5", "lamda", "lambda")]
     [InlineData("normalise: true", "normalise", "normalize")]
-    public void A_misspelt_parameter_of_the_method_is_an_error_naming_the_intended_one(string line, string typo, string intended)
+    public void A_misspelt_parameter_of_the_method_is_an_error_naming_the_intended_one(
+        string line,
+        string typo,
+        string intended
+    )
     {
-        var config = _work.Write("ties.yml", $"merge_method: ties\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n" +
-            $"    parameters:\n      weight: 1\n      {line}\n");
-        AlloyCli.Fails(config, _work["out"], $"ties.yml:7:7: unknown parameter '{typo}' of merge method 'ties'; did you mean '{intended}'?");
+        var config = _work.Write(
+            "ties.yml",
+            $"merge_method: ties\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n    "
+                + $"parameters:\n      weight: 1\n      {line}\n"
+        );
+        AlloyCli.Fails(
+            config,
+            _work["out"],
+            $"ties.yml:7:7: unknown parameter '{typo}' of merge method 'ties'; did you mean '{intended}'?"
+        );
     }
 
     [Fact]
     public void An_unknown_method_suggests_the_closest()
     {
-        var config = _work.Write("tie.yml", $"merge_method: tie\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n");
-        AlloyCli.Fails(config, _work["out"], "tie.yml:1:15: unknown merge method 'tie'; did you mean 'ties'? (available: arcee_fusion, ");
+        var config = _work.Write(
+            "tie.yml",
+            $"merge_method: tie\nbase_model: {_models.Base}\nmodels:\n  - model: {_models.FineTunes[0]}\n"
+        );
+        AlloyCli.Fails(
+            config,
+            _work["out"],
+            "tie.yml:1:15: unknown merge method 'tie'; did you mean 'ties'? (available: arcee_fusion, "
+        );
     }
 
     [Fact]
@@ -216,14 +300,20 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     public void Docs_list_every_method_and_parameter_as_declared()
     {
         var docs = File.ReadAllText(Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "docs", "methods.md"));
-        Assert.True(MethodCatalog.WithReference(docs, MethodRegistry.BuiltIn) == docs,
-            "docs/methods.md's parameter reference differs from the declarations; run: dotnet run --project src/Alloy.Cli -- methods --update-docs docs/methods.md");
+        Assert.True(
+            MethodCatalog.WithReference(docs, MethodRegistry.BuiltIn) == docs,
+            "docs/methods.md's parameter reference differs from the declarations; run: dotnet run --project "
+                + "src/Alloy.Cli -- methods --update-docs docs/methods.md"
+        );
         var readme = File.ReadAllText(Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "README.md"));
         var prose = docs[..docs.IndexOf(MethodCatalog.ReferenceHeading, StringComparison.Ordinal)];
         foreach (var method in MethodRegistry.BuiltIn)
         {
             Assert.True(readme.Contains($"`{method.Name}`"), $"README.md does not list method '{method.Name}'");
-            Assert.True(prose.Contains($"`{method.Name}`"), $"docs/methods.md does not describe method '{method.Name}' above its reference");
+            Assert.True(
+                prose.Contains($"`{method.Name}`"),
+                $"docs/methods.md does not describe method '{method.Name}' above its reference"
+            );
             foreach (var parameter in method.Parameters)
                 Assert.Contains($"| `{parameter.Name}` |", docs);
         }

@@ -8,15 +8,21 @@ namespace Alloy.Tests.Methods;
 /// </summary>
 public static class SvdMergeReference
 {
-    public static double[,] Sum(IReadOnlyList<double[,]> tasks) => tasks.Skip(1).Aggregate(tasks[0], (a, b) => Add(a, b));
+    public static double[,] Sum(IReadOnlyList<double[,]> tasks) =>
+        tasks.Skip(1).Aggregate(tasks[0], (a, b) => Add(a, b));
 
     public static double[,] Mean(IReadOnlyList<double[,]> tasks) => Scale(Sum(tasks), 1.0 / tasks.Count);
 
     /// <summary>TSV-M: top ⌊r/T⌋ triplets per task, concatenated, U and V replaced by their polar factors.</summary>
     public static double[,] Tsv(IReadOnlyList<double[,]> tasks)
     {
-        int m = tasks[0].GetLength(0), n = tasks[0].GetLength(1), r = Math.Min(m, n), keep = r / tasks.Count, total = keep * tasks.Count;
-        if (keep == 0) return new double[m, n];
+        int m = tasks[0].GetLength(0),
+            n = tasks[0].GetLength(1),
+            r = Math.Min(m, n),
+            keep = r / tasks.Count,
+            total = keep * tasks.Count;
+        if (keep == 0)
+            return new double[m, n];
         var uCat = new double[m, total];
         var sCat = new double[total];
         var vtCat = new double[total, n];
@@ -25,8 +31,10 @@ public static class SvdMergeReference
             var (u, s, vt) = Svd(tasks[t]);
             for (int q = 0; q < keep; q++)
             {
-                for (int i = 0; i < m; i++) uCat[i, t * keep + q] = u[i, q];
-                for (int j = 0; j < n; j++) vtCat[t * keep + q, j] = vt[q, j];
+                for (int i = 0; i < m; i++)
+                    uCat[i, t * keep + q] = u[i, q];
+                for (int j = 0; j < n; j++)
+                    vtCat[t * keep + q, j] = vt[q, j];
                 sCat[t * keep + q] = s[q];
             }
         }
@@ -43,7 +51,10 @@ public static class SvdMergeReference
     /// <summary>Iso-CTS with the reference's split of the r directions into common and per-task blocks.</summary>
     public static double[,] IsoCts(IReadOnlyList<double[,]> tasks, double fraction, double scaling = 1)
     {
-        int m = tasks[0].GetLength(0), n = tasks[0].GetLength(1), r = Math.Min(m, n), count = tasks.Count;
+        int m = tasks[0].GetLength(0),
+            n = tasks[0].GetLength(1),
+            r = Math.Min(m, n),
+            count = tasks.Count;
         int common = (int)(r * fraction);
         int perTask = (int)Math.Round((r - common) / (double)count, MidpointRounding.ToEven);
         common = r - perTask * count;
@@ -56,8 +67,10 @@ public static class SvdMergeReference
         {
             for (int q = 0; q < count2; q++)
             {
-                for (int i = 0; i < m; i++) uComb[i, at + q] = bu[i, q];
-                for (int j = 0; j < n; j++) vtComb[at + q, j] = bvt[q, j];
+                for (int i = 0; i < m; i++)
+                    uComb[i, at + q] = bu[i, q];
+                for (int j = 0; j < n; j++)
+                    vtComb[at + q, j] = bvt[q, j];
                 sComb[at + q] = bs[q];
             }
         }
@@ -71,7 +84,10 @@ public static class SvdMergeReference
         return Scale(Multiply(Polar(uComb), Polar(vtComb)), scaling * sComb.Average());
     }
 
-    /// <summary>STAR: each task keeps the fewest top singular values reaching eta % of its nuclear norm, rescaled; then the mean.</summary>
+    /// <summary>
+    /// STAR: each task keeps the fewest top singular values reaching eta % of its nuclear norm, rescaled; then the
+    /// mean.
+    /// </summary>
     public static double[,] Star(IReadOnlyList<double[,]> tasks, double eta)
     {
         var result = new double[tasks[0].GetLength(0), tasks[0].GetLength(1)];
@@ -79,10 +95,12 @@ public static class SvdMergeReference
         {
             var (u, s, vt) = Svd(task);
             double total = s.Sum();
-            if (total == 0) continue;
+            if (total == 0)
+                continue;
             int rank = 0;
             double kept = 0;
-            while (kept < total * eta / 100) kept += s[rank++];
+            while (kept < total * eta / 100)
+                kept += s[rank++];
             result = Add(result, Reconstruct(u, s, vt, rank, total / kept / tasks.Count));
         }
         return result;
@@ -93,7 +111,10 @@ public static class SvdMergeReference
     {
         var mean = Mean(tasks);
         int r = Math.Min(mean.GetLength(0), mean.GetLength(1));
-        int rank = ratio == 0 ? 0 : ratio == 1 ? r : Math.Max(1, (int)(ratio * r));
+        int rank =
+            ratio == 0 ? 0
+            : ratio == 1 ? r
+            : Math.Max(1, (int)(ratio * r));
         var result = mean;
         foreach (var task in tasks)
         {

@@ -25,12 +25,15 @@ public sealed class PlannerTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Jobs_follow_layer_order_and_carry_their_position()
     {
-        var plan = Plan($$"""
+        var plan = Plan(
+            $$"""
             merge_method: passthrough
             slices:
               - sources: [{ model: "{{_models.FineTunes[0]}}", layer_range: [0, 2] }]
               - sources: [{ model: "{{_models.FineTunes[1]}}", layer_range: [3, 4] }]
-            """, out var models);
+            """,
+            out var models
+        );
         using (models)
         {
             var names = plan.Jobs.Select(j => j.Output.Name).ToList();
@@ -39,7 +42,10 @@ public sealed class PlannerTests : IClassFixture<ModelFamily>, IDisposable
             Assert.Equal(3, plan.OutputLayerCount);
             Assert.True(plan.LayerCountChanged);
             // Layers come in numeric order (mergekit writes layers.10 before layers.2).
-            var layers = names.Where(n => n.StartsWith("model.layers.", StringComparison.Ordinal)).Select(n => int.Parse(n.Split('.')[2])).ToList();
+            var layers = names
+                .Where(n => n.StartsWith("model.layers.", StringComparison.Ordinal))
+                .Select(n => int.Parse(n.Split('.')[2]))
+                .ToList();
             Assert.Equal(layers.Order(), layers);
 
             var embed = plan.Jobs[0];
@@ -53,7 +59,8 @@ public sealed class PlannerTests : IClassFixture<ModelFamily>, IDisposable
     [Fact]
     public void Merged_tensors_know_their_layer_and_the_layer_count()
     {
-        var plan = Plan($$"""
+        var plan = Plan(
+            $$"""
             merge_method: linear
             models:
               - model: "{{_models.FineTunes[0]}}"
@@ -61,12 +68,16 @@ public sealed class PlannerTests : IClassFixture<ModelFamily>, IDisposable
               - model: "{{_models.FineTunes[1]}}"
                 parameters: { weight: 1 }
             dtype: bfloat16
-            """, out var models);
+            """,
+            out var models
+        );
         using (models)
         {
             var embed = plan.Jobs.Single(j => j.Output.Name == "model.embed_tokens.weight").Info!.Position;
             Assert.Equal(new Alloy.Methods.TensorPosition(null, true, 4), embed);
-            var layer2 = plan.Jobs.First(j => j.Output.Name.StartsWith("model.layers.2.", StringComparison.Ordinal)).Info!.Position;
+            var layer2 = plan
+                .Jobs.First(j => j.Output.Name.StartsWith("model.layers.2.", StringComparison.Ordinal))
+                .Info!.Position;
             Assert.Equal(new Alloy.Methods.TensorPosition(2, false, 4), layer2);
             var head = plan.Jobs.Single(j => j.Output.Name == "lm_head.weight").Info!.Position;
             Assert.Equal(new Alloy.Methods.TensorPosition(null, false, 4), head);

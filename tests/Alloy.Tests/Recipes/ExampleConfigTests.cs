@@ -4,7 +4,9 @@ using static Alloy.Tests.Recipes.RecipeTestHelpers;
 
 namespace Alloy.Tests.Recipes;
 
-/// <summary>mergekit's example configs (<see cref="MergekitExamples"/>), verbatim, parse to the expected recipes.</summary>
+/// <summary>
+/// mergekit's example configs (<see cref="MergekitExamples"/>), verbatim, parse to the expected recipes.
+/// </summary>
 public sealed class ExampleConfigTests
 {
     [Fact]
@@ -22,8 +24,10 @@ public sealed class ExampleConfigTests
         Assert.Equal(MergekitExamples.Ties, r.Text);
 
         var models = r.Models!;
-        Assert.Equal(["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B", "WizardLM/WizardMath-13B-V1.0"],
-            models.Select(m => m.Model.Path));
+        Assert.Equal(
+            ["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B", "WizardLM/WizardMath-13B-V1.0"],
+            models.Select(m => m.Model.Path)
+        );
         Assert.Equal(new SourceLocation(Cfg, 2, 5), models[0].Location);
         Assert.Equal([1, 0.7, 0.1], Gradient(models[0].Parameters, "density"));
         Assert.Equal(1.0, Scalar(models[0].Parameters, "weight"));
@@ -39,8 +43,15 @@ public sealed class ExampleConfigTests
 
         Assert.Equal(1.0, Scalar(r.Parameters, "normalize"));
         Assert.Equal(1.0, Scalar(r.Parameters, "int8_mask"));
-        Assert.Equal(["TheBloke/Llama-2-13B-fp16", "psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B", "WizardLM/WizardMath-13B-V1.0"],
-            r.ReferencedModels().Select(m => m.ToString()));
+        Assert.Equal(
+            [
+                "TheBloke/Llama-2-13B-fp16",
+                "psmathur/orca_mini_v3_13b",
+                "garage-bAInd/Platypus2-13B",
+                "WizardLM/WizardMath-13B-V1.0",
+            ],
+            r.ReferencedModels().Select(m => m.ToString())
+        );
     }
 
     [Fact]
@@ -52,7 +63,10 @@ public sealed class ExampleConfigTests
         var slice = Assert.Single(r.Slices!);
         Assert.Equal(40, slice.LayerCount);
         Assert.Equal([new LayerRange(0, 40), new LayerRange(0, 40)], slice.Sources.Select(s => s.Range));
-        Assert.Equal(["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B"], slice.Sources.Select(s => s.Model.Path));
+        Assert.Equal(
+            ["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B"],
+            slice.Sources.Select(s => s.Model.Path)
+        );
         Assert.Null(slice.BaseModel);
         Assert.Equal(0, slice.Parameters.Count);
 
@@ -80,7 +94,10 @@ public sealed class ExampleConfigTests
         Assert.Equal(new LayerRange(0, 24), Assert.Single(r.Slices[0].Sources).Range);
         Assert.Equal(new LayerRange(20, 40), Assert.Single(r.Slices[1].Sources).Range);
         Assert.Equal(44, r.Slices.Sum(s => s.LayerCount));
-        Assert.Equal(["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B"], r.ReferencedModels().Select(m => m.Path));
+        Assert.Equal(
+            ["psmathur/orca_mini_v3_13b", "garage-bAInd/Platypus2-13B"],
+            r.ReferencedModels().Select(m => m.Path)
+        );
     }
 
     [Fact]
@@ -127,10 +144,21 @@ public sealed class ExampleConfigTests
         Assert.Null(tok.PadToMultipleOf);
         Assert.Equal(new SourceLocation(Cfg, 8, 3), tok.Location);
         Assert.Equal(["<|im_start|>", "<|start_header_id|>", "<|renamed_token|>", "<|unused|>"], tok.Tokens.Keys);
-        Assert.Equal(new TokenSettings(new TokenSource.FromModel(ModelReference.Parse("chatml_model")), false), tok.Tokens["<|im_start|>"]);
-        Assert.Equal(new TokenSettings(new TokenSource.FromModel(ModelReference.Parse("llama3_model")), true), tok.Tokens["<|start_header_id|>"]);
-        Assert.Equal(new TokenSettings(new TokenSource.ModelToken(ModelReference.Parse("path/to/model"), "<|original_token|>", null), false),
-            tok.Tokens["<|renamed_token|>"]);
+        Assert.Equal(
+            new TokenSettings(new TokenSource.FromModel(ModelReference.Parse("chatml_model")), false),
+            tok.Tokens["<|im_start|>"]
+        );
+        Assert.Equal(
+            new TokenSettings(new TokenSource.FromModel(ModelReference.Parse("llama3_model")), true),
+            tok.Tokens["<|start_header_id|>"]
+        );
+        Assert.Equal(
+            new TokenSettings(
+                new TokenSource.ModelToken(ModelReference.Parse("path/to/model"), "<|original_token|>", null),
+                false
+            ),
+            tok.Tokens["<|renamed_token|>"]
+        );
         Assert.IsType<TokenSource.Zero>(tok.Tokens["<|unused|>"].Source);
         // The row donor is named only by the tokenizer settings.
         Assert.Equal(["path/to/model"], r.TokenizerModels().Select(m => m.Path));
@@ -143,7 +171,10 @@ public sealed class ExampleConfigTests
         var r = Parse(MergekitExamples.TokenizerTokenIdAndPadding);
         Assert.Equal(TokenizerSourceKind.Base, r.Tokenizer!.Kind);
         Assert.Equal(64, r.Tokenizer.PadToMultipleOf);
-        Assert.Equal(new TokenSource.ModelToken(ModelReference.Parse("b"), null, 1234), r.Tokenizer.Tokens["<x>"].Source);
+        Assert.Equal(
+            new TokenSource.ModelToken(ModelReference.Parse("b"), null, 1234),
+            r.Tokenizer.Tokens["<x>"].Source
+        );
         Assert.Equal(new TokenSettings(null, false), r.Tokenizer.Tokens["<y>"]);
     }
 
@@ -176,15 +207,22 @@ public sealed class ExampleConfigTests
         var scale = Conditional(entry.Parameters, "scale");
         Assert.Equal(["o_proj", null], scale.Select(e => e.Filter));
         var source = new InputSlice(entry.Model, new LayerRange(0, 1), entry.Parameters, entry.Location);
-        Assert.Equal(0.0, ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.o_proj.weight", 0)?.Number);
-        Assert.Equal(1.0, ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.q_proj.weight", 0)?.Number);
+        Assert.Equal(
+            0.0,
+            ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.o_proj.weight", 0)?.Number
+        );
+        Assert.Equal(
+            1.0,
+            ParameterLookup.Find("scale", r, null, source, "model.layers.0.self_attn.q_proj.weight", 0)?.Number
+        );
     }
 
     [Fact]
     public void Modules_example_is_refused_in_one_line()
     {
         // mergekit's per-module recipes (multi-module architectures) are refused where 'modules:' is written.
-        var message = Error("""
+        var message = Error(
+            """
             merge_method: linear
             modules:
               text_decoder:
@@ -192,8 +230,12 @@ public sealed class ExampleConfigTests
                   - model: org/vlm-a
                     parameters: {weight: 0.5}
             dtype: bfloat16
-            """);
-        Assert.StartsWith("cfg.yml:2:1: 'modules:' (per-module recipes for multi-module architectures) is not supported", message);
+            """
+        );
+        Assert.StartsWith(
+            "cfg.yml:2:1: 'modules:' (per-module recipes for multi-module architectures) is not supported",
+            message
+        );
     }
 
     [Fact]

@@ -1,8 +1,9 @@
 namespace Alloy.Tests.Recipes;
 
 /// <summary>
-/// mergekit's example configs (from its examples/ folder and README), verbatim: parsed by <see cref="ExampleConfigTests"/>, round-tripped through
-/// <see cref="Alloy.Recipes.Yaml.RecipeWriter"/> by <see cref="RecipeRoundTripTests"/>.
+/// mergekit's example configs (from its examples/ folder and README), verbatim: parsed by
+/// <see cref="ExampleConfigTests"/>, round-tripped through <see cref="Alloy.Recipes.Yaml.RecipeWriter"/> by
+/// <see cref="RecipeRoundTripTests"/>.
 /// </summary>
 public static class MergekitExamples
 {

@@ -41,14 +41,17 @@ public sealed class ModelReferenceTests
     [Fact]
     public void Bad_reference_in_a_config_has_its_location()
     {
-        Assert.StartsWith("cfg.yml:3:15: invalid model reference 'a+b+c': more than one '+'",
-            Error("merge_method: linear\nmodels:\n  - model:    a+b+c\n"));
+        Assert.StartsWith(
+            "cfg.yml:3:15: invalid model reference 'a+b+c': more than one '+'",
+            Error("merge_method: linear\nmodels:\n  - model:    a+b+c\n")
+        );
     }
 
     [Fact]
     public void Dict_form_with_plain_and_nested_paths()
     {
-        var r = Parse("""
+        var r = Parse(
+            """
             merge_method: linear
             base_model:
               model: {path: org/base, revision: main}
@@ -58,9 +61,13 @@ public sealed class ModelReferenceTests
                   lora: {path: org/lora}
                   override_architecture: MistralForCausalLM
               - model: {model: org/b, lora: org/lora2@r2}
-            """);
+            """
+        );
         Assert.Equal(new ModelReference("org/base", "main"), r.BaseModel);
-        Assert.Equal(new ModelReference("org/a", "v1", new LoraReference("org/lora"), "MistralForCausalLM"), r.Models![0].Model);
+        Assert.Equal(
+            new ModelReference("org/a", "v1", new LoraReference("org/lora"), "MistralForCausalLM"),
+            r.Models![0].Model
+        );
         Assert.Equal(ModelReference.Parse("org/b+org/lora2@r2"), r.Models[1].Model);
     }
 
@@ -75,7 +82,8 @@ public sealed class ModelReferenceTests
     [Fact]
     public void Referenced_models_are_ordered_and_deduplicated()
     {
-        var r = Parse("""
+        var r = Parse(
+            """
             merge_method: ties
             slices:
               - sources:
@@ -93,7 +101,8 @@ public sealed class ModelReferenceTests
                     layer_range: [2, 4]
             base_model: b
             tokenizer_source: e
-            """);
+            """
+        );
         // base first, then appearance order; a and a@v1 are different models; the slice base follows its sources.
         Assert.Equal(["b", "c", "a@v1", "d", "a"], r.ReferencedModels().Select(m => m.ToString()));
         Assert.Equal(["e"], r.TokenizerModels().Select(m => m.ToString()));

@@ -9,7 +9,8 @@ public sealed class ParameterValueTests
     {
         var g = new ParameterValue.Gradient([0, 0.5, 1]);
         double[] expected = [0, 0.25, 0.5, 0.75, 1];
-        for (var i = 0; i < 5; i++) Assert.Equal(expected[i], g.Evaluate("x", i / 4.0)!.Value.Number, 15);
+        for (var i = 0; i < 5; i++)
+            Assert.Equal(expected[i], g.Evaluate("x", i / 4.0)!.Value.Number, 15);
     }
 
     [Theory]
@@ -57,10 +58,11 @@ public sealed class ParameterValueTests
     [Fact]
     public void Filter_is_a_case_sensitive_substring_and_first_match_wins()
     {
-        Assert.Equal(1, Filters.Evaluate("model.layers.3.self_attn.q_proj.weight", 0)?.Number);  // both self_attn and attn match
+        // both self_attn and attn match
+        Assert.Equal(1, Filters.Evaluate("model.layers.3.self_attn.q_proj.weight", 0)?.Number);
         Assert.Equal(2, Filters.Evaluate("model.layers.3.cross_attn.q_proj.weight", 0)?.Number);
         Assert.Null(Filters.Evaluate("model.layers.3.SELF_ATTN.q_proj.weight", 0));
-        Assert.Null(Filters.Evaluate("model.layers.3.input_layernorm.weight", 0));        // no match → null
+        Assert.Null(Filters.Evaluate("model.layers.3.input_layernorm.weight", 0)); // no match → null
     }
 
     [Fact]
@@ -87,7 +89,8 @@ public sealed class ParameterValueTests
     [Fact]
     public void Parsed_conditional_matches_evaluation()
     {
-        var r = RecipeTestHelpers.Parse("""
+        var r = RecipeTestHelpers.Parse(
+            """
             merge_method: slerp
             models: [{model: a}, {model: b}]
             parameters:
@@ -96,7 +99,8 @@ public sealed class ParameterValueTests
                   value: [0, 1]
                 - value: 9
               u: {filter: mlp, value: [1, 0.5, 0]}
-            """);
+            """
+        );
         Assert.True(r.Parameters.TryGet("t", out var t));
         Assert.Equal(0.5, t.Value.Evaluate("lm_head.weight", 0.5)?.Number);
         Assert.True(r.Parameters.TryGet("u", out var u));
@@ -115,10 +119,12 @@ public sealed class ParameterValueTests
     public void Parameter_set_rejects_duplicate_names()
     {
         var at = new SourceLocation("x", 1, 1);
-        Assert.Throws<ArgumentException>(() => new ParameterSettings([
-            new ParameterSetting("weight", new ParameterValue.Scalar(1), at),
-            new ParameterSetting("weight", new ParameterValue.Scalar(2), at),
-        ]));
+        Assert.Throws<ArgumentException>(() =>
+            new ParameterSettings([
+                new ParameterSetting("weight", new ParameterValue.Scalar(1), at),
+                new ParameterSetting("weight", new ParameterValue.Scalar(2), at),
+            ])
+        );
         Assert.Equal(0, ParameterSettings.Empty.Count);
         Assert.False(ParameterSettings.Empty.TryGet("weight", out _));
     }

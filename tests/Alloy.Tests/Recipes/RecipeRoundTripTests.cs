@@ -37,7 +37,8 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
 
     private static string Examples() => Path.Combine(EndToEnd.ExampleTests.RepositoryRoot, "examples");
 
-    public static TheoryData<string> ExampleFiles() => [.. Directory.GetFiles(Examples(), "*.yml").Select(f => Path.GetFileName(f)).Order()];
+    public static TheoryData<string> ExampleFiles() =>
+        [.. Directory.GetFiles(Examples(), "*.yml").Select(f => Path.GetFileName(f)).Order()];
 
     [Theory]
     [MemberData(nameof(ExampleFiles))]
@@ -46,7 +47,10 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         var path = Path.Combine(Examples(), file);
         var original = RecipeParser.ParseFile(path, Diagnostics.Silent());
         // The written YAML sits in another folder: relative model paths resolve from the recipe's folder as before.
-        var read = RecipeParser.Parse(RecipeWriter.Write(original), "written.yml", Diagnostics.Silent()) with { Folder = original.Folder };
+        var read = RecipeParser.Parse(RecipeWriter.Write(original), "written.yml", Diagnostics.Silent()) with
+        {
+            Folder = original.Folder,
+        };
         AssertSameRecipe(original, read);
         Assert.Equal(Plan(original), Plan(read));
     }
@@ -69,15 +73,21 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
     public void Random_recipes_of_every_method_plan_the_same_after_writing_and_reading()
     {
         int planned = 0;
-        RandomRecipe().Sample(recipe =>
-        {
-            var written = RecipeWriter.Write(recipe);
-            var read = RecipeParser.Parse(written, "written.yml", Diagnostics.Silent());
-            AssertSameRecipe(recipe, read);
-            var expected = Plan(recipe);
-            Assert.Equal(expected, Plan(read));
-            if (!expected.StartsWith("error:", StringComparison.Ordinal)) planned++;
-        }, iter: 150, seed: "0N0XIzNsQ0O2");
+        RandomRecipe()
+            .Sample(
+                recipe =>
+                {
+                    var written = RecipeWriter.Write(recipe);
+                    var read = RecipeParser.Parse(written, "written.yml", Diagnostics.Silent());
+                    AssertSameRecipe(recipe, read);
+                    var expected = Plan(recipe);
+                    Assert.Equal(expected, Plan(read));
+                    if (!expected.StartsWith("error:", StringComparison.Ordinal))
+                        planned++;
+                },
+                iter: 150,
+                seed: "0N0XIzNsQ0O2"
+            );
         // Most random recipes plan (the rest are refused the same way, e.g. weights that sum to zero).
         Assert.True(planned > 100, $"only {planned} of 150 random recipes planned");
     }
@@ -87,7 +97,8 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
     /// declared parameter set or not, with scalars, gradients and filtered values within the declared ranges.
     /// </summary>
     private Gen<MergeRecipe> RandomRecipe() =>
-        Gen.Int[0, MethodRegistry.BuiltIn.Count - 1].SelectMany(m => Gen.Int[0, int.MaxValue].Select(seed => Build(MethodRegistry.BuiltIn[m], seed)));
+        Gen.Int[0, MethodRegistry.BuiltIn.Count - 1]
+            .SelectMany(m => Gen.Int[0, int.MaxValue].Select(seed => Build(MethodRegistry.BuiltIn[m], seed)));
 
     private MergeRecipe Build(MergeMethod method, int seed)
     {
@@ -95,19 +106,30 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         double Uniform(double low, double high) => low + random.NextDouble() * (high - low);
         ParameterValue? Value(MethodParameter p)
         {
-            if (random.Next(3) == 0) return null;   // not set: the default
-            ParameterValue One() => p switch
-            {
-                NumberParameter n => Uniform(double.IsFinite(n.Range.Minimum) ? n.Range.Minimum : -1, double.IsFinite(n.Range.Maximum) ? n.Range.Maximum : 2)
-                    is var v && n.Range.Contains(v) ? v : (n.Range.Minimum + n.Range.Maximum) / 2,
-                IntegerParameter i => Math.Max(i.Minimum, 0) + random.Next(3),
-                BooleanParameter => random.Next(2) == 1,
-                ChoiceParameter c => c.Names[random.Next(c.Names.Count)],
-                _ => "file.bin",
-            };
-            if (p is not NumberParameter || random.Next(3) > 0) return One();
+            if (random.Next(3) == 0)
+                return null; // not set: the default
+            ParameterValue One() =>
+                p switch
+                {
+                    NumberParameter n => Uniform(
+                        double.IsFinite(n.Range.Minimum) ? n.Range.Minimum : -1,
+                        double.IsFinite(n.Range.Maximum) ? n.Range.Maximum : 2
+                    )
+                        is var v
+                    && n.Range.Contains(v)
+                        ? v
+                        : (n.Range.Minimum + n.Range.Maximum) / 2,
+                    IntegerParameter i => Math.Max(i.Minimum, 0) + random.Next(3),
+                    BooleanParameter => random.Next(2) == 1,
+                    ChoiceParameter c => c.Names[random.Next(c.Names.Count)],
+                    _ => "file.bin",
+                };
+            if (p is not NumberParameter || random.Next(3) > 0)
+                return One();
             return random.Next(2) == 0
-                ? new ParameterValue.Gradient([.. Enumerable.Range(0, 2 + random.Next(3)).Select(_ => ((ParameterValue.Scalar)One()).Value)])
+                ? new ParameterValue.Gradient([
+                    .. Enumerable.Range(0, 2 + random.Next(3)).Select(_ => ((ParameterValue.Scalar)One()).Value),
+                ])
                 : ParameterValue.Filtered(("mlp", One()), (null, One()));
         }
         var d = method.Declaration;
@@ -118,34 +140,45 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
             _ => 1 + random.Next(3),
         };
         var builder = new RecipeBuilder(d.Name);
-        bool usesBase = d.BaseModel == BaseModelUse.Required || (d.BaseModel == BaseModelUse.Optional && random.Next(2) == 0 && d.Name != "nuslerp");
-        if (usesBase) builder.BaseModel(_models.Base);
+        bool usesBase =
+            d.BaseModel == BaseModelUse.Required
+            || (d.BaseModel == BaseModelUse.Optional && random.Next(2) == 0 && d.Name != "nuslerp");
+        if (usesBase)
+            builder.BaseModel(_models.Base);
         var models = _models.FineTunes.Take(fineTunes).ToList();
-        if (usesBase && d.Name is "slerp" or "nearswap" or "arcee_fusion") models.Insert(0, _models.Base);
+        if (usesBase && d.Name is "slerp" or "nearswap" or "arcee_fusion")
+            models.Insert(0, _models.Base);
         ParameterSettings PerModel()
         {
             var settings = new ParameterSettings();
             foreach (var p in d.Parameters.Where(p => p.Scope == ParameterScope.PerModel))
-                if ((p.Required ? One(p) : Value(p)) is { } v) settings[p.Name] = v;
+                if ((p.Required ? One(p) : Value(p)) is { } v)
+                    settings[p.Name] = v;
             return settings;
         }
-        ParameterValue One(MethodParameter p) => Value(p) ?? (p is NumberParameter n && n.Range.Contains(1) ? 1.0 : 0.5);
+        ParameterValue One(MethodParameter p) =>
+            Value(p) ?? (p is NumberParameter n && n.Range.Contains(1) ? 1.0 : 0.5);
         if (random.Next(3) == 0)
         {
             // Slices of the same layer ranges, the base model among the sources where the method uses one.
-            int start = random.Next(2), end = start + 1 + random.Next(4 - start);
+            int start = random.Next(2),
+                end = start + 1 + random.Next(4 - start);
             builder.Slice(s =>
             {
-                if (usesBase && !models.Contains(_models.Base)) s.Source(_models.Base, start, end);
-                foreach (var m in models) s.Source(m, start, end, PerModel());
+                if (usesBase && !models.Contains(_models.Base))
+                    s.Source(_models.Base, start, end);
+                foreach (var m in models)
+                    s.Source(m, start, end, PerModel());
             });
         }
         else
         {
-            foreach (var m in models) builder.Model(m, PerModel());
+            foreach (var m in models)
+                builder.Model(m, PerModel());
         }
         foreach (var p in d.Parameters.Where(p => p.Scope == ParameterScope.Global))
-            if ((p.Required ? One(p) : Value(p)) is { } v) builder.Parameter(p.Name, v);
+            if ((p.Required ? One(p) : Value(p)) is { } v)
+                builder.Parameter(p.Name, v);
         builder.DType(new[] { DType.F32, DType.BF16, DType.F16 }[random.Next(3)]);
         return builder.Build();
     }
@@ -164,7 +197,10 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         for (int s = 0; s < (expected.Slices?.Count ?? 0); s++)
         {
             Assert.Equal(expected.Slices![s].BaseModel, actual.Slices![s].BaseModel);
-            Assert.Equal(expected.Slices[s].Sources.Select(x => (x.Model, x.Range)), actual.Slices[s].Sources.Select(x => (x.Model, x.Range)));
+            Assert.Equal(
+                expected.Slices[s].Sources.Select(x => (x.Model, x.Range)),
+                actual.Slices[s].Sources.Select(x => (x.Model, x.Range))
+            );
         }
         var blocks = expected.ParameterBlocks().Zip(actual.ParameterBlocks()).ToList();
         Assert.Equal(expected.ParameterBlocks().Count(), blocks.Count);
@@ -174,7 +210,10 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         if (expected.Tokenizer is { } t)
         {
             var u = actual.Tokenizer!;
-            Assert.Equal((t.Kind, t.Model, t.PadToMultipleOf, t.Legacy), (u.Kind, u.Model, u.PadToMultipleOf, u.Legacy));
+            Assert.Equal(
+                (t.Kind, t.Model, t.PadToMultipleOf, t.Legacy),
+                (u.Kind, u.Model, u.PadToMultipleOf, u.Legacy)
+            );
             Assert.Equal(t.Tokens.Select(x => (x.Key, x.Value)), u.Tokens.Select(x => (x.Key, x.Value)));
         }
     }
@@ -185,7 +224,10 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         var recipe = new RecipeBuilder("ties")
             .BaseModel(_models.Base)
             .Model(_models.FineTunes[0], new() { ["weight"] = 1.0, ["density"] = new[] { 1, 0.7, 0.1 } })
-            .Model(_models.FineTunes[1], new() { ["weight"] = ParameterValue.Filtered(("mlp", 0.5), (null, 0.0)), ["density"] = 0.5 })
+            .Model(
+                _models.FineTunes[1],
+                new() { ["weight"] = ParameterValue.Filtered(("mlp", 0.5), (null, 0.0)), ["density"] = 0.5 }
+            )
             .Parameter("normalize", true)
             .DType(DType.BF16)
             .Build();
@@ -198,7 +240,8 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         var fromCode = TestCheckpoints.ReadAll(_work["from-code"]);
         var fromYaml = TestCheckpoints.ReadAll(_work["from-yaml"]);
         Assert.Equal(fromYaml.Keys.Order(), fromCode.Keys.Order());
-        foreach (var (name, values) in fromYaml) Assert.Equal(values, fromCode[name]);
+        foreach (var (name, values) in fromYaml)
+            Assert.Equal(values, fromCode[name]);
         // The folder records the recipe as YAML, as for a recipe read from a file.
         Assert.Equal(recipe.ToYaml(), File.ReadAllText(Path.Combine(_work["from-code"], "mergekit_config.yml")));
     }
@@ -206,26 +249,70 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
     [Fact]
     public void Recipes_built_in_code_obey_the_same_rules_as_yaml()
     {
-        Assert.Contains("exactly one of 'models' or 'slices'", Assert.Throws<AlloyException>(() => new RecipeBuilder("linear").Build()).Message);
-        Assert.Contains("exactly one of 'models' or 'slices'", Assert.Throws<AlloyException>(() =>
-            new RecipeBuilder("linear").Model("a").Slice(s => s.Source("a", 0, 1)).Build()).Message);
-        Assert.Contains("All inputs to a slice must contain the same number of layers", Assert.Throws<AlloyException>(() =>
-            new RecipeBuilder("linear").Slice(s => s.Source("a", 0, 2).Source("b", 0, 3)).Build()).Message);
-        Assert.Contains("Invalid chat template 'short'", Assert.Throws<AlloyException>(() =>
-            new RecipeBuilder("linear").Model("a").ChatTemplate("short").Build()).Message);
-        Assert.Contains("'dtype: int64' is not supported", Assert.Throws<AlloyException>(() =>
-            new RecipeBuilder("linear").Model("a").DType(DType.I64).Build()).Message);
+        Assert.Contains(
+            "exactly one of 'models' or 'slices'",
+            Assert.Throws<AlloyException>(() => new RecipeBuilder("linear").Build()).Message
+        );
+        Assert.Contains(
+            "exactly one of 'models' or 'slices'",
+            Assert
+                .Throws<AlloyException>(() =>
+                    new RecipeBuilder("linear").Model("a").Slice(s => s.Source("a", 0, 1)).Build()
+                )
+                .Message
+        );
+        Assert.Contains(
+            "All inputs to a slice must contain the same number of layers",
+            Assert
+                .Throws<AlloyException>(() =>
+                    new RecipeBuilder("linear").Slice(s => s.Source("a", 0, 2).Source("b", 0, 3)).Build()
+                )
+                .Message
+        );
+        Assert.Contains(
+            "Invalid chat template 'short'",
+            Assert
+                .Throws<AlloyException>(() => new RecipeBuilder("linear").Model("a").ChatTemplate("short").Build())
+                .Message
+        );
+        Assert.Contains(
+            "'dtype: int64' is not supported",
+            Assert.Throws<AlloyException>(() => new RecipeBuilder("linear").Model("a").DType(DType.I64).Build()).Message
+        );
         // Parameters are checked against the method when the recipe is planned, as YAML's are, and say where they are.
-        var recipe = new RecipeBuilder("ties").BaseModel(_models.Base).Model(_models.FineTunes[0], new() { ["weight"] = 1.0, ["density"] = 50.0 }).Build();
+        var recipe = new RecipeBuilder("ties")
+            .BaseModel(_models.Base)
+            .Model(_models.FineTunes[0], new() { ["weight"] = 1.0, ["density"] = 50.0 })
+            .Build();
         var error = Assert.Throws<AlloyException>(() => MergeSession.Open(recipe));
-        Assert.Equal($"recipe built in code (model '{_models.FineTunes[0]}'): parameter 'density' of ties: 50 is outside the range; it takes a number from 0 to 1",
-            error.Message);
+        Assert.Equal(
+            $"recipe built in code (model '{_models.FineTunes[0]}'): parameter 'density' of ties: 50 is outside the "
+                + $"range; it takes a number from 0 to 1",
+            error.Message
+        );
     }
 
     [Fact]
     public void Yaml_strings_that_read_as_other_types_are_quoted()
     {
-        foreach (var text in new[] { "yes", "null", "~", "2026-12-07", "a: b", "#x", "- x", "", " padded", "0x1F", "[a]", "new\nline", "tab\tbed" })
+        foreach (
+            var text in new[]
+            {
+                "yes",
+                "null",
+                "~",
+                "2026-12-07",
+                "a: b",
+                "#x",
+                "- x",
+                "",
+                " padded",
+                "0x1F",
+                "[a]",
+                "new\nline",
+                "tab\tbed",
+            }
+        )
         {
             var recipe = new RecipeBuilder("linear").Model("a").Parameter("mode", text).Build();
             var read = RecipeTestHelpers.Parse(recipe.ToYaml());
@@ -233,7 +320,9 @@ public sealed class RecipeRoundTripTests : IClassFixture<ModelFamily>, IDisposab
         }
         foreach (var number in new[] { 1e-5, 0.1, 1.0 / 3, -2.5e300, 123456789012345.0, 0.0 })
         {
-            var read = RecipeTestHelpers.Parse(new RecipeBuilder("linear").Model("a").Parameter("w", number).Build().ToYaml());
+            var read = RecipeTestHelpers.Parse(
+                new RecipeBuilder("linear").Model("a").Parameter("w", number).Build().ToYaml()
+            );
             Assert.Equal(new ParameterValue.Scalar(number), read.Parameters["w"]);
         }
     }

@@ -20,15 +20,15 @@ public sealed class Yaml11Tests
     [InlineData("no", 0.0)]
     [InlineData("Off", 0.0)]
     [InlineData("FALSE", 0.0)]
-    [InlineData("1e-5", 1e-5)]      // a string in YAML 1.1 (no dot); pydantic turns it into a float
-    [InlineData("1.0e-5", 1e-5)]    // a float
-    [InlineData("1.0e5", 1e5)]      // a string too (exponent without sign); still a number for pydantic
-    [InlineData("\"0.25\"", 0.25)]  // quoted numeric string
+    [InlineData("1e-5", 1e-5)] // a string in YAML 1.1 (no dot); pydantic turns it into a float
+    [InlineData("1.0e-5", 1e-5)] // a float
+    [InlineData("1.0e5", 1e5)] // a string too (exponent without sign); still a number for pydantic
+    [InlineData("\"0.25\"", 0.25)] // quoted numeric string
     [InlineData("0x10", 16)]
-    [InlineData("010", 8)]          // YAML 1.1 octal
+    [InlineData("010", 8)] // YAML 1.1 octal
     [InlineData("0b101", 5)]
     [InlineData("1_000", 1000)]
-    [InlineData("1:30", 90)]        // sexagesimal
+    [InlineData("1:30", 90)] // sexagesimal
     [InlineData("+.5", 0.5)]
     [InlineData("-2", -2)]
     public void Parameter_scalars(string literal, double expected) => Assert.Equal(expected, Value(literal));
@@ -42,8 +42,8 @@ public sealed class Yaml11Tests
     }
 
     [Theory]
-    [InlineData("y", "y")]          // PyYAML's bool resolver has no y/n: a string, not a number
-    [InlineData("0o17", "0o17")]    // YAML 1.2 octal is a string in YAML 1.1
+    [InlineData("y", "y")] // PyYAML's bool resolver has no y/n: a string, not a number
+    [InlineData("0o17", "0o17")] // YAML 1.2 octal is a string in YAML 1.1
     [InlineData("abc", "abc")]
     [InlineData("\"yes\"", "yes")]
     public void Non_numeric_scalars_are_texts_that_number_parameters_refuse(string literal, string text)
@@ -51,16 +51,29 @@ public sealed class Yaml11Tests
         // A text is a value of a choice or path parameter; a number parameter refuses it when the recipe is checked.
         var recipe = Parse($"merge_method: ties\nmodels: [{{model: a}}]\nparameters:\n  density: {literal}\n");
         Assert.Equal(new ParameterValue.Text(text), recipe.Parameters["density"]);
-        var message = Assert.Throws<AlloyException>(() =>
-            Alloy.Planning.ParameterCheck.Check(recipe, Alloy.Methods.MethodRegistry.Find("ties")!, new Diagnostics())).Message;
-        Assert.Equal($"cfg.yml:4:3: parameter 'density' of ties: '{text}' is not a number; it takes a number from 0 to 1", message);
+        var message = Assert
+            .Throws<AlloyException>(() =>
+                Alloy.Planning.ParameterCheck.Check(
+                    recipe,
+                    Alloy.Methods.MethodRegistry.Find("ties")!,
+                    new Diagnostics()
+                )
+            )
+            .Message;
+        Assert.Equal(
+            $"cfg.yml:4:3: parameter 'density' of ties: '{text}' is not a number; it takes a number from 0 to 1",
+            message
+        );
     }
 
     [Fact]
     public void A_null_parameter_value_is_rejected()
     {
         var message = Error("merge_method: ties\nmodels: [{model: a}]\nparameters:\n  p: ~\n");
-        Assert.StartsWith("cfg.yml:4:6: parameter 'p': expected a number, a gradient list, or filter/value entries", message);
+        Assert.StartsWith(
+            "cfg.yml:4:6: parameter 'p': expected a number, a gradient list, or filter/value entries",
+            message
+        );
     }
 
     [Fact]
@@ -86,7 +99,8 @@ public sealed class Yaml11Tests
     [Fact]
     public void Duplicate_key_keeps_the_last_value_and_warns()
     {
-        var r = Parse("""
+        var r = Parse(
+            """
             merge_method: linear
             models:
               - model: a
@@ -95,7 +109,9 @@ public sealed class Yaml11Tests
                   density: 0.9
                   weight: 0.7
             merge_method: ties
-            """, out var diagnostics);
+            """,
+            out var diagnostics
+        );
         Assert.Equal("ties", r.Method);
         Assert.Equal(new SourceLocation(Cfg, 8, 15), r.MethodLocation);
         var p = r.Models![0].Parameters;
@@ -109,7 +125,8 @@ public sealed class Yaml11Tests
     [Fact]
     public void Anchors_aliases_and_merge_keys()
     {
-        var r = Parse("""
+        var r = Parse(
+            """
             common: &common {density: 0.5, weight: 0.3}
             merge_method: ties
             base_model: &base org/base
@@ -121,7 +138,9 @@ public sealed class Yaml11Tests
                   weight: 0.9
               - model: org/b
                 parameters: *common
-            """, out var diagnostics);
+            """,
+            out var diagnostics
+        );
         Assert.Equal("org/base", r.Models![0].Model.Path);
         Assert.Equal(0.5, Scalar(r.Models[1].Parameters, "density"));
         Assert.Equal(0.9, Scalar(r.Models[1].Parameters, "weight")); // own keys override merged ones, silently
@@ -134,7 +153,10 @@ public sealed class Yaml11Tests
     [Fact]
     public void Unknown_alias_is_an_error()
     {
-        Assert.StartsWith("cfg.yml:2:13: unknown alias '*nope'", Error("merge_method: linear\nbase_model: *nope\nmodels: [{model: a}]\n"));
+        Assert.StartsWith(
+            "cfg.yml:2:13: unknown alias '*nope'",
+            Error("merge_method: linear\nbase_model: *nope\nmodels: [{model: a}]\n")
+        );
     }
 
     [Fact]
@@ -147,7 +169,9 @@ public sealed class Yaml11Tests
     [Fact]
     public void Layer_range_accepts_what_pydantic_accepts()
     {
-        var r = Parse("merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n        layer_range: [0x0, '8']\n");
+        var r = Parse(
+            "merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n        layer_range: [0x0, '8']\n"
+        );
         Assert.Equal(new LayerRange(0, 8), r.Slices![0].Sources[0].Range);
     }
 
@@ -157,7 +181,9 @@ public sealed class Yaml11Tests
         var r = Parse("merge_method: ties\nmodels: [{model: a}]\nparameters:\n  p: !!float 0x10\n  q: !!int '7'\n");
         Assert.Equal(16.0, Scalar(r.Parameters, "p"));
         Assert.Equal(7.0, Scalar(r.Parameters, "q"));
-        Assert.StartsWith("cfg.yml:4:6: 'abc' is not a valid YAML float",
-            Error("merge_method: ties\nmodels: [{model: a}]\nparameters:\n  p: !!float abc\n"));
+        Assert.StartsWith(
+            "cfg.yml:4:6: 'abc' is not a valid YAML float",
+            Error("merge_method: ties\nmodels: [{model: a}]\nparameters:\n  p: !!float abc\n")
+        );
     }
 }

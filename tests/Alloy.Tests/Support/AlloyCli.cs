@@ -23,16 +23,25 @@ public static class AlloyCli
         return result;
     }
 
-    /// <summary>Runs a merge that must fail with exit code 1, a one-line error containing <paramref name="expected"/>, and no stack trace.</summary>
+    /// <summary>
+    /// Runs a merge that must fail with exit code 1, a one-line error containing <paramref name="expected"/>, and no
+    /// stack trace.
+    /// </summary>
     public static CliResult Fails(string config, string output, string expected, params string[] extra)
     {
         var result = Run(["merge", config, output, "--quiet", .. extra]);
         Assert.Equal(ExitCodes.InputError, result.ExitCode);
-        var errors = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:", StringComparison.Ordinal)).ToList();
+        var errors = result
+            .Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => l.StartsWith("error:", StringComparison.Ordinal))
+            .ToList();
         Assert.Single(errors);
         Assert.Contains(expected, errors[0]);
         Assert.DoesNotContain("   at ", result.Stderr);
-        Assert.False(Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any(), "a failed merge left output behind");
+        Assert.False(
+            Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any(),
+            "a failed merge left output behind"
+        );
         return result;
     }
 }

@@ -6,10 +6,17 @@ public static class Expect
 {
     /// <summary>
     /// Asserts actual equals expected (computed in double) after one rounding to <paramref name="dtype"/>, allowing one
-    /// unit in the last place of that dtype, plus float32 rounding error proportional to <paramref name="operandScale"/>
-    /// (the largest operand magnitude: sums of nearly cancelling terms lose precision relative to their terms, not their result).
+    /// unit in the last place of that dtype, plus float32 rounding error proportional to
+    /// <paramref name="operandScale"/> (the largest operand magnitude: sums of nearly cancelling terms lose precision
+    /// relative to their terms, not their result).
     /// </summary>
-    public static void Close(string what, IReadOnlyList<double> expected, IReadOnlyList<float> actual, DType dtype, double operandScale = 0)
+    public static void Close(
+        string what,
+        IReadOnlyList<double> expected,
+        IReadOnlyList<float> actual,
+        DType dtype,
+        double operandScale = 0
+    )
     {
         Assert.Equal(expected.Count, actual.Count);
         for (int i = 0; i < expected.Count; i++)
@@ -23,7 +30,13 @@ public static class Expect
 
     public static double Ulp(double value, DType dtype)
     {
-        int mantissaBits = dtype switch { DType.BF16 => 7, DType.F16 => 10, DType.F32 => 23, _ => 52 };
+        int mantissaBits = dtype switch
+        {
+            DType.BF16 => 7,
+            DType.F16 => 10,
+            DType.F32 => 23,
+            _ => 52,
+        };
         double magnitude = Math.Max(Math.Abs(value), dtype == DType.F16 ? 6.1e-5 : 1e-30);
         int exponent = (int)Math.Floor(Math.Log2(magnitude));
         // float32 math before rounding adds a little relative error of its own.

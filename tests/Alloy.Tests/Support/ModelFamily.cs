@@ -10,7 +10,16 @@ public sealed class ModelFamily : IDisposable
 
     public ModelFamily()
     {
-        Spec = new TinyLlamaSpec { DType = DType.F32, Layers = 4, VocabSize = 264, HiddenSize = 16, IntermediateSize = 32, Heads = 2, KeyValueHeads = 1 };
+        Spec = new TinyLlamaSpec
+        {
+            DType = DType.F32,
+            Layers = 4,
+            VocabSize = 264,
+            HiddenSize = 16,
+            IntermediateSize = 32,
+            Heads = 2,
+            KeyValueHeads = 1,
+        };
         var folders = TinyLlama.WriteFamily(_folder.Path, Spec, fineTunes: 3);
         Base = folders[0];
         FineTunes = folders.Skip(1).ToList();

@@ -17,16 +17,21 @@ public static class NodeTools
 
     public static string Folder => Path.Combine(ExampleTests.RepositoryRoot, "tests", "tokenizers-node");
 
-    /// <summary>Loads <paramref name="tokenizerJson"/> with the tokenizers library and encodes each text (no special tokens added).</summary>
+    /// <summary>
+    /// Loads <paramref name="tokenizerJson"/> with the tokenizers library and encodes each text (no special tokens
+    /// added).
+    /// </summary>
     public static EncodeResult Encode(string tokenizerJson, params string[] texts)
     {
         var output = Run("encode.js", [tokenizerJson, .. texts]);
         using var document = JsonDocument.Parse(output);
         var root = document.RootElement;
-        var encodings = root.GetProperty("encodings").EnumerateArray()
+        var encodings = root.GetProperty("encodings")
+            .EnumerateArray()
             .Select(e => new Encoding(
                 e.GetProperty("ids").EnumerateArray().Select(i => i.GetInt32()).ToArray(),
-                e.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToArray()))
+                e.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToArray()
+            ))
             .ToArray();
         return new EncodeResult(root.GetProperty("vocabSize").GetInt32(), encodings);
     }
@@ -40,7 +45,10 @@ public static class NodeTools
         {
             File.WriteAllText(Path.Combine(folder, "template.jinja"), template);
             File.WriteAllText(Path.Combine(folder, "context.json"), JsonSerializer.Serialize(context));
-            return Run("render-template.js", [Path.Combine(folder, "template.jinja"), Path.Combine(folder, "context.json")]);
+            return Run(
+                "render-template.js",
+                [Path.Combine(folder, "template.jinja"), Path.Combine(folder, "context.json")]
+            );
         }
         finally
         {
@@ -60,7 +68,8 @@ public static class NodeTools
     private static readonly Lazy<string> TokenizerFolder = new(() =>
     {
         var folder = Path.Combine(Folder, "node_modules", ".alloy-tokenizer-files");
-        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        if (Directory.Exists(folder))
+            Directory.Delete(folder, recursive: true);
         Run("tokenizer-files.js", [folder]);
         return folder;
     });
@@ -71,32 +80,47 @@ public static class NodeTools
         get
         {
             using var package = JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "package.json")));
-            return package.RootElement.GetProperty("dependencies").EnumerateObject()
+            return package
+                .RootElement.GetProperty("dependencies")
+                .EnumerateObject()
                 .All(d => Directory.Exists(Path.Combine(Folder, "node_modules", d.Name)));
         }
     }
 
-    /// <summary>Runs `npm ci` once per test run when the packages are missing; returns what went wrong, or null.</summary>
+    /// <summary>
+    /// Runs `npm ci` once per test run when the packages are missing; returns what went wrong, or null.
+    /// </summary>
     private static string? Install()
     {
-        if (Installed) return null;
+        if (Installed)
+            return null;
         var (code, output) = Execute("npm", ["ci", "--prefix", Folder, "--no-audit", "--no-fund"]);
         return code == 0 && Installed ? null : $"`npm ci --prefix tests/tokenizers-node` failed ({code}): {output}";
     }
 
     private static string Run(string script, string[] arguments)
     {
-        if (InstallProblem.Value is { } problem) Assert.Fail(problem);
+        if (InstallProblem.Value is { } problem)
+            Assert.Fail(problem);
         var (code, output) = Execute("node", [Path.Combine(Folder, script), .. arguments]);
-        if (code != 0) Assert.Fail($"node {script} failed ({code}): {output}");
+        if (code != 0)
+            Assert.Fail($"node {script} failed ({code}): {output}");
         return output;
     }
 
-    /// <summary>Runs a program in <see cref="Folder"/>; returns its exit code and stdout (stderr when it fails).</summary>
+    /// <summary>
+    /// Runs a program in <see cref="Folder"/>; returns its exit code and stdout (stderr when it fails).
+    /// </summary>
     private static (int Code, string Output) Execute(string program, IEnumerable<string> arguments)
     {
-        var start = new ProcessStartInfo(program) { WorkingDirectory = Folder, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        var start = new ProcessStartInfo(program)
+        {
+            WorkingDirectory = Folder,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
         Process process;
         try
         {

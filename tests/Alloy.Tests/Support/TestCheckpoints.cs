@@ -8,7 +8,12 @@ namespace Alloy.Tests.Support;
 /// <summary>Writes small hand-made checkpoints and reads tensors back as float32 or double.</summary>
 public static class TestCheckpoints
 {
-    public static void Write(string folder, JsonObject? config, IEnumerable<(string Name, long[] Shape, float[] Values)> tensors, DType dtype = DType.F32)
+    public static void Write(
+        string folder,
+        JsonObject? config,
+        IEnumerable<(string Name, long[] Shape, float[] Values)> tensors,
+        DType dtype = DType.F32
+    )
     {
         Directory.CreateDirectory(folder);
         var list = tensors.ToList();
@@ -23,7 +28,8 @@ public static class TestCheckpoints
             }
             writer.Complete();
         }
-        if (config is not null) File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        if (config is not null)
+            File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
     }
 
     /// <summary>Every tensor of a checkpoint as float32, by name.</summary>
@@ -68,12 +74,14 @@ public static class TestCheckpoints
         var bytes = packed.Bytes(0, (int)packed.Info.ByteLength).ToArray();
         var mask = new bool[rows * columns];
         for (long r = 0; r < rows; r++)
-            for (int c = 0; c < rowBytes * 8; c++)
-            {
-                bool bit = ((bytes[r * rowBytes + c / 8] >> (7 - c % 8)) & 1) == 1;
-                if (c < columns) mask[r * columns + c] = bit;
-                else Assert.False(bit, $"{packed.Name}: padding bit {c} of row {r} is set");
-            }
+        for (int c = 0; c < rowBytes * 8; c++)
+        {
+            bool bit = ((bytes[r * rowBytes + c / 8] >> (7 - c % 8)) & 1) == 1;
+            if (c < columns)
+                mask[r * columns + c] = bit;
+            else
+                Assert.False(bit, $"{packed.Name}: padding bit {c} of row {r} is set");
+        }
         return mask;
     }
 
@@ -81,7 +89,9 @@ public static class TestCheckpoints
     public static string FolderDigest(string folder)
     {
         using var sha = SHA256.Create();
-        foreach (var file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        foreach (
+            var file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+        )
         {
             var name = System.Text.Encoding.UTF8.GetBytes(Path.GetRelativePath(folder, file));
             sha.TransformBlock(name, 0, name.Length, null, 0);
@@ -92,12 +102,13 @@ public static class TestCheckpoints
         return Convert.ToHexString(sha.Hash!);
     }
 
-    public static JsonObject LlamaConfig(int layers, int vocab = 8, string architecture = "LlamaForCausalLM") => new()
-    {
-        ["architectures"] = new JsonArray(architecture),
-        ["model_type"] = "llama",
-        ["num_hidden_layers"] = layers,
-        ["vocab_size"] = vocab,
-        ["torch_dtype"] = "float32",
-    };
+    public static JsonObject LlamaConfig(int layers, int vocab = 8, string architecture = "LlamaForCausalLM") =>
+        new()
+        {
+            ["architectures"] = new JsonArray(architecture),
+            ["model_type"] = "llama",
+            ["num_hidden_layers"] = layers,
+            ["vocab_size"] = vocab,
+            ["torch_dtype"] = "float32",
+        };
 }

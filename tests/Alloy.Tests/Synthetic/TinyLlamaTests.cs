@@ -56,7 +56,8 @@ public sealed class TinyLlamaTests : IDisposable
         var d1 = TinyLlama.Values(spec, name, shape, 1).Zip(b, (x, y) => x - y).ToArray();
         var d2 = TinyLlama.Values(spec, name, shape, 2).Zip(b, (x, y) => x - y).ToArray();
         double agreement = d1.Zip(d2).Count(p => Math.Sign(p.First) == Math.Sign(p.Second)) / (double)d1.Length;
-        // Related (not identical, not independent): the shared component agrees on some blocks and is flipped on others.
+        // Related (not identical, not independent): the shared component agrees on some blocks and is flipped on
+        // others.
         Assert.InRange(agreement, 0.3, 0.7);
         Assert.All(d1, d => Assert.True(Math.Abs(d) < 1.0));
         Assert.True(d1.Max(Math.Abs) > 4 * d1.Average(Math.Abs), "expected sparse outliers in the task vector");

@@ -12,13 +12,26 @@ public sealed class BFloat16KernelsTests
         var random = new Random(seed);
         uint[] specials =
         [
-            0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0xFFFF_FFFF, 0x0000_0000, 0x8000_0000,
-            0x7F7F_FFFF, 0x7F7F_8000, 0x3F80_8000, 0x3F81_8000, 0x0000_8000, 0x807F_FFFF,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7FC0_0000,
+            0xFFC0_0000,
+            0x7F80_0001,
+            0xFFFF_FFFF,
+            0x0000_0000,
+            0x8000_0000,
+            0x7F7F_FFFF,
+            0x7F7F_8000,
+            0x3F80_8000,
+            0x3F81_8000,
+            0x0000_8000,
+            0x807F_FFFF,
         ];
         var values = new float[length];
         for (int i = 0; i < length; i++)
         {
-            uint bits = random.Next(4) == 0 ? specials[random.Next(specials.Length)] : (uint)random.NextInt64(0, 1L << 32);
+            uint bits =
+                random.Next(4) == 0 ? specials[random.Next(specials.Length)] : (uint)random.NextInt64(0, 1L << 32);
             values[i] = BitConverter.UInt32BitsToSingle(bits);
         }
         return values;
@@ -28,14 +41,16 @@ public sealed class BFloat16KernelsTests
     {
         var random = new Random(seed);
         var values = new ushort[length];
-        for (int i = 0; i < length; i++) values[i] = (ushort)random.Next(0x1_0000);
+        for (int i = 0; i < length; i++)
+            values[i] = (ushort)random.Next(0x1_0000);
         return values;
     }
 
     private static ushort[] ScalarNarrow(float[] source)
     {
         var expected = new ushort[source.Length];
-        for (int i = 0; i < source.Length; i++) expected[i] = ((BFloat16)source[i]).Bits;
+        for (int i = 0; i < source.Length; i++)
+            expected[i] = ((BFloat16)source[i]).Bits;
         return expected;
     }
 
@@ -72,7 +87,8 @@ public sealed class BFloat16KernelsTests
     {
         var source = RandomHalfWords(length, seed: length + 1);
         var expected = new float[length];
-        for (int i = 0; i < length; i++) expected[i] = (float)BFloat16.FromBits(source[i]);
+        for (int i = 0; i < length; i++)
+            expected[i] = (float)BFloat16.FromBits(source[i]);
 
         var dispatched = new float[length];
         BFloat16Kernels.Widen(source, dispatched);
@@ -95,7 +111,8 @@ public sealed class BFloat16KernelsTests
     public void VectorPathsRoundTripEveryBitPattern()
     {
         var all = new ushort[0x1_0000];
-        for (int i = 0; i < all.Length; i++) all[i] = (ushort)i;
+        for (int i = 0; i < all.Length; i++)
+            all[i] = (ushort)i;
         var floats = new float[all.Length];
         BFloat16Kernels.Widen(all, floats);
         var back = new ushort[all.Length];

@@ -5,6 +5,7 @@ namespace Alloy.Tests.Tensors;
 public sealed class BFloat16Tests
 {
     private static uint BitsOf(float f) => BitConverter.SingleToUInt32Bits(f);
+
     private static float FloatOf(uint bits) => BitConverter.UInt32BitsToSingle(bits);
 
     [Fact]
@@ -69,14 +70,16 @@ public sealed class BFloat16Tests
         {
             uint bits = (uint)random.NextInt64(0, 1L << 32);
             float f = FloatOf(bits);
-            if (!float.IsFinite(f)) continue;
+            if (!float.IsFinite(f))
+                continue;
             uint down = bits & 0xFFFF_0000u;
             uint up = down + 0x1_0000u;
             double toDown = Math.Abs((double)f - FloatOf(down));
             // Past the largest finite value the next step up is ±2^128 (inf's place); RNE measures against it there.
             double upValue = (up & 0x7FFF_FFFFu) == 0x7F80_0000u ? Math.CopySign(Math.Pow(2, 128), f) : FloatOf(up);
             double toUp = Math.Abs(upValue - f);
-            ushort expected = toDown < toUp ? (ushort)(down >> 16)
+            ushort expected =
+                toDown < toUp ? (ushort)(down >> 16)
                 : toUp < toDown ? (ushort)(up >> 16)
                 : (ushort)(((down >> 16) & 1) == 0 ? down >> 16 : up >> 16);
             Assert.Equal(expected, ((BFloat16)f).Bits);
@@ -104,9 +107,13 @@ public sealed class BFloat16Tests
     public void CompareToOrdersNumerically()
     {
         var values = new[] { 0x4000, 0xBF80, 0x7F80, 0x0000, 0x3F80, 0xFF80, 0x7FC0 }
-            .Select(b => BFloat16.FromBits((ushort)b)).ToList();
+            .Select(b => BFloat16.FromBits((ushort)b))
+            .ToList();
         values.Sort();
-        Assert.Equal(new ushort[] { 0x7FC0, 0xFF80, 0xBF80, 0x0000, 0x3F80, 0x4000, 0x7F80 }, values.Select(v => v.Bits));
+        Assert.Equal(
+            new ushort[] { 0x7FC0, 0xFF80, 0xBF80, 0x0000, 0x3F80, 0x4000, 0x7F80 },
+            values.Select(v => v.Bits)
+        );
         Assert.Equal(0, BFloat16.FromBits(0x8000).CompareTo(BFloat16.FromBits(0x0000)));
     }
 

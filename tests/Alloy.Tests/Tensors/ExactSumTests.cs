@@ -13,7 +13,8 @@ public sealed class ExactSumTests
         var total = BigInteger.Zero;
         foreach (float v in values)
         {
-            int bits = BitConverter.SingleToInt32Bits(v), exponent = (bits >> 23) & 0xFF;
+            int bits = BitConverter.SingleToInt32Bits(v),
+                exponent = (bits >> 23) & 0xFF;
             var significand = new BigInteger(exponent == 0 ? bits & 0x7FFFFF : (bits & 0x7FFFFF) | 0x800000);
             var units = significand << Math.Max(exponent - 1, 0);
             total += bits < 0 ? -units : units;
@@ -39,23 +40,35 @@ public sealed class ExactSumTests
     [Fact]
     public void Any_grouping_and_order_gives_the_same_bits_and_the_exact_sum()
     {
-        AnyFinite.Array[1, 200].Select(Gen.Int[1, 50], Gen.Int[0, 1000]).Sample((values, chunk, seed) =>
-        {
-            var whole = new ExactSum();
-            whole.Add(values);
-            var shuffled = values.OrderBy(_ => new Random(seed).Next()).ToArray();
-            var combined = new ExactSum();
-            foreach (var part in shuffled.Chunk(chunk).Reverse())
-            {
-                var partial = new ExactSum();
-                partial.Add(part);
-                combined.Add(partial);
-            }
-            Assert.Equal(BitConverter.DoubleToInt64Bits(whole.Value), BitConverter.DoubleToInt64Bits(combined.Value));
-            // One rounding of the exact sum: at most one unit in the last place away from it, even after cancellation.
-            double exact = Exact(values);
-            Assert.True(Math.Abs(whole.Value - exact) <= Math.BitIncrement(Math.Abs(exact)) - Math.Abs(exact), $"{whole.Value:R} vs {exact:R}");
-        });
+        AnyFinite
+            .Array[1, 200]
+            .Select(Gen.Int[1, 50], Gen.Int[0, 1000])
+            .Sample(
+                (values, chunk, seed) =>
+                {
+                    var whole = new ExactSum();
+                    whole.Add(values);
+                    var shuffled = values.OrderBy(_ => new Random(seed).Next()).ToArray();
+                    var combined = new ExactSum();
+                    foreach (var part in shuffled.Chunk(chunk).Reverse())
+                    {
+                        var partial = new ExactSum();
+                        partial.Add(part);
+                        combined.Add(partial);
+                    }
+                    Assert.Equal(
+                        BitConverter.DoubleToInt64Bits(whole.Value),
+                        BitConverter.DoubleToInt64Bits(combined.Value)
+                    );
+                    // One rounding of the exact sum: at most one unit in the last place away from it, even after
+                    // cancellation.
+                    double exact = Exact(values);
+                    Assert.True(
+                        Math.Abs(whole.Value - exact) <= Math.BitIncrement(Math.Abs(exact)) - Math.Abs(exact),
+                        $"{whole.Value:R} vs {exact:R}"
+                    );
+                }
+            );
     }
 
     [Fact]

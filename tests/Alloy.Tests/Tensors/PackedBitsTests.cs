@@ -3,7 +3,9 @@ using CsCheck;
 
 namespace Alloy.Tests.Tensors;
 
-/// <summary>PackedBits: numpy.packbits(axis=-1) layout, and ranges packed apart then joined by OR give the whole.</summary>
+/// <summary>
+/// PackedBits: numpy.packbits(axis=-1) layout, and ranges packed apart then joined by OR give the whole.
+/// </summary>
 public sealed class PackedBitsTests
 {
     [Fact]
@@ -34,21 +36,28 @@ public sealed class PackedBitsTests
     [Fact]
     public void Ranges_packed_apart_and_joined_by_or_equal_the_whole()
     {
-        Gen.Int[0, 1].Select(b => (float)b).Array[1, 120].Select(Gen.Int[1, 20], Gen.Int[1, 30]).Sample((mask, columns, chunk) =>
-        {
-            var whole = new byte[mask.Length];
-            int length = PackedBits.Pack(mask, 0, columns, whole);
-            Assert.Equal(PackedBits.ByteCount(0, mask.Length, columns), length);
-            var joined = new byte[length];
-            for (int start = 0; start < mask.Length; start += chunk)
-            {
-                int count = Math.Min(chunk, mask.Length - start);
-                var part = new byte[count];
-                int n = PackedBits.Pack(mask.AsSpan(start, count), start, columns, part);
-                long first = PackedBits.ByteOf(start, columns);
-                for (int k = 0; k < n; k++) joined[first + k] |= part[k];
-            }
-            Assert.Equal(whole[..length], joined);
-        });
+        Gen.Int[0, 1]
+            .Select(b => (float)b)
+            .Array[1, 120]
+            .Select(Gen.Int[1, 20], Gen.Int[1, 30])
+            .Sample(
+                (mask, columns, chunk) =>
+                {
+                    var whole = new byte[mask.Length];
+                    int length = PackedBits.Pack(mask, 0, columns, whole);
+                    Assert.Equal(PackedBits.ByteCount(0, mask.Length, columns), length);
+                    var joined = new byte[length];
+                    for (int start = 0; start < mask.Length; start += chunk)
+                    {
+                        int count = Math.Min(chunk, mask.Length - start);
+                        var part = new byte[count];
+                        int n = PackedBits.Pack(mask.AsSpan(start, count), start, columns, part);
+                        long first = PackedBits.ByteOf(start, columns);
+                        for (int k = 0; k < n; k++)
+                            joined[first + k] |= part[k];
+                    }
+                    Assert.Equal(whole[..length], joined);
+                }
+            );
     }
 }

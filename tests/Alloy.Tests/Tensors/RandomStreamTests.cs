@@ -43,9 +43,9 @@ public sealed class RandomStreamTests
     }
 
     [Theory]
-    [InlineData(8UL, Name, 2)]                                      // seed
-    [InlineData(7UL, "model.layers.1.mlp.down_proj.weight", 2)]     // name
-    [InlineData(7UL, Name, 3)]                                      // model index
+    [InlineData(8UL, Name, 2)] // seed
+    [InlineData(7UL, "model.layers.1.mlp.down_proj.weight", 2)] // name
+    [InlineData(7UL, Name, 3)] // model index
     [InlineData(7UL, Name, -2)]
     public void DifferentKeysGiveDifferentValues(ulong seed, string name, int modelIndex)
     {
@@ -54,9 +54,11 @@ public sealed class RandomStreamTests
         int equal = 0;
         for (long i = 0; i < 1000; i++)
         {
-            if (reference.Bits(i) == other.Bits(i)) equal++;
+            if (reference.Bits(i) == other.Bits(i))
+                equal++;
             // Nor is one stream a shifted copy of the other over a nearby window.
-            if (reference.Bits(i) == other.Bits(i + 1) || reference.Bits(i + 1) == other.Bits(i)) equal++;
+            if (reference.Bits(i) == other.Bits(i + 1) || reference.Bits(i + 1) == other.Bits(i))
+                equal++;
         }
         Assert.Equal(0, equal);
     }
@@ -66,7 +68,8 @@ public sealed class RandomStreamTests
     {
         var stream = RandomStream.For(1, Name, 0);
         var seen = new HashSet<ulong>();
-        for (long i = 0; i < 100_000; i++) Assert.True(seen.Add(stream.Bits(i)));
+        for (long i = 0; i < 100_000; i++)
+            Assert.True(seen.Add(stream.Bits(i)));
     }
 
     [Fact]
@@ -82,10 +85,18 @@ public sealed class RandomStreamTests
         }
     }
 
-    public static TheoryData<long, int> Chunks => new()
-    {
-        { 0, 0 }, { 0, 1 }, { 0, 15 }, { 3, 16 }, { 5, 17 }, { 1_000_001, 257 }, { -40, 100 }, { long.MaxValue - 50, 33 },
-    };
+    public static TheoryData<long, int> Chunks =>
+        new()
+        {
+            { 0, 0 },
+            { 0, 1 },
+            { 0, 15 },
+            { 3, 16 },
+            { 5, 17 },
+            { 1_000_001, 257 },
+            { -40, 100 },
+            { long.MaxValue - 50, 33 },
+        };
 
     [Theory]
     [MemberData(nameof(Chunks))]
@@ -93,7 +104,8 @@ public sealed class RandomStreamTests
     {
         var stream = RandomStream.For(9, Name, 4);
         var expected = new float[length];
-        for (int i = 0; i < length; i++) expected[i] = stream.Uniform(start + i);
+        for (int i = 0; i < length; i++)
+            expected[i] = stream.Uniform(start + i);
 
         var dispatched = new float[length];
         stream.FillUniform(start, dispatched);
@@ -144,7 +156,8 @@ public sealed class RandomStreamTests
         Assert.InRange(variance, 1.0 / 12 - 5 * Math.Sqrt(1.0 / 180 / n), 1.0 / 12 + 5 * Math.Sqrt(1.0 / 180 / n));
         // Buckets of 1/16: each holds n/16 ± 5σ draws (binomial), which catches lumps the moments miss.
         var counts = new int[16];
-        foreach (float v in values) counts[(int)(v * 16)]++;
+        foreach (float v in values)
+            counts[(int)(v * 16)]++;
         double sigma = Math.Sqrt(n * (1.0 / 16) * (15.0 / 16));
         Assert.All(counts, c => Assert.InRange(c, n / 16.0 - 5 * sigma, n / 16.0 + 5 * sigma));
     }
@@ -154,7 +167,8 @@ public sealed class RandomStreamTests
     {
         const int n = 1_000_000;
         var stream = RandomStream.For(77, Name, 1);
-        double sum = 0, sumSquares = 0;
+        double sum = 0,
+            sumSquares = 0;
         int withinOneSigma = 0;
         for (long i = 0; i < n; i++)
         {
@@ -162,7 +176,8 @@ public sealed class RandomStreamTests
             Assert.True(double.IsFinite(x));
             sum += x;
             sumSquares += x * x;
-            if (Math.Abs(x) < 1) withinOneSigma++;
+            if (Math.Abs(x) < 1)
+                withinOneSigma++;
         }
         double mean = sum / n;
         double variance = sumSquares / n - mean * mean;

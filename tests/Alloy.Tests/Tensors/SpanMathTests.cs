@@ -22,39 +22,44 @@ public sealed class SpanMathTests
     [Fact]
     public void A_fused_weighted_difference_rounds_exactly_as_subtract_then_multiply_add()
     {
-        Gen.Float[-4, 4].Array[0, 70].Sample(x =>
-        {
-            var b = x.Select((v, i) => v * 0.37f + i / 7f).ToArray();
-            var start = x.Select((v, i) => (float)Math.Sin(i)).ToArray();
-            var expected = start.ToArray();
-            var delta = new float[x.Length];
-            System.Numerics.Tensors.TensorPrimitives.Subtract(x, b, delta);
-            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(delta, 0.3337f, expected, expected);
-            var fused = start.ToArray();
-            SpanMath.AddScaledDifference(x, b, 0.3337f, fused);
-            Assert.Equal(expected, fused);
-        });
+        Gen.Float[-4, 4]
+            .Array[0, 70]
+            .Sample(x =>
+            {
+                var b = x.Select((v, i) => v * 0.37f + i / 7f).ToArray();
+                var start = x.Select((v, i) => (float)Math.Sin(i)).ToArray();
+                var expected = start.ToArray();
+                var delta = new float[x.Length];
+                System.Numerics.Tensors.TensorPrimitives.Subtract(x, b, delta);
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(delta, 0.3337f, expected, expected);
+                var fused = start.ToArray();
+                SpanMath.AddScaledDifference(x, b, 0.3337f, fused);
+                Assert.Equal(expected, fused);
+            });
     }
 
     [Fact]
     public void Results_match_plain_loops_for_every_length_and_tail()
     {
-        Gen.Float[-4, 4].Array[0, 70].Sample(x =>
-        {
-            var y = x.Select((v, i) => v * 0.5f - i).ToArray();
-            var b = x.Select((v, i) => (float)i / 3).ToArray();
-            double dot = 0, delta = 0;
-            for (int i = 0; i < x.Length; i++)
+        Gen.Float[-4, 4]
+            .Array[0, 70]
+            .Sample(x =>
             {
-                dot += (double)x[i] * y[i];
-                delta += (double)(x[i] - b[i]) * (y[i] - b[i]);
-            }
-            Assert.Equal(dot, SpanMath.Dot(x, y), 1e-9);
-            Assert.Equal(delta, SpanMath.DeltaDot(x, y, b), 1e-9);
-            var combined = new float[x.Length];
-            SpanMath.Combine(x, 0.3, y, -1.7, combined);
-            Assert.Equal(x.Select((v, i) => (float)(0.3 * v - 1.7 * y[i])), combined);
-        });
+                var y = x.Select((v, i) => v * 0.5f - i).ToArray();
+                var b = x.Select((v, i) => (float)i / 3).ToArray();
+                double dot = 0,
+                    delta = 0;
+                for (int i = 0; i < x.Length; i++)
+                {
+                    dot += (double)x[i] * y[i];
+                    delta += (double)(x[i] - b[i]) * (y[i] - b[i]);
+                }
+                Assert.Equal(dot, SpanMath.Dot(x, y), 1e-9);
+                Assert.Equal(delta, SpanMath.DeltaDot(x, y, b), 1e-9);
+                var combined = new float[x.Length];
+                SpanMath.Combine(x, 0.3, y, -1.7, combined);
+                Assert.Equal(x.Select((v, i) => (float)(0.3 * v - 1.7 * y[i])), combined);
+            });
     }
 
     [Fact]
@@ -77,17 +82,22 @@ public sealed class SpanMathTests
     public void Select_finds_the_same_order_statistic_as_sorting()
     {
         // Few distinct values, so ties are common.
-        Gen.Int[-5, 5].Array[1, 300].Select(Gen.Int[0, 1000]).Sample((values, seed) =>
-        {
-            var floats = values.Select(v => (float)v).ToArray();
-            var sorted = floats.Order().ToArray();
-            int k = seed % floats.Length;
-            var work = (float[])floats.Clone();
-            Assert.Equal(sorted[k], Selection.Select(work, k));
-            Assert.All(work.AsSpan(0, k).ToArray(), v => Assert.True(v <= sorted[k]));
-            Assert.All(work.AsSpan(k + 1).ToArray(), v => Assert.True(v >= sorted[k]));
-            Assert.Equal(sorted, work.Order());
-        });
+        Gen.Int[-5, 5]
+            .Array[1, 300]
+            .Select(Gen.Int[0, 1000])
+            .Sample(
+                (values, seed) =>
+                {
+                    var floats = values.Select(v => (float)v).ToArray();
+                    var sorted = floats.Order().ToArray();
+                    int k = seed % floats.Length;
+                    var work = (float[])floats.Clone();
+                    Assert.Equal(sorted[k], Selection.Select(work, k));
+                    Assert.All(work.AsSpan(0, k).ToArray(), v => Assert.True(v <= sorted[k]));
+                    Assert.All(work.AsSpan(k + 1).ToArray(), v => Assert.True(v >= sorted[k]));
+                    Assert.Equal(sorted, work.Order());
+                }
+            );
     }
 
     [Fact]

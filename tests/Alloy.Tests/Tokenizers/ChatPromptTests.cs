@@ -17,8 +17,8 @@ public sealed class ChatPromptTests : IDisposable
     public void Dispose() => _work.Dispose();
 
     private const string Template =
-        "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}" +
-        "{% if add_generation_prompt %}<assistant>{% endif %}";
+        "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}"
+        + "{% if add_generation_prompt %}<assistant>{% endif %}";
 
     private TextTokenizer Tokenizer(string name, JsonNode? configTemplate = null, string? jinjaFile = null)
     {
@@ -32,7 +32,8 @@ public sealed class ChatPromptTests : IDisposable
             config["chat_template"] = configTemplate;
             File.WriteAllText(configPath, config.ToJsonString());
         }
-        if (jinjaFile is not null) File.WriteAllText(Path.Combine(folder, "chat_template.jinja"), jinjaFile);
+        if (jinjaFile is not null)
+            File.WriteAllText(Path.Combine(folder, "chat_template.jinja"), jinjaFile);
         return TextTokenizer.Load(folder);
     }
 
@@ -51,7 +52,8 @@ public sealed class ChatPromptTests : IDisposable
     {
         var named = new JsonArray(
             new JsonObject { ["name"] = "tool_use", ["template"] = "tools" },
-            new JsonObject { ["name"] = "default", ["template"] = Template });
+            new JsonObject { ["name"] = "default", ["template"] = Template }
+        );
         Assert.Equal("<s><user>Hi</s>", ChatPrompt.For(Tokenizer("named", named)).Render([Conversation[0]], false));
 
         var both = Tokenizer("both", "config {{ messages | length }}", jinjaFile: "file {{ messages | length }}\n");
@@ -63,8 +65,11 @@ public sealed class ChatPromptTests : IDisposable
     {
         var tokenizer = Tokenizer("none");
         var e = Assert.Throws<AlloyException>(() => ChatPrompt.For(tokenizer));
-        Assert.Equal($"{_work["none"]}: the model has no chat template (no chat_template.jinja, no chat_template in " +
-                     "tokenizer_config.json); evaluate without --chat-template or add one", e.Message);
+        Assert.Equal(
+            $"{_work["none"]}: the model has no chat template (no chat_template.jinja, no chat_template in "
+                + "tokenizer_config.json); evaluate without --chat-template or add one",
+            e.Message
+        );
     }
 
     [Fact]
@@ -72,9 +77,14 @@ public sealed class ChatPromptTests : IDisposable
     {
         var chat = ChatPrompt.For(Tokenizer("raises", jinjaFile: "ok\n{{ raise_exception('roles must alternate') }}"));
         var e = Assert.Throws<AlloyException>(() => chat.Render(Conversation));
-        Assert.Equal($"{Path.Combine(_work["raises"], "chat_template.jinja")}:2:19: the template raised an error: roles must alternate",
-            e.Message);
-        var macro = Assert.Throws<AlloyException>(() => ChatPrompt.For(Tokenizer("macro", "{% macro x() %}{% endmacro %}")));
+        Assert.Equal(
+            $"{Path.Combine(_work["raises"], "chat_template.jinja")}:2:19: the template raised an error: roles must "
+                + $"alternate",
+            e.Message
+        );
+        var macro = Assert.Throws<AlloyException>(() =>
+            ChatPrompt.For(Tokenizer("macro", "{% macro x() %}{% endmacro %}"))
+        );
         Assert.Contains("tokenizer_config.json:1:4: '{% macro %}' is not supported", macro.Message);
     }
 }

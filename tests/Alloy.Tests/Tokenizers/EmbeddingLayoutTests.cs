@@ -23,7 +23,8 @@ public sealed class EmbeddingLayoutTests : IClassFixture<TokenizerFamily>
     [Fact]
     public void Each_input_keeps_its_own_rows_shares_composed_rows_and_pads_with_its_mean()
     {
-        var (plan, models, diagnostics) = Plan($$"""
+        var (plan, models, diagnostics) = Plan(
+            $$"""
             merge_method: linear
             base_model: {{_models.Base}}
             models:
@@ -31,7 +32,8 @@ public sealed class EmbeddingLayoutTests : IClassFixture<TokenizerFamily>
               - {model: {{_models.ChatMl}}, parameters: {weight: 1} }
               - {model: {{_models.ChatMl2}}, parameters: {weight: 1} }
             tokenizer: {source: union, pad_to_multiple_of: 8}
-            """);
+            """
+        );
         using (models)
         {
             var vocabulary = plan.Tokenizer!.Vocabulary!;
@@ -46,9 +48,13 @@ public sealed class EmbeddingLayoutTests : IClassFixture<TokenizerFamily>
             Assert.All(embed.Inputs, i => Assert.Equal([264L, 16L], i.Shape));
             Assert.Equal(97, base_.OwnRow(97));
             Assert.Equal(260, chatml.OwnRow(260));
-            // The base lacks <|im_start|>; two fine-tunes have it: the base's row is their mean, read from their tensors.
+            // The base lacks <|im_start|>; two fine-tunes have it: the base's row is their mean, read from their
+            // tensors.
             var mean = base_.Composite(260)!;
-            Assert.Equal([(embed.Inputs[1].Tensor, 260L, 0.5), (embed.Inputs[2].Tensor, 260L, 0.5)], mean.Select(t => (t.Tensor, t.Row, t.Weight)));
+            Assert.Equal(
+                [(embed.Inputs[1].Tensor, 260L, 0.5), (embed.Inputs[2].Tensor, 260L, 0.5)],
+                mean.Select(t => (t.Tensor, t.Row, t.Weight))
+            );
             Assert.True(base_.IsPadding(262) && base_.IsPadding(263) && !base_.IsPadding(261));
             Assert.Equal(262, base_.TokenRows);
             // The head is laid out over the same vocabulary from the heads.
@@ -61,12 +67,14 @@ public sealed class EmbeddingLayoutTests : IClassFixture<TokenizerFamily>
     [Fact]
     public void Without_tokenizer_settings_there_is_no_tokenizer_plan_and_inputs_are_read_as_stored()
     {
-        var (plan, models, _) = Plan($$"""
+        var (plan, models, _) = Plan(
+            $$"""
             merge_method: linear
             models:
               - {model: {{_models.Base}}, parameters: {weight: 1} }
               - {model: {{_models.ChatMl}}, parameters: {weight: 1} }
-            """);
+            """
+        );
         using (models)
         {
             Assert.Null(plan.Tokenizer);

@@ -12,16 +12,22 @@ namespace Alloy.Tests.Tokenizers;
 /// </summary>
 public sealed class JinjaTemplateTests
 {
-    private static readonly string Fixtures =
-        Path.Combine(ExampleTests.RepositoryRoot, "tests", "fixtures", "chat-templates");
+    private static readonly string Fixtures = Path.Combine(
+        ExampleTests.RepositoryRoot,
+        "tests",
+        "fixtures",
+        "chat-templates"
+    );
 
     private static readonly Lazy<JsonArray> s_renders = new(() =>
-        JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures, "reference", "renders.json")))!["renders"]!.AsArray());
+        JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures, "reference", "renders.json")))!["renders"]!.AsArray()
+    );
 
     public static TheoryData<string, string> References()
     {
         var data = new TheoryData<string, string>();
-        foreach (var entry in s_renders.Value) data.Add((string)entry!["template"]!, (string)entry["case"]!);
+        foreach (var entry in s_renders.Value)
+            data.Add((string)entry!["template"]!, (string)entry["case"]!);
         return data;
     }
 
@@ -31,8 +37,9 @@ public sealed class JinjaTemplateTests
     [MemberData(nameof(References))]
     public void Renders_as_jinja2_does(string templateFile, string @case)
     {
-        var entry = s_renders.Value
-            .Single(e => (string)e!["template"]! == templateFile && (string)e["case"]! == @case)!;
+        var entry = s_renders.Value.Single(e =>
+            (string)e!["template"]! == templateFile && (string)e["case"]! == @case
+        )!;
         var template = JinjaTemplate.Parse(File.ReadAllText(Path.Combine(Fixtures, templateFile)), templateFile);
         var variables = entry["variables"]!.AsObject().ToDictionary(p => p.Key, p => (object?)p.Value);
         if (entry["error"] is { } error)
@@ -54,7 +61,8 @@ public sealed class JinjaTemplateTests
     }
 
     private static string Render(string template, object? messages = null) =>
-        JinjaTemplate.Parse(template, "t.jinja")
+        JinjaTemplate
+            .Parse(template, "t.jinja")
             .Render(new Dictionary<string, object?> { ["messages"] = messages ?? Array.Empty<object>() });
 
     [Theory]
@@ -99,7 +107,7 @@ public sealed class JinjaTemplateTests
         object[] messages = [new Dictionary<string, object?> { ["role"] = "user", ["content"] = "Hi" }];
         if (!fails)
         {
-            Assert.Equal("", Render(template, messages));   // an attribute of a string is undefined, printed as nothing
+            Assert.Equal("", Render(template, messages)); // an attribute of a string is undefined, printed as nothing
             return;
         }
         var e = Assert.Throws<AlloyException>(() => Render(template, messages));
@@ -111,8 +119,10 @@ public sealed class JinjaTemplateTests
     {
         Assert.Equal("<a>x</a>", Render("<a>{% generation %}x{% endgeneration %}</a>"));
         // Each iteration starts from the enclosing value; what it set is gone after the loop (Jinja2's scoping).
-        Assert.Equal("[out1][out2]out",
-            Render("{% set x = 'out' %}{% for i in [1, 2] %}[{{ x }}{% set x = i %}{{ x }}]{% endfor %}{{ x }}"));
+        Assert.Equal(
+            "[out1][out2]out",
+            Render("{% set x = 'out' %}{% for i in [1, 2] %}[{{ x }}{% set x = i %}{{ x }}]{% endfor %}{{ x }}")
+        );
         Assert.Equal("3", Render("{% if true %}{% set z = 3 %}{% endif %}{{ z }}"));
     }
 

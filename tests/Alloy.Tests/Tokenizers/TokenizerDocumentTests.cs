@@ -19,7 +19,9 @@ public sealed class TokenizerDocumentTests : IDisposable
         return Path.Combine(folder, "tokenizer.json");
     }
 
-    /// <summary>A SentencePiece Unigram tokenizer as transformers saves one (T5/XLNet style), written by hand.</summary>
+    /// <summary>
+    /// A SentencePiece Unigram tokenizer as transformers saves one (T5/XLNet style), written by hand.
+    /// </summary>
     private const string UnigramJson = """
         {
           "version": "1.0",
@@ -71,14 +73,19 @@ public sealed class TokenizerDocumentTests : IDisposable
     [Fact]
     public void The_generated_byte_level_tokenizer_reads_as_bpe_with_its_added_tokens_and_merges()
     {
-        var document = TokenizerDocument.Load(ByteTokenizerFile(new TokenizerExtras { Merges = ["h e", "l l"], AddedTokens = ["<|im_start|>"] }, 262));
+        var document = TokenizerDocument.Load(
+            ByteTokenizerFile(new TokenizerExtras { Merges = ["h e", "l l"], AddedTokens = ["<|im_start|>"] }, 262)
+        );
         Assert.Equal(TokenizerModelKind.Bpe, document.Kind);
         Assert.Equal(262, document.ModelVocabulary.Count);
         Assert.Equal(260, document.ModelVocabulary["he"]);
         Assert.Equal(261, document.ModelVocabulary["ll"]);
         Assert.Equal([("h", "e"), ("l", "l")], document.Merges);
         Assert.Equal(["<s>", "</s>", "<pad>", "<unk>", "<|im_start|>"], document.AddedTokens.Select(t => t.Content));
-        Assert.Equal(new AddedToken(262, "<|im_start|>", Special: true, Normalized: false), document.AddedTokens.Last());
+        Assert.Equal(
+            new AddedToken(262, "<|im_start|>", Special: true, Normalized: false),
+            document.AddedTokens.Last()
+        );
         Assert.Equal(263, document.Vocabulary.Count);
         Assert.Equal(263, document.NextId);
     }
@@ -88,14 +95,21 @@ public sealed class TokenizerDocumentTests : IDisposable
     {
         var path = ByteTokenizerFile(new TokenizerExtras { Merges = ["h e"], AddedTokens = ["<x>"] });
         TokenizerDocument.Load(path).Write(_work["again.json"]);
-        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(File.ReadAllText(path)), JsonNode.Parse(File.ReadAllText(_work["again.json"]))));
+        Assert.True(
+            JsonNode.DeepEquals(
+                JsonNode.Parse(File.ReadAllText(path)),
+                JsonNode.Parse(File.ReadAllText(_work["again.json"]))
+            )
+        );
     }
 
     [Fact]
     public void Stripping_removes_tokens_past_vocab_size_and_the_merges_that_use_or_make_them()
     {
         // ids: bytes 0-255, specials 256-259, "he" 260, "ll" 261, "hel" 262; added "<a>" 263
-        var document = TokenizerDocument.Load(ByteTokenizerFile(new TokenizerExtras { Merges = ["h e", "l l", "he l"], AddedTokens = ["<a>"] }));
+        var document = TokenizerDocument.Load(
+            ByteTokenizerFile(new TokenizerExtras { Merges = ["h e", "l l", "he l"], AddedTokens = ["<a>"] })
+        );
         Assert.Equal(3, document.Strip(261));
         Assert.Equal(261, document.ModelVocabulary.Count);
         Assert.False(document.Vocabulary.ContainsKey("ll"));
@@ -181,12 +195,27 @@ public sealed class TokenizerDocumentTests : IDisposable
 
     [Theory]
     [InlineData("{\"model\": {\"type\": \"BPE\"}}", "no 'model' with a 'vocab'")]
-    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", "vocab tokens 'a' and 'b' share id 0")]
-    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "vocab token 'a' must have a non-negative whole-number id")]
-    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b c\"]}}", "BPE merge 0 must be")]
+    [InlineData(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}",
+        "vocab tokens 'a' and 'b' share id 0"
+    )]
+    [InlineData(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}",
+        "vocab token 'a' must have a non-negative whole-number id"
+    )]
+    [InlineData(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b c\"]}}",
+        "BPE merge 0 must be"
+    )]
     [InlineData("{\"model\": {\"type\": \"Magic\", \"vocab\": {}}}", "tokenizer model type 'Magic' is not supported")]
-    [InlineData("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\"]]}}", "Unigram vocab entry 0 must be [piece, score]")]
-    [InlineData("{\"added_tokens\": [{\"content\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}", "an entry of 'added_tokens' needs a non-negative 'id'")]
+    [InlineData(
+        "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\"]]}}",
+        "Unigram vocab entry 0 must be [piece, score]"
+    )]
+    [InlineData(
+        "{\"added_tokens\": [{\"content\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}",
+        "an entry of 'added_tokens' needs a non-negative 'id'"
+    )]
     [InlineData("{\"model\": ", "not valid JSON")]
     public void Malformed_files_are_refused_with_the_file_and_the_problem(string json, string expected)
     {

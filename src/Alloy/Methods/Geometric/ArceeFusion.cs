@@ -7,14 +7,22 @@ namespace Alloy.Methods.Geometric;
 /// Arcee Fusion: keeps the other model's value where its change from the base is important, else the base. Importance
 /// is |Δ| times the KL divergence between the row's softmaxes; the threshold is median + 1.5·IQR of all importances.
 /// </summary>
-public sealed class ArceeFusion() : MergeMethod(new("arcee_fusion", "Arcee Fusion",
-    "Keeps the other model's values where their change from the base is important (|Δ| × the rows' KL divergence), else the base.")
-{
-    Paper = "https://www.arcee.ai/blog/meet-mergekit-v0-1-arcee-fusion-expanded-model-support-multi-gpu-acceleration",
-    BaseModel = BaseModelUse.Required,
-    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
-    Elementwise = false,
-})
+public sealed class ArceeFusion()
+    : MergeMethod(
+        new(
+            "arcee_fusion",
+            "Arcee Fusion",
+            "Keeps the other model's values where their change from the base is important (|Δ| × the rows' KL "
+                + "divergence), else the base."
+        )
+        {
+            Paper =
+                "https://www.arcee.ai/blog/meet-mergekit-v0-1-arcee-fusion-expanded-model-support-multi-gpu-acceleration",
+            BaseModel = BaseModelUse.Required,
+            EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+            Elementwise = false,
+        }
+    )
 {
     public override void Validate(MergeInputsInfo inputs) => InputRules.BaseAndOneOther(inputs, Name);
 
@@ -58,13 +66,15 @@ public sealed class ArceeFusion() : MergeMethod(new("arcee_fusion", "Arcee Fusio
     /// </summary>
     private static double RowDivergence(ReadOnlySpan<float> x, ReadOnlySpan<float> b)
     {
-        double maxX = double.NegativeInfinity, maxB = double.NegativeInfinity;
+        double maxX = double.NegativeInfinity,
+            maxB = double.NegativeInfinity;
         for (int i = 0; i < x.Length; i++)
         {
             maxX = Math.Max(maxX, x[i]);
             maxB = Math.Max(maxB, b[i]);
         }
-        double sumX = 0, sumB = 0;
+        double sumX = 0,
+            sumB = 0;
         for (int i = 0; i < x.Length; i++)
         {
             sumX += Math.Exp(x[i] - maxX);
@@ -87,7 +97,9 @@ public sealed class ArceeFusion() : MergeMethod(new("arcee_fusion", "Arcee Fusio
     private static float Threshold(Span<float> scores)
     {
         long last = scores.Length - 1;
-        int k1 = (int)(last / 4), k2 = (int)(last / 2), k3 = (int)(3 * last / 4);
+        int k1 = (int)(last / 4),
+            k2 = (int)(last / 2),
+            k3 = (int)(3 * last / 4);
         float median = Selection.Select(scores, k2);
         // After selecting the median, smaller order statistics lie before it and larger ones after it.
         float q1 = k1 < k2 ? Selection.Select(scores[..k2], k1) : median;

@@ -8,26 +8,48 @@ namespace Alloy.Methods.Geometric;
 /// The Karcher (Riemannian, Fréchet) mean of the models' directions on the unit sphere, by fixed-point iteration,
 /// scaled by the weighted mean of their norms. Each tensor is one flat vector.
 /// </summary>
-public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The Riemannian mean of the models' directions, scaled by their mean norm.")
+public sealed class Karcher()
+    : MergeMethod(
+        new("karcher", "Karcher Mean", "The Riemannian mean of the models' directions, scaled by their mean norm.")
+        {
+            Paper = "https://en.wikipedia.org/wiki/Karcher_mean",
+            EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+            Elementwise = false,
+            Parameters = [MaxIterations, Tolerance, Weight],
+        }
+    )
 {
-    Paper = "https://en.wikipedia.org/wiki/Karcher_mean",
-    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
-    Elementwise = false,
-    Parameters = [MaxIterations, Tolerance, Weight],
-})
-{
-    public static readonly IntegerParameter MaxIterations = MethodParameter.Integer("max_iter", ParameterScope.Global, 10, "Maximum number of iterations.", minimum: 0);
+    public static readonly IntegerParameter MaxIterations = MethodParameter.Integer(
+        "max_iter",
+        ParameterScope.Global,
+        10,
+        "Maximum number of iterations.",
+        minimum: 0
+    );
 
-    public static readonly NumberParameter Tolerance = MethodParameter.Number("tol", ParameterScope.Global, 1e-5,
-        "Convergence tolerance (on the tangent step), and the smallest norm a model may have to count.", NumberRange.NonNegative);
+    public static readonly NumberParameter Tolerance = MethodParameter.Number(
+        "tol",
+        ParameterScope.Global,
+        1e-5,
+        "Convergence tolerance (on the tangent step), and the smallest norm a model may have to count.",
+        NumberRange.NonNegative
+    );
 
-    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, 1,
-        "Weight of each model (Alloy; mergekit weighs every model equally).", NumberRange.NonNegative);
+    public static readonly NumberParameter Weight = MethodParameter.Number(
+        "weight",
+        ParameterScope.PerModel,
+        1,
+        "Weight of each model (Alloy; mergekit weighs every model equally).",
+        NumberRange.NonNegative
+    );
 
     public override void Validate(MergeInputsInfo inputs)
     {
         if (Enumerable.Range(0, inputs.Count).Sum(i => inputs[Weight, i]) <= 0)
-            throw new AlloyException($"karcher: the weights of tensor '{inputs.TensorName}' are all zero; give at least one model a positive weight");
+            throw new AlloyException(
+                $"karcher: the weights of tensor '{inputs.TensorName}' are all zero; give at least one model a "
+                    + $"positive weight"
+            );
     }
 
     public override void Merge(MergeInputs inputs, Span<float> output)
@@ -64,8 +86,10 @@ public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The 
         for (int k = 0; k < valid.Length; k++)
             TensorPrimitives.MultiplyAdd(inputs[valid[k]], (float)(a[k] / norms[valid[k]]), u, u);
         double uNorm = SpanMath.Norm(u);
-        if (uNorm < tol) TensorPrimitives.Multiply(inputs[valid[0]], (float)(1 / norms[valid[0]]), u);
-        else TensorPrimitives.Multiply(u, (float)(1 / uNorm), u);
+        if (uNorm < tol)
+            TensorPrimitives.Multiply(inputs[valid[0]], (float)(1 / norms[valid[0]]), u);
+        else
+            TensorPrimitives.Multiply(u, (float)(1 / uNorm), u);
 
         float[] tangentBuffer = ArrayPool<float>.Shared.Rent(output.Length);
         try
@@ -73,7 +97,8 @@ public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The 
             var tangent = tangentBuffer.AsSpan(0, output.Length);
             for (int iteration = 0; iteration < maxIter; iteration++)
             {
-                // T = Σ aᵢ·θᵢ/sin θᵢ·(uᵢ − cos θᵢ·u), with uᵢ = xᵢ/‖xᵢ‖: the xᵢ terms first, the u terms summed into one coefficient.
+                // T = Σ aᵢ·θᵢ/sin θᵢ·(uᵢ − cos θᵢ·u), with uᵢ = xᵢ/‖xᵢ‖: the xᵢ terms first, the u terms summed into
+                // one coefficient.
                 tangent.Clear();
                 double uCoefficient = 0;
                 for (int k = 0; k < valid.Length; k++)
@@ -81,19 +106,22 @@ public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The 
                     var x = inputs[valid[k]];
                     double cos = Math.Clamp(SpanMath.Dot(u, x) / norms[valid[k]], -1, 1);
                     double theta = Math.Acos(cos);
-                    if (theta < tol) continue;
+                    if (theta < tol)
+                        continue;
                     double factor = a[k] * theta / Math.Sin(theta);
                     TensorPrimitives.MultiplyAdd(x, (float)(factor / norms[valid[k]]), tangent, tangent);
                     uCoefficient -= factor * cos;
                 }
                 TensorPrimitives.MultiplyAdd(u, (float)uCoefficient, tangent, tangent);
                 double step = SpanMath.Norm(tangent);
-                if (step < tol) break;
+                if (step < tol)
+                    break;
                 // The exponential map: move along the geodesic from u in the direction of T by ‖T‖.
                 TensorPrimitives.Multiply(u, (float)Math.Cos(step), u);
                 TensorPrimitives.MultiplyAdd(tangent, (float)(Math.Sin(step) / step), u, u);
                 uNorm = SpanMath.Norm(u);
-                if (uNorm > tol) TensorPrimitives.Multiply(u, (float)(1 / uNorm), u);
+                if (uNorm > tol)
+                    TensorPrimitives.Multiply(u, (float)(1 / uNorm), u);
             }
         }
         finally
@@ -103,7 +131,8 @@ public sealed class Karcher() : MergeMethod(new("karcher", "Karcher Mean", "The 
 
         // The scale is the weighted mean norm over all models, zero-norm ones included (mergekit's rule).
         double scale = 0;
-        for (int i = 0; i < count; i++) scale += alpha[i] * norms[i];
+        for (int i = 0; i < count; i++)
+            scale += alpha[i] * norms[i];
         TensorPrimitives.Multiply(u, (float)scale, output);
     }
 }

@@ -8,22 +8,42 @@ namespace Alloy.Methods.Geometric;
 /// mergekit's Multi-SLERP: a weighted spherical mean of any number of models (or of their task vectors, with a base),
 /// each tensor taken as one flat vector, scaled by the weighted mean of the norms.
 /// </summary>
-public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
-    "A weighted spherical mean of any number of models (or of their task vectors, with a base).")
+public sealed class MultiSlerp()
+    : MergeMethod(
+        new(
+            "multislerp",
+            "Multi-SLERP",
+            "A weighted spherical mean of any number of models (or of their task vectors, with a base)."
+        )
+        {
+            Paper = "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
+            BaseModel = BaseModelUse.Optional,
+            Elementwise = false,
+            Parameters = [Weight, NormalizeWeights, Epsilon],
+        }
+    )
 {
-    Paper = "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
-    BaseModel = BaseModelUse.Optional,
-    Elementwise = false,
-    Parameters = [Weight, NormalizeWeights, Epsilon],
-})
-{
-    public static readonly NumberParameter Weight = MethodParameter.Number("weight", ParameterScope.PerModel, null, "Weight of each model.");
+    public static readonly NumberParameter Weight = MethodParameter.Number(
+        "weight",
+        ParameterScope.PerModel,
+        null,
+        "Weight of each model."
+    );
 
-    public static readonly BooleanParameter NormalizeWeights = MethodParameter.Boolean("normalize_weights", ParameterScope.Global, true,
-        "Divide the weights by their sum.");
+    public static readonly BooleanParameter NormalizeWeights = MethodParameter.Boolean(
+        "normalize_weights",
+        ParameterScope.Global,
+        true,
+        "Divide the weights by their sum."
+    );
 
-    public static readonly NumberParameter Epsilon = MethodParameter.Number("eps", ParameterScope.Global, 1e-8,
-        "Small constant for numerical stability (added to norms; a mean direction shorter than this counts as zero).", NumberRange.NonNegative);
+    public static readonly NumberParameter Epsilon = MethodParameter.Number(
+        "eps",
+        ParameterScope.Global,
+        1e-8,
+        "Small constant for numerical stability (added to norms; a mean direction shorter than this counts as zero).",
+        NumberRange.NonNegative
+    );
 
     public override void Validate(MergeInputsInfo inputs)
     {
@@ -31,7 +51,10 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
         if (models.Length == 0)
             throw InputRules.Refuse(inputs, Name, "multislerp needs at least one model besides base_model");
         if (inputs[NormalizeWeights] && Math.Abs(models.Sum(i => inputs[Weight, i])) < 1e-12)
-            throw new AlloyException($"multislerp: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; change the weights or set normalize_weights: false");
+            throw new AlloyException(
+                $"multislerp: the weights of tensor '{inputs.TensorName}' sum to zero, so they cannot be normalized; "
+                    + $"change the weights or set normalize_weights: false"
+            );
     }
 
     /// <summary>
@@ -63,7 +86,8 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
             var slots = Layout(models.Length);
             if (mean is null)
             {
-                for (int k = 0; k < models.Length; k++) pass.Add(slots.Squares[k], SpanMath.SumOfSquares(Vector(unit, models[k], delta)));
+                for (int k = 0; k < models.Length; k++)
+                    pass.Add(slots.Squares[k], SpanMath.SumOfSquares(Vector(unit, models[k], delta)));
                 return;
             }
             var m = mean.AsSpan(0, unit.Length);
@@ -72,8 +96,10 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
         }
         finally
         {
-            if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
-            if (mean is not null) ArrayPool<float>.Shared.Return(mean);
+            if (scratch is not null)
+                ArrayPool<float>.Shared.Return(scratch);
+            if (mean is not null)
+                ArrayPool<float>.Shared.Return(mean);
         }
     }
 
@@ -99,24 +125,30 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
             if (meanNorm < eps)
             {
                 if (models.Length != 2)
-                    throw new AlloyException($"multislerp: for tensor '{inputs.TensorName}' the weighted mean of the models' directions is zero (antipodal models, or weights that exactly balance them out); change the weights");
+                    throw new AlloyException(
+                        $"multislerp: for tensor '{inputs.TensorName}' the weighted mean of the models' directions is "
+                            + $"zero (antipodal models, or weights that exactly balance them out); change the weights"
+                    );
                 // Two antipodal vectors: mergekit falls back to the weighted sum.
                 output.Clear();
-                for (int k = 0; k < 2; k++) TensorPrimitives.MultiplyAdd(Vector(inputs, models[k], delta), (float)weights[k], output, output);
+                for (int k = 0; k < 2; k++)
+                    TensorPrimitives.MultiplyAdd(Vector(inputs, models[k], delta), (float)weights[k], output, output);
             }
             else
             {
-                // mergekit then projects the units onto the tangent space at m̂ = m/‖m‖ and maps their weighted sum
-                // τ back with the exponential map, p = m̂·cos r + τ·sin r / r with r = ‖τ‖ + eps. At the weighted mean
-                // τ = Σ wᵢ·(uᵢ − (uᵢ·m̂)·m̂) = m − (m·m̂)·m̂ = 0 exactly, so p = m̂·cos(eps); computing τ would only add
+                // mergekit then projects the units onto the tangent space at m̂ = m/‖m‖ and maps their weighted sum τ
+                // back with the exponential map, p = m̂·cos r + τ·sin r / r with r = ‖τ‖ + eps. At the weighted mean τ
+                // = Σ wᵢ·(uᵢ − (uᵢ·m̂)·m̂) = m − (m·m̂)·m̂ = 0 exactly, so p = m̂·cos(eps); computing τ would only add
                 // rounding noise.
                 TensorPrimitives.Multiply(output, (float)(Math.Cos(eps) * normSum / meanNorm), output);
             }
-            if (hasBase) TensorPrimitives.Add(output, inputs[inputs.BaseIndex], output);
+            if (hasBase)
+                TensorPrimitives.Add(output, inputs[inputs.BaseIndex], output);
         }
         finally
         {
-            if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
+            if (scratch is not null)
+                ArrayPool<float>.Shared.Return(scratch);
         }
     }
 
@@ -124,14 +156,19 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
     /// The weights (normalized if asked), each vector's scale wᵢ/(‖xᵢ‖ + eps) towards the mean direction, and the
     /// weighted mean of the norms Σ wᵢ·‖xᵢ‖, from the first sums.
     /// </summary>
-    private static (double[] Weights, double[] Directions, double NormSum) Scales(MergeInputsInfo inputs, int[] models, TensorStatistics stats)
+    private static (double[] Weights, double[] Directions, double NormSum) Scales(
+        MergeInputsInfo inputs,
+        int[] models,
+        TensorStatistics stats
+    )
     {
         double eps = inputs[Epsilon];
         var weights = models.Select(i => inputs[Weight, i]).ToArray();
         if (inputs[NormalizeWeights])
         {
             double sum = weights.Sum();
-            for (int k = 0; k < weights.Length; k++) weights[k] /= sum;
+            for (int k = 0; k < weights.Length; k++)
+                weights[k] /= sum;
         }
         var directions = new double[models.Length];
         var squares = Layout(models.Length).Squares;
@@ -146,17 +183,27 @@ public sealed class MultiSlerp() : MergeMethod(new("multislerp", "Multi-SLERP",
     }
 
     /// <summary>m = Σ (float)directionᵢ·xᵢ, accumulated in model order into <paramref name="mean"/>.</summary>
-    private static void AddDirections(MergeInputs inputs, int[] models, double[] directions, Span<float> scratch, Span<float> mean)
+    private static void AddDirections(
+        MergeInputs inputs,
+        int[] models,
+        double[] directions,
+        Span<float> scratch,
+        Span<float> mean
+    )
     {
         mean.Clear();
         for (int k = 0; k < models.Length; k++)
             TensorPrimitives.MultiplyAdd(Vector(inputs, models[k], scratch), (float)directions[k], mean, mean);
     }
 
-    /// <summary>Model i's vector: the model itself, or with a base its task vector x − base, written to <paramref name="scratch"/>.</summary>
+    /// <summary>
+    /// Model i's vector: the model itself, or with a base its task vector x − base, written to
+    /// <paramref name="scratch"/>.
+    /// </summary>
     private static ReadOnlySpan<float> Vector(MergeInputs inputs, int i, Span<float> scratch)
     {
-        if (inputs.BaseIndex < 0) return inputs[i];
+        if (inputs.BaseIndex < 0)
+            return inputs[i];
         TensorPrimitives.Subtract(inputs[i], inputs[inputs.BaseIndex], scratch);
         return scratch;
     }

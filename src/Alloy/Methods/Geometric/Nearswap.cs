@@ -4,16 +4,27 @@ namespace Alloy.Methods.Geometric;
 /// Nearswap: takes the other model's value where it is close to the base's and keeps the base where they differ;
 /// elementwise w = clamp(t / max(|base − other|, 1e-6), 0, 1), out = w·other + (1 − w)·base.
 /// </summary>
-public sealed class Nearswap() : MergeMethod(new("nearswap", "NearSwap",
-    "Takes the other model's values where they are close to the base's, and keeps the base where they differ.")
+public sealed class Nearswap()
+    : MergeMethod(
+        new(
+            "nearswap",
+            "NearSwap",
+            "Takes the other model's values where they are close to the base's, and keeps the base where they differ."
+        )
+        {
+            Paper = "https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001",
+            BaseModel = BaseModelUse.Required,
+            Parameters = [T],
+        }
+    )
 {
-    Paper = "https://huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001",
-    BaseModel = BaseModelUse.Required,
-    Parameters = [T],
-})
-{
-    public static readonly NumberParameter T = MethodParameter.Number("t", ParameterScope.Global, null,
-        "Distance scale: values closer than t are swapped in fully, farther ones in proportion t/|difference|.", NumberRange.NonNegative);
+    public static readonly NumberParameter T = MethodParameter.Number(
+        "t",
+        ParameterScope.Global,
+        null,
+        "Distance scale: values closer than t are swapped in fully, farther ones in proportion t/|difference|.",
+        NumberRange.NonNegative
+    );
 
     public override void Validate(MergeInputsInfo inputs) => InputRules.BaseAndOneOther(inputs, Name);
 

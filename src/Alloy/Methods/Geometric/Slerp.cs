@@ -3,34 +3,45 @@ using Alloy.Tensors;
 namespace Alloy.Methods.Geometric;
 
 /// <summary>
-/// Spherical linear interpolation between the base and one other model, each tensor taken as one flat vector:
-/// the angle comes from the normalized vectors, the coefficients are applied to the raw ones (so norms interpolate too).
+/// Spherical linear interpolation between the base and one other model, each tensor taken as one flat vector: the angle
+/// comes from the normalized vectors, the coefficients are applied to the raw ones (so norms interpolate too).
 /// </summary>
-public sealed class Slerp() : MergeMethod(new("slerp", "SLERP", "Spherical interpolation between the base and one other model.")
-{
-    Paper = "https://en.wikipedia.org/wiki/Slerp",
-    BaseModel = BaseModelUse.Required,
-    EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
-    Elementwise = false,
-    Parameters = [T],
-})
+public sealed class Slerp()
+    : MergeMethod(
+        new("slerp", "SLERP", "Spherical interpolation between the base and one other model.")
+        {
+            Paper = "https://en.wikipedia.org/wiki/Slerp",
+            BaseModel = BaseModelUse.Required,
+            EmbeddingShapes = EmbeddingShapeRule.CommonSubmatrix,
+            Elementwise = false,
+            Parameters = [T],
+        }
+    )
 {
     /// <summary>mergekit's colinearity limit: above this |cos θ| the two vectors are interpolated linearly.</summary>
     public const double DotThreshold = 0.9995;
 
-    public static readonly NumberParameter T = MethodParameter.Number("t", ParameterScope.Global, null,
-        "Interpolation factor: 0 gives the base model, 1 the other model.", NumberRange.Fraction);
+    public static readonly NumberParameter T = MethodParameter.Number(
+        "t",
+        ParameterScope.Global,
+        null,
+        "Interpolation factor: 0 gives the base model, 1 the other model.",
+        NumberRange.Fraction
+    );
 
     public override int ScratchBuffers(int inputCount) => 0;
 
     private static readonly StatisticsLayout Statistics = new();
-    private static readonly SumSlot BaseSquares = Statistics.FirstSum(), OtherSquares = Statistics.FirstSum(), Dot = Statistics.FirstSum();
+    private static readonly SumSlot BaseSquares = Statistics.FirstSum(),
+        OtherSquares = Statistics.FirstSum(),
+        Dot = Statistics.FirstSum();
     private static readonly ChunkPlan Streamed = Statistics.Plan();
 
     public override void Validate(MergeInputsInfo inputs) => InputRules.BaseAndOneOther(inputs, Name);
 
     /// <summary>Streamed: the two squared norms and the dot, then any split.</summary>
-    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) => inputs.Count == 1 ? ChunkPlan.Elementwise : Streamed;
+    public override ChunkPlan? Chunking(MergeInputsInfo inputs, long[] shape) =>
+        inputs.Count == 1 ? ChunkPlan.Elementwise : Streamed;
 
     public override void Accumulate(MergeInputs unit, StatisticsPass pass)
     {
@@ -54,7 +65,8 @@ public sealed class Slerp() : MergeMethod(new("slerp", "SLERP", "Spherical inter
 
         // mergekit normalizes a vector only when its norm exceeds 1e-8 (a zero tensor stays as it is).
         var stats = StatisticsOf(inputs);
-        double na = Math.Sqrt(stats[BaseSquares]), nb = Math.Sqrt(stats[OtherSquares]);
+        double na = Math.Sqrt(stats[BaseSquares]),
+            nb = Math.Sqrt(stats[OtherSquares]);
         double cos = stats[Dot] / ((na > 1e-8 ? na : 1) * (nb > 1e-8 ? nb : 1));
         var (ca, cb) = Math.Abs(cos) > DotThreshold ? (1 - t, t) : Coefficients(Math.Acos(cos), t);
         SpanMath.Combine(a, ca, b, cb, output);

@@ -10,17 +10,33 @@ namespace Alloy.Methods.Svd;
 /// reduced (the reference's attention and MLP matrices); every other tensor is the average θ̄, which is what the
 /// formula gives at full rank.
 /// </summary>
-public sealed class Cart() : SvdMergeMethod(new("cart", "Centered Arithmetic with Rank-reduced Task vectors (CART)",
-    "Task vectors around the fine-tunes' average, each cut to a low rank, added back with a prior scale.")
+public sealed class Cart()
+    : SvdMergeMethod(
+        new(
+            "cart",
+            "Centered Arithmetic with Rank-reduced Task vectors (CART)",
+            "Task vectors around the fine-tunes' average, each cut to a low rank, added back with a prior scale."
+        )
+        {
+            Paper = "https://arxiv.org/abs/2412.12153",
+            Parameters = [InitialRankRatio, Prior],
+        }
+    )
 {
-    Paper = "https://arxiv.org/abs/2412.12153",
-    Parameters = [InitialRankRatio, Prior],
-})
-{
-    public static readonly NumberParameter InitialRankRatio = MethodParameter.Number("initial_rank_ratio", ParameterScope.Global, 0.12,
-        "Fraction of each centred matrix's singular directions kept (at least one).", NumberRange.Fraction);
+    public static readonly NumberParameter InitialRankRatio = MethodParameter.Number(
+        "initial_rank_ratio",
+        ParameterScope.Global,
+        0.12,
+        "Fraction of each centred matrix's singular directions kept (at least one).",
+        NumberRange.Fraction
+    );
 
-    public static readonly NumberParameter Prior = MethodParameter.Number("prior", ParameterScope.Global, 2.0, "Scale λ of the summed low-rank centred task vectors.");
+    public static readonly NumberParameter Prior = MethodParameter.Number(
+        "prior",
+        ParameterScope.Global,
+        2.0,
+        "Scale λ of the summed low-rank centred task vectors."
+    );
 
     /// <summary>Weight matrices inside the layers; embeddings, the head, norms and biases are averaged.</summary>
     protected override bool IsMatrix(MergeInputs inputs) => base.IsMatrix(inputs) && inputs.Position.Layer is not null;
@@ -28,9 +44,19 @@ public sealed class Cart() : SvdMergeMethod(new("cart", "Centered Arithmetic wit
     protected override double NonMatrixScale(MergeInputs inputs) => 1;
 
     /// <summary>The reference's rank: none at ratio 0, all at ratio 1, else max(1, ⌊ratio·r⌋).</summary>
-    internal static int Rank(double ratio, int r) => ratio == 0 ? 0 : ratio == 1 ? r : Math.Max(1, (int)(ratio * r));
+    internal static int Rank(double ratio, int r) =>
+        ratio == 0 ? 0
+        : ratio == 1 ? r
+        : Math.Max(1, (int)(ratio * r));
 
-    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(
+        MergeInputs inputs,
+        TaskVectorSet tasks,
+        int rows,
+        int cols,
+        DenseBackend linear,
+        Span<float> delta
+    )
     {
         int r = Math.Min(rows, cols);
         int rank = Rank(inputs[InitialRankRatio], r);

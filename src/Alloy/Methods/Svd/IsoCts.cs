@@ -10,17 +10,34 @@ namespace Alloy.Methods.Svd;
 /// combined left and right directions are orthogonalised (polar factors) and given a flat spectrum, the mean of the
 /// combined singular values.
 /// </summary>
-public sealed class IsoCts() : SvdMergeMethod(new("iso_cts", "Isotropic Merging in Common and Task-Specific Subspaces (Iso-CTS)",
-    "Iso-C over the common subspace of the task vectors plus each task's own top directions, with a flat spectrum.")
+public sealed class IsoCts()
+    : SvdMergeMethod(
+        new(
+            "iso_cts",
+            "Isotropic Merging in Common and Task-Specific Subspaces (Iso-CTS)",
+            "Iso-C over the common subspace of the task vectors plus each task's own top directions, with a flat "
+                + "spectrum."
+        )
+        {
+            Paper = "https://arxiv.org/abs/2502.04959",
+            Parameters = [ScalingFactor, CommonSpaceFraction],
+        }
+    )
 {
-    Paper = "https://arxiv.org/abs/2502.04959",
-    Parameters = [ScalingFactor, CommonSpaceFraction],
-})
-{
-    public static readonly NumberParameter ScalingFactor = MethodParameter.Number("scaling_factor", ParameterScope.Global, 1, "Scale of the merged task vector.");
+    public static readonly NumberParameter ScalingFactor = MethodParameter.Number(
+        "scaling_factor",
+        ParameterScope.Global,
+        1,
+        "Scale of the merged task vector."
+    );
 
-    public static readonly NumberParameter CommonSpaceFraction = MethodParameter.Number("common_space_fraction", ParameterScope.Global, 0.8,
-        "Fraction of each matrix's singular directions taken from the common subspace of Σ τₜ.", NumberRange.Fraction);
+    public static readonly NumberParameter CommonSpaceFraction = MethodParameter.Number(
+        "common_space_fraction",
+        ParameterScope.Global,
+        0.8,
+        "Fraction of each matrix's singular directions taken from the common subspace of Σ τₜ.",
+        NumberRange.Fraction
+    );
 
     protected override double NonMatrixScale(MergeInputs inputs) => inputs[ScalingFactor];
 
@@ -37,12 +54,24 @@ public sealed class IsoCts() : SvdMergeMethod(new("iso_cts", "Isotropic Merging 
         return common < 0 ? null : (common, taskTotal / tasks);
     }
 
-    protected override void MergeMatrix(MergeInputs inputs, TaskVectorSet tasks, int rows, int cols, DenseBackend linear, Span<float> delta)
+    protected override void MergeMatrix(
+        MergeInputs inputs,
+        TaskVectorSet tasks,
+        int rows,
+        int cols,
+        DenseBackend linear,
+        Span<float> delta
+    )
     {
-        int r = Math.Min(rows, cols), count = tasks.Count;
+        int r = Math.Min(rows, cols),
+            count = tasks.Count;
         double fraction = inputs[CommonSpaceFraction];
-        var (common, perTask) = Split(r, count, fraction) ?? throw new AlloyException(
-            $"{Name}: tensor '{inputs.TensorName}' ({rows}×{cols}) has {r} singular directions, too few to give each of {count} task vectors an equal share with common_space_fraction = {fraction}; raise common_space_fraction");
+        var (common, perTask) = Split(r, count, fraction)
+            ?? throw new AlloyException(
+                $"{Name}: tensor '{inputs.TensorName}' ({rows}×{cols}) has {r} singular directions, too few to give "
+                    + $"each of {count} task vectors an equal share with common_space_fraction = {fraction}; raise "
+                    + $"common_space_fraction"
+            );
 
         using var u = PooledArray.Rent((long)rows * r);
         using var s = PooledArray.Rent(r);
@@ -68,11 +97,52 @@ public sealed class IsoCts() : SvdMergeMethod(new("iso_cts", "Isotropic Merging 
             if (common > 0)
             {
                 // P = U_cᵀ·τ (common×cols), then τ −= U_c·P; U_c is read as columns [offset, offset+common) of uComb.
-                linear.Gemm(true, false, common, cols, rows, 1, uc[offset..], r, tau.Span, cols, 0, projection.Span, cols);
-                linear.Gemm(false, false, rows, cols, common, -1, uc[offset..], r, projection.Span, cols, 1, tau.Span, cols);
+                linear.Gemm(
+                    true,
+                    false,
+                    common,
+                    cols,
+                    rows,
+                    1,
+                    uc[offset..],
+                    r,
+                    tau.Span,
+                    cols,
+                    0,
+                    projection.Span,
+                    cols
+                );
+                linear.Gemm(
+                    false,
+                    false,
+                    rows,
+                    cols,
+                    common,
+                    -1,
+                    uc[offset..],
+                    r,
+                    projection.Span,
+                    cols,
+                    1,
+                    tau.Span,
+                    cols
+                );
             }
             linear.Svd(tau.Span, rows, cols, u.Span, s.Span, vt.Span);
-            CopyTriplets(u.Span, s.Span, vt.Span, rows, cols, r, perTask, uComb.Span, sComb.Span, vtComb.Span, r, t * perTask);
+            CopyTriplets(
+                u.Span,
+                s.Span,
+                vt.Span,
+                rows,
+                cols,
+                r,
+                perTask,
+                uComb.Span,
+                sComb.Span,
+                vtComb.Span,
+                r,
+                t * perTask
+            );
         }
 
         // Orthogonalise the combined directions, then give them all the mean singular value.

@@ -14,7 +14,12 @@ namespace Alloy.Methods.TaskVectors;
 /// </remarks>
 public sealed class CutSearch : IDisposable
 {
-    public enum Stage { Coarse, Fine, Done }
+    public enum Stage
+    {
+        Coarse,
+        Fine,
+        Done,
+    }
 
     private readonly long _count;
     private readonly long[] _keep;
@@ -39,12 +44,16 @@ public sealed class CutSearch : IDisposable
         _splits = new bool[_keep.Length];
         for (int w = 0; w < _keep.Length; w++)
         {
-            if (_keep[w] <= 0) _cuts[w] = MagnitudeCut.KeepNone;
-            else if (_keep[w] >= count) _cuts[w] = MagnitudeCut.KeepAll;
-            else _searched[w] = true;
+            if (_keep[w] <= 0)
+                _cuts[w] = MagnitudeCut.KeepNone;
+            else if (_keep[w] >= count)
+                _cuts[w] = MagnitudeCut.KeepAll;
+            else
+                _searched[w] = true;
         }
         Current = _searched.Contains(true) ? Stage.Coarse : Stage.Done;
-        if (Current != Stage.Done) _totals = NewHistograms();
+        if (Current != Stage.Done)
+            _totals = NewHistograms();
     }
 
     public Stage Current { get; private set; }
@@ -53,10 +62,12 @@ public sealed class CutSearch : IDisposable
     public bool Counting => Current != Stage.Done;
 
     /// <summary>The cuts, in the order they were asked for; valid once <see cref="Current"/> is Done.</summary>
-    public IReadOnlyList<MagnitudeCut> Cuts => Current == Stage.Done ? _cuts : throw new InvalidOperationException("the cut search is not finished");
+    public IReadOnlyList<MagnitudeCut> Cuts =>
+        Current == Stage.Done ? _cuts : throw new InvalidOperationException("the cut search is not finished");
 
     /// <summary>True when cut <paramref name="which"/> keeps only some of the entries equal to its key.</summary>
-    public bool SplitsTies(int which) => Current == Stage.Done ? _splits[which] : throw new InvalidOperationException("the cut search is not finished");
+    public bool SplitsTies(int which) =>
+        Current == Stage.Done ? _splits[which] : throw new InvalidOperationException("the cut search is not finished");
 
     /// <summary>A thread's counts for the current pass; merge them with <see cref="Add"/>.</summary>
     public sealed class Tally : IDisposable
@@ -67,7 +78,8 @@ public sealed class CutSearch : IDisposable
 
         public void Dispose()
         {
-            foreach (var h in Histograms) h.Dispose();
+            foreach (var h in Histograms)
+                h.Dispose();
         }
     }
 
@@ -76,7 +88,9 @@ public sealed class CutSearch : IDisposable
     /// <summary>Counts one piece of the population into a thread's tally.</summary>
     public void Count(Tally tally, ReadOnlySpan<float> values) => Count(tally.Histograms, values);
 
-    /// <summary>Counts one piece straight into the population's counts: for a search that only one thread feeds.</summary>
+    /// <summary>
+    /// Counts one piece straight into the population's counts: for a search that only one thread feeds.
+    /// </summary>
     public void Count(ReadOnlySpan<float> values) => Count(_totals!, values);
 
     private void Count(MagnitudeHistogram[] histograms, ReadOnlySpan<float> values)
@@ -88,7 +102,8 @@ public sealed class CutSearch : IDisposable
                 break;
             case Stage.Fine:
                 for (int w = 0; w < _keep.Length; w++)
-                    if (_searched[w]) histograms[w].AddFine(values, _bucket[w]);
+                    if (_searched[w])
+                        histograms[w].AddFine(values, _bucket[w]);
                 break;
         }
     }
@@ -97,25 +112,32 @@ public sealed class CutSearch : IDisposable
     public void Add(Tally tally)
     {
         lock (_gate)
-            for (int w = 0; w < _keep.Length; w++) _totals![w].Add(tally.Histograms[w]);
+            for (int w = 0; w < _keep.Length; w++)
+                _totals![w].Add(tally.Histograms[w]);
     }
 
-    /// <summary>Ends a pass once every piece is counted and every tally added: locates the buckets, then the cuts.</summary>
+    /// <summary>
+    /// Ends a pass once every piece is counted and every tally added: locates the buckets, then the cuts.
+    /// </summary>
     public void EndPass()
     {
         switch (Current)
         {
             case Stage.Coarse:
                 if (_totals![0].Count != _count)
-                    throw new InvalidOperationException($"the coarse pass counted {_totals[0].Count} entries of a population of {_count}");
+                    throw new InvalidOperationException(
+                        $"the coarse pass counted {_totals[0].Count} entries of a population of {_count}"
+                    );
                 for (int w = 0; w < _keep.Length; w++)
-                    if (_searched[w]) _bucket[w] = _totals[0].FindBucket(_keep[w], out _above[w]);
+                    if (_searched[w])
+                        _bucket[w] = _totals[0].FindBucket(_keep[w], out _above[w]);
                 Current = Stage.Fine;
                 break;
             case Stage.Fine:
                 for (int w = 0; w < _keep.Length; w++)
                 {
-                    if (!_searched[w]) continue;
+                    if (!_searched[w])
+                        continue;
                     _cuts[w] = _totals![w].FindCut(_bucket[w], _above[w], _keep[w], out long equal);
                     _splits[w] = _cuts[w].TiesKept < equal;
                 }
@@ -127,15 +149,18 @@ public sealed class CutSearch : IDisposable
 
     public void Dispose()
     {
-        if (_totals is null) return;
-        foreach (var h in _totals) h.Dispose();
+        if (_totals is null)
+            return;
+        foreach (var h in _totals)
+            h.Dispose();
         _totals = null;
     }
 
     private MagnitudeHistogram[] NewHistograms()
     {
         var histograms = new MagnitudeHistogram[Math.Max(1, _keep.Length)];
-        for (int w = 0; w < histograms.Length; w++) histograms[w] = new MagnitudeHistogram();
+        for (int w = 0; w < histograms.Length; w++)
+            histograms[w] = new MagnitudeHistogram();
         return histograms;
     }
 }

@@ -8,17 +8,29 @@ namespace Alloy.Methods.TaskVectors;
 /// sₜ = Σ_tensors mean|τₜ| / Σ_tensors mean|Mₜ ⊙ τ_uni| (the reference code's sums of per-tensor means), which
 /// rebuild task t's model as b + sₜ·Mₜ ⊙ τ_uni; see <see cref="EmrTaskFiles"/>.
 /// </summary>
-public sealed class Emr() : MergeMethod(new("emr", "EMR-Merging",
-    "Elects a sign per entry and keeps the largest agreeing magnitude; optionally each task's mask and rescaler.")
-{
-    Paper = "https://arxiv.org/abs/2405.17461",
-    BaseModel = BaseModelUse.Required,
-    Parameters = [WriteTaskMasks],
-})
+public sealed class Emr()
+    : MergeMethod(
+        new(
+            "emr",
+            "EMR-Merging",
+            "Elects a sign per entry and keeps the largest agreeing magnitude; optionally each task's mask and "
+                + "rescaler."
+        )
+        {
+            Paper = "https://arxiv.org/abs/2405.17461",
+            BaseModel = BaseModelUse.Required,
+            Parameters = [WriteTaskMasks],
+        }
+    )
 {
     /// <summary>Tuning-free: the one parameter only asks for the per-task masks and rescalers.</summary>
-    public static readonly BooleanParameter WriteTaskMasks = MethodParameter.Boolean("write_task_masks", ParameterScope.Global, false,
-        $"Also write each task's mask and rescaler into {EmrTaskFiles.Folder}/ beside the unified model, to rebuild each fine-tune's model (one bit per entry per task). One value for the whole merge.");
+    public static readonly BooleanParameter WriteTaskMasks = MethodParameter.Boolean(
+        "write_task_masks",
+        ParameterScope.Global,
+        false,
+        $"Also write each task's mask and rescaler into {EmrTaskFiles.Folder}/ beside the unified model, to rebuild "
+            + $"each fine-tune's model (one bit per entry per task). One value for the whole merge."
+    );
 
     public override int ScratchBuffers(int inputCount) => 0;
 
@@ -33,26 +45,31 @@ public sealed class Emr() : MergeMethod(new("emr", "EMR-Merging",
         for (int j = 0; j < output.Length; j++)
         {
             double sum = 0;
-            foreach (int i in models) sum += inputs[i][j] - @base[j];
+            foreach (int i in models)
+                sum += inputs[i][j] - @base[j];
             float sign = sum > 0 ? 1 : -1;
             float largest = 0;
             foreach (int i in models)
             {
                 float task = inputs[i][j] - @base[j];
-                if (task * sign > 0) largest = Math.Max(largest, Math.Abs(task));
+                if (task * sign > 0)
+                    largest = Math.Max(largest, Math.Abs(task));
             }
             output[j] = @base[j] + sign * largest;
-            if (side is null) continue;
+            if (side is null)
+                continue;
             for (int k = 0; k < models.Length; k++)
             {
                 float task = inputs[models[k]][j] - @base[j];
                 taskSums[k].Add(Math.Abs(task));
-                if (task * sign <= 0) continue;
+                if (task * sign <= 0)
+                    continue;
                 side.Tensor(k)[j] = 1;
-                maskedSums[k].Add(largest);   // |τ_uni| where the mask is set
+                maskedSums[k].Add(largest); // |τ_uni| where the mask is set
             }
         }
     }
 
-    public override SideOutputPlan? PlanSideOutputs(IReadOnlyList<MergeInputsInfo> tensors) => EmrTaskFiles.Plan(tensors);
+    public override SideOutputPlan? PlanSideOutputs(IReadOnlyList<MergeInputsInfo> tensors) =>
+        EmrTaskFiles.Plan(tensors);
 }

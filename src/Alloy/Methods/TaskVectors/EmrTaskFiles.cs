@@ -18,7 +18,9 @@ public static partial class EmrTaskFiles
     public const string Folder = "emr";
     public const string RescalersFile = "rescalers.json";
 
-    /// <summary>One task: its model (as the recipe names it) and its mask file's name inside <see cref="Folder"/>.</summary>
+    /// <summary>
+    /// One task: its model (as the recipe names it) and its mask file's name inside <see cref="Folder"/>.
+    /// </summary>
     private sealed record TaskMasksFile(string Model, string File);
 
     /// <summary>
@@ -28,43 +30,70 @@ public static partial class EmrTaskFiles
     public static SideOutputPlan? Plan(IReadOnlyList<MergeInputsInfo> tensors)
     {
         var on = tensors.Where(t => t[Emr.WriteTaskMasks]).ToList();
-        if (on.Count == 0) return null;
+        if (on.Count == 0)
+            return null;
         if (tensors.FirstOrDefault(t => !t[Emr.WriteTaskMasks]) is { } off)
-            throw new AlloyException($"emr: {Emr.WriteTaskMasks.Name} is on for '{on[0].TensorName}' but off for '{off.TensorName}'; the rescalers sum over every merged tensor, so set it once for the whole merge (under the top-level parameters, without a filter or gradient)");
+            throw new AlloyException(
+                $"emr: {Emr.WriteTaskMasks.Name} is on for '{on[0].TensorName}' but off for '{off.TensorName}'; the "
+                    + $"rescalers sum over every merged tensor, so set it once for the whole merge (under the "
+                    + $"top-level parameters, without a filter or gradient)"
+            );
         var bases = tensors.Select(t => t.ModelNames[t.BaseIndex]).Distinct().ToList();
         if (bases.Count > 1)
-            throw new AlloyException($"emr: {Emr.WriteTaskMasks.Name} needs one base model for the whole merge, but the slices use {string.Join(" and ", bases.Select(b => $"'{b}'"))}; rebuilding a task model takes a single base");
+            throw new AlloyException(
+                $"emr: {Emr.WriteTaskMasks.Name} needs one base model for the whole merge, but the slices use "
+                    + $"{string.Join(" and ", bases.Select(b => $"'{b}'"))}; rebuilding a task model takes a single "
+                    + $"base"
+            );
 
         var tasks = Tasks(tensors);
-        var perTensor = tensors.Select(t =>
-        {
-            int[] models = InputRules.NonBase(t);
-            if (models.Select(i => t.ModelIndices[i]).Distinct().Count() < models.Length)
-                throw new AlloyException($"emr: tensor '{t.TensorName}' has the same model twice among its inputs ({string.Join(", ", models.Select(i => t.ModelNames[i]))}); with {Emr.WriteTaskMasks.Name} every task needs a model of its own");
-            return models.Length == 0 ? null : new SideOutputs(
-                models.Select(i => SideTensor.Bits($"{Folder}/{tasks[t.ModelIndices[i]].File}", t.TensorName)).ToList(), 2 * models.Length);
-        }).ToList();
+        var perTensor = tensors
+            .Select(t =>
+            {
+                int[] models = InputRules.NonBase(t);
+                if (models.Select(i => t.ModelIndices[i]).Distinct().Count() < models.Length)
+                    throw new AlloyException(
+                        $"emr: tensor '{t.TensorName}' has the same model twice among its inputs "
+                            + $"({string.Join(", ", models.Select(i => t.ModelNames[i]))}); with "
+                            + $"{Emr.WriteTaskMasks.Name} every task needs a model of its own"
+                    );
+                return models.Length == 0
+                    ? null
+                    : new SideOutputs(
+                        models
+                            .Select(i => SideTensor.Bits($"{Folder}/{tasks[t.ModelIndices[i]].File}", t.TensorName))
+                            .ToList(),
+                        2 * models.Length
+                    );
+            })
+            .ToList();
         return new SideOutputPlan(perTensor, totals => Finish(bases[0], tasks, totals));
     }
 
-    /// <summary>Every non-base model, in recipe order, with a mask file named after the reference's last part (made unique).</summary>
+    /// <summary>
+    /// Every non-base model, in recipe order, with a mask file named after the reference's last part (made unique).
+    /// </summary>
     private static SortedDictionary<int, TaskMasksFile> Tasks(IReadOnlyList<MergeInputsInfo> tensors)
     {
         var tasks = new SortedDictionary<int, TaskMasksFile>();
         foreach (var t in tensors)
-            foreach (int i in InputRules.NonBase(t))
-                tasks.TryAdd(t.ModelIndices[i], new TaskMasksFile(t.ModelNames[i], ""));
+        foreach (int i in InputRules.NonBase(t))
+            tasks.TryAdd(t.ModelIndices[i], new TaskMasksFile(t.ModelNames[i], ""));
         var taken = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (index, task) in tasks.ToList())
         {
-            string stem = FileStem(task.Model), name = stem;
-            for (int n = 2; !taken.Add(name); n++) name = $"{stem}-{n}";
+            string stem = FileStem(task.Model),
+                name = stem;
+            for (int n = 2; !taken.Add(name); n++)
+                name = $"{stem}-{n}";
             tasks[index] = task with { File = name + ".safetensors" };
         }
         return tasks;
     }
 
-    /// <summary>"org/finetune-1" → "finetune-1": the last path part, with characters a file name should not hold replaced.</summary>
+    /// <summary>
+    /// "org/finetune-1" → "finetune-1": the last path part, with characters a file name should not hold replaced.
+    /// </summary>
     private static string FileStem(string model)
     {
         var last = model.TrimEnd('/', '\\').Split('/', '\\')[^1];
@@ -75,14 +104,21 @@ public static partial class EmrTaskFiles
     [GeneratedRegex(@"[^A-Za-z0-9._+@=-]")]
     private static partial Regex UnsafeFileCharacters();
 
-    /// <summary>The rescalers from the tensors' totals (plan order), as the reference code sums per-tensor means.</summary>
-    private static IReadOnlyList<SideFile> Finish(string baseModel, SortedDictionary<int, TaskMasksFile> tasks, IReadOnlyList<TensorTotals> totals)
+    /// <summary>
+    /// The rescalers from the tensors' totals (plan order), as the reference code sums per-tensor means.
+    /// </summary>
+    private static IReadOnlyList<SideFile> Finish(
+        string baseModel,
+        SortedDictionary<int, TaskMasksFile> tasks,
+        IReadOnlyList<TensorTotals> totals
+    )
     {
         var taskMeans = tasks.Keys.ToDictionary(k => k, _ => 0.0);
         var maskedMeans = tasks.Keys.ToDictionary(k => k, _ => 0.0);
         foreach (var tensor in totals)
         {
-            if (tensor.Elements == 0) continue;
+            if (tensor.Elements == 0)
+                continue;
             int[] models = InputRules.NonBase(tensor.Tensor);
             for (int k = 0; k < models.Length; k++)
             {
@@ -91,7 +127,8 @@ public static partial class EmrTaskFiles
                 maskedMeans[model] += tensor.Values[2 * k + 1] / tensor.Elements;
             }
         }
-        // A task whose mask is empty everywhere rebuilds as the base whatever its rescaler; 1 keeps the file plain JSON.
+        // A task whose mask is empty everywhere rebuilds as the base whatever its rescaler; 1 keeps the file plain
+        // JSON.
         var rescalers = tasks.Keys.ToDictionary(k => k, k => maskedMeans[k] > 0 ? taskMeans[k] / maskedMeans[k] : 1.0);
 
         var json = new JsonObject
@@ -99,28 +136,45 @@ public static partial class EmrTaskFiles
             ["merge_method"] = "emr",
             ["base_model"] = baseModel,
             ["rebuild"] = "W_t = W_base + rescaler * (mask ⊙ (W_unified − W_base))",
-            ["mask_format"] = "uint8, numpy.packbits(mask, axis=-1): 8 entries per byte along the last axis, first entry in the high bit",
-            ["tasks"] = new JsonArray(tasks.Select(t => (JsonNode)new JsonObject
-            {
-                ["model"] = t.Value.Model,
-                ["masks"] = t.Value.File,
-                ["rescaler"] = rescalers[t.Key],
-                ["sum_mean_abs_task_vector"] = taskMeans[t.Key],
-                ["sum_mean_abs_masked_unified"] = maskedMeans[t.Key],
-            }).ToArray()),
+            ["mask_format"] =
+                "uint8, numpy.packbits(mask, axis=-1): 8 entries per byte along the last axis, first entry in the "
+                + "high bit",
+            ["tasks"] = new JsonArray(
+                tasks
+                    .Select(t =>
+                        (JsonNode)
+                            new JsonObject
+                            {
+                                ["model"] = t.Value.Model,
+                                ["masks"] = t.Value.File,
+                                ["rescaler"] = rescalers[t.Key],
+                                ["sum_mean_abs_task_vector"] = taskMeans[t.Key],
+                                ["sum_mean_abs_masked_unified"] = maskedMeans[t.Key],
+                            }
+                    )
+                    .ToArray()
+            ),
         };
-        var options = new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        var options = new JsonSerializerOptions
+        {
+            WriteIndented = true,
+            Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        };
         return
         [
             new SideFile($"{Folder}/{RescalersFile}", json.ToJsonString(options) + "\n"),
-            new SideFile($"{Folder}/README.md", Readme(baseModel, tasks.Values.ToList(), tasks.Keys.Select(k => rescalers[k]).ToList())),
+            new SideFile(
+                $"{Folder}/README.md",
+                Readme(baseModel, tasks.Values.ToList(), tasks.Keys.Select(k => rescalers[k]).ToList())
+            ),
         ];
     }
 
     private static string Readme(string baseModel, IReadOnlyList<TaskMasksFile> tasks, IReadOnlyList<double> rescalers)
     {
         var text = new StringBuilder();
-        text.Append($"""
+        text.Append(
+            $"""
             # EMR-Merging: per-task masks and rescalers
 
             The model one folder up is EMR-Merging's unified model (Huang et al., *EMR-Merging: Tuning-Free
@@ -132,10 +186,15 @@ public static partial class EmrTaskFiles
             | task (model) | masks | rescaler s_t |
             |---|---|---|
 
-            """);
+            """
+        );
         for (int k = 0; k < tasks.Count; k++)
-            text.Append(CultureInfo.InvariantCulture, $"| `{tasks[k].Model}` | `{tasks[k].File}` | {rescalers[k]:R} |\n");
-        text.Append($$"""
+            text.Append(
+                CultureInfo.InvariantCulture,
+                $"| `{tasks[k].Model}` | `{tasks[k].File}` | {rescalers[k]:R} |\n"
+            );
+        text.Append(
+            $$"""
 
             - `<task>.safetensors` holds, for every tensor the method merged, a uint8 tensor of the same name: the mask M_t
               packed as `numpy.packbits(mask, axis=-1)` does (8 entries per byte along the last axis, the first in the
@@ -165,7 +224,8 @@ public static partial class EmrTaskFiles
                 unified[name] = (b + task["rescaler"] * mask * (u - b)).to(unified[name].dtype)
             save_file(unified, "task/model.safetensors", metadata={"format": "pt"})
             ```
-            """);
+            """
+        );
         return text.ToString();
     }
 }

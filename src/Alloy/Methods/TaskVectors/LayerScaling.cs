@@ -14,7 +14,8 @@ public static class LayerScaling
     /// </summary>
     public static double Factor(TensorPosition position, double alpha, double beta)
     {
-        if (position.Layer is not { } layer || position.LayerCount <= 0) return alpha;
+        if (position.Layer is not { } layer || position.LayerCount <= 0)
+            return alpha;
         double depth = position.LayerCount > 1 ? layer / (double)(position.LayerCount - 1) : 1;
         return alpha + beta * depth;
     }

@@ -28,7 +28,9 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
     /// <summary>The magnitude key of a value: its bits without the sign bit.</summary>
     public static uint KeyOf(float value) => BitConverter.SingleToUInt32Bits(value) & 0x7FFF_FFFF;
 
-    /// <summary>The cut that keeps the <paramref name="k"/> largest magnitudes of <paramref name="values"/> (tie rule above).</summary>
+    /// <summary>
+    /// The cut that keeps the <paramref name="k"/> largest magnitudes of <paramref name="values"/> (tie rule above).
+    /// </summary>
     public static MagnitudeCut TopK(ReadOnlySpan<float> values, long k)
     {
         using var search = new CutSearch(values.Length, [k]);
@@ -43,9 +45,13 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
     /// <summary>Zeroes every entry the cut does not keep.</summary>
     public static void Apply(Span<float> values, MagnitudeCut cut) => ApplyBand(values, cut, KeepNone);
 
-    /// <summary>Zeroes every entry except those <paramref name="keep"/> keeps and <paramref name="drop"/> does not.</summary>
-    /// <remarks>With both cuts from <see cref="TopK"/> on the same values, this keeps a band of descending ranks.</remarks>
-    public static void ApplyBand(Span<float> values, MagnitudeCut keep, MagnitudeCut drop) => ApplyBand(values, ref keep, ref drop);
+    /// <summary>
+    /// Zeroes every entry except those <paramref name="keep"/> keeps and <paramref name="drop"/> does not.
+    /// </summary>
+    /// <remarks>With both cuts from <see cref="TopK"/> on the same values, this keeps a band of descending
+    /// ranks.</remarks>
+    public static void ApplyBand(Span<float> values, MagnitudeCut keep, MagnitudeCut drop) =>
+        ApplyBand(values, ref keep, ref drop);
 
     /// <summary>
     /// <see cref="ApplyBand(Span{float}, MagnitudeCut, MagnitudeCut)"/> for consecutive pieces of one population: each
@@ -53,7 +59,8 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
     /// </summary>
     public static void ApplyBand(Span<float> values, ref MagnitudeCut keep, ref MagnitudeCut drop)
     {
-        long keepTies = keep.TiesKept, dropTies = drop.TiesKept;
+        long keepTies = keep.TiesKept,
+            dropTies = drop.TiesKept;
         int j = 0;
         if (Vector256.IsHardwareAccelerated)
         {
@@ -68,14 +75,16 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
                 var key = v.AsUInt32() & signless;
                 if (Vector256.EqualsAny(key, keepKey) || Vector256.EqualsAny(key, dropKey))
                 {
-                    for (int t = j; t < j + 8; t++) KeepOrZero(values, t, keep.Key, ref keepTies, drop.Key, ref dropTies);
+                    for (int t = j; t < j + 8; t++)
+                        KeepOrZero(values, t, keep.Key, ref keepTies, drop.Key, ref dropTies);
                     continue;
                 }
                 var kept = Vector256.GreaterThan(key, keepKey) & ~Vector256.GreaterThan(key, dropKey);
                 (v & kept.AsSingle()).StoreUnsafe(ref first, (nuint)j);
             }
         }
-        for (; j < values.Length; j++) KeepOrZero(values, j, keep.Key, ref keepTies, drop.Key, ref dropTies);
+        for (; j < values.Length; j++)
+            KeepOrZero(values, j, keep.Key, ref keepTies, drop.Key, ref dropTies);
         keep = keep with { TiesKept = keepTies };
         drop = drop with { TiesKept = dropTies };
     }
@@ -95,14 +104,16 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
                 count += BitOperations.PopCount(Vector256.Equals(keys, wanted).ExtractMostSignificantBits());
             }
         }
-        for (; j < values.Length; j++) if (KeyOf(values[j]) == key) count++;
+        for (; j < values.Length; j++)
+            if (KeyOf(values[j]) == key)
+                count++;
         return count;
     }
 
     /// <summary>
-    /// Σ|vⱼ| over the entries whose key lies strictly between <paramref name="aboveKey"/> and <paramref name="belowKey"/>,
-    /// accumulated in double (four lanes, then in order), so it does not depend on where the span sits in memory.
-    /// With (0, <see cref="uint.MaxValue"/>) it is the L1 norm (entries of key 0 are zeros).
+    /// Σ|vⱼ| over the entries whose key lies strictly between <paramref name="aboveKey"/> and
+    /// <paramref name="belowKey"/>, accumulated in double (four lanes, then in order), so it does not depend on where
+    /// the span sits in memory. With (0, <see cref="uint.MaxValue"/>) it is the L1 norm (entries of key 0 are zeros).
     /// </summary>
     public static double MagnitudeSum(ReadOnlySpan<float> values, uint aboveKey, uint belowKey)
     {
@@ -125,25 +136,36 @@ public readonly record struct MagnitudeCut(uint Key, long TiesKept)
         for (; j < values.Length; j++)
         {
             uint key = KeyOf(values[j]);
-            if (key > aboveKey && key < belowKey) sum += BitConverter.UInt32BitsToSingle(key);
+            if (key > aboveKey && key < belowKey)
+                sum += BitConverter.UInt32BitsToSingle(key);
         }
         return sum;
     }
 
-    private static void KeepOrZero(Span<float> values, int j, uint keepKey, ref long keepTies, uint dropKey, ref long dropTies)
+    private static void KeepOrZero(
+        Span<float> values,
+        int j,
+        uint keepKey,
+        ref long keepTies,
+        uint dropKey,
+        ref long dropTies
+    )
     {
         uint key = KeyOf(values[j]);
         // Both counters must advance on every tie they see, so evaluate both.
         bool kept = Takes(key, keepKey, ref keepTies);
         bool dropped = Takes(key, dropKey, ref dropTies);
-        if (!kept || dropped) values[j] = 0;
+        if (!kept || dropped)
+            values[j] = 0;
     }
 
     /// <summary>Streaming membership: above the key, or equal to it while ties remain.</summary>
     private static bool Takes(uint key, uint cutKey, ref long ties)
     {
-        if (key > cutKey) return true;
-        if (key != cutKey || ties <= 0) return false;
+        if (key > cutKey)
+            return true;
+        if (key != cutKey || ties <= 0)
+            return false;
         ties--;
         return true;
     }

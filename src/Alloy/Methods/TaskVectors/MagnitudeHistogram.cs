@@ -35,7 +35,8 @@ public sealed class MagnitudeHistogram : IDisposable
     public void AddCoarse(ReadOnlySpan<float> values)
     {
         var coarse = Coarse;
-        foreach (float v in values) coarse[MagnitudeCut.KeyOf(v) >> FineBits]++;
+        foreach (float v in values)
+            coarse[MagnitudeCut.KeyOf(v) >> FineBits]++;
         Count += values.Length;
     }
 
@@ -52,18 +53,25 @@ public sealed class MagnitudeHistogram : IDisposable
             var signless = Vector256.Create(0x7FFF_FFFFu);
             for (; j <= values.Length - 8; j += 8)
             {
-                var buckets = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref first, (nuint)j).AsUInt32() & signless, FineBits);
-                if (!Vector256.EqualsAny(buckets, wanted)) continue;
-                for (int t = j; t < j + 8; t++) CountFine(fine, values[t], bucket);
+                var buckets = Vector256.ShiftRightLogical(
+                    Vector256.LoadUnsafe(ref first, (nuint)j).AsUInt32() & signless,
+                    FineBits
+                );
+                if (!Vector256.EqualsAny(buckets, wanted))
+                    continue;
+                for (int t = j; t < j + 8; t++)
+                    CountFine(fine, values[t], bucket);
             }
         }
-        for (; j < values.Length; j++) CountFine(fine, values[j], bucket);
+        for (; j < values.Length; j++)
+            CountFine(fine, values[j], bucket);
     }
 
     private static void CountFine(long[] fine, float value, int bucket)
     {
         uint key = MagnitudeCut.KeyOf(value);
-        if (key >> FineBits == (uint)bucket) fine[key & (FineBins - 1)]++;
+        if (key >> FineBits == (uint)bucket)
+            fine[key & (FineBins - 1)]++;
     }
 
     /// <summary>Adds another histogram's counts (from another chunk or thread).</summary>
@@ -73,17 +81,21 @@ public sealed class MagnitudeHistogram : IDisposable
         if (other._coarse is { } otherCoarse)
         {
             var coarse = Coarse;
-            for (int b = 0; b < CoarseBins; b++) coarse[b] += otherCoarse[b];
+            for (int b = 0; b < CoarseBins; b++)
+                coarse[b] += otherCoarse[b];
         }
         if (other._fine is { } otherFine)
         {
             var fine = Fine;
-            for (int b = 0; b < FineBins; b++) fine[b] += otherFine[b];
+            for (int b = 0; b < FineBins; b++)
+                fine[b] += otherFine[b];
         }
         Count += other.Count;
     }
 
-    /// <summary>After the coarse pass: the bucket holding the k-th largest (0 &lt; k ≤ Count), and the entries above it.</summary>
+    /// <summary>
+    /// After the coarse pass: the bucket holding the k-th largest (0 &lt; k ≤ Count), and the entries above it.
+    /// </summary>
     public int FindBucket(long k, out long above)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(k, 1);
@@ -92,7 +104,8 @@ public sealed class MagnitudeHistogram : IDisposable
         above = 0;
         for (int b = CoarseBins - 1; ; b--)
         {
-            if (above + coarse[b] >= k) return b;
+            if (above + coarse[b] >= k)
+                return b;
             above += coarse[b];
         }
     }
@@ -113,13 +126,17 @@ public sealed class MagnitudeHistogram : IDisposable
             }
             above += fine[b];
         }
-        throw new InvalidOperationException("the fine pass did not see the entries the coarse pass counted in this bucket");
+        throw new InvalidOperationException(
+            "the fine pass did not see the entries the coarse pass counted in this bucket"
+        );
     }
 
     public void Dispose()
     {
-        if (_coarse is not null) ArrayPool<long>.Shared.Return(_coarse);
-        if (_fine is not null) ArrayPool<long>.Shared.Return(_fine);
+        if (_coarse is not null)
+            ArrayPool<long>.Shared.Return(_coarse);
+        if (_fine is not null)
+            ArrayPool<long>.Shared.Return(_fine);
         _coarse = _fine = null;
         _disposed = true;
     }

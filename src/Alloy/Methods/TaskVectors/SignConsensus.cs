@@ -7,8 +7,10 @@ public enum DisjointDivisor
 {
     /// <summary>Nothing: the disjoint sum (TIES "dis-sum").</summary>
     None,
+
     /// <summary>The sum of the agreeing models' weights (mergekit's <c>normalize</c>: a weighted mean).</summary>
     AgreeingWeights,
+
     /// <summary>The number of agreeing models (the TIES paper's "dis-mean", PEFT).</summary>
     AgreeingCount,
 }
@@ -28,7 +30,12 @@ public static class SignConsensus
     /// Σᵢ sign(cᵢ·δᵢ[j]) (the majority of signs); an exact 0 elects + (mergekit, PEFT).
     /// </summary>
     /// <remarks>Vectorized four doubles at a time; each entry gets exactly the operations of the scalar loop.</remarks>
-    public static void Elect(IReadOnlyList<float[]> deltas, ReadOnlySpan<double> voteWeights, bool byCount, Span<float> signs)
+    public static void Elect(
+        IReadOnlyList<float[]> deltas,
+        ReadOnlySpan<double> voteWeights,
+        bool byCount,
+        Span<float> signs
+    )
     {
         Span<double> votes = stackalloc double[Block];
         for (int start = 0; start < signs.Length; start += Block)
@@ -63,19 +70,29 @@ public static class SignConsensus
                 var (plus, minus) = (Vector256.Create(1.0), Vector256.Create(-1.0));
                 for (; k <= vote.Length - 8; k += 8)
                 {
-                    var low = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(Vector256.Create(vote.Slice(k, 4)), Vector256<double>.Zero), plus, minus);
-                    var high = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(Vector256.Create(vote.Slice(k + 4, 4)), Vector256<double>.Zero), plus, minus);
+                    var low = Vector256.ConditionalSelect(
+                        Vector256.GreaterThanOrEqual(Vector256.Create(vote.Slice(k, 4)), Vector256<double>.Zero),
+                        plus,
+                        minus
+                    );
+                    var high = Vector256.ConditionalSelect(
+                        Vector256.GreaterThanOrEqual(Vector256.Create(vote.Slice(k + 4, 4)), Vector256<double>.Zero),
+                        plus,
+                        minus
+                    );
                     Vector256.Narrow(low, high).CopyTo(sign.Slice(k, 8));
                 }
             }
-            for (; k < vote.Length; k++) sign[k] = vote[k] >= 0 ? 1 : -1;
+            for (; k < vote.Length; k++)
+                sign[k] = vote[k] >= 0 ? 1 : -1;
         }
     }
 
     private static void AddVote(Span<double> vote, Vector256<double> v, bool byCount)
     {
         var add = byCount
-            ? (Vector256.GreaterThan(v, Vector256<double>.Zero) & Vector256.Create(1.0)) - (Vector256.LessThan(v, Vector256<double>.Zero) & Vector256.Create(1.0))
+            ? (Vector256.GreaterThan(v, Vector256<double>.Zero) & Vector256.Create(1.0))
+                - (Vector256.LessThan(v, Vector256<double>.Zero) & Vector256.Create(1.0))
             : v;
         (Vector256.Create((ReadOnlySpan<double>)vote) + add).CopyTo(vote);
     }
@@ -90,10 +107,18 @@ public static class SignConsensus
     /// Vectorized four doubles at a time; each entry gets the scalar loop's operations (a model that does not agree
     /// adds +0 instead of ±0, which leaves a sum that starts at +0 unchanged).
     /// </remarks>
-    public static void DisjointMerge(IReadOnlyList<float[]> deltas, ReadOnlySpan<double> weights, ReadOnlySpan<double> voteWeights,
-        ReadOnlySpan<float> signs, Span<float> merged, DisjointDivisor divisor, double minimumDivisor = 0)
+    public static void DisjointMerge(
+        IReadOnlyList<float[]> deltas,
+        ReadOnlySpan<double> weights,
+        ReadOnlySpan<double> voteWeights,
+        ReadOnlySpan<float> signs,
+        Span<float> merged,
+        DisjointDivisor divisor,
+        double minimumDivisor = 0
+    )
     {
-        Span<double> sums = stackalloc double[Block], divisors = stackalloc double[Block];
+        Span<double> sums = stackalloc double[Block],
+            divisors = stackalloc double[Block];
         for (int start = 0; start < merged.Length; start += Block)
         {
             int length = Math.Min(Block, merged.Length - start);
@@ -105,7 +130,9 @@ public static class SignConsensus
             for (int i = 0; i < deltas.Count; i++)
             {
                 var delta = deltas[i].AsSpan(start, length);
-                double c = voteWeights[i], w = weights[i], unit = divisor == DisjointDivisor.AgreeingCount ? 1 : w;
+                double c = voteWeights[i],
+                    w = weights[i],
+                    unit = divisor == DisjointDivisor.AgreeingCount ? 1 : w;
                 int j = 0;
                 if (Vector256.IsHardwareAccelerated)
                 {
@@ -127,20 +154,33 @@ public static class SignConsensus
             }
             var output = merged.Slice(start, length);
             if (minimumDivisor > 0)
-                for (int j = 0; j < length; j++) den[j] = Math.Max(den[j], minimumDivisor);
+                for (int j = 0; j < length; j++)
+                    den[j] = Math.Max(den[j], minimumDivisor);
             int k = 0;
             if (Vector256.IsHardwareAccelerated && divisor != DisjointDivisor.None)
             {
                 for (; k <= length - 8; k += 8)
-                    Vector256.Narrow(Divide(sum.Slice(k, 4), den.Slice(k, 4)), Divide(sum.Slice(k + 4, 4), den.Slice(k + 4, 4))).CopyTo(output.Slice(k, 8));
+                    Vector256
+                        .Narrow(
+                            Divide(sum.Slice(k, 4), den.Slice(k, 4)),
+                            Divide(sum.Slice(k + 4, 4), den.Slice(k + 4, 4))
+                        )
+                        .CopyTo(output.Slice(k, 8));
             }
             for (; k < length; k++)
                 output[k] = (float)(divisor == DisjointDivisor.None || den[k] == 0 ? sum[k] : sum[k] / den[k]);
         }
     }
 
-    private static void AddAgreeing(Span<double> sum, Span<double> den, Vector256<double> delta, Vector256<double> sign,
-        Vector256<double> c, Vector256<double> w, Vector256<double> unit)
+    private static void AddAgreeing(
+        Span<double> sum,
+        Span<double> den,
+        Vector256<double> delta,
+        Vector256<double> sign,
+        Vector256<double> c,
+        Vector256<double> w,
+        Vector256<double> unit
+    )
     {
         var agrees = Vector256.GreaterThan(c * delta * sign, Vector256<double>.Zero);
         (Vector256.Create((ReadOnlySpan<double>)sum) + ((w * delta) & agrees)).CopyTo(sum);

@@ -27,10 +27,14 @@ public abstract class Sparsifier
     /// <summary>The parameters it reads besides density (Breadcrumbs' gamma, DELLA's epsilon).</summary>
     public virtual IReadOnlyList<NumberParameter> Parameters => [];
 
-    /// <summary>The elements a chunk must hold whole (DELLA ranks within rows); 0 when a chunk may end anywhere.</summary>
+    /// <summary>
+    /// The elements a chunk must hold whole (DELLA ranks within rows); 0 when a chunk may end anywhere.
+    /// </summary>
     public virtual long RowLength(long[] shape) => 0;
 
-    /// <summary>Whether a per-model parameter of this sparsifier is acceptable for one input; null when it is, else why not.</summary>
+    /// <summary>
+    /// Whether a per-model parameter of this sparsifier is acceptable for one input; null when it is, else why not.
+    /// </summary>
     public virtual string? Problem(MergeInputsInfo inputs, int input, double density) => null;
 
     /// <summary>
@@ -38,23 +42,38 @@ public abstract class Sparsifier
     /// placed in <paramref name="layout"/>; null when density ≥ 1, which keeps everything (as in mergekit).
     /// </summary>
     /// <param name="modelWide">For the magnitude trim: the cut comes from the model-wide pre-pass.</param>
-    public abstract Thinning? Plan(MergeInputsInfo inputs, int input, long elements, double density, bool rescale, bool modelWide,
-        StatisticsLayout layout);
+    public abstract Thinning? Plan(
+        MergeInputsInfo inputs,
+        int input,
+        long elements,
+        double density,
+        bool rescale,
+        bool modelWide,
+        StatisticsLayout layout
+    );
 }
 
-/// <summary>One fine-tune's thinning of one tensor: its share of the statistics passes, and its mask for a chunk.</summary>
+/// <summary>
+/// One fine-tune's thinning of one tensor: its share of the statistics passes, and its mask for a chunk.
+/// </summary>
 public abstract class Thinning(int input)
 {
     /// <summary>The input whose task vector this thins.</summary>
     public int Input { get; } = input;
 
-    /// <summary>Adds this unit's part of the statistics; <paramref name="scratch"/> holds at least the unit's length.</summary>
+    /// <summary>
+    /// Adds this unit's part of the statistics; <paramref name="scratch"/> holds at least the unit's length.
+    /// </summary>
     public abstract void Accumulate(MergeInputs unit, StatisticsPass pass, Span<float> scratch);
 
-    /// <summary>The mask for the chunk (or whole tensor) <paramref name="inputs"/>, from the tensor's statistics.</summary>
+    /// <summary>
+    /// The mask for the chunk (or whole tensor) <paramref name="inputs"/>, from the tensor's statistics.
+    /// </summary>
     public abstract TaskMask Mask(MergeInputs inputs, TensorStatistics statistics);
 
-    /// <summary>Writes the task vector x − base of this unit or chunk into <paramref name="scratch"/> and returns it.</summary>
+    /// <summary>
+    /// Writes the task vector x − base of this unit or chunk into <paramref name="scratch"/> and returns it.
+    /// </summary>
     protected Span<float> TaskVector(MergeInputs inputs, Span<float> scratch)
     {
         var delta = scratch[..inputs.Length];
@@ -73,7 +92,8 @@ public abstract class TaskMask
 /// <summary>
 /// The magnitude cuts: a band of the largest magnitudes, kept (TIES: one cut, nothing dropped above it; Breadcrumbs:
 /// the largest dropped too). With <c>rescale</c>, ‖δ‖₁ in the first pass, and in the last the sum strictly inside the
-/// band and the entries equal to each cut's key, from which ‖masked δ‖₁ follows without knowing where the kept ties are.
+/// band and the entries equal to each cut's key, from which ‖masked δ‖₁ follows without knowing where the kept ties
+/// are.
 /// </summary>
 internal abstract class CutSparsifier : Sparsifier
 {
@@ -83,21 +103,26 @@ internal abstract class CutSparsifier : Sparsifier
         private readonly bool _dropsOutliers;
         private readonly (SumSlot L1, SumSlot Inside, SumSlot AtKeep, SumSlot AtDrop)? _rescale;
 
-        public Band(int input, StatisticsLayout layout, CutRequest cuts, bool dropsOutliers, bool rescale) : base(input)
+        public Band(int input, StatisticsLayout layout, CutRequest cuts, bool dropsOutliers, bool rescale)
+            : base(input)
         {
             _population = layout.Population(cuts);
             _dropsOutliers = dropsOutliers;
-            if (rescale) _rescale = (layout.FirstSum(), layout.LastSum(), layout.LastSum(), layout.LastSum());
+            if (rescale)
+                _rescale = (layout.FirstSum(), layout.LastSum(), layout.LastSum(), layout.LastSum());
         }
 
         public override void Accumulate(MergeInputs unit, StatisticsPass pass, Span<float> scratch)
         {
             bool counts = pass.Counts(_population);
             bool sums = _rescale is not null && pass.Kind != StatisticsPassKind.Fine;
-            if (!counts && !sums) return;
+            if (!counts && !sums)
+                return;
             var delta = TaskVector(unit, scratch);
-            if (counts) pass.Count(_population, delta);
-            if (_rescale is not { } slots || !sums) return;
+            if (counts)
+                pass.Count(_population, delta);
+            if (_rescale is not { } slots || !sums)
+                return;
             if (pass.Kind == StatisticsPassKind.First)
             {
                 pass.Add(slots.L1, Sparsify.L1Norm(delta));
@@ -112,65 +137,114 @@ internal abstract class CutSparsifier : Sparsifier
         public override TaskMask Mask(MergeInputs inputs, TensorStatistics statistics)
         {
             var (keep, drop) = Cuts(statistics, tensor: false);
-            return new CutMask(keep, drop, _rescale is { } slots ? Sparsify.RescaleFactor(statistics[slots.L1], MaskedL1(statistics, slots)) : null);
+            return new CutMask(
+                keep,
+                drop,
+                _rescale is { } slots ? Sparsify.RescaleFactor(statistics[slots.L1], MaskedL1(statistics, slots)) : null
+            );
         }
 
         /// <summary>The kept band: the tensor's cuts, or this chunk's share of them.</summary>
         private (MagnitudeCut Keep, MagnitudeCut Drop) Cuts(TensorStatistics stats, bool tensor)
         {
             var keep = tensor ? stats.TensorCut(_population) : stats.Cut(_population);
-            if (!_dropsOutliers) return (keep, MagnitudeCut.KeepNone);
+            if (!_dropsOutliers)
+                return (keep, MagnitudeCut.KeepNone);
             return (keep, tensor ? stats.TensorCut(_population, 1) : stats.Cut(_population, 1));
         }
 
-        /// <summary>‖masked δ‖₁: the entries strictly inside the band, plus those equal to a cut's key that the band keeps.</summary>
-        private double MaskedL1(TensorStatistics stats, (SumSlot L1, SumSlot Inside, SumSlot AtKeep, SumSlot AtDrop) slots)
+        /// <summary>
+        /// ‖masked δ‖₁: the entries strictly inside the band, plus those equal to a cut's key that the band keeps.
+        /// </summary>
+        private double MaskedL1(
+            TensorStatistics stats,
+            (SumSlot L1, SumSlot Inside, SumSlot AtKeep, SumSlot AtDrop) slots
+        )
         {
             var (keep, drop) = Cuts(stats, tensor: true);
-            long atKeep = (long)stats[slots.AtKeep], atDrop = (long)stats[slots.AtDrop];
-            long keptAtKeep = Math.Min(keep.TiesKept, atKeep), droppedAtDrop = Math.Min(drop.TiesKept, atDrop);
+            long atKeep = (long)stats[slots.AtKeep],
+                atDrop = (long)stats[slots.AtDrop];
+            long keptAtKeep = Math.Min(keep.TiesKept, atKeep),
+                droppedAtDrop = Math.Min(drop.TiesKept, atDrop);
             double inside = stats[slots.Inside];
-            if (keep.Key == drop.Key) return inside + Magnitudes(keptAtKeep - droppedAtDrop, keep);
+            if (keep.Key == drop.Key)
+                return inside + Magnitudes(keptAtKeep - droppedAtDrop, keep);
             return inside + Magnitudes(keptAtKeep, keep) + Magnitudes(atDrop - droppedAtDrop, drop);
         }
 
-        /// <summary>count entries of the cut's magnitude (none for a cut that keeps nothing, whose key is no magnitude).</summary>
-        private static double Magnitudes(long count, MagnitudeCut cut) => count == 0 ? 0 : count * (double)cut.Threshold;
+        /// <summary>
+        /// count entries of the cut's magnitude (none for a cut that keeps nothing, whose key is no magnitude).
+        /// </summary>
+        private static double Magnitudes(long count, MagnitudeCut cut) =>
+            count == 0 ? 0 : count * (double)cut.Threshold;
     }
 
     private sealed class CutMask(MagnitudeCut keep, MagnitudeCut drop, float? rescale) : TaskMask
     {
-        private MagnitudeCut _keep = keep, _drop = drop;
+        private MagnitudeCut _keep = keep,
+            _drop = drop;
 
         public override void Apply(Span<float> tile, int start)
         {
             MagnitudeCut.ApplyBand(tile, ref _keep, ref _drop);
-            if (rescale is { } factor) TensorPrimitives.Multiply(tile, factor, tile);
+            if (rescale is { } factor)
+                TensorPrimitives.Multiply(tile, factor, tile);
         }
     }
 }
 
-/// <summary>TIES's trim (mergekit <c>magnitude</c>): the ⌊density·n⌋ largest magnitudes, or the model-wide cut's share.</summary>
+/// <summary>
+/// TIES's trim (mergekit <c>magnitude</c>): the ⌊density·n⌋ largest magnitudes, or the model-wide cut's share.
+/// </summary>
 internal sealed class MagnitudeTrim : CutSparsifier
 {
-    public override Thinning? Plan(MergeInputsInfo inputs, int input, long elements, double density, bool rescale, bool modelWide,
-        StatisticsLayout layout) =>
-        density >= 1 ? null
-        : new Band(input, layout, modelWide ? CutRequest.ModelWide(input) : CutRequest.TopK(Sparsify.KeepCount(density, elements)), false, rescale);
+    public override Thinning? Plan(
+        MergeInputsInfo inputs,
+        int input,
+        long elements,
+        double density,
+        bool rescale,
+        bool modelWide,
+        StatisticsLayout layout
+    ) =>
+        density >= 1
+            ? null
+            : new Band(
+                input,
+                layout,
+                modelWide ? CutRequest.ModelWide(input) : CutRequest.TopK(Sparsify.KeepCount(density, elements)),
+                false,
+                rescale
+            );
 }
 
-/// <summary>Model Breadcrumbs (mergekit <c>magnitude_outliers</c>): the band between the outliers and the smallest.</summary>
+/// <summary>
+/// Model Breadcrumbs (mergekit <c>magnitude_outliers</c>): the band between the outliers and the smallest.
+/// </summary>
 internal sealed class OutlierBand : CutSparsifier
 {
-    public static readonly NumberParameter Gamma = MethodParameter.Number("gamma", ParameterScope.PerModel, 0.01,
-        "Fraction of the largest magnitudes (outliers) dropped.", NumberRange.Fraction);
+    public static readonly NumberParameter Gamma = MethodParameter.Number(
+        "gamma",
+        ParameterScope.PerModel,
+        0.01,
+        "Fraction of the largest magnitudes (outliers) dropped.",
+        NumberRange.Fraction
+    );
 
     public override IReadOnlyList<NumberParameter> Parameters => [Gamma];
 
-    public override Thinning? Plan(MergeInputsInfo inputs, int input, long elements, double density, bool rescale, bool modelWide,
-        StatisticsLayout layout)
+    public override Thinning? Plan(
+        MergeInputsInfo inputs,
+        int input,
+        long elements,
+        double density,
+        bool rescale,
+        bool modelWide,
+        StatisticsLayout layout
+    )
     {
-        if (density >= 1) return null;
+        if (density >= 1)
+            return null;
         var (keep, drop) = Sparsify.OutlierBand(density, inputs[Gamma, input], elements);
         return new Band(input, layout, CutRequest.TopK(keep, drop), true, rescale);
     }
@@ -183,9 +257,14 @@ internal sealed class OutlierBand : CutSparsifier
 /// </summary>
 internal sealed class RandomDrop(bool ranked) : Sparsifier
 {
-    public static readonly NumberParameter Epsilon = MethodParameter.Number("epsilon", ParameterScope.PerModel, 0.15,
-        "Half-width of the keep probabilities: from density − epsilon (smallest magnitude) to density + epsilon (largest).",
-        NumberRange.NonNegative);
+    public static readonly NumberParameter Epsilon = MethodParameter.Number(
+        "epsilon",
+        ParameterScope.PerModel,
+        0.15,
+        "Half-width of the keep probabilities: from density − epsilon (smallest magnitude) to density + epsilon "
+            + "(largest).",
+        NumberRange.NonNegative
+    );
 
     public override IReadOnlyList<NumberParameter> Parameters => ranked ? [Epsilon] : [];
 
@@ -193,21 +272,33 @@ internal sealed class RandomDrop(bool ranked) : Sparsifier
 
     public override string? Problem(MergeInputsInfo inputs, int input, double density)
     {
-        if (!ranked || density is <= 0 or >= 1) return null;
+        if (!ranked || density is <= 0 or >= 1)
+            return null;
         double epsilon = inputs[Epsilon, input];
-        return density - epsilon > 0 && density + epsilon < 1 ? null
-            : $"epsilon {epsilon} with density {density} gives keep probabilities outside (0, 1); choose epsilon so that density ± epsilon is in (0, 1)";
+        return density - epsilon > 0 && density + epsilon < 1
+            ? null
+            : $"epsilon {epsilon} with density {density} gives keep probabilities outside (0, 1); choose epsilon so "
+                + $"that density ± epsilon is in (0, 1)";
     }
 
-    public override Thinning? Plan(MergeInputsInfo inputs, int input, long elements, double density, bool rescale, bool modelWide,
-        StatisticsLayout layout) =>
+    public override Thinning? Plan(
+        MergeInputsInfo inputs,
+        int input,
+        long elements,
+        double density,
+        bool rescale,
+        bool modelWide,
+        StatisticsLayout layout
+    ) =>
         density >= 1 ? null : new Drop(input, density, ranked, rescale ? (layout.FirstSum(), layout.FirstSum()) : null);
 
-    private sealed class Drop(int input, double density, bool ranked, (SumSlot L1, SumSlot MaskedL1)? rescale) : Thinning(input)
+    private sealed class Drop(int input, double density, bool ranked, (SumSlot L1, SumSlot MaskedL1)? rescale)
+        : Thinning(input)
     {
         public override void Accumulate(MergeInputs unit, StatisticsPass pass, Span<float> scratch)
         {
-            if (rescale is not { } slots || pass.Kind != StatisticsPassKind.First) return;
+            if (rescale is not { } slots || pass.Kind != StatisticsPassKind.First)
+                return;
             var delta = TaskVector(unit, scratch);
             pass.Add(slots.L1, Sparsify.L1Norm(delta));
             Thin(unit, 0, delta);
@@ -215,14 +306,22 @@ internal sealed class RandomDrop(bool ranked) : Sparsifier
         }
 
         public override TaskMask Mask(MergeInputs inputs, TensorStatistics statistics) =>
-            new DropMask(this, inputs, rescale is { } slots ? Sparsify.RescaleFactor(statistics[slots.L1], statistics[slots.MaskedL1]) : null);
+            new DropMask(
+                this,
+                inputs,
+                rescale is { } slots ? Sparsify.RescaleFactor(statistics[slots.L1], statistics[slots.MaskedL1]) : null
+            );
 
-        /// <summary>Drops entries of the run starting at <paramref name="start"/> of <paramref name="inputs"/>' chunk.</summary>
+        /// <summary>
+        /// Drops entries of the run starting at <paramref name="start"/> of <paramref name="inputs"/>' chunk.
+        /// </summary>
         public void Thin(MergeInputs inputs, int start, Span<float> delta)
         {
             long first = inputs.ElementOffset + start;
-            if (!ranked) Sparsify.Random(delta, density, inputs.Random(Input), first);
-            else Sparsify.Della(delta, inputs.Shape, density, inputs[Epsilon, Input], inputs.Random(Input), first);
+            if (!ranked)
+                Sparsify.Random(delta, density, inputs.Random(Input), first);
+            else
+                Sparsify.Della(delta, inputs.Shape, density, inputs[Epsilon, Input], inputs.Random(Input), first);
         }
     }
 
@@ -231,7 +330,8 @@ internal sealed class RandomDrop(bool ranked) : Sparsifier
         public override void Apply(Span<float> tile, int start)
         {
             drop.Thin(inputs, start, tile);
-            if (rescale is { } factor) TensorPrimitives.Multiply(tile, factor, tile);
+            if (rescale is { } factor)
+                TensorPrimitives.Multiply(tile, factor, tile);
         }
     }
 }

@@ -12,7 +12,9 @@ namespace Alloy.Methods.TaskVectors;
 /// </summary>
 public static class Sparsify
 {
-    /// <summary>mergekit's entry count for a density: <c>int(density·n)</c>, truncated in double as Python does.</summary>
+    /// <summary>
+    /// mergekit's entry count for a density: <c>int(density·n)</c>, truncated in double as Python does.
+    /// </summary>
     public static long KeepCount(double density, long n) => (long)(density * n);
 
     /// <summary>
@@ -42,7 +44,9 @@ public static class Sparsify
     /// </summary>
     public static (long Keep, long Drop) OutlierBand(double density, double gamma, long n)
     {
-        long target = KeepCount(density, n), top = (long)(gamma * n), bottom = n - target - top;
+        long target = KeepCount(density, n),
+            top = (long)(gamma * n),
+            bottom = n - target - top;
         if (bottom < 0)
         {
             top += bottom;
@@ -71,17 +75,22 @@ public static class Sparsify
                 // Masks, not branches: a keep decision is a coin flip, which no branch predictor guesses.
                 var limit = Vector256.Create(threshold);
                 for (; j <= part.Length - 8; j += 8)
-                    (Vector256.Create((ReadOnlySpan<float>)part.Slice(j, 8)) & Vector256.LessThan(Vector256.Create((ReadOnlySpan<float>)u.Slice(j, 8)), limit)).CopyTo(part.Slice(j, 8));
+                    (
+                        Vector256.Create((ReadOnlySpan<float>)part.Slice(j, 8))
+                        & Vector256.LessThan(Vector256.Create((ReadOnlySpan<float>)u.Slice(j, 8)), limit)
+                    ).CopyTo(part.Slice(j, 8));
             }
-            for (; j < part.Length; j++) part[j] = u[j] < threshold ? part[j] : 0;
+            for (; j < part.Length; j++)
+                part[j] = u[j] < threshold ? part[j] : 0;
         }
     }
 
     /// <summary>
-    /// A float t with <c>u &lt; t ⇔ u &lt; p</c> for every uniform u of <see cref="RandomStream.Uniform"/> (multiples of
-    /// 2^-24): p rounded up to that grid, so comparing in float decides exactly as comparing with p in double.
+    /// A float t with <c>u &lt; t ⇔ u &lt; p</c> for every uniform u of <see cref="RandomStream.Uniform"/> (multiples
+    /// of 2^-24): p rounded up to that grid, so comparing in float decides exactly as comparing with p in double.
     /// </summary>
-    public static float UniformThreshold(double p) => (float)(Math.Ceiling(Math.Clamp(p, 0, 1) * (1 << 24)) / (1 << 24));
+    public static float UniformThreshold(double p) =>
+        (float)(Math.Ceiling(Math.Clamp(p, 0, 1) * (1 << 24)) / (1 << 24));
 
     /// <summary>
     /// DELLA's MagPrune (mergekit <c>della_magprune</c>): along dimension 1 (a 1-D tensor is one row), entry
@@ -90,7 +99,14 @@ public static class Sparsify
     /// <paramref name="random"/> at its flat index. Density ≤ 0 keeps nothing. <paramref name="delta"/> may be a run of
     /// whole rows (of <see cref="DellaRowLength"/> entries) starting at flat index <paramref name="firstIndex"/>.
     /// </summary>
-    public static void Della(Span<float> delta, ReadOnlySpan<long> shape, double density, double epsilon, RandomStream random, long firstIndex = 0)
+    public static void Della(
+        Span<float> delta,
+        ReadOnlySpan<long> shape,
+        double density,
+        double epsilon,
+        RandomStream random,
+        long firstIndex = 0
+    )
     {
         if (density <= 0)
         {
@@ -98,10 +114,19 @@ public static class Sparsify
             return;
         }
         // Rows run along dimension 1: outer × n × inner, with stride `inner` between a row's entries.
-        int n = (int)(shape.Length switch { 0 => 1, 1 => shape[0], _ => shape[1] });
+        int n = (int)(
+            shape.Length switch
+            {
+                0 => 1,
+                1 => shape[0],
+                _ => shape[1],
+            }
+        );
         long inner = 1;
-        for (int d = 2; d < shape.Length; d++) inner *= shape[d];
-        if (n == 0) return;
+        for (int d = 2; d < shape.Length; d++)
+            inner *= shape[d];
+        if (n == 0)
+            return;
         long outer = delta.Length / (n * inner);
         var row = ArrayPool<float>.Shared.Rent(n);
         var uniform = ArrayPool<float>.Shared.Rent(n);
@@ -119,7 +144,12 @@ public static class Sparsify
                     if (inner == 1)
                     {
                         random.FillUniform(firstIndex + first, uniform.AsSpan(0, n));
-                        DellaKeep(delta.Slice((int)first, n), uniform.AsSpan(0, n), thresholds.AsSpan(0, n), order.AsSpan(0, n));
+                        DellaKeep(
+                            delta.Slice((int)first, n),
+                            uniform.AsSpan(0, n),
+                            thresholds.AsSpan(0, n),
+                            order.AsSpan(0, n)
+                        );
                         continue;
                     }
                     // A strided row is gathered, decided as a contiguous one, and its zeros written back.
@@ -130,7 +160,8 @@ public static class Sparsify
                         uniform[j] = random.Uniform(firstIndex + index);
                     }
                     DellaKeep(row.AsSpan(0, n), uniform.AsSpan(0, n), thresholds.AsSpan(0, n), order.AsSpan(0, n));
-                    for (int j = 0; j < n; j++) delta[(int)(first + j * inner)] = row[j];
+                    for (int j = 0; j < n; j++)
+                        delta[(int)(first + j * inner)] = row[j];
                 }
             }
         }
@@ -145,9 +176,9 @@ public static class Sparsify
 
     /// <summary>
     /// DELLA's keep probability of each ascending magnitude rank r of a row of n (<see cref="MagnitudeOrder"/>):
-    /// (density − ε) + 2ε·r/(n − 1), and density for a one-entry row (mergekit divides 0 by 0 there); as float thresholds
-    /// on the uniforms (<see cref="UniformThreshold"/>), so rank r keeps an entry iff u &lt; threshold[r] decides exactly
-    /// as comparing u with the double probability.
+    /// (density − ε) + 2ε·r/(n − 1), and density for a one-entry row (mergekit divides 0 by 0 there); as float
+    /// thresholds on the uniforms (<see cref="UniformThreshold"/>), so rank r keeps an entry iff u &lt; threshold[r]
+    /// decides exactly as comparing u with the double probability.
     /// </summary>
     public static void DellaRankThresholds(int n, double density, double epsilon, Span<float> thresholds)
     {
@@ -156,14 +187,20 @@ public static class Sparsify
             thresholds[0] = UniformThreshold(density);
             return;
         }
-        for (int r = 0; r < n; r++) thresholds[r] = UniformThreshold(density - epsilon + 2 * epsilon * r / (n - 1));
+        for (int r = 0; r < n; r++)
+            thresholds[r] = UniformThreshold(density - epsilon + 2 * epsilon * r / (n - 1));
     }
 
     /// <summary>
     /// One row's DELLA decision: zeroes <c>row[j]</c> unless <c>uniform[j] &lt; thresholds[rank of j]</c>
     /// (<see cref="DellaRankThresholds"/>), walking the row in rank order (<see cref="MagnitudeOrder"/>).
     /// </summary>
-    public static void DellaKeep(Span<float> row, ReadOnlySpan<float> uniform, ReadOnlySpan<float> thresholds, Span<int> order)
+    public static void DellaKeep(
+        Span<float> row,
+        ReadOnlySpan<float> uniform,
+        ReadOnlySpan<float> thresholds,
+        Span<int> order
+    )
     {
         MagnitudeOrder(row, order);
         ref float first = ref MemoryMarshal.GetReference(row);
@@ -183,9 +220,11 @@ public static class Sparsify
     /// </summary>
     public static long DellaRowLength(ReadOnlySpan<long> shape)
     {
-        if (shape.Length == 0) return 1;
+        if (shape.Length == 0)
+            return 1;
         long length = 1;
-        foreach (long size in shape.Length == 1 ? shape : shape[1..]) length *= size;
+        foreach (long size in shape.Length == 1 ? shape : shape[1..])
+            length *= size;
         return Math.Max(1, length);
     }
 
@@ -193,15 +232,17 @@ public static class Sparsify
 
     /// <summary>
     /// <c>order[r]</c> = the index of the entry of ascending magnitude rank r (0 for the smallest), equal magnitudes
-    /// ranked by position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule). A least-significant-digit
-    /// radix sort over the 31-bit magnitude keys, 8 bits a pass (wider digits cost more in clearing and summing their
-    /// counts than they save on rows of a few thousand): linear time.
+    /// ranked by position with the lower index higher (<see cref="MagnitudeCut"/>'s tie rule). A
+    /// least-significant-digit radix sort over the 31-bit magnitude keys, 8 bits a pass (wider digits cost more in
+    /// clearing and summing their counts than they save on rows of a few thousand): linear time.
     /// </summary>
     public static void MagnitudeOrder(ReadOnlySpan<float> values, Span<int> order)
     {
         int n = values.Length;
-        const int digits = (31 + DigitBits - 1) / DigitBits, radix = 1 << DigitBits;
-        // Each entry is (key << 32) | index, one word to move per pass; the two halves alternate as source and destination.
+        const int digits = (31 + DigitBits - 1) / DigitBits,
+            radix = 1 << DigitBits;
+        // Each entry is (key << 32) | index, one word to move per pass; the two halves alternate as source and
+        // destination.
         var buffer = ArrayPool<ulong>.Shared.Rent(2 * n);
         try
         {
@@ -224,8 +265,10 @@ public static class Sparsify
             {
                 int shift = 32 + DigitBits * digit;
                 var offsets = counts.Slice(radix * digit, radix);
-                if (offsets[(int)(from >> shift) & (radix - 1)] == n) continue;
-                for (int d = 0, sum = 0; d < radix; d++) (offsets[d], sum) = (sum, sum + offsets[d]);
+                if (offsets[(int)(from >> shift) & (radix - 1)] == n)
+                    continue;
+                for (int d = 0, sum = 0; d < radix; d++)
+                    (offsets[d], sum) = (sum, sum + offsets[d]);
                 ref int offset = ref MemoryMarshal.GetReference(offsets);
                 for (int p = 0; p < n; p++)
                 {
@@ -236,7 +279,8 @@ public static class Sparsify
                 from = ref to;
                 to = ref swap;
             }
-            for (int p = 0; p < n; p++) order[p] = (int)(uint)Unsafe.Add(ref from, p);
+            for (int p = 0; p < n; p++)
+                order[p] = (int)(uint)Unsafe.Add(ref from, p);
         }
         finally
         {

@@ -12,19 +12,29 @@ public static class TallMasks
     /// Adds task t's TALL mask to <paramref name="counts"/>: +1 where |τₜ| &gt; λ·|τ_MTL − τₜ|, with τₜ =
     /// <paramref name="finetuned"/> − <paramref name="base"/>. Strict, as in the reference code and mergekit.
     /// </summary>
-    public static void AddMask(ReadOnlySpan<float> finetuned, ReadOnlySpan<float> @base, ReadOnlySpan<float> multiTask, double lambda, Span<float> counts)
+    public static void AddMask(
+        ReadOnlySpan<float> finetuned,
+        ReadOnlySpan<float> @base,
+        ReadOnlySpan<float> multiTask,
+        double lambda,
+        Span<float> counts
+    )
     {
         for (int j = 0; j < counts.Length; j++)
         {
             float task = finetuned[j] - @base[j];
-            if (Math.Abs(task) > lambda * Math.Abs(multiTask[j] - task)) counts[j]++;
+            if (Math.Abs(task) > lambda * Math.Abs(multiTask[j] - task))
+                counts[j]++;
         }
     }
 
-    /// <summary>Zeroes the entries of the multi-task vector that fewer than <paramref name="k"/> tasks' masks select.</summary>
+    /// <summary>
+    /// Zeroes the entries of the multi-task vector that fewer than <paramref name="k"/> tasks' masks select.
+    /// </summary>
     public static void KeepConsensus(Span<float> multiTask, ReadOnlySpan<float> counts, double k)
     {
         for (int j = 0; j < multiTask.Length; j++)
-            if (!(counts[j] >= k)) multiTask[j] = 0;
+            if (!(counts[j] >= k))
+                multiTask[j] = 0;
     }
 }

@@ -21,7 +21,11 @@ public sealed class TaskVectorSet : IDisposable
 
     /// <param name="scales">A factor per task vector (indexed like <see cref="Models"/>), or null for 1.</param>
     /// <param name="masks">A mask per task vector (null entries keep every entry), or null for none.</param>
-    public TaskVectorSet(MergeInputs inputs, IReadOnlyList<float>? scales = null, IReadOnlyList<TaskMask?>? masks = null)
+    public TaskVectorSet(
+        MergeInputs inputs,
+        IReadOnlyList<float>? scales = null,
+        IReadOnlyList<TaskMask?>? masks = null
+    )
     {
         _inputs = inputs;
         Models = InputRules.NonBase(inputs);
@@ -50,10 +54,15 @@ public sealed class TaskVectorSet : IDisposable
     public void Write(int m, int start, Span<float> destination)
     {
         int i = Models[m];
-        TensorPrimitives.Subtract(_inputs[i].Slice(start, destination.Length), _inputs[_inputs.BaseIndex].Slice(start, destination.Length), destination);
+        TensorPrimitives.Subtract(
+            _inputs[i].Slice(start, destination.Length),
+            _inputs[_inputs.BaseIndex].Slice(start, destination.Length),
+            destination
+        );
         Mask(m)?.Apply(destination, start);
         float scale = Scale(m);
-        if (scale != 1) TensorPrimitives.Multiply(destination, scale, destination);
+        if (scale != 1)
+            TensorPrimitives.Multiply(destination, scale, destination);
     }
 
     /// <summary>destination = τₘ (the whole chunk).</summary>
@@ -68,13 +77,18 @@ public sealed class TaskVectorSet : IDisposable
         int i = Models[m];
         if (!IsThinned(m))
         {
-            SpanMath.AddScaledDifference(_inputs[i].Slice(start, destination.Length), _inputs[_inputs.BaseIndex].Slice(start, destination.Length),
-                weight * Scale(m), destination);
+            SpanMath.AddScaledDifference(
+                _inputs[i].Slice(start, destination.Length),
+                _inputs[_inputs.BaseIndex].Slice(start, destination.Length),
+                weight * Scale(m),
+                destination
+            );
             return;
         }
         if (_tile is null || _tile.Length < destination.Length)
         {
-            if (_tile is not null) ArrayPool<float>.Shared.Return(_tile);
+            if (_tile is not null)
+                ArrayPool<float>.Shared.Return(_tile);
             _tile = ArrayPool<float>.Shared.Rent(destination.Length);
         }
         var tile = _tile.AsSpan(0, destination.Length);
@@ -86,7 +100,8 @@ public sealed class TaskVectorSet : IDisposable
     public void Sum(Span<float> destination)
     {
         destination.Clear();
-        for (int m = 0; m < Count; m++) AddTo(m, 0, 1, destination);
+        for (int m = 0; m < Count; m++)
+            AddTo(m, 0, 1, destination);
     }
 
     /// <summary>destination = (1/M)·Σₘ τₘ.</summary>
@@ -96,10 +111,14 @@ public sealed class TaskVectorSet : IDisposable
         TensorPrimitives.Divide(destination, Count, destination);
     }
 
-    /// <summary>Writes every task vector into a pooled buffer of its own, read and changed through the indexer or <see cref="Buffers"/>.</summary>
+    /// <summary>
+    /// Writes every task vector into a pooled buffer of its own, read and changed through the indexer or
+    /// <see cref="Buffers"/>.
+    /// </summary>
     public TaskVectorSet Materialise()
     {
-        if (_materialised is not null) return this;
+        if (_materialised is not null)
+            return this;
         _materialised = new float[Count][];
         for (int m = 0; m < Count; m++)
         {
@@ -112,16 +131,22 @@ public sealed class TaskVectorSet : IDisposable
     /// <summary>Materialised task vector m.</summary>
     public Span<float> this[int m] => Materialised[m].AsSpan(0, Length);
 
-    /// <summary>The materialised buffers, for primitives that take arrays (only the first <see cref="Length"/> entries count).</summary>
+    /// <summary>
+    /// The materialised buffers, for primitives that take arrays (only the first <see cref="Length"/> entries count).
+    /// </summary>
     public IReadOnlyList<float[]> Buffers => Materialised;
 
-    private float[][] Materialised => _materialised ?? throw new InvalidOperationException("the task vectors are not materialised; call Materialise first");
+    private float[][] Materialised =>
+        _materialised
+        ?? throw new InvalidOperationException("the task vectors are not materialised; call Materialise first");
 
     public void Dispose()
     {
         foreach (var buffer in _materialised ?? [])
-            if (buffer is not null) ArrayPool<float>.Shared.Return(buffer);
-        if (_tile is not null) ArrayPool<float>.Shared.Return(_tile);
+            if (buffer is not null)
+                ArrayPool<float>.Shared.Return(buffer);
+        if (_tile is not null)
+            ArrayPool<float>.Shared.Return(_tile);
         _materialised = null;
         _tile = null;
     }

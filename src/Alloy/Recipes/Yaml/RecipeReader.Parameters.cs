@@ -7,8 +7,10 @@ internal sealed partial class RecipeReader
 
     private ParameterSettings Parameters(YNode? node)
     {
-        if (node is null) return new ParameterSettings();
-        if (node is not YMapping map) throw Error(node, $"'parameters' must be a mapping of 'name: value' lines, not {Describe(node)}");
+        if (node is null)
+            return new ParameterSettings();
+        if (node is not YMapping map)
+            throw Error(node, $"'parameters' must be a mapping of 'name: value' lines, not {Describe(node)}");
         var settings = new List<ParameterSetting>(map.Entries.Count);
         foreach (var (key, value) in map.Entries)
         {
@@ -50,7 +52,11 @@ internal sealed partial class RecipeReader
         for (var i = 0; i < values.Length; i++)
         {
             if (!TryNumber(seq.Items[i], out values[i]))
-                throw Error(seq.Items[i], $"parameter '{name}': {ParameterShape} (a gradient list holds only numbers; got {Describe(seq.Items[i])})");
+                throw Error(
+                    seq.Items[i],
+                    $"parameter '{name}': {ParameterShape} (a gradient list holds only numbers; got "
+                        + $"{Describe(seq.Items[i])})"
+                );
         }
         return new ParameterValue.Gradient(values);
     }
@@ -65,27 +71,41 @@ internal sealed partial class RecipeReader
             switch (key is { Kind: ScalarKind.String } ? key.Text : null)
             {
                 case "filter":
-                    if (v is YScalar { IsNull: true }) break;
-                    filter = v is YScalar { Kind: ScalarKind.String } s ? s.Text
-                        : throw Error(v, $"parameter '{name}': 'filter' must be a string, not {Describe(v)}{(v is YScalar vs ? QuoteHint(vs) : "")}");
+                    if (v is YScalar { IsNull: true })
+                        break;
+                    filter = v is YScalar { Kind: ScalarKind.String } s
+                        ? s.Text
+                        : throw Error(
+                            v,
+                            $"parameter '{name}': 'filter' must be a string, not "
+                                + $"{Describe(v)}{(v is YScalar vs ? QuoteHint(vs) : "")}"
+                        );
                     break;
                 case "value":
                     value = v;
                     break;
                 default:
                     // pydantic ignores extra keys here too; we say so.
-                    Warn($"{key.Location}: unknown key '{key.Text}' in a filter entry of parameter '{name}' (ignored; it has only 'filter' and 'value')");
+                    Warn(
+                        $"{key.Location}: unknown key '{key.Text}' in a filter entry of parameter '{name}' (ignored; "
+                            + $"it has only 'filter' and 'value')"
+                    );
                     break;
             }
         }
-        if (value is null) throw Error(node, $"parameter '{name}': a filter entry needs a 'value'");
+        if (value is null)
+            throw Error(node, $"parameter '{name}': a filter entry needs a 'value'");
         ParameterValue parsed = value switch
         {
             YScalar when TryNumber(value, out var d) => new ParameterValue.Scalar(d),
             YScalar { Kind: ScalarKind.String } text => new ParameterValue.Text(text.Text),
             YSequence { Items.Count: > 0 } seq => Gradient(seq, name),
             YSequence => throw Error(value, $"parameter '{name}': a gradient list needs at least one value"),
-            _ => throw Error(value, $"parameter '{name}': a filter entry's 'value' must be a number, a text or a gradient list, not {Describe(value)}"),
+            _ => throw Error(
+                value,
+                $"parameter '{name}': a filter entry's 'value' must be a number, a text or a gradient list, not "
+                    + $"{Describe(value)}"
+            ),
         };
         return new ConditionalEntry(filter, parsed);
     }

@@ -19,7 +19,8 @@ public static class RecipeWriter
         var method = MethodRegistry.Find(recipe.Method);
         var w = new StringBuilder();
         w.Append("merge_method: ").Append(Scalar(recipe.Method)).Append('\n');
-        if (recipe.BaseModel is { } baseModel) w.Append("base_model: ").Append(Model(baseModel)).Append('\n');
+        if (recipe.BaseModel is { } baseModel)
+            w.Append("base_model: ").Append(Model(baseModel)).Append('\n');
         if (recipe.Models is { } models)
         {
             w.Append("models:\n");
@@ -38,38 +39,56 @@ public static class RecipeWriter
                 foreach (var source in slice.Sources)
                 {
                     w.Append("      - model: ").Append(Model(source.Model)).Append('\n');
-                    w.Append("        layer_range: [").Append(source.Range.Start).Append(", ").Append(source.Range.End).Append("]\n");
+                    w.Append("        layer_range: [")
+                        .Append(source.Range.Start)
+                        .Append(", ")
+                        .Append(source.Range.End)
+                        .Append("]\n");
                     Parameters(w, source.Parameters, "        ", method);
                 }
-                if (slice.BaseModel is { } sliceBase) w.Append("    base_model: ").Append(Model(sliceBase)).Append('\n');
+                if (slice.BaseModel is { } sliceBase)
+                    w.Append("    base_model: ").Append(Model(sliceBase)).Append('\n');
                 Parameters(w, slice.Parameters, "    ", method);
             }
         }
         Parameters(w, recipe.Parameters, "", method);
-        if (recipe.DType is { } dtype) w.Append("dtype: ").Append(dtype.TorchName()).Append('\n');
-        if (recipe.OutDType is { } outDType) w.Append("out_dtype: ").Append(outDType.TorchName()).Append('\n');
-        if (recipe.Tokenizer is { } tokenizer) Tokenizer(w, tokenizer);
-        if (recipe.ChatTemplate is { } template) w.Append("chat_template: ").Append(Scalar(template)).Append('\n');
-        if (recipe.Name is { } name) w.Append("name: ").Append(Scalar(name)).Append('\n');
+        if (recipe.DType is { } dtype)
+            w.Append("dtype: ").Append(dtype.TorchName()).Append('\n');
+        if (recipe.OutDType is { } outDType)
+            w.Append("out_dtype: ").Append(outDType.TorchName()).Append('\n');
+        if (recipe.Tokenizer is { } tokenizer)
+            Tokenizer(w, tokenizer);
+        if (recipe.ChatTemplate is { } template)
+            w.Append("chat_template: ").Append(Scalar(template)).Append('\n');
+        if (recipe.Name is { } name)
+            w.Append("name: ").Append(Scalar(name)).Append('\n');
         return w.ToString();
     }
 
-    /// <summary>The recipe with every parameters block emptied: what stays fixed while its parameters are searched.</summary>
-    public static MergeRecipe WithoutParameters(MergeRecipe recipe) => recipe with
-    {
-        Parameters = ParameterSettings.Empty,
-        Models = recipe.Models?.Select(m => m with { Parameters = ParameterSettings.Empty }).ToList(),
-        Slices = recipe.Slices?.Select(s => s with
+    /// <summary>
+    /// The recipe with every parameters block emptied: what stays fixed while its parameters are searched.
+    /// </summary>
+    public static MergeRecipe WithoutParameters(MergeRecipe recipe) =>
+        recipe with
         {
             Parameters = ParameterSettings.Empty,
-            Sources = s.Sources.Select(x => x with { Parameters = ParameterSettings.Empty }).ToList(),
-        }).ToList(),
-        Text = null,
-    };
+            Models = recipe.Models?.Select(m => m with { Parameters = ParameterSettings.Empty }).ToList(),
+            Slices = recipe
+                .Slices?.Select(s =>
+                    s with
+                    {
+                        Parameters = ParameterSettings.Empty,
+                        Sources = s.Sources.Select(x => x with { Parameters = ParameterSettings.Empty }).ToList(),
+                    }
+                )
+                .ToList(),
+            Text = null,
+        };
 
     private static void Parameters(StringBuilder w, ParameterSettings settings, string indent, MergeMethod? method)
     {
-        if (settings.Count == 0) return;
+        if (settings.Count == 0)
+            return;
         w.Append(indent).Append("parameters:\n");
         foreach (var setting in settings)
         {
@@ -81,7 +100,8 @@ public static class RecipeWriter
                 foreach (var entry in conditional.Entries)
                 {
                     w.Append(indent).Append("    - ");
-                    if (entry.Filter is { } filter) w.Append("filter: ").Append(Scalar(filter)).Append('\n').Append(indent).Append("      ");
+                    if (entry.Filter is { } filter)
+                        w.Append("filter: ").Append(Scalar(filter)).Append('\n').Append(indent).Append("      ");
                     w.Append("value: ").Append(Value(entry.Value, declared)).Append('\n');
                 }
             }
@@ -92,14 +112,17 @@ public static class RecipeWriter
         }
     }
 
-    private static string Value(ParameterValue value, MethodParameter? declared) => value switch
-    {
-        ParameterValue.Scalar s when declared is BooleanParameter && s.Value is 0 or 1 => s.Value == 1 ? "true" : "false",
-        ParameterValue.Scalar s => Number(s.Value),
-        ParameterValue.Text t => Scalar(t.Value),
-        ParameterValue.Gradient g => $"[{string.Join(", ", g.Values.Select(Number))}]",
-        _ => throw new ArgumentException("a filter entry's value is a number, a text or a gradient", nameof(value)),
-    };
+    private static string Value(ParameterValue value, MethodParameter? declared) =>
+        value switch
+        {
+            ParameterValue.Scalar s when declared is BooleanParameter && s.Value is 0 or 1 => s.Value == 1
+                ? "true"
+                : "false",
+            ParameterValue.Scalar s => Number(s.Value),
+            ParameterValue.Text t => Scalar(t.Value),
+            ParameterValue.Gradient g => $"[{string.Join(", ", g.Values.Select(Number))}]",
+            _ => throw new ArgumentException("a filter entry's value is a number, a text or a gradient", nameof(value)),
+        };
 
     private static void Tokenizer(StringBuilder w, TokenizerRecipe tokenizer)
     {
@@ -127,35 +150,49 @@ public static class RecipeWriter
                     continue;
                 }
                 w.Append('\n');
-                if (settings.Source is { } tokenSource) w.Append("      source: ").Append(TokenSourceText(tokenSource)).Append('\n');
-                if (settings.Force) w.Append("      force: true\n");
+                if (settings.Source is { } tokenSource)
+                    w.Append("      source: ").Append(TokenSourceText(tokenSource)).Append('\n');
+                if (settings.Force)
+                    w.Append("      force: true\n");
             }
         }
-        if (tokenizer.PadToMultipleOf is { } pad) w.Append("  pad_to_multiple_of: ").Append(pad).Append('\n');
+        if (tokenizer.PadToMultipleOf is { } pad)
+            w.Append("  pad_to_multiple_of: ").Append(pad).Append('\n');
     }
 
-    private static string TokenSourceText(TokenSource source) => source switch
-    {
-        TokenSource.FromModel m => Model(m.Model),
-        TokenSource.ModelToken t => t.Token is { } text
-            ? $"{{kind: model_token, model: {Model(t.Model)}, token: {Quoted(text)}}}"
-            : $"{{kind: model_token, model: {Model(t.Model)}, token_id: {t.TokenId}}}",
-        _ => "{kind: zero}",
-    };
+    private static string TokenSourceText(TokenSource source) =>
+        source switch
+        {
+            TokenSource.FromModel m => Model(m.Model),
+            TokenSource.ModelToken t => t.Token is { } text
+                ? $"{{kind: model_token, model: {Model(t.Model)}, token: {Quoted(text)}}}"
+                : $"{{kind: model_token, model: {Model(t.Model)}, token_id: {t.TokenId}}}",
+            _ => "{kind: zero}",
+        };
 
     /// <summary>A model reference: its string form, or a mapping where the string form cannot say it.</summary>
     private static string Model(ModelReference reference)
     {
         static bool Plain(string path) => !path.Contains('@') && !path.Contains('+');
-        static string Path(string path, string? revision) => Plain(path) && revision is null or { Length: > 0 } && !(revision?.Contains('+') ?? false)
-            ? Scalar(revision is null ? path : $"{path}@{revision}")
-            : $"{{path: {Quoted(path)}{(revision is null ? "" : $", revision: {Quoted(revision)}")}}}";
-        bool stringForm = reference.OverrideArchitecture is null && Plain(reference.Path) && !(reference.Revision?.Contains('+') ?? false)
-            && (reference.Lora is null || Plain(reference.Lora.Path) && !(reference.Lora.Revision?.Contains('+') ?? false));
-        if (stringForm) return Scalar(reference.ToString());
+        static string Path(string path, string? revision) =>
+            Plain(path) && revision is null or { Length: > 0 } && !(revision?.Contains('+') ?? false)
+                ? Scalar(revision is null ? path : $"{path}@{revision}")
+                : $"{{path: {Quoted(path)}{(revision is null ? "" : $", revision: {Quoted(revision)}")}}}";
+        bool stringForm =
+            reference.OverrideArchitecture is null
+            && Plain(reference.Path)
+            && !(reference.Revision?.Contains('+') ?? false)
+            && (
+                reference.Lora is null
+                || Plain(reference.Lora.Path) && !(reference.Lora.Revision?.Contains('+') ?? false)
+            );
+        if (stringForm)
+            return Scalar(reference.ToString());
         var parts = new List<string> { $"model: {Path(reference.Path, reference.Revision)}" };
-        if (reference.Lora is { } lora) parts.Add($"lora: {Path(lora.Path, lora.Revision)}");
-        if (reference.OverrideArchitecture is { } architecture) parts.Add($"override_architecture: {Quoted(architecture)}");
+        if (reference.Lora is { } lora)
+            parts.Add($"lora: {Path(lora.Path, lora.Revision)}");
+        if (reference.OverrideArchitecture is { } architecture)
+            parts.Add($"override_architecture: {Quoted(architecture)}");
         return $"{{{string.Join(", ", parts)}}}";
     }
 
@@ -165,12 +202,16 @@ public static class RecipeWriter
     /// </summary>
     public static string Number(double value)
     {
-        if (!double.IsFinite(value)) return SettingValue.FormatNumber(value);
+        if (!double.IsFinite(value))
+            return SettingValue.FormatNumber(value);
         var text = value.ToString("R", CultureInfo.InvariantCulture);
         int e = text.IndexOfAny(['E', 'e']);
-        string mantissa = e < 0 ? text : text[..e], exponent = e < 0 ? "" : text[(e + 1)..];
-        if (!mantissa.Contains('.')) mantissa += ".0";
-        if (exponent.Length == 0) return mantissa;
+        string mantissa = e < 0 ? text : text[..e],
+            exponent = e < 0 ? "" : text[(e + 1)..];
+        if (!mantissa.Contains('.'))
+            mantissa += ".0";
+        if (exponent.Length == 0)
+            return mantissa;
         return $"{mantissa}e{(exponent[0] is '-' or '+' ? exponent : "+" + exponent)}";
     }
 
@@ -178,15 +219,22 @@ public static class RecipeWriter
     public static string Scalar(string text) => IsPlain(text) ? text : Quoted(text);
 
     private static string Quoted(string text) =>
-        JsonSerializer.Serialize(text, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        JsonSerializer.Serialize(
+            text,
+            new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }
+        );
 
     private static bool IsPlain(string text)
     {
-        if (text.Length == 0 || text.Trim() != text) return false;
+        if (text.Length == 0 || text.Trim() != text)
+            return false;
         foreach (char c in text)
-            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/' or '@' or '+' or ' ')) return false;
-        if (text[0] is '-' or '.' or '@' or '+' && text.Length > 1 && !char.IsAsciiLetter(text[1])) return false;
-        if (text[0] is '@') return false;
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/' or '@' or '+' or ' '))
+                return false;
+        if (text[0] is '-' or '.' or '@' or '+' && text.Length > 1 && !char.IsAsciiLetter(text[1]))
+            return false;
+        if (text[0] is '@')
+            return false;
         return Yaml11.ResolvePlain(text) == ScalarKind.String;
     }
 }

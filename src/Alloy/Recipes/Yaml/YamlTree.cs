@@ -16,6 +16,7 @@ internal sealed class YScalar(SourceLocation location, string text, ScalarKind k
     /// <summary>The scalar's text as written (after YAML unescaping/folding).</summary>
     public string Text { get; } = text;
     public ScalarKind Kind { get; } = kind;
+
     /// <summary>True for unquoted scalars (used to tell the user to add quotes).</summary>
     public bool Plain { get; } = plain;
     public bool BoolValue { get; init; }
@@ -28,14 +29,15 @@ internal sealed class YScalar(SourceLocation location, string text, ScalarKind k
     public bool IsNull => Kind == ScalarKind.Null;
 
     /// <summary>How the scalar reads in an error message.</summary>
-    public string Describe() => Kind switch
-    {
-        ScalarKind.Null => "null",
-        ScalarKind.Bool => $"the boolean '{Text}'",
-        ScalarKind.Int or ScalarKind.Float => $"the number '{Text}'",
-        ScalarKind.Timestamp => $"the date '{Text}'",
-        _ => $"the string '{Text}'",
-    };
+    public string Describe() =>
+        Kind switch
+        {
+            ScalarKind.Null => "null",
+            ScalarKind.Bool => $"the boolean '{Text}'",
+            ScalarKind.Int or ScalarKind.Float => $"the number '{Text}'",
+            ScalarKind.Timestamp => $"the date '{Text}'",
+            _ => $"the string '{Text}'",
+        };
 }
 
 internal sealed class YSequence(SourceLocation location, IReadOnlyList<YNode> items) : YNode(location)
@@ -96,7 +98,15 @@ internal sealed class YamlLoader
                 _anchors.Clear(); // anchors do not cross documents
                 var root = ReadNode();
                 var end = Expect<DocumentEnd>();
-                raw.Add((root, (int)start.Start.Index, ContentStart(start), end.IsImplicit ? null : (int)end.Start.Index, start.Start));
+                raw.Add(
+                    (
+                        root,
+                        (int)start.Start.Index,
+                        ContentStart(start),
+                        end.IsImplicit ? null : (int)end.Start.Index,
+                        start.Start
+                    )
+                );
             }
         }
         catch (YamlException ex)
@@ -104,7 +114,10 @@ internal sealed class YamlLoader
             var what = ex.Message.ReplaceLineEndings(" ").Trim();
             // YamlDotNet places a tab in the indentation at the start of the enclosing mapping; point at the tab.
             if (what.Contains("tab", StringComparison.OrdinalIgnoreCase) && FirstIndentingTab() is { } tab)
-                throw new AlloyException($"{tab}: YAML syntax error: a tab in the indentation (YAML indents with spaces only)", ex);
+                throw new AlloyException(
+                    $"{tab}: YAML syntax error: a tab in the indentation (YAML indents with spaces only)",
+                    ex
+                );
             throw new AlloyException($"{Loc(ex.Start)}: YAML syntax error: {what}", ex);
         }
 
@@ -114,9 +127,11 @@ internal sealed class YamlLoader
             // A document's text runs to the next document's '---' (or an explicit '...'), so comments stay with it.
             var from = i == 0 ? 0 : raw[i].ContentStart;
             var to = raw[i].End ?? (i + 1 < raw.Count ? raw[i + 1].Start : _text.Length);
-            if (i == 0 && raw[0].ContentStart > raw[0].Start) from = raw[0].ContentStart; // skip a leading '---'
+            if (i == 0 && raw[0].ContentStart > raw[0].Start)
+                from = raw[0].ContentStart; // skip a leading '---'
             var docText = _text[from..Math.Max(from, to)];
-            var root = raw[i].Root is YScalar { IsNull: true, Plain: true } s && s.Text.Length == 0 ? null : raw[i].Root;
+            var root =
+                raw[i].Root is YScalar { IsNull: true, Plain: true } s && s.Text.Length == 0 ? null : raw[i].Root;
             docs.Add(new YDocument(root, docText, Loc(raw[i].Mark)));
         }
         return docs;
@@ -131,7 +146,8 @@ internal sealed class YamlLoader
             int column = 0;
             while (column < lines[i].Length && lines[i][column] is ' ' or '\t')
             {
-                if (lines[i][column] == '\t') return new SourceLocation(_source, i + 1, column + 1);
+                if (lines[i][column] == '\t')
+                    return new SourceLocation(_source, i + 1, column + 1);
                 column++;
             }
         }
@@ -141,28 +157,35 @@ internal sealed class YamlLoader
     // For an explicit document, its text starts after the '---' line (when nothing else is on that line).
     private int ContentStart(DocumentStart start)
     {
-        if (start.IsImplicit) return (int)start.Start.Index;
+        if (start.IsImplicit)
+            return (int)start.Start.Index;
         var i = (int)start.End.Index;
         var j = i;
-        while (j < _text.Length && _text[j] is ' ' or '\t') j++;
-        if (j < _text.Length && _text[j] == '\r') j++;
-        if (j < _text.Length && _text[j] == '\n') return j + 1;
+        while (j < _text.Length && _text[j] is ' ' or '\t')
+            j++;
+        if (j < _text.Length && _text[j] == '\r')
+            j++;
+        if (j < _text.Length && _text[j] == '\n')
+            return j + 1;
         return j >= _text.Length ? j : i;
     }
 
-    private T Expect<T>() where T : ParsingEvent
+    private T Expect<T>()
+        where T : ParsingEvent
     {
         var ev = Next();
         return ev as T ?? throw new YamlException(ev.Start, ev.End, $"unexpected {ev.GetType().Name}");
     }
 
-    private bool Accept<T>() where T : ParsingEvent => Peek() is T;
+    private bool Accept<T>()
+        where T : ParsingEvent => Peek() is T;
 
     private ParsingEvent? _pending;
 
     private ParsingEvent? Peek()
     {
-        if (_pending is null && _parser.MoveNext()) _pending = _parser.Current;
+        if (_pending is null && _parser.MoveNext())
+            _pending = _parser.Current;
         return _pending;
     }
 
@@ -174,7 +197,8 @@ internal sealed class YamlLoader
             _pending = null;
             return p;
         }
-        if (!_parser.MoveNext()) throw new YamlException("unexpected end of the YAML stream");
+        if (!_parser.MoveNext())
+            throw new YamlException("unexpected end of the YAML stream");
         return _parser.Current!;
     }
 
@@ -186,8 +210,13 @@ internal sealed class YamlLoader
             case AnchorAlias alias:
             {
                 var name = alias.Value.Value;
-                if (_anchors.TryGetValue(name, out var target)) return target;
-                if (_open.Contains(name)) throw Error(alias.Start, $"alias '*{name}' refers to the node that contains it (recursive aliases are not supported)");
+                if (_anchors.TryGetValue(name, out var target))
+                    return target;
+                if (_open.Contains(name))
+                    throw Error(
+                        alias.Start,
+                        $"alias '*{name}' refers to the node that contains it (recursive aliases are not supported)"
+                    );
                 throw Error(alias.Start, $"unknown alias '*{name}' (no '&{name}' anchor before it)");
             }
             case Scalar scalar:
@@ -201,7 +230,8 @@ internal sealed class YamlLoader
                 CheckCollectionTag(seq, "seq");
                 var anchor = Open(seq.Anchor);
                 var items = new List<YNode>();
-                while (Peek() is not SequenceEnd) items.Add(ReadNode());
+                while (Peek() is not SequenceEnd)
+                    items.Add(ReadNode());
                 Next();
                 var node = new YSequence(Loc(seq.Start), items);
                 Close(anchor, node);
@@ -222,7 +252,8 @@ internal sealed class YamlLoader
 
     private string? Open(AnchorName anchor)
     {
-        if (anchor.IsEmpty) return null;
+        if (anchor.IsEmpty)
+            return null;
         _open.Add(anchor.Value);
         _anchors.Remove(anchor.Value); // a redefined anchor refers to the new node from here on (as in PyYAML)
         return anchor.Value;
@@ -230,19 +261,22 @@ internal sealed class YamlLoader
 
     private void Close(string? anchor, YNode node)
     {
-        if (anchor is null) return;
+        if (anchor is null)
+            return;
         _open.Remove(anchor);
         _anchors[anchor] = node;
     }
 
     private void Register(AnchorName anchor, YNode node)
     {
-        if (!anchor.IsEmpty) _anchors[anchor.Value] = node;
+        if (!anchor.IsEmpty)
+            _anchors[anchor.Value] = node;
     }
 
     private void CheckCollectionTag(NodeEvent ev, string kind)
     {
-        if (ev.Tag.IsEmpty || ev.Tag.IsNonSpecific || ev.Tag.Value == TagPrefix + kind) return;
+        if (ev.Tag.IsEmpty || ev.Tag.IsNonSpecific || ev.Tag.Value == TagPrefix + kind)
+            return;
         throw Error(ev.Start, $"unsupported YAML tag '{ev.Tag.Value}'");
     }
 
@@ -252,8 +286,10 @@ internal sealed class YamlLoader
         var plain = s.Style == ScalarStyle.Plain;
         string? tag = s.Tag.IsEmpty ? null : s.Tag.Value;
         ScalarKind kind;
-        if (tag is null) kind = plain ? Yaml11.ResolvePlain(s.Value) : ScalarKind.String;
-        else if (s.Tag.IsNonSpecific || tag == TagPrefix + "str") kind = ScalarKind.String;
+        if (tag is null)
+            kind = plain ? Yaml11.ResolvePlain(s.Value) : ScalarKind.String;
+        else if (s.Tag.IsNonSpecific || tag == TagPrefix + "str")
+            kind = ScalarKind.String;
         else
         {
             kind = tag[(tag.StartsWith(TagPrefix, StringComparison.Ordinal) ? TagPrefix.Length : 0)..] switch
@@ -270,16 +306,19 @@ internal sealed class YamlLoader
         switch (kind)
         {
             case ScalarKind.Bool:
-                if (!Yaml11.IsBoolText(s.Value)) throw Error(s.Start, $"'{s.Value}' is not a YAML boolean");
+                if (!Yaml11.IsBoolText(s.Value))
+                    throw Error(s.Start, $"'{s.Value}' is not a YAML boolean");
                 return new YScalar(loc, s.Value, kind, plain) { BoolValue = Yaml11.ConstructBool(s.Value) };
             case ScalarKind.Int:
-                if (!Yaml11.TryConstructInt(s.Value, out var i)) throw Error(s.Start, $"'{s.Value}' is not a valid YAML integer");
+                if (!Yaml11.TryConstructInt(s.Value, out var i))
+                    throw Error(s.Start, $"'{s.Value}' is not a valid YAML integer");
                 return new YScalar(loc, s.Value, kind, plain) { IntValue = i };
             case ScalarKind.Float:
                 if (!Yaml11.TryConstructFloat(s.Value, out var f))
                 {
                     // An explicit !!float also accepts integer text such as 0x10, as PyYAML's float() of the int does.
-                    if (!Yaml11.TryConstructInt(s.Value, out var asInt)) throw Error(s.Start, $"'{s.Value}' is not a valid YAML float");
+                    if (!Yaml11.TryConstructInt(s.Value, out var asInt))
+                        throw Error(s.Start, $"'{s.Value}' is not a valid YAML float");
                     f = (double)asInt;
                 }
                 return new YScalar(loc, s.Value, kind, plain) { FloatValue = f };
@@ -302,7 +341,9 @@ internal sealed class YamlLoader
             var keyNode = ReadNode();
             var value = ReadNode();
             if (keyNode is not YScalar key)
-                throw new AlloyException($"{keyNode.Location}: a mapping key must be a plain value, not a list or mapping");
+                throw new AlloyException(
+                    $"{keyNode.Location}: a mapping key must be a plain value, not a list or mapping"
+                );
 
             if (key.Plain && key.Text == "<<" && key.Kind == ScalarKind.String)
             {
@@ -310,14 +351,17 @@ internal sealed class YamlLoader
                 {
                     YMapping m => [m],
                     YSequence seq when seq.Items.All(x => x is YMapping) => seq.Items.Cast<YMapping>().ToList(),
-                    _ => throw new AlloyException($"{value.Location}: a merge key '<<' needs a mapping or a list of mappings"),
+                    _ => throw new AlloyException(
+                        $"{value.Location}: a merge key '<<' needs a mapping or a list of mappings"
+                    ),
                 };
                 foreach (var source in sources)
                 {
                     foreach (var entry in source.Entries)
                     {
                         // Within '<<: [*a, *b]' the earlier mapping wins.
-                        if (mergedIndex.TryAdd(KeyIdentity(entry.Key), merged.Count)) merged.Add(entry);
+                        if (mergedIndex.TryAdd(KeyIdentity(entry.Key), merged.Count))
+                            merged.Add(entry);
                     }
                 }
                 continue;
@@ -326,8 +370,10 @@ internal sealed class YamlLoader
             var id = KeyIdentity(key);
             if (ownIndex.TryGetValue(id, out var at))
             {
-                _diagnostics.Warn($"{key.Location}: duplicate key '{key.Text}' (first at line {own[at].Key.Location.Line}); " +
-                                  "the last value wins, as in mergekit");
+                _diagnostics.Warn(
+                    $"{key.Location}: duplicate key '{key.Text}' (first at line {own[at].Key.Location.Line}); "
+                        + "the last value wins, as in mergekit"
+                );
                 own[at] = new YEntry(own[at].Key, value);
             }
             else
@@ -338,23 +384,27 @@ internal sealed class YamlLoader
         }
         Next(); // MappingEnd
 
-        if (merged.Count == 0) return new YMapping(Loc(start.Start), own);
+        if (merged.Count == 0)
+            return new YMapping(Loc(start.Start), own);
         var result = new List<YEntry>(merged);
         foreach (var entry in own)
         {
-            if (mergedIndex.TryGetValue(KeyIdentity(entry.Key), out var at)) result[at] = entry;
-            else result.Add(entry);
+            if (mergedIndex.TryGetValue(KeyIdentity(entry.Key), out var at))
+                result[at] = entry;
+            else
+                result.Add(entry);
         }
         return new YMapping(Loc(start.Start), result);
     }
 
     // Python dict key equality: True == 1 == 1.0, so keys compare by resolved value, strings by text.
-    private static string KeyIdentity(YScalar key) => key.Kind switch
-    {
-        ScalarKind.String => "s:" + key.Text,
-        ScalarKind.Null => "null",
-        ScalarKind.Bool => "n:" + (key.BoolValue ? "1" : "0"),
-        ScalarKind.Int or ScalarKind.Float => "n:" + key.Number.ToString("R", CultureInfo.InvariantCulture),
-        _ => "t:" + key.Text,
-    };
+    private static string KeyIdentity(YScalar key) =>
+        key.Kind switch
+        {
+            ScalarKind.String => "s:" + key.Text,
+            ScalarKind.Null => "null",
+            ScalarKind.Bool => "n:" + (key.BoolValue ? "1" : "0"),
+            ScalarKind.Int or ScalarKind.Float => "n:" + key.Number.ToString("R", CultureInfo.InvariantCulture),
+            _ => "t:" + key.Text,
+        };
 }

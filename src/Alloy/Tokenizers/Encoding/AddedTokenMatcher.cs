@@ -10,8 +10,11 @@ namespace Alloy.Tokenizers.Encoding;
 /// </summary>
 internal sealed class AddedTokenMatcher
 {
-    private readonly List<Dictionary<char, int>> _children = [[]]; // trie nodes; 0 is the root
-    private readonly List<int> _terminal = [-1];                    // entry that ends at a node, or -1
+    private readonly List<Dictionary<char, int>> _children =
+    [
+        [],
+    ]; // trie nodes; 0 is the root
+    private readonly List<int> _terminal = [-1]; // entry that ends at a node, or -1
     private readonly List<(int Id, AddedToken Token)> _entries = [];
     private readonly SearchValues<char> _firstChars;
 
@@ -51,10 +54,11 @@ internal sealed class AddedTokenMatcher
     public void Split(string text, List<(int Start, int End, int Id)> parts)
     {
         int covered = 0;
-        for (int at = 0; at < text.Length;)
+        for (int at = 0; at < text.Length; )
         {
             int next = text.AsSpan(at).IndexOfAny(_firstChars);
-            if (next < 0) break;
+            if (next < 0)
+                break;
             at += next;
             var (end, entry) = Longest(text, at);
             if (entry < 0)
@@ -62,42 +66,65 @@ internal sealed class AddedTokenMatcher
                 at++;
                 continue;
             }
-            int start = at, stop = end;
+            int start = at,
+                stop = end;
             at = end;
             var (id, token) = _entries[entry];
-            if (token.SingleWord && !(IsWordBoundaryBefore(text, start) && IsWordBoundaryAfter(text, stop))) continue;
-            if (token.LStrip) start = Math.Max(WhitespaceStartBefore(text, start), covered);
-            if (token.RStrip) stop = WhitespaceEndAfter(text, stop);
-            if (covered < start) parts.Add((covered, start, -1));
+            if (token.SingleWord && !(IsWordBoundaryBefore(text, start) && IsWordBoundaryAfter(text, stop)))
+                continue;
+            if (token.LStrip)
+                start = Math.Max(WhitespaceStartBefore(text, start), covered);
+            if (token.RStrip)
+                stop = WhitespaceEndAfter(text, stop);
+            if (covered < start)
+                parts.Add((covered, start, -1));
             parts.Add((start, stop, id));
             covered = stop;
         }
-        if (covered < text.Length) parts.Add((covered, text.Length, -1));
+        if (covered < text.Length)
+            parts.Add((covered, text.Length, -1));
     }
 
     private (int End, int Entry) Longest(string text, int start)
     {
-        int node = 0, end = -1, entry = -1;
+        int node = 0,
+            end = -1,
+            entry = -1;
         for (int i = start; i < text.Length && _children[node].TryGetValue(text[i], out node); i++)
-            if (_terminal[node] >= 0) (end, entry) = (i + 1, _terminal[node]);
+            if (_terminal[node] >= 0)
+                (end, entry) = (i + 1, _terminal[node]);
         return (end, entry);
     }
 
     private static bool IsWordBoundaryBefore(string text, int at) =>
-        at == 0 || Rune.DecodeLastFromUtf16(text.AsSpan(0, at), out var r, out _) != OperationStatus.Done || !Unicode.IsWordCharacter(r);
+        at == 0
+        || Rune.DecodeLastFromUtf16(text.AsSpan(0, at), out var r, out _) != OperationStatus.Done
+        || !Unicode.IsWordCharacter(r);
 
     private static bool IsWordBoundaryAfter(string text, int at) =>
-        at == text.Length || Rune.DecodeFromUtf16(text.AsSpan(at), out var r, out _) != OperationStatus.Done || !Unicode.IsWordCharacter(r);
+        at == text.Length
+        || Rune.DecodeFromUtf16(text.AsSpan(at), out var r, out _) != OperationStatus.Done
+        || !Unicode.IsWordCharacter(r);
 
     private static int WhitespaceStartBefore(string text, int at)
     {
-        while (at > 0 && Rune.DecodeLastFromUtf16(text.AsSpan(0, at), out var r, out int n) == OperationStatus.Done && Unicode.IsWhiteSpace(r)) at -= n;
+        while (
+            at > 0
+            && Rune.DecodeLastFromUtf16(text.AsSpan(0, at), out var r, out int n) == OperationStatus.Done
+            && Unicode.IsWhiteSpace(r)
+        )
+            at -= n;
         return at;
     }
 
     private static int WhitespaceEndAfter(string text, int at)
     {
-        while (at < text.Length && Rune.DecodeFromUtf16(text.AsSpan(at), out var r, out int n) == OperationStatus.Done && Unicode.IsWhiteSpace(r)) at += n;
+        while (
+            at < text.Length
+            && Rune.DecodeFromUtf16(text.AsSpan(at), out var r, out int n) == OperationStatus.Done
+            && Unicode.IsWhiteSpace(r)
+        )
+            at += n;
         return at;
     }
 }

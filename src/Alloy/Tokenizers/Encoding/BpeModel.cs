@@ -5,20 +5,25 @@ namespace Alloy.Tokenizers.Encoding;
 
 /// <summary>
 /// The BPE model of a tokenizer.json: a word (one pre-tokenized piece) starts as one symbol per character — or its
-/// &lt;0xNN&gt; byte tokens with <c>byte_fallback</c>, or the unknown token — and the pair with the lowest merge rank is
-/// merged, leftmost first, until no pair has a merge. Pairs wait in a priority queue over a linked list of symbols,
+/// &lt;0xNN&gt; byte tokens with <c>byte_fallback</c>, or the unknown token — and the pair with the lowest merge rank
+/// is merged, leftmost first, until no pair has a merge. Pairs wait in a priority queue over a linked list of symbols,
 /// so a word of n characters costs O(n log n), not O(n²). Results are cached per word, as Hugging Face does.
 /// </summary>
 internal sealed class BpeModel : IPieceSink
 {
-    private const int CacheCapacity = 10_000, MaxCachedLength = 256;
+    private const int CacheCapacity = 10_000,
+        MaxCachedLength = 256;
 
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabBySpan;
     private readonly MergeTable _merges;
-    private readonly int[] _byteTokens;  // id of <0xNN>, or -1
-    private readonly string? _unkToken, _prefix, _suffix;
-    private readonly bool _fuseUnk, _byteFallback, _ignoreMerges;
+    private readonly int[] _byteTokens; // id of <0xNN>, or -1
+    private readonly string? _unkToken,
+        _prefix,
+        _suffix;
+    private readonly bool _fuseUnk,
+        _byteFallback,
+        _ignoreMerges;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
     private readonly string _where;
@@ -28,7 +33,9 @@ internal sealed class BpeModel : IPieceSink
     {
         _where = document.Source;
         if (document.Kind != TokenizerModelKind.Bpe)
-            throw new AlloyException($"{_where}: a {document.Kind} tokenizer model cannot encode text yet (BPE models can)");
+            throw new AlloyException(
+                $"{_where}: a {document.Kind} tokenizer model cannot encode text yet (BPE models can)"
+            );
         _vocab = new Dictionary<string, int>(document.ModelVocabulary, StringComparer.Ordinal);
         _vocabBySpan = _vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -40,14 +47,20 @@ internal sealed class BpeModel : IPieceSink
         _ignoreMerges = Setting<bool>(document, "ignore_merges");
 
         _byteTokens = new int[256];
-        for (int b = 0; b < 256; b++) _byteTokens[b] = _vocab.GetValueOrDefault(ByteToken((byte)b), -1);
+        for (int b = 0; b < 256; b++)
+            _byteTokens[b] = _vocab.GetValueOrDefault(ByteToken((byte)b), -1);
 
         _merges = new MergeTable(document.Merges.Count);
         int rank = 0;
         foreach (var (left, right) in document.Merges)
         {
-            int Id(string token) => _vocab.TryGetValue(token, out int id) ? id
-                : throw new AlloyException($"{_where}: BPE merge {rank} ('{left}' '{right}') uses '{token}', which is not in the vocabulary");
+            int Id(string token) =>
+                _vocab.TryGetValue(token, out int id)
+                    ? id
+                    : throw new AlloyException(
+                        $"{_where}: BPE merge {rank} ('{left}' '{right}') uses '{token}', which is not in the "
+                            + $"vocabulary"
+                    );
             // A repeated pair keeps its last rank, as tokenizers' map does.
             _merges.Set(Key(Id(left), Id(right)), rank, Id(document.MergeResult(left, right)));
             rank++;
@@ -66,7 +79,8 @@ internal sealed class BpeModel : IPieceSink
     /// <summary>Appends the ids of one pre-tokenized word.</summary>
     public void Tokenize(ReadOnlySpan<char> word, List<int> ids)
     {
-        if (word.IsEmpty) return;
+        if (word.IsEmpty)
+            return;
         if (_ignoreMerges && _vocabBySpan.TryGetValue(word, out int whole))
         {
             ids.Add(whole);
@@ -81,9 +95,13 @@ internal sealed class BpeModel : IPieceSink
         int count = Split(word, scratch);
         Merge(scratch, count);
         int start = ids.Count;
-        for (int i = 0; i >= 0 && count > 0; i = scratch.Symbols[i].Next) ids.Add(scratch.Symbols[i].Id);
-        if (word.Length < MaxCachedLength && Volatile.Read(ref _cached) < CacheCapacity &&
-            _cache.TryAdd(new string(word), ids.GetRange(start, ids.Count - start).ToArray()))
+        for (int i = 0; i >= 0 && count > 0; i = scratch.Symbols[i].Next)
+            ids.Add(scratch.Symbols[i].Id);
+        if (
+            word.Length < MaxCachedLength
+            && Volatile.Read(ref _cached) < CacheCapacity
+            && _cache.TryAdd(new string(word), ids.GetRange(start, ids.Count - start).ToArray())
+        )
             Interlocked.Increment(ref _cached);
     }
 
@@ -93,40 +111,58 @@ internal sealed class BpeModel : IPieceSink
         int count = 0;
         int pendingUnk = -1; // an unknown-token symbol not yet added (fuse_unk joins a run of them)
         Span<char> composed = stackalloc char[2 + (_prefix?.Length ?? 0) + (_suffix?.Length ?? 0)];
-        for (int i = 0; i < word.Length;)
+        for (int i = 0; i < word.Length; )
         {
-            int length = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
+            int length =
+                char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
             var character = word.Slice(i, length);
-            bool first = i == 0, last = i + length == word.Length;
+            bool first = i == 0,
+                last = i + length == word.Length;
             i += length;
 
             scoped ReadOnlySpan<char> symbol = character;
             if ((!first && _prefix is not null) || (last && _suffix is not null))
             {
                 int n = 0;
-                if (!first && _prefix is not null) { _prefix.CopyTo(composed); n = _prefix.Length; }
+                if (!first && _prefix is not null)
+                {
+                    _prefix.CopyTo(composed);
+                    n = _prefix.Length;
+                }
                 character.CopyTo(composed[n..]);
                 n += length;
-                if (last && _suffix is not null) { _suffix.CopyTo(composed[n..]); n += _suffix.Length; }
+                if (last && _suffix is not null)
+                {
+                    _suffix.CopyTo(composed[n..]);
+                    n += _suffix.Length;
+                }
                 symbol = composed[..n];
             }
 
             if (_vocabBySpan.TryGetValue(symbol, out int id))
             {
-                if (pendingUnk >= 0) { scratch.Add(ref count, pendingUnk); pendingUnk = -1; }
+                if (pendingUnk >= 0)
+                {
+                    scratch.Add(ref count, pendingUnk);
+                    pendingUnk = -1;
+                }
                 scratch.Add(ref count, id);
                 continue;
             }
-            if (_byteFallback && AddBytes(symbol, scratch, ref count)) continue;
+            if (_byteFallback && AddBytes(symbol, scratch, ref count))
+                continue;
             if (_unkToken is not null)
             {
-                int unk = _vocab.TryGetValue(_unkToken, out int u) ? u
+                int unk = _vocab.TryGetValue(_unkToken, out int u)
+                    ? u
                     : throw new AlloyException($"{_where}: the unknown token '{_unkToken}' is not in the vocabulary");
-                if (pendingUnk >= 0 && !_fuseUnk) scratch.Add(ref count, pendingUnk);
+                if (pendingUnk >= 0 && !_fuseUnk)
+                    scratch.Add(ref count, pendingUnk);
                 pendingUnk = unk;
             }
         }
-        if (pendingUnk >= 0) scratch.Add(ref count, pendingUnk);
+        if (pendingUnk >= 0)
+            scratch.Add(ref count, pendingUnk);
         return count;
     }
 
@@ -136,8 +172,10 @@ internal sealed class BpeModel : IPieceSink
         Span<byte> bytes = stackalloc byte[4 * symbol.Length];
         int n = System.Text.Encoding.UTF8.GetBytes(symbol, bytes);
         foreach (var b in bytes[..n])
-            if (_byteTokens[b] < 0) return false;
-        foreach (var b in bytes[..n]) scratch.Add(ref count, _byteTokens[b]);
+            if (_byteTokens[b] < 0)
+                return false;
+        foreach (var b in bytes[..n])
+            scratch.Add(ref count, _byteTokens[b]);
         return true;
     }
 
@@ -156,16 +194,21 @@ internal sealed class BpeModel : IPieceSink
         while (queue.TryDequeue(out var top, out _))
         {
             ref var left = ref symbols[top.Position];
-            if (left.Removed || left.Next < 0) continue;
+            if (left.Removed || left.Next < 0)
+                continue;
             ref var right = ref symbols[left.Next];
             // Skip entries made stale by an earlier merge.
-            if (!_merges.TryGet(Key(left.Id, right.Id), out _, out int merged) || merged != top.NewId) continue;
+            if (!_merges.TryGet(Key(left.Id, right.Id), out _, out int merged) || merged != top.NewId)
+                continue;
             left.Id = merged;
             right.Removed = true;
             left.Next = right.Next;
-            if (left.Next >= 0) symbols[left.Next].Previous = top.Position;
-            if (left.Previous >= 0) Enqueue(queue, left.Previous, symbols[left.Previous].Id, left.Id);
-            if (left.Next >= 0) Enqueue(queue, top.Position, left.Id, symbols[left.Next].Id);
+            if (left.Next >= 0)
+                symbols[left.Next].Previous = top.Position;
+            if (left.Previous >= 0)
+                Enqueue(queue, left.Previous, symbols[left.Previous].Id, left.Id);
+            if (left.Next >= 0)
+                Enqueue(queue, top.Position, left.Id, symbols[left.Next].Id);
         }
     }
 
@@ -180,18 +223,23 @@ internal sealed class BpeModel : IPieceSink
     private static string? NullIfEmpty(string? text) => string.IsNullOrEmpty(text) ? null : text;
 
     private static T? Setting<T>(TokenizerDocument document, string key) =>
-        document.ModelSetting(key) is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out T? value) ? value : default;
+        document.ModelSetting(key) is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out T? value)
+            ? value
+            : default;
 
     private struct Symbol
     {
-        public int Id, Previous, Next;
+        public int Id,
+            Previous,
+            Next;
         public bool Removed;
     }
 
     /// <summary>Per-thread symbol list and queue, reused from word to word.</summary>
     private sealed class Scratch
     {
-        [ThreadStatic] private static Scratch? _current;
+        [ThreadStatic]
+        private static Scratch? _current;
 
         public static Scratch Current => _current ??= new Scratch();
 
@@ -201,22 +249,30 @@ internal sealed class BpeModel : IPieceSink
 
         public void Add(ref int count, int id)
         {
-            if (count == Symbols.Length) Array.Resize(ref Symbols, 2 * count);
-            Symbols[count] = new Symbol { Id = id, Previous = count - 1, Next = -1 };
-            if (count > 0) Symbols[count - 1].Next = count;
+            if (count == Symbols.Length)
+                Array.Resize(ref Symbols, 2 * count);
+            Symbols[count] = new Symbol
+            {
+                Id = id,
+                Previous = count - 1,
+                Next = -1,
+            };
+            if (count > 0)
+                Symbols[count - 1].Next = count;
             count++;
         }
     }
 
     /// <summary>
-    /// Pair of ids → (rank, merged id) in one open-addressed array: the merge loop looks pairs up several times per merge,
-    /// and this is about twice as fast as a Dictionary for it.
+    /// Pair of ids → (rank, merged id) in one open-addressed array: the merge loop looks pairs up several times per
+    /// merge, and this is about twice as fast as a Dictionary for it.
     /// </summary>
     private sealed class MergeTable
     {
         private readonly long[] _keys;
         private readonly (int Rank, int Id)[] _values;
-        private readonly int _mask, _shift;
+        private readonly int _mask,
+            _shift;
 
         public MergeTable(int capacity)
         {
@@ -231,7 +287,8 @@ internal sealed class BpeModel : IPieceSink
         public void Set(long key, int rank, int id)
         {
             int slot = Slot(key);
-            while (_keys[slot] != -1 && _keys[slot] != key) slot = (slot + 1) & _mask;
+            while (_keys[slot] != -1 && _keys[slot] != key)
+                slot = (slot + 1) & _mask;
             _keys[slot] = key;
             _values[slot] = (rank, id);
         }

@@ -13,7 +13,9 @@ public static class ByteLevelAlphabet
     /// <summary>The character that stands for <paramref name="value"/>.</summary>
     public static char ToChar(byte value) => ByteToChar[value];
 
-    /// <summary>The byte a mapped character stands for, or -1 when <paramref name="c"/> is not one of the 256.</summary>
+    /// <summary>
+    /// The byte a mapped character stands for, or -1 when <paramref name="c"/> is not one of the 256.
+    /// </summary>
     public static int ToByte(char c) => c < CharToByte.Length ? CharToByte[c] : -1;
 
     private static char[] Build()
@@ -32,7 +34,8 @@ public static class ByteLevelAlphabet
     {
         var inverse = new short[map.Max() + 1];
         Array.Fill(inverse, (short)-1);
-        for (int b = 0; b < map.Length; b++) inverse[map[b]] = (short)b;
+        for (int b = 0; b < map.Length; b++)
+            inverse[map[b]] = (short)b;
         return inverse;
     }
 }

@@ -3,16 +3,20 @@ using System.Text;
 
 namespace Alloy.Tokenizers.Encoding;
 
-/// <summary>A tokenizer.json <c>normalizer</c>: rewrites the text between added tokens before it is pre-tokenized.</summary>
+/// <summary>
+/// A tokenizer.json <c>normalizer</c>: rewrites the text between added tokens before it is pre-tokenized.
+/// </summary>
 internal abstract class Normalizer
 {
     public abstract string Normalize(string text);
 
-    public const string Supported = "Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip, StripAccents, ByteLevel";
+    public const string Supported =
+        "Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip, StripAccents, ByteLevel";
 
     public static Normalizer? Create(Settings? settings)
     {
-        if (settings is not { } s) return null;
+        if (settings is not { } s)
+            return null;
         var type = s.Type("normalizer");
         return type switch
         {
@@ -23,7 +27,10 @@ internal abstract class Normalizer
             "NFKD" => new FormNormalizer(NormalizationForm.FormKD),
             "Lowercase" => new LowercaseNormalizer(),
             "Prepend" => new PrependNormalizer(s.RequiredString("prepend", "Prepend normalizer")),
-            "Replace" => new ReplaceNormalizer(s.Pattern("Replace normalizer"), s.RequiredString("content", "Replace normalizer")),
+            "Replace" => new ReplaceNormalizer(
+                s.Pattern("Replace normalizer"),
+                s.RequiredString("content", "Replace normalizer")
+            ),
             "Strip" => new StripNormalizer(s.Bool("strip_left", true), s.Bool("strip_right", true)),
             "StripAccents" => new StripAccentsNormalizer(),
             "ByteLevel" => new ByteLevelNormalizer(),
@@ -36,7 +43,8 @@ internal sealed class SequenceNormalizer(Normalizer[] steps) : Normalizer
 {
     public override string Normalize(string text)
     {
-        foreach (var step in steps) text = step.Normalize(text);
+        foreach (var step in steps)
+            text = step.Normalize(text);
         return text;
     }
 }
@@ -46,7 +54,9 @@ internal sealed class FormNormalizer(NormalizationForm form) : Normalizer
     public override string Normalize(string text) => UnicodeNormalization.Normalize(text, form);
 }
 
-/// <summary>Lowercases each code point with its full mapping (İ becomes i + combining dot), as Rust's <c>char::to_lowercase</c>.</summary>
+/// <summary>
+/// Lowercases each code point with its full mapping (İ becomes i + combining dot), as Rust's <c>char::to_lowercase</c>.
+/// </summary>
 internal sealed class LowercaseNormalizer : Normalizer
 {
     public override string Normalize(string text)
@@ -54,8 +64,10 @@ internal sealed class LowercaseNormalizer : Normalizer
         var result = new StringBuilder(text.Length);
         foreach (var rune in text.EnumerateRunes())
         {
-            if (rune.Value == 0x130) result.Append("i\u0307");
-            else result.Append(Rune.ToLowerInvariant(rune).ToString());
+            if (rune.Value == 0x130)
+                result.Append("i\u0307");
+            else
+                result.Append(Rune.ToLowerInvariant(rune).ToString());
         }
         return result.ToString();
     }
@@ -83,7 +95,14 @@ internal sealed class StripAccentsNormalizer : Normalizer
     {
         var result = new StringBuilder(text.Length);
         foreach (var rune in text.EnumerateRunes())
-            if (Rune.GetUnicodeCategory(rune) is not (UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark))
+            if (
+                Rune.GetUnicodeCategory(rune)
+                is not (
+                    UnicodeCategory.NonSpacingMark
+                    or UnicodeCategory.SpacingCombiningMark
+                    or UnicodeCategory.EnclosingMark
+                )
+            )
                 result.Append(rune.ToString());
         return result.ToString();
     }

@@ -14,7 +14,8 @@ internal sealed record PostProcessor(int[] Before, int[] After)
 
     public static PostProcessor Create(Settings? settings)
     {
-        if (settings is not { } s) return None;
+        if (settings is not { } s)
+            return None;
         var type = s.Type("post-processor");
         switch (type)
         {
@@ -40,50 +41,72 @@ internal sealed record PostProcessor(int[] Before, int[] After)
     public static PostProcessor BosEos(int? bos, int? eos) => new(bos is { } b ? [b] : [], eos is { } e ? [e] : []);
 
     private static int Pair(Settings s, string key, string type) =>
-        s[key] is JsonArray { Count: 2 } pair && pair[1] is JsonValue v && v.TryGetValue(out int id) ? id
-            : throw new AlloyException($"{s.Where}: {type} needs \"{key}\" as [token, id]: {AddedToken.Shorten(s.Node)}");
+        s[key] is JsonArray { Count: 2 } pair && pair[1] is JsonValue v && v.TryGetValue(out int id)
+            ? id
+            : throw new AlloyException(
+                $"{s.Where}: {type} needs \"{key}\" as [token, id]: {AddedToken.Shorten(s.Node)}"
+            );
 
     private static PostProcessor Template(Settings s)
     {
         var specials = new Dictionary<string, int[]>(StringComparer.Ordinal);
         if (s["special_tokens"] is JsonObject map)
             foreach (var (name, value) in map)
-                specials[name] = value?["ids"] is JsonArray ids ? ids.Select(i => (int)i!).ToArray()
+                specials[name] = value?["ids"] is JsonArray ids
+                    ? ids.Select(i => (int)i!).ToArray()
                     : throw new AlloyException($"{s.Where}: TemplateProcessing special token '{name}' has no \"ids\"");
         if (s["single"] is not JsonArray single)
-            throw new AlloyException($"{s.Where}: TemplateProcessing needs a \"single\" template: {AddedToken.Shorten(s.Node)}");
-        List<int> before = [], after = [];
+            throw new AlloyException(
+                $"{s.Where}: TemplateProcessing needs a \"single\" template: {AddedToken.Shorten(s.Node)}"
+            );
+        List<int> before = [],
+            after = [];
         bool seenSequence = false;
         foreach (var piece in single)
         {
             var (isSequence, id) = Piece(piece, s.Where);
             if (isSequence)
             {
-                if (seenSequence) throw new AlloyException($"{s.Where}: TemplateProcessing's single template holds the sequence twice");
+                if (seenSequence)
+                    throw new AlloyException(
+                        $"{s.Where}: TemplateProcessing's single template holds the sequence twice"
+                    );
                 seenSequence = true;
                 continue;
             }
             var ids = specials.GetValueOrDefault(id)
-                ?? throw new AlloyException($"{s.Where}: TemplateProcessing uses special token '{id}', which its \"special_tokens\" does not define");
+                ?? throw new AlloyException(
+                    $"{s.Where}: TemplateProcessing uses special token '{id}', which its \"special_tokens\" does not "
+                        + $"define"
+                );
             (seenSequence ? after : before).AddRange(ids);
         }
         return new PostProcessor([.. before], [.. after]);
     }
 
-    /// <summary>A template piece: {"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "&lt;s&gt;"}}, or the string forms "$A", "&lt;s&gt;:0".</summary>
+    /// <summary>
+    /// A template piece: {"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "&lt;s&gt;"}}, or the string forms "$A",
+    /// "&lt;s&gt;:0".
+    /// </summary>
     private static (bool IsSequence, string Id) Piece(JsonNode? piece, string where)
     {
         switch (piece)
         {
             case JsonObject o when o["Sequence"] is JsonObject sequence:
                 return (true, (string?)sequence["id"] ?? "A");
-            case JsonObject o when o["SpecialToken"] is JsonObject special && special["id"] is JsonValue id && id.TryGetValue(out string? name):
+            case JsonObject o
+                when o["SpecialToken"] is JsonObject special
+                    && special["id"] is JsonValue id
+                    && id.TryGetValue(out string? name):
                 return (false, name);
             case JsonValue v when v.TryGetValue(out string? text):
                 var head = text.Split(':')[0];
                 return head.StartsWith('$') ? (true, head) : (false, head);
             default:
-                throw new AlloyException($"{where}: a TemplateProcessing piece must be a Sequence or a SpecialToken, not {AddedToken.Shorten(piece)}");
+                throw new AlloyException(
+                    $"{where}: a TemplateProcessing piece must be a Sequence or a SpecialToken, not "
+                        + $"{AddedToken.Shorten(piece)}"
+                );
         }
     }
 }

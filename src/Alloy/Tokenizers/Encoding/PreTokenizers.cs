@@ -3,10 +3,14 @@ using System.Text;
 
 namespace Alloy.Tokenizers.Encoding;
 
-/// <summary>Where a pre-tokenizer hands its pieces: the next pre-tokenizer, or finally the model, which appends ids.</summary>
+/// <summary>
+/// Where a pre-tokenizer hands its pieces: the next pre-tokenizer, or finally the model, which appends ids.
+/// </summary>
 internal interface IPieceSink
 {
-    /// <summary><paramref name="atStart"/>: the piece starts at offset 0 of the encoded text (Metaspace's "first").</summary>
+    /// <summary>
+    /// <paramref name="atStart"/>: the piece starts at offset 0 of the encoded text (Metaspace's "first").
+    /// </summary>
     void Accept(ReadOnlySpan<char> piece, bool atStart, List<int> ids);
 }
 
@@ -24,11 +28,14 @@ internal abstract class PreTokenizer : IPieceSink
 
     public const string Supported = "Sequence, ByteLevel, Metaspace, Split, Digits, WhitespaceSplit";
 
-    /// <summary>The stages of a pre_tokenizer setting (a Sequence flattened), chained in front of <paramref name="model"/>.</summary>
+    /// <summary>
+    /// The stages of a pre_tokenizer setting (a Sequence flattened), chained in front of <paramref name="model"/>.
+    /// </summary>
     public static IPieceSink Chain(Settings? settings, IPieceSink model)
     {
         var stages = new List<PreTokenizer>();
-        if (settings is { } s) Collect(s, stages);
+        if (settings is { } s)
+            Collect(s, stages);
         IPieceSink sink = model;
         for (int i = stages.Count - 1; i >= 0; i--)
         {
@@ -44,19 +51,29 @@ internal abstract class PreTokenizer : IPieceSink
         switch (type)
         {
             case "Sequence":
-                foreach (var item in s.List("pretokenizers", "pre-tokenizer")) Collect(item, stages);
+                foreach (var item in s.List("pretokenizers", "pre-tokenizer"))
+                    Collect(item, stages);
                 break;
             case "ByteLevel":
-                stages.Add(new ByteLevelPreTokenizer(s.Bool("add_prefix_space", true), s.Bool("use_regex", true), s.Where));
+                stages.Add(
+                    new ByteLevelPreTokenizer(s.Bool("add_prefix_space", true), s.Bool("use_regex", true), s.Where)
+                );
                 break;
             case "Metaspace":
                 stages.Add(MetaspacePreTokenizer.Create(s));
                 break;
             case "Split":
-                stages.Add(new SplitPreTokenizer(s.Pattern("Split pre-tokenizer"), Splits.Behavior(s), s.Bool("invert", false)));
+                stages.Add(
+                    new SplitPreTokenizer(s.Pattern("Split pre-tokenizer"), Splits.Behavior(s), s.Bool("invert", false))
+                );
                 break;
             case "Digits":
-                stages.Add(new CharacterSplitPreTokenizer(Unicode.IsNumeric, s.Bool("individual_digits", false) ? SplitBehavior.Isolated : SplitBehavior.Contiguous));
+                stages.Add(
+                    new CharacterSplitPreTokenizer(
+                        Unicode.IsNumeric,
+                        s.Bool("individual_digits", false) ? SplitBehavior.Isolated : SplitBehavior.Contiguous
+                    )
+                );
                 break;
             case "WhitespaceSplit":
                 stages.Add(new CharacterSplitPreTokenizer(Unicode.IsWhiteSpace, SplitBehavior.Removed));
@@ -68,23 +85,41 @@ internal abstract class PreTokenizer : IPieceSink
 }
 
 /// <summary>What a split does with the matches of its pattern (tokenizers' SplitDelimiterBehavior).</summary>
-internal enum SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous }
+internal enum SplitBehavior
+{
+    Removed,
+    Isolated,
+    MergedWithPrevious,
+    MergedWithNext,
+    Contiguous,
+}
 
 internal static class Splits
 {
     public static SplitBehavior Behavior(Settings s)
     {
         var name = s.RequiredString("behavior", "Split pre-tokenizer");
-        return Enum.TryParse<SplitBehavior>(name, ignoreCase: false, out var behavior) && Enum.IsDefined(behavior) ? behavior
-            : throw new AlloyException($"{s.Where}: Split behavior '{name}' is unknown (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)");
+        return Enum.TryParse<SplitBehavior>(name, ignoreCase: false, out var behavior) && Enum.IsDefined(behavior)
+            ? behavior
+            : throw new AlloyException(
+                $"{s.Where}: Split behavior '{name}' is unknown (Removed, Isolated, MergedWithPrevious, "
+                    + $"MergedWithNext, Contiguous)"
+            );
     }
 
     /// <summary>
     /// Cuts <paramref name="piece"/> at <paramref name="matches"/> (ordered, not overlapping) the way
     /// <paramref name="behavior"/> says and hands each non-empty part to <paramref name="next"/>.
     /// </summary>
-    public static void Emit(ReadOnlySpan<char> piece, bool atStart, ReadOnlySpan<(int Start, int Length)> matches, SplitBehavior behavior,
-        bool invert, IPieceSink next, List<int> ids)
+    public static void Emit(
+        ReadOnlySpan<char> piece,
+        bool atStart,
+        ReadOnlySpan<(int Start, int Length)> matches,
+        SplitBehavior behavior,
+        bool invert,
+        IPieceSink next,
+        List<int> ids
+    )
     {
         // Every part of the piece in order, flagged as match or not (tokenizers' find_matches).
         var parts = new PooledList<(int Start, int End, bool Match)>();
@@ -94,14 +129,17 @@ internal static class Splits
             int previous = 0;
             foreach (var (start, length) in matches)
             {
-                if (start > previous) parts.Add((previous, start, invert));
+                if (start > previous)
+                    parts.Add((previous, start, invert));
                 parts.Add((start, start + length, !invert));
                 previous = start + length;
             }
-            if (previous < piece.Length || parts.Count == 0) parts.Add((previous, piece.Length, invert));
+            if (previous < piece.Length || parts.Count == 0)
+                parts.Add((previous, piece.Length, invert));
             Fold(parts.Span, behavior, ref kept);
             foreach (var (start, end) in kept.Span)
-                if (end > start) next.Accept(piece[start..end], atStart && start == 0, ids);
+                if (end > start)
+                    next.Accept(piece[start..end], atStart && start == 0, ids);
         }
         finally
         {
@@ -110,30 +148,41 @@ internal static class Splits
         }
     }
 
-    private static void Fold(ReadOnlySpan<(int Start, int End, bool Match)> parts, SplitBehavior behavior, ref PooledList<(int Start, int End)> kept)
+    private static void Fold(
+        ReadOnlySpan<(int Start, int End, bool Match)> parts,
+        SplitBehavior behavior,
+        ref PooledList<(int Start, int End)> kept
+    )
     {
         bool previousMatch = false;
         switch (behavior)
         {
             case SplitBehavior.Isolated:
-                foreach (var p in parts) kept.Add((p.Start, p.End));
+                foreach (var p in parts)
+                    kept.Add((p.Start, p.End));
                 break;
             case SplitBehavior.Removed:
-                foreach (var p in parts) if (!p.Match) kept.Add((p.Start, p.End));
+                foreach (var p in parts)
+                    if (!p.Match)
+                        kept.Add((p.Start, p.End));
                 break;
             case SplitBehavior.Contiguous:
                 foreach (var p in parts)
                 {
-                    if (p.Match == previousMatch && kept.Count > 0) kept[kept.Count - 1].End = p.End;
-                    else kept.Add((p.Start, p.End));
+                    if (p.Match == previousMatch && kept.Count > 0)
+                        kept[kept.Count - 1].End = p.End;
+                    else
+                        kept.Add((p.Start, p.End));
                     previousMatch = p.Match;
                 }
                 break;
             case SplitBehavior.MergedWithPrevious:
                 foreach (var p in parts)
                 {
-                    if (p.Match && !previousMatch && kept.Count > 0) kept[kept.Count - 1].End = p.End;
-                    else kept.Add((p.Start, p.End));
+                    if (p.Match && !previousMatch && kept.Count > 0)
+                        kept[kept.Count - 1].End = p.End;
+                    else
+                        kept.Add((p.Start, p.End));
                     previousMatch = p.Match;
                 }
                 break;
@@ -142,22 +191,30 @@ internal static class Splits
                 for (int i = parts.Length - 1; i >= 0; i--)
                 {
                     var p = parts[i];
-                    if (p.Match && !previousMatch && kept.Count > 0) kept[kept.Count - 1].Start = p.Start;
-                    else kept.Add((p.Start, p.End));
+                    if (p.Match && !previousMatch && kept.Count > 0)
+                        kept[kept.Count - 1].Start = p.Start;
+                    else
+                        kept.Add((p.Start, p.End));
                     previousMatch = p.Match;
                 }
-                for (int i = 0, j = kept.Count - 1; i < j; i++, j--) (kept[i], kept[j]) = (kept[j], kept[i]);
+                for (int i = 0, j = kept.Count - 1; i < j; i++, j--)
+                    (kept[i], kept[j]) = (kept[j], kept[i]);
                 break;
         }
     }
 
     /// <summary>Each code point for which <paramref name="isMatch"/> holds is one match.</summary>
-    public static void CharacterMatches(ReadOnlySpan<char> text, Func<Rune, bool> isMatch, ref PooledList<(int Start, int Length)> matches)
+    public static void CharacterMatches(
+        ReadOnlySpan<char> text,
+        Func<Rune, bool> isMatch,
+        ref PooledList<(int Start, int Length)> matches
+    )
     {
-        for (int i = 0; i < text.Length;)
+        for (int i = 0; i < text.Length; )
         {
             Rune.DecodeFromUtf16(text[i..], out var rune, out int length);
-            if (isMatch(rune)) matches.Add((i, length));
+            if (isMatch(rune))
+                matches.Add((i, length));
             i += length;
         }
     }
@@ -229,7 +286,8 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
         }
         try
         {
-            if (_regex is null) _toBytes.Accept(piece, atStart, ids);
+            if (_regex is null)
+                _toBytes.Accept(piece, atStart, ids);
             else
             {
                 var matches = new PooledList<(int Start, int Length)>();
@@ -246,7 +304,8 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
         }
         finally
         {
-            if (prefixed is not null) ArrayPool<char>.Shared.Return(prefixed);
+            if (prefixed is not null)
+                ArrayPool<char>.Shared.Return(prefixed);
         }
     }
 
@@ -269,7 +328,12 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
 }
 
 /// <summary>How Metaspace puts its replacement character in front of a piece.</summary>
-internal enum PrependScheme { Always, First, Never }
+internal enum PrependScheme
+{
+    Always,
+    First,
+    Never,
+}
 
 /// <summary>
 /// SentencePiece's whitespace handling: spaces become the replacement character (▁), which is also put in front of the
@@ -292,12 +356,16 @@ internal sealed class MetaspacePreTokenizer(string replacement, PrependScheme sc
             "always" => PrependScheme.Always,
             "first" => PrependScheme.First,
             "never" => PrependScheme.Never,
-            _ => throw new AlloyException($"{s.Where}: the {role}'s prepend_scheme '{name}' is unknown (always, first, never)"),
+            _ => throw new AlloyException(
+                $"{s.Where}: the {role}'s prepend_scheme '{name}' is unknown (always, first, never)"
+            ),
         };
         if (s["add_prefix_space"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out bool add) && !add)
         {
             if (scheme != PrependScheme.Never)
-                throw new AlloyException($"{s.Where}: the {role}'s add_prefix_space false contradicts prepend_scheme '{name}'");
+                throw new AlloyException(
+                    $"{s.Where}: the {role}'s add_prefix_space false contradicts prepend_scheme '{name}'"
+                );
             scheme = PrependScheme.Never;
         }
         return scheme;
@@ -315,11 +383,14 @@ internal sealed class MetaspacePreTokenizer(string replacement, PrependScheme sc
                 PrependScheme.First => atStart && !StartsWithReplacement(piece),
                 _ => false,
             };
-            if (prepend) Append(buffer, ref length, replacement);
+            if (prepend)
+                Append(buffer, ref length, replacement);
             foreach (char c in piece)
             {
-                if (c == ' ') Append(buffer, ref length, replacement);
-                else buffer[length++] = c;
+                if (c == ' ')
+                    Append(buffer, ref length, replacement);
+                else
+                    buffer[length++] = c;
             }
             var text = buffer.AsSpan(0, length);
             if (!split)
@@ -330,7 +401,7 @@ internal sealed class MetaspacePreTokenizer(string replacement, PrependScheme sc
             var matches = new PooledList<(int Start, int Length)>();
             try
             {
-                for (int at = text.IndexOf(replacement); at >= 0;)
+                for (int at = text.IndexOf(replacement); at >= 0; )
                 {
                     matches.Add((at, replacement.Length));
                     int following = text[(at + replacement.Length)..].IndexOf(replacement);

@@ -22,7 +22,9 @@ public sealed class UnicodeRegex
         }
         catch (ArgumentException e)
         {
-            throw new AlloyException($"{where}: the regular expression '{pattern}' does not compile in .NET ({e.Message})");
+            throw new AlloyException(
+                $"{where}: the regular expression '{pattern}' does not compile in .NET ({e.Message})"
+            );
         }
         Pattern = pattern;
     }
@@ -31,12 +33,15 @@ public sealed class UnicodeRegex
 
     public string Pattern { get; }
 
-    /// <summary>Appends the (start, length) of each match in <paramref name="text"/>, in UTF-16 positions of the text.</summary>
+    /// <summary>
+    /// Appends the (start, length) of each match in <paramref name="text"/>, in UTF-16 positions of the text.
+    /// </summary>
     public void Matches(ReadOnlySpan<char> text, ref PooledList<(int Start, int Length)> matches)
     {
         if (text.IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {
-            foreach (var m in _regex.EnumerateMatches(text)) matches.Add((m.Index, m.Length));
+            foreach (var m in _regex.EnumerateMatches(text))
+                matches.Add((m.Index, m.Length));
             return;
         }
         // One stand-in char per code point; origin[i] is where stand-in i starts in the text.
@@ -53,7 +58,8 @@ public sealed class UnicodeRegex
                     standIn[n] = StandIn(CharUnicodeInfo.GetUnicodeCategory(char.ConvertToUtf32(text[i], text[i + 1])));
                     i += 2;
                 }
-                else standIn[n] = text[i++];
+                else
+                    standIn[n] = text[i++];
             }
             origin[n] = text.Length;
             foreach (var m in _regex.EnumerateMatches(standIn.AsSpan(0, n)))
@@ -73,7 +79,8 @@ public sealed class UnicodeRegex
         try
         {
             Matches(text, ref matches);
-            if (matches.Count == 0) return text;
+            if (matches.Count == 0)
+                return text;
             var result = new System.Text.StringBuilder(text.Length + matches.Count * replacement.Length);
             int last = 0;
             for (int i = 0; i < matches.Count; i++)
@@ -138,7 +145,10 @@ public sealed class UnicodeRegex
     }
 }
 
-/// <summary>A growable list in pooled memory, for per-piece scratch lists that must not allocate; dispose it to return the memory.</summary>
+/// <summary>
+/// A growable list in pooled memory, for per-piece scratch lists that must not allocate; dispose it to return the
+/// memory.
+/// </summary>
 public struct PooledList<T> : IDisposable
 {
     private T[]? _items;
@@ -166,7 +176,8 @@ public struct PooledList<T> : IDisposable
 
     public void Dispose()
     {
-        if (_items is not null) ArrayPool<T>.Shared.Return(_items);
+        if (_items is not null)
+            ArrayPool<T>.Shared.Return(_items);
         _items = null;
         Count = 0;
     }

@@ -6,7 +6,15 @@ namespace Alloy.Tokenizers.Jinja;
 /// <summary>Where something is in a template: 1-based line and column.</summary>
 internal readonly record struct Position(int Line, int Column);
 
-internal enum TokenKind { Name, String, Integer, Float, Operator, End }
+internal enum TokenKind
+{
+    Name,
+    String,
+    Integer,
+    Float,
+    Operator,
+    End,
+}
 
 /// <summary>A token inside a tag. <see cref="Value"/> is the literal's value (string, long or double).</summary>
 internal readonly record struct Token(TokenKind Kind, string Text, object? Value, Position At)
@@ -36,8 +44,34 @@ internal sealed record TagSegment(bool IsStatement, IReadOnlyList<Token> Tokens,
 internal sealed class JinjaLexer
 {
     private static readonly string[] Operators =
-        ["**", "//", "==", "!=", ">=", "<=", "+", "-", "*", "/", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=",
-         ".", ":", "|", ",", ";"];
+    [
+        "**",
+        "//",
+        "==",
+        "!=",
+        ">=",
+        "<=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "~",
+        "[",
+        "]",
+        "(",
+        ")",
+        "{",
+        "}",
+        ">",
+        "<",
+        "=",
+        ".",
+        ":",
+        "|",
+        ",",
+        ";",
+    ];
 
     private readonly string _source;
     private readonly string _origin;
@@ -48,14 +82,17 @@ internal sealed class JinjaLexer
         _source = source;
         _origin = origin;
         var starts = new List<int> { 0 };
-        for (int i = 0; i < source.Length; i++) if (source[i] == '\n') starts.Add(i + 1);
+        for (int i = 0; i < source.Length; i++)
+            if (source[i] == '\n')
+                starts.Add(i + 1);
         _lineStarts = [.. starts];
     }
 
     public static IReadOnlyList<Segment> Split(string template, string origin)
     {
         string source = template.ReplaceLineEndings("\n");
-        if (source.EndsWith('\n')) source = source[..^1];
+        if (source.EndsWith('\n'))
+            source = source[..^1];
         return new JinjaLexer(source, origin).Segments();
     }
 
@@ -75,16 +112,20 @@ internal sealed class JinjaLexer
             }
             char kind = _source[open + 1];
             char sign = open + 2 < _source.Length && _source[open + 2] is '-' or '+' ? _source[open + 2] : '\0';
-            if (sign == '-') text = text.TrimEnd();
-            else if (sign != '+' && kind != '{') text = LeftStripped(text, lineStarting);
-            if (text.Length > 0) segments.Add(new TextSegment(text, PositionOf(pos)));
+            if (sign == '-')
+                text = text.TrimEnd();
+            else if (sign != '+' && kind != '{')
+                text = LeftStripped(text, lineStarting);
+            if (text.Length > 0)
+                segments.Add(new TextSegment(text, PositionOf(pos)));
 
             int body = open + 2 + (sign == '\0' ? 0 : 1);
             int end;
             if (kind == '#')
             {
                 int close = _source.IndexOf("#}", body, StringComparison.Ordinal);
-                if (close < 0) throw Error(PositionOf(open), "a comment '{#' is never closed with '#}'");
+                if (close < 0)
+                    throw Error(PositionOf(open), "a comment '{#' is never closed with '#}'");
                 char closeSign = close > body && _source[close - 1] is '-' or '+' ? _source[close - 1] : '\0';
                 end = AfterClose(close + 2, closeSign, trimNewline: true);
             }
@@ -106,9 +147,13 @@ internal sealed class JinjaLexer
     private static string LeftStripped(string text, bool lineStarting)
     {
         int lineStart = text.LastIndexOf('\n') + 1;
-        if (lineStart == 0 && !lineStarting) return text;
-        if (lineStart == text.Length) return text;
-        for (int i = lineStart; i < text.Length; i++) if (!char.IsWhiteSpace(text[i])) return text;
+        if (lineStart == 0 && !lineStarting)
+            return text;
+        if (lineStart == text.Length)
+            return text;
+        for (int i = lineStart; i < text.Length; i++)
+            if (!char.IsWhiteSpace(text[i]))
+                return text;
         return text[..lineStart];
     }
 
@@ -117,7 +162,8 @@ internal sealed class JinjaLexer
     {
         if (sign == '-')
         {
-            while (after < _source.Length && char.IsWhiteSpace(_source[after])) after++;
+            while (after < _source.Length && char.IsWhiteSpace(_source[after]))
+                after++;
         }
         else if (sign != '+' && trimNewline && after < _source.Length && _source[after] == '\n')
         {
@@ -129,7 +175,8 @@ internal sealed class JinjaLexer
     private int NextTag(int from)
     {
         for (int i = _source.IndexOf('{', from); i >= 0 && i + 1 < _source.Length; i = _source.IndexOf('{', i + 1))
-            if (_source[i + 1] is '{' or '%' or '#') return i;
+            if (_source[i + 1] is '{' or '%' or '#')
+                return i;
         return -1;
     }
 
@@ -146,15 +193,19 @@ internal sealed class JinjaLexer
         int pos = start;
         while (true)
         {
-            while (pos < _source.Length && char.IsWhiteSpace(_source[pos])) pos++;
+            while (pos < _source.Length && char.IsWhiteSpace(_source[pos]))
+                pos++;
             if (pos >= _source.Length)
                 throw Error(opened, $"'{(statement ? "{%" : "{{")}' is never closed with '{closer}'");
             if (brackets.Count == 0)
             {
                 if (string.CompareOrdinal(_source, pos, closer, 0, 2) == 0)
                     return (Ended(tokens, pos), pos + 2, '\0');
-                if (_source[pos] is '-' or '+' && string.CompareOrdinal(_source, pos + 1, closer, 0, 2) == 0
-                    && (_source[pos] == '-' || statement))
+                if (
+                    _source[pos] is '-' or '+'
+                    && string.CompareOrdinal(_source, pos + 1, closer, 0, 2) == 0
+                    && (_source[pos] == '-' || statement)
+                )
                     return (Ended(tokens, pos), pos + 3, _source[pos]);
             }
             var at = PositionOf(pos);
@@ -166,7 +217,8 @@ internal sealed class JinjaLexer
             else if (char.IsLetter(c) || c == '_')
             {
                 int begin = pos;
-                while (pos < _source.Length && (char.IsLetterOrDigit(_source[pos]) || _source[pos] == '_')) pos++;
+                while (pos < _source.Length && (char.IsLetterOrDigit(_source[pos]) || _source[pos] == '_'))
+                    pos++;
                 tokens.Add(new Token(TokenKind.Name, _source[begin..pos], null, at));
             }
             else if (c is '\'' or '"')
@@ -176,13 +228,23 @@ internal sealed class JinjaLexer
             else
             {
                 string? op = Operators.FirstOrDefault(o => string.CompareOrdinal(_source, pos, o, 0, o.Length) == 0);
-                if (op is null) throw Error(at, $"unexpected character '{c}'");
-                if (op is "(" or "[" or "{") brackets.Push(op[0]);
+                if (op is null)
+                    throw Error(at, $"unexpected character '{c}'");
+                if (op is "(" or "[" or "{")
+                    brackets.Push(op[0]);
                 if (op is ")" or "]" or "}")
                 {
-                    char expected = brackets.Count == 0 ? '\0'
-                        : brackets.Pop() switch { '(' => ')', '[' => ']', _ => '}' };
-                    if (expected != op[0]) throw Error(at, $"unexpected '{op}'");
+                    char expected =
+                        brackets.Count == 0
+                            ? '\0'
+                            : brackets.Pop() switch
+                            {
+                                '(' => ')',
+                                '[' => ']',
+                                _ => '}',
+                            };
+                    if (expected != op[0])
+                        throw Error(at, $"unexpected '{op}'");
                 }
                 tokens.Add(new Token(TokenKind.Operator, op, null, at));
                 pos += op.Length;
@@ -201,29 +263,33 @@ internal sealed class JinjaLexer
     {
         int begin = pos;
         static bool Digit(char c) => char.IsAsciiDigit(c) || c == '_';
-        while (pos < _source.Length && Digit(_source[pos])) pos++;
+        while (pos < _source.Length && Digit(_source[pos]))
+            pos++;
         bool isFloat = false;
         if (pos + 1 < _source.Length && _source[pos] == '.' && char.IsAsciiDigit(_source[pos + 1]))
         {
             isFloat = true;
             pos++;
-            while (pos < _source.Length && Digit(_source[pos])) pos++;
+            while (pos < _source.Length && Digit(_source[pos]))
+                pos++;
         }
         if (pos < _source.Length && _source[pos] is 'e' or 'E')
         {
             int exponent = pos + 1;
-            if (exponent < _source.Length && _source[exponent] is '+' or '-') exponent++;
+            if (exponent < _source.Length && _source[exponent] is '+' or '-')
+                exponent++;
             if (exponent < _source.Length && char.IsAsciiDigit(_source[exponent]))
             {
                 isFloat = true;
                 pos = exponent;
-                while (pos < _source.Length && Digit(_source[pos])) pos++;
+                while (pos < _source.Length && Digit(_source[pos]))
+                    pos++;
             }
         }
         string text = _source[begin..pos];
         string digits = text.Replace("_", "");
-        object value = isFloat
-            ? (object)double.Parse(digits, NumberStyles.Float, CultureInfo.InvariantCulture)
+        object value =
+            isFloat ? (object)double.Parse(digits, NumberStyles.Float, CultureInfo.InvariantCulture)
             : long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n
             : throw Error(at, $"the integer {text} is too large");
         tokens.Add(new Token(isFloat ? TokenKind.Float : TokenKind.Integer, text, value, at));
@@ -241,9 +307,11 @@ internal sealed class JinjaLexer
         int i = pos + 1;
         while (true)
         {
-            if (i >= _source.Length) throw Error(at, "a string is never closed");
+            if (i >= _source.Length)
+                throw Error(at, "a string is never closed");
             char c = _source[i];
-            if (c == quote) break;
+            if (c == quote)
+                break;
             if (c != '\\' || i + 1 >= _source.Length)
             {
                 value.Append(c);
@@ -254,21 +322,53 @@ internal sealed class JinjaLexer
             i += 2;
             switch (e)
             {
-                case 'n': value.Append('\n'); break;
-                case 't': value.Append('\t'); break;
-                case 'r': value.Append('\r'); break;
-                case '\\': value.Append('\\'); break;
-                case '\'': value.Append('\''); break;
-                case '"': value.Append('"'); break;
-                case '\n': break; // a backslash-newline continues the line
-                case 'a': value.Append('\a'); break;
-                case 'b': value.Append('\b'); break;
-                case 'f': value.Append('\f'); break;
-                case 'v': value.Append('\v'); break;
+                case 'n':
+                    value.Append('\n');
+                    break;
+                case 't':
+                    value.Append('\t');
+                    break;
+                case 'r':
+                    value.Append('\r');
+                    break;
+                case '\\':
+                    value.Append('\\');
+                    break;
+                case '\'':
+                    value.Append('\'');
+                    break;
+                case '"':
+                    value.Append('"');
+                    break;
+                case '\n':
+                    break; // a backslash-newline continues the line
+                case 'a':
+                    value.Append('\a');
+                    break;
+                case 'b':
+                    value.Append('\b');
+                    break;
+                case 'f':
+                    value.Append('\f');
+                    break;
+                case 'v':
+                    value.Append('\v');
+                    break;
                 case 'x' or 'u' or 'U':
-                    int length = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-                    if (i + length > _source.Length || !int.TryParse(_source.AsSpan(i, length), NumberStyles.HexNumber,
-                            CultureInfo.InvariantCulture, out int code) || !Rune.IsValid(code))
+                    int length =
+                        e == 'x' ? 2
+                        : e == 'u' ? 4
+                        : 8;
+                    if (
+                        i + length > _source.Length
+                        || !int.TryParse(
+                            _source.AsSpan(i, length),
+                            NumberStyles.HexNumber,
+                            CultureInfo.InvariantCulture,
+                            out int code
+                        )
+                        || !Rune.IsValid(code)
+                    )
                         throw Error(at, $"a string has a malformed \\{e} escape");
                     value.Append(char.ConvertFromUtf32(code));
                     i += length;
@@ -291,7 +391,8 @@ internal sealed class JinjaLexer
     private Position PositionOf(int index)
     {
         int line = Array.BinarySearch(_lineStarts, index);
-        if (line < 0) line = ~line - 1;
+        if (line < 0)
+            line = ~line - 1;
         return new Position(line + 1, index - _lineStarts[line] + 1);
     }
 

@@ -13,7 +13,8 @@ internal sealed class Scope(Scope? parent)
     public object? Get(string name)
     {
         for (var scope = this; scope is not null; scope = scope.Parent)
-            if (scope._values.TryGetValue(name, out var value)) return value;
+            if (scope._values.TryGetValue(name, out var value))
+                return value;
         return new Undefined($"'{name}' is undefined");
     }
 
@@ -87,9 +88,12 @@ internal sealed record ArgumentList(IReadOnlyList<Expr> Positional, IReadOnlyLis
 {
     public static ArgumentList Empty { get; } = new([], []);
 
-    public CallArguments Evaluate(Scope scope, string callee) => new(
-        Positional.Select(e => e.Evaluate(scope)).ToList(),
-        Named.ToDictionary(n => n.Name, n => n.Value.Evaluate(scope)), callee);
+    public CallArguments Evaluate(Scope scope, string callee) =>
+        new(
+            Positional.Select(e => e.Evaluate(scope)).ToList(),
+            Named.ToDictionary(n => n.Name, n => n.Value.Evaluate(scope)),
+            callee
+        );
 }
 
 internal sealed class CallExpr(Expr callee, ArgumentList arguments, Position at) : Expr(at)
@@ -101,7 +105,8 @@ internal sealed class CallExpr(Expr callee, ArgumentList arguments, Position at)
         {
             var receiver = method.Target.Evaluate(scope);
             var call = JinjaBuiltins.Method(receiver, method.Name, arguments.Evaluate(scope, method.Name));
-            if (call is not null) return call();
+            if (call is not null)
+                return call();
         }
         return callee.Evaluate(scope) switch
         {
@@ -137,8 +142,10 @@ internal sealed class NegateExpr(Expr operand, bool minus, Position at) : Expr(a
     protected override object? Eval(Scope scope)
     {
         var value = operand.Evaluate(scope);
-        if (minus) return Py.Negate(value);
-        return Py.IsNumber(value) ? value
+        if (minus)
+            return Py.Negate(value);
+        return Py.IsNumber(value)
+            ? value
             : throw new JinjaRuntimeError($"bad operand type for unary +: '{Py.TypeName(value)}'");
     }
 }
@@ -191,7 +198,8 @@ internal sealed class CompareExpr(Expr first, IReadOnlyList<(string Op, Expr Ope
                 ">" => Py.Compare(left, right, op) > 0,
                 _ => Py.Compare(left, right, op) >= 0,
             };
-            if (!holds) return false;
+            if (!holds)
+                return false;
             left = right;
         }
         return true;
@@ -201,8 +209,10 @@ internal sealed class CompareExpr(Expr first, IReadOnlyList<(string Op, Expr Ope
 /// <summary><c>a if condition else b</c>; without else, undefined when the condition is false.</summary>
 internal sealed class ConditionalExpr(Expr then, Expr condition, Expr? otherwise, Position at) : Expr(at)
 {
-    protected override object? Eval(Scope scope) => Py.Truthy(condition.Evaluate(scope)) ? then.Evaluate(scope)
-        : otherwise is null ? new Undefined("the condition is false and there is no else") : otherwise.Evaluate(scope);
+    protected override object? Eval(Scope scope) =>
+        Py.Truthy(condition.Evaluate(scope)) ? then.Evaluate(scope)
+        : otherwise is null ? new Undefined("the condition is false and there is no else")
+        : otherwise.Evaluate(scope);
 }
 
 internal sealed class ListExpr(IReadOnlyList<Expr> items, bool tuple, Position at) : Expr(at)
@@ -218,15 +228,25 @@ internal sealed class ListExpr(IReadOnlyList<Expr> items, bool tuple, Position a
 
 internal sealed class DictExpr(IReadOnlyList<(Expr Key, Expr Value)> pairs, Position at) : Expr(at)
 {
-    protected override object? Eval(Scope scope) => Py.Dict(pairs.Select(p => p.Key.Evaluate(scope) is string key
-        ? (key, p.Value.Evaluate(scope))
-        : throw new JinjaRuntimeError("dict keys must be strings in Alloy's Jinja subset")));
+    protected override object? Eval(Scope scope) =>
+        Py.Dict(
+            pairs.Select(p =>
+                p.Key.Evaluate(scope) is string key
+                    ? (key, p.Value.Evaluate(scope))
+                    : throw new JinjaRuntimeError("dict keys must be strings in Alloy's Jinja subset")
+            )
+        );
 }
 
 // ---- Statements ----
 
 /// <summary>How a statement ended: normally, or by {% break %} / {% continue %} inside a loop.</summary>
-internal enum Flow { Normal, Break, Continue }
+internal enum Flow
+{
+    Normal,
+    Break,
+    Continue,
+}
 
 internal abstract class Statement(Position at)
 {
@@ -239,7 +259,8 @@ internal abstract class Statement(Position at)
         foreach (var statement in body)
         {
             var flow = statement.Render(scope, output);
-            if (flow != Flow.Normal) return flow;
+            if (flow != Flow.Normal)
+                return flow;
         }
         return Flow.Normal;
     }
@@ -263,33 +284,45 @@ internal sealed class OutputStatement(Expr value, Position at) : Statement(at)
     }
 }
 
-internal sealed class IfStatement(IReadOnlyList<(Expr Condition, IReadOnlyList<Statement> Body)> branches,
-    IReadOnlyList<Statement> otherwise, Position at) : Statement(at)
+internal sealed class IfStatement(
+    IReadOnlyList<(Expr Condition, IReadOnlyList<Statement> Body)> branches,
+    IReadOnlyList<Statement> otherwise,
+    Position at
+) : Statement(at)
 {
     public override Flow Render(Scope scope, StringBuilder output)
     {
         foreach (var (condition, body) in branches)
-            if (Py.Truthy(condition.Evaluate(scope))) return RenderAll(body, scope, output);
+            if (Py.Truthy(condition.Evaluate(scope)))
+                return RenderAll(body, scope, output);
         return RenderAll(otherwise, scope, output);
     }
 }
 
-internal sealed class ForStatement(IReadOnlyList<string> targets, Expr iterable, Expr? filter,
-    IReadOnlyList<Statement> body, IReadOnlyList<Statement> otherwise, Position at) : Statement(at)
+internal sealed class ForStatement(
+    IReadOnlyList<string> targets,
+    Expr iterable,
+    Expr? filter,
+    IReadOnlyList<Statement> body,
+    IReadOnlyList<Statement> otherwise,
+    Position at
+) : Statement(at)
 {
     public override Flow Render(Scope scope, StringBuilder output)
     {
         var items = Py.Iterate(iterable.Evaluate(scope));
         if (filter is not null)
             items = items.Where(item => Py.Truthy(filter.Evaluate(Bound(scope, item)))).ToList();
-        if (items.Count == 0) return RenderAll(otherwise, new Scope(scope), output);
+        if (items.Count == 0)
+            return RenderAll(otherwise, new Scope(scope), output);
         var loop = new LoopInfo(items);
         for (int i = 0; i < items.Count; i++)
         {
             loop.Index0 = i;
             var iteration = Bound(scope, items[i]);
             iteration.Set("loop", loop);
-            if (RenderAll(body, iteration, output) == Flow.Break) break;
+            if (RenderAll(body, iteration, output) == Flow.Break)
+                break;
         }
         return Flow.Normal;
     }
@@ -334,7 +367,8 @@ internal sealed class Assign(IReadOnlyList<string> targets, Expr? owner, Expr va
         var parts = value is string or Undefined or null ? null : Py.Iterate(value);
         if (parts is null || parts.Count != targets.Count)
             throw new JinjaRuntimeError($"cannot unpack {Py.TypeName(value)} into {targets.Count} names", at);
-        for (int i = 0; i < targets.Count; i++) scope.Set(targets[i], parts[i]);
+        for (int i = 0; i < targets.Count; i++)
+            scope.Set(targets[i], parts[i]);
     }
 }
 

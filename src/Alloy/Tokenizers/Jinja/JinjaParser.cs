@@ -11,7 +11,18 @@ internal sealed class JinjaParser
     /// <summary>Jinja2 statements outside the subset: named in the error instead of being misread.</summary>
     private static readonly HashSet<string> UnsupportedStatements =
     [
-        "macro", "call", "filter", "include", "import", "from", "extends", "block", "with", "raw", "do", "autoescape",
+        "macro",
+        "call",
+        "filter",
+        "include",
+        "import",
+        "from",
+        "extends",
+        "block",
+        "with",
+        "raw",
+        "do",
+        "autoescape",
         "trans",
     ];
 
@@ -67,7 +78,8 @@ internal sealed class JinjaParser
             }
             body.Add(Statement(keyword));
         }
-        if (ends.Length > 0) throw Error(openedAt, $"'{{% {opener} %}}' is never closed with '{{% {ends[^1]} %}}'");
+        if (ends.Length > 0)
+            throw Error(openedAt, $"'{{% {opener} %}}' is never closed with '{{% {ends[^1]} %}}'");
         end = "";
         return body;
     }
@@ -83,7 +95,8 @@ internal sealed class JinjaParser
             case "set":
                 return Set(keyword.At);
             case "break" or "continue":
-                if (_loopDepth == 0) throw Error(keyword.At, $"'{{% {keyword.Text} %}}' outside a for loop");
+                if (_loopDepth == 0)
+                    throw Error(keyword.At, $"'{{% {keyword.Text} %}}' outside a for loop");
                 ExpectEnd();
                 return new LoopControl(keyword.Text == "break" ? Flow.Break : Flow.Continue, keyword.At);
             case "generation":
@@ -173,8 +186,10 @@ internal sealed class JinjaParser
             }
         }
         if (!Current.Is("="))
-            throw Error(Current.At,
-                "a block '{% set %}' … '{% endset %}' is outside Alloy's Jinja subset; write '{% set x = … %}'");
+            throw Error(
+                Current.At,
+                "a block '{% set %}' … '{% endset %}' is outside Alloy's Jinja subset; write '{% set x = … %}'"
+            );
         Advance();
         var value = Tuple(withCondition: true);
         ExpectEnd();
@@ -185,14 +200,16 @@ internal sealed class JinjaParser
     private List<string> Targets()
     {
         bool parenthesised = Current.Is("(");
-        if (parenthesised) Advance();
+        if (parenthesised)
+            Advance();
         var names = new List<string> { ExpectName().Text };
         while (Current.Is(","))
         {
             Advance();
             names.Add(ExpectName().Text);
         }
-        if (parenthesised) Expect(")");
+        if (parenthesised)
+            Expect(")");
         return names;
     }
 
@@ -201,12 +218,14 @@ internal sealed class JinjaParser
     {
         var at = Current.At;
         var first = Expression(withCondition);
-        if (!Current.Is(",")) return first;
+        if (!Current.Is(","))
+            return first;
         var items = new List<Expr> { first };
         while (Current.Is(","))
         {
             Advance();
-            if (Current.Kind == TokenKind.End) break;
+            if (Current.Kind == TokenKind.End)
+                break;
             items.Add(Expression(withCondition));
         }
         return new ListExpr(items, tuple: true, at);
@@ -255,7 +274,8 @@ internal sealed class JinjaParser
 
     private Expr Not()
     {
-        if (!Current.Is("not")) return Compare();
+        if (!Current.Is("not"))
+            return Compare();
         var at = Advance().At;
         return new NotExpr(Not(), at);
     }
@@ -283,7 +303,8 @@ internal sealed class JinjaParser
                 Advance();
                 rest.Add(("not in", Sum()));
             }
-            else break;
+            else
+                break;
         }
         return rest.Count == 0 ? first : new CompareExpr(first, rest, at);
     }
@@ -340,7 +361,8 @@ internal sealed class JinjaParser
             var sign = Advance();
             value = new NegateExpr(Unary(withFilters: false), sign.Text == "-", sign.At);
         }
-        else value = Primary();
+        else
+            value = Primary();
         value = Postfix(value);
         return withFilters ? FiltersAndTests(value) : value;
     }
@@ -362,7 +384,8 @@ internal sealed class JinjaParser
             case TokenKind.String:
                 string text = "";
                 // 'a' 'b' is 'ab', as in Python.
-                while (Current.Kind == TokenKind.String) text += (string)Advance().Value!;
+                while (Current.Kind == TokenKind.String)
+                    text += (string)Advance().Value!;
                 return new Literal(text, token.At);
             case TokenKind.Integer or TokenKind.Float:
                 Advance();
@@ -386,7 +409,8 @@ internal sealed class JinjaParser
             while (Current.Is(","))
             {
                 Advance();
-                if (Current.Is(")")) break;
+                if (Current.Is(")"))
+                    break;
                 items.Add(Expression(withCondition: true));
             }
             Expect(")");
@@ -421,7 +445,8 @@ internal sealed class JinjaParser
         while (!Current.Is(close))
         {
             items.Add(item());
-            if (!Current.Is(",")) break;
+            if (!Current.Is(","))
+                break;
             Advance();
         }
         Expect(close);
@@ -454,7 +479,8 @@ internal sealed class JinjaParser
                 Advance();
                 value = new CallExpr(value, Arguments(), token.At);
             }
-            else return value;
+            else
+                return value;
         }
     }
 
@@ -495,8 +521,10 @@ internal sealed class JinjaParser
                 Advance();
                 named.Add((name, Expression(withCondition: true)));
             }
-            else if (named.Count > 0) throw Error(Current.At, "a positional argument follows a named one");
-            else positional.Add(Expression(withCondition: true));
+            else if (named.Count > 0)
+                throw Error(Current.At, "a positional argument follows a named one");
+            else
+                positional.Add(Expression(withCondition: true));
             return 0;
         });
         return new ArgumentList(positional, named);
@@ -512,8 +540,11 @@ internal sealed class JinjaParser
                 Advance();
                 var name = ExpectName();
                 if (!JinjaBuiltins.Filters.ContainsKey(name.Text))
-                    throw Error(name.At, $"the filter '{name.Text}' is not supported by Alloy's Jinja subset " +
-                                         $"(it has {Names(JinjaBuiltins.Filters.Keys)})");
+                    throw Error(
+                        name.At,
+                        $"the filter '{name.Text}' is not supported by Alloy's Jinja subset (it has "
+                            + $"{Names(JinjaBuiltins.Filters.Keys)})"
+                    );
                 var arguments = ArgumentList.Empty;
                 if (Current.Is("("))
                 {
@@ -526,11 +557,15 @@ internal sealed class JinjaParser
             {
                 Advance();
                 bool negated = Current.Is("not");
-                if (negated) Advance();
+                if (negated)
+                    Advance();
                 var name = ExpectName();
                 if (!JinjaBuiltins.Tests.ContainsKey(name.Text))
-                    throw Error(name.At, $"the test '{name.Text}' is not supported by Alloy's Jinja subset " +
-                                         $"(it has {Names(JinjaBuiltins.Tests.Keys.Where(k => char.IsLetter(k[0])))})");
+                    throw Error(
+                        name.At,
+                        $"the test '{name.Text}' is not supported by Alloy's Jinja subset (it has "
+                            + $"{Names(JinjaBuiltins.Tests.Keys.Where(k => char.IsLetter(k[0])))})"
+                    );
                 var arguments = ArgumentList.Empty;
                 if (Current.Is("("))
                 {
@@ -548,7 +583,8 @@ internal sealed class JinjaParser
                 Advance();
                 value = new CallExpr(value, Arguments(), token.At);
             }
-            else return value;
+            else
+                return value;
         }
     }
 
@@ -558,7 +594,8 @@ internal sealed class JinjaParser
     private static bool StartsTestArgument(Token token) =>
         token.Kind is TokenKind.String or TokenKind.Integer or TokenKind.Float
         || (token.Kind == TokenKind.Name && token.Text is not ("else" or "or" or "and" or "if" or "in" or "not"))
-        || token.Is("[") || token.Is("{");
+        || token.Is("[")
+        || token.Is("{");
 
     private Token Current => _tokens[_position];
 
@@ -567,19 +604,22 @@ internal sealed class JinjaParser
     private Token Advance()
     {
         var token = _tokens[_position];
-        if (token.Kind != TokenKind.End) _position++;
+        if (token.Kind != TokenKind.End)
+            _position++;
         return token;
     }
 
     private Token ExpectName()
     {
-        if (Current.Kind != TokenKind.Name) throw Error(Current.At, $"expected a name, found {Current.Describe()}");
+        if (Current.Kind != TokenKind.Name)
+            throw Error(Current.At, $"expected a name, found {Current.Describe()}");
         return Advance();
     }
 
     private void Expect(string text)
     {
-        if (!Current.Is(text)) throw Error(Current.At, $"expected '{text}', found {Current.Describe()}");
+        if (!Current.Is(text))
+            throw Error(Current.At, $"expected '{text}', found {Current.Describe()}");
         Advance();
     }
 

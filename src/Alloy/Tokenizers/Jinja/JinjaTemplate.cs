@@ -41,9 +41,11 @@ public sealed class JinjaTemplate
     public string Render(IReadOnlyDictionary<string, object?> variables, Func<DateTime>? now = null)
     {
         var globals = new Scope(null);
-        foreach (var (name, value) in JinjaBuiltins.Globals(now ?? (() => DateTime.Now))) globals.Set(name, value);
+        foreach (var (name, value) in JinjaBuiltins.Globals(now ?? (() => DateTime.Now)))
+            globals.Set(name, value);
         var scope = new Scope(globals);
-        foreach (var (name, value) in variables) scope.Set(name, Py.FromHost(value));
+        foreach (var (name, value) in variables)
+            scope.Set(name, Py.FromHost(value));
         var output = new StringBuilder();
         try
         {

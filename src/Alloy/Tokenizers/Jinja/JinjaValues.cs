@@ -28,19 +28,20 @@ internal sealed class LoopInfo(IReadOnlyList<object?> items)
 {
     public int Index0 { get; set; }
 
-    public object? Attribute(string name) => name switch
-    {
-        "index0" => (long)Index0,
-        "index" => (long)Index0 + 1,
-        "revindex" => (long)(items.Count - Index0),
-        "revindex0" => (long)(items.Count - Index0 - 1),
-        "first" => Index0 == 0,
-        "last" => Index0 == items.Count - 1,
-        "length" => (long)items.Count,
-        "previtem" => Index0 > 0 ? items[Index0 - 1] : new Undefined("there is no previous item"),
-        "nextitem" => Index0 + 1 < items.Count ? items[Index0 + 1] : new Undefined("there is no next item"),
-        _ => new Undefined($"'loop' has no attribute '{name}'"),
-    };
+    public object? Attribute(string name) =>
+        name switch
+        {
+            "index0" => (long)Index0,
+            "index" => (long)Index0 + 1,
+            "revindex" => (long)(items.Count - Index0),
+            "revindex0" => (long)(items.Count - Index0 - 1),
+            "first" => Index0 == 0,
+            "last" => Index0 == items.Count - 1,
+            "length" => (long)items.Count,
+            "previtem" => Index0 > 0 ? items[Index0 - 1] : new Undefined("there is no previous item"),
+            "nextitem" => Index0 + 1 < items.Count ? items[Index0 + 1] : new Undefined("there is no next item"),
+            _ => new Undefined($"'loop' has no attribute '{name}'"),
+        };
 }
 
 /// <summary>A function a template can call (raise_exception, namespace, range …).</summary>
@@ -48,7 +49,10 @@ internal sealed record JinjaFunction(string Name, Func<CallArguments, object?> I
 
 /// <summary>The arguments of a call, a filter or a test (after the value it applies to).</summary>
 internal sealed record CallArguments(
-    IReadOnlyList<object?> Positional, IReadOnlyDictionary<string, object?> Named, string Callee)
+    IReadOnlyList<object?> Positional,
+    IReadOnlyDictionary<string, object?> Named,
+    string Callee
+)
 {
     public static CallArguments None(string callee) => new([], new Dictionary<string, object?>(), callee);
 
@@ -56,10 +60,13 @@ internal sealed record CallArguments(
     /// The argument at <paramref name="index"/> or named <paramref name="name"/>, else <paramref name="fallback"/>.
     /// </summary>
     public object? Get(int index, string name, object? fallback = null) =>
-        index < Positional.Count ? Positional[index] : Named.TryGetValue(name, out var value) ? value : fallback;
+        index < Positional.Count ? Positional[index]
+        : Named.TryGetValue(name, out var value) ? value
+        : fallback;
 
     public object? Required(int index, string name) =>
-        index < Positional.Count || Named.ContainsKey(name) ? Get(index, name)
+        index < Positional.Count || Named.ContainsKey(name)
+            ? Get(index, name)
             : throw new JinjaRuntimeError($"{Callee}() needs its argument '{name}'");
 
     /// <summary>
@@ -89,101 +96,113 @@ internal sealed class JinjaRuntimeError(string message, Position? at = null) : E
 internal static class Py
 {
     /// <summary>A host value (JSON, CLR collections and numbers) as a template value.</summary>
-    public static object? FromHost(object? value) => value switch
-    {
-        null or string or bool or long or double or Undefined or Namespace or JinjaFunction => value,
-        int i => (long)i,
-        float f => (double)f,
-        JsonNode node => FromJson(node),
-        IEnumerable<KeyValuePair<string, object?>> pairs => Dict(pairs.Select(p => (p.Key, FromHost(p.Value)))),
-        IEnumerable<KeyValuePair<string, string>> pairs => Dict(pairs.Select(p => (p.Key, (object?)p.Value))),
-        IEnumerable sequence => sequence.Cast<object?>().Select(FromHost).ToList(),
-        _ => throw new ArgumentException($"a {value.GetType().Name} cannot be passed to a template", nameof(value)),
-    };
-
-    private static object? FromJson(JsonNode node) => node switch
-    {
-        JsonObject o => Dict(o.Select(p => (p.Key, p.Value is null ? null : FromJson(p.Value)))),
-        JsonArray a => a.Select(e => e is null ? null : FromJson(e)).ToList(),
-        JsonValue v => v.GetValueKind() switch
+    public static object? FromHost(object? value) =>
+        value switch
         {
-            JsonValueKind.String => v.GetValue<string>(),
-            JsonValueKind.True => true,
-            JsonValueKind.False => false,
-            JsonValueKind.Number => v.TryGetValue(out long n) ? n : (object)v.GetValue<double>(),
+            null or string or bool or long or double or Undefined or Namespace or JinjaFunction => value,
+            int i => (long)i,
+            float f => (double)f,
+            JsonNode node => FromJson(node),
+            IEnumerable<KeyValuePair<string, object?>> pairs => Dict(pairs.Select(p => (p.Key, FromHost(p.Value)))),
+            IEnumerable<KeyValuePair<string, string>> pairs => Dict(pairs.Select(p => (p.Key, (object?)p.Value))),
+            IEnumerable sequence => sequence.Cast<object?>().Select(FromHost).ToList(),
+            _ => throw new ArgumentException($"a {value.GetType().Name} cannot be passed to a template", nameof(value)),
+        };
+
+    private static object? FromJson(JsonNode node) =>
+        node switch
+        {
+            JsonObject o => Dict(o.Select(p => (p.Key, p.Value is null ? null : FromJson(p.Value)))),
+            JsonArray a => a.Select(e => e is null ? null : FromJson(e)).ToList(),
+            JsonValue v => v.GetValueKind() switch
+            {
+                JsonValueKind.String => v.GetValue<string>(),
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                JsonValueKind.Number => v.TryGetValue(out long n) ? n : (object)v.GetValue<double>(),
+                _ => null,
+            },
             _ => null,
-        },
-        _ => null,
-    };
+        };
 
     public static OrderedDictionary<string, object?> Dict(IEnumerable<(string Key, object? Value)> pairs)
     {
         var dict = new OrderedDictionary<string, object?>(StringComparer.Ordinal);
-        foreach (var (key, value) in pairs) dict[key] = value;
+        foreach (var (key, value) in pairs)
+            dict[key] = value;
         return dict;
     }
 
-    public static string TypeName(object? value) => value switch
-    {
-        null => "NoneType",
-        string => "str",
-        bool => "bool",
-        long => "int",
-        double => "float",
-        object?[] => "tuple",
-        IList<object?> => "list",
-        OrderedDictionary<string, object?> => "dict",
-        Undefined => "undefined",
-        Namespace => "Namespace",
-        LoopInfo => "LoopContext",
-        JinjaFunction => "function",
-        _ => value.GetType().Name,
-    };
+    public static string TypeName(object? value) =>
+        value switch
+        {
+            null => "NoneType",
+            string => "str",
+            bool => "bool",
+            long => "int",
+            double => "float",
+            object?[] => "tuple",
+            IList<object?> => "list",
+            OrderedDictionary<string, object?> => "dict",
+            Undefined => "undefined",
+            Namespace => "Namespace",
+            LoopInfo => "LoopContext",
+            JinjaFunction => "function",
+            _ => value.GetType().Name,
+        };
 
-    public static bool Truthy(object? value) => value switch
-    {
-        null or Undefined => false,
-        bool b => b,
-        long n => n != 0,
-        double d => d != 0,
-        string s => s.Length > 0,
-        ICollection c => c.Count > 0,
-        _ => true,
-    };
+    public static bool Truthy(object? value) =>
+        value switch
+        {
+            null or Undefined => false,
+            bool b => b,
+            long n => n != 0,
+            double d => d != 0,
+            string s => s.Length > 0,
+            ICollection c => c.Count > 0,
+            _ => true,
+        };
 
     /// <summary>Python's str(): what <c>{{ value }}</c> prints (Undefined prints nothing).</summary>
-    public static string Str(object? value) => value switch
-    {
-        string s => s,
-        Undefined => "",
-        _ => Repr(value),
-    };
+    public static string Str(object? value) =>
+        value switch
+        {
+            string s => s,
+            Undefined => "",
+            _ => Repr(value),
+        };
 
     /// <summary>Python's repr() (strings quoted; lists, tuples and dicts in Python's notation).</summary>
-    public static string Repr(object? value) => value switch
-    {
-        null => "None",
-        bool b => b ? "True" : "False",
-        long n => n.ToString(CultureInfo.InvariantCulture),
-        double d => FloatRepr(d),
-        string s => StringRepr(s),
-        object?[] tuple => tuple.Length == 1 ? $"({Repr(tuple[0])},)" : $"({string.Join(", ", tuple.Select(Repr))})",
-        IList<object?> list => $"[{string.Join(", ", list.Select(Repr))}]",
-        OrderedDictionary<string, object?> dict =>
-            $"{{{string.Join(", ", dict.Select(p => $"{StringRepr(p.Key)}: {Repr(p.Value)}"))}}}",
-        Undefined => "",
-        Namespace ns => $"<Namespace {Repr(ns.Attributes)}>",
-        _ => $"<{TypeName(value)}>",
-    };
+    public static string Repr(object? value) =>
+        value switch
+        {
+            null => "None",
+            bool b => b ? "True" : "False",
+            long n => n.ToString(CultureInfo.InvariantCulture),
+            double d => FloatRepr(d),
+            string s => StringRepr(s),
+            object?[] tuple => tuple.Length == 1
+                ? $"({Repr(tuple[0])},)"
+                : $"({string.Join(", ", tuple.Select(Repr))})",
+            IList<object?> list => $"[{string.Join(", ", list.Select(Repr))}]",
+            OrderedDictionary<string, object?> dict =>
+                $"{{{string.Join(", ", dict.Select(p => $"{StringRepr(p.Key)}: {Repr(p.Value)}"))}}}",
+            Undefined => "",
+            Namespace ns => $"<Namespace {Repr(ns.Attributes)}>",
+            _ => $"<{TypeName(value)}>",
+        };
 
     /// <summary>
     /// Python's float repr: the shortest digits that round-trip, fixed notation for exponents −4 to 15.
     /// </summary>
     public static string FloatRepr(double value)
     {
-        if (double.IsNaN(value)) return "nan";
-        if (double.IsInfinity(value)) return value > 0 ? "inf" : "-inf";
-        if (value == 0) return double.IsNegative(value) ? "-0.0" : "0.0";
+        if (double.IsNaN(value))
+            return "nan";
+        if (double.IsInfinity(value))
+            return value > 0 ? "inf" : "-inf";
+        if (value == 0)
+            return double.IsNegative(value) ? "-0.0" : "0.0";
         // "E16" would not be the shortest: take .NET's shortest round-trip digits and place the point as Python does.
         string r = Math.Abs(value).ToString("R", CultureInfo.InvariantCulture);
         int e = r.IndexOf('E');
@@ -191,17 +210,19 @@ internal static class Py
         int exponent = e < 0 ? 0 : int.Parse(r[(e + 1)..], CultureInfo.InvariantCulture);
         int dot = mantissa.IndexOf('.');
         string digits = mantissa.Replace(".", "");
-        int pointAt = (dot < 0 ? mantissa.Length : dot) + exponent;     // value = 0.digits × 10^pointAt
+        int pointAt = (dot < 0 ? mantissa.Length : dot) + exponent; // value = 0.digits × 10^pointAt
         int leading = digits.Length - digits.TrimStart('0').Length;
         digits = digits.Trim('0');
         pointAt -= leading;
-        int scientific = pointAt - 1;                                  // value = d.ddd × 10^scientific
+        int scientific = pointAt - 1; // value = d.ddd × 10^scientific
         string sign = value < 0 ? "-" : "";
         if (scientific is >= -4 and < 16)
         {
             string whole = pointAt <= 0 ? "0" : digits.PadRight(pointAt, '0')[..pointAt];
-            string fraction = pointAt <= 0 ? new string('0', -pointAt) + digits
-                : digits.Length > pointAt ? digits[pointAt..] : "";
+            string fraction =
+                pointAt <= 0 ? new string('0', -pointAt) + digits
+                : digits.Length > pointAt ? digits[pointAt..]
+                : "";
             return $"{sign}{whole}.{(fraction.Length == 0 ? "0" : fraction)}";
         }
         string significand = digits.Length == 1 ? digits : $"{digits[0]}.{digits[1..]}";
@@ -214,16 +235,18 @@ internal static class Py
         var text = new StringBuilder().Append(quote);
         foreach (char c in s)
         {
-            text.Append(c switch
-            {
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                _ when c == quote => "\\" + c,
-                < ' ' or (>= '\u007f' and <= '\u00a0') => $"\\x{(int)c:x2}",
-                _ => c.ToString(),
-            });
+            text.Append(
+                c switch
+                {
+                    '\\' => "\\\\",
+                    '\n' => "\\n",
+                    '\r' => "\\r",
+                    '\t' => "\\t",
+                    _ when c == quote => "\\" + c,
+                    < ' ' or (>= '\u007f' and <= '\u00a0') => $"\\x{(int)c:x2}",
+                    _ => c.ToString(),
+                }
+            );
         }
         return text.Append(quote).ToString();
     }
@@ -231,7 +254,8 @@ internal static class Py
     /// <summary>Python's ==: numbers by value (True == 1), sequences and dicts element by element.</summary>
     public static bool Equal(object? a, object? b)
     {
-        if (a is Undefined || b is Undefined) return a is Undefined && b is Undefined;
+        if (a is Undefined || b is Undefined)
+            return a is Undefined && b is Undefined;
         if (IsNumber(a) && IsNumber(b))
             return a is double || b is double ? ToDouble(a) == ToDouble(b) : ToLong(a) == ToLong(b);
         return (a, b) switch
@@ -241,8 +265,8 @@ internal static class Py
             (object?[] x, object?[] y) => x.Length == y.Length && x.Zip(y).All(p => Equal(p.First, p.Second)),
             (object?[], _) or (_, object?[]) => false,
             (IList<object?> x, IList<object?> y) => x.Count == y.Count && x.Zip(y).All(p => Equal(p.First, p.Second)),
-            (OrderedDictionary<string, object?> x, OrderedDictionary<string, object?> y) =>
-                x.Count == y.Count && x.All(p => y.TryGetValue(p.Key, out var v) && Equal(p.Value, v)),
+            (OrderedDictionary<string, object?> x, OrderedDictionary<string, object?> y) => x.Count == y.Count
+                && x.All(p => y.TryGetValue(p.Key, out var v) && Equal(p.Value, v)),
             _ => ReferenceEquals(a, b),
         };
     }
@@ -254,62 +278,76 @@ internal static class Py
     {
         if (IsNumber(a) && IsNumber(b))
             return a is double || b is double ? ToDouble(a).CompareTo(ToDouble(b)) : ToLong(a).CompareTo(ToLong(b));
-        if (a is string x && b is string y) return string.CompareOrdinal(x, y) switch { < 0 => -1, 0 => 0, _ => 1 };
+        if (a is string x && b is string y)
+            return string.CompareOrdinal(x, y) switch
+            {
+                < 0 => -1,
+                0 => 0,
+                _ => 1,
+            };
         if (a is IList<object?> p && b is IList<object?> q && (a is object?[]) == (b is object?[]))
         {
             for (int i = 0; i < Math.Min(p.Count, q.Count); i++)
-                if (!Equal(p[i], q[i])) return Compare(p[i], q[i], op);
+                if (!Equal(p[i], q[i]))
+                    return Compare(p[i], q[i], op);
             return p.Count.CompareTo(q.Count);
         }
         throw Unsupported(op, a, b);
     }
 
-    public static bool Contains(object? container, object? item) => container switch
-    {
-        string s when item is string part => s.Contains(part, StringComparison.Ordinal),
-        string => throw new JinjaRuntimeError($"'in <string>' needs a string on the left, not {TypeName(item)}"),
-        IList<object?> list => list.Any(e => Equal(e, item)),
-        OrderedDictionary<string, object?> dict => item is string key && dict.ContainsKey(key),
-        Undefined => false,
-        _ => throw new JinjaRuntimeError($"argument of type '{TypeName(container)}' is not iterable"),
-    };
+    public static bool Contains(object? container, object? item) =>
+        container switch
+        {
+            string s when item is string part => s.Contains(part, StringComparison.Ordinal),
+            string => throw new JinjaRuntimeError($"'in <string>' needs a string on the left, not {TypeName(item)}"),
+            IList<object?> list => list.Any(e => Equal(e, item)),
+            OrderedDictionary<string, object?> dict => item is string key && dict.ContainsKey(key),
+            Undefined => false,
+            _ => throw new JinjaRuntimeError($"argument of type '{TypeName(container)}' is not iterable"),
+        };
 
-    public static IReadOnlyList<object?> Iterate(object? value) => value switch
-    {
-        IList<object?> list => [.. list],
-        OrderedDictionary<string, object?> dict => [.. dict.Keys],
-        string s => [.. CodePoints(s)],
-        Undefined => [],
-        _ => throw new JinjaRuntimeError($"'{TypeName(value)}' object is not iterable"),
-    };
+    public static IReadOnlyList<object?> Iterate(object? value) =>
+        value switch
+        {
+            IList<object?> list => [.. list],
+            OrderedDictionary<string, object?> dict => [.. dict.Keys],
+            string s => [.. CodePoints(s)],
+            Undefined => [],
+            _ => throw new JinjaRuntimeError($"'{TypeName(value)}' object is not iterable"),
+        };
 
-    public static long Length(object? value) => value switch
-    {
-        string s => CodePoints(s).Count,
-        ICollection c => c.Count,
-        Undefined => 0,
-        _ => throw new JinjaRuntimeError($"object of type '{TypeName(value)}' has no len()"),
-    };
+    public static long Length(object? value) =>
+        value switch
+        {
+            string s => CodePoints(s).Count,
+            ICollection c => c.Count,
+            Undefined => 0,
+            _ => throw new JinjaRuntimeError($"object of type '{TypeName(value)}' has no len()"),
+        };
 
     /// <summary>A string's characters as Python counts them: one per code point.</summary>
     public static IReadOnlyList<string> CodePoints(string s)
     {
         var points = new List<string>(s.Length);
-        foreach (var rune in s.EnumerateRunes()) points.Add(rune.ToString());
+        foreach (var rune in s.EnumerateRunes())
+            points.Add(rune.ToString());
         return points;
     }
 
     /// <summary>
     /// <c>obj.name</c>: an attribute, else the item of that name (Jinja2's getattr); a missing one is undefined.
     /// </summary>
-    public static object? Attribute(object? obj, string name) => obj switch
-    {
-        Undefined u => throw u.Error(),
-        OrderedDictionary<string, object?> dict => dict.TryGetValue(name, out var value) ? value : Missing(obj, name),
-        Namespace ns => ns.Attributes.TryGetValue(name, out var value) ? value : Missing(obj, name),
-        LoopInfo loop => loop.Attribute(name),
-        _ => Missing(obj, name),
-    };
+    public static object? Attribute(object? obj, string name) =>
+        obj switch
+        {
+            Undefined u => throw u.Error(),
+            OrderedDictionary<string, object?> dict => dict.TryGetValue(name, out var value)
+                ? value
+                : Missing(obj, name),
+            Namespace ns => ns.Attributes.TryGetValue(name, out var value) ? value : Missing(obj, name),
+            LoopInfo loop => loop.Attribute(name),
+            _ => Missing(obj, name),
+        };
 
     /// <summary>
     /// <c>obj[key]</c>: an item (negative indices count from the end), else an attribute of that name.
@@ -324,12 +362,14 @@ internal static class Py
                 return key is string k && dict.TryGetValue(k, out var value) ? value : Missing(obj, Str(key));
             case IList<object?> list when IsInteger(key):
                 long index = ToLong(key) < 0 ? ToLong(key) + list.Count : ToLong(key);
-                return index >= 0 && index < list.Count ? list[(int)index]
+                return index >= 0 && index < list.Count
+                    ? list[(int)index]
                     : new Undefined($"{TypeName(obj)} index {Repr(key)} is out of range");
             case string s when IsInteger(key):
                 var points = CodePoints(s);
                 long at = ToLong(key) < 0 ? ToLong(key) + points.Count : ToLong(key);
-                return at >= 0 && at < points.Count ? points[(int)at]
+                return at >= 0 && at < points.Count
+                    ? points[(int)at]
                     : new Undefined($"string index {Repr(key)} is out of range");
             default:
                 return key is string name ? Attribute(obj, name) : Missing(obj, Repr(key));
@@ -344,9 +384,12 @@ internal static class Py
     /// </summary>
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
-        long stride = step is null ? 1 : IsInteger(step) ? ToLong(step)
+        long stride =
+            step is null ? 1
+            : IsInteger(step) ? ToLong(step)
             : throw new JinjaRuntimeError("slice step must be an integer");
-        if (stride == 0) throw new JinjaRuntimeError("slice step cannot be zero");
+        if (stride == 0)
+            throw new JinjaRuntimeError("slice step cannot be zero");
         IReadOnlyList<object?> items = obj switch
         {
             IList<object?> list => [.. list],
@@ -357,10 +400,13 @@ internal static class Py
         int n = items.Count;
         long Bound(object? b, long whenMissing, long low, long high)
         {
-            if (b is null) return whenMissing;
-            if (!IsInteger(b)) throw new JinjaRuntimeError("slice indices must be integers or none");
+            if (b is null)
+                return whenMissing;
+            if (!IsInteger(b))
+                throw new JinjaRuntimeError("slice indices must be integers or none");
             long v = ToLong(b);
-            if (v < 0) v += n;
+            if (v < 0)
+                v += n;
             return Math.Clamp(v, low, high);
         }
         var picked = new List<object?>();
@@ -382,31 +428,40 @@ internal static class Py
         };
     }
 
-    public static object? Add(object? a, object? b) => (a, b) switch
-    {
-        (Undefined u, _) => throw u.Error(),
-        (_, Undefined u) => throw u.Error(),
-        (string x, string y) => x + y,
-        (object?[] x, object?[] y) => x.Concat(y).ToArray(),
-        (IList<object?> x, IList<object?> y) when a is not object?[] && b is not object?[] => x.Concat(y).ToList(),
-        _ when IsNumber(a) && IsNumber(b) => a is double || b is double
-            ? (object)(ToDouble(a) + ToDouble(b)) : checked(ToLong(a) + ToLong(b)),
-        _ => throw Unsupported("+", a, b),
-    };
+    public static object? Add(object? a, object? b) =>
+        (a, b) switch
+        {
+            (Undefined u, _) => throw u.Error(),
+            (_, Undefined u) => throw u.Error(),
+            (string x, string y) => x + y,
+            (object?[] x, object?[] y) => x.Concat(y).ToArray(),
+            (IList<object?> x, IList<object?> y) when a is not object?[] && b is not object?[] => x.Concat(y).ToList(),
+            _ when IsNumber(a) && IsNumber(b) => a is double || b is double
+                ? (object)(ToDouble(a) + ToDouble(b))
+                : checked(ToLong(a) + ToLong(b)),
+            _ => throw Unsupported("+", a, b),
+        };
 
     /// <summary>−, *, /, //, % and ** (Python's floor division and modulo; * also repeats a string or list).</summary>
     public static object? Arithmetic(string op, object? a, object? b)
     {
-        if (a is Undefined u) throw u.Error();
-        if (b is Undefined v) throw v.Error();
-        if (op == "*" && IsInteger(b) && a is string or IList<object?>) return Repeat(a, ToLong(b));
-        if (op == "*" && IsInteger(a) && b is string or IList<object?>) return Repeat(b, ToLong(a));
-        if (!IsNumber(a) || !IsNumber(b)) throw Unsupported(op, a, b);
+        if (a is Undefined u)
+            throw u.Error();
+        if (b is Undefined v)
+            throw v.Error();
+        if (op == "*" && IsInteger(b) && a is string or IList<object?>)
+            return Repeat(a, ToLong(b));
+        if (op == "*" && IsInteger(a) && b is string or IList<object?>)
+            return Repeat(b, ToLong(a));
+        if (!IsNumber(a) || !IsNumber(b))
+            throw Unsupported(op, a, b);
         bool floating = a is double || b is double;
-        if (op is "/" or "//" or "%" && ToDouble(b) == 0) throw new JinjaRuntimeError("division by zero");
+        if (op is "/" or "//" or "%" && ToDouble(b) == 0)
+            throw new JinjaRuntimeError("division by zero");
         if (floating || op == "/" || (op == "**" && ToLong(b) < 0))
         {
-            double x = ToDouble(a), y = ToDouble(b);
+            double x = ToDouble(a),
+                y = ToDouble(b);
             return op switch
             {
                 "-" => x - y,
@@ -417,7 +472,8 @@ internal static class Py
                 _ => Math.Pow(x, y),
             };
         }
-        long p = ToLong(a), q = ToLong(b);
+        long p = ToLong(a),
+            q = ToLong(b);
         return op switch
         {
             "-" => checked(p - q),
@@ -431,36 +487,40 @@ internal static class Py
     private static long IntegerPower(long value, long exponent)
     {
         long result = 1;
-        for (long i = 0; i < exponent; i++) result = checked(result * value);
+        for (long i = 0; i < exponent; i++)
+            result = checked(result * value);
         return result;
     }
 
     private static object Repeat(object? sequence, long times)
     {
         int count = (int)Math.Max(0, times);
-        return sequence is string s ? string.Concat(Enumerable.Repeat(s, count))
+        return sequence is string s
+            ? string.Concat(Enumerable.Repeat(s, count))
             : Enumerable.Repeat((IList<object?>)sequence!, count).SelectMany(x => x).ToList();
     }
 
-    public static object? Negate(object? value) => value switch
-    {
-        Undefined u => throw u.Error(),
-        double d => (object)(-d),
-        _ when IsNumber(value) => checked(-ToLong(value)),
-        _ => throw new JinjaRuntimeError($"bad operand type for unary -: '{TypeName(value)}'"),
-    };
+    public static object? Negate(object? value) =>
+        value switch
+        {
+            Undefined u => throw u.Error(),
+            double d => (object)(-d),
+            _ when IsNumber(value) => checked(-ToLong(value)),
+            _ => throw new JinjaRuntimeError($"bad operand type for unary -: '{TypeName(value)}'"),
+        };
 
     public static bool IsNumber(object? value) => value is long or double or bool;
 
     public static bool IsInteger(object? value) => value is long or bool;
 
-    public static long ToLong(object? value) => value switch
-    {
-        long n => n,
-        bool b => b ? 1 : 0,
-        double d => (long)d,
-        _ => throw new JinjaRuntimeError($"expected a number, not {TypeName(value)}"),
-    };
+    public static long ToLong(object? value) =>
+        value switch
+        {
+            long n => n,
+            bool b => b ? 1 : 0,
+            double d => (long)d,
+            _ => throw new JinjaRuntimeError($"expected a number, not {TypeName(value)}"),
+        };
 
     public static double ToDouble(object? value) => value is double d ? d : ToLong(value);
 
@@ -482,29 +542,50 @@ internal static class Py
     {
         switch (value)
         {
-            case null: text.Append("null"); break;
-            case bool b: text.Append(b ? "true" : "false"); break;
-            case long n: text.Append(n.ToString(CultureInfo.InvariantCulture)); break;
-            case double d:
-                text.Append(double.IsNaN(d) ? "NaN" : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity")
-                    : FloatRepr(d));
+            case null:
+                text.Append("null");
                 break;
-            case string s: JsonString(text, s); break;
+            case bool b:
+                text.Append(b ? "true" : "false");
+                break;
+            case long n:
+                text.Append(n.ToString(CultureInfo.InvariantCulture));
+                break;
+            case double d:
+                text.Append(
+                    double.IsNaN(d) ? "NaN"
+                    : double.IsInfinity(d) ? (d > 0 ? "Infinity" : "-Infinity")
+                    : FloatRepr(d)
+                );
+                break;
+            case string s:
+                JsonString(text, s);
+                break;
             case IList<object?> list:
                 WriteContainer(text, '[', ']', list.Select(e => ((string?)null, e)).ToList(), indent, sortKeys, depth);
                 break;
             case OrderedDictionary<string, object?> dict:
                 var pairs = dict.Select(p => ((string?)p.Key, p.Value));
-                if (sortKeys) pairs = pairs.OrderBy(p => p.Item1, StringComparer.Ordinal);
+                if (sortKeys)
+                    pairs = pairs.OrderBy(p => p.Item1, StringComparer.Ordinal);
                 WriteContainer(text, '{', '}', pairs.ToList(), indent, sortKeys, depth);
                 break;
-            case Undefined u: throw u.Error();
-            default: throw new JinjaRuntimeError($"Object of type {TypeName(value)} is not JSON serializable");
+            case Undefined u:
+                throw u.Error();
+            default:
+                throw new JinjaRuntimeError($"Object of type {TypeName(value)} is not JSON serializable");
         }
     }
 
-    private static void WriteContainer(StringBuilder text, char open, char close,
-        List<(string? Key, object? Value)> entries, int? indent, bool sortKeys, int depth)
+    private static void WriteContainer(
+        StringBuilder text,
+        char open,
+        char close,
+        List<(string? Key, object? Value)> entries,
+        int? indent,
+        bool sortKeys,
+        int depth
+    )
     {
         text.Append(open);
         if (entries.Count == 0)
@@ -514,12 +595,16 @@ internal static class Py
         }
         for (int i = 0; i < entries.Count; i++)
         {
-            if (indent is { } step) text.Append(i == 0 ? "\n" : ",\n").Append(' ', step * (depth + 1));
-            else if (i > 0) text.Append(", ");
-            if (entries[i].Key is { } key) JsonString(text, key).Append(": ");
+            if (indent is { } step)
+                text.Append(i == 0 ? "\n" : ",\n").Append(' ', step * (depth + 1));
+            else if (i > 0)
+                text.Append(", ");
+            if (entries[i].Key is { } key)
+                JsonString(text, key).Append(": ");
             WriteJson(text, entries[i].Value, indent, sortKeys, depth + 1);
         }
-        if (indent is { } last) text.Append('\n').Append(' ', last * depth);
+        if (indent is { } last)
+            text.Append('\n').Append(' ', last * depth);
         text.Append(close);
     }
 
@@ -531,18 +616,20 @@ internal static class Py
         text.Append('"');
         foreach (char c in s)
         {
-            text.Append(c switch
-            {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                '\b' => "\\b",
-                '\f' => "\\f",
-                < ' ' => $"\\u{(int)c:x4}",
-                _ => c.ToString(),
-            });
+            text.Append(
+                c switch
+                {
+                    '"' => "\\\"",
+                    '\\' => "\\\\",
+                    '\n' => "\\n",
+                    '\r' => "\\r",
+                    '\t' => "\\t",
+                    '\b' => "\\b",
+                    '\f' => "\\f",
+                    < ' ' => $"\\u{(int)c:x4}",
+                    _ => c.ToString(),
+                }
+            );
         }
         return text.Append('"');
     }

@@ -9,7 +9,9 @@ public sealed class ArceeFusionTests
 {
     private static readonly ArceeFusion Method = new();
 
-    /// <summary>A base and a fine-tune that changes every fourth row and every fifth element more than the rest.</summary>
+    /// <summary>
+    /// A base and a fine-tune that changes every fourth row and every fifth element more than the rest.
+    /// </summary>
     private static (float[] Base, float[] Tuned) Pair(int rows, int columns, int seed)
     {
         var b = Golden.Values(rows * columns, seed);
@@ -46,7 +48,8 @@ public sealed class ArceeFusionTests
         // mergekit's quirk: Q(0.25) = Q(0.5) = Q(0.75) = 0, so every importance passes and the output is the fine-tune.
         var b = Golden.Values(40, 65);
         var x = (float[])b.Clone();
-        for (int i = 0; i < 8; i++) x[i] += 0.5f;
+        for (int i = 0; i < 8; i++)
+            x[i] += 0.5f;
         Assert.Equal(x, Run(Method, [b, x], 0, shape: [5, 8]));
     }
 
@@ -60,8 +63,27 @@ public sealed class ArceeFusionTests
     [Fact]
     public void Exactly_the_base_and_one_other_model()
     {
-        var e = Assert.Throws<AlloyException>(() => Run(Method, [[0], [1], [2]], 0));
+        var e = Assert.Throws<AlloyException>(() =>
+            Run(
+                Method,
+                [
+                    [0],
+                    [1],
+                    [2],
+                ],
+                0
+            )
+        );
         Assert.Contains("arcee_fusion needs exactly two models, one of them base_model", e.Message);
-        Assert.Equal([3f], Run(Method, [[3]], 0));
+        Assert.Equal(
+            [3f],
+            Run(
+                Method,
+                [
+                    [3],
+                ],
+                0
+            )
+        );
     }
 }

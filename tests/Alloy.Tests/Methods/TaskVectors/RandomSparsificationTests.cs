@@ -17,7 +17,8 @@ public sealed class RandomSparsificationTests
         const int n = 200_000;
         var delta = Ones(n);
         Sparsify.Random(delta, density, RandomStream.For(seed, "t", 1), 0);
-        double kept = delta.Count(v => v != 0), sigma = Math.Sqrt(n * density * (1 - density));
+        double kept = delta.Count(v => v != 0),
+            sigma = Math.Sqrt(n * density * (1 - density));
         Assert.InRange(kept, n * density - 4 * sigma, n * density + 4 * sigma);
     }
 
@@ -35,7 +36,8 @@ public sealed class RandomSparsificationTests
         foreach (var other in new[] { Mask(6, "a", 1), Mask(5, "b", 1), Mask(5, "a", 2) })
         {
             int differing = reference.Zip(other).Count(p => p.First != p.Second);
-            Assert.InRange(differing, 4096 / 2 - 4 * 32, 4096 / 2 + 4 * 32);   // independent masks differ in half the entries
+            // independent masks differ in half the entries
+            Assert.InRange(differing, 4096 / 2 - 4 * 32, 4096 / 2 + 4 * 32);
         }
     }
 
@@ -69,7 +71,8 @@ public sealed class RandomSparsificationTests
         long[] shape = [2, 5, 3];
         var random = RandomStream.For(8, "values", 0);
         var values = Enumerable.Range(0, 30).Select(j => (float)random.Normal(j)).ToArray();
-        const double density = 0.5, epsilon = 0.3;
+        const double density = 0.5,
+            epsilon = 0.3;
         var probability = TaskVectorReference.DellaProbabilities(values, shape, density, epsilon);
         const int draws = 4000;
         var kept = new int[30];
@@ -77,7 +80,9 @@ public sealed class RandomSparsificationTests
         {
             var delta = values.ToArray();
             Sparsify.Della(delta, shape, density, epsilon, RandomStream.For((ulong)draw, "t", 1));
-            for (int j = 0; j < 30; j++) if (delta[j] != 0) kept[j]++;
+            for (int j = 0; j < 30; j++)
+                if (delta[j] != 0)
+                    kept[j]++;
         }
         for (int j = 0; j < 30; j++)
         {
@@ -86,11 +91,15 @@ public sealed class RandomSparsificationTests
         }
         // Within each fiber, the largest magnitude is kept far more often than the smallest (0.8 vs 0.2).
         for (int o = 0; o < 2; o++)
-            for (int c = 0; c < 3; c++)
-            {
-                var fiber = Enumerable.Range(0, 5).Select(r => o * 15 + r * 3 + c).OrderBy(j => Math.Abs(values[j])).ToArray();
-                Assert.True(kept[fiber[^1]] > kept[fiber[0]] + draws / 2, $"fiber ({o}, {c})");
-            }
+        for (int c = 0; c < 3; c++)
+        {
+            var fiber = Enumerable
+                .Range(0, 5)
+                .Select(r => o * 15 + r * 3 + c)
+                .OrderBy(j => Math.Abs(values[j]))
+                .ToArray();
+            Assert.True(kept[fiber[^1]] > kept[fiber[0]] + draws / 2, $"fiber ({o}, {c})");
+        }
     }
 
     [Fact]

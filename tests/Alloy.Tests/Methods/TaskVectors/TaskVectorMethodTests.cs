@@ -5,14 +5,22 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.Methods.TaskVectors;
 
-/// <summary>The task-vector methods: worked examples, agreement with the reference, invariants and validation.</summary>
+/// <summary>
+/// The task-vector methods: worked examples, agreement with the reference, invariants and validation.
+/// </summary>
 public sealed class TaskVectorMethodTests
 {
     private static readonly (string Name, RefMethod Reference)[] Family =
     [
-        ("task_arithmetic", RefMethod.TaskArithmetic), ("ties", RefMethod.Ties), ("dare_ties", RefMethod.DareTies),
-        ("dare_linear", RefMethod.DareLinear), ("breadcrumbs", RefMethod.Breadcrumbs), ("breadcrumbs_ties", RefMethod.BreadcrumbsTies),
-        ("della", RefMethod.Della), ("della_linear", RefMethod.DellaLinear), ("consensus_ta", RefMethod.ConsensusTa),
+        ("task_arithmetic", RefMethod.TaskArithmetic),
+        ("ties", RefMethod.Ties),
+        ("dare_ties", RefMethod.DareTies),
+        ("dare_linear", RefMethod.DareLinear),
+        ("breadcrumbs", RefMethod.Breadcrumbs),
+        ("breadcrumbs_ties", RefMethod.BreadcrumbsTies),
+        ("della", RefMethod.Della),
+        ("della_linear", RefMethod.DellaLinear),
+        ("consensus_ta", RefMethod.ConsensusTa),
         ("consensus_ties", RefMethod.ConsensusTies),
     ];
 
@@ -20,15 +28,28 @@ public sealed class TaskVectorMethodTests
 
     private static MergeMethod Method(string name) => MethodRegistry.Find(name)!;
 
-    /// <summary>Runs a method with the base as input 0 and the models after it, parameters taken from the reference's records.</summary>
-    private static float[] Run(string name, RefMethod r, float[] b, IReadOnlyList<RefModel> models, long[]? shape = null,
-        TensorPosition? position = null, ulong seed = 0, IReadOnlyList<MagnitudeCut?>? cuts = null)
+    /// <summary>
+    /// Runs a method with the base as input 0 and the models after it, parameters taken from the reference's records.
+    /// </summary>
+    private static float[] Run(
+        string name,
+        RefMethod r,
+        float[] b,
+        IReadOnlyList<RefModel> models,
+        long[]? shape = null,
+        TensorPosition? position = null,
+        ulong seed = 0,
+        IReadOnlyList<MagnitudeCut?>? cuts = null
+    )
     {
         bool tall = r.Tall;
         var globals = new Dictionary<string, double>
         {
-            ["normalize"] = r.Normalize ? 1 : 0, ["rescale"] = r.Rescale ? 1 : 0, [tall ? "alpha" : "lambda"] = tall ? r.Alpha : r.Lambda,
-            ["lines_alpha"] = r.LinesAlpha, ["lines_beta"] = r.LinesBeta,
+            ["normalize"] = r.Normalize ? 1 : 0,
+            ["rescale"] = r.Rescale ? 1 : 0,
+            [tall ? "alpha" : "lambda"] = tall ? r.Alpha : r.Lambda,
+            ["lines_alpha"] = r.LinesAlpha,
+            ["lines_beta"] = r.LinesBeta,
         };
         if (r.Consensus)
         {
@@ -40,9 +61,15 @@ public sealed class TaskVectorMethodTests
         foreach (var m in models)
         {
             var p = new Dictionary<string, double> { ["weight"] = m.Weight, ["density"] = m.Density };
-            if (r.Sparsify == RefSparsify.Outliers) p["gamma"] = m.Gamma;
-            if (r.Sparsify == RefSparsify.Della) p["epsilon"] = m.Epsilon;
-            if (tall) { p["lambda"] = m.TallLambda; p["k"] = r.K; }
+            if (r.Sparsify == RefSparsify.Outliers)
+                p["gamma"] = m.Gamma;
+            if (r.Sparsify == RefSparsify.Della)
+                p["epsilon"] = m.Epsilon;
+            if (tall)
+            {
+                p["lambda"] = m.TallLambda;
+                p["k"] = r.K;
+            }
             perModel.Add(p);
         }
         float[][] inputs = [b, .. models.Select(m => m.Values)];
@@ -53,30 +80,39 @@ public sealed class TaskVectorMethodTests
 
     /// <summary>
     /// Random task vectors with some large outliers, and with many exact ties (quarter steps) unless
-    /// <paramref name="continuous"/>: TALL masks compare sums, which equal their thresholds exactly too often on such a grid
-    /// for a float32 engine and a double reference to decide alike.
+    /// <paramref name="continuous"/>: TALL masks compare sums, which equal their thresholds exactly too often on such a
+    /// grid for a float32 engine and a double reference to decide alike.
     /// </summary>
     private static float[] Values(int n, int model, double scale = 1, bool continuous = false)
     {
         var random = RandomStream.For(99, "values", model);
-        return Enumerable.Range(0, n).Select(j =>
-        {
-            double v = continuous ? random.Normal(j) : Math.Round(random.Normal(j) * 4) / 4;
-            return (float)(scale * (v + (j % 37 == model ? 5 : 0)));
-        }).ToArray();
+        return Enumerable
+            .Range(0, n)
+            .Select(j =>
+            {
+                double v = continuous ? random.Normal(j) : Math.Round(random.Normal(j) * 4) / 4;
+                return (float)(scale * (v + (j % 37 == model ? 5 : 0)));
+            })
+            .ToArray();
     }
 
     [Fact]
     public void Ties_matches_the_worked_examples_in_float32_and_bfloat16()
     {
-        // Worked by hand from mergekit's rules, base 0, w = 1, 1, normalize: density 1 → [1.5,−2,3,0]; density 0.5 → [2,−2,3,0].
+        // Worked by hand from mergekit's rules, base 0, w = 1, 1, normalize: density 1 → [1.5,−2,3,0]; density 0.5 →
+        // [2,−2,3,0].
         float[] b = [0, 0, 0, 0];
         foreach (bool bf16 in new[] { false, true })
         {
             float[] R(float[] v) => bf16 ? Bf16(v) : v;
             var dense = Run("ties", RefMethod.Ties, R(b), [new(R([1, -2, 3, 0]), 1, 1), new(R([2, 1, -1, 0]), 1, 2)]);
             Assert.Equal([1.5f, -2f, 3f, 0f], R(dense));
-            var sparse = Run("ties", RefMethod.Ties, R(b), [new(R([1, -2, 3, 0]), 1, 1) { Density = 0.5 }, new(R([2, 1, -1.5f, 0]), 1, 2) { Density = 0.5 }]);
+            var sparse = Run(
+                "ties",
+                RefMethod.Ties,
+                R(b),
+                [new(R([1, -2, 3, 0]), 1, 1) { Density = 0.5 }, new(R([2, 1, -1.5f, 0]), 1, 2) { Density = 0.5 }]
+            );
             Assert.Equal([2f, -2f, 3f, 0f], R(sparse));
         }
     }
@@ -86,15 +122,22 @@ public sealed class TaskVectorMethodTests
     {
         // The papers' three-task example: three task vectors, TIES keep 50 %; the toolkits differ once weights differ.
         float[] b = new float[6];
-        float[][] t = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
-        List<RefModel> Models(params double[] w) => t.Select((v, i) => new RefModel(v, w[i], i + 1) { Density = 0.5 }).ToList();
+        float[][] t =
+        [
+            [0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f],
+            [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f],
+            [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f],
+        ];
+        List<RefModel> Models(params double[] w) =>
+            t.Select((v, i) => new RefModel(v, w[i], i + 1) { Density = 0.5 }).ToList();
         var peft = RefMethod.Ties with { Unweighted = true, NormalizeByCount = true };
         (RefMethod Method, double[] Weights, double[] Expected)[] cases =
         [
             (RefMethod.Ties, [1, 1, 1], [0.5, 0.4, 0.3, 0, 0.7, -0.3]),
-            (RefMethod.Ties with { Normalize = false }, [1, 1, 1], [0.5, 0.4, 0.3, 0, 1.4, -0.3]),   // the paper's dis-sum
-            (RefMethod.Ties, [2, 1, 1], [0.5, 0.4, 0.3, 0, 0.733333, -0.3]),                          // mergekit
-            (peft, [2, 1, 1], [1.0, 0.4, 0.3, 0, 1.1, -0.6]),                                        // PEFT
+            // the paper's dis-sum
+            (RefMethod.Ties with { Normalize = false }, [1, 1, 1], [0.5, 0.4, 0.3, 0, 1.4, -0.3]),
+            (RefMethod.Ties, [2, 1, 1], [0.5, 0.4, 0.3, 0, 0.733333, -0.3]), // mergekit
+            (peft, [2, 1, 1], [1.0, 0.4, 0.3, 0, 1.1, -0.6]), // PEFT
             (RefMethod.Ties, [1, 1, 2], [0.5, 0.4, 0.3, 0, 0.7, 0.25]),
             (peft, [1, 1, 2], [0.5, 0.8, 0.3, 0, 0.7, -0.3]),
         ];
@@ -103,7 +146,12 @@ public sealed class TaskVectorMethodTests
             Expect.Close($"f32 w={string.Join(",", w)}", expected, Run("ties", method, b, Models(w)), DType.F32, 2);
             // bf16: inputs rounded to bf16, the expectation computed from them and rounded once.
             var rounded = Models(w).Select(m => m with { Values = Bf16(m.Values) }).ToList();
-            Expect.Close($"bf16 w={string.Join(",", w)}", TaskVectorReference.Merge(method, b, rounded), Bf16(Run("ties", method, b, rounded)), DType.BF16);
+            Expect.Close(
+                $"bf16 w={string.Join(",", w)}",
+                TaskVectorReference.Merge(method, b, rounded),
+                Bf16(Run("ties", method, b, rounded)),
+                DType.BF16
+            );
         }
     }
 
@@ -124,17 +172,56 @@ public sealed class TaskVectorMethodTests
     {
         // The papers' TALL example (λ = 0.6): mask counts [3,2,2,1,2,3] over τ_MTL = Σ τ = [0.2,0.1,0.2,0.15,0.7,0].
         float[] b = new float[6];
-        float[][] t = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
+        float[][] t =
+        [
+            [0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f],
+            [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f],
+            [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f],
+        ];
         var models = t.Select((v, i) => new RefModel(v, 1, i + 1) { TallLambda = 0.6 }).ToList();
-        Expect.Close("k=1", [0.2, 0.1, 0.2, 0.15, 0.7, 0], Run("consensus_ta", RefMethod.ConsensusTa, b, models), DType.F32, 1);
-        Expect.Close("k=2", [0.2, 0.1, 0.2, 0, 0.7, 0], Run("consensus_ta", RefMethod.ConsensusTa with { K = 2 }, b, models), DType.F32, 1);
-        Expect.Close("k=3", [0.2, 0, 0, 0, 0, 0], Run("consensus_ta", RefMethod.ConsensusTa with { K = 3 }, b, models), DType.F32, 1);
-        Expect.Close("alpha", [0.1, 0.05, 0.1, 0, 0.35, 0], Run("consensus_ta", RefMethod.ConsensusTa with { K = 2, Alpha = 0.5 }, b, models), DType.F32, 1);
-        // consensus_ties: the TIES vector (dis-mean at density 0.5: [0.5,0.4,0.3,0,0.7,−0.3]) masked by TALL masks against it.
+        Expect.Close(
+            "k=1",
+            [0.2, 0.1, 0.2, 0.15, 0.7, 0],
+            Run("consensus_ta", RefMethod.ConsensusTa, b, models),
+            DType.F32,
+            1
+        );
+        Expect.Close(
+            "k=2",
+            [0.2, 0.1, 0.2, 0, 0.7, 0],
+            Run("consensus_ta", RefMethod.ConsensusTa with { K = 2 }, b, models),
+            DType.F32,
+            1
+        );
+        Expect.Close(
+            "k=3",
+            [0.2, 0, 0, 0, 0, 0],
+            Run("consensus_ta", RefMethod.ConsensusTa with { K = 3 }, b, models),
+            DType.F32,
+            1
+        );
+        Expect.Close(
+            "alpha",
+            [0.1, 0.05, 0.1, 0, 0.35, 0],
+            Run("consensus_ta", RefMethod.ConsensusTa with { K = 2, Alpha = 0.5 }, b, models),
+            DType.F32,
+            1
+        );
+        // consensus_ties: the TIES vector (dis-mean at density 0.5: [0.5,0.4,0.3,0,0.7,−0.3]) masked by TALL masks
+        // against it.
         var ties = RefMethod.ConsensusTies with { K = 2 };
         var sparse = models.Select(m => m with { Density = 0.5 }).ToList();
-        Expect.Close("consensus_ties", TaskVectorReference.Merge(ties, b, sparse), Run("consensus_ties", ties, b, sparse), DType.F32, 1);
-        Assert.NotEqual(TaskVectorReference.Merge(RefMethod.Ties, b, sparse), TaskVectorReference.Merge(ties, b, sparse));
+        Expect.Close(
+            "consensus_ties",
+            TaskVectorReference.Merge(ties, b, sparse),
+            Run("consensus_ties", ties, b, sparse),
+            DType.F32,
+            1
+        );
+        Assert.NotEqual(
+            TaskVectorReference.Merge(RefMethod.Ties, b, sparse),
+            TaskVectorReference.Merge(ties, b, sparse)
+        );
     }
 
     [Fact]
@@ -142,13 +229,22 @@ public sealed class TaskVectorMethodTests
     {
         // Golden from the documented keying: keep entry j of model i when RandomStream(seed, tensor, i).Uniform(j) < p.
         var b = Values(300, 0, 0.1);
-        var models = Enumerable.Range(1, 2).Select(i => new RefModel(Values(300, i), 0.5 + i, i) { Density = 0.4, Epsilon = 0.2 }).ToList();
+        var models = Enumerable
+            .Range(1, 2)
+            .Select(i => new RefModel(Values(300, i), 0.5 + i, i) { Density = 0.4, Epsilon = 0.2 })
+            .ToList();
         foreach (var (name, r) in Family.Where(f => f.Reference.Sparsify is RefSparsify.Random or RefSparsify.Della))
         {
             foreach (ulong seed in new ulong[] { 0, 17 })
             {
                 var actual = Run(name, r, b, models, [20, 15], seed: seed);
-                Expect.Close($"{name} seed {seed}", TaskVectorReference.Merge(r, b, models, [20, 15], seed: seed), actual, DType.F32, 20);
+                Expect.Close(
+                    $"{name} seed {seed}",
+                    TaskVectorReference.Merge(r, b, models, [20, 15], seed: seed),
+                    actual,
+                    DType.F32,
+                    20
+                );
             }
         }
     }
@@ -157,21 +253,36 @@ public sealed class TaskVectorMethodTests
     [MemberData(nameof(FamilyNames))]
     public void Every_method_agrees_with_the_reference_in_float32_and_bfloat16(string name)
     {
-        var r = Family.Single(f => f.Name == name).Reference with { Lambda = 0.8, Alpha = 1.2, K = 2, LinesAlpha = 0.6, LinesBeta = 0.3 };
+        var r = Family.Single(f => f.Name == name).Reference with
+        {
+            Lambda = 0.8,
+            Alpha = 1.2,
+            K = 2,
+            LinesAlpha = 0.6,
+            LinesBeta = 0.3,
+        };
         long[] shape = [12, 25];
         var position = new TensorPosition(2, false, 4);
         foreach (bool bf16 in new[] { false, true })
         {
             float[] R(float[] v) => bf16 ? Bf16(v) : v;
             var b = R(Values(300, 0, 0.5, r.Tall));
-            var models = Enumerable.Range(1, 3).Select(i => new RefModel(R(Values(300, i, 1, r.Tall).Select((v, j) => v + b[j]).ToArray()), 0.3 * i, i)
-            {
-                Density = 0.3 + 0.15 * i, Gamma = 0.02 * i, Epsilon = 0.1, TallLambda = 0.4 + 0.1 * i,
-            }).ToList();
+            var models = Enumerable
+                .Range(1, 3)
+                .Select(i => new RefModel(R(Values(300, i, 1, r.Tall).Select((v, j) => v + b[j]).ToArray()), 0.3 * i, i)
+                {
+                    Density = 0.3 + 0.15 * i,
+                    Gamma = 0.02 * i,
+                    Epsilon = 0.1,
+                    TallLambda = 0.4 + 0.1 * i,
+                })
+                .ToList();
             var expected = TaskVectorReference.Merge(r, b, models, shape, position: position);
             var actual = Run(name, r, b, models, shape, position);
-            if (bf16) Expect.Close(name + " bf16", expected, Bf16(actual), DType.BF16);
-            else Expect.Close(name, expected, actual, DType.F32, 40);
+            if (bf16)
+                Expect.Close(name + " bf16", expected, Bf16(actual), DType.BF16);
+            else
+                Expect.Close(name, expected, actual, DType.F32, 40);
         }
     }
 
@@ -202,26 +313,47 @@ public sealed class TaskVectorMethodTests
         var b = Values(200, 0);
         var x = Values(200, 1);
         var ties = Run("ties", RefMethod.Ties with { Lambda = 0.7 }, b, [new(x, 0.6, 1)]);
-        var ta = Run("task_arithmetic", RefMethod.TaskArithmetic with { Normalize = true, Lambda = 0.7 }, b, [new(x, 0.6, 1)]);
+        var ta = Run(
+            "task_arithmetic",
+            RefMethod.TaskArithmetic with
+            {
+                Normalize = true,
+                Lambda = 0.7,
+            },
+            b,
+            [new(x, 0.6, 1)]
+        );
         Assert.Equal(ta, ties);
     }
 
     [Fact]
     public void Lines_scales_the_merged_task_vector_by_depth()
     {
-        float[] b = [1, 1], x = [3, -1];
+        float[] b = [1, 1],
+            x = [3, -1];
         var lines = RefMethod.TaskArithmetic with { LinesAlpha = 0.5, LinesBeta = 1 };
         // Layer 1 of 3: 0.5 + 1·1/2 = 1 → x; layer 2: 1.5 → b + 1.5·δ; embeddings: 0.5.
-        Assert.Equal([3f, -1f], Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(1, false, 3)));
-        Assert.Equal([4f, -2f], Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(2, false, 3)));
-        Assert.Equal([2f, 0f], Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(null, true, 3)));
+        Assert.Equal(
+            [3f, -1f],
+            Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(1, false, 3))
+        );
+        Assert.Equal(
+            [4f, -2f],
+            Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(2, false, 3))
+        );
+        Assert.Equal(
+            [2f, 0f],
+            Run("task_arithmetic", lines, b, [new(x, 1, 1)], position: new TensorPosition(null, true, 3))
+        );
     }
 
     [Fact]
     public void A_model_wide_cut_replaces_the_per_tensor_trim()
     {
-        // Per tensor, density 0.5 keeps −4, 3 and the first 2; the model-wide cut (threshold 1, one tie kept) keeps all but 0.5.
-        float[] b = [0, 0, 0, 0, 0, 0], x = [1, 2, 3, -4, 2, 0.5f];
+        // Per tensor, density 0.5 keeps −4, 3 and the first 2; the model-wide cut (threshold 1, one tie kept) keeps all
+        // but 0.5.
+        float[] b = [0, 0, 0, 0, 0, 0],
+            x = [1, 2, 3, -4, 2, 0.5f];
         var model = new RefModel(x, 1, 1) { Density = 0.5 };
         var cut = new MagnitudeCut(MagnitudeCut.KeyOf(1f), 1);
         Assert.Equal([0f, 2, 3, -4, 0, 0], Run("ties", RefMethod.Ties, b, [model]));
@@ -239,7 +371,9 @@ public sealed class TaskVectorMethodTests
     public void Della_refuses_an_epsilon_that_leaves_zero_one()
     {
         // mergekit's test: density 0.5 with ε = 1.35 is a ValueError.
-        var e = Assert.Throws<AlloyException>(() => Run("della", RefMethod.Della, [0, 0], [new([1, 2], 1, 1) { Density = 0.5, Epsilon = 1.35 }]));
+        var e = Assert.Throws<AlloyException>(() =>
+            Run("della", RefMethod.Della, [0, 0], [new([1, 2], 1, 1) { Density = 0.5, Epsilon = 1.35 }])
+        );
         Assert.Contains("epsilon", e.Message);
         Assert.Contains("density ± epsilon is in (0, 1)", e.Message);
         Assert.Contains("t.weight", e.Message);
@@ -250,15 +384,43 @@ public sealed class TaskVectorMethodTests
     [Fact]
     public void Bad_density_gamma_and_k_are_refused_before_merging()
     {
-        Assert.Contains("'density' of ties: -0.1 is outside the range; it takes a number from 0 to 1", Assert.Throws<AlloyException>(() =>
-            Run("ties", RefMethod.Ties, [0], [new([1], 1, 1) { Density = -0.1 }])).Message);
+        Assert.Contains(
+            "'density' of ties: -0.1 is outside the range; it takes a number from 0 to 1",
+            Assert
+                .Throws<AlloyException>(() => Run("ties", RefMethod.Ties, [0], [new([1], 1, 1) { Density = -0.1 }]))
+                .Message
+        );
         // Methods that do not sparsify ignore density, as mergekit does.
         Assert.Equal([1f], Run("task_arithmetic", RefMethod.TaskArithmetic, [0], [new([1], 1, 1) { Density = -0.1 }]));
-        Assert.Contains("gamma", Assert.Throws<AlloyException>(() =>
-            Run("breadcrumbs", RefMethod.Breadcrumbs, [0], [new([1], 1, 1) { Density = 0.5, Gamma = -1 }])).Message);
-        var perModel = MethodTestKit.Weights(null, 1, 1).Select((w, i) => (IReadOnlyDictionary<string, double>)new Dictionary<string, double>(w) { ["k"] = i }).ToList();
-        Assert.Contains("k differs", Assert.Throws<AlloyException>(() =>
-            MethodTestKit.Run(Method("consensus_ta"), [[0], [1], [2]], 0, perModel: perModel)).Message);
+        Assert.Contains(
+            "gamma",
+            Assert
+                .Throws<AlloyException>(() =>
+                    Run("breadcrumbs", RefMethod.Breadcrumbs, [0], [new([1], 1, 1) { Density = 0.5, Gamma = -1 }])
+                )
+                .Message
+        );
+        var perModel = MethodTestKit
+            .Weights(null, 1, 1)
+            .Select((w, i) => (IReadOnlyDictionary<string, double>)new Dictionary<string, double>(w) { ["k"] = i })
+            .ToList();
+        Assert.Contains(
+            "k differs",
+            Assert
+                .Throws<AlloyException>(() =>
+                    MethodTestKit.Run(
+                        Method("consensus_ta"),
+                        [
+                            [0],
+                            [1],
+                            [2],
+                        ],
+                        0,
+                        perModel: perModel
+                    )
+                )
+                .Message
+        );
     }
 
     [Fact]
@@ -267,9 +429,16 @@ public sealed class TaskVectorMethodTests
         // mergekit's (normalize, rescale) defaults and the extra per-model parameters.
         (string Name, double Normalize, double Rescale, string[] Extra)[] table =
         [
-            ("task_arithmetic", 0, 0, []), ("ties", 1, 0, []), ("dare_ties", 0, 1, []), ("dare_linear", 0, 1, []),
-            ("breadcrumbs", 0, 0, ["gamma"]), ("breadcrumbs_ties", 0, 0, ["gamma"]), ("della", 1, 1, ["epsilon"]),
-            ("della_linear", 0, 1, ["epsilon"]), ("consensus_ta", 0, 0, ["k", "lambda"]), ("consensus_ties", 1, 0, ["k", "lambda"]),
+            ("task_arithmetic", 0, 0, []),
+            ("ties", 1, 0, []),
+            ("dare_ties", 0, 1, []),
+            ("dare_linear", 0, 1, []),
+            ("breadcrumbs", 0, 0, ["gamma"]),
+            ("breadcrumbs_ties", 0, 0, ["gamma"]),
+            ("della", 1, 1, ["epsilon"]),
+            ("della_linear", 0, 1, ["epsilon"]),
+            ("consensus_ta", 0, 0, ["k", "lambda"]),
+            ("consensus_ties", 1, 0, ["k", "lambda"]),
         ];
         foreach (var (name, normalize, rescale, extra) in table)
         {
@@ -280,7 +449,13 @@ public sealed class TaskVectorMethodTests
             Assert.Equal(0, Spec("int8_mask").DefaultValue!.Value.Number);
             Assert.True(Spec("weight") is { Required: true, Scope: ParameterScope.PerModel });
             Assert.True(Spec("density") is NumberParameter { Default: 1, Scope: ParameterScope.PerModel });
-            Assert.Equal(extra.Order(), method.Parameters.Where(p => p.Scope == ParameterScope.PerModel && p.Name is not ("weight" or "density")).Select(p => p.Name).Order());
+            Assert.Equal(
+                extra.Order(),
+                method
+                    .Parameters.Where(p => p.Scope == ParameterScope.PerModel && p.Name is not ("weight" or "density"))
+                    .Select(p => p.Name)
+                    .Order()
+            );
             Assert.Equal(BaseModelUse.Required, method.Declaration.BaseModel);
             Assert.Equal(EmbeddingShapeRule.TruncateToBase, method.Declaration.EmbeddingShapes);
             Assert.True(method.Declaration.SkipsMismatchedInputs);

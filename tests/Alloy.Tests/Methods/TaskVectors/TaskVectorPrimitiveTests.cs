@@ -5,7 +5,10 @@ using CsCheck;
 
 namespace Alloy.Tests.Methods.TaskVectors;
 
-/// <summary>The task-vector primitives on hand-checkable values (worked by hand from mergekit's rules and the papers' three-task example) and against the reference.</summary>
+/// <summary>
+/// The task-vector primitives on hand-checkable values (worked by hand from mergekit's rules and the papers' three-task
+/// example) and against the reference.
+/// </summary>
 public sealed class TaskVectorPrimitiveTests
 {
     /// <summary>Values with many exact ties, as bf16 task vectors have.</summary>
@@ -37,11 +40,13 @@ public sealed class TaskVectorPrimitiveTests
 
     private static long CountKept(float[] values, MagnitudeCut cut)
     {
-        long ties = cut.TiesKept, kept = 0;
+        long ties = cut.TiesKept,
+            kept = 0;
         foreach (float v in values)
         {
             uint key = MagnitudeCut.KeyOf(v);
-            if (key > cut.Key || key == cut.Key && ties-- > 0) kept++;
+            if (key > cut.Key || key == cut.Key && ties-- > 0)
+                kept++;
         }
         return kept;
     }
@@ -74,7 +79,8 @@ public sealed class TaskVectorPrimitiveTests
             merged.Add(local);
         }
         int bucket = merged.FindBucket(k, out long above);
-        foreach (var part in parts) merged.AddFine(part, bucket);
+        foreach (var part in parts)
+            merged.AddFine(part, bucket);
         var cut = merged.FindCut(bucket, above, k, out long equal);
         Assert.Equal(whole, cut);
         Assert.Equal(values.Count(v => MagnitudeCut.KeyOf(v) == cut.Key), equal);
@@ -85,8 +91,10 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Magnitude_trim_matches_the_worked_examples()
     {
-        // Worked by hand from mergekit's rules: δa = [1,−2,3,0] → [0,−2,3,0]; δb = [2,1,−1.5,0] → [2,0,−1.5,0] at density 0.5.
-        float[] a = [1, -2, 3, 0], b = [2, 1, -1.5f, 0];
+        // Worked by hand from mergekit's rules: δa = [1,−2,3,0] → [0,−2,3,0]; δb = [2,1,−1.5,0] → [2,0,−1.5,0] at
+        // density 0.5.
+        float[] a = [1, -2, 3, 0],
+            b = [2, 1, -1.5f, 0];
         Sparsify.Magnitude(a, 0.5);
         Sparsify.Magnitude(b, 0.5);
         Assert.Equal([0f, -2f, 3f, 0f], a);
@@ -142,7 +150,8 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void L1_rescale_matches_the_worked_example_and_leaves_tiny_norms_alone()
     {
-        // Worked by hand: [1,2,3,4] masked to [1,0,3,0] → ×10/4 → [2.5,0,7.5,0] (DARE's 1/density would give [2,0,6,0]).
+        // Worked by hand: [1,2,3,4] masked to [1,0,3,0] → ×10/4 → [2.5,0,7.5,0] (DARE's 1/density would give
+        // [2,0,6,0]).
         float[] masked = [1, 0, 3, 0];
         Sparsify.RescaleL1(masked, Sparsify.L1Norm([1, 2, 3, 4]));
         Assert.Equal([2.5f, 0, 7.5f, 0], masked);
@@ -176,32 +185,44 @@ public sealed class TaskVectorPrimitiveTests
         // ranked probability, also for uniforms on either side of an entry's threshold, with ties, zeros, tiny and huge
         // magnitudes.
         foreach (int n in new[] { 1, 2, 3, 8, 65, 1000, 2051, 5632 })
-            foreach (var (density, epsilon) in new[] { (0.5, 0.1), (0.3, 0.29), (0.9, 0.05) })
-            {
-                var random = RandomStream.For((ulong)n, "della-row", (int)(density * 100));
-                var values = Enumerable.Range(0, n).Select(j => (j % 7) switch
-                {
-                    0 => 0f,
-                    1 => random.Uniform(3 * j) * 1e-30f,
-                    2 => (random.Uniform(3 * j) - 0.5f) * 1e30f,
-                    3 or 4 => ((int)(random.Uniform(3 * j) * 5) - 2) * 0.125f,   // many ties
-                    _ => (float)((random.Uniform(3 * j) - 0.5) * Math.Pow(2, (int)(random.Uniform(3 * j + 1) * 40) - 20)),
-                }).ToArray();
-                var probability = TaskVectorReference.DellaProbabilities(values, [n], density, epsilon);
-                var uniform = Enumerable.Range(0, n).Select(j => (j % 3) switch
-                {
-                    0 => random.Uniform(3 * j + 2),
-                    // On the threshold itself (dropped) and one grid step below it (kept).
-                    1 => Sparsify.UniformThreshold(probability[j]),
-                    _ => Math.Max(0, Sparsify.UniformThreshold(probability[j]) - 1f / (1 << 24)),
-                }).ToArray();
-                var row = values.ToArray();
-                var thresholds = new float[n];
-                Sparsify.DellaRankThresholds(n, density, epsilon, thresholds);
-                Sparsify.DellaKeep(row, uniform, thresholds, new int[n]);
-                var expected = values.Select((v, j) => uniform[j] < probability[j] ? v : 0).ToArray();
-                Assert.Equal(expected, row);
-            }
+        foreach (var (density, epsilon) in new[] { (0.5, 0.1), (0.3, 0.29), (0.9, 0.05) })
+        {
+            var random = RandomStream.For((ulong)n, "della-row", (int)(density * 100));
+            var values = Enumerable
+                .Range(0, n)
+                .Select(j =>
+                    (j % 7) switch
+                    {
+                        0 => 0f,
+                        1 => random.Uniform(3 * j) * 1e-30f,
+                        2 => (random.Uniform(3 * j) - 0.5f) * 1e30f,
+                        3 or 4 => ((int)(random.Uniform(3 * j) * 5) - 2) * 0.125f, // many ties
+                        _ => (float)(
+                            (random.Uniform(3 * j) - 0.5) * Math.Pow(2, (int)(random.Uniform(3 * j + 1) * 40) - 20)
+                        ),
+                    }
+                )
+                .ToArray();
+            var probability = TaskVectorReference.DellaProbabilities(values, [n], density, epsilon);
+            var uniform = Enumerable
+                .Range(0, n)
+                .Select(j =>
+                    (j % 3) switch
+                    {
+                        0 => random.Uniform(3 * j + 2),
+                        // On the threshold itself (dropped) and one grid step below it (kept).
+                        1 => Sparsify.UniformThreshold(probability[j]),
+                        _ => Math.Max(0, Sparsify.UniformThreshold(probability[j]) - 1f / (1 << 24)),
+                    }
+                )
+                .ToArray();
+            var row = values.ToArray();
+            var thresholds = new float[n];
+            Sparsify.DellaRankThresholds(n, density, epsilon, thresholds);
+            Sparsify.DellaKeep(row, uniform, thresholds, new int[n]);
+            var expected = values.Select((v, j) => uniform[j] < probability[j] ? v : 0).ToArray();
+            Assert.Equal(expected, row);
+        }
     }
 
     [Fact]
@@ -235,7 +256,12 @@ public sealed class TaskVectorPrimitiveTests
     public void Sign_election_and_disjoint_merge_match_the_toolkits_on_the_three_task_fixture()
     {
         // The papers' three-task example: trimmed τ1, τ2, τ3 (TIES keep 50 %).
-        float[][] trimmed = [[0.5f, 0, 0, 0, 0.8f, -0.3f], [-0.4f, 0, 0.3f, 0, 0.6f, 0], [0, 0.4f, 0, 0, -0.7f, 0.25f]];
+        float[][] trimmed =
+        [
+            [0.5f, 0, 0, 0, 0.8f, -0.3f],
+            [-0.4f, 0, 0.3f, 0, 0.6f, 0],
+            [0, 0.4f, 0, 0, -0.7f, 0.25f],
+        ];
         float[] Merge(double[] w, bool unweighted, DisjointDivisor divisor)
         {
             var votes = unweighted ? [1, 1, 1] : w;
@@ -248,9 +274,10 @@ public sealed class TaskVectorPrimitiveTests
 
         Near([0.5, 0.4, 0.3, 0, 0.7, -0.3], Merge([1, 1, 1], false, DisjointDivisor.AgreeingWeights));
         Near([0.5, 0.4, 0.3, 0, 1.4, -0.3], Merge([1, 1, 1], false, DisjointDivisor.None));
-        Near([0.5, 0.4, 0.3, 0, 0.7333, -0.3], Merge([2, 1, 1], false, DisjointDivisor.AgreeingWeights));   // mergekit
-        Near([1.0, 0.4, 0.3, 0, 1.1, -0.6], Merge([2, 1, 1], true, DisjointDivisor.AgreeingCount));        // PEFT
-        Near([0.5, 0.4, 0.3, 0, 0.7, 0.25], Merge([1, 1, 2], false, DisjointDivisor.AgreeingWeights));     // weighted vote flips the last
+        Near([0.5, 0.4, 0.3, 0, 0.7333, -0.3], Merge([2, 1, 1], false, DisjointDivisor.AgreeingWeights)); // mergekit
+        Near([1.0, 0.4, 0.3, 0, 1.1, -0.6], Merge([2, 1, 1], true, DisjointDivisor.AgreeingCount)); // PEFT
+        // weighted vote flips the last
+        Near([0.5, 0.4, 0.3, 0, 0.7, 0.25], Merge([1, 1, 2], false, DisjointDivisor.AgreeingWeights));
         Near([0.5, 0.8, 0.3, 0, 0.7, -0.3], Merge([1, 1, 2], true, DisjointDivisor.AgreeingCount));
     }
 
@@ -260,35 +287,50 @@ public sealed class TaskVectorPrimitiveTests
         // bf16-like values with zeros and exact cancellations, over lengths that leave vector tails.
         foreach (int n in new[] { 1, 7, 8, 1029, 2048 + 5 })
         {
-            float[][] deltas = [.. Enumerable.Range(0, 3).Select(m => Tied(n, 10 + m).Select((v, j) => v * (1 + m) * (j % 11 == 0 ? 0 : 1)).ToArray())];
-            double[] weights = [0.7, -0.2, 1.3], votes = [1, 1, 1];
+            float[][] deltas =
+            [
+                .. Enumerable
+                    .Range(0, 3)
+                    .Select(m => Tied(n, 10 + m).Select((v, j) => v * (1 + m) * (j % 11 == 0 ? 0 : 1)).ToArray()),
+            ];
+            double[] weights = [0.7, -0.2, 1.3],
+                votes = [1, 1, 1];
             foreach (bool byCount in new[] { false, true })
-                foreach (var divisor in new[] { DisjointDivisor.None, DisjointDivisor.AgreeingWeights, DisjointDivisor.AgreeingCount })
+            foreach (
+                var divisor in new[]
                 {
-                    var actual = new float[n];
-                    SignConsensus.Elect(deltas, weights, byCount, actual);
-                    SignConsensus.DisjointMerge(deltas, weights, votes, actual, actual, divisor);
-                    var expected = new float[n];
-                    for (int j = 0; j < n; j++)
-                    {
-                        double vote = 0;
-                        for (int i = 0; i < 3; i++)
-                        {
-                            double v = weights[i] * deltas[i][j];
-                            vote += byCount ? Math.Sign(v) : v;
-                        }
-                        float sign = vote >= 0 ? 1 : -1;
-                        double sum = 0, den = 0;
-                        for (int i = 0; i < 3; i++)
-                        {
-                            if (!(votes[i] * deltas[i][j] * sign > 0)) continue;
-                            sum += weights[i] * deltas[i][j];
-                            den += divisor == DisjointDivisor.AgreeingCount ? 1 : weights[i];
-                        }
-                        expected[j] = (float)(divisor == DisjointDivisor.None || den == 0 ? sum : sum / den);
-                    }
-                    Assert.Equal(expected, actual);
+                    DisjointDivisor.None,
+                    DisjointDivisor.AgreeingWeights,
+                    DisjointDivisor.AgreeingCount,
                 }
+            )
+            {
+                var actual = new float[n];
+                SignConsensus.Elect(deltas, weights, byCount, actual);
+                SignConsensus.DisjointMerge(deltas, weights, votes, actual, actual, divisor);
+                var expected = new float[n];
+                for (int j = 0; j < n; j++)
+                {
+                    double vote = 0;
+                    for (int i = 0; i < 3; i++)
+                    {
+                        double v = weights[i] * deltas[i][j];
+                        vote += byCount ? Math.Sign(v) : v;
+                    }
+                    float sign = vote >= 0 ? 1 : -1;
+                    double sum = 0,
+                        den = 0;
+                    for (int i = 0; i < 3; i++)
+                    {
+                        if (!(votes[i] * deltas[i][j] * sign > 0))
+                            continue;
+                        sum += weights[i] * deltas[i][j];
+                        den += divisor == DisjointDivisor.AgreeingCount ? 1 : weights[i];
+                    }
+                    expected[j] = (float)(divisor == DisjointDivisor.None || den == 0 ? sum : sum / den);
+                }
+                Assert.Equal(expected, actual);
+            }
         }
     }
 
@@ -296,14 +338,27 @@ public sealed class TaskVectorPrimitiveTests
     public void Count_election_follows_the_majority_of_signs_not_the_mass()
     {
         // One large positive against two small negatives: the sum says +, the count says −.
-        float[][] deltas = [[5f], [-1f], [-1f]];
+        float[][] deltas =
+        [
+            [5f],
+            [-1f],
+            [-1f],
+        ];
         var signs = new float[1];
         SignConsensus.Elect(deltas, [1, 1, 1], byCount: false, signs);
         Assert.Equal(1f, signs[0]);
         SignConsensus.Elect(deltas, [1, 1, 1], byCount: true, signs);
         Assert.Equal(-1f, signs[0]);
         // A tie (and an all-zero entry) elects +.
-        SignConsensus.Elect([[1f, 0f], [-1f, 0f]], [1, 1], byCount: true, signs = new float[2]);
+        SignConsensus.Elect(
+            [
+                [1f, 0f],
+                [-1f, 0f],
+            ],
+            [1, 1],
+            byCount: true,
+            signs = new float[2]
+        );
         Assert.Equal([1f, 1f], signs);
     }
 
@@ -311,19 +366,36 @@ public sealed class TaskVectorPrimitiveTests
     public void Disjoint_merge_divides_an_empty_agreement_by_one()
     {
         var merged = new float[] { 1 };
-        SignConsensus.DisjointMerge([[0f], [0f]], [1, 1], [1, 1], merged, merged, DisjointDivisor.AgreeingWeights);
+        SignConsensus.DisjointMerge(
+            [
+                [0f],
+                [0f],
+            ],
+            [1, 1],
+            [1, 1],
+            merged,
+            merged,
+            DisjointDivisor.AgreeingWeights
+        );
         Assert.Equal([0f], merged);
     }
 
     [Fact]
     public void Tall_masks_and_consensus_match_the_fixture()
     {
-        // The papers' three-task example, λ = 0.6, τ_MTL = Σ τ: m1 = [1,1,1,0,1,1], m2 = [1,0,1,1,1,1], m3 = [1,1,0,0,0,1].
-        float[][] tasks = [[0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f], [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f], [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f]];
+        // The papers' three-task example, λ = 0.6, τ_MTL = Σ τ: m1 = [1,1,1,0,1,1], m2 = [1,0,1,1,1,1], m3 =
+        // [1,1,0,0,0,1].
+        float[][] tasks =
+        [
+            [0.5f, -0.2f, 0.1f, 0, 0.8f, -0.3f],
+            [-0.4f, -0.1f, 0.3f, 0.2f, 0.6f, 0.05f],
+            [0.1f, 0.4f, -0.2f, -0.05f, -0.7f, 0.25f],
+        ];
         var zero = new float[6];
         var mtl = Enumerable.Range(0, 6).Select(j => tasks.Sum(t => t[j])).ToArray();
         var counts = new float[6];
-        foreach (var t in tasks) TallMasks.AddMask(t, zero, mtl, 0.6, counts);
+        foreach (var t in tasks)
+            TallMasks.AddMask(t, zero, mtl, 0.6, counts);
         Assert.Equal([3f, 2, 2, 1, 2, 3], counts);
         var consensus = mtl.ToArray();
         TallMasks.KeepConsensus(consensus, counts, 2);
@@ -341,6 +413,7 @@ public sealed class TaskVectorPrimitiveTests
         Assert.Equal(0.5, LayerScaling.Factor(new TensorPosition(null, false, 5), 0.5, 0.4));
         Assert.Equal(0.5, LayerScaling.Factor(TensorPosition.Unknown, 0.5, 0.4));
     }
+
     [Fact]
     public void A_cut_search_over_pieces_in_any_order_finds_every_cut_of_a_population()
     {
@@ -363,7 +436,10 @@ public sealed class TaskVectorPrimitiveTests
         {
             var expected = MagnitudeCut.TopK(values, keep[w]);
             Assert.Equal(expected, search.Cuts[w]);
-            Assert.Equal(expected.TiesKept < values.Count(v => MagnitudeCut.KeyOf(v) == expected.Key), search.SplitsTies(w));
+            Assert.Equal(
+                expected.TiesKept < values.Count(v => MagnitudeCut.KeyOf(v) == expected.Key),
+                search.SplitsTies(w)
+            );
         }
         // Trivial cuts need no counting at all.
         using var trivial = new CutSearch(10, [0, 10, 12]);
@@ -392,15 +468,22 @@ public sealed class TaskVectorPrimitiveTests
     [Fact]
     public void Key_counts_and_magnitude_sums_match_plain_loops()
     {
-        Gen.Float[-3, 3].Array[0, 90].Sample(values =>
-        {
-            for (int i = 0; i < values.Length; i += 3) values[i] = MathF.Round(values[i]);
-            uint key = MagnitudeCut.KeyOf(1f);
-            Assert.Equal(values.Count(v => Math.Abs(v) == 1f), MagnitudeCut.CountKey(values, key));
-            double inside = values.Where(v => Math.Abs(v) > 0.5f && Math.Abs(v) < 2f).Sum(v => (double)Math.Abs(v));
-            Assert.Equal(inside, MagnitudeCut.MagnitudeSum(values, MagnitudeCut.KeyOf(0.5f), MagnitudeCut.KeyOf(2f)), 1e-12);
-            Assert.Equal(values.Sum(v => (double)Math.Abs(v)), Sparsify.L1Norm(values), 1e-12);
-        });
+        Gen.Float[-3, 3]
+            .Array[0, 90]
+            .Sample(values =>
+            {
+                for (int i = 0; i < values.Length; i += 3)
+                    values[i] = MathF.Round(values[i]);
+                uint key = MagnitudeCut.KeyOf(1f);
+                Assert.Equal(values.Count(v => Math.Abs(v) == 1f), MagnitudeCut.CountKey(values, key));
+                double inside = values.Where(v => Math.Abs(v) > 0.5f && Math.Abs(v) < 2f).Sum(v => (double)Math.Abs(v));
+                Assert.Equal(
+                    inside,
+                    MagnitudeCut.MagnitudeSum(values, MagnitudeCut.KeyOf(0.5f), MagnitudeCut.KeyOf(2f)),
+                    1e-12
+                );
+                Assert.Equal(values.Sum(v => (double)Math.Abs(v)), Sparsify.L1Norm(values), 1e-12);
+            });
     }
 
     [Fact]

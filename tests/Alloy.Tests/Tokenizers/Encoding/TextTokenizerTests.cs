@@ -6,14 +6,20 @@ using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Tests.Tokenizers.Encoding;
 
-/// <summary>Special-token ids from the config files, transformers' Llama template, unsupported components and the pieces underneath.</summary>
+/// <summary>
+/// Special-token ids from the config files, transformers' Llama template, unsupported components and the pieces
+/// underneath.
+/// </summary>
 public sealed class TextTokenizerTests
 {
     [Fact]
     public void Special_ids_come_from_the_tokenizer_config_files()
     {
         var llama2 = HuggingFaceFixtureTests.Load("llama2");
-        Assert.Equal((1, 2, (int?)null, 0), (llama2.Special.Bos, llama2.Special.Eos, llama2.Special.Pad, llama2.Special.Unk));
+        Assert.Equal(
+            (1, 2, (int?)null, 0),
+            (llama2.Special.Bos, llama2.Special.Eos, llama2.Special.Pad, llama2.Special.Unk)
+        );
         Assert.Equal([2], llama2.Special.Stop);
         var llama3 = HuggingFaceFixtureTests.Load("llama3");
         Assert.Equal((128000, 128001), (llama3.Special.Bos, llama3.Special.Eos));
@@ -30,9 +36,15 @@ public sealed class TextTokenizerTests
     public void Generation_config_supplies_the_stop_ids_and_missing_special_tokens()
     {
         using var folder = SyntheticTokenizer();
-        File.WriteAllText(folder["tokenizer_config.json"], """{"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": {"content": "</s>", "special": true}}""");
+        File.WriteAllText(
+            folder["tokenizer_config.json"],
+            """{"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": {"content": "</s>", "special": true}}"""
+        );
         File.Delete(folder["special_tokens_map.json"]);
-        File.WriteAllText(folder["generation_config.json"], """{"bos_token_id": 256, "eos_token_id": [257, 258], "pad_token_id": 259}""");
+        File.WriteAllText(
+            folder["generation_config.json"],
+            """{"bos_token_id": 256, "eos_token_id": [257, 258], "pad_token_id": 259}"""
+        );
         var special = TextTokenizer.Load(folder.Path).Special;
         Assert.Equal((256, 257, 259, (int?)null), (special.Bos, special.Eos, special.Pad, special.Unk));
         Assert.Equal([257, 258], special.Stop);
@@ -47,7 +59,10 @@ public sealed class TextTokenizerTests
         config["add_eos_token"] = true;
         File.WriteAllText(folder["tokenizer_config.json"], config.ToJsonString());
         // The file's post-processor adds nothing; transformers' Llama template adds BOS (default) and EOS (asked for).
-        Assert.Equal([ByteTokenizer.BosId, 'h', 'i', ByteTokenizer.EosId], TextTokenizer.Load(folder.Path).Encode("hi"));
+        Assert.Equal(
+            [ByteTokenizer.BosId, 'h', 'i', ByteTokenizer.EosId],
+            TextTokenizer.Load(folder.Path).Encode("hi")
+        );
 
         config["add_bos_token"] = false;
         config["add_eos_token"] = false;
@@ -56,14 +71,38 @@ public sealed class TextTokenizerTests
     }
 
     [Theory]
-    [InlineData("normalizer", """{"type": "BertNormalizer", "lowercase": true}""", "normalizer 'BertNormalizer' is not supported")]
-    [InlineData("normalizer", """{"type": "Precompiled", "precompiled_charsmap": ""}""", "normalizer 'Precompiled' is not supported")]
-    [InlineData("pre_tokenizer", """{"type": "BertPreTokenizer"}""", "pre-tokenizer 'BertPreTokenizer' is not supported")]
+    [InlineData(
+        "normalizer",
+        """{"type": "BertNormalizer", "lowercase": true}""",
+        "normalizer 'BertNormalizer' is not supported"
+    )]
+    [InlineData(
+        "normalizer",
+        """{"type": "Precompiled", "precompiled_charsmap": ""}""",
+        "normalizer 'Precompiled' is not supported"
+    )]
+    [InlineData(
+        "pre_tokenizer",
+        """{"type": "BertPreTokenizer"}""",
+        "pre-tokenizer 'BertPreTokenizer' is not supported"
+    )]
     [InlineData("decoder", """{"type": "WordPiece", "prefix": "##"}""", "decoder 'WordPiece' is not supported")]
     [InlineData("post_processor", """{"type": "Nonsense"}""", "post-processor 'Nonsense' is not supported")]
-    [InlineData("pre_tokenizer", """{"type": "Split", "pattern": {"Regex": "a++"}, "behavior": "Isolated", "invert": false}""", "does not compile in .NET")]
-    [InlineData("pre_tokenizer", """{"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways", "invert": false}""", "Split behavior 'Sideways' is unknown")]
-    [InlineData("post_processor", """{"type": "TemplateProcessing", "single": ["<x>", "$A"], "special_tokens": {}}""", "special token '<x>'")]
+    [InlineData(
+        "pre_tokenizer",
+        """{"type": "Split", "pattern": {"Regex": "a++"}, "behavior": "Isolated", "invert": false}""",
+        "does not compile in .NET"
+    )]
+    [InlineData(
+        "pre_tokenizer",
+        """{"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways", "invert": false}""",
+        "Split behavior 'Sideways' is unknown"
+    )]
+    [InlineData(
+        "post_processor",
+        """{"type": "TemplateProcessing", "single": ["<x>", "$A"], "special_tokens": {}}""",
+        "special token '<x>'"
+    )]
     public void Unsupported_or_broken_components_are_refused_in_one_line(string key, string json, string message)
     {
         using var folder = SyntheticTokenizer();
@@ -80,9 +119,18 @@ public sealed class TextTokenizerTests
     public void Other_models_and_missing_files_are_refused()
     {
         using var folder = new TempFolder();
-        Assert.Contains("no tokenizer.json", Assert.Throws<AlloyException>(() => TextTokenizer.Load(folder.Path)).Message);
-        folder.Write("tokenizer.json", """{"model": {"type": "Unigram", "vocab": [["<unk>", 0], ["a", -1]]}, "added_tokens": []}""");
-        Assert.Contains("Unigram tokenizer model cannot encode", Assert.Throws<AlloyException>(() => TextTokenizer.Load(folder.Path)).Message);
+        Assert.Contains(
+            "no tokenizer.json",
+            Assert.Throws<AlloyException>(() => TextTokenizer.Load(folder.Path)).Message
+        );
+        folder.Write(
+            "tokenizer.json",
+            """{"model": {"type": "Unigram", "vocab": [["<unk>", 0], ["a", -1]]}, "added_tokens": []}"""
+        );
+        Assert.Contains(
+            "Unigram tokenizer model cannot encode",
+            Assert.Throws<AlloyException>(() => TextTokenizer.Load(folder.Path)).Message
+        );
     }
 
     [Fact]
@@ -92,8 +140,11 @@ public sealed class TextTokenizerTests
         var texts = LiveComparisonTests.RandomTexts(400, seed: 11);
         var expected = texts.Select(t => tokenizer.Encode(t)).ToArray();
         var parallel = new int[texts.Length][];
-        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = tokenizer.Encode(texts[i]));
-        for (int i = 0; i < texts.Length; i++) Assert.Equal(expected[i], parallel[i]);
+        Parallel.For(0, texts.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+            parallel[i] = tokenizer.Encode(texts[i])
+        );
+        for (int i = 0; i < texts.Length; i++)
+            Assert.Equal(expected[i], parallel[i]);
     }
 
     [Fact]
@@ -151,7 +202,8 @@ public sealed class TextTokenizerTests
         Assert.Equal('Ġ', ByteLevelAlphabet.ToChar((byte)' '));
         Assert.Equal('Ċ', ByteLevelAlphabet.ToChar((byte)'\n'));
         Assert.Equal('A', ByteLevelAlphabet.ToChar((byte)'A'));
-        for (int b = 0; b < 256; b++) Assert.Equal(b, ByteLevelAlphabet.ToByte(ByteLevelAlphabet.ToChar((byte)b)));
+        for (int b = 0; b < 256; b++)
+            Assert.Equal(b, ByteLevelAlphabet.ToByte(ByteLevelAlphabet.ToChar((byte)b)));
         Assert.Equal(-1, ByteLevelAlphabet.ToByte('中'));
     }
 
