@@ -36,23 +36,35 @@ public sealed class ExpertSet
     public static ExpertSet Load(string root)
     {
         string data = Path.Combine(root, "data");
-        if (!Directory.Exists(data)) throw new ArgumentException($"{root}: no data/ folder of tasks");
+        if (!Directory.Exists(data))
+            throw new ArgumentException($"{root}: no data/ folder of tasks");
         var tasks = new List<SkillTask>();
         var experts = new List<string>();
         foreach (var folder in Directory.GetDirectories(data).Order(StringComparer.Ordinal))
         {
             string name = Path.GetFileName(folder);
-            string expert = ModelFolder(root, name) ?? throw new ArgumentException($"{root}: no expert model for task '{name}'");
+            string expert = ModelFolder(root, name)
+                ?? throw new ArgumentException($"{root}: no expert model for task '{name}'");
             experts.Add(expert);
-            tasks.Add(new SkillTask(name, TaskFile.Read(Path.Combine(folder, "validation.jsonl")), TaskFile.Read(Path.Combine(folder, "test.jsonl"))));
+            tasks.Add(
+                new SkillTask(
+                    name,
+                    TaskFile.Read(Path.Combine(folder, "validation.jsonl")),
+                    TaskFile.Read(Path.Combine(folder, "test.jsonl"))
+                )
+            );
         }
         string baseModel = ModelFolder(root, "base") ?? throw new ArgumentException($"{root}: no base model");
         return new ExpertSet(root, baseModel, experts, tasks);
     }
 
-    /// <summary>The model folder called <paramref name="name"/> (directly under the root or under models/), or null.</summary>
+    /// <summary>
+    /// The model folder called <paramref name="name"/> (directly under the root or under models/), or null.
+    /// </summary>
     private static string? ModelFolder(string root, string name) =>
-        new[] { Path.Combine(root, name), Path.Combine(root, "models", name) }.FirstOrDefault(f => File.Exists(Path.Combine(f, "config.json")));
+        new[] { Path.Combine(root, name), Path.Combine(root, "models", name) }.FirstOrDefault(f =>
+            File.Exists(Path.Combine(f, "config.json"))
+        );
 
     public static LlamaModel LoadModel(string folder) => LlamaModel.Load(folder);
 }

@@ -8,8 +8,15 @@ public static class Plots
     public sealed record Series(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Y);
 
     /// <summary>Lines with markers, one per series, y as a percentage.</summary>
-    public static void Lines(string path, string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
-        IReadOnlyList<(string Label, double Y)>? references = null, double yMax = 110)
+    public static void Lines(
+        string path,
+        string title,
+        string xLabel,
+        string yLabel,
+        IReadOnlyList<Series> series,
+        IReadOnlyList<(string Label, double Y)>? references = null,
+        double yMax = 110
+    )
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
@@ -38,18 +45,31 @@ public static class Plots
     }
 
     /// <summary>Grouped bars: one group per category, one bar per series, y as a percentage.</summary>
-    public static void Bars(string path, string title, string yLabel, IReadOnlyList<string> categories, IReadOnlyList<(string Label, IReadOnlyList<double> Values)> series)
+    public static void Bars(
+        string path,
+        string title,
+        string yLabel,
+        IReadOnlyList<string> categories,
+        IReadOnlyList<(string Label, IReadOnlyList<double> Values)> series
+    )
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         double width = 0.8 / series.Count;
         for (int s = 0; s < series.Count; s++)
         {
-            var bars = series[s].Values.Select((v, c) => new Bar
-            {
-                Position = c + (s - (series.Count - 1) / 2.0) * width, Value = 100 * (double.IsNaN(v) ? 0 : v), Size = width * 0.95,
-                FillColor = palette.GetColor(s),
-            }).ToList();
+            var bars = series[s]
+                .Values.Select(
+                    (v, c) =>
+                        new Bar
+                        {
+                            Position = c + (s - (series.Count - 1) / 2.0) * width,
+                            Value = 100 * (double.IsNaN(v) ? 0 : v),
+                            Size = width * 0.95,
+                            FillColor = palette.GetColor(s),
+                        }
+                )
+                .ToList();
             plot.Add.Bars(bars).LegendText = series[s].Label;
         }
         plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, categories.Count).Select(c => (double)c)], [.. categories]);

@@ -3,7 +3,9 @@ using Alloy.Runtime.Models;
 
 namespace Alloy.Bench.Quality;
 
-/// <summary>Exact-match accuracy of a model on each task's validation or test items (greedy, as alloy eval scores them).</summary>
+/// <summary>
+/// Exact-match accuracy of a model on each task's validation or test items (greedy, as alloy eval scores them).
+/// </summary>
 public sealed class Scorer(ExpertSet experts)
 {
     private static readonly EvaluationOptions Options = new() { BatchSize = 64, MaxBatchTokens = 16_384 };
@@ -13,7 +15,9 @@ public sealed class Scorer(ExpertSet experts)
 
     public double Seconds { get; private set; }
 
-    /// <summary>Accuracy per task (in <see cref="ExpertSet.Tasks"/> order) on the validation (or test) items of the given tasks.</summary>
+    /// <summary>
+    /// Accuracy per task (in <see cref="ExpertSet.Tasks"/> order) on the validation (or test) items of the given tasks.
+    /// </summary>
     public double[] Score(LlamaModel model, bool test, IReadOnlyList<int>? tasks = null)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -11,9 +11,19 @@ namespace Alloy.Bench.Quality;
 /// A method's result on some experts: the coefficients chosen on validation, validation and test accuracy per task of
 /// the subset (NaN elsewhere), the grid size and the time it took (merges and evaluations).
 /// </summary>
-/// <remarks><see cref="AtEdge"/>: the chosen point's parameters at the smallest or largest value the grid tries.</remarks>
-public sealed record MethodResult(string Method, string Family, string Source, string Chosen, double[] Validation, double[] Test, int Points,
-    double Seconds, IReadOnlyList<string> AtEdge)
+/// <remarks><see cref="AtEdge"/>: the chosen point's parameters at the smallest or largest value the grid
+/// tries.</remarks>
+public sealed record MethodResult(
+    string Method,
+    string Family,
+    string Source,
+    string Chosen,
+    double[] Validation,
+    double[] Test,
+    int Points,
+    double Seconds,
+    IReadOnlyList<string> AtEdge
+)
 {
     /// <summary>The chosen point, marked when a parameter sits at the grid's edge.</summary>
     public string ChosenShown => AtEdge.Count == 0 ? Chosen : $"{Chosen} (grid edge: {string.Join(", ", AtEdge)})";
@@ -38,12 +48,22 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
             model = Merge(session, model, grid.Recipe(experts.Base, models, point));
             var scores = scorer.Score(model, test: false, subset);
             double mean = subset.Average(t => scores[t]);
-            if (mean > best.Mean) best = (point, mean, scores);
+            if (mean > best.Mean)
+                best = (point, mean, scores);
         }
         model = Merge(session, model, grid.Recipe(experts.Base, models, best.Point));
         var test = scorer.Score(model, test: true, subset);
-        return new MethodResult(grid.Method, grid.Family, grid.Source, best.Point.Label, best.Scores, test, grid.Points.Count, clock.Elapsed.TotalSeconds,
-            grid.AtEdge(best.Point));
+        return new MethodResult(
+            grid.Method,
+            grid.Family,
+            grid.Source,
+            best.Point.Label,
+            best.Scores,
+            test,
+            grid.Points.Count,
+            clock.Elapsed.TotalSeconds,
+            grid.AtEdge(best.Point)
+        );
     }
 
     /// <summary>Test accuracy at every point of a grid (for sweeps).</summary>
@@ -61,7 +81,10 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
         return curve;
     }
 
-    /// <summary>The session's merge with <paramref name="recipe"/>'s values, into <paramref name="model"/> (made on the first call).</summary>
+    /// <summary>
+    /// The session's merge with <paramref name="recipe"/>'s values, into <paramref name="model"/> (made on the first
+    /// call).
+    /// </summary>
     private static LlamaModel Merge(MergeSession session, LlamaModel? model, MergeRecipe recipe)
     {
         if (model is null)
@@ -82,14 +105,21 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
     public double[] EmrTaskModels(IReadOnlyList<int> subset, string scratch)
     {
         var models = subset.Select(i => experts.Experts[i]).ToList();
-        var builder = new RecipeBuilder("emr").BaseModel(experts.Base).Parameter("write_task_masks", true).DType(DType.F32);
-        foreach (var m in models) builder.Model(m);
+        var builder = new RecipeBuilder("emr")
+            .BaseModel(experts.Base)
+            .Parameter("write_task_masks", true)
+            .DType(DType.F32);
+        foreach (var m in models)
+            builder.Model(m);
         string folder = Path.Combine(scratch, "emr-unified");
-        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        if (Directory.Exists(folder))
+            Directory.Delete(folder, recursive: true);
         Merger.Run(builder.Build(), folder, new MergeOptions { WriteModelCard = false }, new Diagnostics());
         var unified = LlamaModel.Load(folder);
         var baseModel = LlamaModel.Load(experts.Base);
-        var rescalers = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "emr", "rescalers.json")))!["tasks"]!.AsArray();
+        var rescalers = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "emr", "rescalers.json")))![
+            "tasks"
+        ]!.AsArray();
         var scores = new double[experts.Tasks.Count];
         Array.Fill(scores, double.NaN);
         for (int k = 0; k < subset.Count; k++)
@@ -97,20 +127,27 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
             var task = rescalers[k]!;
             double rescaler = (double)task["rescaler"]!;
             using var masks = Checkpoint.Open(Path.Combine(folder, "emr", (string)task["masks"]!));
-            var rebuilt = new LlamaModel(unified.Config, new ParameterSet(unified.Parameters.Select(p =>
-            {
-                var b = baseModel.Parameters[p.Name].Data;
-                var mask = masks.Find(p.Name)!.Bytes(0, (int)masks.Find(p.Name)!.Info.ByteLength);
-                int columns = p.Shape[^1], rowBytes = (columns + 7) / 8;
-                var data = new float[p.Data.Length];
-                for (int j = 0; j < data.Length; j++)
-                {
-                    int row = j / columns, column = j % columns;
-                    bool kept = (mask[row * rowBytes + column / 8] & (0x80 >> (column % 8))) != 0;
-                    data[j] = kept ? (float)(b[j] + rescaler * (p.Data[j] - b[j])) : b[j];
-                }
-                return new Parameter(p.Name, p.Shape, data);
-            })));
+            var rebuilt = new LlamaModel(
+                unified.Config,
+                new ParameterSet(
+                    unified.Parameters.Select(p =>
+                    {
+                        var b = baseModel.Parameters[p.Name].Data;
+                        var mask = masks.Find(p.Name)!.Bytes(0, (int)masks.Find(p.Name)!.Info.ByteLength);
+                        int columns = p.Shape[^1],
+                            rowBytes = (columns + 7) / 8;
+                        var data = new float[p.Data.Length];
+                        for (int j = 0; j < data.Length; j++)
+                        {
+                            int row = j / columns,
+                                column = j % columns;
+                            bool kept = (mask[row * rowBytes + column / 8] & (0x80 >> (column % 8))) != 0;
+                            data[j] = kept ? (float)(b[j] + rescaler * (p.Data[j] - b[j])) : b[j];
+                        }
+                        return new Parameter(p.Name, p.Shape, data);
+                    })
+                )
+            );
             scores[subset[k]] = scorer.Score(rebuilt, test: true, [subset[k]])[subset[k]];
         }
         Directory.Delete(folder, recursive: true);
