@@ -136,7 +136,15 @@ public sealed record PlanSummary
         var constant = new List<ParameterRow>();
         var varying = new List<ParameterTable>();
         var merged = plan.Jobs.Where(j => j.Info is not null).ToList();
-        var models = merged.SelectMany(j => j.Info!.ModelNames).Distinct().ToList();
+        // A base that task vectors are taken from has no per-model parameters of its own.
+        var bases =
+            plan.Method.Declaration.BaseModel == BaseModelUse.NotUsed
+                ? []
+                : merged
+                    .Where(j => j.Info!.BaseIndex >= 0)
+                    .Select(j => j.Info!.ModelNames[j.Info.BaseIndex])
+                    .ToHashSet();
+        var models = merged.SelectMany(j => j.Info!.ModelNames).Distinct().Where(m => !bases.Contains(m)).ToList();
         foreach (var parameter in plan.Method.Parameters)
         {
             foreach (
