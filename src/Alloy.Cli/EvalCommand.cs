@@ -374,7 +374,7 @@ public static class EvalCommand
 
     /// <summary>
     /// The models side by side: perplexity (lower is better), then each task's accuracy (higher is better); the best
-    /// value of a row is marked with *.
+    /// value of a row is marked with * (unless the whole row is one value).
     /// </summary>
     public static string Table(IReadOnlyList<EvaluationReport> reports, IReadOnlyList<string> names)
     {
@@ -401,8 +401,9 @@ public static class EvalCommand
         var cells = rows.Select(row =>
             {
                 var present = row.Values.Where(v => v is not null).Select(v => v!.Value).ToList();
+                // A row where every model scores the same has no best.
                 double? best =
-                    present.Count < 2 ? null
+                    present.Distinct().Count() < 2 ? null
                     : row.LowerIsBetter ? present.Min()
                     : present.Max();
                 // A space where others have the star keeps the numbers aligned.
