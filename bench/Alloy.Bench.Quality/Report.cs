@@ -217,7 +217,7 @@ public static class Report
                     "; ",
                     Enumerable
                         .Range(0, n)
-                        .Select(t => F($"`{tasks[t].Name}` {P(DareAt(r, t, 0.9))} at {DareDrop(r, 0.9)}"))
+                        .Select(t => F($"`{tasks[t].Name}` {P(DareAt(r, t, 0.9))} % at {DareDrop(r, 0.9)}"))
                 )
             )
             .Append(".\n\n");
@@ -234,9 +234,10 @@ public static class Report
         );
         double averaged = ScaleAt(r, 1.0 / n, out double at);
         md.Append(
-            F($". At λ = 1/2 (a pair averaged) they keep {P(ScaleAt(r, 0.5))} on average; at λ = {at} ({n} averaged), ")
+            F($". At λ = 1/2 (a pair averaged) they keep {P(ScaleAt(r, 0.5))} % on average; ")
+                + F($"at λ = {at} ({n} averaged), ")
         );
-        md.Append(F($"{P(averaged)}.\n\n"));
+        md.Append(F($"{P(averaged)} %.\n\n"));
         md.Append("![Normalised accuracy against the number of experts](quality/experts.png)\n\n");
         md.Append("| experts merged | task arithmetic | TIES |\n|---:|---:|---:|\n");
         foreach (var s in r.BySize)
