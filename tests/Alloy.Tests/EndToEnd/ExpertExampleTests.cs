@@ -86,6 +86,51 @@ public sealed partial class ExpertExampleTests : IDisposable
     }
 
     /// <summary>
+    /// The README's demonstration: its main command merges two experts, and its eval command prints the table the
+    /// README shows under it. Paths in the commands are the repository's; out/date-upper becomes a temporary folder of
+    /// the same name (the table's column header).
+    /// </summary>
+    [Fact]
+    public void The_READMEs_merge_and_eval_commands_run_and_print_the_table_it_shows()
+    {
+        string readme = File.ReadAllText(Path.Combine(ExampleTests.RepositoryRoot, "README.md"));
+        var blocks = CodeBlock()
+            .Matches(readme[readme.IndexOf("## Two commands", StringComparison.Ordinal)..])
+            .Select(m => (Language: m.Groups[1].Value, Text: m.Groups[2].Value))
+            .ToList();
+        const string Prefix = "dotnet run --project src/Alloy.Cli -- ";
+        string output = _work["date-upper"];
+        string[] Arguments(string command)
+        {
+            Assert.StartsWith(Prefix, command);
+            return
+            [
+                .. command[Prefix.Length..]
+                    .Replace("\\\n", " ")
+                    .Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    .Select(a =>
+                        a == "out/date-upper" ? output
+                        : Path.Exists(Path.Combine(ExampleTests.RepositoryRoot, a))
+                            ? Path.Combine(ExampleTests.RepositoryRoot, a)
+                        : a
+                    ),
+            ];
+        }
+
+        var merge = Arguments(blocks[0].Text.Trim());
+        Assert.Equal("merge", merge[0]);
+        var merged = AlloyCli.Run(merge);
+        Assert.True(merged.ExitCode == 0, merged.Stderr);
+        int eval = blocks.FindIndex(b => b.Language == "sh" && b.Text.Contains(" -- eval ", StringComparison.Ordinal));
+        var table = AlloyCli.Run([.. Arguments(blocks[eval].Text.Trim()), "--quiet"]);
+        Assert.True(table.ExitCode == 0, table.Stderr);
+        Assert.Equal(blocks[eval + 1].Text, table.Stdout);
+    }
+
+    [GeneratedRegex(@"```(\w*)\n(.*?)```", RegexOptions.Singleline)]
+    private static partial Regex CodeBlock();
+
+    /// <summary>
     /// make-experts.sh's commands, stopped after 10 steps: every step of them is inside the warmup, whose learning rate
     /// does not depend on the number of steps, so they are the first 10 steps of the script's runs and log the same
     /// losses, learning rates and gradient norms as the committed logs (steps 1 and 10), to the printed digits. The
