@@ -32,6 +32,9 @@ public sealed class MergeSession : IDisposable
     {
         options ??= new MergeOptions();
         diagnostics ??= new Diagnostics();
+        // Mistakes in the recipe itself (the method's name, a parameter's name or range) are errors before any model
+        // is looked for; the planner checks the parameters again and reports their warnings then.
+        ParameterCheck.Check(recipe, Planner.FindMethod(recipe), new Diagnostics());
         var models = ModelSet.Open(
             recipe,
             diagnostics,

@@ -282,6 +282,21 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
     }
 
     [Fact]
+    public void Mistakes_in_the_recipe_are_reported_before_its_models_are_looked_for()
+    {
+        // Neither model exists: the recipe's own mistake is the error, not the missing model.
+        string Recipe(string method, string parameters) =>
+            $"merge_method: {method}\nbase_model: not-downloaded/base\nmodels:\n  - model: not-downloaded/a\n"
+            + $"    parameters: {{{parameters}}}\n";
+        AlloyCli.Fails(_work.Write("tie.yml", Recipe("tie", "weight: 1")), _work["out"], "unknown merge method 'tie'");
+        AlloyCli.Fails(
+            _work.Write("density.yml", Recipe("ties", "density: 50")),
+            _work["out"],
+            "density.yml:5:18: parameter 'density' of ties: 50 is outside the range; it takes a number from 0 to 1"
+        );
+    }
+
+    [Fact]
     public void Alloy_methods_lists_every_method_and_explains_one()
     {
         var list = AlloyCli.Run("methods");
