@@ -31,6 +31,7 @@ public static class RecipeRules
                 $"{at}: exactly one of 'models' or 'slices' must be present, and not empty "
                     + $"({(models ? "both are" : "neither is")})"
             );
+        RefuseRepeats(recipe.Models?.Select(m => (m.Model, (LayerRange?)null, m.Location)) ?? []);
         foreach (var slice in recipe.Slices ?? [])
             CheckSlice(slice);
         foreach (var (key, dtype) in new[] { ("dtype", recipe.DType), ("out_dtype", recipe.OutDType) })
@@ -65,6 +66,27 @@ public static class RecipeRules
                         + $"{source.Range.Count}, the first has {slice.Sources[0].Range.Count}"
                 );
         }
+        RefuseRepeats(slice.Sources.Select(s => (s.Model, (LayerRange?)s.Range, s.Location)));
+    }
+
+    /// <summary>
+    /// A model listed twice among one merge's inputs (in a slice: with the same layers) is refused. mergekit merges it
+    /// once with its last entry's parameters; taking each entry as an input would merge it twice; a repeat is most
+    /// often a slip, so neither reading is applied silently. (The same model with other layers, as in a self-merge,
+    /// is not a repeat.)
+    /// </summary>
+    private static void RefuseRepeats(IEnumerable<(ModelReference Model, LayerRange? Range, SourceLocation At)> inputs)
+    {
+        var repeated = inputs.GroupBy(i => (i.Model, i.Range)).FirstOrDefault(g => g.Count() > 1);
+        if (repeated is null)
+            return;
+        var first = repeated.First();
+        string layers = first.Range is { } r ? $" with layers [{r.Start}, {r.End}]" : "";
+        string firstAt = first.At.Line > 0 ? $"line {first.At.Line}" : first.At.ToString();
+        throw new AlloyException(
+            $"{repeated.ElementAt(1).At}: model '{first.Model}'{layers} is listed {repeated.Count()} times (first at "
+                + $"{firstAt}); list it once, with the weight you mean (mergekit would keep only its last entry)"
+        );
     }
 
     /// <summary>

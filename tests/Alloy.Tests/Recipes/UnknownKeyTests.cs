@@ -117,8 +117,8 @@ public sealed class UnknownKeyTests
             merge_method: linear
             models:
               - &entry {model: a, wieght: 1}
-              - *entry
-              - *entry
+              - {<<: *entry, model: b}
+              - {<<: *entry, model: c}
             """,
             out var diagnostics
         );
