@@ -8,6 +8,7 @@ using Alloy.Output;
 using Alloy.Runtime.Evaluation;
 using Alloy.Tokenizers;
 using Alloy.Tokenizers.Encoding;
+using Alloy.Checkpoints;
 
 namespace Alloy.Cli;
 
@@ -477,6 +478,6 @@ public static class EvalCommand
     {
         if (!File.Exists(path))
             throw new AlloyException($"--text: {path}: no such file");
-        return File.ReadAllText(path);
+        return InputFile.ReadAllText(path);
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Alloy.Checkpoints;
 
 namespace Alloy.Runtime.Evaluation;
 
@@ -97,7 +98,7 @@ public static class TaskFile
     {
         if (!File.Exists(path))
             throw new AlloyException($"{path}: no such tasks file");
-        return Parse(File.ReadLines(path), path);
+        return Parse(InputFile.ReadLines(path), path);
     }
 
     /// <summary>

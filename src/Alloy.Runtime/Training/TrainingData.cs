@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Alloy.Tokenizers.Encoding;
+using Alloy.Checkpoints;
 
 namespace Alloy.Runtime.Training;
 
@@ -28,7 +29,7 @@ public static class TrainingData
             );
         var examples = new List<TrainingExample>();
         int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var line in InputFile.ReadLines(path))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line))

@@ -34,8 +34,7 @@ public sealed unsafe class MappedFile : IDisposable
     public static MappedFile Open(string path)
     {
         var fullPath = System.IO.Path.GetFullPath(path);
-        if (Directory.Exists(fullPath))
-            throw new AlloyException($"{fullPath}: is a folder, not a file");
+        InputFile.RequireRegular(fullPath);
         FileStream stream;
         try
         {

@@ -1,3 +1,5 @@
+using Alloy.Checkpoints;
+
 namespace Alloy.Output;
 
 /// <summary>Small files copied from the donor model (the base model, else the first model in the recipe).</summary>
@@ -38,7 +40,7 @@ public static class DonorFiles
             var source = Path.Combine(donorFolder, name);
             if (!File.Exists(source))
                 continue;
-            File.Copy(source, Path.Combine(outputFolder, name));
+            InputFile.Copy(source, Path.Combine(outputFolder, name));
             copied.Add(name);
         }
         return copied;

@@ -1,3 +1,4 @@
+using Alloy.Checkpoints;
 using Alloy.Recipes.Yaml;
 
 namespace Alloy.Recipes;
@@ -54,21 +55,12 @@ public static class RecipeParser
     public static IReadOnlyList<MergeRecipe> ParseDocumentsFile(string path, Diagnostics diagnostics) =>
         ParseDocuments(ReadConfig(path), path, diagnostics);
 
-    private static string ReadConfig(string path)
-    {
-        try
-        {
-            return File.ReadAllText(path);
-        }
-        catch (Exception ex)
-            when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            var reason = ex is FileNotFoundException or DirectoryNotFoundException
-                ? "file not found"
-                : ex.Message.ReplaceLineEndings(" ");
-            throw new AlloyException($"{path}:1:1: cannot read the config: {reason}", ex);
-        }
-    }
+    /// <summary>
+    /// A recipe is read from a regular file or from a pipe the user gave (<c>alloy merge &lt;(make-recipe)</c>); never
+    /// from a device.
+    /// </summary>
+    private static string ReadConfig(string path) =>
+        InputFile.KindOf(path) == InputFile.FileKind.NamedPipe ? File.ReadAllText(path) : InputFile.ReadAllText(path);
 
     /// <summary>
     /// Parses a multi-document config (documents separated by <c>---</c>), as mergekit-multi does: each document is a

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Alloy.Architecture;
+using Alloy.Checkpoints;
 
 namespace Alloy.Tokenizers;
 
@@ -82,7 +83,7 @@ public sealed class ModelTokenizer
         var config = ReadObject(Path.Combine(folder, ConfigFile));
         var special = ReadObject(Path.Combine(folder, SpecialTokensFile));
         var jinjaPath = Path.Combine(folder, ChatTemplateFile);
-        var template = File.Exists(jinjaPath) ? File.ReadAllText(jinjaPath) : TemplateFromConfig(config);
+        var template = File.Exists(jinjaPath) ? InputFile.ReadAllText(jinjaPath) : TemplateFromConfig(config);
         if (string.IsNullOrEmpty(template))
             template = null;
         string? templateSource =

@@ -1,6 +1,7 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Alloy.Checkpoints;
 using Alloy.Output;
 
 namespace Alloy.Tokenizers;
@@ -123,7 +124,7 @@ public static class TokenizerOutput
         {
             var source = Path.Combine(from, name);
             if (File.Exists(source))
-                File.Copy(source, Path.Combine(to, name), overwrite: true);
+                InputFile.Copy(source, Path.Combine(to, name), overwrite: true);
         }
     }
 
