@@ -13,5 +13,10 @@ public static class ExitCodes
 
     /// <summary>A bug in Alloy; the message asks for -v and a report.</summary>
     public const int InternalError = 3;
+
+    /// <summary>Ctrl-C (SIGINT), as a shell reports an interrupted command (128 + 2).</summary>
     public const int Cancelled = 130;
+
+    /// <summary>SIGTERM (128 + 15).</summary>
+    public const int Terminated = 143;
 }

@@ -140,7 +140,12 @@ public static class TrainCommand
                         throw new AlloyException($"{option.Name} must be at least 1 (got {value})");
                 if (parse.GetValue(evalEvery) is not null && parse.GetValue(validation) is null)
                     throw new AlloyException("--eval-every needs --validation FILE");
-                using var target = OutputFolder.Prepare(parse.GetValue(output)!, parse.GetValue(overwrite), [source]);
+                using var target = OutputFolder.Prepare(
+                    parse.GetValue(output)!,
+                    parse.GetValue(overwrite),
+                    [source],
+                    new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
+                );
                 var watch = Stopwatch.StartNew();
                 bool quiet = parse.GetValue(inputs.Quiet);
                 var results = Progress.Run(!quiet, "loading", bar =>

@@ -99,7 +99,12 @@ public sealed class MergeSession : IDisposable
     )
     {
         var clock = Stopwatch.StartNew();
-        using var folder = OutputFolder.Prepare(outputPath, Options.Overwrite, Models.All.Select(m => m.Location));
+        using var folder = OutputFolder.Prepare(
+            outputPath,
+            Options.Overwrite,
+            Models.All.Select(m => m.Location),
+            _diagnostics
+        );
         if (!Options.Execution.StrictMemoryLimit)
             foreach (var need in MergeExecutor.OversizedWholeTensors(Plan, Options.Execution))
                 _diagnostics.Warn(

@@ -1,4 +1,5 @@
 using Alloy.Checkpoints;
+using Alloy.Output;
 using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
@@ -169,7 +170,9 @@ public sealed record ParameterStatistics(
             throw new AlloyException($"output '{path}' is a folder; give a .safetensors file name");
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
-        var temporary = $".{Path.GetFileName(full)}.alloy-tmp-{Environment.ProcessId}";
+        OutputLease.RemoveAbandoned(folder);
+        using var lease = OutputLease.Take(folder);
+        var temporary = Path.GetFileName(lease.Path);
         var infos = Tensors.Select(t => new TensorInfo(t.Name, DType.F32, [.. t.Shape.Select(d => (long)d)])).ToList();
         var metadata = new Dictionary<string, string>
         {
@@ -186,11 +189,11 @@ public sealed record ParameterStatistics(
                     writer.Append(t.Name, System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.Values.AsSpan()));
                 writer.Complete();
             }
-            File.Move(Path.Combine(folder, temporary), full, overwrite: true);
+            File.Move(lease.Path, full, overwrite: true);
         }
         finally
         {
-            File.Delete(Path.Combine(folder, temporary));
+            File.Delete(lease.Path);
         }
     }
 }

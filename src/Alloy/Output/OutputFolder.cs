@@ -1,42 +1,77 @@
 using System.Text.RegularExpressions;
+using Alloy.Checkpoints;
 
 namespace Alloy.Output;
 
 /// <summary>
 /// The output is written into a temporary folder beside the target and moved into place only when complete, so an
-/// interrupted merge never leaves a half model where a finished one is expected. Input folders are never written.
+/// interrupted merge never leaves a half model where a finished one is expected. A failed or cancelled run removes its
+/// temporary folder and the parent folders it created; a killed one leaves its temporary folder, which the next run
+/// into the same parent removes (<see cref="OutputLease"/>). Input folders are never written.
 /// </summary>
 public sealed class OutputFolder : IDisposable
 {
+    /// <summary>The longest name (in UTF-8 bytes) that Linux, macOS and Windows file systems take.</summary>
+    public const int MaxNameBytes = 255;
+
+    private readonly OutputLease _lease;
+    private readonly IReadOnlyList<string> _createdParents;
     private bool _committed;
 
-    private OutputFolder(string target, string temporary, bool overwrite)
+    private OutputFolder(string target, OutputLease lease, bool overwrite, IReadOnlyList<string> createdParents)
     {
         Target = target;
-        Temporary = temporary;
+        _lease = lease;
         Overwrite = overwrite;
+        _createdParents = createdParents;
     }
 
     public string Target { get; }
 
     /// <summary>Where files are written until <see cref="Commit"/>.</summary>
-    public string Temporary { get; }
+    public string Temporary => _lease.Path;
 
     private bool Overwrite { get; }
 
-    /// <summary>Checks the target before any work starts and creates the temporary folder.</summary>
-    public static OutputFolder Prepare(string target, bool overwrite, IEnumerable<string> inputLocations)
+    /// <summary>
+    /// Checks the target before any work starts, removes what killed runs left beside it, and creates the temporary
+    /// folder (and any missing parent folders).
+    /// </summary>
+    public static OutputFolder Prepare(
+        string target,
+        bool overwrite,
+        IEnumerable<string> inputLocations,
+        Diagnostics? diagnostics = null
+    )
     {
         var full = Check(target, overwrite, inputLocations);
         var parent = Path.GetDirectoryName(full)
             ?? throw new AlloyException($"output path '{target}' has no parent folder");
+        var created = new List<string>();
+        for (
+            var folder = parent;
+            folder is not null && !Directory.Exists(folder);
+            folder = Path.GetDirectoryName(folder)
+        )
+            created.Add(folder);
         Directory.CreateDirectory(parent);
-        var temporary = Path.Combine(
-            parent,
-            $".{Path.GetFileName(full)}.alloy-tmp-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}"
-        );
-        Directory.CreateDirectory(temporary);
-        return new OutputFolder(full, temporary, overwrite);
+        foreach (var (name, bytes) in OutputLease.RemoveAbandoned(parent))
+            diagnostics?.Warn(
+                $"removed {Path.Combine(parent, name)} ({ByteSize.Format(bytes)}), left by an earlier run that was "
+                    + "killed"
+            );
+        var lease = OutputLease.Take(parent);
+        try
+        {
+            Directory.CreateDirectory(lease.Path);
+        }
+        catch
+        {
+            lease.Dispose();
+            RemoveEmpty(created);
+            throw;
+        }
+        return new OutputFolder(full, lease, overwrite, created);
     }
 
     /// <summary>
@@ -46,6 +81,12 @@ public sealed class OutputFolder : IDisposable
     public static string Check(string target, bool overwrite, IEnumerable<string> inputLocations)
     {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(target));
+        int nameBytes = System.Text.Encoding.UTF8.GetByteCount(Path.GetFileName(full));
+        if (nameBytes > MaxNameBytes)
+            throw new AlloyException(
+                $"output folder name '{Path.GetFileName(full)}' is {nameBytes} bytes long; file systems take names of "
+                    + $"at most {MaxNameBytes} bytes"
+            );
         foreach (var input in inputLocations)
         {
             var inputFull = Path.TrimEndingDirectorySeparator(Path.GetFullPath(input));
@@ -97,7 +138,7 @@ public sealed class OutputFolder : IDisposable
                     $"output folder '{Target}' appeared while merging and is not empty; pass --overwrite to replace it"
                 );
             CheckReplaceable(Target, Target);
-            old = Temporary + ".old";
+            old = Temporary + OutputLease.OldSuffix;
             Directory.Move(Target, old);
         }
         Directory.Move(Temporary, Target);
@@ -108,14 +149,37 @@ public sealed class OutputFolder : IDisposable
 
     public void Dispose()
     {
-        if (_committed || !Directory.Exists(Temporary))
+        if (_committed)
+        {
+            _lease.Dispose();
             return;
+        }
+        Quietly(() => Directory.Delete(Temporary, recursive: true));
+        // The lease's lock file sits in the parent: release it before asking whether the parent is empty.
+        _lease.Dispose();
+        Quietly(() => RemoveEmpty(_createdParents));
+    }
+
+    /// <summary>Cleaning up after a failure must not hide the failure.</summary>
+    private static void Quietly(Action cleanUp)
+    {
         try
         {
-            Directory.Delete(Temporary, recursive: true);
+            cleanUp();
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Removes the folders this run created for the output, deepest first, while they are empty.</summary>
+    private static void RemoveEmpty(IReadOnlyList<string> created)
+    {
+        foreach (var folder in created)
+        {
+            if (!Directory.Exists(folder) || Directory.EnumerateFileSystemEntries(folder).Any())
+                return;
+            Directory.Delete(folder);
+        }
     }
 
     /// <summary>

@@ -88,8 +88,7 @@ public sealed class ProgressTests : IDisposable
     /// </summary>
     private List<string> DrawnInTerminal(params string[] args)
     {
-        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        string cli = Path.Combine(AppContext.BaseDirectory, "Alloy.Cli.dll");
+        var (dotnet, cli) = (CliProcess.Command[0], CliProcess.Command[1]);
         string command =
             $"stty cols 80 rows 24; exec {Quote(dotnet)} {Quote(cli)} {string.Join(' ', args.Select(Quote))} > "
             + $"{Quote(_work["stdout.txt"])}";

@@ -18,27 +18,7 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
 
     public void Dispose() => _work.Dispose();
 
-    /// <summary>
-    /// tests/Alloy.Plugins.Example's assembly, built beside this one (a build dependency, never loaded by reference).
-    /// </summary>
-    private static string PluginPath
-    {
-        get
-        {
-            // bin/<configuration>/net10.0 of this project → the same folders of the plugin project.
-            var here = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            var (framework, configuration) = (here.Name, here.Parent!.Name);
-            var tests = here.Parent!.Parent!.Parent!.Parent!.FullName;
-            return Path.Combine(
-                tests,
-                "Alloy.Plugins.Example",
-                "bin",
-                configuration,
-                framework,
-                "Alloy.Plugins.Example.dll"
-            );
-        }
-    }
+    private static string PluginPath => ExamplePlugin.Path;
 
     [Fact]
     public void A_method_from_a_plugin_assembly_merges_from_yaml()
