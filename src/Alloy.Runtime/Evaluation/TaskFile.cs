@@ -145,17 +145,7 @@ public static class TaskFile
 
     private static TaskItem ParseLine(string text, Where where)
     {
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(text);
-        }
-        catch (JsonException e)
-        {
-            throw where.Error(
-                $"not valid JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); each line must be one JSON object"
-            );
-        }
+        var node = StrictJson.ParseNode(System.Text.Encoding.UTF8.GetBytes(text), $"{where.Source}:{where.Line}");
         if (node is not JsonObject json)
             throw where.Error("expected a JSON object ({\"type\": …}) on this line");
 

@@ -240,29 +240,14 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
 
     public ConfigReader Nested(JsonObject inner, string key) => new(inner, where, $"{prefix}{key}: ");
 
-    public string? String(string key) =>
-        json[key] switch
-        {
-            null => null,
-            JsonValue v when v.TryGetValue<string>(out var s) => s,
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a string"),
-        };
+    // Where StrictJson's typed readers say which key: the file, and the enclosing key of a nested object.
+    private string Where => prefix.Length == 0 ? where : $"{where}: {prefix.TrimEnd(' ', ':')}";
 
-    public JsonObject? Object(string key) =>
-        json[key] switch
-        {
-            null => null,
-            JsonObject o => o,
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected an object or null"),
-        };
+    public string? String(string key) => json.StringField(key, Where);
 
-    public bool Bool(string key, bool fallback) =>
-        json[key] switch
-        {
-            null => fallback,
-            JsonValue v when v.TryGetValue<bool>(out var b) => b,
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected true or false"),
-        };
+    public JsonObject? Object(string key) => json.ObjectField(key, Where);
+
+    public bool Bool(string key, bool fallback) => json.BoolField(key, Where) ?? fallback;
 
     public int PositiveInt(string key, int? fallback = null) =>
         OptionalPositiveInt(key) ?? fallback ?? throw Error($"\"{key}\" is missing");
@@ -272,7 +257,7 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
         {
             null => null,
             JsonValue v when v.TryGetValue<int>(out var i) && i > 0 => i,
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive whole number"),
+            var other => throw Error($"'{key}' must be a positive whole number, not {StrictJson.Shorten(other)}"),
         };
 
     public double PositiveDouble(string key, double? fallback = null) =>
@@ -280,7 +265,7 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
         {
             null => fallback ?? throw Error($"\"{key}\" is missing"),
             JsonValue v when v.TryGetValue<double>(out var d) && d > 0 && double.IsFinite(d) => d,
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a positive number"),
+            var other => throw Error($"'{key}' must be a positive number, not {StrictJson.Shorten(other)}"),
         };
 
     public IReadOnlyList<int> IntList(string key) =>
@@ -292,6 +277,6 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
             [
                 .. a.Select(e => e!.GetValue<int>()),
             ],
-            var other => throw Error($"\"{key}\" is {other.ToJsonString()}, expected a token id or a list of them"),
+            var other => throw Error($"'{key}' must be a token id or a list of them, not {StrictJson.Shorten(other)}"),
         };
 }

@@ -46,9 +46,7 @@ public static class ModelSaver
         string configPath = Path.Combine(sourceFolder, Checkpoint.ConfigFileName);
         if (!File.Exists(configPath))
             throw new AlloyException($"{sourceFolder}: no {Checkpoint.ConfigFileName} to write beside the weights");
-        var config =
-            JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
-            ?? throw new AlloyException($"{configPath}: not a JSON object");
+        var config = StrictJson.ReadObjectFile(configPath);
         // transformers ≥ 4.56 writes "dtype", older versions "torch_dtype": keep whichever the source uses.
         config[config.ContainsKey("dtype") && !config.ContainsKey("torch_dtype") ? "dtype" : "torch_dtype"] =
             dtype.TorchName();
@@ -81,10 +79,9 @@ public static class ModelSaver
     public static DType? StatedDType(string folder)
     {
         var path = Path.Combine(folder, Checkpoint.ConfigFileName);
-        if (!File.Exists(path) || JsonNode.Parse(File.ReadAllText(path)) is not JsonObject config)
+        if (StrictJson.ReadObjectFileIfPresent(path) is not { } config)
             return null;
-        var name =
-            (config["torch_dtype"] ?? config["dtype"]) is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+        var name = config.StringField("torch_dtype", path) ?? config.StringField("dtype", path);
         return
             name is not null
             && DTypes.TryParseTorch(name, out var dtype)

@@ -69,18 +69,8 @@ public static class TrainingData
 
     private static (string Prompt, string Completion) ParseJsonLine(string line, string where)
     {
-        JsonElement root;
-        try
-        {
-            using var document = JsonDocument.Parse(line);
-            root = document.RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException(
-                $"{where}: not valid JSON ({e.Message.Split('.')[0]}); each line must be one JSON object"
-            );
-        }
+        using var document = StrictJson.Parse(System.Text.Encoding.UTF8.GetBytes(line), where);
+        var root = document.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
             throw new AlloyException(
                 $"{where}: expected a JSON object with \"text\", or \"prompt\" and \"completion\""

@@ -220,19 +220,7 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Reads weight_map (tensor name → shard file name, in file order) and checks each shard name.</summary>
     private static List<KeyValuePair<string, string>> ReadWeightMapEntries(string indexPath)
     {
-        JsonDocument document;
-        try
-        {
-            document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{indexPath}: not valid JSON: {Messages.JsonProblem(e)}", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new AlloyException($"{indexPath}: cannot read: {Messages.OneLine(e.Message)}", e);
-        }
+        var document = StrictJson.ParseFile(indexPath);
         using (document)
         {
             var root = document.RootElement;
@@ -278,20 +266,9 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    private static Dictionary<string, string> ReadWeightMap(string indexPath)
-    {
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, shard) in ReadWeightMapEntries(indexPath))
-        {
-            if (!map.TryAdd(name, shard))
-            {
-                throw new AlloyException(
-                    $"{indexPath}: tensor '{name}' appears twice in weight_map ('{map[name]}' and '{shard}')"
-                );
-            }
-        }
-        return map;
-    }
+    // Duplicate names are refused by StrictJson, like every duplicate key.
+    private static Dictionary<string, string> ReadWeightMap(string indexPath) =>
+        new(ReadWeightMapEntries(indexPath), StringComparer.Ordinal);
 
     /// <summary>
     /// A shard must be a bare file name: no directories, no "..", not rooted. Checked on the text (not the resolved
@@ -304,35 +281,6 @@ public sealed class Checkpoint : IDisposable
         && name.IndexOfAny(['/', '\\', '\0']) < 0
         && !System.IO.Path.IsPathRooted(name);
 
-    private static JsonObject? ReadConfig(string folder)
-    {
-        string configPath = System.IO.Path.Combine(folder, ConfigFileName);
-        if (!File.Exists(configPath))
-            return null;
-        JsonNode? node;
-        try
-        {
-            // JsonObject would only trip over a duplicate key on first access, deep inside some later stage.
-            node = JsonNode.Parse(
-                File.ReadAllBytes(configPath),
-                documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }
-            );
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{configPath}: not valid JSON: {Messages.JsonProblem(e)}", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new AlloyException($"{configPath}: cannot read: {Messages.OneLine(e.Message)}", e);
-        }
-        if (node is not JsonObject config)
-        {
-            throw new AlloyException(
-                $"{configPath}: is a JSON {Messages.Describe(node?.GetValueKind() ?? JsonValueKind.Null)}, expected an "
-                    + $"object"
-            );
-        }
-        return config;
-    }
+    private static JsonObject? ReadConfig(string folder) =>
+        StrictJson.ReadObjectFileIfPresent(System.IO.Path.Combine(folder, ConfigFileName));
 }

@@ -96,32 +96,21 @@ public sealed partial class LoraAdapter : IDisposable
                         + $"(adapter_model.safetensors)"
                     : $"{folder}: no adapter_model.safetensors"
             );
-        JsonObject config;
-        try
-        {
-            config =
-                JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
-                ?? throw new AlloyException($"{configPath}: expected a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{configPath}: not valid JSON: {e.Message}", e);
-        }
-        var type = (string?)config["peft_type"];
+        var config = StrictJson.ReadObjectFile(configPath);
+        var type = config.StringField("peft_type", configPath);
         if (type is not null && type != "LORA")
             throw new AlloyException($"{configPath}: peft_type is {type}; only LORA adapters can be applied");
 
-        double alpha = Number(config, "lora_alpha", configPath) ?? Number(config, "r", configPath) ?? 8;
-        var patterns = (config["alpha_pattern"] as JsonObject ?? [])
-            .Select(p => (ModulePattern(p.Key), Number(p.Value, $"{configPath}: alpha_pattern '{p.Key}'")))
-            .ToList();
-        // rank_pattern needs no handling: each module's rank is read from its stored lora_A.
+        double alpha = config.NumberField("lora_alpha", configPath) ?? config.NumberField("r", configPath) ?? 8;
+        var patterns = Patterns(config, "alpha_pattern", configPath);
+        // Each module's rank is read from its stored lora_A, so rank_pattern is only checked, as PEFT would read it.
+        Patterns(config, "rank_pattern", configPath);
         return new LoraAdapter(
             folder,
             Checkpoint.Open(weightsPath),
             alpha,
-            config["use_rslora"]?.GetValue<bool>() == true,
-            config["fan_in_fan_out"]?.GetValue<bool>() == true,
+            config.BoolField("use_rslora", configPath) == true,
+            config.BoolField("fan_in_fan_out", configPath) == true,
             patterns
         );
     }
@@ -157,17 +146,16 @@ public sealed partial class LoraAdapter : IDisposable
         if (a is null || b is null)
             return null;
 
+        if (a.Info.Shape.Length != 2 || b.Info.Shape.Length != 2)
+            throw new AlloyException(
+                $"{Path}: the LoRA update of '{tensorName}' has lora_A [{string.Join(", ", a.Info.Shape)}] and "
+                    + $"lora_B [{string.Join(", ", b.Info.Shape)}]; both must be matrices"
+            );
         bool transposed = embedding || _fanInFanOut;
         long rank = a.Info.Shape[0];
         long rows = transposed ? a.Info.Shape[1] : b.Info.Shape[0];
         long cols = transposed ? b.Info.Shape[0] : a.Info.Shape[1];
-        if (
-            a.Info.Shape.Length != 2
-            || b.Info.Shape.Length != 2
-            || b.Info.Shape[1] != rank
-            || rows != shape[0]
-            || cols != shape[1]
-        )
+        if (b.Info.Shape[1] != rank || rows != shape[0] || cols != shape[1])
             throw new AlloyException(
                 $"{Path}: the LoRA update of '{tensorName}' has lora_A [{string.Join(", ", a.Info.Shape)}] and "
                     + $"lora_B [{string.Join(", ", b.Info.Shape)}], which do not fit its shape "
@@ -192,12 +180,35 @@ public sealed partial class LoraAdapter : IDisposable
         return dot < 0 ? "" : tensorName[..dot];
     }
 
-    /// <summary>PEFT matches pattern keys against the end of a module's dotted name.</summary>
-    private static Regex ModulePattern(string key) => new($"(^|\\.)({key})$", RegexOptions.CultureInvariant);
-
-    private static double? Number(JsonObject config, string key, string where) =>
-        config[key] is null ? null : Number(config[key], $"{where}: '{key}'");
-
-    private static double Number(JsonNode? node, string where) =>
-        node is JsonValue v && v.TryGetValue(out double d) ? d : throw new AlloyException($"{where} is not a number");
+    /// <summary>
+    /// A {pattern: number} setting; PEFT matches each key as a regular expression against the end of a module's
+    /// dotted name.
+    /// </summary>
+    private static List<(Regex Pattern, double Value)> Patterns(JsonObject config, string key, string where)
+    {
+        var patterns = new List<(Regex, double)>();
+        foreach (var (pattern, value) in config.ObjectField(key, where) ?? [])
+        {
+            Regex regex;
+            try
+            {
+                regex = new Regex($"(^|\\.)({pattern})$", RegexOptions.CultureInvariant);
+            }
+            catch (ArgumentException e)
+            {
+                throw new AlloyException(
+                    $"{where}: {key} key '{pattern}' is not a valid regular expression: {e.Message}",
+                    e
+                );
+            }
+            double number =
+                value is JsonValue v && v.TryGetValue(out double d) && double.IsFinite(d)
+                    ? d
+                    : throw new AlloyException(
+                        $"{where}: {key} '{pattern}' must be a number, not {StrictJson.Shorten(value)}"
+                    );
+            patterns.Add((regex, number));
+        }
+        return patterns;
+    }
 }

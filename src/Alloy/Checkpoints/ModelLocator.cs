@@ -117,7 +117,7 @@ public static class ModelLocator
         {
             try
             {
-                commit = File.ReadAllText(refFile).Trim();
+                commit = InputFile.ReadAllText(refFile).Trim();
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

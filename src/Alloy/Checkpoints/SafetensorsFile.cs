@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text.Json;
-using System.Text.Unicode;
 using Alloy.Tensors;
 
 namespace Alloy.Checkpoints;
@@ -86,21 +85,8 @@ public sealed class SafetensorsFile : IWeightFile
         long dataStart = 8 + (long)headerLength;
         long dataLength = file.Length - dataStart;
 
-        var headerBytes = file.Span(8, (int)headerLength);
-        if (!Utf8.IsValid(headerBytes))
-            throw new AlloyException($"{where}: header is not valid UTF-8");
-
-        JsonDocument document;
-        try
-        {
-            // Copying the header (kilobytes for real models) keeps JsonDocument independent of the map's lifetime.
-            document = JsonDocument.Parse(headerBytes.ToArray());
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{where}: header is not valid JSON: {Messages.JsonProblem(e)}", e);
-        }
-
+        // Copying the header (kilobytes for real models) keeps the JsonDocument independent of the map's lifetime.
+        var document = StrictJson.Parse(file.Span(8, (int)headerLength).ToArray(), $"{where}: header");
         using (document)
         {
             var root = document.RootElement;
@@ -113,18 +99,9 @@ public sealed class SafetensorsFile : IWeightFile
 
             IReadOnlyDictionary<string, string> metadata = new Dictionary<string, string>();
             var entries = new List<(TensorInfo Info, long Begin, long End)>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var property in root.EnumerateObject())
             {
                 string name = property.Name;
-                if (!seen.Add(name))
-                {
-                    throw new AlloyException(
-                        name == MetadataKey
-                            ? $"{where}: header has \"{MetadataKey}\" twice"
-                            : $"{where}: tensor '{name}' appears twice in the header"
-                    );
-                }
                 if (name == MetadataKey)
                 {
                     metadata = ReadMetadata(where, property.Value);
@@ -186,10 +163,7 @@ public sealed class SafetensorsFile : IWeightFile
                         + $"{Messages.Describe(item.Value.ValueKind)}, expected a string"
                 );
             }
-            if (!metadata.TryAdd(item.Name, item.Value.GetString()!))
-            {
-                throw new AlloyException($"{where}: \"{MetadataKey}\" has the key '{item.Name}' twice");
-            }
+            metadata[item.Name] = item.Value.GetString()!;
         }
         return metadata;
     }

@@ -76,27 +76,19 @@ public sealed record AddedToken(
         )
             throw new AlloyException(
                 $"{where}: an entry of 'added_tokens' needs a non-negative 'id' and a 'content' string, not "
-                    + $"{Shorten(node)}"
+                    + $"{StrictJson.Shorten(node)}"
             );
         // tokenizers' defaults for missing flags: normalized follows !special.
-        bool special = Flag(o, "special") ?? false;
+        var at = $"{where}: added token {id}";
+        bool special = o.BoolField("special", at) ?? false;
         return new AddedToken(
             id,
             text,
             special,
-            Flag(o, "normalized") ?? !special,
-            Flag(o, "lstrip") ?? false,
-            Flag(o, "rstrip") ?? false,
-            Flag(o, "single_word") ?? false
+            o.BoolField("normalized", at) ?? !special,
+            o.BoolField("lstrip", at) ?? false,
+            o.BoolField("rstrip", at) ?? false,
+            o.BoolField("single_word", at) ?? false
         );
-    }
-
-    private static bool? Flag(JsonObject o, string key) =>
-        o[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;
-
-    internal static string Shorten(JsonNode? node)
-    {
-        var text = node?.ToJsonString() ?? "null";
-        return text.Length > 60 ? text[..60] + "…" : text;
     }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Alloy.Architecture;
 using Alloy.Checkpoints;
@@ -80,10 +79,13 @@ public sealed class ModelTokenizer
     {
         var tokenizerPath = Path.Combine(folder, TokenizerFile);
         var document = readVocabulary && File.Exists(tokenizerPath) ? TokenizerDocument.Load(tokenizerPath) : null;
-        var config = ReadObject(Path.Combine(folder, ConfigFile));
-        var special = ReadObject(Path.Combine(folder, SpecialTokensFile));
+        var configPath = Path.Combine(folder, ConfigFile);
+        var config = StrictJson.ReadObjectFileIfPresent(configPath);
+        var special = StrictJson.ReadObjectFileIfPresent(Path.Combine(folder, SpecialTokensFile));
         var jinjaPath = Path.Combine(folder, ChatTemplateFile);
-        var template = File.Exists(jinjaPath) ? InputFile.ReadAllText(jinjaPath) : TemplateFromConfig(config);
+        var template = File.Exists(jinjaPath)
+            ? InputFile.ReadAllText(jinjaPath)
+            : TemplateFromConfig(config, configPath);
         if (string.IsNullOrEmpty(template))
             template = null;
         string? templateSource =
@@ -102,30 +104,23 @@ public sealed class ModelTokenizer
     /// The chat template of a tokenizer_config.json: a string, or a list of {name, template} whose "default" entry
     /// counts (what transformers' <c>tokenizer.chat_template</c> gives mergekit's <c>auto</c>).
     /// </summary>
-    public static string? TemplateFromConfig(JsonObject? config) =>
+    public static string? TemplateFromConfig(JsonObject? config, string where) =>
         config?["chat_template"] switch
         {
+            null => null,
             JsonValue v when v.TryGetValue(out string? s) => s,
-            JsonArray list => list.OfType<JsonObject>()
-                .Where(e => e["name"] is JsonValue n && n.TryGetValue(out string? name) && name == "default")
-                .Select(e => e["template"] is JsonValue t && t.TryGetValue(out string? s) ? s : null)
+            JsonArray list => list.Select(e =>
+                    e as JsonObject
+                    ?? throw new AlloyException(
+                        $"{where}: 'chat_template' entries must be {{\"name\", \"template\"}} objects, not "
+                            + StrictJson.Shorten(e)
+                    )
+                )
+                .Where(e => e.StringField("name", $"{where}: chat_template") == "default")
+                .Select(e => e.StringField("template", $"{where}: chat_template"))
                 .FirstOrDefault(),
-            _ => null,
+            var other => throw new AlloyException(
+                $"{where}: 'chat_template' must be a string or a list of templates, not {StrictJson.Shorten(other)}"
+            ),
         };
-
-    /// <summary>A JSON object file, or null when the file is missing; malformed files are an error.</summary>
-    internal static JsonObject? ReadObject(string path)
-    {
-        if (!File.Exists(path))
-            return null;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
-                ?? throw new AlloyException($"{path}: expected a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{path}: not valid JSON (line {e.LineNumber + 1}): {e.Message.Split('.')[0]}");
-        }
-    }
 }

@@ -267,30 +267,8 @@ public sealed class TokenizerDocument
 
     public static TokenizerDocument Load(string path)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (IOException e)
-        {
-            throw new AlloyException($"{path}: cannot read the tokenizer ({e.Message})");
-        }
-        try
-        {
-            using var document = JsonDocument.Parse(
-                bytes,
-                new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 256 }
-            );
-            return Read(document.RootElement, path);
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException(
-                $"{path}: not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}): "
-                    + $"{e.Message.Split('.')[0]}"
-            );
-        }
+        using var document = StrictJson.ParseFile(path);
+        return Read(document.RootElement, path);
     }
 
     private static TokenizerDocument Read(JsonElement root, string path)
@@ -313,30 +291,28 @@ public sealed class TokenizerDocument
                         vocabElement = m.Value;
                     else if (m.Name == MergesKey)
                         mergesElement = m.Value;
-                    modelEntries.Add(
-                        (m.Name, m.Name is VocabKey or MergesKey ? null : JsonNode.Parse(m.Value.GetRawText()))
-                    );
+                    modelEntries.Add((m.Name, m.Name is VocabKey or MergesKey ? null : StrictJson.ToNode(m.Value)));
                 }
                 rootEntries.Add((ModelKey, null));
             }
             else if (property.Name == AddedKey && property.Value.ValueKind == JsonValueKind.Array)
             {
                 foreach (var entry in property.Value.EnumerateArray())
-                    added.Add(AddedToken.FromTokenizerJson(JsonNode.Parse(entry.GetRawText()), path));
+                    added.Add(AddedToken.FromTokenizerJson(StrictJson.ToNode(entry), path));
                 rootEntries.Add((AddedKey, null));
             }
             else
-                rootEntries.Add((property.Name, JsonNode.Parse(property.Value.GetRawText())));
+                rootEntries.Add((property.Name, StrictJson.ToNode(property.Value)));
         }
         if (modelEntries is null || vocabElement is not { } vocab)
             throw new AlloyException($"{path}: no 'model' with a 'vocab'; is this a Hugging Face tokenizer.json?");
         if (!rootEntries.Any(e => e.Item1 == AddedKey))
             rootEntries.Add((AddedKey, null));
 
-        var type =
-            modelEntries.FirstOrDefault(e => e.Item1 == "type").Item2 is JsonValue t && t.TryGetValue(out string? s)
-                ? s
-                : null;
+        var type = StrictJson.AsString(
+            modelEntries.FirstOrDefault(e => e.Item1 == "type").Item2,
+            $"{path}: 'model.type'"
+        );
         var kind = type switch
         {
             "BPE" => TokenizerModelKind.Bpe,
@@ -369,7 +345,8 @@ public sealed class TokenizerDocument
                     || entry[1].ValueKind != JsonValueKind.Number
                 )
                     throw new AlloyException(
-                        $"{path}: Unigram vocab entry {pieces.Count} must be [piece, score], not {Shorten(entry)}"
+                        $"{path}: Unigram vocab entry {pieces.Count} must be [piece, score], not "
+                            + StrictJson.Shorten(entry)
                     );
                 var piece = entry[0].GetString()!;
                 // A repeated piece keeps its first id, as tokenizers' token_to_id does.
@@ -389,7 +366,7 @@ public sealed class TokenizerDocument
                 if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
                     throw new AlloyException(
                         $"{path}: vocab token '{entry.Name}' must have a non-negative whole-number id, not "
-                            + $"{Shorten(entry.Value)}"
+                            + $"{StrictJson.Shorten(entry.Value)}"
                     );
                 if (!map.TryAdd(entry.Name, id))
                     throw new AlloyException($"{path}: vocab token '{entry.Name}' appears twice");
@@ -421,18 +398,13 @@ public sealed class TokenizerDocument
                     }
                     else
                         throw new AlloyException(
-                            $"{path}: BPE merge {merges.Count} must be \"a b\" or [\"a\", \"b\"], not {Shorten(merge)}"
+                            $"{path}: BPE merge {merges.Count} must be \"a b\" or [\"a\", \"b\"], not "
+                                + StrictJson.Shorten(merge)
                         );
                 }
             }
         }
         return new TokenizerDocument(path, kind, rootEntries, modelEntries, map, pieces, added, merges, asArrays);
-    }
-
-    private static string Shorten(JsonElement element)
-    {
-        var text = element.GetRawText();
-        return text.Length > 60 ? text[..60] + "…" : text;
     }
 
     /// <summary>
@@ -447,10 +419,13 @@ public sealed class TokenizerDocument
     /// </summary>
     public JsonNode? ModelSetting(string key) => _model.FirstOrDefault(e => e.Key == key).Value;
 
-    private string? ModelString(string key) =>
-        ModelSetting(key) is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+    internal string? ModelString(string key) => StrictJson.AsString(ModelSetting(key), ModelWhat(key));
 
-    private long? ModelLong(string key) => ModelSetting(key) is JsonValue v && v.TryGetValue(out long n) ? n : null;
+    internal bool? ModelBool(string key) => StrictJson.AsBool(ModelSetting(key), ModelWhat(key));
+
+    private long? ModelLong(string key) => StrictJson.AsLong(ModelSetting(key), ModelWhat(key));
+
+    private string ModelWhat(string key) => $"{Source}: 'model.{key}'";
 
     // ---- writing ------------------------------------------------------------------------------------------------
 

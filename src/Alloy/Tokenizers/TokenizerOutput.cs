@@ -94,9 +94,7 @@ public static class TokenizerOutput
             );
             return;
         }
-        var config = File.Exists(configPath)
-            ? JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? new JsonObject()
-            : new JsonObject();
+        var config = StrictJson.ReadObjectFileIfPresent(configPath) ?? new JsonObject();
         config["chat_template"] = template;
         WriteJson(configPath, config);
         File.WriteAllText(Path.Combine(folder, ModelTokenizer.ChatTemplateFile), template);

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Alloy.Planning;
 using Alloy.Recipes;
@@ -47,18 +46,6 @@ public sealed record TokenizerPlan(MergedVocabulary? Vocabulary, string? ChatTem
     private static string FolderOf(InputModel model) =>
         model.Checkpoint.Folder ?? Path.GetDirectoryName(model.Checkpoint.Path)!;
 
-    private static JsonObject? ReadConfig(string folder)
-    {
-        var path = Path.Combine(folder, "config.json");
-        if (!File.Exists(path))
-            return null;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
-        }
-        catch (JsonException e)
-        {
-            throw new AlloyException($"{path}: not valid JSON: {e.Message.Split('.')[0]}");
-        }
-    }
+    private static JsonObject? ReadConfig(string folder) =>
+        StrictJson.ReadObjectFileIfPresent(Path.Combine(folder, "config.json"));
 }

@@ -71,7 +71,7 @@ public sealed class TaskFileTests
     }
 
     [Theory]
-    [InlineData("""{"type": "choice", "context": "c", "choices": ["a", "b"], "answer": 0""", "not valid JSON")]
+    [InlineData("""{"type": "choice", "context": "c", "choices": ["a", "b"], "answer": 0""", "invalid JSON at line 1")]
     [InlineData("""["choice"]""", "expected a JSON object")]
     [InlineData("""{"context": "c", "choices": ["a", "b"], "answer": 0}""", "no \"type\"")]
     [InlineData("""{"type": "mcq", "context": "c"}""", "unknown type 'mcq'")]

@@ -36,7 +36,7 @@ public sealed class ModelLoadingTests : IDisposable
                 "rope_scaling: \"low_freq_factor\" is missing"
             },
             { "rope_scaling={\"type\":\"linear\"}", "rope_scaling: \"factor\" is missing" },
-            { "rope_scaling=4", "\"rope_scaling\" is 4, expected an object or null" },
+            { "rope_scaling=4", "'rope_scaling' must be an object, not 4" },
             { "num_key_value_heads=3", "num_attention_heads (4) is not a multiple of num_key_value_heads (3)" },
             { "hidden_act=\"gelu\"", "hidden_act 'gelu' is not supported" },
             { "hidden_size=", "\"hidden_size\" is missing" },
@@ -44,11 +44,11 @@ public sealed class ModelLoadingTests : IDisposable
                 "hidden_size=30",
                 "hidden_size (30) is not a multiple of num_attention_heads (4) and no head_dim is given"
             },
-            { "num_hidden_layers=-1", "\"num_hidden_layers\" is -1, expected a positive whole number" },
-            { "vocab_size=\"61\"", "\"vocab_size\" is \"61\", expected a positive whole number" },
+            { "num_hidden_layers=-1", "'num_hidden_layers' must be a positive whole number, not -1" },
+            { "vocab_size=\"61\"", "'vocab_size' must be a positive whole number, not \"61\"" },
             { "head_dim=7", "head_dim 7 is odd" },
-            { "rms_norm_eps=0", "\"rms_norm_eps\" is 0, expected a positive number" },
-            { "tie_word_embeddings=1", "\"tie_word_embeddings\" is 1, expected true or false" },
+            { "rms_norm_eps=0", "'rms_norm_eps' must be a positive number, not 0" },
+            { "tie_word_embeddings=1", "'tie_word_embeddings' must be true or false, not 1" },
             {
                 "model_type=\"qwen2\";use_sliding_window=true",
                 "use_sliding_window is true; Alloy.Runtime runs Qwen2 models with full attention only"

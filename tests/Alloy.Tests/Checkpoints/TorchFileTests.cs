@@ -212,7 +212,7 @@ public sealed class TorchFileTests : IDisposable
     )]
     [InlineData(
         """{"counts": "pytorch_model-00002-of-00002.bin", "counts": "pytorch_model-00001-of-00002.bin"}""",
-        "tensor 'counts' appears twice in weight_map"
+        "key 'counts' appears twice in 'weight_map'"
     )]
     public void Bin_index_is_validated_like_the_safetensors_index(string weightMap, string expected)
     {

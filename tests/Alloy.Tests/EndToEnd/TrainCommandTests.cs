@@ -276,7 +276,7 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("bad-json", "sums.jsonl:2: not valid JSON")]
+    [InlineData("bad-json", "sums.jsonl:2: invalid JSON at line 1")]
     [InlineData("no-fields", "sums.jsonl:1: expected a \"text\" field, or \"prompt\" and \"completion\" fields")]
     [InlineData("csv", "expected a .txt file")]
     [InlineData("missing", "does not exist")]

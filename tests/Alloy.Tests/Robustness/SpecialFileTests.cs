@@ -49,6 +49,7 @@ public sealed class SpecialFileTests(ModelFamily models) : IClassFixture<ModelFa
 
     [Theory]
     [InlineData("model.safetensors")]
+    [InlineData("config.json")]
     [InlineData("tokenizer.json")]
     [InlineData("generation_config.json")]
     public void A_named_pipe_in_a_model_folder_is_refused_not_waited_on(string name) =>

@@ -216,7 +216,7 @@ public sealed class TokenizerDocumentTests : IDisposable
         "{\"added_tokens\": [{\"content\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}",
         "an entry of 'added_tokens' needs a non-negative 'id'"
     )]
-    [InlineData("{\"model\": ", "not valid JSON")]
+    [InlineData("{\"model\": ", "invalid JSON at line 1")]
     public void Malformed_files_are_refused_with_the_file_and_the_problem(string json, string expected)
     {
         var path = _work.Write("bad/tokenizer.json", json);

@@ -70,6 +70,14 @@ internal sealed class YamlLoader
     private readonly Dictionary<string, YNode> _anchors = new(StringComparer.Ordinal);
     private readonly HashSet<string> _open = new(StringComparer.Ordinal);
     private IParser _parser = null!;
+    private Scanner _scanner = null!;
+    private int _depth;
+
+    /// <summary>
+    /// How deeply lists and mappings may nest. Reading is recursive, so without a limit a file of nested '[' would
+    /// overflow the stack; PyYAML itself gives up near 500 levels, and recipes nest fewer than 10.
+    /// </summary>
+    public const int MaxDepth = 64;
 
     private YamlLoader(string text, string source, Diagnostics diagnostics)
     {
@@ -87,7 +95,8 @@ internal sealed class YamlLoader
 
     private IReadOnlyList<YDocument> LoadAll()
     {
-        _parser = new Parser(new StringReader(_text));
+        _scanner = new Scanner(new StringReader(_text));
+        _parser = new Parser(_scanner);
         var raw = new List<(YNode? Root, int Start, int ContentStart, int? End, Mark Mark)>();
         try
         {
@@ -184,7 +193,7 @@ internal sealed class YamlLoader
 
     private ParsingEvent? Peek()
     {
-        if (_pending is null && _parser.MoveNext())
+        if (_pending is null && MoveNext())
             _pending = _parser.Current;
         return _pending;
     }
@@ -197,10 +206,32 @@ internal sealed class YamlLoader
             _pending = null;
             return p;
         }
-        if (!_parser.MoveNext())
+        if (!MoveNext())
             throw new YamlException("unexpected end of the YAML stream");
         return _parser.Current!;
     }
+
+    private bool MoveNext()
+    {
+        try
+        {
+            return _parser.MoveNext();
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet throws this, with no position, for a plain value inside '[...]' or '{...}' on a line indented
+            // no more than the block holding the list, which YAML 1.2 forbids (PyYAML reads on and would join
+            // `[1` and `0]` on the next line into the string '1 0').
+            var what =
+                e.TargetSite?.Name == "ScanPlainScalar"
+                    ? "a line inside '[...]' or '{...}' must be indented more than the line where the bracket opens"
+                    : e.Message;
+            throw new AlloyException($"{Loc(_scanner.CurrentPosition)}: YAML syntax error: {what}", e);
+        }
+    }
+
+    private AlloyException TooDeep(Mark mark) =>
+        Error(mark, $"lists and mappings are nested more than {MaxDepth} levels deep");
 
     private YNode ReadNode()
     {
@@ -228,11 +259,14 @@ internal sealed class YamlLoader
             case SequenceStart seq:
             {
                 CheckCollectionTag(seq, "seq");
+                if (++_depth > MaxDepth)
+                    throw TooDeep(seq.Start);
                 var anchor = Open(seq.Anchor);
                 var items = new List<YNode>();
                 while (Peek() is not SequenceEnd)
                     items.Add(ReadNode());
                 Next();
+                _depth--;
                 var node = new YSequence(Loc(seq.Start), items);
                 Close(anchor, node);
                 return node;
@@ -240,8 +274,11 @@ internal sealed class YamlLoader
             case MappingStart map:
             {
                 CheckCollectionTag(map, "map");
+                if (++_depth > MaxDepth)
+                    throw TooDeep(map.Start);
                 var anchor = Open(map.Anchor);
                 var node = ReadMapping(map);
+                _depth--;
                 Close(anchor, node);
                 return node;
             }

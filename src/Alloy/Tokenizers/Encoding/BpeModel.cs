@@ -39,12 +39,12 @@ internal sealed class BpeModel : IPieceSink
         _vocab = new Dictionary<string, int>(document.ModelVocabulary, StringComparer.Ordinal);
         _vocabBySpan = _vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
-        _unkToken = Setting<string>(document, "unk_token");
-        _prefix = NullIfEmpty(Setting<string>(document, "continuing_subword_prefix"));
-        _suffix = NullIfEmpty(Setting<string>(document, "end_of_word_suffix"));
-        _fuseUnk = Setting<bool>(document, "fuse_unk");
-        _byteFallback = Setting<bool>(document, "byte_fallback");
-        _ignoreMerges = Setting<bool>(document, "ignore_merges");
+        _unkToken = document.ModelString("unk_token");
+        _prefix = NullIfEmpty(document.ModelString("continuing_subword_prefix"));
+        _suffix = NullIfEmpty(document.ModelString("end_of_word_suffix"));
+        _fuseUnk = document.ModelBool("fuse_unk") ?? false;
+        _byteFallback = document.ModelBool("byte_fallback") ?? false;
+        _ignoreMerges = document.ModelBool("ignore_merges") ?? false;
 
         _byteTokens = new int[256];
         for (int b = 0; b < 256; b++)
@@ -221,11 +221,6 @@ internal sealed class BpeModel : IPieceSink
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
 
     private static string? NullIfEmpty(string? text) => string.IsNullOrEmpty(text) ? null : text;
-
-    private static T? Setting<T>(TokenizerDocument document, string key) =>
-        document.ModelSetting(key) is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out T? value)
-            ? value
-            : default;
 
     private struct Symbol
     {

@@ -44,20 +44,27 @@ internal sealed record PostProcessor(int[] Before, int[] After)
         s[key] is JsonArray { Count: 2 } pair && pair[1] is JsonValue v && v.TryGetValue(out int id)
             ? id
             : throw new AlloyException(
-                $"{s.Where}: {type} needs \"{key}\" as [token, id]: {AddedToken.Shorten(s.Node)}"
+                $"{s.Where}: {type} needs \"{key}\" as [token, id]: {StrictJson.Shorten(s.Node)}"
             );
 
     private static PostProcessor Template(Settings s)
     {
         var specials = new Dictionary<string, int[]>(StringComparer.Ordinal);
-        if (s["special_tokens"] is JsonObject map)
-            foreach (var (name, value) in map)
-                specials[name] = value?["ids"] is JsonArray ids
-                    ? ids.Select(i => (int)i!).ToArray()
-                    : throw new AlloyException($"{s.Where}: TemplateProcessing special token '{name}' has no \"ids\"");
+        foreach (var (name, value) in s.Node.ObjectField("special_tokens", s.Where) ?? [])
+        {
+            var at = $"{s.Where}: TemplateProcessing special token '{name}'";
+            var ids = StrictJson.AsObject(value, at)?.ArrayField("ids", at)
+                ?? throw new AlloyException($"{at} has no \"ids\"");
+            specials[name] =
+            [
+                .. ids.Select(i =>
+                    StrictJson.AsInt(i, $"{at}: an id") ?? throw new AlloyException($"{at}: an id is null")
+                ),
+            ];
+        }
         if (s["single"] is not JsonArray single)
             throw new AlloyException(
-                $"{s.Where}: TemplateProcessing needs a \"single\" template: {AddedToken.Shorten(s.Node)}"
+                $"{s.Where}: TemplateProcessing needs a \"single\" template: {StrictJson.Shorten(s.Node)}"
             );
         List<int> before = [],
             after = [];
@@ -93,7 +100,7 @@ internal sealed record PostProcessor(int[] Before, int[] After)
         switch (piece)
         {
             case JsonObject o when o["Sequence"] is JsonObject sequence:
-                return (true, (string?)sequence["id"] ?? "A");
+                return (true, sequence.StringField("id", $"{where}: a TemplateProcessing Sequence") ?? "A");
             case JsonObject o
                 when o["SpecialToken"] is JsonObject special
                     && special["id"] is JsonValue id
@@ -105,7 +112,7 @@ internal sealed record PostProcessor(int[] Before, int[] After)
             default:
                 throw new AlloyException(
                     $"{where}: a TemplateProcessing piece must be a Sequence or a SpecialToken, not "
-                        + $"{AddedToken.Shorten(piece)}"
+                        + $"{StrictJson.Shorten(piece)}"
                 );
         }
     }

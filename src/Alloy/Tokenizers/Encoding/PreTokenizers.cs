@@ -360,7 +360,7 @@ internal sealed class MetaspacePreTokenizer(string replacement, PrependScheme sc
                 $"{s.Where}: the {role}'s prepend_scheme '{name}' is unknown (always, first, never)"
             ),
         };
-        if (s["add_prefix_space"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue(out bool add) && !add)
+        if (!s.Bool("add_prefix_space", true))
         {
             if (scheme != PrependScheme.Never)
                 throw new AlloyException(

@@ -14,24 +14,24 @@ internal readonly record struct Settings(JsonObject Node, string Where)
             null => null,
             JsonObject o => new Settings(o, where),
             _ => throw new AlloyException(
-                $"{where}: the {role} must be an object with a \"type\", not {AddedToken.Shorten(node)}"
+                $"{where}: the {role} must be an object with a \"type\", not {StrictJson.Shorten(node)}"
             ),
         };
 
     public string Type(string role) =>
-        String("type") ?? throw new AlloyException($"{Where}: a {role} has no \"type\": {AddedToken.Shorten(Node)}");
+        String("type") ?? throw new AlloyException($"{Where}: a {role} has no \"type\": {StrictJson.Shorten(Node)}");
 
     public JsonNode? this[string key] => Node[key];
 
-    public string? String(string key) => Node[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+    public string? String(string key) => Node.StringField(key, Where);
 
     public string RequiredString(string key, string role) =>
         String(key)
-        ?? throw new AlloyException($"{Where}: the {role} needs a string \"{key}\": {AddedToken.Shorten(Node)}");
+        ?? throw new AlloyException($"{Where}: the {role} needs a string \"{key}\": {StrictJson.Shorten(Node)}");
 
-    public bool Bool(string key, bool fallback) => Node[key] is JsonValue v && v.TryGetValue(out bool b) ? b : fallback;
+    public bool Bool(string key, bool fallback) => Node.BoolField(key, Where) ?? fallback;
 
-    public int Int(string key, int fallback) => Node[key] is JsonValue v && v.TryGetValue(out int n) ? n : fallback;
+    public int Int(string key, int fallback) => Node.IntField(key, Where) ?? fallback;
 
     /// <summary>The single character of a string setting (Metaspace's replacement, Strip's content).</summary>
     public string Character(string key, string role)
@@ -45,7 +45,7 @@ internal readonly record struct Settings(JsonObject Node, string Where)
     public IEnumerable<Settings> List(string key, string role)
     {
         if (Node[key] is not JsonArray list)
-            throw new AlloyException($"{Where}: the {role} needs a list \"{key}\": {AddedToken.Shorten(Node)}");
+            throw new AlloyException($"{Where}: the {role} needs a list \"{key}\": {StrictJson.Shorten(Node)}");
         foreach (var item in list)
             yield return Of(item, role, Where)
                 ?? throw new AlloyException($"{Where}: the {role}'s \"{key}\" holds a null");
@@ -54,14 +54,14 @@ internal readonly record struct Settings(JsonObject Node, string Where)
     /// <summary>A {"String": "…"} or {"Regex": "…"} pattern (Split, Replace) as a regex.</summary>
     public UnicodeRegex Pattern(string role)
     {
-        var pattern = Node["pattern"] as JsonObject;
-        if (pattern?["String"] is JsonValue literal && literal.TryGetValue(out string? text))
+        var pattern = Node.ObjectField("pattern", Where);
+        if (pattern?.StringField("String", $"{Where}: pattern") is { } text)
             return UnicodeRegex.Literal(text, Where);
-        if (pattern?["Regex"] is JsonValue regex && regex.TryGetValue(out string? expression))
+        if (pattern?.StringField("Regex", $"{Where}: pattern") is { } expression)
             return new UnicodeRegex(expression, Where);
         throw new AlloyException(
             $"{Where}: the {role} needs a \"pattern\" of {{\"String\": …}} or {{\"Regex\": …}}: "
-                + $"{AddedToken.Shorten(Node)}"
+                + $"{StrictJson.Shorten(Node)}"
         );
     }
 

@@ -112,7 +112,7 @@ public sealed class TextTokenizer
                 $"{folder}: no {ModelTokenizer.TokenizerFile}; Alloy encodes with Hugging Face fast-tokenizer files "
                     + $"(save the tokenizer with transformers to write one)"
             );
-        var generation = ModelTokenizer.ReadObject(Path.Combine(folder, "generation_config.json"));
+        var generation = StrictJson.ReadObjectFileIfPresent(Path.Combine(folder, "generation_config.json"));
         return new TextTokenizer(
             document,
             files.Config,
@@ -137,7 +137,7 @@ public sealed class TextTokenizer
             tokenizerConfig,
             specialTokensMap,
             generationConfig,
-            ModelTokenizer.TemplateFromConfig(tokenizerConfig),
+            ModelTokenizer.TemplateFromConfig(tokenizerConfig, "tokenizer_config.json"),
             $"{document.Source} (tokenizer_config.json)"
         );
 
@@ -240,17 +240,16 @@ public sealed class TextTokenizer
     /// </summary>
     private PostProcessor? LlamaTemplate(JsonObject? config)
     {
-        var tokenizerClass = config?["tokenizer_class"] is JsonValue v && v.TryGetValue(out string? name) ? name : null;
+        var where = Path.Combine(Path.GetDirectoryName(Source) ?? "", ModelTokenizer.ConfigFile);
         if (
-            tokenizerClass is null
+            config?.StringField("tokenizer_class", where) is not { } tokenizerClass
             || !LlamaClasses.Contains(
                 tokenizerClass.EndsWith("Fast", StringComparison.Ordinal) ? tokenizerClass[..^4] : tokenizerClass
             )
         )
             return null;
-        bool Flag(string key, bool fallback) => config?[key] is JsonValue f && f.TryGetValue(out bool b) ? b : fallback;
-        bool addBos = Flag("add_bos_token", true),
-            addEos = Flag("add_eos_token", false);
+        bool addBos = config.BoolField("add_bos_token", where) ?? true,
+            addEos = config.BoolField("add_eos_token", where) ?? false;
         if (addBos && Special.Bos is null)
             throw new AlloyException($"{Source}: add_bos_token is true but the tokenizer has no bos_token");
         if (addEos && Special.Eos is null)
