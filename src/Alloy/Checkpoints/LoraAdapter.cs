@@ -161,9 +161,21 @@ public sealed partial class LoraAdapter : IDisposable
                     + $"lora_B [{string.Join(", ", b.Info.Shape)}], which do not fit its shape "
                     + $"[{string.Join(", ", shape)}]; is the adapter for this model?"
             );
-        double alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match
-            ? match.Alpha
-            : _alpha;
+        double alpha;
+        try
+        {
+            alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match
+                ? match.Alpha
+                : _alpha;
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new AlloyException(
+                $"{Path}: alpha_pattern key '{e.Pattern}' takes over {e.MatchTimeout.TotalSeconds:0} s to match "
+                    + $"'{module}'; simplify the pattern",
+                e
+            );
+        }
         double scale = _rsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
         return new LoraDelta(a, b, scale, transposed);
     }
@@ -192,7 +204,8 @@ public sealed partial class LoraAdapter : IDisposable
             Regex regex;
             try
             {
-                regex = new Regex($"(^|\\.)({pattern})$", RegexOptions.CultureInvariant);
+                // A pattern that backtracks without end must not hang the merge: one second per module name.
+                regex = new Regex($"(^|\\.)({pattern})$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
             }
             catch (ArgumentException e)
             {

@@ -214,6 +214,22 @@ public sealed class HostileInputTests : IClassFixture<ModelFamily>, IDisposable
     }
 
     [Fact]
+    public void An_alpha_pattern_that_backtracks_without_end_fails_in_a_second_instead_of_hanging()
+    {
+        // Nested quantifiers over "model.layers.0.self_attn.q_proj": exponential backtracking, as no match exists.
+        var adapter = Adapter(
+            """{"peft_type": "LORA", "r": 2, "lora_alpha": 2, "alpha_pattern": {"([a-z_.0-9]+)+#": 4}}"""
+        );
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        AlloyCli.Fails(
+            Linear($"{_models.FineTunes[0]}+{adapter}"),
+            Out,
+            "takes over 1 s to match 'model.layers.0.self_attn.q_proj'; simplify the pattern"
+        );
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
     public void A_one_dimensional_lora_a_is_refused_with_the_shapes()
     {
         var adapter = Adapter("""{"peft_type": "LORA", "r": 2, "lora_alpha": 2}""", loraAShape: [32]);
