@@ -103,8 +103,13 @@ static int Mutate(string target, string corpus, string output, int seconds)
         }
         catch (Exception e)
         {
-            // One file per kind of finding: the exception type and the method that threw it.
-            var where = new StackTrace(e).GetFrame(0)?.GetMethod();
+            // One file per kind of finding: the exception type and the Alloy method nearest the throw.
+            var where = new StackTrace(e)
+                .GetFrames()
+                .Select(f => f.GetMethod())
+                .FirstOrDefault(m =>
+                    m?.DeclaringType?.Namespace?.StartsWith("Alloy", StringComparison.Ordinal) == true
+                );
             string kind = $"{e.GetType().Name} in {where?.DeclaringType?.Name}.{where?.Name}";
             if (seen.Add(kind))
             {
