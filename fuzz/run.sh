@@ -89,4 +89,5 @@ done
 echo
 echo "== summary ($minutes min per target)"
 printf '%s\n' "${summary[@]}"
-echo "replay a finding: dotnet $bin/Alloy.Fuzz.dll replay TARGET FILE"
+# Not with the program in $bin: its instrumented Alloy.dll runs only under afl.
+echo "replay a finding: dotnet run --project fuzz/Alloy.Fuzz -- replay TARGET FILE"
