@@ -134,7 +134,15 @@ public sealed partial class ModelLayout
                 stacks[prefix] = layers = [];
                 stackOrder.Add(prefix);
             }
-            int index = int.Parse(m.Groups["index"].Value, System.Globalization.CultureInfo.InvariantCulture);
+            if (
+                !int.TryParse(
+                    m.Groups["index"].Value,
+                    System.Globalization.NumberStyles.None,
+                    System.Globalization.CultureInfo.InvariantCulture,
+                    out int index
+                )
+            )
+                throw new AlloyException($"tensor '{name}': layer index {m.Groups["index"].Value} is too large");
             if (!layers.TryGetValue(index, out var suffixes))
                 layers[index] = suffixes = [];
             suffixes.Add(m.Groups["rest"].Value);
@@ -269,7 +277,8 @@ public sealed partial class ModelLayout
         return node is JsonValue v && v.TryGetValue(out long n) ? n : null;
     }
 
-    [GeneratedRegex(@"^(?<prefix>.*?)\.(?<index>\d+)\.(?<rest>.+)$")]
+    // [0-9], not \d: a layer index is ASCII digits (\d also matches other scripts' digits).
+    [GeneratedRegex(@"^(?<prefix>.*?)\.(?<index>[0-9]+)\.(?<rest>.+)$")]
     private static partial Regex LayerIndex();
 
     /// <summary>Vocabulary-indexed input embeddings.</summary>

@@ -217,11 +217,12 @@ internal sealed class YamlLoader
         {
             return _parser.MoveNext();
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
             // YamlDotNet throws this, with no position, for a plain value inside '[...]' or '{...}' on a line indented
             // no more than the block holding the list, which YAML 1.2 forbids (PyYAML reads on and would join
-            // `[1` and `0]` on the next line into the string '1 0').
+            // `[1` and `0]` on the next line into the string '1 0'). A tag that is not a URI (`!<+>`) is an
+            // ArgumentException.
             var what =
                 e.TargetSite?.Name == "ScanPlainScalar"
                     ? "a line inside '[...]' or '{...}' must be indented more than the line where the bracket opens"
