@@ -158,5 +158,14 @@ internal sealed class StripDecoder(string content, int start, int stop) : Decode
 internal sealed class BpeSuffixDecoder(string suffix) : Decoder
 {
     public override List<string> Decode(List<string> tokens) =>
-        tokens.Select((token, i) => token.Replace(suffix, i == tokens.Count - 1 ? "" : " ")).ToList();
+        tokens.Select((token, i) => Replace(token, i == tokens.Count - 1 ? "" : " ")).ToList();
+
+    /// <summary>
+    /// Rust's str::replace, which Hugging Face's decoder calls: an empty suffix matches at every character boundary
+    /// (<c>"ab"</c> becomes <c>" a b "</c>), where .NET's string.Replace refuses an empty pattern.
+    /// </summary>
+    private string Replace(string token, string with) =>
+        suffix.Length > 0
+            ? token.Replace(suffix, with)
+            : with + string.Concat(token.EnumerateRunes().Select(r => r + with));
 }
