@@ -93,7 +93,7 @@ public static class RecipeWriter
         foreach (var setting in settings)
         {
             var declared = method?.Declaration.Parameter(setting.Name);
-            w.Append(indent).Append("  ").Append(Scalar(setting.Name)).Append(':');
+            w.Append(indent).Append("  ").Append(Key(setting.Name, indent + "  "));
             if (setting.Value is ParameterValue.Conditional conditional)
             {
                 w.Append('\n');
@@ -143,7 +143,7 @@ public static class RecipeWriter
             w.Append("  tokens:\n");
             foreach (var (token, settings) in tokenizer.Tokens)
             {
-                w.Append("    ").Append(Scalar(token)).Append(':');
+                w.Append("    ").Append(Key(token, "    "));
                 if (settings.Source is null && !settings.Force)
                 {
                     w.Append(" {}\n");
@@ -213,6 +213,17 @@ public static class RecipeWriter
         if (exponent.Length == 0)
             return mantissa;
         return $"{mantissa}e{(exponent[0] is '-' or '+' ? exponent : "+" + exponent)}";
+    }
+
+    /// <summary>
+    /// A mapping key and its colon. YAML allows at most 1024 characters in a key written the usual way, so a longer
+    /// one (a fuzzer's, or escapes that lengthen it) is written as an explicit key: <c>? KEY</c>, then the colon on the
+    /// next line at the same <paramref name="indent"/>.
+    /// </summary>
+    private static string Key(string text, string indent)
+    {
+        var key = Scalar(text);
+        return key.Length <= 1024 ? key + ":" : $"? {key}\n{indent}:";
     }
 
     /// <summary>A string: plain when YAML 1.1 reads it back as this string, else double-quoted.</summary>
