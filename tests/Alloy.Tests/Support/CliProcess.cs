@@ -60,12 +60,11 @@ public sealed class CliProcess : IDisposable
         }
     }
 
-    /// <summary>Sends a signal by name (TERM, INT) with kill(1).</summary>
-    public void Signal(string name)
-    {
-        using var kill = Process.Start("kill", [$"-{name}", Id.ToString()]);
-        kill.WaitForExit();
-    }
+    /// <summary>Sends a signal (15 for SIGTERM, 2 for SIGINT) with the C library's kill, as kill(1) would.</summary>
+    public void Signal(int signal) => Assert.Equal(0, SendSignal(Id, signal));
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int SendSignal(int pid, int signal);
 
     /// <summary>kill -9: the process ends at once, with no chance to clean up.</summary>
     public void Kill() => _process.Kill();
