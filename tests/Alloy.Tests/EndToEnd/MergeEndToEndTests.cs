@@ -270,28 +270,7 @@ public sealed class MergeEndToEndTests : IClassFixture<ModelFamily>, IDisposable
             """
         );
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(config, new Diagnostics());
-        Merger.Run(
-            recipe,
-            _work["one"],
-            new MergeOptions
-            {
-                Execution = new() { Threads = 1, ChunkElements = 97 },
-            },
-            new Diagnostics()
-        );
-        Merger.Run(
-            recipe,
-            _work["many"],
-            new MergeOptions
-            {
-                Execution = new() { Threads = 4, ChunkElements = 1 << 20 },
-            },
-            new Diagnostics()
-        );
-        Assert.Equal(
-            File.ReadAllBytes(_work["one/model.safetensors"]),
-            File.ReadAllBytes(_work["many/model.safetensors"])
-        );
+        ChunkInvariance.AssertSameBytes(recipe, _work);
     }
 
     [Fact]

@@ -114,27 +114,6 @@ public sealed class MoreMethodsEndToEndTests : IClassFixture<ModelFamily>, IDisp
     public void Output_is_byte_identical_at_any_thread_count_and_chunk_size(string method)
     {
         var recipe = Alloy.Recipes.RecipeParser.ParseFile(Config(method, "{}"), new Diagnostics());
-        Merger.Run(
-            recipe,
-            _work["one"],
-            new MergeOptions
-            {
-                Execution = new() { Threads = 1, ChunkElements = 97 },
-            },
-            new Diagnostics()
-        );
-        Merger.Run(
-            recipe,
-            _work["many"],
-            new MergeOptions
-            {
-                Execution = new() { Threads = 4, ChunkElements = 1 << 20 },
-            },
-            new Diagnostics()
-        );
-        Assert.Equal(
-            File.ReadAllBytes(_work["one/model.safetensors"]),
-            File.ReadAllBytes(_work["many/model.safetensors"])
-        );
+        ChunkInvariance.AssertSameBytes(recipe, _work);
     }
 }
