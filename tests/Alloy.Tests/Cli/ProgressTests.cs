@@ -117,25 +117,7 @@ public sealed class ProgressTests : IDisposable
     [Fact]
     public void A_training_bar_in_an_80_column_terminal_fits_and_names_its_phases()
     {
-        var synth = AlloyCli.Run(
-            "synth",
-            _work["synth"],
-            "--fine-tunes",
-            "0",
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--intermediate",
-            "64",
-            "--heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--dtype",
-            "float32"
-        );
-        Assert.Equal(0, synth.ExitCode);
+        string model = AlloyCli.FreshModel(_work["synth"]);
         var lines = Enumerable
             .Range(0, 300)
             .Select(i => $"the quick brown fox {i} jumps over the lazy dog {i * 7}")
@@ -145,7 +127,7 @@ public sealed class ProgressTests : IDisposable
 
         var drawn = DrawnInTerminal(
             "train",
-            _work["synth/base"],
+            model,
             "--data",
             data,
             "--validation",

@@ -17,31 +17,7 @@ public sealed class TrainCommandTests : IDisposable
 
     public void Dispose() => _work.Dispose();
 
-    private string FreshModel()
-    {
-        var synth = AlloyCli.Run(
-            "synth",
-            _work["synth"],
-            "--fine-tunes",
-            "0",
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--intermediate",
-            "64",
-            "--heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--dtype",
-            "float32",
-            "--seed",
-            "4"
-        );
-        Assert.True(synth.ExitCode == 0, synth.Stderr);
-        return _work["synth/base"];
-    }
+    private string FreshModel() => AlloyCli.FreshModel(_work["synth"], seed: 4);
 
     /// <summary>Digit sums as prompt/completion pairs: only the answer and EOS are scored.</summary>
     private string AdditionData()

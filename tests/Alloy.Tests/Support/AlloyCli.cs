@@ -15,6 +15,36 @@ public static class AlloyCli
         return new CliResult(code, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>
+    /// A fresh untrained float32 base (2 layers, hidden 32) made by <c>alloy synth FOLDER --fine-tunes 0</c>, for
+    /// training tests; returns FOLDER/base.
+    /// </summary>
+    public static string FreshModel(string folder, int seed = 1)
+    {
+        var synth = Run(
+            "synth",
+            folder,
+            "--fine-tunes",
+            "0",
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--intermediate",
+            "64",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--dtype",
+            "float32",
+            "--seed",
+            seed.ToString(System.Globalization.CultureInfo.InvariantCulture)
+        );
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        return Path.Combine(folder, "base");
+    }
+
     /// <summary>Runs a merge that must succeed, with a useful failure message otherwise.</summary>
     public static CliResult Merge(string config, string output, params string[] extra)
     {
