@@ -105,6 +105,13 @@ public sealed class MergeOptionSet
             + "$HF_HOME/hub or ~/.cache/huggingface/hub).",
         HelpName = "DIR",
     };
+    private readonly Option<string?> _statisticsCache = new("--statistics-cache")
+    {
+        Description =
+            "Where statistics computed from a recipe's data: (Fisher, RegMean) are kept for the next merge "
+            + "(default: $ALLOY_CACHE/statistics or ~/.cache/alloy/statistics).",
+        HelpName = "DIR",
+    };
     private readonly Option<bool> _overwrite = new("--overwrite")
     {
         Description = "Replace a non-empty output folder.",
@@ -157,6 +164,7 @@ public sealed class MergeOptionSet
                 _memoryLimit,
                 _plugins,
                 _hubCache,
+                _statisticsCache,
                 _overwrite,
                 _verbose,
                 _quiet,
@@ -168,6 +176,17 @@ public sealed class MergeOptionSet
         _ignored.ForEach(command.Add);
         _ignoredValues.ForEach(command.Add);
     }
+
+    /// <summary>
+    /// The runtime's statistics cache in <paramref name="folder"/> (null: the default one), telling
+    /// <paramref name="report"/> what it computes or reuses.
+    /// </summary>
+    public static Runtime.Merging.StatisticsCache Statistics(string? folder, int threads, Action<string> report) =>
+        new(
+            folder ?? Runtime.Merging.StatisticsCache.DefaultFolder,
+            new Runtime.RuntimeOptions { Threads = threads },
+            report
+        );
 
     /// <summary>An option's value, or its type's default when this command does not have it.</summary>
     private T? Value<T>(ParseResult parse, Option<T> option) =>
@@ -215,6 +234,9 @@ public sealed class MergeOptionSet
             WriteModelCard = !Value(parse, _noCard),
             Overwrite = Value(parse, _overwrite),
             HubCache = parse.GetValue(_hubCache) is { } cache ? Path.GetFullPath(cache) : null,
+            Statistics = Statistics(parse.GetValue(_statisticsCache), threads ?? Environment.ProcessorCount, message =>
+                stderr.WriteLine($"note: {message}")
+            ),
             Execution = new ExecutionOptions
             {
                 Threads = threads ?? Environment.ProcessorCount,

@@ -91,7 +91,11 @@ public sealed class RuntimeInputs
         if (threads < 1)
             throw new AlloyException($"--threads must be at least 1 (got {threads})");
         var recipe = RecipeParser.ParseFile(recipePath, diagnostics);
-        var options = new MergeOptions { Execution = new Execution.ExecutionOptions { Threads = threads } };
+        var options = new MergeOptions
+        {
+            Execution = new Execution.ExecutionOptions { Threads = threads },
+            Statistics = MergeOptionSet.Statistics(null, threads, diagnostics.Info),
+        };
         using var session = MergeSession.Open(recipe, options, diagnostics);
         var model = MergedModel.Create(session, new RuntimeOptions { Threads = threads }, cancellation: cancellation);
         var folder = Directory.CreateTempSubdirectory("alloy-tokenizer-");
@@ -120,16 +124,7 @@ public sealed class RuntimeInputs
         var examples = Read(parse.GetValue(Data)!);
         return (model, examples, heldOut is null ? null : Read(heldOut));
 
-        IReadOnlyList<TrainingExample> Read(string path)
-        {
-            var read = TrainingData.Load(path, tokenizer, parse.GetValue(SequenceLength));
-            int largest = read.SelectMany(e => e.Tokens).Max();
-            if (largest >= model.Config.VocabSize)
-                throw new AlloyException(
-                    $"the tokenizer of '{folder}' gives token id {largest}, outside the model's vocabulary of "
-                        + $"{model.Config.VocabSize}"
-                );
-            return read;
-        }
+        IReadOnlyList<TrainingExample> Read(string path) =>
+            TrainingData.Load(path, tokenizer, parse.GetValue(SequenceLength), model.Config.VocabSize);
     }
 }

@@ -42,6 +42,7 @@ public sealed class MergeSession : IDisposable
             raw: options.RawTensors is not null,
             options.HubCache
         );
+        models.Statistics.Provider = options.Statistics;
         try
         {
             var plan = Planner.Create(

@@ -32,6 +32,12 @@ public sealed record MergeOptions
     /// Set for a raw state-dict merge (mergekit-pytorch): tensors by name, no architecture, no config.json.
     /// </summary>
     public RawTensorPolicy? RawTensors { get; init; }
+
+    /// <summary>
+    /// Computes the statistics data-aware methods read (Fisher, Gram matrices) from a recipe's <c>data:</c>;
+    /// Alloy.Runtime's cache. Null refuses <c>data:</c> (statistics files still work).
+    /// </summary>
+    public Methods.IStatisticsProvider? Statistics { get; init; }
 }
 
 public sealed record MergeResult(

@@ -15,15 +15,10 @@ public sealed record StatisticTensor(string Name, int[] Shape, float[] Values);
 /// (Fisher merging) or the input Gram matrices of the linear layers (RegMean). <see cref="Count"/> is what they
 /// average or sum over (examples or tokens); <see cref="Kind"/> says which.
 /// </summary>
-public sealed record ParameterStatistics(
-    string Kind,
-    string CountName,
-    long Count,
-    IReadOnlyList<StatisticTensor> Tensors
-)
+public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<StatisticTensor> Tensors)
 {
-    public const string FisherKind = "diagonal_fisher",
-        GramKind = "regmean_gram";
+    /// <summary>What <see cref="Count"/> counts: "examples" or "tokens".</summary>
+    public string CountName => StatisticsFile.CountName(Kind);
 
     /// <summary>
     /// The empirical diagonal Fisher: for each example separately, the gradient g of −log p(scored tokens | the tokens
@@ -63,7 +58,7 @@ public sealed record ParameterStatistics(
         var tensors = parameters
             .Select((p, i) => new StatisticTensor(p.Name, p.Shape, [.. sums[i].Select(s => (float)(s / counted))]))
             .ToList();
-        return new ParameterStatistics(FisherKind, "examples", counted, tensors);
+        return new ParameterStatistics(StatisticsFile.DiagonalFisher, counted, tensors);
     }
 
     /// <summary>
@@ -156,12 +151,13 @@ public sealed record ParameterStatistics(
         }
         // In the model's parameter order, as a checkpoint lists its tensors.
         var order = model.Parameters.Select((p, i) => (p.Name, i)).ToDictionary(x => x.Name, x => x.i);
-        return new ParameterStatistics(GramKind, "tokens", tokens, [.. tensors.OrderBy(t => order[t.Name])]);
+        return new ParameterStatistics(StatisticsFile.RegMeanGram, tokens, [.. tensors.OrderBy(t => order[t.Name])]);
     }
 
     /// <summary>
-    /// Writes the tensors (float32) to one safetensors file whose "__metadata__" records the kind ("alloy_statistic")
-    /// and the count (under <see cref="CountName"/>). The file is written beside the target and renamed when complete.
+    /// Writes the tensors (float32) to one safetensors file whose "__metadata__" records the kind
+    /// (<see cref="StatisticsFile.KindKey"/>) and the count (under <see cref="CountName"/>), as
+    /// <see cref="StatisticsFile"/> reads it. The file is written beside the target and renamed when complete.
     /// </summary>
     public void Save(string path)
     {
@@ -176,7 +172,7 @@ public sealed record ParameterStatistics(
         var infos = Tensors.Select(t => new TensorInfo(t.Name, DType.F32, [.. t.Shape.Select(d => (long)d)])).ToList();
         var metadata = new Dictionary<string, string>
         {
-            ["alloy_statistic"] = Kind,
+            [StatisticsFile.KindKey] = Kind,
             [CountName] = Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         try

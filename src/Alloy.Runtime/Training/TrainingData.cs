@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Alloy.Tokenizers.Encoding;
 using Alloy.Checkpoints;
+using Alloy.Tokenizers.Encoding;
 
 namespace Alloy.Runtime.Training;
 
@@ -15,7 +15,14 @@ namespace Alloy.Runtime.Training;
 /// </summary>
 public static class TrainingData
 {
-    public static IReadOnlyList<TrainingExample> Load(string path, TextTokenizer tokenizer, int maxLength)
+    /// <param name="vocabularySize">The model's vocabulary: a token id at or above it (a tokenizer that does not
+    /// belong to the model) is refused.</param>
+    public static IReadOnlyList<TrainingExample> Load(
+        string path,
+        TextTokenizer tokenizer,
+        int maxLength,
+        int vocabularySize = int.MaxValue
+    )
     {
         if (maxLength < 2)
             throw new AlloyException($"the sequence length must be at least 2 tokens (got {maxLength})");
@@ -46,6 +53,11 @@ public static class TrainingData
         }
         if (examples.Count == 0)
             throw new AlloyException($"data file '{path}' has no examples with tokens to predict");
+        int largest = examples.SelectMany(e => e.Tokens).Max();
+        if (largest >= vocabularySize)
+            throw new AlloyException(
+                $"the tokenizer gives token id {largest}, outside the model's vocabulary of {vocabularySize}"
+            );
         return examples;
     }
 

@@ -86,6 +86,15 @@ public static class ModelLocator
     }
 
     /// <summary>
+    /// Where Alloy keeps what it computes once and reuses (statistics from data): $ALLOY_CACHE, else
+    /// $XDG_CACHE_HOME/alloy, else ~/.cache/alloy.
+    /// </summary>
+    public static string AlloyCacheDirectory() =>
+        Env("ALLOY_CACHE") is { } alloy ? ExpandHome(alloy)
+        : Env("XDG_CACHE_HOME") is { } xdg ? Path.Combine(ExpandHome(xdg), "alloy")
+        : Path.Combine(Home(), ".cache", "alloy");
+
+    /// <summary>
     /// "name" or "org/name" in Hugging Face's alphabet; paths (leading /, ., ~ or more slashes) are not.
     /// </summary>
     internal static bool LooksLikeRepoId(string text)

@@ -127,6 +127,8 @@ public static class MergeExecutor
                 tensorsDone++;
                 foreach (var input in item.Job.Inputs)
                     input.Tensor.File.Release(input.Tensor.Offset, input.Tensor.Info.ByteLength);
+                foreach (var statistic in item.Job.Statistics ?? [])
+                    statistic.Tensor.File.Release(statistic.Tensor.Offset, statistic.Tensor.Info.ByteLength);
             }
             else if (item.Chunked)
             {
@@ -423,6 +425,7 @@ public static class MergeExecutor
         int n = item.Count;
         var inputs = new float[job.Inputs.Count][];
         var output = ArrayPool<float>.Shared.Rent(n);
+        var statisticValues = ReadStatistics(item);
         try
         {
             for (int i = 0; i < inputs.Length; i++)
@@ -439,7 +442,8 @@ public static class MergeExecutor
                     job.Output.Shape,
                     modelWideCuts,
                     statistics,
-                    side?.Values
+                    side?.Values,
+                    statisticValues
                 ),
                 output.AsSpan(0, n)
             );
@@ -454,7 +458,37 @@ public static class MergeExecutor
             foreach (var buffer in inputs)
                 if (buffer is not null)
                     ArrayPool<float>.Shared.Return(buffer);
+            foreach (var buffer in statisticValues?.Data ?? [])
+                if (buffer is not null)
+                    ArrayPool<float>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// The statistics of a work item's inputs (data-aware methods), as float32: the item's entries of a per-entry
+    /// statistic, or each input's whole Gram matrix.
+    /// </summary>
+    private static StatisticValues? ReadStatistics(WorkItem item)
+    {
+        if (item.Job.Statistics is not { } planned)
+            return null;
+        bool aligned = item.Job.Method!.Declaration.Statistics!.Shape == StatisticShape.SameAsTensor;
+        var data = new float[planned.Count][];
+        var lengths = new int[planned.Count];
+        for (int i = 0; i < planned.Count; i++)
+        {
+            var tensor = planned[i].Tensor;
+            long start = aligned ? item.Start : 0;
+            lengths[i] = aligned ? item.Count : checked((int)tensor.Info.ElementCount);
+            data[i] = ArrayPool<float>.Shared.Rent(lengths[i]);
+            int size = tensor.Info.DType.Size();
+            TensorConvert.ToFloat32(
+                tensor.Bytes(start * size, lengths[i] * size),
+                tensor.Info.DType,
+                data[i].AsSpan(0, lengths[i])
+            );
+        }
+        return new StatisticValues(data, aligned, lengths);
     }
 
     private static void CopyStored(WorkItem item, ITensorSink sink)
@@ -517,6 +551,13 @@ public static class MergeExecutor
                         4L * (Job.Inputs.Count + 1 + Job.Method!.ScratchBuffers(Job.Inputs.Count))
                         + Job.Output.DType.Size()
                     )
-                    + (Job.Side?.WorkingBytes(Count) ?? 0);
+                    + (Job.Side?.WorkingBytes(Count) ?? 0)
+                    + StatisticBytes(Job, Count);
+
+        /// <summary>Float32 statistics read with the inputs, and the working memory the method needs for them.</summary>
+        private static long StatisticBytes(TensorJob job, int count) =>
+            job.Statistics is not { } statistics ? 0
+            : job.Method!.Declaration.Statistics!.Shape == StatisticShape.SameAsTensor ? 4L * count * statistics.Count
+            : statistics.Sum(s => 4L * s.Tensor.Info.ElementCount) + job.Method.ExtraWorkingBytes(job.Output.Shape);
     }
 }

@@ -57,7 +57,8 @@ public class MergeInputsInfo
         ResolvedParameters parameters,
         ulong seed,
         IReadOnlyList<int> modelIndices,
-        TensorPosition? position = null
+        TensorPosition? position = null,
+        IReadOnlyList<IStatisticSummary>? statistics = null
     )
     {
         TensorName = tensorName;
@@ -67,7 +68,17 @@ public class MergeInputsInfo
         Seed = seed;
         ModelIndices = modelIndices;
         Position = position ?? TensorPosition.Unknown;
+        StatisticSummaries = statistics;
     }
+
+    /// <summary>
+    /// For a data-aware method (<see cref="MethodDeclaration.Statistics"/>): each input's statistics file, in input
+    /// order; null when this tensor has no statistics.
+    /// </summary>
+    public IReadOnlyList<IStatisticSummary>? StatisticSummaries { get; }
+
+    /// <summary>True when the inputs come with statistics (<see cref="MergeInputs.Statistic"/>).</summary>
+    public bool HasStatistics => StatisticSummaries is not null;
 
     /// <summary>Where the output tensor sits in the output model (for depth-dependent methods such as LiNeS).</summary>
     public TensorPosition Position { get; }
@@ -140,6 +151,7 @@ public sealed class MergeInputs : MergeInputsInfo
     private readonly int _length;
 
     private readonly IReadOnlyList<MagnitudeCut?>? _modelWideCuts;
+    private readonly StatisticValues? _statisticValues;
 
     public MergeInputs(
         MergeInputsInfo info,
@@ -149,9 +161,10 @@ public sealed class MergeInputs : MergeInputsInfo
         long[] shape,
         IReadOnlyList<MagnitudeCut?>? modelWideCuts = null,
         TensorStatistics? statistics = null,
-        SideValues? side = null
+        SideValues? side = null,
+        StatisticValues? statisticValues = null
     )
-        : this(info, data, 0, length, elementOffset, shape, modelWideCuts, statistics, side) { }
+        : this(info, data, 0, length, elementOffset, shape, modelWideCuts, statistics, side, statisticValues) { }
 
     private MergeInputs(
         MergeInputsInfo info,
@@ -162,7 +175,8 @@ public sealed class MergeInputs : MergeInputsInfo
         long[] shape,
         IReadOnlyList<MagnitudeCut?>? modelWideCuts,
         TensorStatistics? statistics,
-        SideValues? side
+        SideValues? side,
+        StatisticValues? statisticValues
     )
         : base(
             info.TensorName,
@@ -171,7 +185,8 @@ public sealed class MergeInputs : MergeInputsInfo
             info.Parameters,
             info.Seed,
             info.ModelIndices,
-            info.Position
+            info.Position,
+            info.StatisticSummaries
         )
     {
         _data = data;
@@ -182,7 +197,22 @@ public sealed class MergeInputs : MergeInputsInfo
         _modelWideCuts = modelWideCuts;
         Side = side;
         Statistics = statistics;
+        _statisticValues = statisticValues;
+        if (HasStatistics && statisticValues is null)
+            throw new ArgumentException(
+                $"the statistics of '{info.TensorName}' were not read",
+                nameof(statisticValues)
+            );
     }
+
+    /// <summary>
+    /// Input <paramref name="i"/>'s statistic (<see cref="MethodDeclaration.Statistics"/>): the same entries as
+    /// <c>this[i]</c> for a per-entry statistic, the whole matrix for a Gram matrix.
+    /// </summary>
+    public ReadOnlySpan<float> Statistic(int i) =>
+        _statisticValues is not { } values ? throw new InvalidOperationException($"'{TensorName}' has no statistics")
+        : values.Aligned ? values.Data[i].AsSpan(_dataStart, _length)
+        : values.Data[i].AsSpan(0, values.Lengths[i]);
 
     /// <summary>
     /// Where the method writes its side outputs for these entries (see <see cref="MergeMethod.PlanSideOutputs"/>), or
@@ -226,6 +256,13 @@ public sealed class MergeInputs : MergeInputsInfo
             Shape,
             _modelWideCuts,
             statistics,
-            side: null
+            side: null,
+            _statisticValues
         );
 }
+
+/// <summary>
+/// The statistic values read for a tensor's inputs: per input, aligned with the inputs' entries (a chunk's, for a
+/// per-entry statistic), or whole matrices of the given lengths.
+/// </summary>
+public sealed record StatisticValues(float[][] Data, bool Aligned, int[] Lengths);

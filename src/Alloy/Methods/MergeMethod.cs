@@ -62,6 +62,11 @@ public sealed record MethodDeclaration(string Name, string Title, string Summary
     /// </summary>
     public bool Elementwise { get; init; } = true;
 
+    /// <summary>
+    /// The statistics of each input model the method reads beside its tensors (data-aware methods), or null.
+    /// </summary>
+    public StatisticsUse? Statistics { get; init; }
+
     /// <summary>The parameter called <paramref name="name"/>, or null.</summary>
     public MethodParameter? Parameter(string name) => Parameters.FirstOrDefault(p => p.Name == name);
 }
@@ -92,6 +97,12 @@ public abstract class MergeMethod(MethodDeclaration declaration)
     /// executor's memory budget counts them (small tiles and per-row buffers are not counted).
     /// </summary>
     public virtual int ScratchBuffers(int inputCount) => 1;
+
+    /// <summary>
+    /// Bytes of working memory the method needs for a whole tensor of <paramref name="shape"/> besides its inputs,
+    /// output, scratch buffers and statistics (RegMean's double-precision system), for the executor's budget.
+    /// </summary>
+    public virtual long ExtraWorkingBytes(long[] shape) => 0;
 
     /// <summary>
     /// A model-wide pre-pass: for input <paramref name="input"/> of this tensor, the fraction of its model's

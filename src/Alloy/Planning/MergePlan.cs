@@ -25,6 +25,9 @@ public sealed record PlannedInput(
     public bool IsAsStored => Rows is null && Lora is null && !IsCropped;
 }
 
+/// <summary>An input's statistic (a data-aware method's Fisher or Gram matrix) and the file it is in.</summary>
+public sealed record PlannedStatistic(StoredTensor Tensor, StatisticsFile File);
+
 /// <summary>
 /// Where a tensor's parameters come from, kept so a plan can be given new parameter values without being made again
 /// (<see cref="Planner.Reparameterize"/>): its slice (the recipe's, or <c>models:</c> expanded into one), the source of
@@ -61,6 +64,12 @@ public sealed record TensorJob(
 
     /// <summary>Where the method's parameters come from; null for tensors no method sees (integer tensors).</summary>
     public TensorOrigin? Origin { get; init; }
+
+    /// <summary>
+    /// Each input's statistic for a data-aware method (<see cref="MethodDeclaration.Statistics"/>), in input order;
+    /// null when the tensor has none (a RegMean tensor that is not a linear layer's weight).
+    /// </summary>
+    public IReadOnlyList<PlannedStatistic>? Statistics { get; init; }
 }
 
 /// <summary>A merge, fully decided: every output tensor in write order, and what the output folder needs.</summary>

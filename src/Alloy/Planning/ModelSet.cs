@@ -35,6 +35,9 @@ public sealed class ModelSet : IDisposable
     /// <summary>Folders of models named only as a tokenizer source (their weights are not merged).</summary>
     public IReadOnlyDictionary<ModelReference, string> TokenizerOnly => _tokenizerOnly;
 
+    /// <summary>The statistics files data-aware methods read, opened (or computed) as the plan needs them.</summary>
+    public ModelStatistics Statistics { get; } = new();
+
     public InputModel this[ModelReference reference] =>
         _models.TryGetValue(reference, out var m)
             ? m
@@ -131,6 +134,7 @@ public sealed class ModelSet : IDisposable
 
     public void Dispose()
     {
+        Statistics.Dispose();
         foreach (var m in _ordered)
         {
             m.Checkpoint.Dispose();

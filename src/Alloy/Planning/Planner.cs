@@ -488,6 +488,9 @@ public sealed class Planner
         var slice = _slices[origin.Slice];
         var sources = origin.Sources.Select(i => slice.Sources[i]).ToList();
         var parameters = ResolveParameters(job.Output.Name, slice, sources, job.Inputs, origin);
+        var statistics = _method.Declaration.Statistics is { } use
+            ? PlanStatistics(use, job, sources, parameters)
+            : null;
         var info = new MergeInputsInfo(
             job.Output.Name,
             job.Inputs.Select(x => x.Model.Name).ToList(),
@@ -495,11 +498,93 @@ public sealed class Planner
             parameters,
             _options.Seed,
             job.Inputs.Select(x => x.Model.Index).ToList(),
-            origin.Position
+            origin.Position,
+            statistics?.Select(x => x.File).ToList()
         );
         _method.Validate(info);
-        bool copy = origin.KeepsDType && job.Inputs.Count == 1 && job.Inputs[0].IsAsStored && _method.CopiesInput(info);
-        return job with { Method = copy ? null : _method, Info = copy ? null : info, Side = null };
+        bool copy =
+            origin.KeepsDType
+            && job.Inputs.Count == 1
+            && job.Inputs[0].IsAsStored
+            && statistics is null
+            && _method.CopiesInput(info);
+        return job with
+        {
+            Method = copy ? null : _method,
+            Info = copy ? null : info,
+            Side = null,
+            Statistics = copy ? null : statistics,
+        };
+    }
+
+    /// <summary>
+    /// Each input's statistic for a data-aware method, found by the input's stored tensor name in its model's
+    /// statistics file (opened, or computed from data, once per model); null when no input has one for this tensor and
+    /// the method allows that (RegMean's tensors other than linear weights).
+    /// </summary>
+    private IReadOnlyList<PlannedStatistic>? PlanStatistics(
+        StatisticsUse use,
+        TensorJob job,
+        IReadOnlyList<InputSlice> sources,
+        ResolvedParameters parameters
+    )
+    {
+        int samples = use.Samples.Read(parameters.Global(use.Samples)!.Value);
+        string? estimate = use.Estimate is { } e ? e.Read(parameters.Global(e)!.Value) : null;
+        var found = new PlannedStatistic?[job.Inputs.Count];
+        for (int i = 0; i < found.Length; i++)
+        {
+            var input = job.Inputs[i];
+            var file = _models.Statistics.For(
+                use,
+                input.Model,
+                parameters.ForModel(i, use.File)?.Text,
+                parameters.ForModel(i, use.Data)?.Text,
+                samples,
+                estimate
+            );
+            string name = input.Tensor.Info.Name;
+            var tensor = file.Find(name);
+            string where = $"{sources[i].Location}: '{file.Path}' (statistics of model '{input.Model.Name}')";
+            long[]? expected = use.Shape switch
+            {
+                StatisticShape.SameAsTensor => input.Shape,
+                _ when input.Shape.Length == 2 => [input.Shape[1], input.Shape[1]],
+                _ => null,
+            };
+            if (tensor is null)
+            {
+                if (use.Shape == StatisticShape.SameAsTensor)
+                    throw new AlloyException($"{where} has no tensor '{name}'");
+                continue;
+            }
+            if (expected is null || !tensor.Info.Shape.AsSpan().SequenceEqual(expected))
+                throw new AlloyException(
+                    $"{where}: tensor '{name}' is [{string.Join(", ", tensor.Info.Shape)}], expected "
+                        + (
+                            expected is null
+                                ? "none for a tensor that is not a matrix"
+                                : $"[{string.Join(", ", expected)}]"
+                        )
+                );
+            if (use.Shape == StatisticShape.SameAsTensor && !input.IsAsStored && input.Lora is null)
+                throw new AlloyException(
+                    $"{where}: tensor '{name}' is cropped or re-laid out for the merge, and its statistic cannot be; "
+                        + "merge tensors of equal shapes"
+                );
+            found[i] = new PlannedStatistic(tensor, file);
+        }
+        if (found.All(x => x is null))
+            return null;
+        if (found.Any(x => x is null))
+        {
+            int missing = Array.FindIndex(found, x => x is null);
+            throw new AlloyException(
+                $"{sources[missing].Location}: model '{job.Inputs[missing].Model.Name}' has no statistic for "
+                    + $"'{job.Inputs[missing].Tensor.Info.Name}', which the other models have"
+            );
+        }
+        return found!;
     }
 
     /// <summary>Applies the method's rule for inputs whose shapes differ; returns the output shape.</summary>

@@ -27,7 +27,7 @@ public sealed class ParameterStatisticsTests
             RandomModels.Examples(model.Config.VocabSize, 1, 6, 20)[1],
         };
         var fisher = ParameterStatistics.Fisher(model, examples);
-        Assert.Equal(ParameterStatistics.FisherKind, fisher.Kind);
+        Assert.Equal(Alloy.Checkpoints.StatisticsFile.DiagonalFisher, fisher.Kind);
         Assert.Equal(3, fisher.Count);
         Assert.Equal(model.Parameters.Select(p => p.Name), fisher.Tensors.Select(t => t.Name));
 
@@ -113,7 +113,7 @@ public sealed class ParameterStatisticsTests
         grams.Save(path);
         Assert.Single(Directory.GetFiles(Path.GetDirectoryName(path)!));
         using var file = SafetensorsFile.Open(path);
-        Assert.Equal(ParameterStatistics.GramKind, file.Metadata["alloy_statistic"]);
+        Assert.Equal(Alloy.Checkpoints.StatisticsFile.RegMeanGram, file.Metadata["alloy_statistic"]);
         Assert.Equal(tokens.ToString(), file.Metadata["tokens"]);
         using var checkpoint = Checkpoint.Open(path);
         var stored = checkpoint.Find("model.layers.1.mlp.down_proj.weight")!;

@@ -22,7 +22,8 @@ public static class MethodTestKit
         long[]? shape = null,
         ulong seed = 0,
         IReadOnlyList<MagnitudeCut?>? modelWideCuts = null,
-        string tensorName = "t.weight"
+        string tensorName = "t.weight",
+        IReadOnlyList<(float[] Values, long Count, double Norm)>? statistics = null
     )
     {
         var info = new MergeInputsInfo(
@@ -32,13 +33,35 @@ public static class MethodTestKit
             Resolve(method, inputs.Length, globals, perModel),
             seed,
             inputs.Select((_, i) => i).ToList(),
-            position
+            position,
+            statistics?.Select(s => (IStatisticSummary)new Summary(s.Count, s.Norm)).ToList()
         );
         method.Validate(info);
         var output = new float[inputs[0].Length];
-        method.Merge(new MergeInputs(info, inputs, output.Length, 0, shape ?? [output.Length], modelWideCuts), output);
+        var values = statistics is null
+            ? null
+            : new StatisticValues(
+                [.. statistics.Select(s => s.Values)],
+                statistics[0].Values.Length == output.Length && method.Declaration.Elementwise,
+                [.. statistics.Select(s => s.Values.Length)]
+            );
+        method.Merge(
+            new MergeInputs(
+                info,
+                inputs,
+                output.Length,
+                0,
+                shape ?? [output.Length],
+                modelWideCuts,
+                statisticValues: values
+            ),
+            output
+        );
         return output;
     }
+
+    /// <summary>A statistics file's summary, as a test states it.</summary>
+    private sealed record Summary(long Count, double Norm) : IStatisticSummary;
 
     /// <summary>
     /// Parameters resolved as the planner does, from values by name: the given ones (checked against their declarations

@@ -5,54 +5,53 @@ namespace Alloy.Methods.DataAware;
 /// <summary>
 /// RegMean's closed form for one linear layer (Jin et al., 2023): the weight that best reproduces every model's
 /// outputs on its own inputs, W* = (Σ_t G̃_t)⁻¹ Σ_t G̃_t W_tᵀ, transposed back to PyTorch's [out, in] layout. G_t is
-/// model t's Gram matrix of the layer's inputs, XᵀX over its rows divided by the row count (the mean, as every
+/// model t's Gram matrix of the layer's inputs, mean-normalised (XᵀX over its rows divided by the row count, as every
 /// reference implementation computes it); G̃_t keeps its diagonal and scales the rest by <c>alpha</c> (1: exact
-/// RegMean; 0: a per-input-feature variance-weighted average). Sums and the solve run in double.
+/// RegMean; 0: a per-input-feature variance-weighted average). Models are added one at a time, so only one model's
+/// Gram is needed at once; G̃_t W_tᵀ is one float32 GEMM, the sums and the solve run in double.
 /// </summary>
-public static class RegMeanSolve
+public sealed class RegMeanSolve(int rows, int cols, double alpha)
 {
+    private readonly double[] _sum = new double[(long)cols * cols]; // Σ G̃_t, [cols, cols]
+    private readonly double[] _right = new double[(long)cols * rows]; // Σ G̃_t W_tᵀ, [cols, rows]
+    private float[]? _product;
+
+    /// <summary>Bytes a solve of a [rows, cols] weight holds: its sums, one GEMM product, the factorisation's copy.</summary>
+    public static long WorkingBytes(long rows, long cols) => 16 * cols * cols + 12 * cols * rows;
+
     /// <summary>
-    /// The merged [rows, cols] weight from each model's weight ([rows, cols], row-major) and Gram ([cols, cols]).
-    /// A sum of Grams that is not positive definite (an input feature no model ever saw) gets a ridge of 1e-8 times its
-    /// mean diagonal, doubled until it is; the ridge used is returned.
+    /// Adds a model: its weight ([rows, cols], row-major) and <paramref name="scale"/> times its Gram matrix ([cols,
+    /// cols]); the scale turns a stored sum into the mean and applies the model's weight.
     /// </summary>
-    public static double Merge(
-        IReadOnlyList<float[]> weights,
-        IReadOnlyList<double[]> grams,
-        int rows,
-        int cols,
-        double alpha,
-        Span<float> merged
-    )
+    public void Add(ReadOnlySpan<float> weight, ReadOnlySpan<float> gram, double scale)
     {
-        if (weights.Count != grams.Count || weights.Count == 0)
-            throw new ArgumentException("one Gram matrix per weight, and at least one of each");
-        var sum = new double[cols * cols]; // Σ G̃_t
-        var right = new double[cols * rows]; // Σ G̃_t W_tᵀ, [cols, rows]
-        var shrunk = new double[cols * cols];
-        for (int t = 0; t < weights.Count; t++)
+        if (weight.Length != rows * cols || gram.Length != cols * cols)
+            throw new ArgumentException($"a [{rows}, {cols}] weight needs a [{cols}, {cols}] Gram matrix");
+        for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++)
+            _sum[i * cols + j] += scale * (i == j ? gram[i * cols + j] : alpha * gram[i * cols + j]);
+        _product ??= new float[cols * rows];
+        DenseBackend.Current.Gemm(false, true, cols, rows, cols, 1, gram, cols, weight, cols, 0, _product, rows);
+        // G̃ Wᵀ = alpha·G Wᵀ + (1 − alpha)·diag(G) Wᵀ.
+        for (int i = 0; i < cols; i++)
         {
-            var (g, w) = (grams[t], weights[t]);
-            for (int i = 0; i < cols; i++)
-            for (int j = 0; j < cols; j++)
-                shrunk[i * cols + j] = i == j ? g[i * cols + j] : alpha * g[i * cols + j];
-            for (int k = 0; k < sum.Length; k++)
-                sum[k] += shrunk[k];
-            for (int i = 0; i < cols; i++)
-            for (int j = 0; j < cols; j++)
-            {
-                double gij = shrunk[i * cols + j];
-                if (gij == 0)
-                    continue;
-                for (int r = 0; r < rows; r++)
-                    right[i * rows + r] += gij * w[r * cols + j];
-            }
+            double diagonal = (1 - alpha) * gram[i * cols + i];
+            for (int r = 0; r < rows; r++)
+                _right[i * rows + r] += scale * (alpha * _product[i * rows + r] + diagonal * weight[r * cols + i]);
         }
-        double ridge = Cholesky.FactorWithRidge(sum, cols);
-        Cholesky.Solve(sum, cols, right, rows);
+    }
+
+    /// <summary>
+    /// Writes the merged [rows, cols] weight. A sum of Grams that is not positive definite (an input feature no model
+    /// ever saw) gets a ridge of 1e-8 times its mean diagonal, doubled until it is; the ridge used is returned.
+    /// </summary>
+    public double Solve(Span<float> merged)
+    {
+        double ridge = Cholesky.FactorWithRidge(_sum, cols);
+        Cholesky.Solve(_sum, cols, _right, rows);
         for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
-            merged[r * cols + c] = (float)right[c * rows + r];
+            merged[r * cols + c] = (float)_right[c * rows + r];
         return ridge;
     }
 }

@@ -1,0 +1,107 @@
+using System.Globalization;
+using Alloy.Tensors;
+
+namespace Alloy.Checkpoints;
+
+/// <summary>
+/// A file of per-parameter statistics of one model over a data set (made by <c>alloy fisher</c> or
+/// <c>alloy regmean</c>, or computed for a recipe's <c>data:</c>): a safetensors file with one tensor per parameter,
+/// named after it, whose metadata says what the tensors are (<see cref="KindKey"/>) and over how many examples or
+/// tokens they were gathered. Opened lazily like a checkpoint: headers only, data memory-mapped.
+/// </summary>
+public sealed class StatisticsFile : Methods.IStatisticSummary, IDisposable
+{
+    /// <summary>The metadata key naming the statistic.</summary>
+    public const string KindKey = "alloy_statistic";
+
+    /// <summary>The mean over examples of each parameter's squared gradient (Fisher merging).</summary>
+    public const string DiagonalFisher = "diagonal_fisher";
+
+    /// <summary>The sum XᵀX of a linear layer's inputs over tokens, under the layer's weight name (RegMean).</summary>
+    public const string RegMeanGram = "regmean_gram";
+
+    /// <summary>What each kind counts, the metadata key of <see cref="Count"/>.</summary>
+    public static string CountName(string kind) => kind == RegMeanGram ? "tokens" : "examples";
+
+    /// <summary>The command that makes each kind, for messages.</summary>
+    public static string MadeBy(string kind) => kind == RegMeanGram ? "alloy regmean" : "alloy fisher";
+
+    private readonly SafetensorsFile _file;
+    private readonly Lazy<double> _norm;
+
+    private StatisticsFile(SafetensorsFile file, string kind, long count)
+    {
+        _file = file;
+        Kind = kind;
+        Count = count;
+        _norm = new Lazy<double>(() => Math.Sqrt(_file.Tensors.Sum(SquaredSum)));
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> as statistics of kind <paramref name="kind"/>; any other file is refused in one
+    /// line that says which command makes the right one.
+    /// </summary>
+    public static StatisticsFile Open(string path, string kind)
+    {
+        if (!File.Exists(path))
+            throw new AlloyException(
+                $"statistics file '{path}' does not exist (make it with `{MadeBy(kind)} MODEL --data FILE --out "
+                    + $"{System.IO.Path.GetFileName(path)}`)"
+            );
+        var file = SafetensorsFile.Open(path);
+        try
+        {
+            string found = file.Metadata.GetValueOrDefault(KindKey) ?? "no statistics";
+            if (found != kind)
+                throw new AlloyException($"'{path}' holds {found}, not {kind} (made by `{MadeBy(kind)}`)");
+            string countName = CountName(kind);
+            if (
+                !file.Metadata.TryGetValue(countName, out var text)
+                || !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long count)
+                || count < 1
+            )
+                throw new AlloyException($"'{path}': its metadata has no positive '{countName}' count");
+            return new StatisticsFile(file, kind, count);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    public string Path => _file.Path;
+
+    public string Kind { get; }
+
+    /// <summary>The examples (Fisher) or tokens (Gram) the statistics were gathered over.</summary>
+    public long Count { get; }
+
+    /// <summary>The statistic of the parameter called <paramref name="name"/>, or null.</summary>
+    public StoredTensor? Find(string name) => _file.Find(name);
+
+    /// <summary>
+    /// The L2 norm of all its tensors together (Fisher merging's normalisation), read once, on first use.
+    /// </summary>
+    public double Norm => _norm.Value;
+
+    private static double SquaredSum(StoredTensor tensor)
+    {
+        const int Block = 1 << 16;
+        var values = new float[Block];
+        double sum = 0;
+        int size = tensor.Info.DType.Size();
+        for (long start = 0; start < tensor.Info.ElementCount; start += Block)
+        {
+            int n = (int)Math.Min(Block, tensor.Info.ElementCount - start);
+            TensorConvert.ToFloat32(tensor.Bytes(start * size, n * size), tensor.Info.DType, values.AsSpan(0, n));
+            for (int i = 0; i < n; i++)
+                sum += (double)values[i] * values[i];
+        }
+        return sum;
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    public override string ToString() => Path;
+}

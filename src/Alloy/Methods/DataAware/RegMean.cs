@@ -1,0 +1,95 @@
+using System.Numerics.Tensors;
+using Alloy.Checkpoints;
+
+namespace Alloy.Methods.DataAware;
+
+/// <summary>
+/// RegMean (Jin et al., ICLR 2023): each linear layer's weight is the least-squares fit that reproduces every model's
+/// outputs on its own inputs (<see cref="RegMeanSolve"/>), from each model's Gram matrix of the layer's inputs — a file
+/// made by <c>alloy regmean</c>, or computed from the model's <c>data:</c>. Tensors without Gram matrices (embeddings,
+/// norms, biases) are averaged. Gram matrices are mean-normalised (divided by their token count) and scaled by the
+/// model's weight, so equal weights give the reference's W* = (Σ G̃_t)⁻¹ Σ G̃_t W_t.
+/// </summary>
+public sealed class RegMean()
+    : MergeMethod(
+        new("regmean", "RegMean", "Least-squares merge of linear layers from their inputs' Gram matrices.")
+        {
+            Paper = "https://arxiv.org/abs/2212.09849",
+            Parameters = [Weight, Gram, Data, Alpha, Samples],
+            Elementwise = false,
+            Statistics = new(StatisticsFile.RegMeanGram, StatisticShape.InputGram, Gram, Data, Samples),
+        }
+    )
+{
+    public static readonly NumberParameter Weight = MethodParameter.Number(
+        "weight",
+        ParameterScope.PerModel,
+        1,
+        "Each model's weight: scales its Gram matrices, and its share of the tensors that are averaged.",
+        NumberRange.NonNegative
+    );
+
+    public static readonly PathParameter Gram = MethodParameter.Path(
+        "gram",
+        ParameterScope.PerModel,
+        "The model's Gram matrices, a file made by `alloy regmean` (or set data).",
+        required: false
+    );
+
+    public static readonly PathParameter Data = MethodParameter.Path(
+        "data",
+        ParameterScope.PerModel,
+        "Examples (.txt or .jsonl, as `alloy regmean --data`) to compute the model's Gram matrices from (cached).",
+        required: false
+    );
+
+    public static readonly NumberParameter Alpha = MethodParameter.Number(
+        "alpha",
+        ParameterScope.Global,
+        0.95,
+        "Scale of the Gram matrices' off-diagonal entries (1: exact RegMean; 0: variance-weighted averaging).",
+        NumberRange.Fraction
+    );
+
+    public static readonly IntegerParameter Samples = MethodParameter.Integer(
+        "regmean_samples",
+        ParameterScope.Global,
+        256,
+        "With data: the examples the Gram matrices are computed over (the first N).",
+        minimum: 1
+    );
+
+    public override void Validate(MergeInputsInfo inputs)
+    {
+        double total = 0;
+        for (int i = 0; i < inputs.Count; i++)
+            total += inputs[Weight, i];
+        if (total == 0)
+            throw new AlloyException($"regmean: the weights of tensor '{inputs.TensorName}' are all zero");
+    }
+
+    public override int ScratchBuffers(int inputCount) => 0;
+
+    public override long ExtraWorkingBytes(long[] shape) =>
+        shape.Length == 2 ? RegMeanSolve.WorkingBytes(shape[0], shape[1]) : 0;
+
+    public override void Merge(MergeInputs inputs, Span<float> output)
+    {
+        if (!inputs.HasStatistics)
+        {
+            double total = 0;
+            for (int i = 0; i < inputs.Count; i++)
+                total += inputs[Weight, i];
+            output.Clear();
+            for (int i = 0; i < inputs.Count; i++)
+                TensorPrimitives.MultiplyAdd(inputs[i], (float)(inputs[Weight, i] / total), output, output);
+            return;
+        }
+        int rows = checked((int)inputs.Shape[0]),
+            cols = checked((int)inputs.Shape[1]);
+        var solve = new RegMeanSolve(rows, cols, inputs[Alpha]);
+        for (int i = 0; i < inputs.Count; i++)
+            solve.Add(inputs[i], inputs.Statistic(i), inputs[Weight, i] / inputs.StatisticSummaries![i].Count);
+        solve.Solve(output);
+    }
+}

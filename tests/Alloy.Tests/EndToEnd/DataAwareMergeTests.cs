@@ -1,0 +1,259 @@
+using System.Runtime.InteropServices;
+using Alloy.Checkpoints;
+using Alloy.Tests.Support;
+
+namespace Alloy.Tests.EndToEnd;
+
+/// <summary>
+/// Fisher merging and RegMean through <c>alloy merge</c> on models made by <c>alloy synth</c>: with statistics files
+/// made by <c>alloy fisher</c> and <c>alloy regmean</c>, and with <c>data:</c> (computed once, then read from the
+/// cache); the merged tensors against the formulas applied to the files by the test itself.
+/// </summary>
+public sealed class DataAwareMergeTests : IDisposable
+{
+    private readonly TempFolder _work = new();
+    private readonly string _first,
+        _second;
+    private readonly string _firstData,
+        _secondData;
+
+    public DataAwareMergeTests()
+    {
+        (_first, _second) = Synth("synth", layers: 2, intermediate: 64);
+        _firstData = _work.Write("first.txt", "the cat sat on the mat\nhello world again\nmerging models is fun\n");
+        _secondData = _work.Write(
+            "second.jsonl",
+            "{\"prompt\": \"1+2=\", \"completion\": \"3\"}\n{\"text\": \"four\"}\n"
+        );
+    }
+
+    /// <summary>Two float32 fine-tunes of one base, made by <c>alloy synth</c>.</summary>
+    private (string First, string Second) Synth(string folder, int layers, int intermediate)
+    {
+        var synth = AlloyCli.Run(
+            "synth",
+            _work[folder],
+            "--fine-tunes",
+            "2",
+            "--layers",
+            $"{layers}",
+            "--hidden",
+            "32",
+            "--intermediate",
+            $"{intermediate}",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--dtype",
+            "float32"
+        );
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        return (_work[$"{folder}/finetune-1"], _work[$"{folder}/finetune-2"]);
+    }
+
+    public void Dispose() => _work.Dispose();
+
+    private string Statistics(string command, string model, string data, string name, params string[] extra)
+    {
+        var result = AlloyCli.Run([command, model, "--data", data, "--out", _work[name], "-q", .. extra]);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        return _work[name];
+    }
+
+    private string Recipe(string method, string firstParameters, string secondParameters, string globals = "") =>
+        _work.Write(
+            $"{method}-{Guid.NewGuid():N}.yml",
+            $"""
+            merge_method: {method}
+            models:
+              - model: {_first}
+                parameters: {firstParameters}
+              - model: {_second}
+                parameters: {secondParameters}
+            {(globals.Length > 0 ? "parameters: " + globals : "")}
+            dtype: float32
+            """
+        );
+
+    private static float[] Tensor(string file, string name)
+    {
+        using var safetensors = SafetensorsFile.Open(file);
+        var tensor = safetensors.Find(name)!;
+        return MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)).ToArray();
+    }
+
+    private static double Norm(string file)
+    {
+        using var safetensors = SafetensorsFile.Open(file);
+        double sum = 0;
+        foreach (var tensor in safetensors.Tensors)
+        foreach (float v in MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)))
+            sum += (double)v * v;
+        return Math.Sqrt(sum);
+    }
+
+    [Fact]
+    public void Fisher_merging_from_alloy_fisher_files_weights_each_entry_by_the_normalised_floored_fisher()
+    {
+        var f1 = Statistics("fisher", _first, _firstData, "f1.safetensors");
+        var f2 = Statistics("fisher", _second, _secondData, "f2.safetensors");
+        var output = _work["fisher"];
+        AlloyCli.Merge(Recipe("fisher", $"{{fisher: {f1}, weight: 2}}", $"{{fisher: {f2}}}"), output);
+
+        const string name = "model.layers.1.mlp.down_proj.weight";
+        var (t1, t2) = (
+            Tensor(Path.Combine(_first, "model.safetensors"), name),
+            Tensor(Path.Combine(_second, "model.safetensors"), name)
+        );
+        var (g1, g2) = (Tensor(f1, name), Tensor(f2, name));
+        double c1 = 2 / Norm(f1),
+            c2 = 1 / Norm(f2);
+        var merged = Tensor(Path.Combine(output, "model.safetensors"), name);
+        int differing = 0;
+        for (int j = 0; j < merged.Length; j++)
+        {
+            double a = c1 * Math.Max(g1[j], 1e-6),
+                b = c2 * Math.Max(g2[j], 1e-6);
+            Assert.Equal((float)((a * t1[j] + b * t2[j]) / (a + b)), merged[j]);
+            differing += Math.Abs(merged[j] - (2 * t1[j] + t2[j]) / 3) > 1e-4 ? 1 : 0;
+        }
+        Assert.True(differing > merged.Length / 2, "the Fisher changed almost nothing against a weighted average");
+    }
+
+    [Fact]
+    public void RegMean_from_alloy_regmean_files_solves_the_normal_equations_and_averages_other_tensors()
+    {
+        var g1 = Statistics("regmean", _first, _firstData, "g1.safetensors");
+        var g2 = Statistics("regmean", _second, _secondData, "g2.safetensors");
+        var output = _work["regmean"];
+        AlloyCli.Merge(Recipe("regmean", $"{{gram: {g1}}}", $"{{gram: {g2}}}", "{alpha: 1.0}"), output);
+
+        // W* satisfies Σ_t G_t (W* − W_t)ᵀ = 0 with mean-normalised G_t (the counts are in the files' metadata).
+        const string name = "model.layers.0.self_attn.o_proj.weight";
+        var merged = Tensor(Path.Combine(output, "model.safetensors"), name);
+        int n = (int)Math.Sqrt(Tensor(g1, name).Length),
+            rows = merged.Length / n;
+        var residual = new double[n * rows];
+        double scale = 0;
+        foreach (var (model, gramFile) in new[] { (_first, g1), (_second, g2) })
+        {
+            using var file = SafetensorsFile.Open(gramFile);
+            double count = double.Parse(file.Metadata["tokens"], System.Globalization.CultureInfo.InvariantCulture);
+            var (g, w) = (Tensor(gramFile, name), Tensor(Path.Combine(model, "model.safetensors"), name));
+            for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++)
+            {
+                double sum = 0;
+                for (int j = 0; j < n; j++)
+                    sum += g[i * n + j] / count * (merged[r * n + j] - w[r * n + j]);
+                residual[i * rows + r] += sum;
+                scale = Math.Max(scale, Math.Abs(g[i * n + i] / count));
+            }
+        }
+        Assert.True(residual.Max(Math.Abs) < 1e-4 * scale, $"normal equations off by {residual.Max(Math.Abs)}");
+
+        const string norm = "model.layers.0.input_layernorm.weight";
+        var (n1, n2) = (
+            Tensor(Path.Combine(_first, "model.safetensors"), norm),
+            Tensor(Path.Combine(_second, "model.safetensors"), norm)
+        );
+        Assert.Equal(n1.Zip(n2, (a, b) => (a + b) / 2), Tensor(Path.Combine(output, "model.safetensors"), norm));
+    }
+
+    [Theory]
+    [InlineData("fisher", "fisher", "fisher: {0}", "{fisher_estimate: empirical}")]
+    [InlineData("regmean", "regmean", "gram: {0}", "")]
+    public void Statistics_from_data_equal_the_commands_files_and_are_computed_once(
+        string method,
+        string command,
+        string fileParameter,
+        string settings
+    )
+    {
+        var s1 = Statistics(command, _first, _firstData, "s1.safetensors");
+        var s2 = Statistics(command, _second, _secondData, "s2.safetensors");
+        var fromFiles = _work["from-files"];
+        AlloyCli.Merge(
+            Recipe(method, "{" + string.Format(fileParameter, s1) + "}", "{" + string.Format(fileParameter, s2) + "}"),
+            fromFiles
+        );
+
+        var cache = _work["cache"];
+        var recipe = Recipe(method, $"{{data: {_firstData}}}", $"{{data: {_secondData}}}", settings);
+        var first = AlloyCli.Merge(recipe, _work["from-data"], "--statistics-cache", cache);
+        Assert.Equal(2, first.Stderr.Split("note: computing").Length - 1);
+        var cached = Directory.GetFiles(cache).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        Assert.Equal(2, cached.Count);
+
+        var second = AlloyCli.Merge(recipe, _work["again"], "--statistics-cache", cache);
+        Assert.DoesNotContain("note: computing", second.Stderr);
+        Assert.Equal(2, second.Stderr.Split("note: using the cached").Length - 1);
+        Assert.Equal(cached, Directory.GetFiles(cache).ToDictionary(f => f, File.GetLastWriteTimeUtc));
+
+        var expected = File.ReadAllBytes(Path.Combine(fromFiles, "model.safetensors"));
+        Assert.Equal(expected, File.ReadAllBytes(Path.Combine(_work["from-data"], "model.safetensors")));
+        Assert.Equal(expected, File.ReadAllBytes(Path.Combine(_work["again"], "model.safetensors")));
+    }
+
+    [Fact]
+    public void Statistics_mistakes_fail_in_one_line()
+    {
+        var fisher = Statistics("fisher", _first, _firstData, "f.safetensors");
+        var gram = Statistics("regmean", _first, _firstData, "g.safetensors");
+        AlloyCli.Fails(
+            Recipe("fisher", $"{{fisher: {fisher}}}", "{weight: 1}"),
+            _work["o1"],
+            "has no statistics: set 'fisher: FILE'"
+        );
+        AlloyCli.Fails(
+            Recipe("fisher", $"{{fisher: {fisher}}}", $"{{fisher: {gram}}}"),
+            _work["o2"],
+            "holds regmean_gram, not diagonal_fisher (made by `alloy fisher`)"
+        );
+        AlloyCli.Fails(
+            Recipe("regmean", $"{{gram: {gram}, data: {_firstData}}}", $"{{gram: {gram}}}"),
+            _work["o3"],
+            "sets both 'gram' and 'data'"
+        );
+        AlloyCli.Fails(
+            Recipe("regmean", $"{{gram: {gram}}}", $"{{gram: {_work["missing.safetensors"]}}}"),
+            _work["o4"],
+            "does not exist (make it with `alloy regmean"
+        );
+        AlloyCli.Fails(
+            Recipe("fisher", $"{{data: {_firstData}}}", $"{{data: {_work["nothing.txt"]}}}"),
+            _work["o5"],
+            "data file"
+        );
+    }
+
+    [Fact]
+    public void RegMean_admits_one_tensors_gram_matrices_at_a_time_within_the_memory_limit()
+    {
+        // Eight layers with wide MLPs: the Gram matrices together are several times one tensor's need, and a limit
+        // between the two is enough, because a tensor's Grams are read when its turn comes and dropped after.
+        var (first, second) = Synth("deep", layers: 8, intermediate: 256);
+        var g1 = Statistics("regmean", first, _firstData, "d1.safetensors");
+        var g2 = Statistics("regmean", second, _secondData, "d2.safetensors");
+        long all = new FileInfo(g1).Length + new FileInfo(g2).Length;
+        var recipe = _work.Write(
+            "deep.yml",
+            $"""
+            merge_method: regmean
+            models:
+              - model: {first}
+                parameters: {"{"}gram: {g1}{"}"}
+              - model: {second}
+                parameters: {"{"}gram: {g2}{"}"}
+            dtype: float32
+            """
+        );
+        var refused = AlloyCli.Run("merge", recipe, _work["small"], "--quiet", "--memory-limit", "64K");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("GiB of working memory", refused.Stderr);
+        long limit = all / 2;
+        Assert.True(all > 4_000_000, $"the Gram matrices take only {all} bytes");
+        AlloyCli.Merge(recipe, _work["bounded"], "--memory-limit", $"{limit / 1024}K");
+    }
+}
