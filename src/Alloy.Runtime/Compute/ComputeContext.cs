@@ -41,6 +41,20 @@ public sealed class ComputeContext
     }
 
     /// <summary>
+    /// Σ <paramref name="term"/>(i) for 0 ≤ i &lt; <paramref name="count"/>: the terms are computed in parallel but
+    /// added in index order, so a loss or a norm is the same double at any thread count.
+    /// </summary>
+    public double Sum(int count, Func<int, double> term)
+    {
+        var terms = new double[Math.Max(0, count)];
+        For(count, i => terms[i] = term(i));
+        double total = 0;
+        foreach (double t in terms)
+            total += t;
+        return total;
+    }
+
+    /// <summary>
     /// Runs <paramref name="body"/>(start, end) over blocks of about <paramref name="perBlock"/> of
     /// <paramref name="count"/> items (the blocks depend on the counts only).
     /// </summary>

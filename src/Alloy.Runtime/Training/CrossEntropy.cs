@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Alloy.Runtime.Compute;
 
 namespace Alloy.Runtime.Training;
@@ -21,29 +22,18 @@ public static class CrossEntropy
         if (targets.Length != logits.Rows)
             throw new ArgumentException($"{targets.Length} targets for {logits.Rows} rows of logits");
         var targetArray = targets.ToArray();
-        var losses = new double[logits.Rows];
-        context.ForBlocks(logits.Rows, 8, (start, end) =>
+        return context.Sum(logits.Rows, r =>
         {
-            for (int r = start; r < end; r++)
-            {
-                var row = logits.Row(r);
-                int target = targetArray[r];
-                if ((uint)target >= (uint)row.Length)
-                    throw new ArgumentOutOfRangeException(
-                        nameof(targets),
-                        $"target {target} is outside the vocabulary"
-                    );
-                float logit = row[target];
-                double sum = VectorMath.ShiftedExp(row, row, out float max); // the row now holds exp(z − max)
-                losses[r] = Math.Log(sum) - (logit - max); // −log p(target) = log Σ exp(z − max) − (z_target − max)
-                float scale = (float)(gradientScale / sum);
-                System.Numerics.Tensors.TensorPrimitives.Multiply(row, scale, row);
-                row[target] -= gradientScale;
-            }
+            var row = logits.Row(r);
+            int target = targetArray[r];
+            if ((uint)target >= (uint)row.Length)
+                throw new ArgumentOutOfRangeException(nameof(targets), $"target {target} is outside the vocabulary");
+            float logit = row[target];
+            double sum = VectorMath.ShiftedExp(row, row, out float max); // the row now holds exp(z − max)
+            float scale = (float)(gradientScale / sum);
+            TensorPrimitives.Multiply(row, scale, row);
+            row[target] -= gradientScale;
+            return Math.Log(sum) - (logit - max); // −log p(target) = log Σ exp(z − max) − (z_target − max)
         });
-        double total = 0;
-        foreach (double loss in losses)
-            total += loss;
-        return total;
     }
 }

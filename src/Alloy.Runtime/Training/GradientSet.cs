@@ -36,15 +36,8 @@ public sealed class GradientSet
     /// <summary>
     /// √(Σ g²) over every parameter, summed in double, parameter by parameter in order (deterministic).
     /// </summary>
-    public double GlobalNorm(ComputeContext context)
-    {
-        var squares = new double[Parameters.Count];
-        context.For(Parameters.Count, i => squares[i] = SpanMath.SumOfSquares(_byParameter[Parameters[i]]));
-        double total = 0;
-        foreach (double s in squares)
-            total += s;
-        return Math.Sqrt(total);
-    }
+    public double GlobalNorm(ComputeContext context) =>
+        Math.Sqrt(context.Sum(Parameters.Count, i => SpanMath.SumOfSquares(_byParameter[Parameters[i]])));
 
     /// <summary>Multiplies every gradient by <paramref name="factor"/>.</summary>
     public void Scale(ComputeContext context, float factor) => context.For(Parameters.Count, i =>

@@ -1,12 +1,14 @@
+using Alloy.Runtime.Compute;
 using Alloy.Runtime.Inference;
 using Alloy.Runtime.Models;
 
 namespace Alloy.Runtime.Training;
 
 /// <summary>
-/// Next-token cross-entropy of a model on training examples and its gradient with respect to every parameter. Only
-/// the rows that predict a target get logits (the head, the largest product of a small model, skips the rest), and
-/// the forward and backward buffers are kept between calls. One caller at a time.
+/// A loss of a model's next-token predictions and its gradient with respect to every parameter: the cross-entropy of
+/// training examples against their own next tokens, or the entropy of the prediction after each unlabeled prompt
+/// (AdaMerging). Only the rows a loss reads get logits (the head, the largest product of a small model, skips the
+/// rest), and the forward and backward buffers are kept between calls. One caller at a time.
 /// </summary>
 public sealed class LossGradients
 {
@@ -36,27 +38,66 @@ public sealed class LossGradients
     /// <see cref="Gradients"/>. Returns the sum of the token losses (natural log) and the number of targets; with no
     /// targets nothing is run.
     /// </summary>
-    public (double LossSum, int Targets) Accumulate(IReadOnlyList<TrainingExample> examples, double lossScale)
+    public (double LossSum, int Targets) Accumulate(IReadOnlyList<TrainingExample> examples, double lossScale) =>
+        CrossEntropyOf(examples, lossScale);
+
+    /// <summary>The sum of the token losses and the number of targets, without gradients.</summary>
+    public (double LossSum, int Targets) Loss(IReadOnlyList<TrainingExample> examples) =>
+        CrossEntropyOf(examples, null);
+
+    /// <summary>
+    /// Runs the prompts as one packed batch and adds ∂(<paramref name="lossScale"/> · Σ H)/∂θ to
+    /// <see cref="Gradients"/>, H being the entropy of the next-token distribution after a prompt's last token.
+    /// Returns Σ H (natural log).
+    /// </summary>
+    public double AccumulateEntropy(IReadOnlyList<int[]> prompts, double lossScale) => EntropyOf(prompts, lossScale);
+
+    /// <summary>Σ H over the prompts as <see cref="AccumulateEntropy"/> computes it, without gradients.</summary>
+    public double Entropy(IReadOnlyList<int[]> prompts) => EntropyOf(prompts, null);
+
+    private (double LossSum, int Targets) CrossEntropyOf(IReadOnlyList<TrainingExample> examples, double? scale)
     {
         var (batch, selection, targets) = Prepare(examples);
-        if (targets.Length == 0)
-            return (0, 0);
-        var logits = Model.Forward(batch, _forward, selection);
-        if (logits.Count != targets.Length)
-            throw new InvalidOperationException("the selected rows do not match the targets");
-        double loss = CrossEntropy.LossAndGradient(Model.Compute, _forward.LogitValues, targets, (float)lossScale);
-        Model.Backward(batch, _forward, _backward, Gradients);
+        double loss = Run(
+            batch,
+            selection,
+            targets.Length,
+            (context, logits, s) => CrossEntropy.LossAndGradient(context, logits, targets, s),
+            scale
+        );
         return (loss, targets.Length);
     }
 
-    /// <summary>The sum of the token losses and the number of targets, without gradients.</summary>
-    public (double LossSum, int Targets) Loss(IReadOnlyList<TrainingExample> examples)
+    private double EntropyOf(IReadOnlyList<int[]> prompts, double? scale)
     {
-        var (batch, selection, targets) = Prepare(examples);
-        if (targets.Length == 0)
-            return (0, 0);
-        Model.Forward(batch, _forward, selection);
-        return (CrossEntropy.LossAndGradient(Model.Compute, _forward.LogitValues, targets, 0f), targets.Length);
+        int empty = prompts.ToList().FindIndex(p => p.Length == 0);
+        if (empty >= 0)
+            throw new AlloyException($"prompt {empty + 1} of the batch is empty; an entropy needs a token to follow");
+        var batch = TokenBatch.FromSequences(prompts.Select(p => (IReadOnlyList<int>)p));
+        return Run(batch, LogitSelection.Last, prompts.Count, Training.Entropy.LossAndGradient, scale);
+    }
+
+    /// <summary>
+    /// A loss of the selected rows' logits that replaces them by the gradient of scale · loss (the scale is 0 when no
+    /// gradient is wanted, so the loss code is the same either way).
+    /// </summary>
+    private delegate double RowLoss(ComputeContext context, Matrix logits, float gradientScale);
+
+    /// <summary>
+    /// The forward pass, the loss, and, when <paramref name="gradientScale"/> is given, the backward pass that adds
+    /// into <see cref="Gradients"/>: the part every loss shares. With no rows nothing is run.
+    /// </summary>
+    private double Run(TokenBatch batch, LogitSelection selection, int rows, RowLoss loss, double? gradientScale)
+    {
+        if (rows == 0)
+            return 0;
+        var logits = Model.Forward(batch, _forward, selection);
+        if (logits.Count != rows)
+            throw new InvalidOperationException("the selected rows do not match the loss's rows");
+        double value = loss(Model.Compute, _forward.LogitValues, (float)(gradientScale ?? 0));
+        if (gradientScale is not null)
+            Model.Backward(batch, _forward, _backward, Gradients);
+        return value;
     }
 
     /// <summary>The packed batch, the rows that predict a target (ascending) and their targets in that order.</summary>

@@ -147,17 +147,9 @@ public sealed class Trainer
     /// </summary>
     public static IEnumerable<(int Epoch, int[] Indices)> Batches(int examples, int batchSize, ulong seed)
     {
-        var order = new int[examples];
         for (int epoch = 0; ; epoch++)
         {
-            for (int i = 0; i < examples; i++)
-                order[i] = i;
-            var stream = RandomStream.For(seed, "data-order", epoch);
-            for (int i = examples - 1; i > 0; i--)
-            {
-                int j = (int)(stream.Uniform(i) * (i + 1));
-                (order[i], order[j]) = (order[j], order[i]);
-            }
+            var order = RandomStream.For(seed, "data-order", epoch).Permutation(examples);
             for (int start = 0; start < examples; start += batchSize)
                 yield return (epoch, order[start..Math.Min(examples, start + batchSize)]);
         }

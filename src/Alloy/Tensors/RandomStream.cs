@@ -67,6 +67,23 @@ public readonly struct RandomStream
         return Math.Sqrt(-2.0 * Math.Log(radiusUniform)) * Math.Cos(2.0 * Math.PI * angleUniform);
     }
 
+    /// <summary>
+    /// A permutation of [0, <paramref name="count"/>): Fisher–Yates from the last position down, the swap at position
+    /// i drawn from <see cref="Uniform"/>(i), so a seeded data order is reproducible anywhere.
+    /// </summary>
+    public int[] Permutation(int count)
+    {
+        var order = new int[count];
+        for (int i = 0; i < count; i++)
+            order[i] = i;
+        for (int i = count - 1; i > 0; i--)
+        {
+            int j = (int)(Uniform(i) * (i + 1));
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        return order;
+    }
+
     /// <summary><c>destination[i] = Uniform(startIndex + i)</c>, vectorized.</summary>
     public void FillUniform(long startIndex, Span<float> destination)
     {
