@@ -15,8 +15,8 @@ public static class StatisticsCommand
             stdout,
             stderr,
             "fisher",
-            "Accumulate the diagonal Fisher (mean over examples of each example's squared loss gradient) of every "
-                + "parameter over a data set.",
+            "Accumulate the diagonal Fisher (mean over examples of each example's squared gradient of log p(y)) of "
+                + "every parameter over a data set.",
             batched: false
         );
 
@@ -44,9 +44,15 @@ public static class StatisticsCommand
             DefaultValueFactory = _ => 8,
         };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing output file." };
+        var estimate = new Option<FisherEstimate>("--estimate")
+        {
+            Description =
+                "Labels y: Sampled draws each from the model's own prediction (the true Fisher, as Fisher merging's "
+                + "reference), Empirical takes the data's next tokens.",
+            DefaultValueFactory = _ => FisherEstimate.Sampled,
+        };
         var command = new Command(name, description) { output, overwrite };
-        if (batched)
-            command.Add(batch);
+        command.Add(batched ? batch : estimate);
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
             {
@@ -66,7 +72,7 @@ public static class StatisticsCommand
                     report?.Invoke(0);
                     return batched
                         ? ParameterStatistics.Grams(model, examples, parse.GetValue(batch), report, cancellation)
-                        : ParameterStatistics.Fisher(model, examples, report, cancellation);
+                        : ParameterStatistics.Fisher(model, examples, report, cancellation, parse.GetValue(estimate));
                 });
                 statistics.Save(path);
                 stdout.WriteLine(

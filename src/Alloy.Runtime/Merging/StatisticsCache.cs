@@ -53,7 +53,12 @@ public sealed class StatisticsCache(string folder, RuntimeOptions? options = nul
             .ToList();
         var statistics = request.Kind switch
         {
-            StatisticsFile.DiagonalFisher => ParameterStatistics.Fisher(model, examples, cancellation: cancellation),
+            StatisticsFile.DiagonalFisher => ParameterStatistics.Fisher(
+                model,
+                examples,
+                cancellation: cancellation,
+                estimate: request.Estimate == "empirical" ? FisherEstimate.Empirical : FisherEstimate.Sampled
+            ),
             StatisticsFile.RegMeanGram => ParameterStatistics.Grams(
                 model,
                 examples,

@@ -41,6 +41,52 @@ public sealed class LossGradients
     public (double LossSum, int Targets) Accumulate(IReadOnlyList<TrainingExample> examples, double lossScale) =>
         CrossEntropyOf(examples, lossScale);
 
+    /// <summary>
+    /// As <see cref="Accumulate"/>, but each target is drawn from the model's own prediction at its row instead of
+    /// read from the example (the labels of the sampled, "true" Fisher): the draw for target row r of this call uses
+    /// <c>random.Uniform(firstDraw + r)</c>.
+    /// </summary>
+    public (double LossSum, int Targets) AccumulateSampled(
+        IReadOnlyList<TrainingExample> examples,
+        double lossScale,
+        Alloy.Tensors.RandomStream random,
+        long firstDraw
+    )
+    {
+        var (batch, selection, targets) = Prepare(examples);
+        double loss = Run(
+            batch,
+            selection,
+            targets.Length,
+            (context, logits, s) =>
+            {
+                for (int r = 0; r < targets.Length; r++)
+                    targets[r] = Sample(logits.Row(r), random.Uniform(firstDraw + r));
+                return CrossEntropy.LossAndGradient(context, logits, targets, s);
+            },
+            lossScale
+        );
+        return (loss, targets.Length);
+    }
+
+    /// <summary>The token whose softmax probability interval holds <paramref name="u"/> ∈ [0, 1).</summary>
+    private static int Sample(ReadOnlySpan<float> logits, float u)
+    {
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        double total = 0;
+        foreach (float z in logits)
+            total += Math.Exp(z - max);
+        double target = u * total,
+            running = 0;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            running += Math.Exp(logits[i] - max);
+            if (running > target)
+                return i;
+        }
+        return logits.Length - 1;
+    }
+
     /// <summary>The sum of the token losses and the number of targets, without gradients.</summary>
     public (double LossSum, int Targets) Loss(IReadOnlyList<TrainingExample> examples) =>
         CrossEntropyOf(examples, null);

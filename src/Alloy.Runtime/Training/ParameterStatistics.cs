@@ -7,6 +7,16 @@ using Alloy.Tensors;
 
 namespace Alloy.Runtime.Training;
 
+/// <summary>Which labels a diagonal Fisher's gradients use.</summary>
+public enum FisherEstimate
+{
+    /// <summary>Labels drawn from the model's own predictions: an unbiased estimate of the true Fisher.</summary>
+    Sampled,
+
+    /// <summary>The data's own next tokens as labels.</summary>
+    Empirical,
+}
+
 /// <summary>One statistic tensor, named after the parameter it belongs to.</summary>
 public sealed record StatisticTensor(string Name, int[] Shape, float[] Values);
 
@@ -21,16 +31,21 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
     public string CountName => StatisticsFile.CountName(Kind);
 
     /// <summary>
-    /// The empirical diagonal Fisher: for each example separately, the gradient g of −log p(scored tokens | the tokens
-    /// before them) (the sum over its scored tokens, labels from the data), then the mean of g² over the examples —
-    /// per-example squares, as the definition E[(∂ log p/∂θ)²] asks, not the square of a batch's mean gradient. One
-    /// forward and backward pass per example; squares accumulate in double. Every parameter gets a tensor of its shape.
+    /// The diagonal Fisher: for each example separately, the gradient g of −log p(y | the tokens before) summed over
+    /// its scored positions, then the mean of g² over the examples — per-example squares, as the definition
+    /// E[(∂ log p/∂θ)²] asks, not the square of a batch's mean gradient. <see cref="FisherEstimate.Sampled"/> draws
+    /// each y from the model's own prediction (a one-sample estimate of the true Fisher, which the reference computes
+    /// exactly by summing over classes — a vocabulary is too large for that); <see cref="FisherEstimate.Empirical"/>
+    /// takes y from the data. One forward and backward pass per example either way; squares accumulate in double.
+    /// Every parameter gets a tensor of its shape.
     /// </summary>
     public static ParameterStatistics Fisher(
         LlamaModel model,
         IReadOnlyList<TrainingExample> examples,
         Action<int>? progress = null,
-        CancellationToken cancellation = default
+        CancellationToken cancellation = default,
+        FisherEstimate estimate = FisherEstimate.Empirical,
+        ulong seed = 0
     )
     {
         var loss = new LossGradients(model);
@@ -43,7 +58,10 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
             if (example.TargetCount == 0)
                 continue;
             loss.Gradients.Clear(model.Compute);
-            loss.Accumulate([example], 1.0);
+            if (estimate == FisherEstimate.Sampled)
+                loss.AccumulateSampled([example], 1.0, Alloy.Tensors.RandomStream.For(seed, "fisher", counted), 0);
+            else
+                loss.Accumulate([example], 1.0);
             model.Compute.For(parameters.Count, i =>
             {
                 var (g, sum) = (loss.Gradients[parameters[i]], sums[i]);
