@@ -4,11 +4,11 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Alloy.Checkpoints;
 using Alloy.Output;
 using Alloy.Runtime.Evaluation;
 using Alloy.Tokenizers;
 using Alloy.Tokenizers.Encoding;
-using Alloy.Checkpoints;
 
 namespace Alloy.Cli;
 

@@ -178,15 +178,28 @@ public sealed class MergeOptionSet
     }
 
     /// <summary>
-    /// The runtime's statistics cache in <paramref name="folder"/> (null: the default one), telling
-    /// <paramref name="report"/> what it computes or reuses.
+    /// <paramref name="options"/> with the runtime's data-aware parts: the statistics cache in
+    /// <paramref name="statisticsFolder"/> (null: the default one) and AdaMerging's learner, both telling
+    /// <paramref name="report"/> what they compute.
     /// </summary>
-    public static Runtime.Merging.StatisticsCache Statistics(string? folder, int threads, Action<string> report) =>
-        new(
-            folder ?? Runtime.Merging.StatisticsCache.DefaultFolder,
-            new Runtime.RuntimeOptions { Threads = threads },
-            report
-        );
+    public static MergeOptions WithRuntime(
+        MergeOptions options,
+        string? statisticsFolder,
+        int threads,
+        Action<string> report
+    )
+    {
+        var runtime = new Runtime.RuntimeOptions { Threads = threads };
+        return options with
+        {
+            Statistics = new Runtime.Merging.StatisticsCache(
+                statisticsFolder ?? Runtime.Merging.StatisticsCache.DefaultFolder,
+                runtime,
+                report
+            ),
+            Learner = new Runtime.Merging.AdaMergingCoefficients(runtime, report),
+        };
+    }
 
     /// <summary>An option's value, or its type's default when this command does not have it.</summary>
     private T? Value<T>(ParseResult parse, Option<T> option) =>
@@ -225,7 +238,7 @@ public sealed class MergeOptionSet
         int? threads = Value(parse, _threads);
         if (threads is < 1)
             throw new AlloyException($"--threads: {threads} is not a thread count; give 1 or more");
-        return new MergeOptions
+        var options = new MergeOptions
         {
             OutShardSize = ByteSize.Parse(parse.GetValue(_shardSize)!),
             Seed = parse.GetValue(_seed) ?? Planning.PlanOptions.DefaultSeed,
@@ -234,9 +247,6 @@ public sealed class MergeOptionSet
             WriteModelCard = !Value(parse, _noCard),
             Overwrite = Value(parse, _overwrite),
             HubCache = parse.GetValue(_hubCache) is { } cache ? Path.GetFullPath(cache) : null,
-            Statistics = Statistics(parse.GetValue(_statisticsCache), threads ?? Environment.ProcessorCount, message =>
-                stderr.WriteLine($"note: {message}")
-            ),
             Execution = new ExecutionOptions
             {
                 Threads = threads ?? Environment.ProcessorCount,
@@ -246,6 +256,9 @@ public sealed class MergeOptionSet
                 StrictMemoryLimit = parse.GetValue(_memoryLimit) is not null,
             },
         };
+        return WithRuntime(options, parse.GetValue(_statisticsCache), options.Execution.Threads, message =>
+            stderr.WriteLine($"note: {message}")
+        );
     }
 }
 

@@ -91,23 +91,15 @@ public sealed class RuntimeInputs
         if (threads < 1)
             throw new AlloyException($"--threads must be at least 1 (got {threads})");
         var recipe = RecipeParser.ParseFile(recipePath, diagnostics);
-        var options = new MergeOptions
-        {
-            Execution = new Execution.ExecutionOptions { Threads = threads },
-            Statistics = MergeOptionSet.Statistics(null, threads, diagnostics.Info),
-        };
-        using var session = MergeSession.Open(recipe, options, diagnostics);
+        var options = MergeOptionSet.WithRuntime(
+            new MergeOptions { Execution = new Execution.ExecutionOptions { Threads = threads } },
+            null,
+            threads,
+            diagnostics.Info
+        );
+        using var session = MergeSession.Open(recipe, options, diagnostics, cancellation);
         var model = MergedModel.Create(session, new RuntimeOptions { Threads = threads }, cancellation: cancellation);
-        var folder = Directory.CreateTempSubdirectory("alloy-tokenizer-");
-        try
-        {
-            session.WriteRunFiles(folder.FullName);
-            return (model, TextTokenizer.Load(folder.FullName));
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        return (model, MergedModel.Tokenizer(session));
     }
 
     /// <summary>

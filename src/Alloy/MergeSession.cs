@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Alloy.Checkpoints;
 using Alloy.Execution;
+using Alloy.Methods.DataAware;
 using Alloy.Output;
 using Alloy.Planning;
 using Alloy.Recipes;
@@ -27,8 +28,17 @@ public sealed class MergeSession : IDisposable
         _diagnostics = diagnostics;
     }
 
-    /// <summary>Opens the recipe's models and plans the merge; every mistake in the recipe is found here.</summary>
-    public static MergeSession Open(MergeRecipe recipe, MergeOptions? options = null, Diagnostics? diagnostics = null)
+    /// <summary>
+    /// Opens the recipe's models and plans the merge; every mistake in the recipe is found here. A method that learns
+    /// its coefficients (AdaMerging) learns them here, through <see cref="MergeOptions.Learner"/>, unless the recipe
+    /// names learnt ones.
+    /// </summary>
+    public static MergeSession Open(
+        MergeRecipe recipe,
+        MergeOptions? options = null,
+        Diagnostics? diagnostics = null,
+        CancellationToken cancellation = default
+    )
     {
         options ??= new MergeOptions();
         diagnostics ??= new Diagnostics();
@@ -51,13 +61,48 @@ public sealed class MergeSession : IDisposable
                 new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors),
                 diagnostics
             );
-            return new MergeSession(models, plan, options, diagnostics);
+            var session = new MergeSession(models, plan, options, diagnostics);
+            if (plan.Method is AdaMerging)
+                session.SetCoefficients(cancellation);
+            return session;
         }
         catch
         {
             models.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// An AdaMerging merge's coefficients, learnt or read (written beside the model as
+    /// <see cref="LambdaTable.FileName"/>); null for other methods.
+    /// </summary>
+    public LambdaTable? Coefficients { get; private set; }
+
+    /// <summary>
+    /// Gives an AdaMerging plan its coefficients: those of the recipe's <c>lambdas:</c> file, or learnt now.
+    /// </summary>
+    private void SetCoefficients(CancellationToken cancellation)
+    {
+        var info = Plan.Jobs.First(j => j.Info is not null).Info!;
+        LambdaTable table;
+        if (info[AdaMerging.Lambdas] is { } path)
+        {
+            if (!File.Exists(path))
+                throw new AlloyException($"{Recipe.SourceName}: lambdas file '{path}' does not exist");
+            table = LambdaTable.Read(path);
+        }
+        else
+        {
+            var learner = Options.Learner
+                ?? throw new AlloyException(
+                    $"{Recipe.MethodLocation}: adamerging learns its coefficients with Alloy.Runtime, and this merge "
+                        + "has no learner (MergeOptions.Learner); or give learnt ones with lambdas:"
+                );
+            table = learner.Learn(this, cancellation);
+        }
+        Coefficients = table;
+        Reparameterize(table.ApplyTo(Recipe, LambdaTable.FileName));
     }
 
     public ModelSet Models { get; }
@@ -162,6 +207,7 @@ public sealed class MergeSession : IDisposable
             );
             File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), Plan.Recipe.ToYaml());
         }
+        Coefficients?.Write(Path.Combine(folder.Temporary, LambdaTable.FileName));
     }
 
     private void WriteTokenizer(string folder, bool copyTokenizer)

@@ -38,6 +38,12 @@ public sealed record MergeOptions
     /// Alloy.Runtime's cache. Null refuses <c>data:</c> (statistics files still work).
     /// </summary>
     public Methods.IStatisticsProvider? Statistics { get; init; }
+
+    /// <summary>
+    /// Learns coefficients on data for methods that need them (AdaMerging); Alloy.Runtime's. Null refuses such a
+    /// recipe unless it names learnt coefficients (<c>lambdas:</c>).
+    /// </summary>
+    public Methods.DataAware.ICoefficientLearner? Learner { get; init; }
 }
 
 public sealed record MergeResult(

@@ -7,14 +7,14 @@ public enum LambdaGranularity
     Task,
 
     /// <summary>
-    /// One λ per task and parameter tensor (the reference code's layer-wise AdaMerging), so a task can contribute its
+    /// One λ per task and parameter tensor (the reference code's layer-wise AdaMergingLearner), so a task can contribute its
     /// attention weights but not its embedding, say.
     /// </summary>
     Layer,
 }
 
 /// <summary>
-/// Hyper-parameters of <see cref="AdaMerging"/>. The defaults are the paper's (Yang et al., ICLR 2024): Adam at
+/// Hyper-parameters of <see cref="AdaMergingLearner"/>. The defaults are the paper's (Yang et al., ICLR 2024): Adam at
 /// 1e-3 for 500 steps on 16 unlabeled prompts per task, every λ starting at 0.3.
 /// </summary>
 public sealed record AdaMergingOptions
@@ -48,17 +48,17 @@ public sealed record AdaMergingOptions
             if (!ok)
                 throw new AlloyException(message);
         }
-        Require(Steps >= 1, $"AdaMerging steps must be at least 1 (got {Steps})");
+        Require(Steps >= 1, $"AdaMergingLearner steps must be at least 1 (got {Steps})");
         Require(
             LearningRate > 0 && double.IsFinite(LearningRate),
-            $"AdaMerging learning rate must be a positive number (got {LearningRate})"
+            $"AdaMergingLearner learning rate must be a positive number (got {LearningRate})"
         );
-        Require(BatchSize >= 1, $"AdaMerging batch size must be at least 1 (got {BatchSize})");
+        Require(BatchSize >= 1, $"AdaMergingLearner batch size must be at least 1 (got {BatchSize})");
         // A λ that starts outside [0, 1] is clamped and gets no gradient, so it could never move.
-        Require(Initial is >= 0 and <= 1, $"AdaMerging's initial λ must be between 0 and 1 (got {Initial})");
+        Require(Initial is >= 0 and <= 1, $"AdaMergingLearner's initial λ must be between 0 and 1 (got {Initial})");
         Require(
             Enum.IsDefined(Granularity),
-            $"AdaMerging granularity must be {string.Join(" or ", Enum.GetNames<LambdaGranularity>())} "
+            $"AdaMergingLearner granularity must be {string.Join(" or ", Enum.GetNames<LambdaGranularity>())} "
                 + $"(got {Granularity})"
         );
     }

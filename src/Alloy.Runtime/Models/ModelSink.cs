@@ -83,6 +83,23 @@ public static class MergedModel
     }
 
     /// <summary>
+    /// The tokenizer the merged folder would have (its files written to a temporary folder, read, and deleted).
+    /// </summary>
+    public static Tokenizers.Encoding.TextTokenizer Tokenizer(MergeSession session)
+    {
+        var folder = Directory.CreateTempSubdirectory("alloy-tokenizer-");
+        try
+        {
+            session.WriteRunFiles(folder.FullName);
+            return Tokenizers.Encoding.TextTokenizer.Load(folder.FullName);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
     /// Merges the session's plan again (after <see cref="MergeSession.Reparameterize"/>) into
     /// <paramref name="model"/>'s parameters.
     /// </summary>

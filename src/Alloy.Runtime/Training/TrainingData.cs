@@ -26,22 +26,9 @@ public static class TrainingData
     {
         if (maxLength < 2)
             throw new AlloyException($"the sequence length must be at least 2 tokens (got {maxLength})");
-        if (!File.Exists(path))
-            throw new AlloyException($"data file '{path}' does not exist");
-        string extension = Path.GetExtension(path).ToLowerInvariant();
-        if (extension is not (".txt" or ".jsonl"))
-            throw new AlloyException(
-                $"data file '{path}': expected a .txt file (one example per line) or a .jsonl file (\"text\", or "
-                    + $"\"prompt\" and \"completion\")"
-            );
         var examples = new List<TrainingExample>();
-        int lineNumber = 0;
-        foreach (var line in InputFile.ReadLines(path))
+        foreach (var (prompt, completion) in Texts(path))
         {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line))
-                continue;
-            var (prompt, completion) = extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
             var tokens = new List<int>();
             tokens.AddRange(tokenizer.PrefixTokens);
             tokenizer.Encode(prompt, tokens, addSpecialTokens: false);
@@ -53,12 +40,63 @@ public static class TrainingData
         }
         if (examples.Count == 0)
             throw new AlloyException($"data file '{path}' has no examples with tokens to predict");
-        int largest = examples.SelectMany(e => e.Tokens).Max();
+        CheckVocabulary(examples.Select(e => e.Tokens), vocabularySize);
+        return examples;
+    }
+
+    /// <summary>
+    /// Unlabeled prompts from the same files (AdaMerging): the tokenizer's prefix and each line's "prompt" (its
+    /// completion is ignored) or whole text, without EOS; a prompt longer than <paramref name="maxLength"/> keeps its
+    /// last tokens, the ones next to the prediction.
+    /// </summary>
+    public static IReadOnlyList<int[]> LoadPrompts(
+        string path,
+        TextTokenizer tokenizer,
+        int maxLength,
+        int vocabularySize = int.MaxValue
+    )
+    {
+        var prompts = new List<int[]>();
+        foreach (var (prompt, completion) in Texts(path))
+        {
+            var tokens = new List<int>(tokenizer.PrefixTokens);
+            tokenizer.Encode(prompt.Length > 0 ? prompt : completion, tokens, addSpecialTokens: false);
+            if (tokens.Count > 0)
+                prompts.Add([.. tokens.Skip(Math.Max(0, tokens.Count - maxLength))]);
+        }
+        if (prompts.Count == 0)
+            throw new AlloyException($"data file '{path}' has no prompts");
+        CheckVocabulary(prompts, vocabularySize);
+        return prompts;
+    }
+
+    private static void CheckVocabulary(IEnumerable<int[]> sequences, int vocabularySize)
+    {
+        int largest = sequences.SelectMany(t => t).DefaultIfEmpty(0).Max();
         if (largest >= vocabularySize)
             throw new AlloyException(
                 $"the tokenizer gives token id {largest}, outside the model's vocabulary of {vocabularySize}"
             );
-        return examples;
+    }
+
+    /// <summary>Each non-empty line's prompt ("" for plain text) and completion (the text).</summary>
+    private static IEnumerable<(string Prompt, string Completion)> Texts(string path)
+    {
+        if (!File.Exists(path))
+            throw new AlloyException($"data file '{path}' does not exist");
+        string extension = Path.GetExtension(path).ToLowerInvariant();
+        if (extension is not (".txt" or ".jsonl"))
+            throw new AlloyException(
+                $"data file '{path}': expected a .txt file (one example per line) or a .jsonl file (\"text\", or "
+                    + $"\"prompt\" and \"completion\")"
+            );
+        int lineNumber = 0;
+        foreach (var line in InputFile.ReadLines(path))
+        {
+            lineNumber++;
+            if (!string.IsNullOrWhiteSpace(line))
+                yield return extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
+        }
     }
 
     /// <summary>

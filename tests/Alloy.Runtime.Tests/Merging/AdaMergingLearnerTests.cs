@@ -6,10 +6,10 @@ using Alloy.Tensors;
 namespace Alloy.Runtime.Tests.Merging;
 
 /// <summary>
-/// AdaMerging's learning core on the small random models of the gradient tests: the λ-gradient against finite
+/// AdaMergingLearner's learning core on the small random models of the gradient tests: the λ-gradient against finite
 /// differences, learning lowers the entropy, the clamp, determinism, and θ(λ) itself.
 /// </summary>
-public sealed class AdaMergingTests
+public sealed class AdaMergingLearnerTests
 {
     /// <summary>
     /// A random model (vocabulary 23, hidden 16, 2 layers), a copy of its weights as the base, and task vectors of
@@ -73,7 +73,7 @@ public sealed class AdaMergingTests
     public void Lambda_gradient_matches_central_differences(LambdaGranularity granularity)
     {
         var (model, @base, taskVectors) = Setup(tasks: 2);
-        var merging = new AdaMerging(model, @base, taskVectors);
+        var merging = new AdaMergingLearner(model, @base, taskVectors);
         var batches = Prompts(2, 5);
         int groups = merging.Groups(granularity);
         var stream = RandomStream.For(5, "lambdas", groups);
@@ -120,12 +120,12 @@ public sealed class AdaMergingTests
             Granularity = LambdaGranularity.Layer,
         };
         var steps = new List<int>();
-        var result = AdaMerging.Learn(model, @base, taskVectors, prompts, options, (step, _) => steps.Add(step));
+        var result = AdaMergingLearner.Learn(model, @base, taskVectors, prompts, options, (step, _) => steps.Add(step));
 
         Assert.Equal(Enumerable.Range(1, 30), steps);
         Assert.Equal(30, result.Losses.Count);
         Assert.True(result.Losses[^1] < 0.9 * result.Losses[0], string.Join(", ", result.Losses));
-        var merging = new AdaMerging(model, @base, taskVectors);
+        var merging = new AdaMergingLearner(model, @base, taskVectors);
         int groups = merging.Groups(LambdaGranularity.Layer);
         double before = merging.Loss(Filled(3, groups, 0.3), prompts);
         double after = merging.Loss(result.Lambdas, prompts);
@@ -141,14 +141,14 @@ public sealed class AdaMergingTests
     {
         var (model, @base, taskVectors) = Setup(tasks: 2);
         var options = new AdaMergingOptions { Steps = 12, LearningRate = 0.3 };
-        var result = AdaMerging.Learn(model, @base, taskVectors, Prompts(2, 4), options);
+        var result = AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(2, 4), options);
 
         var all = result.Lambdas.SelectMany(row => row).ToList();
         Assert.Equal(2 * model.Parameters.Count, all.Count);
         Assert.All(all, l => Assert.InRange(l, 0, 1));
         Assert.Contains(all, l => l is 0 or 1);
         var held = model.Parameters.Select(p => (float[])p.Data.Clone()).ToList();
-        new AdaMerging(model, @base, taskVectors).Apply(result.Lambdas);
+        new AdaMergingLearner(model, @base, taskVectors).Apply(result.Lambdas);
         Assert.Equal(held, model.Parameters.Select(p => p.Data));
     }
 
@@ -161,7 +161,7 @@ public sealed class AdaMergingTests
     public void A_clamped_lambda_has_no_gradient(double outside, double end)
     {
         var (model, @base, taskVectors) = Setup(tasks: 2);
-        var merging = new AdaMerging(model, @base, taskVectors);
+        var merging = new AdaMergingLearner(model, @base, taskVectors);
         var batches = Prompts(2, 4);
 
         var (loss, gradient) = merging.LossAndGradient(
@@ -204,7 +204,7 @@ public sealed class AdaMergingTests
                 BatchSize = 3,
                 Seed = seed,
             };
-            return AdaMerging.Learn(model, @base, taskVectors, prompts, options);
+            return AdaMergingLearner.Learn(model, @base, taskVectors, prompts, options);
         }
         var one = Learn(1, 9);
         var two = Learn(2, 9);
@@ -218,7 +218,7 @@ public sealed class AdaMergingTests
     public void Zero_lambdas_give_the_base_exactly()
     {
         var (model, @base, taskVectors) = Setup(tasks: 3);
-        var merging = new AdaMerging(model, @base, taskVectors);
+        var merging = new AdaMergingLearner(model, @base, taskVectors);
         int groups = merging.Groups(LambdaGranularity.Layer);
 
         merging.Apply(Filled(3, groups, 0.7));
@@ -235,7 +235,7 @@ public sealed class AdaMergingTests
     public void Merged_weights_are_the_base_plus_the_clamped_lambdas_times_the_task_vectors()
     {
         var (model, @base, taskVectors) = Setup(tasks: 2);
-        var merging = new AdaMerging(model, @base, taskVectors);
+        var merging = new AdaMergingLearner(model, @base, taskVectors);
         int groups = merging.Groups(LambdaGranularity.Layer);
         double[][] lambdas =
         [
@@ -272,10 +272,10 @@ public sealed class AdaMergingTests
     {
         var (model, @base, taskVectors) = Setup(tasks: 1);
         var error = Assert.Throws<AlloyException>(() =>
-            AdaMerging.Learn(model, @base, taskVectors, Prompts(1, 2), options)
+            AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(1, 2), options)
         );
         Assert.DoesNotContain('\n', error.Message);
-        Assert.StartsWith("AdaMerging", error.Message);
+        Assert.StartsWith("AdaMergingLearner", error.Message);
     }
 
     [Fact]
@@ -284,14 +284,14 @@ public sealed class AdaMergingTests
         var (model, @base, taskVectors) = Setup(tasks: 2);
         var options = new AdaMergingOptions { Steps = 1 };
         var error = Assert.Throws<AlloyException>(() =>
-            AdaMerging.Learn(model, @base, taskVectors, Prompts(3, 2), options)
+            AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(3, 2), options)
         );
         Assert.Contains("prompts for 3 tasks", error.Message);
 
         var truncated = new ParameterSet(taskVectors[1].Skip(1));
-        error = Assert.Throws<AlloyException>(() => new AdaMerging(model, @base, [taskVectors[0], truncated]));
+        error = Assert.Throws<AlloyException>(() => new AdaMergingLearner(model, @base, [taskVectors[0], truncated]));
         Assert.Contains($"task vector 2 has no tensor '{model.Parameters[0].Name}'", error.Message);
 
-        Assert.Throws<ArgumentException>(() => new AdaMerging(model, model.Parameters, taskVectors));
+        Assert.Throws<ArgumentException>(() => new AdaMergingLearner(model, model.Parameters, taskVectors));
     }
 }
