@@ -162,7 +162,7 @@ public sealed class DataAwareMergeTests : IDisposable
     }
 
     [Theory]
-    [InlineData("fisher", "fisher", "fisher: {0}", "{fisher_estimate: empirical}")]
+    [InlineData("fisher", "fisher", "fisher: {0}", "{fisher_samples: 100}")]
     [InlineData("regmean", "regmean", "gram: {0}", "")]
     public void Statistics_from_data_equal_the_commands_files_and_are_computed_once(
         string method,
@@ -255,5 +255,127 @@ public sealed class DataAwareMergeTests : IDisposable
         long limit = all / 2;
         Assert.True(all > 4_000_000, $"the Gram matrices take only {all} bytes");
         AlloyCli.Merge(recipe, _work["bounded"], "--memory-limit", $"{limit / 1024}K");
+    }
+
+    private string AdaRecipe(string globals) =>
+        _work.Write(
+            $"ada-{Guid.NewGuid():N}.yml",
+            $"""
+            merge_method: adamerging
+            base_model: {_work["synth/base"]}
+            models:
+              - model: {_first}
+                parameters: {"{"}data: {_firstData}{"}"}
+              - model: {_second}
+                parameters: {"{"}data: {_secondData}{"}"}
+            parameters: {globals}
+            dtype: float32
+            """
+        );
+
+    private static Dictionary<string, double> Lambdas(string folder, int model)
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "adamerging.json")));
+        return json
+            .RootElement.GetProperty("models")[model]
+            .GetProperty("lambdas")
+            .EnumerateObject()
+            .ToDictionary(p => p.Name, p => p.Value.GetDouble());
+    }
+
+    [Theory]
+    [InlineData("layer", "none")]
+    [InlineData("task", "none")]
+    [InlineData("layer", "ties")]
+    public void AdaMerging_learns_coefficients_that_lower_the_entropy_and_merges_with_them(
+        string granularity,
+        string sparsify
+    )
+    {
+        var output = _work["ada"];
+        var result = AlloyCli.Merge(
+            AdaRecipe($"{{steps: 12, learning_rate: 0.05, granularity: {granularity}, sparsify: {sparsify}}}"),
+            output
+        );
+        Assert.Contains("adamerging: step 12/12", result.Stderr);
+        using (
+            var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "adamerging.json")))
+        )
+        {
+            var losses = json.RootElement.GetProperty("losses").EnumerateArray().Select(l => l.GetDouble()).ToList();
+            Assert.Equal(12, losses.Count);
+            Assert.True(losses[^1] < losses[0], $"entropy {losses[0]} → {losses[^1]}");
+        }
+        var (l1, l2) = (Lambdas(output, 0), Lambdas(output, 1));
+        Assert.Equal(granularity == "task" ? 1 : 21, l1.Count);
+        Assert.All(l1.Values.Concat(l2.Values), l => Assert.InRange(l, 0, 1));
+
+        // θ = θ0 + Σ λ_t τ̃_t, τ̃ trimmed to the top 20% per tensor and sign-elected with ties.
+        const string name = "model.layers.1.mlp.up_proj.weight";
+        var base0 = Tensor(_work["synth/base/model.safetensors"], name);
+        var taus = new[] { _first, _second }
+            .Select(m => Tensor(Path.Combine(m, "model.safetensors"), name).Zip(base0, (x, b) => x - b).ToArray())
+            .ToArray();
+        if (sparsify == "ties")
+        {
+            foreach (var tau in taus)
+            {
+                int keep = (int)(0.2 * tau.Length);
+                float cut = tau.Select(Math.Abs).OrderByDescending(v => v).ElementAt(keep - 1);
+                for (int j = 0; j < tau.Length; j++)
+                    tau[j] = Math.Abs(tau[j]) >= cut ? tau[j] : 0;
+            }
+            for (int j = 0; j < base0.Length; j++)
+            {
+                float sign = taus[0][j] + taus[1][j] >= 0 ? 1 : -1;
+                foreach (var tau in taus)
+                    tau[j] = tau[j] * sign > 0 ? tau[j] : 0;
+            }
+        }
+        double Of(Dictionary<string, double> l) => l.TryGetValue("*", out var all) ? all : l[name];
+        var merged = Tensor(Path.Combine(output, "model.safetensors"), name);
+        for (int j = 0; j < merged.Length; j++)
+            Assert.True(
+                Math.Abs(base0[j] + Of(l1) * taus[0][j] + Of(l2) * taus[1][j] - merged[j]) < 1e-5,
+                $"entry {j}: {merged[j]}"
+            );
+
+        // The written recipe reproduces the merge from adamerging.json, without learning.
+        var again = AlloyCli.Merge(Path.Combine(output, "mergekit_config.yml"), _work["again"]);
+        Assert.DoesNotContain("adamerging: step", again.Stderr);
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(output, "model.safetensors")),
+            File.ReadAllBytes(_work["again/model.safetensors"])
+        );
+    }
+
+    [Fact]
+    public void AdaMerging_reuses_given_lambdas_and_refuses_missing_data_or_a_foreign_file()
+    {
+        var learnt = _work["learnt"];
+        AlloyCli.Merge(AdaRecipe("{steps: 3, granularity: task}"), learnt);
+        var json = Path.Combine(learnt, "adamerging.json");
+        var reused = AlloyCli.Merge(AdaRecipe($"{{lambdas: {json}}}"), _work["reused"]);
+        Assert.DoesNotContain("adamerging: step", reused.Stderr);
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(learnt, "model.safetensors")),
+            File.ReadAllBytes(_work["reused/model.safetensors"])
+        );
+
+        var noData = _work.Write(
+            "nodata.yml",
+            $"""
+            merge_method: adamerging
+            base_model: {_work["synth/base"]}
+            models:
+              - model: {_first}
+              - model: {_second}
+            """
+        );
+        AlloyCli.Fails(noData, _work["o1"], "has no data: (prompts of its task)");
+        var foreign = _work.Write("foreign.json", File.ReadAllText(json).Replace(_second, "/elsewhere/model"));
+        AlloyCli.Fails(AdaRecipe($"{{lambdas: {foreign}}}"), _work["o2"], "the coefficients have no model");
+        var bad = _work.Write("bad.json", "{\"granularity\": \"task\"}");
+        AlloyCli.Fails(AdaRecipe($"{{lambdas: {bad}}}"), _work["o3"], "not an adamerging.json");
     }
 }
