@@ -31,6 +31,16 @@ public sealed record MethodGrid(
 )
 {
     /// <summary>
+    /// Per-model text values: this is replaced by each expert's task name (its data files).
+    /// </summary>
+    public const string ExpertPlaceholder = "{expert}";
+
+    /// <summary>The row's name in the report: the method, or a variant of it ("adamerging, task-wise").</summary>
+    public string? Title { get; init; }
+
+    public string Name => Title ?? Method;
+
+    /// <summary>
     /// The parameters whose value at <paramref name="point"/> is the smallest or largest the grid tries (among at least
     /// three), unless that is as far as the parameter goes (a density of 1): a choice there may be held back by the
     /// grid rather than found by it.
@@ -82,7 +92,9 @@ public sealed record MethodGrid(
         {
             var settings = new ParameterSettings();
             foreach (var (name, value) in point.PerModel.Where(p => Declared(p.Key)))
-                settings[name] = value;
+                settings[name] = value is ParameterValue.Text text
+                    ? new ParameterValue.Text(text.Value.Replace(ExpertPlaceholder, Path.GetFileName(expert)))
+                    : value;
             builder.Model(expert, settings);
         }
         foreach (var (name, value) in point.Globals.Where(p => Declared(p.Key)))
@@ -344,6 +356,71 @@ public static class Grids
             ),
             new("karcher", "geometric", BaseUse.None, One(), "equal weights"),
             new("multislerp", "geometric", BaseUse.Shared, One(), "equal weights, task vectors"),
+        ];
+    }
+
+    /// <summary>
+    /// The methods that learn from data, on every expert's own task data under <paramref name="root"/>/data: Fisher
+    /// merging and RegMean from the first 256 training examples (as FusionBench's defaults), AdaMerging from the
+    /// validation prompts without their answers (the reference adapts on unlabeled test inputs; validation keeps the
+    /// test items unseen), at the reference's defaults (500 steps, Adam 1e-3, λ from 0.3).
+    /// </summary>
+    public static IReadOnlyList<MethodGrid> DataAware(string root, bool quick)
+    {
+        string Data(string split) => Path.Combine(root, "data", MethodGrid.ExpertPlaceholder, split + ".jsonl");
+        ParameterValue train = new ParameterValue.Text(Data("train")),
+            prompts = new ParameterValue.Text(Data("validation"));
+        IReadOnlyList<GridPoint> Ada(string granularity, string sparsify, double rate = 1e-3) =>
+            [
+                new GridPoint(
+                    rate == 1e-3 ? "defaults" : L(("learning rate", rate)),
+                    P(
+                        ("granularity", new ParameterValue.Text(granularity)),
+                        ("sparsify", new ParameterValue.Text(sparsify)),
+                        ("steps", quick ? 40 : 500),
+                        ("learning_rate", rate)
+                    ),
+                    P(("data", prompts))
+                ),
+            ];
+        return
+        [
+            new(
+                "fisher",
+                "data-aware",
+                BaseUse.None,
+                [new GridPoint("defaults", P(), P(("data", train)))],
+                "sampled Fisher, 256 examples"
+            ),
+            new(
+                "regmean",
+                "data-aware",
+                BaseUse.None,
+                [
+                    .. (quick ? new[] { 0.95 } : [0.5, 0.8, 0.9, 0.95, 1.0]).Select(a => new GridPoint(
+                        L(("α", a)),
+                        P(("alpha", a)),
+                        P(("data", train))
+                    )),
+                ],
+                "α 0.5–1 (FusionBench 0.95), Grams of 256 examples"
+            ),
+            new("adamerging", "data-aware", BaseUse.Shared, Ada("task", "none"), "task-wise, 500 steps")
+            {
+                Title = "adamerging (task-wise)",
+            },
+            new("adamerging", "data-aware", BaseUse.Shared, Ada("layer", "none"), "layer-wise, 500 steps")
+            {
+                Title = "adamerging (layer-wise)",
+            },
+            new("adamerging", "data-aware", BaseUse.Shared, Ada("layer", "ties"), "layer-wise on TIES τ, density 0.2")
+            {
+                Title = "adamerging++ (layer-wise)",
+            },
+            new("adamerging", "data-aware", BaseUse.Shared, Ada("layer", "none", 1e-2), "layer-wise, 500 steps")
+            {
+                Title = "adamerging (layer-wise, lr 0.01)",
+            },
         ];
     }
 

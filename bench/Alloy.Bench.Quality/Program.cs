@@ -41,10 +41,18 @@ var clock = Stopwatch.StartNew();
 void Log(string line) => Console.Error.WriteLine($"[{clock.Elapsed:mm\\:ss}] {line}");
 var experts = ExpertSet.Load(expertsRoot);
 var scorer = new Scorer(experts);
-var search = new Search(experts, scorer);
+string scratch = Directory.CreateTempSubdirectory("alloy-quality-").FullName;
+var search = new Search(
+    experts,
+    scorer,
+    new Alloy.MergeOptions
+    {
+        Statistics = new Alloy.Runtime.Merging.StatisticsCache(Path.Combine(scratch, "statistics")),
+        Learner = new Alloy.Runtime.Merging.AdaMergingCoefficients(),
+    }
+);
 int n = experts.Tasks.Count;
 var all = Enumerable.Range(0, n).ToList();
-string scratch = Directory.CreateTempSubdirectory("alloy-quality-").FullName;
 Log($"{n} experts ({string.Join(", ", experts.Tasks.Select(t => t.Name))}) from {expertsRoot}");
 
 // 1. The base and each expert on every task; how far each expert moved from the base.
@@ -61,12 +69,12 @@ Log(
 
 // 2. Every method on all experts.
 var results = new List<MethodResult>();
-foreach (var grid in Grids.Methods(quick))
+foreach (var grid in Grids.Methods(quick).Concat(Grids.DataAware(expertsRoot, quick)))
 {
     var result = search.Run(grid, all);
     results.Add(result);
     Log(
-        $"{grid.Method}: {Percent(Normalized(result.Test, all))} normalised ({result.ChosenShown}; {result.Points} "
+        $"{grid.Name}: {Percent(Normalized(result.Test, all))} normalised ({result.ChosenShown}; {result.Points} "
             + $"points, {result.Seconds:F1} s)"
     );
 }

@@ -32,15 +32,16 @@ public sealed record MethodResult(
 /// <summary>
 /// Runs a method's grid on a subset of the experts: one <see cref="MergeSession"/> (models opened and planned once),
 /// each grid point re-merged into the same model in memory and scored on the subset's validation items; the best mean
-/// validation accuracy wins (the first on ties), and is scored on the test items.
+/// validation accuracy wins (the first on ties), and is scored on the test items. The time includes what a
+/// data-aware method computes first (statistics, learnt coefficients), with <paramref name="options"/>' runtime parts.
 /// </summary>
-public sealed class Search(ExpertSet experts, Scorer scorer)
+public sealed class Search(ExpertSet experts, Scorer scorer, MergeOptions? options = null)
 {
     public MethodResult Run(MethodGrid grid, IReadOnlyList<int> subset)
     {
         var clock = Stopwatch.StartNew();
         var models = subset.Select(i => experts.Experts[i]).ToList();
-        using var session = MergeSession.Open(grid.Recipe(experts.Base, models, grid.Points[0]));
+        using var session = MergeSession.Open(grid.Recipe(experts.Base, models, grid.Points[0]), options);
         LlamaModel? model = null;
         var best = (Point: grid.Points[0], Mean: double.NegativeInfinity, Scores: Array.Empty<double>());
         foreach (var point in grid.Points)
@@ -54,7 +55,7 @@ public sealed class Search(ExpertSet experts, Scorer scorer)
         model = Merge(session, model, grid.Recipe(experts.Base, models, best.Point));
         var test = scorer.Score(model, test: true, subset);
         return new MethodResult(
-            grid.Method,
+            grid.Name,
             grid.Family,
             grid.Source,
             best.Point.Label,

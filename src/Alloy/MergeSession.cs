@@ -89,20 +89,20 @@ public sealed class MergeSession : IDisposable
         if (info[AdaMerging.Lambdas] is { } path)
         {
             if (!File.Exists(path))
-                throw new AlloyException($"{Recipe.SourceName}: lambdas file '{path}' does not exist");
+                throw new AlloyException($"adamerging: lambdas file '{path}' does not exist");
             table = LambdaTable.Read(path);
         }
         else
         {
             var learner = Options.Learner
                 ?? throw new AlloyException(
-                    $"{Recipe.MethodLocation}: adamerging learns its coefficients with Alloy.Runtime, and this merge "
-                        + "has no learner (MergeOptions.Learner); or give learnt ones with lambdas:"
+                    "adamerging learns its coefficients with Alloy.Runtime, and this merge has no learner "
+                        + "(MergeOptions.Learner); or give learnt ones with lambdas:"
                 );
             table = learner.Learn(this, cancellation);
         }
         Coefficients = table;
-        Reparameterize(table.ApplyTo(Recipe, LambdaTable.FileName));
+        Reparameterize(Recipe);
     }
 
     public ModelSet Models { get; }
@@ -121,8 +121,15 @@ public sealed class MergeSession : IDisposable
     /// <summary>
     /// Gives the plan <paramref name="recipe"/>'s parameter values; the recipe may differ from this one only in them
     /// (<see cref="Planner.Reparameterize"/>). Cheap: no file is read.
+    /// An AdaMerging session keeps its coefficients: they are applied to <paramref name="recipe"/> too.
     /// </summary>
-    public void Reparameterize(MergeRecipe recipe) => Plan = Planner.Reparameterize(Plan, recipe, Models, _diagnostics);
+    public void Reparameterize(MergeRecipe recipe) =>
+        Plan = Planner.Reparameterize(
+            Plan,
+            Coefficients is { } table ? table.ApplyTo(recipe, LambdaTable.FileName) : recipe,
+            Models,
+            _diagnostics
+        );
 
     /// <summary>
     /// Merges into <paramref name="sink"/>, tensor by tensor in plan order (side outputs are not computed).

@@ -13,7 +13,7 @@ namespace Alloy.Runtime.Merging;
 public sealed record AdaMergingResult(double[][] Lambdas, IReadOnlyList<double> Losses);
 
 /// <summary>
-/// AdaMergingLearner (Yang et al., ICLR 2024, arXiv 2310.02575): merging coefficients learnt without labels, by making the
+/// AdaMerging (Yang et al., ICLR 2024, arXiv 2310.02575): merging coefficients learnt without labels, by making the
 /// merged model θ(λ)_k = θ0_k + Σ_t clamp(λ_{t,g(k)}, 0, 1)·τ_{t,k} confident, i.e. by minimising the entropy of its
 /// next-token distribution after each task's unlabeled prompts. A λ array's shape says the granularity: one column
 /// per task is task-wise, one per parameter tensor (in the model's order) layer-wise. One caller at a time.
@@ -39,7 +39,7 @@ public sealed class AdaMergingLearner
     public AdaMergingLearner(LlamaModel model, ParameterSet baseParameters, IReadOnlyList<ParameterSet> taskVectors)
     {
         if (taskVectors.Count == 0)
-            throw new AlloyException("AdaMergingLearner needs at least one task vector");
+            throw new AlloyException("AdaMerging needs at least one task vector");
         Model = model;
         _base = Storage(model, baseParameters, "the base model");
         _deltas = [.. taskVectors.Select((tv, t) => Storage(model, tv, $"task vector {t + 1}"))];
@@ -177,7 +177,7 @@ public sealed class AdaMergingLearner
             var (loss, gradient) = merging.LossAndGradient(Current(), batches);
             if (!double.IsFinite(loss))
                 throw new AlloyException(
-                    $"AdaMergingLearner step {step + 1}: the entropy is not finite ({loss}); check the task vectors' scale"
+                    $"AdaMerging step {step + 1}: the entropy is not finite ({loss}); check the task vectors' scale"
                 );
             for (int t = 0; t < tasks; t++)
             for (int g = 0; g < groups; g++)
@@ -210,7 +210,7 @@ public sealed class AdaMergingLearner
         {
             var p = model.Parameters[k];
             var other = set.Find(p.Name)
-                ?? throw new AlloyException($"{what} has no tensor '{p.Name}'; AdaMergingLearner needs every tensor");
+                ?? throw new AlloyException($"{what} has no tensor '{p.Name}'; AdaMerging needs every tensor");
             if (!other.Shape.SequenceEqual(p.Shape))
                 throw new AlloyException(
                     $"{what} has '{p.Name}' as [{string.Join(", ", other.Shape)}], but the model needs "
@@ -218,7 +218,7 @@ public sealed class AdaMergingLearner
                 );
             if (ReferenceEquals(other.Data, p.Data))
                 throw new ArgumentException(
-                    $"{what} shares '{p.Name}' with the model, whose values AdaMergingLearner overwrites; pass a copy"
+                    $"{what} shares '{p.Name}' with the model, whose values AdaMerging overwrites; pass a copy"
                 );
             storage[k] = other.Data;
         }
@@ -247,13 +247,9 @@ public sealed class AdaMergingLearner
     private void CheckBatches(IReadOnlyList<IReadOnlyList<int[]>> batches)
     {
         if (batches.Count != Tasks)
-            throw new AlloyException(
-                $"AdaMergingLearner has {Tasks} task vectors but prompts for {batches.Count} tasks"
-            );
+            throw new AlloyException($"AdaMerging has {Tasks} task vectors but prompts for {batches.Count} tasks");
         for (int t = 0; t < Tasks; t++)
             if (batches[t].Count == 0)
-                throw new AlloyException(
-                    $"task {t + 1} has no prompts; AdaMergingLearner needs unlabeled prompts per task"
-                );
+                throw new AlloyException($"task {t + 1} has no prompts; AdaMerging needs unlabeled prompts per task");
     }
 }

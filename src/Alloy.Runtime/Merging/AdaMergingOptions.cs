@@ -7,7 +7,7 @@ public enum LambdaGranularity
     Task,
 
     /// <summary>
-    /// One λ per task and parameter tensor (the reference code's layer-wise AdaMergingLearner), so a task can contribute its
+    /// One λ per task and parameter tensor (the reference code's layer-wise AdaMerging), so a task can contribute its
     /// attention weights but not its embedding, say.
     /// </summary>
     Layer,
@@ -48,17 +48,17 @@ public sealed record AdaMergingOptions
             if (!ok)
                 throw new AlloyException(message);
         }
-        Require(Steps >= 1, $"AdaMergingLearner steps must be at least 1 (got {Steps})");
+        Require(Steps >= 1, $"AdaMerging steps must be at least 1 (got {Steps})");
         Require(
             LearningRate > 0 && double.IsFinite(LearningRate),
-            $"AdaMergingLearner learning rate must be a positive number (got {LearningRate})"
+            $"AdaMerging learning rate must be a positive number (got {LearningRate})"
         );
-        Require(BatchSize >= 1, $"AdaMergingLearner batch size must be at least 1 (got {BatchSize})");
+        Require(BatchSize >= 1, $"AdaMerging batch size must be at least 1 (got {BatchSize})");
         // A λ that starts outside [0, 1] is clamped and gets no gradient, so it could never move.
-        Require(Initial is >= 0 and <= 1, $"AdaMergingLearner's initial λ must be between 0 and 1 (got {Initial})");
+        Require(Initial is >= 0 and <= 1, $"AdaMerging's initial λ must be between 0 and 1 (got {Initial})");
         Require(
             Enum.IsDefined(Granularity),
-            $"AdaMergingLearner granularity must be {string.Join(" or ", Enum.GetNames<LambdaGranularity>())} "
+            $"AdaMerging granularity must be {string.Join(" or ", Enum.GetNames<LambdaGranularity>())} "
                 + $"(got {Granularity})"
         );
     }

@@ -45,9 +45,9 @@ public static class TrainingData
     }
 
     /// <summary>
-    /// Unlabeled prompts from the same files (AdaMerging): the tokenizer's prefix and each line's "prompt" (its
-    /// completion is ignored) or whole text, without EOS; a prompt longer than <paramref name="maxLength"/> keeps its
-    /// last tokens, the ones next to the prediction.
+    /// Unlabeled prompts from the same files (AdaMerging), or from task files: the tokenizer's prefix and each line's
+    /// "prompt" (a completion or answer is ignored) or whole text, without EOS; a prompt longer than
+    /// <paramref name="maxLength"/> keeps its last tokens, the ones next to the prediction.
     /// </summary>
     public static IReadOnlyList<int[]> LoadPrompts(
         string path,
@@ -57,7 +57,7 @@ public static class TrainingData
     )
     {
         var prompts = new List<int[]>();
-        foreach (var (prompt, completion) in Texts(path))
+        foreach (var (prompt, completion) in Texts(path, promptsOnly: true))
         {
             var tokens = new List<int>(tokenizer.PrefixTokens);
             tokenizer.Encode(prompt.Length > 0 ? prompt : completion, tokens, addSpecialTokens: false);
@@ -79,8 +79,11 @@ public static class TrainingData
             );
     }
 
-    /// <summary>Each non-empty line's prompt ("" for plain text) and completion (the text).</summary>
-    private static IEnumerable<(string Prompt, string Completion)> Texts(string path)
+    /// <summary>
+    /// Each non-empty line's prompt ("" for plain text) and completion (the text); with
+    /// <paramref name="promptsOnly"/> a "prompt" needs no "completion" (task files' items qualify).
+    /// </summary>
+    private static IEnumerable<(string Prompt, string Completion)> Texts(string path, bool promptsOnly = false)
     {
         if (!File.Exists(path))
             throw new AlloyException($"data file '{path}' does not exist");
@@ -95,7 +98,9 @@ public static class TrainingData
         {
             lineNumber++;
             if (!string.IsNullOrWhiteSpace(line))
-                yield return extension == ".txt" ? ("", line) : ParseJsonLine(line, $"{path}:{lineNumber}");
+                yield return extension == ".txt"
+                    ? ("", line)
+                    : ParseJsonLine(line, $"{path}:{lineNumber}", promptsOnly);
         }
     }
 
@@ -117,7 +122,7 @@ public static class TrainingData
         }
     }
 
-    private static (string Prompt, string Completion) ParseJsonLine(string line, string where)
+    private static (string Prompt, string Completion) ParseJsonLine(string line, string where, bool promptsOnly)
     {
         using var document = StrictJson.Parse(System.Text.Encoding.UTF8.GetBytes(line), where);
         var root = document.RootElement;
@@ -133,8 +138,12 @@ public static class TrainingData
                 : null;
         if (Field("text") is { } text)
             return ("", text);
-        if (Field("prompt") is { } prompt && Field("completion") is { } completion)
+        if (Field("prompt") is { } prompt && (Field("completion") ?? (promptsOnly ? "" : null)) is { } completion)
             return (prompt, completion);
-        throw new AlloyException($"{where}: expected a \"text\" field, or \"prompt\" and \"completion\" fields");
+        throw new AlloyException(
+            promptsOnly
+                ? $"{where}: expected a \"prompt\" or \"text\" field"
+                : $"{where}: expected a \"text\" field, or \"prompt\" and \"completion\" fields"
+        );
     }
 }

@@ -554,7 +554,8 @@ public static class MergeExecutor
                     + (Job.Side?.WorkingBytes(Count) ?? 0)
                     + StatisticBytes(Job, Count);
 
-        /// <summary>Float32 statistics read with the inputs, and the working memory the method needs for them.</summary>
+        /// <summary>Float32 statistics read with the inputs, and the working memory the method needs with them.
+        /// </summary>
         private static long StatisticBytes(TensorJob job, int count) =>
             job.Statistics is not { } statistics ? 0
             : job.Method!.Declaration.Statistics!.Shape == StatisticShape.SameAsTensor ? 4L * count * statistics.Count

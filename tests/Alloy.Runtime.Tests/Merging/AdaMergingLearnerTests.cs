@@ -275,7 +275,7 @@ public sealed class AdaMergingLearnerTests
             AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(1, 2), options)
         );
         Assert.DoesNotContain('\n', error.Message);
-        Assert.StartsWith("AdaMergingLearner", error.Message);
+        Assert.StartsWith("AdaMerging", error.Message);
     }
 
     [Fact]

@@ -257,7 +257,7 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
         AlloyCli.Fails(
             config,
             _work["out"],
-            "tie.yml:1:15: unknown merge method 'tie'; did you mean 'ties'? (available: arcee_fusion, "
+            "tie.yml:1:15: unknown merge method 'tie'; did you mean 'ties'? (available: adamerging, arcee_fusion, "
         );
     }
 

@@ -76,7 +76,7 @@ public sealed class AdaMerging()
         ParameterScope.Global,
         500,
         "Adam steps of learning.",
-        minimum: 0
+        minimum: 1
     );
 
     public static readonly NumberParameter LearningRate = MethodParameter.Number(

@@ -16,7 +16,9 @@ public sealed class RegMeanSolve(int rows, int cols, double alpha)
     private readonly double[] _right = new double[(long)cols * rows]; // Σ G̃_t W_tᵀ, [cols, rows]
     private float[]? _product;
 
-    /// <summary>Bytes a solve of a [rows, cols] weight holds: its sums, one GEMM product, the factorisation's copy.</summary>
+    /// <summary>
+    /// Bytes a solve of a [rows, cols] weight holds: its sums, one GEMM product, the factorisation's copy.
+    /// </summary>
     public static long WorkingBytes(long rows, long cols) => 16 * cols * cols + 12 * cols * rows;
 
     /// <summary>
