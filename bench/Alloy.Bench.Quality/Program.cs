@@ -48,7 +48,7 @@ var search = new Search(
     new Alloy.MergeOptions
     {
         Statistics = new Alloy.Runtime.Merging.StatisticsCache(Path.Combine(scratch, "statistics")),
-        Learner = new Alloy.Runtime.Merging.AdaMergingCoefficients(),
+        Learner = new Alloy.Runtime.Merging.MergeLearner(Path.Combine(scratch, "statistics")),
     }
 );
 int n = experts.Tasks.Count;

@@ -190,14 +190,11 @@ public sealed class MergeOptionSet
     )
     {
         var runtime = new Runtime.RuntimeOptions { Threads = threads };
+        string folder = statisticsFolder ?? Runtime.Merging.StatisticsCache.DefaultFolder;
         return options with
         {
-            Statistics = new Runtime.Merging.StatisticsCache(
-                statisticsFolder ?? Runtime.Merging.StatisticsCache.DefaultFolder,
-                runtime,
-                report
-            ),
-            Learner = new Runtime.Merging.AdaMergingCoefficients(runtime, report),
+            Statistics = new Runtime.Merging.StatisticsCache(folder, runtime, report),
+            Learner = new Runtime.Merging.MergeLearner(folder, runtime, report),
         };
     }
 

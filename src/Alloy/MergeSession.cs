@@ -55,6 +55,14 @@ public sealed class MergeSession : IDisposable
         models.Statistics.Provider = options.Statistics;
         try
         {
+            if (Planner.FindMethod(recipe) is RegMeanPlusPlus && UsesData(recipe))
+                recipe = (
+                    options.Learner
+                    ?? throw new AlloyException(
+                        "regmean_plusplus gathers its Gram matrices with Alloy.Runtime, and this merge has no learner "
+                            + "(MergeOptions.Learner); or give each model's gram: file"
+                    )
+                ).SequentialGrams(recipe, models, cancellation);
             var plan = Planner.Create(
                 recipe,
                 models,
@@ -72,6 +80,10 @@ public sealed class MergeSession : IDisposable
             throw;
         }
     }
+
+    private static bool UsesData(MergeRecipe recipe) =>
+        recipe.Parameters.Contains(RegMean.Data.Name)
+        || recipe.Models?.Any(m => m.Parameters.Contains(RegMean.Data.Name)) == true;
 
     /// <summary>
     /// An AdaMerging merge's coefficients, learnt or read (written beside the model as
@@ -99,7 +111,7 @@ public sealed class MergeSession : IDisposable
                     "adamerging learns its coefficients with Alloy.Runtime, and this merge has no learner "
                         + "(MergeOptions.Learner); or give learnt ones with lambdas:"
                 );
-            table = learner.Learn(this, cancellation);
+            table = learner.LearnCoefficients(this, cancellation);
         }
         Coefficients = table;
         Reparameterize(Recipe);

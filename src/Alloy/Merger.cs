@@ -40,10 +40,10 @@ public sealed record MergeOptions
     public Methods.IStatisticsProvider? Statistics { get; init; }
 
     /// <summary>
-    /// Learns coefficients on data for methods that need them (AdaMerging); Alloy.Runtime's. Null refuses such a
-    /// recipe unless it names learnt coefficients (<c>lambdas:</c>).
+    /// Learns what data-aware methods need before they merge (AdaMerging's coefficients, RegMean++'s Gram matrices);
+    /// Alloy.Runtime's. Null refuses such a recipe unless it names what was learnt (<c>lambdas:</c>, <c>gram:</c>).
     /// </summary>
-    public Methods.DataAware.ICoefficientLearner? Learner { get; init; }
+    public Methods.DataAware.IMergeLearner? Learner { get; init; }
 }
 
 public sealed record MergeResult(

@@ -11,13 +11,17 @@ namespace Alloy.Runtime.Merging;
 /// them), so learning runs on exactly the task vectors the final merge adds. Memory: the base and every task vector in
 /// float32, besides the model.
 /// </summary>
-public sealed class AdaMergingCoefficients(RuntimeOptions? options = null, Action<string>? report = null)
-    : ICoefficientLearner
+public static class AdaMergingCoefficients
 {
     /// <summary>Longest prompt in tokens (longer ones keep their last tokens).</summary>
     public const int PromptLength = 256;
 
-    public LambdaTable Learn(MergeSession session, CancellationToken cancellation = default)
+    public static LambdaTable Learn(
+        MergeSession session,
+        RuntimeOptions? options = null,
+        Action<string>? report = null,
+        CancellationToken cancellation = default
+    )
     {
         var recipe = session.Recipe;
         var info = session.Plan.Jobs.First(j => j.Info is not null).Info!;

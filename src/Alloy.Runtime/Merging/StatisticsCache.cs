@@ -45,12 +45,7 @@ public sealed class StatisticsCache(string folder, RuntimeOptions? options = nul
             return path;
         }
         report?.Invoke($"computing the {what} ({request.Samples} examples at most)");
-        var tokenizer = TextTokenizer.Load(request.ModelLocation);
-        var model = LlamaModel.Load(request.ModelLocation, _options);
-        var examples = TrainingData
-            .Load(request.DataPath, tokenizer, SequenceLength, model.Config.VocabSize)
-            .Take(request.Samples)
-            .ToList();
+        var (model, examples) = Load(request.ModelLocation, request.DataPath, request.Samples, _options);
         var statistics = request.Kind switch
         {
             StatisticsFile.DiagonalFisher => ParameterStatistics.Fisher(
@@ -71,6 +66,23 @@ public sealed class StatisticsCache(string folder, RuntimeOptions? options = nul
         return path;
     }
 
+    /// <summary>
+    /// A model folder and the first <paramref name="samples"/> examples of a data file, tokenized with its tokenizer
+    /// into windows of <see cref="SequenceLength"/>.
+    /// </summary>
+    internal static (LlamaModel Model, IReadOnlyList<TrainingExample> Examples) Load(
+        string modelLocation,
+        string dataPath,
+        int samples,
+        RuntimeOptions options
+    )
+    {
+        var tokenizer = TextTokenizer.Load(modelLocation);
+        var model = LlamaModel.Load(modelLocation, options);
+        var examples = TrainingData.Load(dataPath, tokenizer, SequenceLength, model.Config.VocabSize);
+        return (model, [.. examples.Take(samples)]);
+    }
+
     /// <summary>A SHA-256 (hex, 32 digits) of everything the statistics depend on.</summary>
     private static string Key(StatisticsRequest request)
     {
@@ -78,15 +90,30 @@ public sealed class StatisticsCache(string folder, RuntimeOptions? options = nul
         text.Append(FormatVersion).Append('\n').Append(request.Kind).Append('\n');
         text.Append(CultureInfo.InvariantCulture, $"samples={request.Samples} estimate={request.Estimate} ");
         text.Append(CultureInfo.InvariantCulture, $"seq={SequenceLength} batch={GramBatchSize}\n");
-        using (var data = File.OpenRead(request.DataPath))
+        text.Append(Identity(request.ModelLocation, request.DataPath));
+        return Hash(text.ToString());
+    }
+
+    /// <summary>
+    /// What statistics of a model on data depend on besides their settings: the data file's contents, and the model
+    /// folder's path and each of its files' name, size and modification time.
+    /// </summary>
+    internal static string Identity(string modelLocation, string dataPath)
+    {
+        var text = new StringBuilder();
+        using (var data = File.OpenRead(dataPath))
             text.Append("data ").Append(Convert.ToHexString(SHA256.HashData(data))).Append('\n');
-        var model = Path.GetFullPath(request.ModelLocation);
+        var model = Path.GetFullPath(modelLocation);
         text.Append("model ").Append(model).Append('\n');
         foreach (var file in Directory.EnumerateFiles(model).Order(StringComparer.Ordinal))
         {
             var info = new FileInfo(file);
             text.Append(CultureInfo.InvariantCulture, $"{info.Name} {info.Length} {info.LastWriteTimeUtc.Ticks}\n");
         }
-        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..32].ToLowerInvariant();
+        return text.ToString();
     }
+
+    /// <summary>A cache key: 32 hex digits of the text's SHA-256.</summary>
+    internal static string Hash(string text) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32].ToLowerInvariant();
 }

@@ -84,14 +84,16 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
     /// inputs X over every token of the examples (not averaged: divide by <see cref="Count"/> tokens for the mean),
     /// stored under W's name. q/k/v_proj share one input, as do gate_proj and up_proj, so they get equal matrices.
     /// lm_head is included when untied (a tied head's weight is the embedding, which RegMean does not merge as a
-    /// linear layer). Each batch's product is a float32 GEMM; batches accumulate in double.
+    /// linear layer). Each batch's product is a float32 GEMM; batches accumulate in double. <paramref name="layers"/>
+    /// limits them to some blocks (and the head, as block index Layers), as RegMean++ gathers one block at a time.
     /// </summary>
     public static ParameterStatistics Grams(
         LlamaModel model,
         IReadOnlyList<TrainingExample> examples,
         int batchSize,
         Action<int>? progress = null,
-        CancellationToken cancellation = default
+        CancellationToken cancellation = default,
+        IReadOnlySet<int>? layers = null
     )
     {
         if (batchSize < 1)
@@ -101,6 +103,8 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
         var inputs = new List<(Func<Matrix> Input, int Size, string[] Weights)>();
         for (int layer = 0; layer < model.Blocks.Count; layer++)
         {
+            if (layers is not null && !layers.Contains(layer))
+                continue;
             var block = model.Blocks[layer];
             var a = state.Blocks[layer];
             var attention = block.Attention;
@@ -117,8 +121,11 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
             );
             inputs.Add((() => a.Hidden, model.Config.IntermediateSize, [block.Mlp.Down.Weight.Name]));
         }
-        if (!model.Config.TieWordEmbeddings)
+        bool head = !model.Config.TieWordEmbeddings && (layers is null || layers.Contains(model.Config.Layers));
+        if (head)
             inputs.Add((() => state.FinalNormed, model.Config.HiddenSize, [model.Head.Weight.Name]));
+        if (inputs.Count == 0)
+            throw new ArgumentException("no linear layer is among the layers asked for", nameof(layers));
 
         var sums = inputs.Select(i => new double[(long)i.Size * i.Size]).ToArray();
         var product = new float[inputs.Max(i => i.Size * i.Size)];
@@ -129,7 +136,7 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
             var batch = TokenBatch.FromSequences(
                 examples.Skip(start).Take(batchSize).Select(e => (IReadOnlyList<int>)e.Tokens)
             );
-            model.Forward(batch, state, model.Config.TieWordEmbeddings ? LogitSelection.None : LogitSelection.All);
+            model.Forward(batch, state, head ? LogitSelection.All : LogitSelection.None);
             for (int n = 0; n < inputs.Count; n++)
             {
                 var (input, size, _) = inputs[n];

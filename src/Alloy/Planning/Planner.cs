@@ -702,17 +702,6 @@ public sealed class Planner
     /// A path parameter's relative path is found as model paths are: from the current folder, else from the recipe's
     /// folder (mergekit's rule for models); other values pass unchanged.
     /// </summary>
-    private SettingValue? Located(MethodParameter parameter, SettingValue? value)
-    {
-        if (
-            parameter is not PathParameter
-            || value is not { IsText: true } v
-            || Path.IsPathRooted(v.Text)
-            || Path.Exists(v.Text)
-        )
-            return value;
-        return _recipe.Folder is { } folder && Path.Exists(Path.Combine(folder, v.Text))
-            ? SettingValue.Of(Path.Combine(folder, v.Text))
-            : value;
-    }
+    private SettingValue? Located(MethodParameter parameter, SettingValue? value) =>
+        parameter is PathParameter && value is { IsText: true } v ? SettingValue.Of(_recipe.Locate(v.Text!)) : value;
 }

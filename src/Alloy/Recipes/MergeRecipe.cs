@@ -174,6 +174,18 @@ public sealed record MergeRecipe
     public string ToYaml() => Text ?? RecipeWriter.Write(this);
 
     /// <summary>
+    /// A path the recipe names (a statistics file, data): as written when it exists from the current folder or is
+    /// absolute, else from the recipe's folder when it exists there (mergekit's rule for model paths).
+    /// </summary>
+    public string Locate(string path) =>
+        Path.IsPathRooted(path)
+        || Path.Exists(path)
+        || Folder is not { } folder
+        || !Path.Exists(Path.Combine(folder, path))
+            ? path
+            : Path.Combine(folder, path);
+
+    /// <summary>
     /// Every model the recipe merges, deduplicated, in config order: base_model first (if any), then models / slice
     /// sources in order of appearance; a slice's own base_model follows that slice's sources. mergekit returns a Python
     /// set here, so its "first model" (the donor when there is no base) is arbitrary; config order makes it

@@ -378,4 +378,62 @@ public sealed class DataAwareMergeTests : IDisposable
         var bad = _work.Write("bad.json", "{\"granularity\": \"task\"}");
         AlloyCli.Fails(AdaRecipe($"{{lambdas: {bad}}}"), _work["o3"], "not an adamerging.json");
     }
+
+    [Fact]
+    public void RegMean_plus_plus_gathers_grams_behind_the_merged_blocks_once_and_merges_with_them()
+    {
+        var cache = _work["cache"];
+        var recipe = Recipe("regmean_plusplus", $"{{data: {_firstData}}}", $"{{data: {_secondData}}}");
+        var first = AlloyCli.Merge(recipe, _work["pp"], "--statistics-cache", cache);
+        Assert.Contains("computing RegMean++ Gram matrices of 2 models", first.Stderr);
+        var again = AlloyCli.Merge(recipe, _work["pp-again"], "--statistics-cache", cache);
+        Assert.Contains("using the cached RegMean++ Gram matrices", again.Stderr);
+        Assert.Equal(
+            File.ReadAllBytes(_work["pp/model.safetensors"]),
+            File.ReadAllBytes(_work["pp-again/model.safetensors"])
+        );
+
+        // The written recipe names the Gram files it merged with, and its blocks solve RegMean's equations with them.
+        var written = File.ReadAllText(_work["pp/mergekit_config.yml"]);
+        var grams = System
+            .Text.RegularExpressions.Regex.Matches(written, @"gram: (\S+)")
+            .Select(m => m.Groups[1].Value)
+            .ToList();
+        Assert.Equal(2, grams.Count);
+        const string name = "model.layers.1.mlp.down_proj.weight";
+        var merged = Tensor(_work["pp/model.safetensors"], name);
+        int n = (int)Math.Sqrt(Tensor(grams[0], name).Length),
+            rows = merged.Length / n;
+        var residual = new double[n * rows];
+        double scale = 0;
+        foreach (var (model, gramFile) in new[] { (_first, grams[0]), (_second, grams[1]) })
+        {
+            using var file = SafetensorsFile.Open(gramFile);
+            double count = double.Parse(file.Metadata["tokens"], System.Globalization.CultureInfo.InvariantCulture);
+            var (g, w) = (Tensor(gramFile, name), Tensor(Path.Combine(model, "model.safetensors"), name));
+            for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++)
+            {
+                double sum = 0;
+                for (int j = 0; j < n; j++)
+                {
+                    double gij = i == j ? g[i * n + j] : 0.95 * g[i * n + j];
+                    sum += gij / count * (merged[r * n + j] - w[r * n + j]);
+                }
+                residual[i * rows + r] += sum;
+                scale = Math.Max(scale, Math.Abs(g[i * n + i] / count));
+            }
+        }
+        Assert.True(residual.Max(Math.Abs) < 1e-4 * scale, $"normal equations off by {residual.Max(Math.Abs)}");
+
+        // Plain RegMean on the same data takes block 1's inputs from each model's own block 0: another answer.
+        AlloyCli.Merge(
+            Recipe("regmean", $"{{data: {_firstData}}}", $"{{data: {_secondData}}}"),
+            _work["plain"],
+            "--statistics-cache",
+            cache
+        );
+        var plain = Tensor(_work["plain/model.safetensors"], name);
+        Assert.True(plain.Zip(merged, (x, y) => Math.Abs(x - y)).Max() > 1e-4, "RegMean++ equals RegMean here");
+    }
 }

@@ -121,11 +121,22 @@ public sealed record LambdaTable(string Granularity, IReadOnlyList<ModelLambdas>
 public sealed record ModelLambdas(string Model, IReadOnlyDictionary<string, double> Lambdas);
 
 /// <summary>
-/// Learns a method's coefficients on data before it merges (AdaMerging; Alloy.Runtime runs the models). Given to a
-/// merge through <see cref="MergeOptions.Learner"/>.
+/// What a data-aware merge learns before it merges, with Alloy.Runtime running the models; given to a merge through
+/// <see cref="MergeOptions.Learner"/>.
 /// </summary>
-public interface ICoefficientLearner
+public interface IMergeLearner
 {
-    /// <summary>The coefficients for <paramref name="session"/>'s recipe, learnt with its parameters.</summary>
-    LambdaTable Learn(MergeSession session, CancellationToken cancellation = default);
+    /// <summary>AdaMerging's coefficients for <paramref name="session"/>'s recipe, learnt with its parameters.</summary>
+    LambdaTable LearnCoefficients(MergeSession session, CancellationToken cancellation = default);
+
+    /// <summary>
+    /// RegMean++'s Gram matrices for <paramref name="recipe"/>'s models (opened in <paramref name="models"/>), from
+    /// each model's <c>data:</c>, block by block through the blocks merged before: the recipe with each model's
+    /// <c>gram:</c> naming its file instead.
+    /// </summary>
+    Recipes.MergeRecipe SequentialGrams(
+        Recipes.MergeRecipe recipe,
+        Planning.ModelSet models,
+        CancellationToken cancellation = default
+    );
 }

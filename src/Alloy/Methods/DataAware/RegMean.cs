@@ -10,17 +10,27 @@ namespace Alloy.Methods.DataAware;
 /// norms, biases) are averaged. Gram matrices are mean-normalised (divided by their token count) and scaled by the
 /// model's weight, so equal weights give the reference's W* = (Σ G̃_t)⁻¹ Σ G̃_t W_t.
 /// </summary>
-public sealed class RegMean()
-    : MergeMethod(
-        new("regmean", "RegMean", "Least-squares merge of linear layers from their inputs' Gram matrices.")
-        {
-            Paper = "https://arxiv.org/abs/2212.09849",
-            Parameters = [Weight, Gram, Data, Alpha, Samples],
-            Elementwise = false,
-            Statistics = new(StatisticsFile.RegMeanGram, StatisticShape.InputGram, Gram, Data, Samples),
-        }
-    )
+public class RegMean : MergeMethod
 {
+    public RegMean()
+        : this(
+            new("regmean", "RegMean", "Least-squares merge of linear layers from their inputs' Gram matrices.")
+            {
+                Paper = "https://arxiv.org/abs/2212.09849",
+            }
+        ) { }
+
+    /// <summary>A variant with RegMean's parameters, statistics and merge (<see cref="RegMeanPlusPlus"/>).</summary>
+    protected RegMean(MethodDeclaration declaration)
+        : base(
+            declaration with
+            {
+                Parameters = [Weight, Gram, Data, Alpha, Samples],
+                Elementwise = false,
+                Statistics = new(StatisticsFile.RegMeanGram, StatisticShape.InputGram, Gram, Data, Samples),
+            }
+        ) { }
+
     public static readonly NumberParameter Weight = MethodParameter.Number(
         "weight",
         ParameterScope.PerModel,
@@ -93,3 +103,22 @@ public sealed class RegMean()
         solve.Solve(output);
     }
 }
+
+/// <summary>
+/// RegMean++ (FusionBench's <c>regmean_plusplus</c>): RegMean, with each model's Gram matrices of block ℓ gathered
+/// from inputs that have passed through the already merged blocks before ℓ (and the model's own block ℓ), so each
+/// block is fitted to the inputs the merged model will give it. The Grams are gathered block by block before the merge
+/// (<see cref="IMergeLearner.SequentialGrams"/>, Alloy.Runtime) from each model's <c>data:</c>, and then merged as
+/// RegMean merges; the merge itself is RegMean's.
+/// </summary>
+public sealed class RegMeanPlusPlus()
+    : RegMean(
+        new(
+            "regmean_plusplus",
+            "RegMean++",
+            "RegMean with each block's Gram matrices taken on the outputs of the blocks merged before it."
+        )
+        {
+            Paper = "https://github.com/tanganke/fusion_bench/tree/main/fusion_bench/method/regmean_plusplus",
+        }
+    );
