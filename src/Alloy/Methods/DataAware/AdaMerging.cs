@@ -9,7 +9,7 @@ namespace Alloy.Methods.DataAware;
 /// task or per task and tensor (<c>granularity</c>). With <c>sparsify: ties</c> (AdaMerging++) each τ_t is first
 /// trimmed to its largest <c>density</c> magnitudes and kept only where it agrees with the sign of the trimmed task
 /// vectors' sum (unweighted, so the learnt λ do not move the election). The learning runs in Alloy.Runtime before the
-/// merge (<see cref="ICoefficientLearner"/>), which writes the λ it found to <c>adamerging.json</c> beside the model;
+/// merge (<see cref="IMergeLearner"/>), which writes the λ it found to <c>adamerging.json</c> beside the model;
 /// <c>lambdas:</c> merges with such a file instead of learning. This class is the merge with given λ: the learnt
 /// values reach it as each model's <c>lambda</c>, per tensor.
 /// </summary>
