@@ -72,6 +72,8 @@ public sealed class MergeSession : IDisposable
             var session = new MergeSession(models, plan, options, diagnostics);
             if (plan.Method is AdaMerging)
                 session.SetCoefficients(cancellation);
+            if (plan.Method is ConcreteSubspace)
+                session.SetSubspace(cancellation);
             return session;
         }
         catch
@@ -91,6 +93,31 @@ public sealed class MergeSession : IDisposable
     /// </summary>
     public LambdaTable? Coefficients { get; private set; }
 
+    /// <summary>A Concrete subspace merge's mask file, given or learnt (copied beside the model); else null.</summary>
+    public string? SubspaceMask { get; private set; }
+
+    /// <summary>
+    /// Gives a Concrete subspace plan its mask — the recipe's <c>mask:</c> file, or learnt now — and, inside it,
+    /// AdaMerging's coefficients when the recipe asks for them.
+    /// </summary>
+    private void SetSubspace(CancellationToken cancellation)
+    {
+        var info = Plan.Jobs.First(j => j.Info is not null).Info!;
+        if (info[ConcreteSubspace.Mask] is not { } mask)
+        {
+            var learner = Options.Learner
+                ?? throw new AlloyException(
+                    "concrete_subspace learns its mask with Alloy.Runtime, and this merge has no learner "
+                        + "(MergeOptions.Learner); or give a learnt one with mask:"
+                );
+            mask = learner.LearnSubspace(this, cancellation);
+        }
+        SubspaceMask = Path.GetFullPath(mask);
+        Reparameterize(Recipe);
+        if (Plan.Jobs.First(j => j.Info is not null).Info![ConcreteSubspace.Inside] == "adamerging")
+            SetCoefficients(cancellation);
+    }
+
     /// <summary>
     /// Gives an AdaMerging plan its coefficients: those of the recipe's <c>lambdas:</c> file, or learnt now.
     /// </summary>
@@ -101,14 +128,14 @@ public sealed class MergeSession : IDisposable
         if (info[AdaMerging.Lambdas] is { } path)
         {
             if (!File.Exists(path))
-                throw new AlloyException($"adamerging: lambdas file '{path}' does not exist");
+                throw new AlloyException($"{Plan.Method.Name}: lambdas file '{path}' does not exist");
             table = LambdaTable.Read(path);
         }
         else
         {
             var learner = Options.Learner
                 ?? throw new AlloyException(
-                    "adamerging learns its coefficients with Alloy.Runtime, and this merge has no learner "
+                    $"{Plan.Method.Name} learns its coefficients with Alloy.Runtime, and this merge has no learner "
                         + "(MergeOptions.Learner); or give learnt ones with lambdas:"
                 );
             table = learner.LearnCoefficients(this, cancellation);
@@ -133,15 +160,17 @@ public sealed class MergeSession : IDisposable
     /// <summary>
     /// Gives the plan <paramref name="recipe"/>'s parameter values; the recipe may differ from this one only in them
     /// (<see cref="Planner.Reparameterize"/>). Cheap: no file is read.
-    /// An AdaMerging session keeps its coefficients: they are applied to <paramref name="recipe"/> too.
+    /// A session keeps what it learnt (AdaMerging's coefficients, a Concrete mask): they apply to
+    /// <paramref name="recipe"/> too.
     /// </summary>
-    public void Reparameterize(MergeRecipe recipe) =>
-        Plan = Planner.Reparameterize(
-            Plan,
-            Coefficients is { } table ? table.ApplyTo(recipe, LambdaTable.FileName) : recipe,
-            Models,
-            _diagnostics
-        );
+    public void Reparameterize(MergeRecipe recipe)
+    {
+        if (Coefficients is { } table)
+            recipe = table.ApplyTo(recipe, LambdaTable.FileName);
+        if (SubspaceMask is { } mask)
+            recipe = recipe.WithParameter(ConcreteSubspace.Mask.Name, new ParameterValue.Text(mask));
+        Plan = Planner.Reparameterize(Plan, recipe, Models, _diagnostics);
+    }
 
     /// <summary>
     /// Merges into <paramref name="sink"/>, tensor by tensor in plan order (side outputs are not computed).
@@ -224,9 +253,18 @@ public sealed class MergeSession : IDisposable
                 Path.Combine(folder.Temporary, "README.md"),
                 ModelCard.Render(Plan, Path.GetFileName(folder.Target), Models.All)
             );
-            File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), Plan.Recipe.ToYaml());
+            // A learnt mask is written beside the model, and the recipe names it there.
+            var written = SubspaceMask is null
+                ? Plan.Recipe
+                : Plan.Recipe.WithParameter(
+                    ConcreteSubspace.Mask.Name,
+                    new ParameterValue.Text(ConcreteSubspace.MaskFileName)
+                );
+            File.WriteAllText(Path.Combine(folder.Temporary, "mergekit_config.yml"), written.ToYaml());
         }
         Coefficients?.Write(Path.Combine(folder.Temporary, LambdaTable.FileName));
+        if (SubspaceMask is { } mask)
+            File.Copy(mask, Path.Combine(folder.Temporary, ConcreteSubspace.MaskFileName));
     }
 
     private void WriteTokenizer(string folder, bool copyTokenizer)

@@ -96,7 +96,7 @@ public sealed class AdaMergingLearner
     {
         CheckBatches(batches);
         Apply(lambdas);
-        return Enumerable.Range(0, Tasks).Sum(t => _loss.Entropy(batches[t]) / batches[t].Count);
+        return TaskPrompts.Entropy(_loss, batches, gradient: false);
     }
 
     /// <summary>
@@ -113,9 +113,7 @@ public sealed class AdaMergingLearner
         var context = Model.Compute;
         var gradients = _loss.Gradients;
         gradients.Clear(context);
-        double loss = 0;
-        for (int t = 0; t < Tasks; t++)
-            loss += _loss.AccumulateEntropy(batches[t], 1.0 / batches[t].Count) / batches[t].Count;
+        double loss = TaskPrompts.Entropy(_loss, batches, gradient: true);
 
         var partial = new double[_chunks.Length, Tasks];
         var parameters = Model.Parameters;
@@ -166,15 +164,12 @@ public sealed class AdaMergingLearner
         var adam = new AdamW(lambdaSet, new TrainingOptions { WeightDecay = 0 });
         double[][] Current() => [.. lambda.Data.Chunk(groups).Select(row => row.Select(l => (double)l).ToArray())];
 
-        var orders = prompts
-            .Select((p, t) => RandomStream.For(options.Seed, "adamerging-prompts", t).Permutation(p.Count))
-            .ToArray();
+        var batcher = new TaskPrompts(prompts, options.BatchSize, options.Seed);
         var losses = new List<double>(options.Steps);
         for (int step = 0; step < options.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var batches = prompts.Select((p, t) => Batch(p, orders[t], step, options.BatchSize)).ToList();
-            var (loss, gradient) = merging.LossAndGradient(Current(), batches);
+            var (loss, gradient) = merging.LossAndGradient(Current(), batcher.Batches(step));
             if (!double.IsFinite(loss))
                 throw new AlloyException(
                     $"AdaMerging step {step + 1}: the entropy is not finite ({loss}); check the task vectors' scale"
@@ -189,17 +184,6 @@ public sealed class AdaMergingLearner
         var final = Current();
         merging.Apply(final);
         return new AdaMergingResult([.. final.Select(row => row.Select(l => Math.Clamp(l, 0, 1)).ToArray())], losses);
-    }
-
-    /// <summary>
-    /// Step <paramref name="step"/>'s batch: the next min(batch size, count) prompts of the fixed order, wrapping
-    /// around.
-    /// </summary>
-    private static int[][] Batch(IReadOnlyList<int[]> prompts, int[] order, int step, int batchSize)
-    {
-        int size = Math.Min(batchSize, prompts.Count);
-        long first = (long)step * size;
-        return [.. Enumerable.Range(0, size).Select(j => prompts[order[(first + j) % prompts.Count]])];
     }
 
     /// <summary>The values of every model parameter in <paramref name="set"/>, checked by name and shape.</summary>

@@ -96,13 +96,16 @@ public sealed class StatisticsCache(string folder, RuntimeOptions? options = nul
 
     /// <summary>
     /// What statistics of a model on data depend on besides their settings: the data file's contents, and the model
-    /// folder's path and each of its files' name, size and modification time.
+    /// folder's path and each of its files' name, size and modification time (either may be left out).
     /// </summary>
-    internal static string Identity(string modelLocation, string dataPath)
+    internal static string Identity(string? modelLocation, string? dataPath)
     {
         var text = new StringBuilder();
-        using (var data = File.OpenRead(dataPath))
-            text.Append("data ").Append(Convert.ToHexString(SHA256.HashData(data))).Append('\n');
+        if (dataPath is not null)
+            using (var data = File.OpenRead(dataPath))
+                text.Append("data ").Append(Convert.ToHexString(SHA256.HashData(data))).Append('\n');
+        if (modelLocation is null)
+            return text.ToString();
         var model = Path.GetFullPath(modelLocation);
         text.Append("model ").Append(model).Append('\n');
         foreach (var file in Directory.EnumerateFiles(model).Order(StringComparer.Ordinal))

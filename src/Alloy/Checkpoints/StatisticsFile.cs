@@ -20,11 +20,28 @@ public sealed class StatisticsFile : Methods.IStatisticSummary, IDisposable
     /// <summary>The sum XᵀX of a linear layer's inputs over tokens, under the layer's weight name (RegMean).</summary>
     public const string RegMeanGram = "regmean_gram";
 
-    /// <summary>What each kind counts, the metadata key of <see cref="Count"/>.</summary>
-    public static string CountName(string kind) => kind == RegMeanGram ? "tokens" : "examples";
+    /// <summary>
+    /// A Concrete subspace's shared mask: per entry, the (rescaled) mask every task vector is multiplied by.
+    /// </summary>
+    public const string ConcreteMask = "concrete_mask";
 
-    /// <summary>The command that makes each kind, for messages.</summary>
-    public static string MadeBy(string kind) => kind == RegMeanGram ? "alloy regmean" : "alloy fisher";
+    /// <summary>What each kind counts, the metadata key of <see cref="Count"/>.</summary>
+    public static string CountName(string kind) =>
+        kind switch
+        {
+            RegMeanGram => "tokens",
+            ConcreteMask => "steps",
+            _ => "examples",
+        };
+
+    /// <summary>What makes each kind, for messages.</summary>
+    public static string MadeBy(string kind) =>
+        kind switch
+        {
+            RegMeanGram => "alloy regmean",
+            ConcreteMask => "a concrete_subspace merge",
+            _ => "alloy fisher",
+        };
 
     private readonly SafetensorsFile _file;
     private readonly Lazy<double> _norm;
@@ -45,8 +62,12 @@ public sealed class StatisticsFile : Methods.IStatisticSummary, IDisposable
     {
         if (!File.Exists(path))
             throw new AlloyException(
-                $"statistics file '{path}' does not exist (make it with `{MadeBy(kind)} MODEL --data FILE --out "
-                    + $"{System.IO.Path.GetFileName(path)}`)"
+                $"statistics file '{path}' does not exist ("
+                    + (
+                        kind == ConcreteMask
+                            ? "a concrete_subspace merge writes one beside its model)"
+                            : $"make it with `{MadeBy(kind)} MODEL --data FILE --out {System.IO.Path.GetFileName(path)}`)"
+                    )
             );
         var file = SafetensorsFile.Open(path);
         try

@@ -15,20 +15,24 @@ public enum StatisticShape
 
 /// <summary>
 /// The statistics a data-aware method reads beside each input model's tensors (Fisher merging's diagonal Fisher,
-/// RegMean's Gram matrices): of which kind (<see cref="Checkpoints.StatisticsFile"/>), and where each model's come
-/// from — a file named by the per-model <paramref name="File"/> parameter, or computed by Alloy.Runtime (and cached)
-/// from the per-model <paramref name="Data"/> over the first <paramref name="Samples"/> examples. The planner finds
-/// each input's statistic, the executor reads it with the input (<see cref="MergeInputs.Statistic"/>), and the method
-/// never opens a file.
+/// RegMean's Gram matrices, a Concrete subspace's shared mask): of which kind
+/// (<see cref="Checkpoints.StatisticsFile"/>), and where they come from — a file named by the
+/// <paramref name="File"/> parameter (per model, or one shared by all when global), or computed by Alloy.Runtime (and
+/// cached) from the per-model <see cref="Data"/> over the first <see cref="Samples"/> examples. The planner finds each
+/// input's statistic, the executor reads it with the input (<see cref="MergeInputs.Statistic"/>), and the method never
+/// opens a file.
 /// </summary>
-public sealed record StatisticsUse(
-    string Kind,
-    StatisticShape Shape,
-    PathParameter File,
-    PathParameter Data,
-    IntegerParameter Samples
-)
+public sealed record StatisticsUse(string Kind, StatisticShape Shape, PathParameter File)
 {
+    /// <summary>
+    /// The per-model data the statistics are computed from when no file is named; null when they are never computed
+    /// from data here, and a tensor without a file then has no statistics (a mask not yet learnt).
+    /// </summary>
+    public PathParameter? Data { get; init; }
+
+    /// <summary>With <see cref="Data"/>: how many of its examples to use.</summary>
+    public IntegerParameter? Samples { get; init; }
+
     /// <summary>For a Fisher: which estimate is computed from data ("sampled" or "empirical").</summary>
     public ChoiceParameter? Estimate { get; init; }
 }

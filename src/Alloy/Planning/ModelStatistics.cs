@@ -30,15 +30,16 @@ public sealed class ModelStatistics : IDisposable
     )
     {
         string what = $"model '{model.Name}'";
+        string dataName = use.Data?.Name ?? "data";
         if (file is not null && data is not null)
             throw new AlloyException(
-                $"{what} sets both '{use.File.Name}' and '{use.Data.Name}'; give the statistics file or the data to "
+                $"{what} sets both '{use.File.Name}' and '{dataName}'; give the statistics file or the data to "
                     + "compute it from, not both"
             );
         if (file is null && data is null)
             throw new AlloyException(
                 $"{what} has no statistics: set '{use.File.Name}: FILE' (made by `{StatisticsFile.MadeBy(use.Kind)}`) "
-                    + $"or '{use.Data.Name}: FILE.jsonl' for it"
+                    + $"or '{dataName}: FILE.jsonl' for it"
             );
         if (data is not null)
         {
@@ -62,7 +63,7 @@ public sealed class ModelStatistics : IDisposable
                     );
                 var provider = Provider
                     ?? throw new AlloyException(
-                        $"{what}: '{use.Data.Name}' needs Alloy.Runtime to compute statistics, and this merge has "
+                        $"{what}: '{dataName}' needs Alloy.Runtime to compute statistics, and this merge has "
                             + "no statistics provider (MergeOptions.Statistics)"
                     );
                 file = provider.Provide(request, cancellation);

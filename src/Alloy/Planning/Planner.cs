@@ -529,20 +529,20 @@ public sealed class Planner
         ResolvedParameters parameters
     )
     {
-        int samples = use.Samples.Read(parameters.Global(use.Samples)!.Value);
+        int samples = use.Samples is { } n ? n.Read(parameters.Global(n)!.Value) : 0;
         string? estimate = use.Estimate is { } e ? e.Read(parameters.Global(e)!.Value) : null;
         var found = new PlannedStatistic?[job.Inputs.Count];
         for (int i = 0; i < found.Length; i++)
         {
             var input = job.Inputs[i];
-            var file = _models.Statistics.For(
-                use,
-                input.Model,
-                parameters.ForModel(i, use.File)?.Text,
-                parameters.ForModel(i, use.Data)?.Text,
-                samples,
-                estimate
-            );
+            string? path =
+                use.File.Scope == ParameterScope.Global
+                    ? parameters.Global(use.File)?.Text
+                    : parameters.ForModel(i, use.File)?.Text;
+            string? data = use.Data is { } d ? parameters.ForModel(i, d)?.Text : null;
+            if (path is null && use.Data is null)
+                return null; // nothing learnt yet: the method merges without
+            var file = _models.Statistics.For(use, input.Model, path, data, samples, estimate);
             string name = input.Tensor.Info.Name;
             var tensor = file.Find(name);
             string where = $"{sources[i].Location}: '{file.Path}' (statistics of model '{input.Model.Name}')";

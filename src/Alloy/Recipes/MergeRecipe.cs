@@ -173,6 +173,14 @@ public sealed record MergeRecipe
     /// <summary>The recipe as mergekit YAML: the text it was read from, else written from the recipe.</summary>
     public string ToYaml() => Text ?? RecipeWriter.Write(this);
 
+    /// <summary>This recipe with the global parameter <paramref name="name"/> set (its text is written anew).</summary>
+    public MergeRecipe WithParameter(string name, ParameterValue value) =>
+        this with
+        {
+            Parameters = new ParameterSettings(Parameters) { [name] = value },
+            Text = null,
+        };
+
     /// <summary>
     /// A path the recipe names (a statistics file, data): as written when it exists from the current folder or is
     /// absolute, else from the recipe's folder when it exists there (mergekit's rule for model paths).

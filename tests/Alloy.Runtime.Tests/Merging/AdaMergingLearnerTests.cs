@@ -11,53 +11,6 @@ namespace Alloy.Runtime.Tests.Merging;
 /// </summary>
 public sealed class AdaMergingLearnerTests
 {
-    /// <summary>
-    /// A random model (vocabulary 23, hidden 16, 2 layers), a copy of its weights as the base, and task vectors of
-    /// about half the weights' scale, so λ moves the predictions a lot and the gradients are far from zero.
-    /// </summary>
-    private static (LlamaModel Model, ParameterSet Base, ParameterSet[] TaskVectors) Setup(int tasks, int threads = 2)
-    {
-        var model = RandomModels.Create(RandomModels.Config(), threads: threads);
-        var @base = new ParameterSet(model.Parameters.Select(p => new Parameter(p.Name, p.Shape, [.. p.Data])));
-        var taskVectors = Enumerable
-            .Range(0, tasks)
-            .Select(t => new ParameterSet(
-                model.Parameters.Select(p =>
-                {
-                    var stream = RandomStream.For(100 + (ulong)t, p.Name, t);
-                    double scale = p.Shape.Length == 2 ? 0.5 / Math.Sqrt(p.Columns) : 0.2;
-                    var delta = new float[p.Data.Length];
-                    for (int i = 0; i < delta.Length; i++)
-                        delta[i] = (float)(scale * stream.Normal(i));
-                    return new Parameter(p.Name, p.Shape, delta);
-                })
-            ))
-            .ToArray();
-        return (model, @base, taskVectors);
-    }
-
-    /// <summary>Per task, <paramref name="count"/> seeded prompts of 2 to 9 tokens.</summary>
-    private static IReadOnlyList<int[]>[] Prompts(int tasks, int count, int vocab = 23) =>
-        [
-            .. Enumerable
-                .Range(0, tasks)
-                .Select(t =>
-                {
-                    var stream = RandomStream.For(17, "prompts", t);
-                    return (IReadOnlyList<int[]>)
-                        [
-                            .. Enumerable
-                                .Range(0, count)
-                                .Select(i =>
-                                    Enumerable
-                                        .Range(0, 2 + (int)(stream.Uniform(1000 * i) * 8))
-                                        .Select(j => (int)(stream.Uniform(1000 * i + 1 + j) * vocab))
-                                        .ToArray()
-                                ),
-                        ];
-                }),
-        ];
-
     private static double[][] Filled(int tasks, int groups, double value) =>
         [.. Enumerable.Range(0, tasks).Select(_ => Enumerable.Repeat(value, groups).ToArray())];
 
@@ -72,9 +25,9 @@ public sealed class AdaMergingLearnerTests
     [InlineData(LambdaGranularity.Layer)]
     public void Lambda_gradient_matches_central_differences(LambdaGranularity granularity)
     {
-        var (model, @base, taskVectors) = Setup(tasks: 2);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2);
         var merging = new AdaMergingLearner(model, @base, taskVectors);
-        var batches = Prompts(2, 5);
+        var batches = TaskVectorFixtures.Prompts(2, 5);
         int groups = merging.Groups(granularity);
         var stream = RandomStream.For(5, "lambdas", groups);
         var lambdas = Enumerable
@@ -111,8 +64,8 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Learning_lowers_the_entropy()
     {
-        var (model, @base, taskVectors) = Setup(tasks: 3);
-        var prompts = Prompts(3, 6);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 3);
+        var prompts = TaskVectorFixtures.Prompts(3, 6);
         var options = new AdaMergingOptions
         {
             Steps = 30,
@@ -139,9 +92,9 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Learnt_lambdas_stay_in_the_unit_interval()
     {
-        var (model, @base, taskVectors) = Setup(tasks: 2);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2);
         var options = new AdaMergingOptions { Steps = 12, LearningRate = 0.3 };
-        var result = AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(2, 4), options);
+        var result = AdaMergingLearner.Learn(model, @base, taskVectors, TaskVectorFixtures.Prompts(2, 4), options);
 
         var all = result.Lambdas.SelectMany(row => row).ToList();
         Assert.Equal(2 * model.Parameters.Count, all.Count);
@@ -160,9 +113,9 @@ public sealed class AdaMergingLearnerTests
     [InlineData(-0.2, 0.0)]
     public void A_clamped_lambda_has_no_gradient(double outside, double end)
     {
-        var (model, @base, taskVectors) = Setup(tasks: 2);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2);
         var merging = new AdaMergingLearner(model, @base, taskVectors);
-        var batches = Prompts(2, 4);
+        var batches = TaskVectorFixtures.Prompts(2, 4);
 
         var (loss, gradient) = merging.LossAndGradient(
             [
@@ -193,10 +146,10 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Learning_is_deterministic_at_any_thread_count()
     {
-        var prompts = Prompts(2, 10);
+        var prompts = TaskVectorFixtures.Prompts(2, 10);
         AdaMergingResult Learn(int threads, ulong seed)
         {
-            var (model, @base, taskVectors) = Setup(tasks: 2, threads);
+            var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2, threads);
             var options = new AdaMergingOptions
             {
                 Steps = 6,
@@ -217,7 +170,7 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Zero_lambdas_give_the_base_exactly()
     {
-        var (model, @base, taskVectors) = Setup(tasks: 3);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 3);
         var merging = new AdaMergingLearner(model, @base, taskVectors);
         int groups = merging.Groups(LambdaGranularity.Layer);
 
@@ -234,7 +187,7 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Merged_weights_are_the_base_plus_the_clamped_lambdas_times_the_task_vectors()
     {
-        var (model, @base, taskVectors) = Setup(tasks: 2);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2);
         var merging = new AdaMergingLearner(model, @base, taskVectors);
         int groups = merging.Groups(LambdaGranularity.Layer);
         double[][] lambdas =
@@ -270,9 +223,9 @@ public sealed class AdaMergingLearnerTests
     [MemberData(nameof(BadOptions))]
     public void Bad_options_are_reported_in_one_line(AdaMergingOptions options)
     {
-        var (model, @base, taskVectors) = Setup(tasks: 1);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 1);
         var error = Assert.Throws<AlloyException>(() =>
-            AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(1, 2), options)
+            AdaMergingLearner.Learn(model, @base, taskVectors, TaskVectorFixtures.Prompts(1, 2), options)
         );
         Assert.DoesNotContain('\n', error.Message);
         Assert.StartsWith("AdaMerging", error.Message);
@@ -281,10 +234,10 @@ public sealed class AdaMergingLearnerTests
     [Fact]
     public void Mismatched_inputs_are_reported()
     {
-        var (model, @base, taskVectors) = Setup(tasks: 2);
+        var (model, @base, taskVectors) = TaskVectorFixtures.Setup(tasks: 2);
         var options = new AdaMergingOptions { Steps = 1 };
         var error = Assert.Throws<AlloyException>(() =>
-            AdaMergingLearner.Learn(model, @base, taskVectors, Prompts(3, 2), options)
+            AdaMergingLearner.Learn(model, @base, taskVectors, TaskVectorFixtures.Prompts(3, 2), options)
         );
         Assert.Contains("prompts for 3 tasks", error.Message);
 

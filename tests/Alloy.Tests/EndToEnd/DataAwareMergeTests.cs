@@ -436,4 +436,68 @@ public sealed class DataAwareMergeTests : IDisposable
         var plain = Tensor(_work["plain/model.safetensors"], name);
         Assert.True(plain.Zip(merged, (x, y) => Math.Abs(x - y)).Max() > 1e-4, "RegMean++ equals RegMean here");
     }
+
+    [Theory]
+    [InlineData("task_arithmetic")]
+    [InlineData("adamerging")]
+    public void Concrete_subspace_learns_a_shared_mask_writes_it_beside_the_model_and_merges_inside_it(string inside)
+    {
+        var cache = _work["cache"];
+        var recipe = _work.Write(
+            $"concrete-{inside}.yml",
+            $"""
+            merge_method: concrete_subspace
+            base_model: {_work["synth/base"]}
+            models:
+              - model: {_first}
+                parameters: {"{"}data: {_firstData}, lambda: 0.4{"}"}
+              - model: {_second}
+                parameters: {"{"}data: {_secondData}{"}"}
+            parameters: {"{"}steps: 8, learning_rate: 0.05, inside: {inside}, adamerging_steps: 4, granularity: task{"}"}
+            dtype: float32
+            """
+        );
+        var output = _work["concrete"];
+        var first = AlloyCli.Merge(recipe, output, "--statistics-cache", cache);
+        Assert.Contains("concrete mask: step 8/8", first.Stderr);
+        Assert.Equal(inside == "adamerging", File.Exists(Path.Combine(output, "adamerging.json")));
+
+        // θ = θ0 + m ⊙ Σ λ_t τ_t with the written mask and the models' (or learnt) λ.
+        double l1 = 0.4,
+            l2 = 0.3;
+        if (inside == "adamerging")
+            (l1, l2) = (Lambdas(output, 0)["*"], Lambdas(output, 1)["*"]);
+        const string name = "model.layers.0.mlp.gate_proj.weight";
+        var mask = Tensor(Path.Combine(output, "concrete_mask.safetensors"), name);
+        var base0 = Tensor(_work["synth/base/model.safetensors"], name);
+        var (x1, x2) = (
+            Tensor(Path.Combine(_first, "model.safetensors"), name),
+            Tensor(Path.Combine(_second, "model.safetensors"), name)
+        );
+        var merged = Tensor(Path.Combine(output, "model.safetensors"), name);
+        Assert.True(Math.Abs(mask.Average(m => (double)m) - 1) < 1e-3, "the mask is not rescaled to mean 1");
+        Assert.True(mask.Max() - mask.Min() > 0.1, "the mask is flat");
+        for (int j = 0; j < merged.Length; j++)
+        {
+            double expected = base0[j] + mask[j] * (l1 * (x1[j] - base0[j]) + l2 * (x2[j] - base0[j]));
+            Assert.True(Math.Abs(expected - merged[j]) < 1e-5, $"entry {j}: {merged[j]}, expected {expected}");
+        }
+
+        // The written recipe merges again from the files beside the model, and the same recipe reuses the cached mask.
+        var again = AlloyCli.Merge(Path.Combine(output, "mergekit_config.yml"), _work["concrete-again"]);
+        Assert.DoesNotContain("step", again.Stderr);
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(output, "model.safetensors")),
+            File.ReadAllBytes(_work["concrete-again/model.safetensors"])
+        );
+        var cached = AlloyCli.Merge(recipe, _work["concrete-cached"], "--statistics-cache", cache);
+        Assert.Contains("using the cached Concrete mask", cached.Stderr);
+
+        var fisher = Statistics("fisher", _first, _firstData, "not-a-mask.safetensors");
+        AlloyCli.Fails(
+            _work.Write("bad-mask.yml", File.ReadAllText(recipe).Replace("inside: ", $"mask: {fisher}, inside: ")),
+            _work["o-mask"],
+            "holds diagonal_fisher, not concrete_mask"
+        );
+    }
 }

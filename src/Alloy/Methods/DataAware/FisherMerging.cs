@@ -15,8 +15,10 @@ public sealed class FisherMerging()
         {
             Paper = "https://arxiv.org/abs/2111.09832",
             Parameters = [Weight, Fisher, Data, Floor, NormalizeFishers, Samples, Estimate],
-            Statistics = new(StatisticsFile.DiagonalFisher, StatisticShape.SameAsTensor, Fisher, Data, Samples)
+            Statistics = new(StatisticsFile.DiagonalFisher, StatisticShape.SameAsTensor, Fisher)
             {
+                Data = Data,
+                Samples = Samples,
                 Estimate = Estimate,
             },
         }

@@ -51,11 +51,10 @@ public sealed record LambdaTable(string Granularity, IReadOnlyList<ModelLambdas>
             };
             models.Add(entry with { Parameters = parameters });
         }
-        var globals = new ParameterSettings(recipe.Parameters)
-        {
-            [AdaMerging.Lambdas.Name] = new ParameterValue.Text(lambdasPath),
-        };
-        return recipe with { Models = models, Parameters = globals, Text = null };
+        return (recipe with { Models = models }).WithParameter(
+            AdaMerging.Lambdas.Name,
+            new ParameterValue.Text(lambdasPath)
+        );
     }
 
     public void Write(string path)
@@ -128,6 +127,12 @@ public interface IMergeLearner
 {
     /// <summary>AdaMerging's coefficients for <paramref name="session"/>'s recipe, learnt with its parameters.</summary>
     LambdaTable LearnCoefficients(MergeSession session, CancellationToken cancellation = default);
+
+    /// <summary>
+    /// A Concrete subspace's mask for <paramref name="session"/>'s recipe (planned without one): the path of the
+    /// statistics file it was written to.
+    /// </summary>
+    string LearnSubspace(MergeSession session, CancellationToken cancellation = default);
 
     /// <summary>
     /// RegMean++'s Gram matrices for <paramref name="recipe"/>'s models (opened in <paramref name="models"/>), from

@@ -27,7 +27,11 @@ public class RegMean : MergeMethod
             {
                 Parameters = [Weight, Gram, Data, Alpha, Samples],
                 Elementwise = false,
-                Statistics = new(StatisticsFile.RegMeanGram, StatisticShape.InputGram, Gram, Data, Samples),
+                Statistics = new(StatisticsFile.RegMeanGram, StatisticShape.InputGram, Gram)
+                {
+                    Data = Data,
+                    Samples = Samples,
+                },
             }
         ) { }
 
