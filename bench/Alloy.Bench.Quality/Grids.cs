@@ -405,6 +405,13 @@ public static class Grids
                 ],
                 "α 0.5–1 (FusionBench 0.95), Grams of 256 examples"
             ),
+            new(
+                "regmean_plusplus",
+                "data-aware",
+                BaseUse.None,
+                [new GridPoint("α 0.95", P(("alpha", 0.95)), P(("data", train)))],
+                "α 0.95, Grams of 256 examples behind the merged blocks"
+            ),
             new("adamerging", "data-aware", BaseUse.Shared, Ada("task", "none"), "task-wise, 500 steps")
             {
                 Title = "adamerging (task-wise)",
@@ -420,6 +427,22 @@ public static class Grids
             new("adamerging", "data-aware", BaseUse.Shared, Ada("layer", "none", 1e-2), "layer-wise, 500 steps")
             {
                 Title = "adamerging (layer-wise, lr 0.01)",
+            },
+            new(
+                "concrete_subspace",
+                "data-aware",
+                BaseUse.Shared,
+                [
+                    .. (quick ? new[] { 0.3 } : [0.3, 0.6, 1.0]).Select(l => new GridPoint(
+                        L(("λ", l)),
+                        P(("steps", quick ? 40 : 2000)),
+                        P(("data", prompts), ("lambda", l))
+                    )),
+                ],
+                "mask by entropy (2000 steps at λ 0.3), then λ 0.3 / 0.6 / 1 chosen on validation"
+            )
+            {
+                Title = "concrete_subspace (task arithmetic)",
             },
         ];
     }
