@@ -86,7 +86,9 @@ internal sealed record SessionTaskVectors(
         return new SessionTaskVectors(model, @base, vectors, names, tasks, prompts, info);
     }
 
-    /// <summary>Reports every tenth of <paramref name="steps"/> as "<paramref name="what"/>: step s/S, entropy …".</summary>
+    /// <summary>
+    /// Reports every tenth of <paramref name="steps"/> as "<paramref name="what"/>: step s/S, entropy …".
+    /// </summary>
     public static Action<int, double> Progress(string what, int steps, Action<string>? report)
     {
         int every = Math.Max(1, steps / 10);

@@ -66,7 +66,8 @@ public sealed class StatisticsFile : Methods.IStatisticSummary, IDisposable
                     + (
                         kind == ConcreteMask
                             ? "a concrete_subspace merge writes one beside its model)"
-                            : $"make it with `{MadeBy(kind)} MODEL --data FILE --out {System.IO.Path.GetFileName(path)}`)"
+                            : $"make it with `{MadeBy(kind)} MODEL --data FILE --out "
+                                + $"{System.IO.Path.GetFileName(path)}`)"
                     )
             );
         var file = SafetensorsFile.Open(path);
