@@ -55,21 +55,25 @@ public sealed class MergeSession : IDisposable
         models.Statistics.Provider = options.Statistics;
         try
         {
+            IReadOnlyList<string>? grams = null;
             if (Planner.FindMethod(recipe) is RegMeanPlusPlus && UsesData(recipe))
-                recipe = (
+            {
+                grams = (
                     options.Learner
                     ?? throw new AlloyException(
                         "regmean_plusplus gathers its Gram matrices with Alloy.Runtime, and this merge has no learner "
                             + "(MergeOptions.Learner); or give each model's gram: file"
                     )
                 ).SequentialGrams(recipe, models, cancellation);
+                recipe = RegMeanPlusPlus.WithGrams(recipe, grams);
+            }
             var plan = Planner.Create(
                 recipe,
                 models,
                 new PlanOptions(options.AllowCrimes, options.Seed, options.RawTensors),
                 diagnostics
             );
-            var session = new MergeSession(models, plan, options, diagnostics);
+            var session = new MergeSession(models, plan, options, diagnostics) { _sequentialGrams = grams };
             if (plan.Method is AdaMerging)
                 session.SetCoefficients(cancellation);
             if (plan.Method is ConcreteSubspace)
@@ -92,6 +96,9 @@ public sealed class MergeSession : IDisposable
     /// <see cref="LambdaTable.FileName"/>); null for other methods.
     /// </summary>
     public LambdaTable? Coefficients { get; private set; }
+
+    /// <summary>RegMean++'s Gram files gathered from data when the session opened, in model order; else null.</summary>
+    private IReadOnlyList<string>? _sequentialGrams;
 
     /// <summary>A Concrete subspace merge's mask file, given or learnt (copied beside the model); else null.</summary>
     public string? SubspaceMask { get; private set; }
@@ -160,7 +167,7 @@ public sealed class MergeSession : IDisposable
     /// <summary>
     /// Gives the plan <paramref name="recipe"/>'s parameter values; the recipe may differ from this one only in them
     /// (<see cref="Planner.Reparameterize"/>). Cheap: no file is read.
-    /// A session keeps what it learnt (AdaMerging's coefficients, a Concrete mask): they apply to
+    /// A session keeps what it learnt (AdaMerging's coefficients, a Concrete mask, RegMean++'s Grams): they apply to
     /// <paramref name="recipe"/> too.
     /// </summary>
     public void Reparameterize(MergeRecipe recipe)
@@ -169,6 +176,8 @@ public sealed class MergeSession : IDisposable
             recipe = table.ApplyTo(recipe, LambdaTable.FileName);
         if (SubspaceMask is { } mask)
             recipe = recipe.WithParameter(ConcreteSubspace.Mask.Name, new ParameterValue.Text(mask));
+        if (_sequentialGrams is { } grams && UsesData(recipe))
+            recipe = RegMeanPlusPlus.WithGrams(recipe, grams);
         Plan = Planner.Reparameterize(Plan, recipe, Models, _diagnostics);
     }
 

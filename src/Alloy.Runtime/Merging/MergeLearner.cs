@@ -19,6 +19,9 @@ public sealed class MergeLearner(string statisticsFolder, RuntimeOptions? option
     public string LearnSubspace(MergeSession session, CancellationToken cancellation = default) =>
         ConcreteSubspaceMask.Learn(session, statisticsFolder, options, report, cancellation);
 
-    public MergeRecipe SequentialGrams(MergeRecipe recipe, ModelSet models, CancellationToken cancellation = default) =>
-        RegMeanPlusPlusGrams.Gather(recipe, models, statisticsFolder, options, report, cancellation);
+    public IReadOnlyList<string> SequentialGrams(
+        MergeRecipe recipe,
+        ModelSet models,
+        CancellationToken cancellation = default
+    ) => RegMeanPlusPlusGrams.Gather(recipe, models, statisticsFolder, options, report, cancellation);
 }

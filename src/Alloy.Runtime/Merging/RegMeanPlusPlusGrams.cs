@@ -22,7 +22,8 @@ public static partial class RegMeanPlusPlusGrams
 {
     private const string FormatVersion = "alloy-regmean++-1";
 
-    public static MergeRecipe Gather(
+    /// <summary>The statistics files of <paramref name="recipe"/>'s models, in its order, computed or cached.</summary>
+    public static IReadOnlyList<string> Gather(
         MergeRecipe recipe,
         ModelSet models,
         string folder,
@@ -88,24 +89,7 @@ public static partial class RegMeanPlusPlusGrams
             for (int t = 0; t < inputs.Count; t++)
                 statistics[t].Save(paths[t]);
         }
-        return recipe with
-        {
-            Text = null,
-            Parameters = Without(recipe.Parameters, RegMean.Data.Name),
-            Models =
-            [
-                .. inputs.Select(
-                    (input, t) =>
-                        input.Entry with
-                        {
-                            Parameters = new ParameterSettings(Without(input.Entry.Parameters, RegMean.Data.Name))
-                            {
-                                [RegMean.Gram.Name] = new ParameterValue.Text(paths[t]),
-                            },
-                        }
-                ),
-            ],
-        };
+        return paths;
     }
 
     /// <summary>
@@ -216,7 +200,4 @@ public static partial class RegMeanPlusPlusGrams
 
     private static string? Text(ParameterSettings settings, string name) =>
         settings.TryGet(name, out var setting) && setting.Value is ParameterValue.Text t ? t.Value : null;
-
-    private static ParameterSettings Without(ParameterSettings settings, string name) =>
-        new(settings.Where(s => s.Name != name));
 }

@@ -500,4 +500,39 @@ public sealed class DataAwareMergeTests : IDisposable
             "holds diagonal_fisher, not concrete_mask"
         );
     }
+
+    /// <summary>
+    /// A search re-merges a session with its recipe's values (the quality benchmark does): what the session learnt
+    /// when it opened — RegMean++'s Grams, AdaMerging's λ, a Concrete mask — must survive, not be learnt or computed
+    /// anew from data: the plan is the same after the recipe is given again.
+    /// </summary>
+    [Theory]
+    [InlineData("regmean_plusplus", "")]
+    [InlineData("adamerging", "steps: 3, granularity: layer")]
+    [InlineData("concrete_subspace", "steps: 3")]
+    public void A_session_keeps_what_it_learnt_when_its_recipe_is_given_again(string method, string globals)
+    {
+        var text = $"""
+            merge_method: {method}
+            base_model: {_work["synth/base"]}
+            models:
+              - model: {_first}
+                parameters: {"{"}data: {_firstData}{"}"}
+              - model: {_second}
+                parameters: {"{"}data: {_secondData}{"}"}
+            parameters: {"{"}{globals}{"}"}
+            dtype: float32
+            """;
+        var cache = _work["session-cache"];
+        var options = new MergeOptions
+        {
+            Statistics = new Alloy.Runtime.Merging.StatisticsCache(cache),
+            Learner = new Alloy.Runtime.Merging.MergeLearner(cache),
+        };
+        var recipe = Alloy.Recipes.RecipeParser.Parse(text, "session.yml", Diagnostics.Silent());
+        using var session = MergeSession.Open(recipe, options);
+        var learnt = session.Plan.Describe();
+        session.Reparameterize(recipe);
+        Assert.Equal(learnt, session.Plan.Describe());
+    }
 }

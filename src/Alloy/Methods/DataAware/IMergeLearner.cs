@@ -19,10 +19,10 @@ public interface IMergeLearner
 
     /// <summary>
     /// RegMean++'s Gram matrices for <paramref name="recipe"/>'s models (opened in <paramref name="models"/>), from
-    /// each model's <c>data:</c>, block by block through the blocks merged before: the recipe with each model's
-    /// <c>gram:</c> naming its file instead.
+    /// each model's <c>data:</c>, block by block through the blocks merged before: a statistics file per model, in
+    /// the recipe's order (<see cref="RegMeanPlusPlus.WithGrams"/> puts them in a recipe).
     /// </summary>
-    Recipes.MergeRecipe SequentialGrams(
+    IReadOnlyList<string> SequentialGrams(
         Recipes.MergeRecipe recipe,
         Planning.ModelSet models,
         CancellationToken cancellation = default

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Alloy.Checkpoints;
+using Alloy.Recipes;
 
 namespace Alloy.Methods.DataAware;
 
@@ -125,4 +126,34 @@ public sealed class RegMeanPlusPlus()
         {
             Paper = "https://github.com/tanganke/fusion_bench/tree/main/fusion_bench/method/regmean_plusplus",
         }
-    );
+    )
+{
+    /// <summary>
+    /// <paramref name="recipe"/> with each model's <c>gram:</c> naming its file of <paramref name="grams"/> (in model
+    /// order) instead of <c>data:</c>: the merge of the Grams gathered block by block.
+    /// </summary>
+    public static MergeRecipe WithGrams(MergeRecipe recipe, IReadOnlyList<string> grams)
+    {
+        var entries = recipe.Models
+            ?? throw new AlloyException($"{recipe.MethodLocation}: regmean_plusplus needs models:, not slices:");
+        static ParameterSettings Without(ParameterSettings settings) => new(settings.Where(s => s.Name != Data.Name));
+        return recipe with
+        {
+            Text = null,
+            Parameters = Without(recipe.Parameters),
+            Models =
+            [
+                .. entries.Select(
+                    (entry, t) =>
+                        entry with
+                        {
+                            Parameters = new ParameterSettings(Without(entry.Parameters))
+                            {
+                                [Gram.Name] = new ParameterValue.Text(grams[t]),
+                            },
+                        }
+                ),
+            ],
+        };
+    }
+}
