@@ -154,7 +154,7 @@ public static partial class RegMeanPlusPlusGrams
             foreach (var tensor in block[0].Tensors)
             {
                 var target = merged[tensor.Name];
-                var solve = new RegMeanSolve(target.Rows, target.Columns, alpha);
+                using var solve = new RegMeanSolve(target.Rows, target.Columns, alpha);
                 for (int t = 0; t < models.Count; t++)
                     solve.Add(
                         models[t].Parameters[tensor.Name].Data,

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using Alloy.Checkpoints;
 using Alloy.Methods;
@@ -116,7 +115,7 @@ public static class MergeExecutor
             finally
             {
                 if (bytes is not null)
-                    ArrayPool<byte>.Shared.Return(bytes);
+                    BufferPool<byte>.Return(bytes);
                 reserved -= item.Reservation;
             }
             if (item.Kind == ItemKind.Statistics)
@@ -215,7 +214,7 @@ public static class MergeExecutor
                 }
                 catch (AggregateException) { }
                 if (task.IsCompletedSuccessfully && task.Result is { } buffer)
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    BufferPool<byte>.Return(buffer);
                 side?.Dispose();
             }
             throw;
@@ -381,7 +380,7 @@ public static class MergeExecutor
         {
             int size = gatherer.Unit(0).Count;
             for (int i = 0; i < inputs.Length; i++)
-                inputs[i] = ArrayPool<float>.Shared.Rent(size);
+                inputs[i] = BufferPool<float>.Rent(size);
             for (int batch; (batch = Interlocked.Increment(ref next.Value)) * UnitsPerBatch < gatherer.UnitCount; )
             {
                 int first = batch * UnitsPerBatch,
@@ -410,7 +409,7 @@ public static class MergeExecutor
         {
             foreach (var buffer in inputs)
                 if (buffer is not null)
-                    ArrayPool<float>.Shared.Return(buffer);
+                    BufferPool<float>.Return(buffer);
         }
     }
 
@@ -424,13 +423,13 @@ public static class MergeExecutor
         var job = item.Job;
         int n = item.Count;
         var inputs = new float[job.Inputs.Count][];
-        var output = ArrayPool<float>.Shared.Rent(n);
+        var output = BufferPool<float>.Rent(n);
         var statisticValues = ReadStatistics(item);
         try
         {
             for (int i = 0; i < inputs.Length; i++)
             {
-                inputs[i] = ArrayPool<float>.Shared.Rent(n);
+                inputs[i] = BufferPool<float>.Rent(n);
                 TensorReader.ReadFloat32(job.Inputs[i], item.Start, inputs[i].AsSpan(0, n));
             }
             job.Method!.Merge(
@@ -448,19 +447,19 @@ public static class MergeExecutor
                 output.AsSpan(0, n)
             );
             side?.Encode();
-            var bytes = ArrayPool<byte>.Shared.Rent(item.OutputByteCount);
+            var bytes = BufferPool<byte>.Rent(item.OutputByteCount);
             TensorConvert.FromFloat32(output.AsSpan(0, n), job.Output.DType, bytes.AsSpan(0, item.OutputByteCount));
             return bytes;
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(output);
+            BufferPool<float>.Return(output);
             foreach (var buffer in inputs)
                 if (buffer is not null)
-                    ArrayPool<float>.Shared.Return(buffer);
+                    BufferPool<float>.Return(buffer);
             foreach (var buffer in statisticValues?.Data ?? [])
                 if (buffer is not null)
-                    ArrayPool<float>.Shared.Return(buffer);
+                    BufferPool<float>.Return(buffer);
         }
     }
 
@@ -480,7 +479,7 @@ public static class MergeExecutor
             var tensor = planned[i].Tensor;
             long start = aligned ? item.Start : 0;
             lengths[i] = aligned ? item.Count : checked((int)tensor.Info.ElementCount);
-            data[i] = ArrayPool<float>.Shared.Rent(lengths[i]);
+            data[i] = BufferPool<float>.Rent(lengths[i]);
             int size = tensor.Info.DType.Size();
             TensorConvert.ToFloat32(
                 tensor.Bytes(start * size, lengths[i] * size),

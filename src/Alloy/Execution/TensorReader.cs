@@ -1,4 +1,3 @@
-using System.Buffers;
 using Alloy.Checkpoints;
 using Alloy.Planning;
 using Alloy.Tensors;
@@ -53,7 +52,7 @@ public static class TensorReader
         int storedCols = checked((int)input.Tensor.Info.Shape[1]);
         long firstRow = start / cols;
         int rowCount = (int)((start + destination.Length - 1) / cols - firstRow + 1);
-        var buffer = ArrayPool<float>.Shared.Rent(rowCount * storedCols);
+        var buffer = BufferPool<float>.Rent(rowCount * storedCols);
         try
         {
             var delta = buffer.AsSpan(0, rowCount * storedCols);
@@ -77,7 +76,7 @@ public static class TensorReader
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(buffer);
+            BufferPool<float>.Return(buffer);
         }
     }
 
@@ -140,8 +139,8 @@ public static class TensorReader
         if (terms.Length == 0)
             return;
         // A mean of a few models' rows: accumulate in double, round once.
-        var sum = ArrayPool<double>.Shared.Rent(destination.Length);
-        var scratch = ArrayPool<float>.Shared.Rent(destination.Length);
+        var sum = BufferPool<double>.Rent(destination.Length);
+        var scratch = BufferPool<float>.Rent(destination.Length);
         try
         {
             var acc = sum.AsSpan(0, destination.Length);
@@ -158,8 +157,8 @@ public static class TensorReader
         }
         finally
         {
-            ArrayPool<double>.Shared.Return(sum);
-            ArrayPool<float>.Shared.Return(scratch);
+            BufferPool<double>.Return(sum);
+            BufferPool<float>.Return(scratch);
         }
     }
 

@@ -1,4 +1,4 @@
-using System.Buffers;
+using Alloy.Tensors;
 
 namespace Alloy.LinearAlgebra;
 
@@ -21,7 +21,7 @@ public readonly struct PooledArray : IDisposable
             throw new AlloyException(
                 $"a matrix buffer of {length:N0} elements exceeds the largest .NET array ({System.Array.MaxLength:N0})"
             );
-        return new PooledArray(ArrayPool<float>.Shared.Rent((int)length), (int)length);
+        return new PooledArray(BufferPool<float>.Rent((int)length), (int)length);
     }
 
     public int Length { get; }
@@ -33,6 +33,6 @@ public readonly struct PooledArray : IDisposable
     public void Dispose()
     {
         if (_array is not null)
-            ArrayPool<float>.Shared.Return(_array);
+            BufferPool<float>.Return(_array);
     }
 }

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Alloy.Checkpoints;
+using Alloy.Tensors;
 
 namespace Alloy.Methods.DataAware;
 
@@ -120,7 +121,7 @@ public sealed class ConcreteSubspace()
         var @base = inputs[inputs.BaseIndex];
         output.Clear();
         // Σ_t λ_t τ_t, then ⊙ m (the mask is the same for every model), then + base.
-        var delta = System.Buffers.ArrayPool<float>.Shared.Rent(output.Length);
+        var delta = BufferPool<float>.Rent(output.Length);
         try
         {
             var tau = delta.AsSpan(0, output.Length);
@@ -132,7 +133,7 @@ public sealed class ConcreteSubspace()
         }
         finally
         {
-            System.Buffers.ArrayPool<float>.Shared.Return(delta);
+            BufferPool<float>.Return(delta);
         }
         if (inputs.HasStatistics)
             TensorPrimitives.Multiply(output, inputs.Statistic(inputs.BaseIndex), output);

@@ -1,4 +1,5 @@
 using Alloy.Checkpoints;
+using Alloy.Tensors;
 
 namespace Alloy.Methods.DataAware;
 
@@ -104,8 +105,8 @@ public sealed class FisherMerging()
             coefficients[t] = inputs[Weight, t] / norm;
         }
         int n = output.Length;
-        var numerator = System.Buffers.ArrayPool<double>.Shared.Rent(n);
-        var denominator = System.Buffers.ArrayPool<double>.Shared.Rent(n);
+        var numerator = BufferPool<double>.Rent(n);
+        var denominator = BufferPool<double>.Rent(n);
         try
         {
             Array.Clear(numerator, 0, n);
@@ -136,8 +137,8 @@ public sealed class FisherMerging()
         }
         finally
         {
-            System.Buffers.ArrayPool<double>.Shared.Return(numerator);
-            System.Buffers.ArrayPool<double>.Shared.Return(denominator);
+            BufferPool<double>.Return(numerator);
+            BufferPool<double>.Return(denominator);
         }
     }
 }

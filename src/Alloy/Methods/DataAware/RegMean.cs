@@ -102,7 +102,7 @@ public class RegMean : MergeMethod
         }
         int rows = checked((int)inputs.Shape[0]),
             cols = checked((int)inputs.Shape[1]);
-        var solve = new RegMeanSolve(rows, cols, inputs[Alpha]);
+        using var solve = new RegMeanSolve(rows, cols, inputs[Alpha]);
         for (int i = 0; i < inputs.Count; i++)
             solve.Add(inputs[i], inputs.Statistic(i), inputs[Weight, i] / inputs.StatisticSummaries![i].Count);
         solve.Solve(output);

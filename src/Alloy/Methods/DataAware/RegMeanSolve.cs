@@ -1,4 +1,5 @@
 using Alloy.LinearAlgebra;
+using Alloy.Tensors;
 
 namespace Alloy.Methods.DataAware;
 
@@ -10,16 +11,31 @@ namespace Alloy.Methods.DataAware;
 /// RegMean; 0: a per-input-feature variance-weighted average). Models are added one at a time, so only one model's
 /// Gram is needed at once; G̃_t W_tᵀ is one float32 GEMM, the sums and the solve run in double.
 /// </summary>
-public sealed class RegMeanSolve(int rows, int cols, double alpha)
+public sealed class RegMeanSolve : IDisposable
 {
-    private readonly double[] _sum = new double[(long)cols * cols]; // Σ G̃_t, [cols, cols]
-    private readonly double[] _right = new double[(long)cols * rows]; // Σ G̃_t W_tᵀ, [cols, rows]
-    private float[]? _product;
+    private readonly int _rows,
+        _cols;
+    private readonly double _alpha;
+
+    // Pooled: a large model's solves would otherwise leave hundreds of MB of garbage per tensor for the GC.
+    private readonly double[] _sum; // Σ G̃_t, [cols, cols]
+    private readonly double[] _right; // Σ G̃_t W_tᵀ, [cols, rows]
+    private readonly float[] _product; // G_t W_tᵀ, [cols, rows]
+
+    public RegMeanSolve(int rows, int cols, double alpha)
+    {
+        (_rows, _cols, _alpha) = (rows, cols, alpha);
+        _sum = BufferPool<double>.Rent(checked(cols * cols));
+        _right = BufferPool<double>.Rent(checked(cols * rows));
+        _product = BufferPool<float>.Rent(checked(cols * rows));
+        Array.Clear(_sum, 0, cols * cols);
+        Array.Clear(_right, 0, cols * rows);
+    }
 
     /// <summary>
-    /// Bytes a solve of a [rows, cols] weight holds: its sums, one GEMM product, the factorisation's copy.
+    /// Bytes a solve of a [rows, cols] weight holds: its sums and one GEMM product.
     /// </summary>
-    public static long WorkingBytes(long rows, long cols) => 16 * cols * cols + 12 * cols * rows;
+    public static long WorkingBytes(long rows, long cols) => 8 * cols * cols + 12 * cols * rows;
 
     /// <summary>
     /// Adds a model: its weight ([rows, cols], row-major) and <paramref name="scale"/> times its Gram matrix ([cols,
@@ -27,12 +43,12 @@ public sealed class RegMeanSolve(int rows, int cols, double alpha)
     /// </summary>
     public void Add(ReadOnlySpan<float> weight, ReadOnlySpan<float> gram, double scale)
     {
+        var (rows, cols, alpha) = (_rows, _cols, _alpha);
         if (weight.Length != rows * cols || gram.Length != cols * cols)
             throw new ArgumentException($"a [{rows}, {cols}] weight needs a [{cols}, {cols}] Gram matrix");
         for (int i = 0; i < cols; i++)
         for (int j = 0; j < cols; j++)
             _sum[i * cols + j] += scale * (i == j ? gram[i * cols + j] : alpha * gram[i * cols + j]);
-        _product ??= new float[cols * rows];
         DenseBackend.Current.Gemm(false, true, cols, rows, cols, 1, gram, cols, weight, cols, 0, _product, rows);
         // G̃ Wᵀ = alpha·G Wᵀ + (1 − alpha)·diag(G) Wᵀ.
         for (int i = 0; i < cols; i++)
@@ -49,11 +65,19 @@ public sealed class RegMeanSolve(int rows, int cols, double alpha)
     /// </summary>
     public double Solve(Span<float> merged)
     {
+        var (rows, cols) = (_rows, _cols);
         double ridge = Cholesky.FactorWithRidge(_sum, cols);
         Cholesky.Solve(_sum, cols, _right, rows);
         for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             merged[r * cols + c] = (float)_right[c * rows + r];
         return ridge;
+    }
+
+    public void Dispose()
+    {
+        BufferPool<double>.Return(_sum);
+        BufferPool<double>.Return(_right);
+        BufferPool<float>.Return(_product);
     }
 }

@@ -176,7 +176,7 @@ public sealed class DataAwareMathTests
     {
         // The second feature is always 0: the summed Gram is singular.
         float[] gram = [1, 0, 0, 0];
-        var solve = new RegMeanSolve(1, 2, 1.0);
+        using var solve = new RegMeanSolve(1, 2, 1.0);
         solve.Add([1, 5], gram, 1);
         solve.Add([3, 7], gram, 1);
         var merged = new float[2];
