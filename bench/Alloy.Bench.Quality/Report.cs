@@ -134,7 +134,9 @@ public static class Report
         );
         md.Append(
             "every grid point merged in memory and scored on the validation items, then the choice on the test "
-                + "items.\n\n"
+                + "items. For the methods that learn from data it includes what they compute first: Fisher and "
+                + "RegMean(++) statistics from each expert's first 256 training examples, AdaMerging's coefficients "
+                + "and the Concrete mask from the validation prompts without their answers.\n\n"
         );
         md.Append("| method | ")
             .Append(string.Join(" | ", tasks.Select(t => $"`{t.Name}`")))
