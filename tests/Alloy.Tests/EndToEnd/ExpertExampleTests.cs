@@ -85,6 +85,29 @@ public sealed partial class ExpertExampleTests : IDisposable
         Assert.True(normalized >= 0.8, $"normalised accuracy {normalized}");
     }
 
+    [Fact]
+    public void RegMean_plus_plus_of_two_experts_keeps_both_skills()
+    {
+        // merge-regmean-plusplus.yml: Gram matrices from each expert's training prompts, gathered behind the merged
+        // blocks; README.md's claim: date 1.00, upper 1.00.
+        var result = AlloyCli.Merge(
+            Experts("merge-regmean-plusplus.yml"),
+            _work["regmean"],
+            "--statistics-cache",
+            _work["cache"]
+        );
+        Assert.Contains("computing RegMean++ Gram matrices of 2 models", result.Stderr);
+        var tasks = _work.Write(
+            "tasks.jsonl",
+            File.ReadAllText(Experts("data/date/test.jsonl")) + File.ReadAllText(Experts("data/upper/test.jsonl"))
+        );
+        var merged = Evaluate(_work["regmean"], tasks, 2 * Items);
+        Assert.True(
+            merged["date"] >= 0.95 && merged["upper"] >= 0.95,
+            $"date {merged["date"]}, upper {merged["upper"]}"
+        );
+    }
+
     /// <summary>
     /// The README's demonstration: its main command merges two experts, and its eval command prints the table the
     /// README shows under it. Paths in the commands are the repository's; out/date-upper becomes a temporary folder of
