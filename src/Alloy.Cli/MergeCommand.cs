@@ -38,7 +38,7 @@ public static class MergeCommand
                 var recipe = RecipeParser.ParseFile(parse.GetValue(config)!, diagnostics);
                 if (parse.GetValue(dryRun))
                 {
-                    using var session = MergeSession.Open(recipe, mergeOptions, diagnostics);
+                    using var session = MergeSession.Open(recipe, mergeOptions, diagnostics, cancellation);
                     return PlanCommand.DryRun(session, parse.GetValue(output)!, stdout);
                 }
                 bool quiet = options.Quiet(parse);

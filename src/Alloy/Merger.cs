@@ -77,7 +77,7 @@ public static class Merger
     )
     {
         var clock = Stopwatch.StartNew();
-        using var session = MergeSession.Open(recipe, options, diagnostics);
+        using var session = MergeSession.Open(recipe, options, diagnostics, cancellation);
         return session.WriteFolder(outputPath, progress, cancellation) with { Elapsed = clock.Elapsed };
     }
 }
