@@ -21,6 +21,7 @@ public static class Program
             TrainCommand.Create(stdout, stderr),
             StatisticsCommand.CreateFisher(stdout, stderr),
             StatisticsCommand.CreateRegMean(stdout, stderr),
+            ExtractLoraCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),
         };

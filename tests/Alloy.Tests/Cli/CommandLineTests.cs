@@ -81,7 +81,7 @@ public sealed class CommandLineTests
     {
         var result = AlloyCli.Run("mrege");
         Assert.Equal(
-            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, eval, methods",
+            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, eval, methods",
             result.Stderr.Split('\n')[1].TrimEnd()
         );
     }

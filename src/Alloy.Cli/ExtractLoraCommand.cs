@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Globalization;
+using Alloy.Adapters;
+
+namespace Alloy.Cli;
+
+/// <summary>
+/// <c>alloy extract-lora</c>: mergekit-extract-lora's command and defaults — a fine-tune as a PEFT LoRA adapter of its
+/// base — and a report of each module's rank, kept energy and error.
+/// </summary>
+public static class ExtractLoraCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Option<string>("--model") { Description = "The fine-tuned model folder.", Required = true };
+        var baseModel = new Option<string>("--base-model")
+        {
+            Description = "The model it was fine-tuned from.",
+            Required = true,
+        };
+        var output = new Option<string>("--out-path") { Description = "The adapter folder to write.", Required = true };
+        var maxRank = new Option<int>("--max-rank")
+        {
+            Description = "Largest rank of a module's update.",
+            DefaultValueFactory = _ => 128,
+        };
+        var noDistribute = new Option<bool>("--no-distribute-scale")
+        {
+            Description = "Put the singular values on lora_A only (A = S·Vᵀ, B = U) instead of √S on both.",
+        };
+        var distribute = new Option<bool>("--distribute-scale") { Description = "√S on both factors (the default)." };
+        var saveModule = new Option<string[]>("--save-module")
+        {
+            Description = "A module (last name component, e.g. lm_head) to save whole; repeatable.",
+        };
+        var include = new Option<string[]>("--include-regex", "-i")
+        {
+            Description = "Only modules whose name matches; repeatable.",
+        };
+        var exclude = new Option<string[]>("--exclude-regex", "-e")
+        {
+            Description = "Leave out modules whose name matches; repeatable.",
+        };
+        var epsilon = new Option<double>("--sv-epsilon") { Description = "Drop singular values at or below this." };
+        var skip = new Option<bool>("--skip-undecomposable")
+        {
+            Description = "Leave out modules that cannot be decomposed (norms) instead of saving them whole.",
+        };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
+        var command = new Command(
+            "extract-lora",
+            "Extract a fine-tune as a PEFT LoRA adapter of its base (mergekit-extract-lora): per linear module the "
+                + "truncated SVD of its update; embeddings and norms saved whole."
+        )
+        {
+            model,
+            baseModel,
+            output,
+            maxRank,
+            distribute,
+            noDistribute,
+            saveModule,
+            include,
+            exclude,
+            epsilon,
+            skip,
+            overwrite,
+            verbose,
+        };
+        command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
+            {
+                var modules = LoraExtractor.Extract(
+                    parse.GetValue(model)!,
+                    parse.GetValue(baseModel)!,
+                    parse.GetValue(output)!,
+                    new LoraExtractionOptions
+                    {
+                        MaxRank = parse.GetValue(maxRank),
+                        DistributeScale = !parse.GetValue(noDistribute),
+                        SvEpsilon = parse.GetValue(epsilon),
+                        SaveModules = parse.GetValue(saveModule) ?? [],
+                        Include = parse.GetValue(include) ?? [],
+                        Exclude = parse.GetValue(exclude) ?? [],
+                        SkipUndecomposable = parse.GetValue(skip),
+                    },
+                    parse.GetValue(overwrite),
+                    new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
+                );
+                foreach (var m in modules)
+                    stdout.WriteLine(
+                        string.Create(
+                            CultureInfo.InvariantCulture,
+                            $"{m.Module}  rank {m.Rank}  energy kept {m.KeptEnergy:P2}  error {m.Error:G4}"
+                        )
+                    );
+                stdout.WriteLine(
+                    $"wrote a rank-{modules.Max(m => m.Rank)} adapter of {modules.Count} modules to "
+                        + parse.GetValue(output)
+                );
+                return ExitCodes.Success;
+            }));
+        return command;
+    }
+}

@@ -1,0 +1,238 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Alloy.Checkpoints;
+using Alloy.LinearAlgebra;
+using Alloy.Output;
+using Alloy.Tensors;
+
+namespace Alloy.Adapters;
+
+/// <summary>The options of <c>alloy extract-lora</c>, with mergekit-extract-lora's defaults.</summary>
+public sealed record LoraExtractionOptions
+{
+    /// <summary>The largest rank of a module's update.</summary>
+    public int MaxRank { get; init; } = 128;
+
+    /// <summary>√S on both factors (A = √S·Vᵀ, B = U·√S); else A = S·Vᵀ, B = U.</summary>
+    public bool DistributeScale { get; init; } = true;
+
+    /// <summary>Singular values at or below this are dropped (0: none).</summary>
+    public double SvEpsilon { get; init; }
+
+    /// <summary>Modules, by their last name component (<c>lm_head</c>), saved whole instead of decomposed.</summary>
+    public IReadOnlyList<string> SaveModules { get; init; } = [];
+
+    /// <summary>Only modules whose name matches one of these regular expressions (none: every module).</summary>
+    public IReadOnlyList<string> Include { get; init; } = [];
+
+    /// <summary>Modules whose name matches one of these regular expressions are left out.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+
+    /// <summary>Leave out what cannot be decomposed (norms) instead of saving it whole.</summary>
+    public bool SkipUndecomposable { get; init; }
+}
+
+/// <summary>One decomposed module: its rank, the share of its update's energy (Σ S²) kept, and the Frobenius norm of
+/// what was dropped (the error of the low-rank update, by Eckart–Young).</summary>
+public sealed record ExtractedModule(string Module, int Rank, double KeptEnergy, double Error);
+
+/// <summary>
+/// mergekit-extract-lora: a fine-tune as a PEFT LoRA adapter of its base. Each linear weight's update ΔW = W_ft −
+/// W_base is factored by a thin SVD in float32 and truncated to its largest singular values; embeddings, norms and
+/// the modules asked for are saved whole (<c>modules_to_save</c>); the adapter's rank is the largest a module got, with
+/// <c>rank_pattern</c> and <c>alpha_pattern</c> (α = rank, so every module's scale is 1) for the others. One tensor is
+/// in memory at a time.
+/// </summary>
+public static class LoraExtractor
+{
+    private const string Prefix = "base_model.model.";
+
+    public static IReadOnlyList<ExtractedModule> Extract(
+        string fineTuned,
+        string baseModel,
+        string output,
+        LoraExtractionOptions options,
+        bool overwrite = false,
+        Diagnostics? diagnostics = null
+    )
+    {
+        if (options.MaxRank < 1)
+            throw new AlloyException($"--max-rank must be at least 1 (got {options.MaxRank})");
+        var include = options.Include.Select(Pattern).ToList();
+        var exclude = options.Exclude.Select(Pattern).ToList();
+        using var tuned = Checkpoint.Open(fineTuned);
+        using var @base = Checkpoint.Open(baseModel);
+        using var folder = OutputFolder.Prepare(output, overwrite, [fineTuned, baseModel], diagnostics);
+
+        var factors = new List<(string Name, DType DType, long[] Shape, float[] Values)>();
+        var modules = new List<ExtractedModule>();
+        var saved = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var tensor in tuned.Tensors)
+        {
+            string name = tensor.Info.Name;
+            int dot = name.LastIndexOf('.');
+            string module = dot < 0 ? name : name[..dot];
+            if (include.Count > 0 && !include.Any(p => p.IsMatch(module)) || exclude.Any(p => p.IsMatch(module)))
+                continue;
+            var original = @base.Find(name)
+                ?? throw new AlloyException($"base model '{baseModel}' has no tensor '{name}'");
+            var shape = tensor.Info.Shape;
+            bool embedding = module.EndsWith("embed_tokens", StringComparison.Ordinal);
+            bool whole =
+                embedding || shape.Length != 2 || options.SaveModules.Contains(module[(module.LastIndexOf('.') + 1)..]);
+            if (name.EndsWith(".bias", StringComparison.Ordinal))
+                throw new AlloyException(
+                    $"'{name}': bias updates are not extracted yet; exclude the module with --exclude-regex"
+                );
+            if (whole)
+            {
+                if (shape.Length != 2 && options.SkipUndecomposable)
+                    continue;
+                factors.Add((Prefix + name, tensor.Info.DType, shape, Read(tensor)));
+                saved.Add(module);
+                continue;
+            }
+            if (!original.Info.Shape.AsSpan().SequenceEqual(shape))
+                throw new AlloyException(
+                    $"'{name}' is [{string.Join(", ", shape)}] in the fine-tune but "
+                        + $"[{string.Join(", ", original.Info.Shape)}] in the base"
+                );
+            var (a, b, result) = Decompose(module, Read(tensor), Read(original), (int)shape[0], (int)shape[1], options);
+            factors.Add(($"{Prefix}{module}.lora_A.weight", tensor.Info.DType, [result.Rank, shape[1]], a));
+            factors.Add(($"{Prefix}{module}.lora_B.weight", tensor.Info.DType, [shape[0], result.Rank], b));
+            modules.Add(result);
+        }
+        if (modules.Count == 0)
+            throw new AlloyException("no linear module was left to decompose; check --include-regex / --exclude-regex");
+
+        var infos = factors.Select(f => new TensorInfo(f.Name, f.DType, f.Shape)).ToList();
+        using (
+            var writer = new ShardedWriter(folder.Temporary, ShardPlan.SingleFile(infos, "adapter_model.safetensors"))
+        )
+        {
+            foreach (var (name, dtype, _, values) in factors)
+            {
+                var bytes = new byte[values.Length * dtype.Size()];
+                TensorConvert.FromFloat32(values, dtype, bytes);
+                writer.Append(name, bytes);
+            }
+            writer.Complete();
+        }
+        WriteConfig(folder.Temporary, modules, saved, baseModel);
+        File.WriteAllText(
+            Path.Combine(folder.Temporary, "README.md"),
+            $"# LoRA extracted by Alloy\n\nThe difference between `{fineTuned}` and `{baseModel}` as a rank-"
+                + $"{modules.Max(m => m.Rank)} LoRA adapter (`alloy extract-lora`, max rank {options.MaxRank}).\n"
+        );
+        folder.Commit();
+        return modules;
+    }
+
+    /// <summary>The truncated SVD of ΔW = tuned − base ([rows, cols]): A [r, cols], B [rows, r].</summary>
+    private static (float[] A, float[] B, ExtractedModule Result) Decompose(
+        string module,
+        float[] tuned,
+        float[] original,
+        int rows,
+        int cols,
+        LoraExtractionOptions options
+    )
+    {
+        var delta = new float[tuned.Length];
+        for (int i = 0; i < delta.Length; i++)
+            delta[i] = tuned[i] - original[i];
+        int k = Math.Min(rows, cols);
+        var (u, s, vt) = (new float[rows * k], new float[k], new float[k * cols]);
+        DenseBackend.Current.Svd(delta, rows, cols, u, s, vt);
+        int rank = Math.Min(options.MaxRank, k);
+        if (options.SvEpsilon > 0)
+            rank = Math.Min(rank, s.Count(v => v > options.SvEpsilon));
+        rank = Math.Max(rank, 1); // PEFT has no rank-0 modules: an unchanged module gets a zero rank-1 update
+        double total = s.Sum(v => (double)v * v),
+            kept = s.Take(rank).Sum(v => (double)v * v);
+        var a = new float[rank * cols];
+        var b = new float[rows * rank];
+        for (int r = 0; r < rank; r++)
+        {
+            float left = options.DistributeScale ? MathF.Sqrt(s[r]) : 1,
+                right = options.DistributeScale ? MathF.Sqrt(s[r]) : s[r];
+            for (int c = 0; c < cols; c++)
+                a[r * cols + c] = right * vt[r * cols + c];
+            for (int i = 0; i < rows; i++)
+                b[i * rank + r] = left * u[i * k + r];
+        }
+        return (
+            a,
+            b,
+            new ExtractedModule(module, rank, total > 0 ? kept / total : 1, Math.Sqrt(Math.Max(0, total - kept)))
+        );
+    }
+
+    private static void WriteConfig(
+        string folder,
+        IReadOnlyList<ExtractedModule> modules,
+        IReadOnlyCollection<string> saved,
+        string baseModel
+    )
+    {
+        int rank = modules.Max(m => m.Rank);
+        var lower = modules.Where(m => m.Rank < rank).ToList();
+        var config = new JsonObject
+        {
+            ["peft_type"] = "LORA",
+            ["task_type"] = "CAUSAL_LM",
+            ["base_model_name_or_path"] = baseModel,
+            ["r"] = rank,
+            ["lora_alpha"] = rank,
+            ["rank_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
+            ["alpha_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
+            ["target_modules"] = new JsonArray([
+                .. modules
+                    .Select(m => m.Module[(m.Module.LastIndexOf('.') + 1)..])
+                    .Distinct()
+                    .Order()
+                    .Select(n => (JsonNode?)n),
+            ]),
+            ["modules_to_save"] = saved.Count == 0 ? null : new JsonArray([.. saved.Select(n => (JsonNode?)n)]),
+            ["lora_dropout"] = 0.0,
+            ["fan_in_fan_out"] = false,
+            ["inference_mode"] = true,
+            ["use_rslora"] = false,
+            ["bias"] = "none",
+        };
+        File.WriteAllText(
+            Path.Combine(folder, "adapter_config.json"),
+            config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"
+        );
+    }
+
+    private static float[] Read(StoredTensor tensor)
+    {
+        var values = new float[tensor.Info.ElementCount];
+        int size = tensor.Info.DType.Size();
+        for (long start = 0; start < values.Length; start += 1 << 20)
+        {
+            int n = (int)Math.Min(1 << 20, values.Length - start);
+            TensorConvert.ToFloat32(
+                tensor.Bytes(start * size, n * size),
+                tensor.Info.DType,
+                values.AsSpan((int)start, n)
+            );
+        }
+        return values;
+    }
+
+    private static Regex Pattern(string pattern)
+    {
+        try
+        {
+            return new Regex(pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw new AlloyException($"'{pattern}' is not a regular expression: {e.Message}");
+        }
+    }
+}

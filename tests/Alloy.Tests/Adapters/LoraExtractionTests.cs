@@ -1,0 +1,189 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Alloy.Checkpoints;
+using Alloy.Tests.Support;
+
+namespace Alloy.Tests.Adapters;
+
+/// <summary>
+/// <c>alloy extract-lora</c> on models made by <c>alloy synth</c>: at full rank the adapter, applied by a
+/// <c>model+adapter</c> reference, gives the fine-tune back; at rank r each module's error is the norm of the
+/// discarded singular values (Eckart–Young, against an SVD computed in the test); the folder reads as PEFT reads it.
+/// </summary>
+public sealed class LoraExtractionTests : IDisposable
+{
+    private readonly TempFolder _work = new();
+    private readonly string _base,
+        _tuned;
+
+    public LoraExtractionTests()
+    {
+        var synth = AlloyCli.Run(
+            "synth",
+            _work["synth"],
+            "--fine-tunes",
+            "1",
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--intermediate",
+            "64",
+            "--heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--dtype",
+            "float32"
+        );
+        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        (_base, _tuned) = (_work["synth/base"], _work["synth/finetune-1"]);
+    }
+
+    public void Dispose() => _work.Dispose();
+
+    private string Extract(string name, params string[] extra)
+    {
+        var result = AlloyCli.Run([
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _base,
+            "--out-path",
+            _work[name],
+            .. extra,
+        ]);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        return _work[name];
+    }
+
+    private static float[] Tensor(string file, string name)
+    {
+        using var safetensors = SafetensorsFile.Open(file);
+        var tensor = safetensors.Find(name) ?? throw new InvalidOperationException($"{file} has no {name}");
+        return MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)).ToArray();
+    }
+
+    [Fact]
+    public void At_full_rank_the_adapter_gives_the_fine_tune_back()
+    {
+        var adapter = Extract("full");
+        var recipe = _work.Write(
+            "applied.yml",
+            $"merge_method: linear\nmodels:\n  - model: {_base}+{adapter}\n    parameters: {{weight: 1.0}}\n"
+                + "dtype: float32\n"
+        );
+        AlloyCli.Merge(recipe, _work["applied"]);
+        using var tuned = SafetensorsFile.Open(Path.Combine(_tuned, "model.safetensors"));
+        foreach (var tensor in tuned.Tensors)
+        {
+            var expected = Tensor(Path.Combine(_tuned, "model.safetensors"), tensor.Info.Name);
+            var applied = Tensor(_work["applied/model.safetensors"], tensor.Info.Name);
+            double worst = expected.Zip(applied, (x, y) => Math.Abs(x - y)).Max();
+            Assert.True(worst < 1e-5, $"{tensor.Info.Name}: off by {worst}");
+        }
+    }
+
+    [Fact]
+    public void At_rank_r_each_modules_error_is_the_norm_of_the_discarded_singular_values()
+    {
+        var adapter = Extract("rank4", "--max-rank", "4", "--no-distribute-scale");
+        var report = AlloyCli.Run(
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _base,
+            "--out-path",
+            _work["rank4-again"],
+            "--max-rank",
+            "4"
+        );
+        foreach (var module in new[] { "model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head" })
+        {
+            string weight = module + ".weight";
+            var ft = Tensor(Path.Combine(_tuned, "model.safetensors"), weight);
+            var b0 = Tensor(Path.Combine(_base, "model.safetensors"), weight);
+            var a = Tensor(
+                Path.Combine(adapter, "adapter_model.safetensors"),
+                $"base_model.model.{module}.lora_A.weight"
+            );
+            var b = Tensor(
+                Path.Combine(adapter, "adapter_model.safetensors"),
+                $"base_model.model.{module}.lora_B.weight"
+            );
+            int cols = a.Length / 4,
+                rows = b.Length / 4;
+            var delta = ReferenceLinearAlgebra.FromRowMajor([.. ft.Zip(b0, (x, y) => x - y)], rows, cols);
+            var (_, s, _) = ReferenceLinearAlgebra.Svd(delta);
+            double discarded = Math.Sqrt(s.Skip(4).Sum(v => v * v));
+            double residual = 0;
+            for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+            {
+                double low = 0;
+                for (int r = 0; r < 4; r++)
+                    low += (double)b[i * 4 + r] * a[r * cols + j];
+                residual += Math.Pow(delta[i, j] - low, 2);
+            }
+            Assert.Equal(discarded, Math.Sqrt(residual), 4);
+            var line = report.Stdout.Split('\n').Single(l => l.StartsWith(module + " ", StringComparison.Ordinal));
+            Assert.Contains("rank 4", line);
+            double reported = double.Parse(
+                line[(line.LastIndexOf(' ') + 1)..],
+                System.Globalization.CultureInfo.InvariantCulture
+            );
+            Assert.Equal(discarded, reported, 3);
+        }
+    }
+
+    [Fact]
+    public void The_folder_reads_as_peft_reads_it_and_mistakes_fail_in_one_line()
+    {
+        var adapter = Extract("peft", "--max-rank", "8", "--exclude-regex", "lm_head", "--save-module", "down_proj");
+        using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")));
+        var root = config.RootElement;
+        Assert.Equal("LORA", root.GetProperty("peft_type").GetString());
+        Assert.Equal(8, root.GetProperty("r").GetInt32());
+        Assert.Equal(8, root.GetProperty("lora_alpha").GetInt32());
+        Assert.DoesNotContain(
+            "lm_head",
+            root.GetProperty("target_modules").EnumerateArray().Select(e => e.GetString())
+        );
+        var saved = root.GetProperty("modules_to_save").EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.Contains("model.embed_tokens", saved);
+        Assert.Contains("model.layers.1.mlp.down_proj", saved);
+        using var weights = SafetensorsFile.Open(Path.Combine(adapter, "adapter_model.safetensors"));
+        var names = weights.Tensors.Select(t => t.Info.Name).ToList();
+        Assert.All(names, n => Assert.StartsWith("base_model.model.", n));
+        Assert.Contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", names);
+        Assert.Contains("base_model.model.model.layers.1.mlp.down_proj.weight", names);
+        Assert.DoesNotContain(names, n => n.Contains("lm_head", StringComparison.Ordinal));
+
+        var missing = AlloyCli.Run(
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _work["nowhere"],
+            "--out-path",
+            _work["x"]
+        );
+        Assert.Equal(1, missing.ExitCode);
+        Assert.DoesNotContain("   at ", missing.Stderr);
+        var rank = AlloyCli.Run(
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _base,
+            "--out-path",
+            _work["y"],
+            "--max-rank",
+            "0"
+        );
+        Assert.Equal(1, rank.ExitCode);
+        Assert.Contains("--max-rank must be at least 1", rank.Stderr);
+    }
+}
