@@ -46,6 +46,17 @@ public static class ExtractLoraCommand
         {
             Description = "Leave out modules that cannot be decomposed (norms) instead of saving them whole.",
         };
+        var embedLora = new Option<bool>("--embed-lora")
+        {
+            Description = "Decompose the embedding too (lora_embedding_A/B) instead of saving it whole.",
+        };
+        var rankBy = new Option<string?>("--rank-by")
+        {
+            Description =
+                "energy:F — each module's rank is the smallest keeping the share F of its update's energy Σ S² "
+                + "(at most --max-rank).",
+            HelpName = "energy:F",
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
@@ -65,6 +76,8 @@ public static class ExtractLoraCommand
             exclude,
             epsilon,
             skip,
+            embedLora,
+            rankBy,
             overwrite,
             verbose,
         };
@@ -83,6 +96,8 @@ public static class ExtractLoraCommand
                         Include = parse.GetValue(include) ?? [],
                         Exclude = parse.GetValue(exclude) ?? [],
                         SkipUndecomposable = parse.GetValue(skip),
+                        EmbedLora = parse.GetValue(embedLora),
+                        Energy = parse.GetValue(rankBy) is { } rule ? EnergyShare(rule) : null,
                     },
                     parse.GetValue(overwrite),
                     new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
@@ -102,4 +117,10 @@ public static class ExtractLoraCommand
             }));
         return command;
     }
+
+    private static double EnergyShare(string rule) =>
+        rule.StartsWith("energy:", StringComparison.Ordinal)
+        && double.TryParse(rule["energy:".Length..], NumberStyles.Float, CultureInfo.InvariantCulture, out double share)
+            ? share
+            : throw new AlloyException($"--rank-by: '{rule}' is not energy:F (e.g. energy:0.9)");
 }

@@ -32,6 +32,15 @@ public sealed record LoraExtractionOptions
 
     /// <summary>Leave out what cannot be decomposed (norms) instead of saving it whole.</summary>
     public bool SkipUndecomposable { get; init; }
+
+    /// <summary>
+    /// Beyond mergekit: when set, each module gets the smallest rank whose singular values keep this share of its
+    /// update's energy Σ S² (still at most <see cref="MaxRank"/>).
+    /// </summary>
+    public double? Energy { get; init; }
+
+    /// <summary>Decompose the embedding too (PEFT's <c>lora_embedding_A/B</c>) instead of saving it whole.</summary>
+    public bool EmbedLora { get; init; }
 }
 
 /// <summary>One decomposed module: its rank, the share of its update's energy (Σ S²) kept, and the Frobenius norm of
@@ -60,6 +69,8 @@ public static class LoraExtractor
     {
         if (options.MaxRank < 1)
             throw new AlloyException($"--max-rank must be at least 1 (got {options.MaxRank})");
+        if (options.Energy is { } energy && !(energy > 0 && energy <= 1))
+            throw new AlloyException($"the energy to keep must be in (0, 1] (got {energy})");
         var include = options.Include.Select(Pattern).ToList();
         var exclude = options.Exclude.Select(Pattern).ToList();
         using var tuned = Checkpoint.Open(fineTuned);
@@ -80,8 +91,13 @@ public static class LoraExtractor
                 ?? throw new AlloyException($"base model '{baseModel}' has no tensor '{name}'");
             var shape = tensor.Info.Shape;
             bool embedding = module.EndsWith("embed_tokens", StringComparison.Ordinal);
+            // An embedding is decomposed only when asked, and only if the vocabulary kept its size (as mergekit).
+            bool decomposeEmbedding =
+                embedding && options.EmbedLora && original.Info.Shape.AsSpan().SequenceEqual(shape);
             bool whole =
-                embedding || shape.Length != 2 || options.SaveModules.Contains(module[(module.LastIndexOf('.') + 1)..]);
+                (embedding && !decomposeEmbedding)
+                || shape.Length != 2
+                || options.SaveModules.Contains(module[(module.LastIndexOf('.') + 1)..]);
             if (name.EndsWith(".bias", StringComparison.Ordinal))
                 throw new AlloyException(
                     $"'{name}': bias updates are not extracted yet; exclude the module with --exclude-regex"
@@ -99,6 +115,22 @@ public static class LoraExtractor
                     $"'{name}' is [{string.Join(", ", shape)}] in the fine-tune but "
                         + $"[{string.Join(", ", original.Info.Shape)}] in the base"
                 );
+            if (decomposeEmbedding)
+            {
+                // PEFT's embedding update is (B·A)ᵀ: the SVD of Δᵀ [hidden, vocab] gives A [r, vocab], B [hidden, r].
+                var (ea, eb, embedded) = Decompose(
+                    module,
+                    Transpose(Read(tensor), (int)shape[0], (int)shape[1]),
+                    Transpose(Read(original), (int)shape[0], (int)shape[1]),
+                    (int)shape[1],
+                    (int)shape[0],
+                    options
+                );
+                factors.Add(($"{Prefix}{module}.lora_embedding_A", tensor.Info.DType, [embedded.Rank, shape[0]], ea));
+                factors.Add(($"{Prefix}{module}.lora_embedding_B", tensor.Info.DType, [shape[1], embedded.Rank], eb));
+                modules.Add(embedded);
+                continue;
+            }
             var (a, b, result) = Decompose(module, Read(tensor), Read(original), (int)shape[0], (int)shape[1], options);
             factors.Add(($"{Prefix}{module}.lora_A.weight", tensor.Info.DType, [result.Rank, shape[1]], a));
             factors.Add(($"{Prefix}{module}.lora_B.weight", tensor.Info.DType, [shape[0], result.Rank], b));
@@ -149,9 +181,17 @@ public static class LoraExtractor
         int rank = Math.Min(options.MaxRank, k);
         if (options.SvEpsilon > 0)
             rank = Math.Min(rank, s.Count(v => v > options.SvEpsilon));
+        double total = s.Sum(v => (double)v * v);
+        if (options.Energy is { } share)
+        {
+            double running = 0;
+            int needed = 0;
+            while (needed < k && running < share * total)
+                running += (double)s[needed] * s[needed++];
+            rank = Math.Min(rank, needed);
+        }
         rank = Math.Max(rank, 1); // PEFT has no rank-0 modules: an unchanged module gets a zero rank-1 update
-        double total = s.Sum(v => (double)v * v),
-            kept = s.Take(rank).Sum(v => (double)v * v);
+        double kept = s.Take(rank).Sum(v => (double)v * v);
         var a = new float[rank * cols];
         var b = new float[rows * rank];
         for (int r = 0; r < rank; r++)
@@ -206,6 +246,15 @@ public static class LoraExtractor
             Path.Combine(folder, "adapter_config.json"),
             config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"
         );
+    }
+
+    private static float[] Transpose(float[] values, int rows, int cols)
+    {
+        var transposed = new float[values.Length];
+        for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            transposed[j * rows + i] = values[i * cols + j];
+        return transposed;
     }
 
     private static float[] Read(StoredTensor tensor)

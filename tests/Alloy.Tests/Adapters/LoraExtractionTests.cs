@@ -186,4 +186,82 @@ public sealed class LoraExtractionTests : IDisposable
         Assert.Equal(1, rank.ExitCode);
         Assert.Contains("--max-rank must be at least 1", rank.Stderr);
     }
+
+    [Fact]
+    public void The_embedding_decomposed_with_embed_lora_is_given_back_at_full_rank()
+    {
+        var adapter = Extract("embed", "--embed-lora", "--skip-undecomposable");
+        using (var weights = SafetensorsFile.Open(Path.Combine(adapter, "adapter_model.safetensors")))
+        {
+            Assert.NotNull(weights.Find("base_model.model.model.embed_tokens.lora_embedding_A"));
+            Assert.Null(weights.Find("base_model.model.model.embed_tokens.weight"));
+            Assert.Null(weights.Find("base_model.model.model.norm.weight"));
+        }
+        var recipe = _work.Write(
+            "embed.yml",
+            $"merge_method: linear\nmodels:\n  - model: {_base}+{adapter}\n    parameters: {{weight: 1.0}}\n"
+                + "dtype: float32\n"
+        );
+        AlloyCli.Merge(recipe, _work["embedded"]);
+        const string name = "model.embed_tokens.weight";
+        var expected = Tensor(Path.Combine(_tuned, "model.safetensors"), name);
+        var applied = Tensor(_work["embedded/model.safetensors"], name);
+        Assert.True(expected.Zip(applied, (x, y) => Math.Abs(x - y)).Max() < 1e-5, "the embedding is not given back");
+    }
+
+    [Fact]
+    public void Ranking_by_energy_gives_each_module_the_smallest_rank_keeping_that_share()
+    {
+        var report = AlloyCli.Run(
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _base,
+            "--out-path",
+            _work["energy"],
+            "--rank-by",
+            "energy:0.8"
+        );
+        Assert.True(report.ExitCode == 0, report.Stderr);
+        var ranks = new HashSet<int>();
+        foreach (var module in new[] { "model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head" })
+        {
+            var ft = Tensor(Path.Combine(_tuned, "model.safetensors"), module + ".weight");
+            var b0 = Tensor(Path.Combine(_base, "model.safetensors"), module + ".weight");
+            var a = Tensor(
+                Path.Combine(_work["energy"], "adapter_model.safetensors"),
+                $"base_model.model.{module}.lora_A.weight"
+            );
+            int rank = a.Length / (ft.Length / Rows(module));
+            var (_, s, _) = ReferenceLinearAlgebra.Svd(
+                ReferenceLinearAlgebra.FromRowMajor(
+                    [.. ft.Zip(b0, (x, y) => x - y)],
+                    Rows(module),
+                    ft.Length / Rows(module)
+                )
+            );
+            double total = s.Sum(v => v * v);
+            Assert.True(s.Take(rank).Sum(v => v * v) >= 0.8 * total - 1e-9, $"{module}: rank {rank} keeps too little");
+            Assert.True(s.Take(rank - 1).Sum(v => v * v) < 0.8 * total, $"{module}: rank {rank} is not the smallest");
+            ranks.Add(rank);
+        }
+        Assert.True(ranks.Count > 1, "every module got the same rank");
+        var bad = AlloyCli.Run(
+            "extract-lora",
+            "--model",
+            _tuned,
+            "--base-model",
+            _base,
+            "--out-path",
+            _work["z"],
+            "--rank-by",
+            "energy:2"
+        );
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("energy to keep must be in (0, 1]", bad.Stderr);
+    }
+
+    /// <summary>Output rows of a module of the synth models (hidden 32, vocabulary 272).</summary>
+    private static int Rows(string module) => module == "lm_head" ? 272 : 32;
 }
