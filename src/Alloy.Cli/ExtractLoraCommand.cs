@@ -57,6 +57,11 @@ public static class ExtractLoraCommand
                 + "(at most --max-rank).",
             HelpName = "energy:F",
         };
+        var threads = new Option<int>("--threads", "-j")
+        {
+            Description = "Modules decomposed at once (the output does not depend on it).",
+            DefaultValueFactory = _ => Environment.ProcessorCount,
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
@@ -78,6 +83,7 @@ public static class ExtractLoraCommand
             skip,
             embedLora,
             rankBy,
+            threads,
             overwrite,
             verbose,
         };
@@ -98,6 +104,7 @@ public static class ExtractLoraCommand
                         SkipUndecomposable = parse.GetValue(skip),
                         EmbedLora = parse.GetValue(embedLora),
                         Energy = parse.GetValue(rankBy) is { } rule ? EnergyShare(rule) : null,
+                        Threads = parse.GetValue(threads),
                     },
                     parse.GetValue(overwrite),
                     new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }

@@ -41,6 +41,9 @@ public sealed record LoraExtractionOptions
 
     /// <summary>Decompose the embedding too (PEFT's <c>lora_embedding_A/B</c>) instead of saving it whole.</summary>
     public bool EmbedLora { get; init; }
+
+    /// <summary>Modules decomposed at once (the output does not depend on it).</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
 }
 
 /// <summary>One decomposed module: its rank, the share of its update's energy (Σ S²) kept, and the Frobenius norm of
@@ -57,6 +60,9 @@ public sealed record ExtractedModule(string Module, int Rank, double KeptEnergy,
 public static class LoraExtractor
 {
     private const string Prefix = "base_model.model.";
+
+    /// <summary>One tensor of the adapter file.</summary>
+    private sealed record Factor(string Name, DType DType, long[] Shape, float[] Values);
 
     public static IReadOnlyList<ExtractedModule> Extract(
         string fineTuned,
@@ -77,8 +83,8 @@ public static class LoraExtractor
         using var @base = Checkpoint.Open(baseModel);
         using var folder = OutputFolder.Prepare(output, overwrite, [fineTuned, baseModel], diagnostics);
 
-        var factors = new List<(string Name, DType DType, long[] Shape, float[] Values)>();
-        var modules = new List<ExtractedModule>();
+        // What each kept tensor becomes, computed later in parallel: its tensors in the adapter, and its report line.
+        var work = new List<Func<(Factor[] Factors, ExtractedModule? Module)>>();
         var saved = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var tensor in tuned.Tensors)
         {
@@ -106,7 +112,7 @@ public static class LoraExtractor
             {
                 if (shape.Length != 2 && options.SkipUndecomposable)
                     continue;
-                factors.Add((Prefix + name, tensor.Info.DType, shape, Read(tensor)));
+                work.Add(() => ([new(Prefix + name, tensor.Info.DType, shape, Read(tensor))], null));
                 saved.Add(module);
                 continue;
             }
@@ -115,27 +121,56 @@ public static class LoraExtractor
                     $"'{name}' is [{string.Join(", ", shape)}] in the fine-tune but "
                         + $"[{string.Join(", ", original.Info.Shape)}] in the base"
                 );
+            var dtype = tensor.Info.DType;
             if (decomposeEmbedding)
             {
                 // PEFT's embedding update is (B·A)ᵀ: the SVD of Δᵀ [hidden, vocab] gives A [r, vocab], B [hidden, r].
-                var (ea, eb, embedded) = Decompose(
-                    module,
-                    Transpose(Read(tensor), (int)shape[0], (int)shape[1]),
-                    Transpose(Read(original), (int)shape[0], (int)shape[1]),
-                    (int)shape[1],
-                    (int)shape[0],
-                    options
-                );
-                factors.Add(($"{Prefix}{module}.lora_embedding_A", tensor.Info.DType, [embedded.Rank, shape[0]], ea));
-                factors.Add(($"{Prefix}{module}.lora_embedding_B", tensor.Info.DType, [shape[1], embedded.Rank], eb));
-                modules.Add(embedded);
+                work.Add(() =>
+                {
+                    var (a, b, result) = Decompose(
+                        module,
+                        Transpose(Read(tensor), (int)shape[0], (int)shape[1]),
+                        Transpose(Read(original), (int)shape[0], (int)shape[1]),
+                        (int)shape[1],
+                        (int)shape[0],
+                        options
+                    );
+                    return (
+                        [
+                            new($"{Prefix}{module}.lora_embedding_A", dtype, [result.Rank, shape[0]], a),
+                            new($"{Prefix}{module}.lora_embedding_B", dtype, [shape[1], result.Rank], b),
+                        ],
+                        result
+                    );
+                });
                 continue;
             }
-            var (a, b, result) = Decompose(module, Read(tensor), Read(original), (int)shape[0], (int)shape[1], options);
-            factors.Add(($"{Prefix}{module}.lora_A.weight", tensor.Info.DType, [result.Rank, shape[1]], a));
-            factors.Add(($"{Prefix}{module}.lora_B.weight", tensor.Info.DType, [shape[0], result.Rank], b));
-            modules.Add(result);
+            work.Add(() =>
+            {
+                var (a, b, result) = Decompose(
+                    module,
+                    Read(tensor),
+                    Read(original),
+                    (int)shape[0],
+                    (int)shape[1],
+                    options
+                );
+                return (
+                    [
+                        new($"{Prefix}{module}.lora_A.weight", dtype, [result.Rank, shape[1]], a),
+                        new($"{Prefix}{module}.lora_B.weight", dtype, [shape[0], result.Rank], b),
+                    ],
+                    result
+                );
+            });
         }
+        // The SVDs on all threads; the adapter's tensors keep the fine-tune's order whatever the thread count.
+        var done = new (Factor[] Factors, ExtractedModule? Module)[work.Count];
+        Parallel.For(0, work.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Threads) }, i =>
+            done[i] = work[i]()
+        );
+        var factors = done.SelectMany(d => d.Factors).ToList();
+        var modules = done.Where(d => d.Module is not null).Select(d => d.Module!).ToList();
         if (modules.Count == 0)
             throw new AlloyException("no linear module was left to decompose; check --include-regex / --exclude-regex");
 

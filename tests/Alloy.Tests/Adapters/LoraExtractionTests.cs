@@ -188,6 +188,17 @@ public sealed class LoraExtractionTests : IDisposable
     }
 
     [Fact]
+    public void The_adapter_is_the_same_bytes_at_any_thread_count()
+    {
+        var one = Extract("one", "--max-rank", "6", "--threads", "1");
+        var two = Extract("two", "--max-rank", "6", "--threads", "2");
+        Assert.Equal(
+            File.ReadAllBytes(Path.Combine(one, "adapter_model.safetensors")),
+            File.ReadAllBytes(Path.Combine(two, "adapter_model.safetensors"))
+        );
+    }
+
+    [Fact]
     public void The_embedding_decomposed_with_embed_lora_is_given_back_at_full_rank()
     {
         var adapter = Extract("embed", "--embed-lora", "--skip-undecomposable");
