@@ -58,13 +58,8 @@ public sealed class MergeSession : IDisposable
             IReadOnlyList<string>? grams = null;
             if (Planner.FindMethod(recipe) is RegMeanPlusPlus && UsesData(recipe))
             {
-                grams = (
-                    options.Learner
-                    ?? throw new AlloyException(
-                        "regmean_plusplus gathers its Gram matrices with Alloy.Runtime, and this merge has no learner "
-                            + "(MergeOptions.Learner); or give each model's gram: file"
-                    )
-                ).SequentialGrams(recipe, models, cancellation);
+                grams = LearnerOf(options, "regmean_plusplus gathers its Gram matrices", "each model's gram: file")
+                    .SequentialGrams(recipe, models, cancellation);
                 recipe = RegMeanPlusPlus.WithGrams(recipe, grams);
             }
             var plan = Planner.Create(
@@ -86,6 +81,13 @@ public sealed class MergeSession : IDisposable
             throw;
         }
     }
+
+    /// <summary>The runtime's learner, or a one-line refusal saying what needed it and what to give instead.</summary>
+    private static IMergeLearner LearnerOf(MergeOptions options, string what, string instead) =>
+        options.Learner
+        ?? throw new AlloyException(
+            $"{what} with Alloy.Runtime, and this merge has no learner (MergeOptions.Learner); or give {instead}"
+        );
 
     private static bool UsesData(MergeRecipe recipe) =>
         recipe.Parameters.Contains(RegMean.Data.Name)
@@ -109,19 +111,15 @@ public sealed class MergeSession : IDisposable
     /// </summary>
     private void SetSubspace(CancellationToken cancellation)
     {
-        var info = Plan.Jobs.First(j => j.Info is not null).Info!;
+        var info = Plan.FirstMerged;
         if (info[ConcreteSubspace.Mask] is not { } mask)
         {
-            var learner = Options.Learner
-                ?? throw new AlloyException(
-                    "concrete_subspace learns its mask with Alloy.Runtime, and this merge has no learner "
-                        + "(MergeOptions.Learner); or give a learnt one with mask:"
-                );
-            mask = learner.LearnSubspace(this, cancellation);
+            mask = LearnerOf(Options, "concrete_subspace learns its mask", "a learnt one with mask:")
+                .LearnSubspace(this, cancellation);
         }
         SubspaceMask = Path.GetFullPath(mask);
         Reparameterize(Recipe);
-        if (Plan.Jobs.First(j => j.Info is not null).Info![ConcreteSubspace.Inside] == "adamerging")
+        if (Plan.FirstMerged[ConcreteSubspace.Inside] == "adamerging")
             SetCoefficients(cancellation);
     }
 
@@ -130,7 +128,7 @@ public sealed class MergeSession : IDisposable
     /// </summary>
     private void SetCoefficients(CancellationToken cancellation)
     {
-        var info = Plan.Jobs.First(j => j.Info is not null).Info!;
+        var info = Plan.FirstMerged;
         LambdaTable table;
         if (info[AdaMerging.Lambdas] is { } path)
         {
@@ -140,12 +138,8 @@ public sealed class MergeSession : IDisposable
         }
         else
         {
-            var learner = Options.Learner
-                ?? throw new AlloyException(
-                    $"{Plan.Method.Name} learns its coefficients with Alloy.Runtime, and this merge has no learner "
-                        + "(MergeOptions.Learner); or give learnt ones with lambdas:"
-                );
-            table = learner.LearnCoefficients(this, cancellation);
+            table = LearnerOf(Options, $"{Plan.Method.Name} learns its coefficients", "learnt ones with lambdas:")
+                .LearnCoefficients(this, cancellation);
         }
         Coefficients = table;
         Reparameterize(Recipe);

@@ -25,7 +25,7 @@ public static class ConcreteSubspaceMask
         CancellationToken cancellation = default
     )
     {
-        var info = session.Plan.Jobs.First(j => j.Info is not null).Info!;
+        var info = session.Plan.FirstMerged;
         var key = new System.Text.StringBuilder(FormatVersion).Append('\n');
         key.Append(RecipeWriter.Write(session.Recipe with { Text = null })).Append('\n');
         key.Append(CultureInfo.InvariantCulture, $"seed={session.Plan.Options.Seed}\n");

@@ -33,7 +33,7 @@ internal sealed record SessionTaskVectors(
     )
     {
         var recipe = session.Recipe;
-        var info = session.Plan.Jobs.First(j => j.Info is not null).Info!;
+        var info = session.Plan.FirstMerged;
         var tasks = Enumerable.Range(0, info.Count).Where(i => i != info.BaseIndex).ToList();
         var names = tasks.Select(i => info.ModelNames[i]).ToList();
         var tokenizer = MergedModel.Tokenizer(session);

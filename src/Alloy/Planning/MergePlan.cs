@@ -95,6 +95,14 @@ public sealed record MergePlan(
     /// </summary>
     public SideOutputPlan? SideOutputs { get; init; }
 
+    /// <summary>
+    /// What the method knows of the first tensor it merges: its resolved parameters, from which methods that learn
+    /// before merging (AdaMerging, Concrete subspace) read their global settings and each model's data.
+    /// </summary>
+    public MergeInputsInfo FirstMerged =>
+        Jobs.FirstOrDefault(j => j.Info is not null)?.Info
+        ?? throw new AlloyException($"merge method '{Method.Name}' merges no tensor of this recipe");
+
     /// <summary>The options it was planned with (the seed keys random streams; a raw merge has no layers).</summary>
     public PlanOptions Options { get; init; } = new();
 

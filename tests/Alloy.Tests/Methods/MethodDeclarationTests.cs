@@ -195,7 +195,7 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
         var table = (PathParameter)session.Plan.Method.Declaration.Parameter("table")!;
         Assert.Equal(
             Path.Combine(_work.Path, "tables/weights.json"),
-            session.Plan.Jobs.First(j => j.Info is not null).Info![table]
+            session.Plan.FirstMerged[table]
         );
     }
 
