@@ -6,9 +6,10 @@ namespace Alloy.LinearAlgebra;
 public static class Cholesky
 {
     /// <summary>
-    /// Factors the symmetric <paramref name="a"/> [n, n] in place (L in the lower triangle; the strict upper triangle
-    /// is left as it was); when it is not positive definite, adds a ridge (1e-8 of its mean diagonal, doubled until
-    /// the factorisation succeeds) to the diagonal and returns it (0 when none was needed). A failed attempt is undone
+    /// Factors the symmetric positive semidefinite <paramref name="a"/> [n, n] in place (L in the lower triangle; the
+    /// strict upper triangle is left as it was); when it is singular, adds a ridge (1e-8 of its mean diagonal, doubled
+    /// until the factorisation succeeds, at most 1 % of it) to the diagonal and returns it (0 when none was needed).
+    /// A matrix with a non-finite value, a negative diagonal entry or one that needs a larger ridge is refused. A failed attempt is undone
     /// from the untouched upper triangle and a copy of the diagonal, so no copy of the matrix is held.
     /// </summary>
     public static double FactorWithRidge(double[] a, int n)
@@ -16,11 +17,21 @@ public static class Cholesky
         var diagonal = new double[n];
         for (int i = 0; i < n; i++)
             diagonal[i] = a[i * n + i];
+        for (int i = 0; i < n * n; i++)
+            if (!double.IsFinite(a[i]))
+                throw new AlloyException("the matrix to factor has a value that is not a finite number");
+        if (diagonal.Any(d => d < 0))
+            throw new AlloyException("the matrix is not positive semidefinite (a diagonal entry is negative)");
         double meanDiagonal = diagonal.Sum() / n;
+        double scale = meanDiagonal > 0 ? meanDiagonal : 1;
         double ridge = 0;
         while (!TryFactor(a, n))
         {
-            ridge = ridge == 0 ? 1e-8 * (meanDiagonal > 0 ? meanDiagonal : 1) : 2 * ridge;
+            ridge = ridge == 0 ? 1e-8 * scale : 2 * ridge;
+            // A semidefinite matrix factors with a tiny ridge; one that needs 1 % of its diagonal is not semidefinite
+            // (no Gram matrix is like that), and a ridge would only hide it.
+            if (ridge > 1e-2 * scale)
+                throw new AlloyException("the matrix is not positive semidefinite, so no small ridge makes it factor");
             for (int i = 0; i < n; i++)
             {
                 for (int j = 0; j < i; j++)

@@ -193,10 +193,7 @@ public sealed class MethodDeclarationTests : IClassFixture<ModelFamily>, IDispos
             .Build();
         using var session = MergeSession.Open(recipe);
         var table = (PathParameter)session.Plan.Method.Declaration.Parameter("table")!;
-        Assert.Equal(
-            Path.Combine(_work.Path, "tables/weights.json"),
-            session.Plan.FirstMerged[table]
-        );
+        Assert.Equal(Path.Combine(_work.Path, "tables/weights.json"), session.Plan.FirstMerged[table]);
     }
 
     [Fact]

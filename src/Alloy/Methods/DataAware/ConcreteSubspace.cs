@@ -136,7 +136,16 @@ public sealed class ConcreteSubspace()
             BufferPool<float>.Return(delta);
         }
         if (inputs.HasStatistics)
-            TensorPrimitives.Multiply(output, inputs.Statistic(inputs.BaseIndex), output);
+        {
+            var mask = inputs.Statistic(inputs.BaseIndex);
+            foreach (float m in mask)
+                if (!(m >= 0) || float.IsInfinity(m))
+                    throw new AlloyException(
+                        $"concrete_subspace: the mask has {m} in tensor '{inputs.TensorName}'; a mask value is a "
+                            + "finite non-negative number"
+                    );
+            TensorPrimitives.Multiply(output, mask, output);
+        }
         TensorPrimitives.Add(output, @base, output);
     }
 }

@@ -118,6 +118,11 @@ public sealed class FisherMerging()
                 double c = coefficients[t];
                 for (int j = 0; j < n; j++)
                 {
+                    if (!(fisher[j] >= 0) || float.IsInfinity(fisher[j]))
+                        throw new AlloyException(
+                            $"fisher: the Fisher of model '{inputs.ModelNames[t]}' has {fisher[j]} in tensor "
+                                + $"'{inputs.TensorName}'; a Fisher is a finite non-negative number"
+                        );
                     double weight = c * Math.Max(fisher[j], floor);
                     numerator[j] += weight * theta[j];
                     denominator[j] += weight;

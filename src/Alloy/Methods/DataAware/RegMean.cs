@@ -105,7 +105,14 @@ public class RegMean : MergeMethod
         using var solve = new RegMeanSolve(rows, cols, inputs[Alpha]);
         for (int i = 0; i < inputs.Count; i++)
             solve.Add(inputs[i], inputs.Statistic(i), inputs[Weight, i] / inputs.StatisticSummaries![i].Count);
-        solve.Solve(output);
+        try
+        {
+            solve.Solve(output);
+        }
+        catch (AlloyException e)
+        {
+            throw new AlloyException($"regmean: tensor '{inputs.TensorName}': {e.Message}; check the Gram files", e);
+        }
     }
 }
 

@@ -200,4 +200,63 @@ public sealed class DataAwareMathTests
     }
 
     private static float[] ToFloats(double[] values) => [.. values.Select(v => (float)v)];
+
+    /// <summary>
+    /// Statistics that no model could have produced are refused in one line, never merged into a silently wrong model
+    /// or looped on: a Gram with NaN, an indefinite "Gram" (no ridge helps), a negative Fisher, a NaN mask.
+    /// </summary>
+    [Fact]
+    public void Impossible_statistics_are_refused_not_merged_or_looped_on()
+    {
+        float[][] weights =
+        [
+            [1, 2, 3, 4],
+            [3, 2, 1, 0],
+        ];
+        var nan = Assert.Throws<AlloyException>(() =>
+            MethodTestKit.Run(
+                RegMean,
+                weights,
+                -1,
+                shape: [2, 2],
+                statistics: [([1, 0, 0, float.NaN], 1, 0), ([1, 0, 0, 1], 1, 0)]
+            )
+        );
+        Assert.Contains("not a finite number", nan.Message);
+        var indefinite = Assert.Throws<AlloyException>(() =>
+            MethodTestKit.Run(
+                RegMean,
+                weights,
+                -1,
+                shape: [2, 2],
+                statistics: [([1, 3, 3, 1], 1, 0), ([1, 3, 3, 1], 1, 0)]
+            )
+        );
+        Assert.Contains("not positive semidefinite", indefinite.Message);
+        var fisher = Assert.Throws<AlloyException>(() =>
+            MethodTestKit.Run(
+                Fisher,
+                [
+                    [1, 1],
+                    [2, 2],
+                ],
+                -1,
+                globals: new Dictionary<string, double> { ["normalize_fishers"] = 0 },
+                statistics: [([1, -0.5f], 1, 1), ([1, 1], 1, 1)]
+            )
+        );
+        Assert.Contains("a Fisher is a finite non-negative number", fisher.Message);
+        var mask = Assert.Throws<AlloyException>(() =>
+            MethodTestKit.Run(
+                new ConcreteSubspace(),
+                [
+                    [0, 0],
+                    [1, 1],
+                ],
+                0,
+                statistics: [([1, float.NaN], 1, 1), ([1, float.NaN], 1, 1)]
+            )
+        );
+        Assert.Contains("a mask value is a finite non-negative number", mask.Message);
+    }
 }
