@@ -9,8 +9,9 @@ public static class Cholesky
     /// Factors the symmetric positive semidefinite <paramref name="a"/> [n, n] in place (L in the lower triangle; the
     /// strict upper triangle is left as it was); when it is singular, adds a ridge (1e-8 of its mean diagonal, doubled
     /// until the factorisation succeeds, at most 1 % of it) to the diagonal and returns it (0 when none was needed).
-    /// A matrix with a non-finite value, a negative diagonal entry or one that needs a larger ridge is refused. A failed attempt is undone
-    /// from the untouched upper triangle and a copy of the diagonal, so no copy of the matrix is held.
+    /// A matrix with a non-finite value, a negative diagonal entry or one that needs a larger ridge is refused. A
+    /// failed attempt is undone from the untouched upper triangle and a copy of the diagonal, so no copy of the matrix
+    /// is held.
     /// </summary>
     public static double FactorWithRidge(double[] a, int n)
     {
