@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Alloy.Checkpoints;
 using Alloy.LinearAlgebra;
@@ -59,10 +56,7 @@ public sealed record ExtractedModule(string Module, int Rank, double KeptEnergy,
 /// </summary>
 public static class LoraExtractor
 {
-    private const string Prefix = "base_model.model.";
-
-    /// <summary>One tensor of the adapter file.</summary>
-    private sealed record Factor(string Name, DType DType, long[] Shape, float[] Values);
+    private const string Prefix = AdapterFolder.Prefix;
 
     public static IReadOnlyList<ExtractedModule> Extract(
         string fineTuned,
@@ -84,7 +78,7 @@ public static class LoraExtractor
         using var folder = OutputFolder.Prepare(output, overwrite, [fineTuned, baseModel], diagnostics);
 
         // What each kept tensor becomes, computed later in parallel: its tensors in the adapter, and its report line.
-        var work = new List<Func<(Factor[] Factors, ExtractedModule? Module)>>();
+        var work = new List<Func<(AdapterTensor[] Factors, ExtractedModule? Module)>>();
         var saved = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var tensor in tuned.Tensors)
         {
@@ -165,7 +159,7 @@ public static class LoraExtractor
             });
         }
         // The SVDs on all threads; the adapter's tensors keep the fine-tune's order whatever the thread count.
-        var done = new (Factor[] Factors, ExtractedModule? Module)[work.Count];
+        var done = new (AdapterTensor[] Factors, ExtractedModule? Module)[work.Count];
         Parallel.For(0, work.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Threads) }, i =>
             done[i] = work[i]()
         );
@@ -174,22 +168,12 @@ public static class LoraExtractor
         if (modules.Count == 0)
             throw new AlloyException("no linear module was left to decompose; check --include-regex / --exclude-regex");
 
-        var infos = factors.Select(f => new TensorInfo(f.Name, f.DType, f.Shape)).ToList();
-        using (
-            var writer = new ShardedWriter(folder.Temporary, ShardPlan.SingleFile(infos, "adapter_model.safetensors"))
-        )
-        {
-            foreach (var (name, dtype, _, values) in factors)
-            {
-                var bytes = new byte[values.Length * dtype.Size()];
-                TensorConvert.FromFloat32(values, dtype, bytes);
-                writer.Append(name, bytes);
-            }
-            writer.Complete();
-        }
-        WriteConfig(folder.Temporary, modules, saved, baseModel);
-        File.WriteAllText(
-            Path.Combine(folder.Temporary, "README.md"),
+        AdapterFolder.Write(
+            folder.Temporary,
+            factors,
+            [.. modules.Select(m => (m.Module, m.Rank))],
+            saved,
+            baseModel,
             $"# LoRA extracted by Alloy\n\nThe difference between `{fineTuned}` and `{baseModel}` as a rank-"
                 + $"{modules.Max(m => m.Rank)} LoRA adapter (`alloy extract-lora`, max rank {options.MaxRank}).\n"
         );
@@ -242,44 +226,6 @@ public static class LoraExtractor
             a,
             b,
             new ExtractedModule(module, rank, total > 0 ? kept / total : 1, Math.Sqrt(Math.Max(0, total - kept)))
-        );
-    }
-
-    private static void WriteConfig(
-        string folder,
-        IReadOnlyList<ExtractedModule> modules,
-        IReadOnlyCollection<string> saved,
-        string baseModel
-    )
-    {
-        int rank = modules.Max(m => m.Rank);
-        var lower = modules.Where(m => m.Rank < rank).ToList();
-        var config = new JsonObject
-        {
-            ["peft_type"] = "LORA",
-            ["task_type"] = "CAUSAL_LM",
-            ["base_model_name_or_path"] = baseModel,
-            ["r"] = rank,
-            ["lora_alpha"] = rank,
-            ["rank_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
-            ["alpha_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
-            ["target_modules"] = new JsonArray([
-                .. modules
-                    .Select(m => m.Module[(m.Module.LastIndexOf('.') + 1)..])
-                    .Distinct()
-                    .Order()
-                    .Select(n => (JsonNode?)n),
-            ]),
-            ["modules_to_save"] = saved.Count == 0 ? null : new JsonArray([.. saved.Select(n => (JsonNode?)n)]),
-            ["lora_dropout"] = 0.0,
-            ["fan_in_fan_out"] = false,
-            ["inference_mode"] = true,
-            ["use_rslora"] = false,
-            ["bias"] = "none",
-        };
-        File.WriteAllText(
-            Path.Combine(folder, "adapter_config.json"),
-            config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"
         );
     }
 
