@@ -180,6 +180,34 @@ public sealed partial class LoraAdapter : IDisposable
         return new LoraDelta(a, b, scale, transposed);
     }
 
+    /// <summary>
+    /// Every module the adapter updates by a low-rank product (its weight's name and update), in file order; the shape
+    /// each update fits is read from its own factors.
+    /// </summary>
+    public IReadOnlyList<(string Weight, LoraDelta Delta)> Updates()
+    {
+        var updates = new List<(string, LoraDelta)>();
+        foreach (var a in _weights.Tensors)
+        {
+            string name = a.Name;
+            string? module =
+                name.EndsWith(".lora_A.weight", StringComparison.Ordinal) ? name[..^".lora_A.weight".Length]
+                : name.EndsWith(".lora_embedding_A", StringComparison.Ordinal) ? name[..^".lora_embedding_A".Length]
+                : null;
+            if (module is null || !module.StartsWith(Prefix, StringComparison.Ordinal))
+                continue;
+            string weight = module[Prefix.Length..] + ".weight";
+            bool embedding = name.EndsWith(".lora_embedding_A", StringComparison.Ordinal);
+            bool transposed = embedding || _fanInFanOut;
+            var b = _weights.Find(module + (embedding ? ".lora_embedding_B" : ".lora_B.weight"));
+            if (b is null || a.Info.Shape.Length != 2 || b.Info.Shape.Length != 2)
+                throw new AlloyException($"{Path}: '{name}' has no matching lora_B matrix");
+            long[] shape = transposed ? [a.Info.Shape[1], b.Info.Shape[0]] : [b.Info.Shape[0], a.Info.Shape[1]];
+            updates.Add((weight, DeltaFor(weight, shape)!));
+        }
+        return updates;
+    }
+
     /// <summary>Adapter tensors no model tensor used: a sign that the adapter belongs to another model.</summary>
     public IEnumerable<string> TensorNames => _weights.Tensors.Select(t => t.Name);
 

@@ -184,13 +184,15 @@ public sealed class OutputFolder : IDisposable
 
     /// <summary>
     /// The names a model output holds: what a merge or training writes (weights, index, config, tokenizer and
-    /// generation files, model card, recipe, side outputs in emr/, training metrics) and what mergekit writes.
+    /// generation files, model card, recipe, side outputs in emr/, learnt coefficients and masks, training metrics),
+    /// what an adapter folder holds, and what mergekit writes.
     /// --overwrite replaces a folder holding nothing else, so it never deletes a file of the user's.
     /// </summary>
     private static readonly Regex ModelOutputFile = new(
         @"^(?:model(?:-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|pytorch_model(?:-\d{5}-of-\d{5})?\.bin"
             + @"|pytorch_model\.bin\.index\.json|config\.json|README\.md|mergekit_config\.yml|metrics\.jsonl|loss\.png"
-            + @"|emr/[^/]+\.safetensors|emr/rescalers\.json|emr/README\.md)$",
+            + @"|emr/[^/]+\.safetensors|emr/rescalers\.json|emr/README\.md|adamerging\.json|concrete_mask\.safetensors"
+            + @"|adapter_model\.safetensors|adapter_config\.json)$",
         RegexOptions.CultureInvariant
     );
 

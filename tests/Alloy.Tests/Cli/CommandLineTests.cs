@@ -81,7 +81,8 @@ public sealed class CommandLineTests
     {
         var result = AlloyCli.Run("mrege");
         Assert.Equal(
-            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, eval, methods",
+            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, merge-adapters, "
+                + "eval, methods",
             result.Stderr.Split('\n')[1].TrimEnd()
         );
     }

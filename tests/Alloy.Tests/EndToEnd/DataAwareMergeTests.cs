@@ -354,6 +354,8 @@ public sealed class DataAwareMergeTests : IDisposable
     {
         var learnt = _work["learnt"];
         AlloyCli.Merge(AdaRecipe("{steps: 3, granularity: task}"), learnt);
+        // A learnt merge's folder (with adamerging.json) is a model output --overwrite may replace.
+        AlloyCli.Merge(AdaRecipe("{steps: 3, granularity: task}"), learnt, "--overwrite");
         var json = Path.Combine(learnt, "adamerging.json");
         var reused = AlloyCli.Merge(AdaRecipe($"{{lambdas: {json}}}"), _work["reused"]);
         Assert.DoesNotContain("adamerging: step", reused.Stderr);

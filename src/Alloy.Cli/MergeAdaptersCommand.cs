@@ -1,0 +1,92 @@
+using System.CommandLine;
+using System.Globalization;
+using Alloy.Adapters;
+
+namespace Alloy.Cli;
+
+/// <summary>
+/// <c>alloy merge-adapters</c>: PEFT LoRA adapters of one base merged into one adapter with PEFT's combination types
+/// (<c>add_weighted_adapter</c>).
+/// </summary>
+public static class MergeAdaptersCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var adapters = new Option<string[]>("--adapter")
+        {
+            Description = "An adapter folder, with its weight after a colon (default 1): DIR or DIR:0.5; repeatable.",
+            Required = true,
+            HelpName = "DIR[:WEIGHT]",
+        };
+        var type = new Option<string>("--combination-type")
+        {
+            Description = "linear, cat or svd (PEFT's meanings; docs/adapters.md).",
+            DefaultValueFactory = _ => "svd",
+        };
+        var output = new Option<string>("--out-path") { Description = "The adapter folder to write.", Required = true };
+        var svdRank = new Option<int?>("--svd-rank")
+        {
+            Description = "With svd: the merged rank (default: the largest input rank).",
+        };
+        var svdClamp = new Option<double?>("--svd-clamp")
+        {
+            Description = "With svd: clamp the factors to this quantile of their values.",
+        };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
+        var command = new Command(
+            "merge-adapters",
+            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (linear, cat, svd)."
+        )
+        {
+            adapters,
+            type,
+            output,
+            svdRank,
+            svdClamp,
+            overwrite,
+            verbose,
+        };
+        command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
+            {
+                var combination = parse.GetValue(type) switch
+                {
+                    "linear" => CombinationType.Linear,
+                    "cat" => CombinationType.Cat,
+                    "svd" => CombinationType.Svd,
+                    var other => throw new AlloyException(
+                        $"--combination-type: '{other}' is not one of linear, cat, svd"
+                    ),
+                };
+                var modules = AdapterMerger.Merge(
+                    [.. (parse.GetValue(adapters) ?? []).Select(Input)],
+                    parse.GetValue(output)!,
+                    new AdapterMergeOptions
+                    {
+                        Type = combination,
+                        SvdRank = parse.GetValue(svdRank),
+                        SvdClamp = parse.GetValue(svdClamp),
+                    },
+                    parse.GetValue(overwrite),
+                    new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
+                );
+                stdout.WriteLine(
+                    $"wrote a rank-{modules.Max(m => m.Rank)} adapter of {modules.Count} modules to "
+                        + parse.GetValue(output)
+                );
+                return ExitCodes.Success;
+            }));
+        return command;
+    }
+
+    /// <summary>DIR or DIR:WEIGHT (a colon followed by a number; any other colon belongs to the path).</summary>
+    private static (string Path, double Weight) Input(string text)
+    {
+        int colon = text.LastIndexOf(':');
+        return
+            colon > 0
+            && double.TryParse(text[(colon + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double weight)
+            ? (text[..colon], weight)
+            : (text, 1.0);
+    }
+}
