@@ -20,9 +20,21 @@ public static class MergeAdaptersCommand
         };
         var type = new Option<string>("--combination-type")
         {
-            Description = "linear, cat or svd (PEFT's meanings; docs/adapters.md).",
+            Description =
+                $"One of {string.Join(", ", Enum.GetValues<CombinationType>().Select(AdapterMerger.Name))} (PEFT's "
+                + "meanings; docs/adapters.md).",
             DefaultValueFactory = _ => "svd",
         };
+        var density = new Option<double?>("--density")
+        {
+            Description = "With ties, dare_* and magnitude_prune types: the fraction of each tensor's entries kept.",
+        };
+        var signMethod = new Option<string>("--majority-sign-method")
+        {
+            Description = "With ties types: total (the sign of the sum) or frequency (of the sign count).",
+            DefaultValueFactory = _ => "total",
+        };
+        var seed = new Option<ulong>("--seed") { Description = "Keys DARE's random drops." };
         var output = new Option<string>("--out-path") { Description = "The adapter folder to write.", Required = true };
         var svdRank = new Option<int?>("--svd-rank")
         {
@@ -36,7 +48,7 @@ public static class MergeAdaptersCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
             "merge-adapters",
-            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (linear, cat, svd)."
+            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (add_weighted_adapter)."
         )
         {
             adapters,
@@ -44,18 +56,28 @@ public static class MergeAdaptersCommand
             output,
             svdRank,
             svdClamp,
+            density,
+            signMethod,
+            seed,
             overwrite,
             verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
             {
-                var combination = parse.GetValue(type) switch
+                string name = parse.GetValue(type)!;
+                var types = Enum.GetValues<CombinationType>();
+                var combination = types.FirstOrDefault(t => AdapterMerger.Name(t) == name);
+                if (AdapterMerger.Name(combination) != name)
+                    throw new AlloyException(
+                        $"--combination-type: '{name}' is not one of "
+                            + string.Join(", ", types.Select(AdapterMerger.Name))
+                    );
+                bool byCount = parse.GetValue(signMethod) switch
                 {
-                    "linear" => CombinationType.Linear,
-                    "cat" => CombinationType.Cat,
-                    "svd" => CombinationType.Svd,
+                    "total" => false,
+                    "frequency" => true,
                     var other => throw new AlloyException(
-                        $"--combination-type: '{other}' is not one of linear, cat, svd"
+                        $"--majority-sign-method: '{other}' is not total or frequency"
                     ),
                 };
                 var modules = AdapterMerger.Merge(
@@ -66,6 +88,9 @@ public static class MergeAdaptersCommand
                         Type = combination,
                         SvdRank = parse.GetValue(svdRank),
                         SvdClamp = parse.GetValue(svdClamp),
+                        Density = parse.GetValue(density),
+                        SignByCount = byCount,
+                        Seed = parse.GetValue(seed),
                     },
                     parse.GetValue(overwrite),
                     new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }

@@ -14,7 +14,8 @@ public sealed class AdapterMergeTests : IDisposable
     private const string Module = "model.layers.1.mlp.up_proj";
     private readonly TempFolder _work = new();
     private readonly string _first,
-        _second;
+        _second,
+        _third;
 
     public AdapterMergeTests()
     {
@@ -39,6 +40,7 @@ public sealed class AdapterMergeTests : IDisposable
         Assert.True(synth.ExitCode == 0, synth.Stderr);
         _first = Extract("finetune-1", "first", 4);
         _second = Extract("finetune-2", "second", 3);
+        _third = Extract("finetune-2", "third", 4);
     }
 
     public void Dispose() => _work.Dispose();
@@ -63,22 +65,25 @@ public sealed class AdapterMergeTests : IDisposable
         return _work[name];
     }
 
-    private string Merge(string type, params string[] extra)
+    private string Merge(string type, params string[] extra) => MergeWith(type, _second, type, extra);
+
+    /// <summary>0.7 of the first adapter and 0.3 of <paramref name="other"/>, into <paramref name="output"/>.</summary>
+    private string MergeWith(string type, string other, string output, params string[] extra)
     {
         var result = AlloyCli.Run([
             "merge-adapters",
             "--adapter",
             _first + ":0.7",
             "--adapter",
-            _second + ":0.3",
+            other + ":0.3",
             "--combination-type",
             type,
             "--out-path",
-            _work[type],
+            _work[output],
             .. extra,
         ]);
         Assert.True(result.ExitCode == 0, result.Stderr);
-        return _work[type];
+        return _work[output];
     }
 
     /// <summary>The module's B [rows, r] and A [r, cols] in an adapter folder (every scale here is 1).</summary>
@@ -156,7 +161,7 @@ public sealed class AdapterMergeTests : IDisposable
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("linear needs adapters of equal rank", refused.Stderr);
 
-        var third = Extract("finetune-2", "third", 4);
+        var third = _third;
         var result = AlloyCli.Run(
             "merge-adapters",
             "--adapter",
@@ -177,5 +182,95 @@ public sealed class AdapterMergeTests : IDisposable
             ReferenceLinearAlgebra.Add(ReferenceLinearAlgebra.Scale(a1, Math.Sqrt(0.7)), a2, Math.Sqrt(0.3))
         );
         Assert.True(MaxDifference(Product(Factors(_work["linear"])), expected) < 1e-5);
+    }
+
+    /// <summary>
+    /// PEFT's ties on same-shaped tensors, written out here: each trimmed to its int(density·n) largest magnitudes,
+    /// the sign of the trimmed tensors' unweighted sum elected (0 elects +), the agreeing weighted entries summed and
+    /// divided by how many agree.
+    /// </summary>
+    private static double[,] PeftTies(IReadOnlyList<double[,]> tensors, IReadOnlyList<double> weights, double density)
+    {
+        int rows = tensors[0].GetLength(0),
+            cols = tensors[0].GetLength(1),
+            n = rows * cols,
+            keep = (int)(density * n);
+        var trimmed = tensors
+            .Select(t =>
+            {
+                var cut = t.Cast<double>().Select(Math.Abs).OrderByDescending(v => v).ElementAt(keep - 1);
+                var copy = (double[,])t.Clone();
+                for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++)
+                    copy[i, j] = Math.Abs(copy[i, j]) >= cut ? copy[i, j] : 0;
+                return copy;
+            })
+            .ToList();
+        var merged = new double[rows, cols];
+        for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+        {
+            double sign = trimmed.Sum(t => t[i, j]) >= 0 ? 1 : -1;
+            int agreeing = 0;
+            for (int t = 0; t < trimmed.Count; t++)
+                if (Math.Sign(trimmed[t][i, j]) == sign)
+                {
+                    merged[i, j] += weights[t] * trimmed[t][i, j];
+                    agreeing++;
+                }
+            merged[i, j] /= Math.Max(agreeing, 1);
+        }
+        return merged;
+    }
+
+    [Fact]
+    public void Ties_applies_peft_s_rule_to_the_a_and_b_matrices_separately()
+    {
+        var merged = Factors(MergeWith("ties", _third, "ties", "--density", "0.5"));
+        var (b1, a1) = Factors(_first);
+        var (b3, a3) = Factors(_third);
+        double[] roots = [Math.Sqrt(0.7), Math.Sqrt(0.3)];
+        Assert.True(MaxDifference(merged.A, PeftTies([a1, a3], roots, 0.5)) < 1e-6);
+        Assert.True(MaxDifference(merged.B, PeftTies([b1, b3], roots, 0.5)) < 1e-6);
+        var refused = AlloyCli.Run(
+            "merge-adapters",
+            "--adapter",
+            _first,
+            "--adapter",
+            _third,
+            "--combination-type",
+            "ties",
+            "--out-path",
+            _work["no-density"]
+        );
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("needs --density", refused.Stderr);
+    }
+
+    [Fact]
+    public void Ties_svd_is_the_best_rank_r_approximation_of_ties_on_the_updates()
+    {
+        var merged = Factors(MergeWith("ties_svd", _second, "ties_svd", "--density", "0.5"));
+        var expected = PeftTies([Product(Factors(_first)), Product(Factors(_second))], [0.7, 0.3], 0.5);
+        var (_, s, _) = ReferenceLinearAlgebra.Svd(expected);
+        var residual = ReferenceLinearAlgebra.Add(expected, Product(merged), -1);
+        double norm = 0;
+        foreach (double v in residual)
+            norm += v * v;
+        Assert.Equal(Math.Sqrt(s.Skip(4).Sum(v => v * v)), Math.Sqrt(norm), 4);
+    }
+
+    [Fact]
+    public void Dare_at_density_one_is_linear_and_below_it_is_seeded()
+    {
+        var linear = Factors(MergeWith("linear", _third, "linear"));
+        var full = Factors(MergeWith("dare_linear", _third, "dare-full", "--density", "1"));
+        Assert.True(MaxDifference(linear.A, full.A) < 1e-6 && MaxDifference(linear.B, full.B) < 1e-6);
+        var half = Factors(MergeWith("dare_linear", _third, "dare-half", "--density", "0.5", "--seed", "3"));
+        var again = Factors(MergeWith("dare_linear", _third, "dare-again", "--density", "0.5", "--seed", "3"));
+        var other = Factors(MergeWith("dare_linear", _third, "dare-other", "--density", "0.5", "--seed", "4"));
+        Assert.Equal(0, MaxDifference(half.A, again.A));
+        Assert.True(MaxDifference(half.A, other.A) > 1e-3);
+        Assert.True(MaxDifference(half.A, linear.A) > 1e-3);
     }
 }
