@@ -149,8 +149,8 @@ public static class AdapterMerger
         var factors = inputs
             .Select(i =>
                 (
-                    A: Read(i.Delta.A),
-                    B: Read(i.Delta.B),
+                    A: i.Delta.A.ReadFloat32(),
+                    B: i.Delta.B.ReadFloat32(),
                     i.Delta.Rank,
                     i.Delta.Scale,
                     i.Weight,
@@ -333,12 +333,5 @@ public static class AdapterMerger
         int low = (int)Math.Floor(position);
         int high = Math.Min(low + 1, values.Length - 1);
         return (float)(values[low] + (position - low) * (values[high] - values[low]));
-    }
-
-    private static float[] Read(StoredTensor tensor)
-    {
-        var values = new float[tensor.Info.ElementCount];
-        TensorConvert.ToFloat32(tensor.Bytes(0, checked((int)tensor.Info.ByteLength)), tensor.Info.DType, values);
-        return values;
     }
 }

@@ -106,7 +106,7 @@ public static class LoraExtractor
             {
                 if (shape.Length != 2 && options.SkipUndecomposable)
                     continue;
-                work.Add(() => ([new(Prefix + name, tensor.Info.DType, shape, Read(tensor))], null));
+                work.Add(() => ([new(Prefix + name, tensor.Info.DType, shape, tensor.ReadFloat32())], null));
                 saved.Add(module);
                 continue;
             }
@@ -123,8 +123,8 @@ public static class LoraExtractor
                 {
                     var (a, b, result) = Decompose(
                         module,
-                        Transpose(Read(tensor), (int)shape[0], (int)shape[1]),
-                        Transpose(Read(original), (int)shape[0], (int)shape[1]),
+                        Transpose(tensor.ReadFloat32(), (int)shape[0], (int)shape[1]),
+                        Transpose(original.ReadFloat32(), (int)shape[0], (int)shape[1]),
                         (int)shape[1],
                         (int)shape[0],
                         options
@@ -143,8 +143,8 @@ public static class LoraExtractor
             {
                 var (a, b, result) = Decompose(
                     module,
-                    Read(tensor),
-                    Read(original),
+                    tensor.ReadFloat32(),
+                    original.ReadFloat32(),
                     (int)shape[0],
                     (int)shape[1],
                     options
@@ -236,22 +236,6 @@ public static class LoraExtractor
         for (int j = 0; j < cols; j++)
             transposed[j * rows + i] = values[i * cols + j];
         return transposed;
-    }
-
-    private static float[] Read(StoredTensor tensor)
-    {
-        var values = new float[tensor.Info.ElementCount];
-        int size = tensor.Info.DType.Size();
-        for (long start = 0; start < values.Length; start += 1 << 20)
-        {
-            int n = (int)Math.Min(1 << 20, values.Length - start);
-            TensorConvert.ToFloat32(
-                tensor.Bytes(start * size, n * size),
-                tensor.Info.DType,
-                values.AsSpan((int)start, n)
-            );
-        }
-        return values;
     }
 
     private static Regex Pattern(string pattern)

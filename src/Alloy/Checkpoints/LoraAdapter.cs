@@ -21,8 +21,8 @@ public sealed record LoraDelta(StoredTensor A, StoredTensor B, double Scale, boo
     public void AddRows(long firstRow, int rowCount, int cols, Span<float> rows)
     {
         int rank = Rank;
-        var right = Read(Transposed ? B : A); // A [r, cols] or B [cols, r]
-        var left = Read(Transposed ? A : B); // B [rows, r] or A [r, rows]
+        var right = (Transposed ? B : A).ReadFloat32(); // A [r, cols] or B [cols, r]
+        var left = (Transposed ? A : B).ReadFloat32(); // B [rows, r] or A [r, rows]
         long leftRows = Transposed ? A.Info.Shape[1] : B.Info.Shape[0];
         Span<float> rightRow = cols <= 4096 ? stackalloc float[cols] : new float[cols];
         for (int k = 0; k < rank; k++)
@@ -41,13 +41,6 @@ public sealed record LoraDelta(StoredTensor A, StoredTensor B, double Scale, boo
                 );
             }
         }
-    }
-
-    private static float[] Read(StoredTensor tensor)
-    {
-        var values = new float[tensor.Info.ElementCount];
-        TensorConvert.ToFloat32(tensor.Bytes(0, checked((int)tensor.Info.ByteLength)), tensor.Info.DType, values);
-        return values;
     }
 }
 

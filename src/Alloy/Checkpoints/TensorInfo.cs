@@ -120,5 +120,19 @@ public sealed class StoredTensor
         return File.Span(Offset + start, length);
     }
 
+    /// <summary>The whole tensor as float32 (read in blocks, so a tensor of any byte size can be read).</summary>
+    public float[] ReadFloat32()
+    {
+        var values = new float[Info.ElementCount];
+        int size = Info.DType.Size();
+        const int Block = 1 << 20;
+        for (long start = 0; start < values.Length; start += Block)
+        {
+            int n = (int)Math.Min(Block, values.Length - start);
+            Tensors.TensorConvert.ToFloat32(Bytes(start * size, n * size), Info.DType, values.AsSpan((int)start, n));
+        }
+        return values;
+    }
+
     public override string ToString() => $"{Name} ({File.Path} @ {Offset})";
 }
