@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using Alloy.Checkpoints;
 using Alloy.Tests.Support;
 
 namespace Alloy.Tests.Adapters;
@@ -19,25 +17,7 @@ public sealed class AdapterMergeTests : IDisposable
 
     public AdapterMergeTests()
     {
-        var synth = AlloyCli.Run(
-            "synth",
-            _work["synth"],
-            "--fine-tunes",
-            "2",
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--intermediate",
-            "64",
-            "--heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--dtype",
-            "float32"
-        );
-        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        AlloyCli.Synth(_work["synth"], fineTunes: 2);
         _first = Extract("finetune-1", "first", 4);
         _second = Extract("finetune-2", "second", 3);
         _third = Extract("finetune-2", "third", 4);
@@ -89,14 +69,24 @@ public sealed class AdapterMergeTests : IDisposable
     /// <summary>The module's B [rows, r] and A [r, cols] in an adapter folder (every scale here is 1).</summary>
     private static (double[,] B, double[,] A) Factors(string adapter)
     {
-        using var file = SafetensorsFile.Open(Path.Combine(adapter, "adapter_model.safetensors"));
-        double[,] Matrix(string name)
-        {
-            var t = file.Find($"base_model.model.{Module}.{name}.weight")!;
-            var values = MemoryMarshal.Cast<byte, float>(t.Bytes(0, (int)t.Info.ByteLength)).ToArray();
-            return ReferenceLinearAlgebra.FromRowMajor(values, (int)t.Info.Shape[0], (int)t.Info.Shape[1]);
-        }
-        return (Matrix("lora_B"), Matrix("lora_A"));
+        string file = Path.Combine(adapter, "adapter_model.safetensors");
+        return (
+            TestCheckpoints.Matrix(file, $"base_model.model.{Module}.lora_B.weight"),
+            TestCheckpoints.Matrix(file, $"base_model.model.{Module}.lora_A.weight")
+        );
+    }
+
+    /// <summary>
+    /// The merged update is the best rank-4 approximation of <paramref name="target"/> (Eckart–Young): its error is
+    /// the norm of the target's singular values past 4, which is returned.
+    /// </summary>
+    private static double AssertBestRank4(double[,] target, (double[,] B, double[,] A) merged)
+    {
+        var (_, s, _) = ReferenceLinearAlgebra.Svd(target);
+        double discarded = Math.Sqrt(s.Skip(4).Sum(v => v * v));
+        var residual = ReferenceLinearAlgebra.Add(target, Product(merged), -1);
+        Assert.Equal(discarded, ReferenceLinearAlgebra.FrobeniusNorm(residual), 4);
+        return discarded;
     }
 
     private static double[,] Product((double[,] B, double[,] A) f) => ReferenceLinearAlgebra.Multiply(f.B, f.A);
@@ -109,21 +99,12 @@ public sealed class AdapterMergeTests : IDisposable
             0.3
         );
 
-    private static double MaxDifference(double[,] x, double[,] y)
-    {
-        double worst = 0;
-        for (int i = 0; i < x.GetLength(0); i++)
-        for (int j = 0; j < x.GetLength(1); j++)
-            worst = Math.Max(worst, Math.Abs(x[i, j] - y[i, j]));
-        return worst;
-    }
-
     [Fact]
     public void Cat_is_the_exact_weighted_sum_at_the_sum_of_the_ranks()
     {
         var merged = Factors(Merge("cat"));
         Assert.Equal(7, merged.A.GetLength(0));
-        Assert.True(MaxDifference(Product(merged), WeightedSum()) < 1e-5);
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(Product(merged), WeightedSum()) < 1e-5);
     }
 
     [Fact]
@@ -131,14 +112,7 @@ public sealed class AdapterMergeTests : IDisposable
     {
         var merged = Factors(Merge("svd"));
         Assert.Equal(4, merged.A.GetLength(0));
-        var sum = WeightedSum();
-        var (_, s, _) = ReferenceLinearAlgebra.Svd(sum);
-        double discarded = Math.Sqrt(s.Skip(4).Sum(v => v * v));
-        var residual = ReferenceLinearAlgebra.Add(sum, Product(merged), -1);
-        double norm = 0;
-        foreach (double v in residual)
-            norm += v * v;
-        Assert.Equal(discarded, Math.Sqrt(norm), 4);
+        double discarded = AssertBestRank4(WeightedSum(), merged);
         Assert.True(discarded > 1e-3, "the weighted sum has rank 4 or less: the test cannot tell");
         var two = Factors(Merge("svd", "--svd-rank", "2", "--overwrite", "--svd-clamp", "0.99"));
         Assert.Equal(2, two.A.GetLength(0));
@@ -181,7 +155,7 @@ public sealed class AdapterMergeTests : IDisposable
             ReferenceLinearAlgebra.Add(ReferenceLinearAlgebra.Scale(b1, Math.Sqrt(0.7)), b2, Math.Sqrt(0.3)),
             ReferenceLinearAlgebra.Add(ReferenceLinearAlgebra.Scale(a1, Math.Sqrt(0.7)), a2, Math.Sqrt(0.3))
         );
-        Assert.True(MaxDifference(Product(Factors(_work["linear"])), expected) < 1e-5);
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(Product(Factors(_work["linear"])), expected) < 1e-5);
     }
 
     /// <summary>
@@ -230,8 +204,8 @@ public sealed class AdapterMergeTests : IDisposable
         var (b1, a1) = Factors(_first);
         var (b3, a3) = Factors(_third);
         double[] roots = [Math.Sqrt(0.7), Math.Sqrt(0.3)];
-        Assert.True(MaxDifference(merged.A, PeftTies([a1, a3], roots, 0.5)) < 1e-6);
-        Assert.True(MaxDifference(merged.B, PeftTies([b1, b3], roots, 0.5)) < 1e-6);
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(merged.A, PeftTies([a1, a3], roots, 0.5)) < 1e-6);
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(merged.B, PeftTies([b1, b3], roots, 0.5)) < 1e-6);
         var refused = AlloyCli.Run(
             "merge-adapters",
             "--adapter",
@@ -252,12 +226,7 @@ public sealed class AdapterMergeTests : IDisposable
     {
         var merged = Factors(MergeWith("ties_svd", _second, "ties_svd", "--density", "0.5"));
         var expected = PeftTies([Product(Factors(_first)), Product(Factors(_second))], [0.7, 0.3], 0.5);
-        var (_, s, _) = ReferenceLinearAlgebra.Svd(expected);
-        var residual = ReferenceLinearAlgebra.Add(expected, Product(merged), -1);
-        double norm = 0;
-        foreach (double v in residual)
-            norm += v * v;
-        Assert.Equal(Math.Sqrt(s.Skip(4).Sum(v => v * v)), Math.Sqrt(norm), 4);
+        AssertBestRank4(expected, merged);
     }
 
     [Fact]
@@ -265,12 +234,15 @@ public sealed class AdapterMergeTests : IDisposable
     {
         var linear = Factors(MergeWith("linear", _third, "linear"));
         var full = Factors(MergeWith("dare_linear", _third, "dare-full", "--density", "1"));
-        Assert.True(MaxDifference(linear.A, full.A) < 1e-6 && MaxDifference(linear.B, full.B) < 1e-6);
+        Assert.True(
+            ReferenceLinearAlgebra.MaxDifference(linear.A, full.A) < 1e-6
+                && ReferenceLinearAlgebra.MaxDifference(linear.B, full.B) < 1e-6
+        );
         var half = Factors(MergeWith("dare_linear", _third, "dare-half", "--density", "0.5", "--seed", "3"));
         var again = Factors(MergeWith("dare_linear", _third, "dare-again", "--density", "0.5", "--seed", "3"));
         var other = Factors(MergeWith("dare_linear", _third, "dare-other", "--density", "0.5", "--seed", "4"));
-        Assert.Equal(0, MaxDifference(half.A, again.A));
-        Assert.True(MaxDifference(half.A, other.A) > 1e-3);
-        Assert.True(MaxDifference(half.A, linear.A) > 1e-3);
+        Assert.Equal(0, ReferenceLinearAlgebra.MaxDifference(half.A, again.A));
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(half.A, other.A) > 1e-3);
+        Assert.True(ReferenceLinearAlgebra.MaxDifference(half.A, linear.A) > 1e-3);
     }
 }

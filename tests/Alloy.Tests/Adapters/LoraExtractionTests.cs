@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using Alloy.Checkpoints;
 using Alloy.Tests.Support;
@@ -18,69 +17,70 @@ public sealed class LoraExtractionTests : IDisposable
 
     public LoraExtractionTests()
     {
-        var synth = AlloyCli.Run(
-            "synth",
-            _work["synth"],
-            "--fine-tunes",
-            "1",
-            "--layers",
-            "2",
-            "--hidden",
-            "32",
-            "--intermediate",
-            "64",
-            "--heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--dtype",
-            "float32"
-        );
-        Assert.True(synth.ExitCode == 0, synth.Stderr);
-        (_base, _tuned) = (_work["synth/base"], _work["synth/finetune-1"]);
+        var synth = AlloyCli.Synth(_work["synth"], fineTunes: 1);
+        (_base, _tuned) = (Path.Combine(synth, "base"), Path.Combine(synth, "finetune-1"));
     }
 
     public void Dispose() => _work.Dispose();
 
-    private string Extract(string name, params string[] extra)
-    {
-        var result = AlloyCli.Run([
+    /// <summary><c>alloy extract-lora</c> of the fine-tune against <paramref name="baseModel"/>, into OUTPUT.</summary>
+    private CliResult Run(string baseModel, string output, params string[] extra) =>
+        AlloyCli.Run([
             "extract-lora",
             "--model",
             _tuned,
             "--base-model",
-            _base,
+            baseModel,
             "--out-path",
-            _work[name],
+            _work[output],
             .. extra,
         ]);
+
+    private string Extract(string name, params string[] extra)
+    {
+        var result = Run(_base, name, extra);
         Assert.True(result.ExitCode == 0, result.Stderr);
         return _work[name];
     }
 
-    private static float[] Tensor(string file, string name)
+    private static float[] Tensor(string file, string name) => TestCheckpoints.Read(file, name);
+
+    /// <summary>The base with <paramref name="adapter"/> applied (<c>model+adapter</c>), merged to a file.</summary>
+    private string Applied(string adapter, string name)
     {
-        using var safetensors = SafetensorsFile.Open(file);
-        var tensor = safetensors.Find(name) ?? throw new InvalidOperationException($"{file} has no {name}");
-        return MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)).ToArray();
+        var recipe = _work.Write(
+            name + ".yml",
+            $"merge_method: linear\nmodels:\n  - model: {_base}+{adapter}\n    parameters: {{weight: 1.0}}\n"
+                + "dtype: float32\n"
+        );
+        AlloyCli.Merge(recipe, _work[name]);
+        return Path.Combine(_work[name], "model.safetensors");
     }
+
+    /// <summary>A module's update W_ft − W_base, in double.</summary>
+    private double[,] Delta(string module) =>
+        ReferenceLinearAlgebra.Add(
+            TestCheckpoints.Matrix(Path.Combine(_tuned, "model.safetensors"), module + ".weight"),
+            TestCheckpoints.Matrix(Path.Combine(_base, "model.safetensors"), module + ".weight"),
+            -1
+        );
+
+    private static readonly string[] Modules =
+    [
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.1.mlp.down_proj",
+        "lm_head",
+    ];
 
     [Fact]
     public void At_full_rank_the_adapter_gives_the_fine_tune_back()
     {
-        var adapter = Extract("full");
-        var recipe = _work.Write(
-            "applied.yml",
-            $"merge_method: linear\nmodels:\n  - model: {_base}+{adapter}\n    parameters: {{weight: 1.0}}\n"
-                + "dtype: float32\n"
-        );
-        AlloyCli.Merge(recipe, _work["applied"]);
+        var applied = Applied(Extract("full"), "applied");
         using var tuned = SafetensorsFile.Open(Path.Combine(_tuned, "model.safetensors"));
         foreach (var tensor in tuned.Tensors)
         {
             var expected = Tensor(Path.Combine(_tuned, "model.safetensors"), tensor.Info.Name);
-            var applied = Tensor(_work["applied/model.safetensors"], tensor.Info.Name);
-            double worst = expected.Zip(applied, (x, y) => Math.Abs(x - y)).Max();
+            double worst = expected.Zip(Tensor(applied, tensor.Info.Name), (x, y) => Math.Abs(x - y)).Max();
             Assert.True(worst < 1e-5, $"{tensor.Info.Name}: off by {worst}");
         }
     }
@@ -88,46 +88,25 @@ public sealed class LoraExtractionTests : IDisposable
     [Fact]
     public void At_rank_r_each_modules_error_is_the_norm_of_the_discarded_singular_values()
     {
-        var adapter = Extract("rank4", "--max-rank", "4", "--no-distribute-scale");
-        var report = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _tuned,
-            "--base-model",
-            _base,
-            "--out-path",
-            _work["rank4-again"],
-            "--max-rank",
-            "4"
+        var adapter = Path.Combine(
+            Extract("rank4", "--max-rank", "4", "--no-distribute-scale"),
+            "adapter_model.safetensors"
         );
-        foreach (var module in new[] { "model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head" })
+        var report = Run(_base, "rank4-again", "--max-rank", "4");
+        foreach (var module in Modules)
         {
-            string weight = module + ".weight";
-            var ft = Tensor(Path.Combine(_tuned, "model.safetensors"), weight);
-            var b0 = Tensor(Path.Combine(_base, "model.safetensors"), weight);
-            var a = Tensor(
-                Path.Combine(adapter, "adapter_model.safetensors"),
-                $"base_model.model.{module}.lora_A.weight"
-            );
-            var b = Tensor(
-                Path.Combine(adapter, "adapter_model.safetensors"),
-                $"base_model.model.{module}.lora_B.weight"
-            );
-            int cols = a.Length / 4,
-                rows = b.Length / 4;
-            var delta = ReferenceLinearAlgebra.FromRowMajor([.. ft.Zip(b0, (x, y) => x - y)], rows, cols);
+            var delta = Delta(module);
             var (_, s, _) = ReferenceLinearAlgebra.Svd(delta);
             double discarded = Math.Sqrt(s.Skip(4).Sum(v => v * v));
-            double residual = 0;
-            for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-            {
-                double low = 0;
-                for (int r = 0; r < 4; r++)
-                    low += (double)b[i * 4 + r] * a[r * cols + j];
-                residual += Math.Pow(delta[i, j] - low, 2);
-            }
-            Assert.Equal(discarded, Math.Sqrt(residual), 4);
+            var low = ReferenceLinearAlgebra.Multiply(
+                TestCheckpoints.Matrix(adapter, $"base_model.model.{module}.lora_B.weight"),
+                TestCheckpoints.Matrix(adapter, $"base_model.model.{module}.lora_A.weight")
+            );
+            Assert.Equal(
+                discarded,
+                ReferenceLinearAlgebra.FrobeniusNorm(ReferenceLinearAlgebra.Add(delta, low, -1)),
+                4
+            );
             var line = report.Stdout.Split('\n').Single(l => l.StartsWith(module + " ", StringComparison.Ordinal));
             Assert.Contains("rank 4", line);
             double reported = double.Parse(
@@ -161,28 +140,10 @@ public sealed class LoraExtractionTests : IDisposable
         Assert.Contains("base_model.model.model.layers.1.mlp.down_proj.weight", names);
         Assert.DoesNotContain(names, n => n.Contains("lm_head", StringComparison.Ordinal));
 
-        var missing = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _tuned,
-            "--base-model",
-            _work["nowhere"],
-            "--out-path",
-            _work["x"]
-        );
+        var missing = Run(_work["nowhere"], "x");
         Assert.Equal(1, missing.ExitCode);
         Assert.DoesNotContain("   at ", missing.Stderr);
-        var rank = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _tuned,
-            "--base-model",
-            _base,
-            "--out-path",
-            _work["y"],
-            "--max-rank",
-            "0"
-        );
+        var rank = Run(_base, "y", "--max-rank", "0");
         Assert.Equal(1, rank.ExitCode);
         Assert.Contains("--max-rank must be at least 1", rank.Stderr);
     }
@@ -208,71 +169,32 @@ public sealed class LoraExtractionTests : IDisposable
             Assert.Null(weights.Find("base_model.model.model.embed_tokens.weight"));
             Assert.Null(weights.Find("base_model.model.model.norm.weight"));
         }
-        var recipe = _work.Write(
-            "embed.yml",
-            $"merge_method: linear\nmodels:\n  - model: {_base}+{adapter}\n    parameters: {{weight: 1.0}}\n"
-                + "dtype: float32\n"
-        );
-        AlloyCli.Merge(recipe, _work["embedded"]);
+        var applied = Applied(adapter, "embedded");
         const string name = "model.embed_tokens.weight";
         var expected = Tensor(Path.Combine(_tuned, "model.safetensors"), name);
-        var applied = Tensor(_work["embedded/model.safetensors"], name);
-        Assert.True(expected.Zip(applied, (x, y) => Math.Abs(x - y)).Max() < 1e-5, "the embedding is not given back");
+        Assert.True(
+            expected.Zip(Tensor(applied, name), (x, y) => Math.Abs(x - y)).Max() < 1e-5,
+            "the embedding is not given back"
+        );
     }
 
     [Fact]
     public void Ranking_by_energy_gives_each_module_the_smallest_rank_keeping_that_share()
     {
-        var report = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _tuned,
-            "--base-model",
-            _base,
-            "--out-path",
-            _work["energy"],
-            "--rank-by",
-            "energy:0.8"
-        );
-        Assert.True(report.ExitCode == 0, report.Stderr);
+        var adapter = Path.Combine(Extract("energy", "--rank-by", "energy:0.8"), "adapter_model.safetensors");
         var ranks = new HashSet<int>();
-        foreach (var module in new[] { "model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head" })
+        foreach (var module in Modules)
         {
-            var ft = Tensor(Path.Combine(_tuned, "model.safetensors"), module + ".weight");
-            var b0 = Tensor(Path.Combine(_base, "model.safetensors"), module + ".weight");
-            var a = Tensor(
-                Path.Combine(_work["energy"], "adapter_model.safetensors"),
-                $"base_model.model.{module}.lora_A.weight"
-            );
-            int rank = a.Length / (ft.Length / Rows(module));
-            var (_, s, _) = ReferenceLinearAlgebra.Svd(
-                ReferenceLinearAlgebra.FromRowMajor(
-                    [.. ft.Zip(b0, (x, y) => x - y)],
-                    Rows(module),
-                    ft.Length / Rows(module)
-                )
-            );
+            int rank = TestCheckpoints.Matrix(adapter, $"base_model.model.{module}.lora_A.weight").GetLength(0);
+            var (_, s, _) = ReferenceLinearAlgebra.Svd(Delta(module));
             double total = s.Sum(v => v * v);
             Assert.True(s.Take(rank).Sum(v => v * v) >= 0.8 * total - 1e-9, $"{module}: rank {rank} keeps too little");
             Assert.True(s.Take(rank - 1).Sum(v => v * v) < 0.8 * total, $"{module}: rank {rank} is not the smallest");
             ranks.Add(rank);
         }
         Assert.True(ranks.Count > 1, "every module got the same rank");
-        var bad = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _tuned,
-            "--base-model",
-            _base,
-            "--out-path",
-            _work["z"],
-            "--rank-by",
-            "energy:2"
-        );
+        var bad = Run(_base, "z", "--rank-by", "energy:2");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("energy to keep must be in (0, 1]", bad.Stderr);
     }
-
-    /// <summary>Output rows of a module of the synth models (hidden 32, vocabulary 272).</summary>
-    private static int Rows(string module) => module == "lm_head" ? 272 : 32;
 }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Alloy.Checkpoints;
 using Alloy.Tests.Support;
 
@@ -30,25 +29,7 @@ public sealed class DataAwareMergeTests : IDisposable
     /// <summary>Two float32 fine-tunes of one base, made by <c>alloy synth</c>.</summary>
     private (string First, string Second) Synth(string folder, int layers, int intermediate)
     {
-        var synth = AlloyCli.Run(
-            "synth",
-            _work[folder],
-            "--fine-tunes",
-            "2",
-            "--layers",
-            $"{layers}",
-            "--hidden",
-            "32",
-            "--intermediate",
-            $"{intermediate}",
-            "--heads",
-            "4",
-            "--kv-heads",
-            "2",
-            "--dtype",
-            "float32"
-        );
-        Assert.True(synth.ExitCode == 0, synth.Stderr);
+        AlloyCli.Synth(_work[folder], fineTunes: 2, layers, intermediate);
         return (_work[$"{folder}/finetune-1"], _work[$"{folder}/finetune-2"]);
     }
 
@@ -76,21 +57,44 @@ public sealed class DataAwareMergeTests : IDisposable
             """
         );
 
-    private static float[] Tensor(string file, string name)
-    {
-        using var safetensors = SafetensorsFile.Open(file);
-        var tensor = safetensors.Find(name)!;
-        return MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)).ToArray();
-    }
+    private static float[] Tensor(string file, string name) => TestCheckpoints.Read(file, name);
 
-    private static double Norm(string file)
+    private static double Norm(string file) =>
+        Math.Sqrt(TestCheckpoints.ReadAll(file).Values.Sum(values => values.Sum(v => (double)v * v)));
+
+    /// <summary>
+    /// The merged weight W* in <paramref name="merged"/> satisfies RegMean's normal equations Σ_t G̃_t (W* − W_t)ᵀ = 0,
+    /// with each model's Gram from its file, mean-normalised by the token count in the file's metadata and its
+    /// off-diagonal entries scaled by <paramref name="alpha"/>.
+    /// </summary>
+    private static void AssertSolvesRegMean(
+        string merged,
+        string name,
+        IReadOnlyList<(string Model, string Grams)> inputs,
+        double alpha
+    )
     {
-        using var safetensors = SafetensorsFile.Open(file);
-        double sum = 0;
-        foreach (var tensor in safetensors.Tensors)
-        foreach (float v in MemoryMarshal.Cast<byte, float>(tensor.Bytes(0, (int)tensor.Info.ByteLength)))
-            sum += (double)v * v;
-        return Math.Sqrt(sum);
+        var w = Tensor(merged, name);
+        int n = (int)Math.Sqrt(Tensor(inputs[0].Grams, name).Length),
+            rows = w.Length / n;
+        var residual = new double[n * rows];
+        double scale = 0;
+        foreach (var (model, gramFile) in inputs)
+        {
+            using var file = SafetensorsFile.Open(gramFile);
+            double count = double.Parse(file.Metadata["tokens"], System.Globalization.CultureInfo.InvariantCulture);
+            var (g, wt) = (Tensor(gramFile, name), Tensor(Path.Combine(model, "model.safetensors"), name));
+            for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++)
+            {
+                double sum = 0;
+                for (int j = 0; j < n; j++)
+                    sum += (i == j ? 1 : alpha) * g[i * n + j] / count * (w[r * n + j] - wt[r * n + j]);
+                residual[i * rows + r] += sum;
+                scale = Math.Max(scale, Math.Abs(g[i * n + i] / count));
+            }
+        }
+        Assert.True(residual.Max(Math.Abs) < 1e-4 * scale, $"normal equations off by {residual.Max(Math.Abs)}");
     }
 
     [Fact]
@@ -129,29 +133,12 @@ public sealed class DataAwareMergeTests : IDisposable
         var output = _work["regmean"];
         AlloyCli.Merge(Recipe("regmean", $"{{gram: {g1}}}", $"{{gram: {g2}}}", "{alpha: 1.0}"), output);
 
-        // W* satisfies Σ_t G_t (W* − W_t)ᵀ = 0 with mean-normalised G_t (the counts are in the files' metadata).
-        const string name = "model.layers.0.self_attn.o_proj.weight";
-        var merged = Tensor(Path.Combine(output, "model.safetensors"), name);
-        int n = (int)Math.Sqrt(Tensor(g1, name).Length),
-            rows = merged.Length / n;
-        var residual = new double[n * rows];
-        double scale = 0;
-        foreach (var (model, gramFile) in new[] { (_first, g1), (_second, g2) })
-        {
-            using var file = SafetensorsFile.Open(gramFile);
-            double count = double.Parse(file.Metadata["tokens"], System.Globalization.CultureInfo.InvariantCulture);
-            var (g, w) = (Tensor(gramFile, name), Tensor(Path.Combine(model, "model.safetensors"), name));
-            for (int i = 0; i < n; i++)
-            for (int r = 0; r < rows; r++)
-            {
-                double sum = 0;
-                for (int j = 0; j < n; j++)
-                    sum += g[i * n + j] / count * (merged[r * n + j] - w[r * n + j]);
-                residual[i * rows + r] += sum;
-                scale = Math.Max(scale, Math.Abs(g[i * n + i] / count));
-            }
-        }
-        Assert.True(residual.Max(Math.Abs) < 1e-4 * scale, $"normal equations off by {residual.Max(Math.Abs)}");
+        AssertSolvesRegMean(
+            Path.Combine(output, "model.safetensors"),
+            "model.layers.0.self_attn.o_proj.weight",
+            [(_first, g1), (_second, g2)],
+            alpha: 1
+        );
 
         const string norm = "model.layers.0.input_layernorm.weight";
         var (n1, n2) = (
@@ -404,29 +391,12 @@ public sealed class DataAwareMergeTests : IDisposable
         Assert.Equal(2, grams.Count);
         const string name = "model.layers.1.mlp.down_proj.weight";
         var merged = Tensor(_work["pp/model.safetensors"], name);
-        int n = (int)Math.Sqrt(Tensor(grams[0], name).Length),
-            rows = merged.Length / n;
-        var residual = new double[n * rows];
-        double scale = 0;
-        foreach (var (model, gramFile) in new[] { (_first, grams[0]), (_second, grams[1]) })
-        {
-            using var file = SafetensorsFile.Open(gramFile);
-            double count = double.Parse(file.Metadata["tokens"], System.Globalization.CultureInfo.InvariantCulture);
-            var (g, w) = (Tensor(gramFile, name), Tensor(Path.Combine(model, "model.safetensors"), name));
-            for (int i = 0; i < n; i++)
-            for (int r = 0; r < rows; r++)
-            {
-                double sum = 0;
-                for (int j = 0; j < n; j++)
-                {
-                    double gij = i == j ? g[i * n + j] : 0.95 * g[i * n + j];
-                    sum += gij / count * (merged[r * n + j] - w[r * n + j]);
-                }
-                residual[i * rows + r] += sum;
-                scale = Math.Max(scale, Math.Abs(g[i * n + i] / count));
-            }
-        }
-        Assert.True(residual.Max(Math.Abs) < 1e-4 * scale, $"normal equations off by {residual.Max(Math.Abs)}");
+        AssertSolvesRegMean(
+            _work["pp/model.safetensors"],
+            name,
+            [(_first, grams[0]), (_second, grams[1])],
+            alpha: 0.95
+        );
 
         // Plain RegMean on the same data takes block 1's inputs from each model's own block 0: another answer.
         AlloyCli.Merge(

@@ -19,19 +19,27 @@ public static class AlloyCli
     /// A fresh untrained float32 base (2 layers, hidden 32) made by <c>alloy synth FOLDER --fine-tunes 0</c>, for
     /// training tests; returns FOLDER/base.
     /// </summary>
-    public static string FreshModel(string folder, int seed = 1)
+    public static string FreshModel(string folder, int seed = 1) =>
+        Path.Combine(Synth(folder, fineTunes: 0, seed: seed), "base");
+
+    /// <summary>
+    /// Small float32 models made by <c>alloy synth FOLDER</c> (hidden 32, 4 heads over 2 key/value heads): a base
+    /// and <paramref name="fineTunes"/> fine-tunes, FOLDER/base and FOLDER/finetune-N; returns FOLDER.
+    /// </summary>
+    public static string Synth(string folder, int fineTunes, int layers = 2, int intermediate = 64, int seed = 1)
     {
+        string Text(int value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var synth = Run(
             "synth",
             folder,
             "--fine-tunes",
-            "0",
+            Text(fineTunes),
             "--layers",
-            "2",
+            Text(layers),
             "--hidden",
             "32",
             "--intermediate",
-            "64",
+            Text(intermediate),
             "--heads",
             "4",
             "--kv-heads",
@@ -39,10 +47,10 @@ public static class AlloyCli
             "--dtype",
             "float32",
             "--seed",
-            seed.ToString(System.Globalization.CultureInfo.InvariantCulture)
+            Text(seed)
         );
         Assert.True(synth.ExitCode == 0, synth.Stderr);
-        return Path.Combine(folder, "base");
+        return folder;
     }
 
     /// <summary>Runs a merge that must succeed, with a useful failure message otherwise.</summary>

@@ -209,6 +209,15 @@ public static class ReferenceLinearAlgebra
     }
 
     /// <summary>Largest |A − B| entry.</summary>
+    /// <summary>√Σ a_ij².</summary>
+    public static double FrobeniusNorm(double[,] a)
+    {
+        double sum = 0;
+        foreach (double v in a)
+            sum += v * v;
+        return Math.Sqrt(sum);
+    }
+
     public static double MaxDifference(double[,] a, double[,] b)
     {
         double worst = 0;

@@ -39,12 +39,7 @@ public static class TestCheckpoints
         return checkpoint.Tensors.ToDictionary(t => t.Name, Read);
     }
 
-    public static float[] Read(StoredTensor tensor)
-    {
-        var values = new float[tensor.Info.ElementCount];
-        TensorConvert.ToFloat32(tensor.Bytes(0, (int)tensor.Info.ByteLength), tensor.Info.DType, values);
-        return values;
-    }
+    public static float[] Read(StoredTensor tensor) => tensor.ReadFloat32();
 
     /// <summary>The stored shape of tensor <paramref name="name"/> of the model at <paramref name="path"/>.</summary>
     public static long[] Shape(string path, string name)
@@ -57,6 +52,13 @@ public static class TestCheckpoints
     {
         using var checkpoint = Checkpoint.Open(path);
         return Read(checkpoint.Find(name) ?? throw new KeyNotFoundException($"{name} not in {path}"));
+    }
+
+    /// <summary>A 2-D tensor of the checkpoint at <paramref name="path"/>, in double.</summary>
+    public static double[,] Matrix(string path, string name)
+    {
+        var shape = Shape(path, name);
+        return ReferenceLinearAlgebra.FromRowMajor(Read(path, name), (int)shape[0], (int)shape[1]);
     }
 
     /// <summary>
