@@ -99,7 +99,7 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
         context.For(shapes.Count, i =>
         {
             var parameter = new Parameter(shapes[i].Name, shapes[i].Shape);
-            ReadFloat32(stored[i], parameter.Data);
+            stored[i].ReadFloat32(0, parameter.Data);
             parameters[i] = parameter;
         });
         return new ParameterSet(parameters);
@@ -111,19 +111,4 @@ public sealed class ParameterSet : IReadOnlyList<Parameter>
     internal static bool Ignorable(string name, ModelConfig config) =>
         name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
         || (config.TieWordEmbeddings && name == "lm_head.weight");
-
-    private static void ReadFloat32(StoredTensor tensor, Span<float> destination)
-    {
-        int size = tensor.Info.DType.Size();
-        const int Chunk = 1 << 26; // elements per read: byte ranges of a memory map are limited to int lengths
-        for (long start = 0; start < destination.Length; start += Chunk)
-        {
-            int count = (int)Math.Min(Chunk, destination.Length - start);
-            TensorConvert.ToFloat32(
-                tensor.Bytes(start * size, count * size),
-                tensor.Info.DType,
-                destination.Slice((int)start, count)
-            );
-        }
-    }
 }

@@ -112,13 +112,11 @@ public sealed class StatisticsFile : Methods.IStatisticSummary, IDisposable
         const int Block = 1 << 16;
         var values = new float[Block];
         double sum = 0;
-        int size = tensor.Info.DType.Size();
         for (long start = 0; start < tensor.Info.ElementCount; start += Block)
         {
             int n = (int)Math.Min(Block, tensor.Info.ElementCount - start);
-            TensorConvert.ToFloat32(tensor.Bytes(start * size, n * size), tensor.Info.DType, values.AsSpan(0, n));
-            for (int i = 0; i < n; i++)
-                sum += (double)values[i] * values[i];
+            tensor.ReadFloat32(start, values.AsSpan(0, n));
+            sum += SpanMath.SumOfSquares(values.AsSpan(0, n));
         }
         return sum;
     }

@@ -120,18 +120,31 @@ public sealed class StoredTensor
         return File.Span(Offset + start, length);
     }
 
-    /// <summary>The whole tensor as float32 (read in blocks, so a tensor of any byte size can be read).</summary>
+    /// <summary>The whole tensor as float32.</summary>
     public float[] ReadFloat32()
     {
         var values = new float[Info.ElementCount];
-        int size = Info.DType.Size();
-        const int Block = 1 << 20;
-        for (long start = 0; start < values.Length; start += Block)
-        {
-            int n = (int)Math.Min(Block, values.Length - start);
-            Tensors.TensorConvert.ToFloat32(Bytes(start * size, n * size), Info.DType, values.AsSpan((int)start, n));
-        }
+        ReadFloat32(0, values);
         return values;
+    }
+
+    /// <summary>
+    /// Elements [start, start + destination.Length) as float32, in reads of at most 64 Mi elements (a memory map's
+    /// byte ranges have int lengths).
+    /// </summary>
+    public void ReadFloat32(long start, Span<float> destination)
+    {
+        int size = Info.DType.Size();
+        const int Chunk = 1 << 26;
+        for (int done = 0; done < destination.Length; done += Chunk)
+        {
+            int count = Math.Min(Chunk, destination.Length - done);
+            Tensors.TensorConvert.ToFloat32(
+                Bytes((start + done) * size, count * size),
+                Info.DType,
+                destination.Slice(done, count)
+            );
+        }
     }
 
     public override string ToString() => $"{Name} ({File.Path} @ {Offset})";

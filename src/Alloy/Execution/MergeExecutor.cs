@@ -480,12 +480,7 @@ public static class MergeExecutor
             long start = aligned ? item.Start : 0;
             lengths[i] = aligned ? item.Count : checked((int)tensor.Info.ElementCount);
             data[i] = BufferPool<float>.Rent(lengths[i]);
-            int size = tensor.Info.DType.Size();
-            TensorConvert.ToFloat32(
-                tensor.Bytes(start * size, lengths[i] * size),
-                tensor.Info.DType,
-                data[i].AsSpan(0, lengths[i])
-            );
+            tensor.ReadFloat32(start, data[i].AsSpan(0, lengths[i]));
         }
         return new StatisticValues(data, aligned, lengths);
     }

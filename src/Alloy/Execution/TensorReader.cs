@@ -18,14 +18,8 @@ public static class TensorReader
             ReadRows(rows, start, destination);
             return;
         }
-        var info = input.Tensor.Info;
-        int size = info.DType.Size();
         if (!input.IsCropped)
-            TensorConvert.ToFloat32(
-                input.Tensor.Bytes(start * size, destination.Length * size),
-                info.DType,
-                destination
-            );
+            input.Tensor.ReadFloat32(start, destination);
         else
             ReadCropped(input, start, destination);
         if (input.Lora is { } lora)
@@ -121,7 +115,7 @@ public static class TensorReader
     {
         if (rows.OwnRow(row) is { } own)
         {
-            ReadStored(rows.Own, own * rows.Columns + column, destination);
+            rows.Own.ReadFloat32(own * rows.Columns + column, destination);
             return;
         }
         if (rows.IsPadding(row))
@@ -132,7 +126,7 @@ public static class TensorReader
         var terms = rows.Composite(row)!;
         if (terms is [{ Weight: 1.0 } single])
         {
-            ReadStored(single.Tensor, single.Row * rows.Columns + column, destination);
+            single.Tensor.ReadFloat32(single.Row * rows.Columns + column, destination);
             return;
         }
         destination.Clear();
@@ -148,7 +142,7 @@ public static class TensorReader
             var values = scratch.AsSpan(0, destination.Length);
             foreach (var term in terms)
             {
-                ReadStored(term.Tensor, term.Row * rows.Columns + column, values);
+                term.Tensor.ReadFloat32(term.Row * rows.Columns + column, values);
                 for (int j = 0; j < values.Length; j++)
                     acc[j] += term.Weight * values[j];
             }
@@ -160,16 +154,6 @@ public static class TensorReader
             BufferPool<double>.Return(sum);
             BufferPool<float>.Return(scratch);
         }
-    }
-
-    private static void ReadStored(StoredTensor tensor, long element, Span<float> destination)
-    {
-        int size = tensor.Info.DType.Size();
-        TensorConvert.ToFloat32(
-            tensor.Bytes(element * size, destination.Length * size),
-            tensor.Info.DType,
-            destination
-        );
     }
 
     /// <summary>
