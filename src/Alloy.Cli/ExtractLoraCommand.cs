@@ -63,6 +63,7 @@ public static class ExtractLoraCommand
             DefaultValueFactory = _ => Environment.ProcessorCount,
         };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bar." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
             "extract-lora",
@@ -85,30 +86,34 @@ public static class ExtractLoraCommand
             rankBy,
             threads,
             overwrite,
+            quiet,
             verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
             {
-                var modules = LoraExtractor.Extract(
-                    parse.GetValue(model)!,
-                    parse.GetValue(baseModel)!,
-                    parse.GetValue(output)!,
-                    new LoraExtractionOptions
-                    {
-                        MaxRank = parse.GetValue(maxRank),
-                        DistributeScale = !parse.GetValue(noDistribute),
-                        SvEpsilon = parse.GetValue(epsilon),
-                        SaveModules = parse.GetValue(saveModule) ?? [],
-                        Include = parse.GetValue(include) ?? [],
-                        Exclude = parse.GetValue(exclude) ?? [],
-                        SkipUndecomposable = parse.GetValue(skip),
-                        EmbedLora = parse.GetValue(embedLora),
-                        Energy = parse.GetValue(rankBy) is { } rule ? EnergyShare(rule) : null,
-                        Threads = parse.GetValue(threads),
-                    },
-                    parse.GetValue(overwrite),
-                    new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
-                );
+                var modules = Progress.Run(!parse.GetValue(quiet), "modules", bar => LoraExtractor.Extract(
+                        parse.GetValue(model)!,
+                        parse.GetValue(baseModel)!,
+                        parse.GetValue(output)!,
+                        new LoraExtractionOptions
+                        {
+                            MaxRank = parse.GetValue(maxRank),
+                            DistributeScale = !parse.GetValue(noDistribute),
+                            SvEpsilon = parse.GetValue(epsilon),
+                            SaveModules = parse.GetValue(saveModule) ?? [],
+                            Include = parse.GetValue(include) ?? [],
+                            Exclude = parse.GetValue(exclude) ?? [],
+                            SkipUndecomposable = parse.GetValue(skip),
+                            EmbedLora = parse.GetValue(embedLora),
+                            Energy = parse.GetValue(rankBy) is { } rule ? EnergyShare(rule) : null,
+                            Threads = parse.GetValue(threads),
+                        },
+                        parse.GetValue(overwrite),
+                        new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") },
+                        bar is null
+                            ? null
+                            : (done, total) => bar.Update(new ProgressUpdate("modules", done, total, "modules"))
+                    ));
                 foreach (var m in modules)
                     stdout.WriteLine(
                         string.Create(

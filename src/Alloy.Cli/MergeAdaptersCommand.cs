@@ -45,6 +45,7 @@ public static class MergeAdaptersCommand
             Description = "With svd: clamp the factors to this quantile of their values.",
         };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress bar." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
             "merge-adapters",
@@ -60,6 +61,7 @@ public static class MergeAdaptersCommand
             signMethod,
             seed,
             overwrite,
+            quiet,
             verbose,
         };
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
@@ -80,21 +82,24 @@ public static class MergeAdaptersCommand
                         $"--majority-sign-method: '{other}' is not total or frequency"
                     ),
                 };
-                var modules = AdapterMerger.Merge(
-                    [.. (parse.GetValue(adapters) ?? []).Select(Input)],
-                    parse.GetValue(output)!,
-                    new AdapterMergeOptions
-                    {
-                        Type = combination,
-                        SvdRank = parse.GetValue(svdRank),
-                        SvdClamp = parse.GetValue(svdClamp),
-                        Density = parse.GetValue(density),
-                        SignByCount = byCount,
-                        Seed = parse.GetValue(seed),
-                    },
-                    parse.GetValue(overwrite),
-                    new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
-                );
+                var modules = Progress.Run(!parse.GetValue(quiet), "modules", bar => AdapterMerger.Merge(
+                        [.. (parse.GetValue(adapters) ?? []).Select(Input)],
+                        parse.GetValue(output)!,
+                        new AdapterMergeOptions
+                        {
+                            Type = combination,
+                            SvdRank = parse.GetValue(svdRank),
+                            SvdClamp = parse.GetValue(svdClamp),
+                            Density = parse.GetValue(density),
+                            SignByCount = byCount,
+                            Seed = parse.GetValue(seed),
+                        },
+                        parse.GetValue(overwrite),
+                        new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") },
+                        bar is null
+                            ? null
+                            : (done, total) => bar.Update(new ProgressUpdate("modules", done, total, "modules"))
+                    ));
                 stdout.WriteLine(
                     $"wrote a rank-{modules.Max(m => m.Rank)} adapter of {modules.Count} modules to "
                         + parse.GetValue(output)

@@ -75,7 +75,8 @@ public static class AdapterMerger
         string output,
         AdapterMergeOptions options,
         bool overwrite = false,
-        Diagnostics? diagnostics = null
+        Diagnostics? diagnostics = null,
+        Action<int, int>? progress = null
     )
     {
         if (inputs.Count == 0)
@@ -111,6 +112,7 @@ public static class AdapterMerger
                 tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_A.weight", dtype, [rank, cols], a));
                 tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_B.weight", dtype, [rows, rank], b));
                 modules.Add((module, rank));
+                progress?.Invoke(modules.Count, weights.Count);
             }
             AdapterFolder.Write(
                 folder.Temporary,

@@ -64,7 +64,8 @@ public static class LoraExtractor
         string output,
         LoraExtractionOptions options,
         bool overwrite = false,
-        Diagnostics? diagnostics = null
+        Diagnostics? diagnostics = null,
+        Action<int, int>? progress = null
     )
     {
         if (options.MaxRank < 1)
@@ -160,9 +161,14 @@ public static class LoraExtractor
         }
         // The SVDs on all threads; the adapter's tensors keep the fine-tune's order whatever the thread count.
         var done = new (AdapterTensor[] Factors, ExtractedModule? Module)[work.Count];
+        int finished = 0;
+        var gate = new object();
         Parallel.For(0, work.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Threads) }, i =>
-            done[i] = work[i]()
-        );
+        {
+            done[i] = work[i]();
+            lock (gate)
+                progress?.Invoke(++finished, work.Count);
+        });
         var factors = done.SelectMany(d => d.Factors).ToList();
         var modules = done.Where(d => d.Module is not null).Select(d => d.Module!).ToList();
         if (modules.Count == 0)
