@@ -245,10 +245,12 @@ public sealed class DataAwareMergeTests : IDisposable
     }
 
     private string AdaRecipe(string globals) =>
-        _work.Write(
-            $"ada-{Guid.NewGuid():N}.yml",
-            $"""
-            merge_method: adamerging
+        _work.Write($"ada-{Guid.NewGuid():N}.yml", LearningRecipe("adamerging", globals));
+
+    /// <summary>A recipe of <paramref name="method"/> over the base and both models, each with its prompts.</summary>
+    private string LearningRecipe(string method, string globals) =>
+        $"""
+            merge_method: {method}
             base_model: {_work["synth/base"]}
             models:
               - model: {_first}
@@ -257,8 +259,7 @@ public sealed class DataAwareMergeTests : IDisposable
                 parameters: {"{"}data: {_secondData}{"}"}
             parameters: {globals}
             dtype: float32
-            """
-        );
+            """;
 
     private static Dictionary<string, double> Lambdas(string folder, int model)
     {
@@ -484,17 +485,7 @@ public sealed class DataAwareMergeTests : IDisposable
     [InlineData("concrete_subspace", "steps: 3")]
     public void A_session_keeps_what_it_learnt_when_its_recipe_is_given_again(string method, string globals)
     {
-        var text = $"""
-            merge_method: {method}
-            base_model: {_work["synth/base"]}
-            models:
-              - model: {_first}
-                parameters: {"{"}data: {_firstData}{"}"}
-              - model: {_second}
-                parameters: {"{"}data: {_secondData}{"}"}
-            parameters: {"{"}{globals}{"}"}
-            dtype: float32
-            """;
+        var text = LearningRecipe(method, "{" + globals + "}");
         var cache = _work["session-cache"];
         var options = new MergeOptions
         {
