@@ -34,7 +34,7 @@ public static class EvalCommand
             Description =
                 "A Hugging Face model folder (config.json, weights, tokenizer.json) of a Llama, Mistral or Qwen2 "
                 + "model, or a merge recipe (.yml), merged in memory and evaluated without writing it (the same report "
-                + "as its written folder's). "
+                + "as its written folder's), or MODEL+ADAPTER: a model folder with a PEFT LoRA adapter applied. "
                 + "Several models are evaluated one after another on the same data and compared in a table.",
             Arity = ArgumentArity.OneOrMore,
         };
@@ -225,7 +225,11 @@ public static class EvalCommand
                 {
                     if (outputPath is not null)
                         OutputFolder.CheckFileOutside(outputPath, path);
-                    if (!RuntimeInputs.IsRecipe(path) && !Directory.Exists(path))
+                    if (
+                        !RuntimeInputs.IsRecipe(path)
+                        && RuntimeInputs.AdaptedBase(path) is null
+                        && !Directory.Exists(path)
+                    )
                         throw new AlloyException($"model folder '{path}' does not exist");
                 }
                 var options = new EvaluationOptions
@@ -365,11 +369,15 @@ public static class EvalCommand
     }
 
     /// <summary>
-    /// Each model's column title: its folder or file name, or the path as given when two names collide.
+    /// Each model's column title: its folder or file name (both, for MODEL+ADAPTER), or the path as given when two
+    /// names collide.
     /// </summary>
     private static string[] ColumnNames(string[] paths)
     {
-        var names = paths.Select(p => Path.GetFileName(Path.TrimEndingDirectorySeparator(p))).ToArray();
+        static string Name(string p) => Path.GetFileName(Path.TrimEndingDirectorySeparator(p));
+        var names = paths
+            .Select(p => RuntimeInputs.AdaptedBase(p) is { } b ? $"{Name(b)}+{Name(p[(b.Length + 1)..])}" : Name(p))
+            .ToArray();
         return names.Distinct(StringComparer.Ordinal).Count() == names.Length ? names : paths;
     }
 

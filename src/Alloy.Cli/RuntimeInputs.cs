@@ -17,7 +17,7 @@ public sealed class RuntimeInputs
         {
             Description =
                 "A Hugging Face model folder (Llama, Mistral or Qwen2: config.json, safetensors or .bin, "
-                + "tokenizer.json).",
+                + "tokenizer.json), or MODEL+ADAPTER: the folder with a PEFT LoRA adapter applied.",
         };
     public Option<string> Data { get; } =
         new("--data")
@@ -53,8 +53,9 @@ public sealed class RuntimeInputs
     }
 
     /// <summary>
-    /// A model folder loaded in float32 on <paramref name="threads"/> threads, and its tokenizer, read first and given
-    /// to <paramref name="checkTokenizer"/> (which may refuse it) before the weights are read.
+    /// A model folder, or <c>MODEL+ADAPTER</c> (a model folder and a PEFT LoRA adapter applied to it, as a merge reads
+    /// a <c>model+lora</c> reference), loaded in float32 on <paramref name="threads"/> threads, and its tokenizer, read
+    /// first and given to <paramref name="checkTokenizer"/> (which may refuse it) before the weights are read.
     /// </summary>
     public static (LlamaModel Model, TextTokenizer Tokenizer) LoadModel(
         string folder,
@@ -62,14 +63,34 @@ public sealed class RuntimeInputs
         Action<TextTokenizer>? checkTokenizer = null
     )
     {
-        if (!Directory.Exists(folder))
-            throw new AlloyException($"model folder '{folder}' does not exist");
         if (threads < 1)
             throw new AlloyException($"--threads must be at least 1 (got {threads})");
+        if (AdaptedBase(folder) is { } baseFolder)
+        {
+            checkTokenizer?.Invoke(TextTokenizer.Load(baseFolder));
+            // The adapter's update is added in float32 to the base's weights, as the merge of 'model+lora' reads them.
+            var recipe = new RecipeBuilder("passthrough").Model(folder).DType(Alloy.Tensors.DType.F32).Build();
+            return MergeInMemory(recipe, threads, new Diagnostics(), CancellationToken.None);
+        }
+        if (!Directory.Exists(folder))
+            throw new AlloyException($"model folder '{folder}' does not exist");
         var tokenizer = TextTokenizer.Load(folder);
         checkTokenizer?.Invoke(tokenizer);
         return (LlamaModel.Load(folder, new RuntimeOptions { Threads = threads }), tokenizer);
     }
+
+    /// <summary>
+    /// The model folder of a <c>MODEL+ADAPTER</c> path (both folders exist), or null for anything else.
+    /// </summary>
+    public static string? AdaptedBase(string path) =>
+        !Directory.Exists(path)
+        && ModelReference.TryParse(path, out var reference)
+        && reference is { Lora: { } lora, Revision: null }
+        && lora.Revision is null
+        && Directory.Exists(reference.Path)
+        && Directory.Exists(lora.Path)
+            ? reference.Path
+            : null;
 
     /// <summary>
     /// True when <paramref name="path"/> names a merge recipe (a .yml or .yaml file) rather than a model folder.
@@ -90,7 +111,16 @@ public sealed class RuntimeInputs
     {
         if (threads < 1)
             throw new AlloyException($"--threads must be at least 1 (got {threads})");
-        var recipe = RecipeParser.ParseFile(recipePath, diagnostics);
+        return MergeInMemory(RecipeParser.ParseFile(recipePath, diagnostics), threads, diagnostics, cancellation);
+    }
+
+    private static (LlamaModel Model, TextTokenizer Tokenizer) MergeInMemory(
+        MergeRecipe recipe,
+        int threads,
+        Diagnostics diagnostics,
+        CancellationToken cancellation
+    )
+    {
         var options = MergeOptionSet.WithRuntime(
             new MergeOptions { Execution = new Execution.ExecutionOptions { Threads = threads } },
             null,

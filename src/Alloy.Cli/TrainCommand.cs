@@ -67,7 +67,7 @@ public static class TrainCommand
         };
         var seed = new Option<ulong>("--seed")
         {
-            Description = "Seed of the data order.",
+            Description = "Seed of the data order (and of a LoRA adapter's initialisation).",
             DefaultValueFactory = _ => defaults.Seed,
         };
         var dtype = new Option<string?>("--dtype")
@@ -76,6 +76,27 @@ public static class TrainCommand
                 "Saved dtype: float32, bfloat16 or float16 (default: the input's config.json dtype, else float32).",
         };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a non-empty output folder." };
+        var loraDefaults = new LoraOptions();
+        var loraRank = new Option<int?>("--lora-rank")
+        {
+            Description =
+                "Train a LoRA adapter of this rank instead of the model (the model stays frozen; only A and B learn) "
+                + "and save it as a PEFT adapter folder.",
+            HelpName = "R",
+        };
+        var loraAlpha = new Option<double?>("--lora-alpha")
+        {
+            Description = $"With --lora-rank: α, the update being (α / r)·B·A (default {loraDefaults.Alpha}, PEFT's).",
+            HelpName = "A",
+        };
+        var loraTargets = new Option<string?>("--lora-targets")
+        {
+            Description =
+                $"With --lora-rank: the adapted layers, comma-separated (default "
+                + $"{string.Join(",", loraDefaults.Targets)}, PEFT's for Llama; '{LoraOptions.AllLinear}' adapts "
+                + "every linear layer of the blocks).",
+            HelpName = "LIST",
+        };
         var validation = new Option<string?>("--validation")
         {
             Description =
@@ -121,12 +142,26 @@ public static class TrainCommand
             validation,
             evalEvery,
             logEvery,
+            loraRank,
+            loraAlpha,
+            loraTargets,
         };
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
             {
-                var source = parse.GetValue(inputs.Model)!;
-                var saveType = ParseDType(parse.GetValue(dtype)) ?? ModelSaver.StatedDType(source) ?? DType.F32;
+                var model = parse.GetValue(inputs.Model)!;
+                // MODEL+ADAPTER trains the adapted model; its config and tokenizer are the model folder's.
+                var source = RuntimeInputs.AdaptedBase(model) ?? model;
+                var lora = LoraSettings(
+                    parse.GetValue(loraRank),
+                    parse.GetValue(loraAlpha),
+                    parse.GetValue(loraTargets),
+                    parse.GetValue(seed)
+                );
+                // An adapter is small: float32 unless asked, whatever the base is stored in.
+                var saveType = ParseDType(parse.GetValue(dtype))
+                    ?? (lora is null ? ModelSaver.StatedDType(source) : null)
+                    ?? DType.F32;
                 if (parse.GetValue(steps) is not null && parse.GetValue(epochs) is not null)
                     throw new AlloyException("give --steps or --epochs, not both");
                 foreach (
@@ -140,17 +175,22 @@ public static class TrainCommand
                         throw new AlloyException($"{option.Name} must be at least 1 (got {value})");
                 if (parse.GetValue(evalEvery) is not null && parse.GetValue(validation) is null)
                     throw new AlloyException("--eval-every needs --validation FILE");
+                if (lora is not null && source != model)
+                    throw new AlloyException(
+                        $"--lora-rank trains an adapter of a model folder; merge '{model}' first (alloy merge) to "
+                            + "train a new adapter on the adapted model"
+                    );
                 using var target = OutputFolder.Prepare(
                     parse.GetValue(output)!,
                     parse.GetValue(overwrite),
-                    [source],
+                    source == model ? [source] : [source, model[(source.Length + 1)..]],
                     new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") }
                 );
                 var watch = Stopwatch.StartNew();
                 bool quiet = parse.GetValue(inputs.Quiet);
                 var results = Progress.Run(!quiet, "loading", bar =>
                 {
-                    var (model, examples, held) = inputs.Load(parse, parse.GetValue(validation));
+                    var (llama, examples, held) = inputs.Load(parse, parse.GetValue(validation));
                     int batchSize = parse.GetValue(batch);
                     if (batchSize < 1)
                         throw new AlloyException($"--batch-size must be at least 1 (got {batchSize})");
@@ -172,10 +212,16 @@ public static class TrainCommand
                         ClipNorm = parse.GetValue(clip),
                         Seed = parse.GetValue(seed),
                     };
-                    var trainer = new Trainer(model, options);
+                    var adapter = lora is null ? null : new TrainableLora(llama, lora);
+                    var trainer = new Trainer(llama, options, adapter);
+                    string trained = adapter is null
+                        ? $"{llama.Parameters.ElementCount / 1e6:F2}M parameters"
+                        : $"a rank-{lora!.Rank} adapter on {adapter.Modules.Count()} layers "
+                            + $"({adapter.Parameters.ElementCount / 1e6:F3}M parameters; the model's "
+                            + $"{llama.Parameters.ElementCount / 1e6:F2}M frozen)";
                     string start =
                         $"training on {examples.Count} examples ({examples.Sum(e => e.TargetCount)} scored tokens), "
-                        + $"{stepCount} steps of {batchSize}, {model.Parameters.ElementCount / 1e6:F2}M parameters"
+                        + $"{stepCount} steps of {batchSize}, {trained}"
                         + (held is null ? "" : $"; validation: {held.Count} examples");
                     if (bar is not null)
                         bar.Note(start);
@@ -227,7 +273,20 @@ public static class TrainCommand
                     bar?.Update(new ProgressUpdate("writing"));
                     log.DrawChart(Path.Combine(target.Temporary, TrainingLog.ChartFile));
                     log.Dispose();
-                    ModelSaver.Save(model, source, target, saveType);
+                    if (adapter is null)
+                        ModelSaver.Save(llama, source, target, saveType);
+                    else
+                    {
+                        adapter.Save(
+                            target.Temporary,
+                            Path.GetFullPath(source),
+                            saveType,
+                            $"# LoRA adapter trained by Alloy\n\nRank {lora!.Rank}, α {lora.Alpha}, on "
+                                + $"{string.Join(", ", lora.Targets)} of `{source}` (`alloy train --lora-rank`), "
+                                + $"{done.Count} steps on `{parse.GetValue(inputs.Data)}`.\n"
+                        );
+                        target.Commit();
+                    }
                     return (
                         done,
                         Epochs: (double)done.Count / Trainer.StepsPerEpoch(examples.Count, batchSize),
@@ -239,11 +298,31 @@ public static class TrainCommand
                     $"trained {trained.Count} steps ({epochsDone:F2} epochs) in {watch.Elapsed.TotalSeconds:F1} s: "
                         + $"loss {trained[0].Loss:F4} → {trained[^1].Loss:F4}"
                         + (finalValidation is { } f ? $", validation loss {f:F4}" : "")
-                        + $"; wrote {target.Target} ({saveType.TorchName()})"
+                        + $"; wrote {(lora is null ? "" : "the adapter ")}{target.Target} ({saveType.TorchName()})"
                 );
                 return ExitCodes.Success;
             }));
         return command;
+    }
+
+    private static LoraOptions? LoraSettings(int? rank, double? alpha, string? targets, ulong seed)
+    {
+        if (rank is null)
+            return alpha is null && targets is null
+                ? null
+                : throw new AlloyException("--lora-alpha and --lora-targets need --lora-rank");
+        var defaults = new LoraOptions();
+        var options = new LoraOptions
+        {
+            Rank = rank.Value,
+            Alpha = alpha ?? defaults.Alpha,
+            Targets = targets is null
+                ? defaults.Targets
+                : [.. targets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)],
+            Seed = seed,
+        };
+        options.Validate();
+        return options;
     }
 
     private static DType? ParseDType(string? name)

@@ -23,24 +23,35 @@ public sealed record TrainingStepResult(
 );
 
 /// <summary>
-/// Trains a model in place: seeded batches of examples, mean token cross-entropy, global-norm clipping, AdamW with
-/// linear warmup and cosine decay. Every result is the same at any thread count (see <see cref="LossGradients"/>).
+/// Trains a model in place, or a LoRA adapter on it (the model frozen): seeded batches of examples, mean token
+/// cross-entropy, global-norm clipping, AdamW with linear warmup and cosine decay. Every result is the same at any
+/// thread count (see <see cref="LossGradients"/>).
 /// </summary>
 public sealed class Trainer
 {
     private readonly LossGradients _loss;
     private readonly AdamW _optimizer;
 
-    public Trainer(LlamaModel model, TrainingOptions options)
+    // What the optimizer updates, and its gradients: the model's own, or the adapter's factors.
+    private readonly GradientSet _gradients;
+
+    public Trainer(LlamaModel model, TrainingOptions options, TrainableLora? adapter = null)
     {
         options.Validate();
+        if (adapter is not null && adapter.Model != model)
+            throw new ArgumentException("the adapter belongs to another model", nameof(adapter));
         Model = model;
         Options = options;
+        Adapter = adapter;
         _loss = new LossGradients(model);
-        _optimizer = new AdamW(model.Parameters, options);
+        _gradients = adapter is null ? _loss.Gradients : new GradientSet(adapter.Parameters);
+        _optimizer = new AdamW(adapter?.Parameters ?? model.Parameters, options);
     }
 
     public LlamaModel Model { get; }
+
+    /// <summary>The adapter being trained, if the model is frozen.</summary>
+    public TrainableLora? Adapter { get; }
 
     public TrainingOptions Options { get; }
 
@@ -56,12 +67,13 @@ public sealed class Trainer
             throw new AlloyException(
                 "a training batch has no tokens to predict (every example is a prompt only, or one token long)"
             );
-        var gradients = _loss.Gradients;
-        gradients.Clear(context);
+        _loss.Gradients.Clear(context);
         int micro = Options.MicroBatchSize ?? batch.Count;
         double lossSum = 0;
         for (int start = 0; start < batch.Count; start += micro)
             lossSum += _loss.Accumulate(batch.Skip(start).Take(micro).ToList(), 1.0 / targets).LossSum;
+        Adapter?.Backward(_loss.Gradients, _gradients);
+        var gradients = _gradients;
 
         double norm = gradients.GlobalNorm(context);
         if (!double.IsFinite(norm))
@@ -78,6 +90,7 @@ public sealed class Trainer
             Options.WarmupSteps
         );
         _optimizer.Step(context, gradients, learningRate, scale);
+        Adapter?.Apply();
         return new TrainingStepResult(
             StepCount,
             epoch,

@@ -11,7 +11,8 @@ public sealed record AdapterTensor(string Name, DType DType, long[] Shape, float
 /// <summary>
 /// Writes a PEFT LoRA adapter folder: <c>adapter_model.safetensors</c> (tensors under PEFT's names),
 /// <c>adapter_config.json</c> (<c>r</c> = the largest module rank, <c>lora_alpha</c> = r, and <c>rank_pattern</c> /
-/// <c>alpha_pattern</c> with α = rank for the modules of lower rank, so every module's scale is 1) and a card.
+/// <c>alpha_pattern</c> with α = rank for the modules of lower rank, so every module's scale is 1 — or α/r for a given
+/// α) and a card.
 /// </summary>
 public static class AdapterFolder
 {
@@ -24,7 +25,8 @@ public static class AdapterFolder
         IReadOnlyList<(string Module, int Rank)> modules,
         IReadOnlyCollection<string> modulesToSave,
         string? baseModel,
-        string card
+        string card,
+        double? alpha = null
     )
     {
         var infos = tensors.Select(t => new TensorInfo(t.Name, t.DType, t.Shape)).ToList();
@@ -40,15 +42,19 @@ public static class AdapterFolder
         }
         int rank = modules.Max(m => m.Rank);
         var lower = modules.Where(m => m.Rank < rank).ToList();
+        // Every module's scale α/r is the same: 1 unless a trained adapter's α says otherwise.
+        double scale = (alpha ?? rank) / rank;
         var config = new JsonObject
         {
             ["peft_type"] = "LORA",
             ["task_type"] = "CAUSAL_LM",
             ["base_model_name_or_path"] = baseModel,
             ["r"] = rank,
-            ["lora_alpha"] = rank,
+            ["lora_alpha"] = alpha ?? rank,
             ["rank_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
-            ["alpha_pattern"] = new JsonObject(lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)m.Rank))),
+            ["alpha_pattern"] = new JsonObject(
+                lower.Select(m => KeyValuePair.Create(m.Module, (JsonNode?)(m.Rank * scale)))
+            ),
             ["target_modules"] = new JsonArray([
                 .. modules
                     .Select(m => m.Module[(m.Module.LastIndexOf('.') + 1)..])

@@ -33,11 +33,11 @@ public sealed partial class ExpertExampleTests : IDisposable
     /// <summary>The base, and one expert (its training depends on the committed base, so it checks that too).</summary>
     public static TheoryData<string> ReproducedModels() => ["base", "date"];
 
-    private static string Experts(string relative) =>
+    internal static string Experts(string relative) =>
         Path.Combine(ExampleTests.RepositoryRoot, "examples", "experts", relative);
 
     /// <summary>Exact match per task of <c>alloy eval MODEL --tasks FILE --limit N</c>.</summary>
-    private static Dictionary<string, double> Evaluate(string model, string tasks, int limit)
+    internal static Dictionary<string, double> Evaluate(string model, string tasks, int limit)
     {
         var result = AlloyCli.Run("eval", model, "--tasks", tasks, "--limit", limit.ToString(), "--quiet");
         Assert.True(result.ExitCode == 0, result.Stderr);
