@@ -13,11 +13,18 @@ public sealed record SkillTask(string Name, IReadOnlyList<TaskItem> Validation, 
 /// </summary>
 public sealed class ExpertSet
 {
-    private ExpertSet(string root, string baseModel, IReadOnlyList<string> experts, IReadOnlyList<SkillTask> tasks)
+    private ExpertSet(
+        string root,
+        string baseModel,
+        IReadOnlyList<string> experts,
+        IReadOnlyList<string>? adapters,
+        IReadOnlyList<SkillTask> tasks
+    )
     {
         Root = root;
         Base = baseModel;
         Experts = experts;
+        Adapters = adapters;
         Tasks = tasks;
         Tokenizer = TextTokenizer.Load(baseModel);
     }
@@ -29,7 +36,18 @@ public sealed class ExpertSet
     /// <summary>Expert k's folder; it is the expert of <see cref="Tasks"/>[k].</summary>
     public IReadOnlyList<string> Experts { get; }
 
+    /// <summary>
+    /// The LoRA expert of each task (models/lora-TASK, a PEFT adapter of the base), when every task has one.
+    /// </summary>
+    public IReadOnlyList<string>? Adapters { get; }
+
     public IReadOnlyList<SkillTask> Tasks { get; }
+
+    /// <summary>
+    /// The same tasks with the LoRA experts applied to the base (<c>base+adapter</c>) as the experts, for the merges
+    /// that work on task vectors in the full weight space.
+    /// </summary>
+    public ExpertSet WithLoraExperts() => new(Root, Base, [.. Adapters!.Select(a => $"{Base}+{a}")], null, Tasks);
 
     public TextTokenizer Tokenizer { get; }
 
@@ -55,7 +73,9 @@ public sealed class ExpertSet
             );
         }
         string baseModel = ModelFolder(root, "base") ?? throw new ArgumentException($"{root}: no base model");
-        return new ExpertSet(root, baseModel, experts, tasks);
+        var adapters = tasks.Select(t => Path.Combine(root, "models", "lora-" + t.Name)).ToList();
+        bool haveAdapters = adapters.All(a => File.Exists(Path.Combine(a, "adapter_config.json")));
+        return new ExpertSet(root, baseModel, experts, haveAdapters ? adapters : null, tasks);
     }
 
     /// <summary>

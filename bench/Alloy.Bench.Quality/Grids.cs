@@ -1,3 +1,4 @@
+using Alloy.Adapters;
 using Alloy.Recipes;
 
 namespace Alloy.Bench.Quality;
@@ -467,4 +468,69 @@ public static class Grids
             ),
             new("nuslerp", "geometric", BaseUse.Shared, One(), "equal weights, task vectors around the base"),
         ];
+
+    /// <summary>The methods also run on the LoRA experts' task vectors (base+adapter), in the full weight space.</summary>
+    public static readonly string[] OnLoraExperts =
+    [
+        "task_arithmetic",
+        "ties",
+        "dare_ties",
+        "tsv_m",
+        "iso_c",
+        "magmax",
+    ];
+
+    /// <summary>
+    /// <c>alloy merge-adapters</c>'s combination types on the LoRA experts: every adapter weighted alike (the weights
+    /// play λ's part), with PEFT's densities and SVD ranks.
+    /// </summary>
+    public static IReadOnlyList<AdapterGrid> Adapters(bool quick)
+    {
+        double[] weights = quick ? [0.5, 1.0] : [0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5];
+        double[] densities = quick ? [0.5] : [0.2, 0.5, 0.8, 1.0];
+        AdapterGrid Grid(
+            CombinationType type,
+            string source,
+            double[]? density = null,
+            int?[]? ranks = null
+        ) =>
+            new(
+                AdapterMerger.Name(type),
+                [
+                    .. from w in weights
+                    from d in density ?? [double.NaN]
+                    from r in ranks ?? [null]
+                    select new AdapterPoint(
+                        L([("weight", w), .. double.IsNaN(d) ? [] : new[] { ("density", (object)d) }])
+                            + (r is null ? "" : $", svd_rank {r}"),
+                        w,
+                        new AdapterMergeOptions
+                        {
+                            Type = type,
+                            Density = double.IsNaN(d) ? null : d,
+                            SvdRank = r,
+                        }
+                    ),
+                ],
+                source
+            );
+        int?[] svdRanks = quick ? [null] : [null, 48, 80];
+        return
+        [
+            Grid(CombinationType.Cat, "weight 0.2–1.5; the exact sum of the updates, rank 5 × 16"),
+            Grid(CombinationType.Linear, "weight 0.2–1.5; factors summed, so cross terms B_s·A_t"),
+            Grid(
+                CombinationType.Svd,
+                "weight × svd_rank 16 (PEFT's default: the largest input), 48, 80",
+                ranks: svdRanks
+            ),
+            Grid(CombinationType.TiesSvd, "weight × density 0.2–1", densities),
+            Grid(CombinationType.DareLinearSvd, "weight × density 0.2–1", densities),
+            Grid(CombinationType.DareTiesSvd, "weight × density 0.2–1", densities),
+            Grid(CombinationType.MagnitudePruneSvd, "weight × density 0.2–1", densities),
+            Grid(CombinationType.Ties, "weight × density 0.2–1 (on A and B separately)", densities),
+            Grid(CombinationType.DareLinear, "weight × density 0.2–1 (on A and B separately)", densities),
+            Grid(CombinationType.MagnitudePrune, "weight × density 0.2–1 (on A and B separately)", densities),
+        ];
+    }
 }

@@ -186,9 +186,37 @@ for (int k = 2; k <= n; k++)
         $"{k} experts: task arithmetic {Percent(bySize[^1].TaskArithmetic)}, TIES {Percent(bySize[^1].Ties)} normalised"
     );
 }
+
+// 5. The LoRA experts (models/lora-TASK): each alone, merged as task vectors in the full weight space by the main
+// methods, and merged as adapters by alloy merge-adapters' combination types.
+Report.LoraInputs? lora = null;
+if (experts.Adapters is { } adapters)
+{
+    var loraScores = adapters.Select(a => scorer.Score(AdapterSearch.Applied(experts.Base, a), test: true)).ToList();
+    Log($"LoRA experts on their own tasks: {string.Join(", ", all.Select(t => Percent(loraScores[t][t])))}");
+    double LoraNormalized(double[] scores) => all.Average(t => scores[t] / loraScores[t][t]);
+    var loraSearch = new Search(experts.WithLoraExperts(), scorer);
+    var full = new List<MethodResult>();
+    foreach (var grid in Grids.Methods(quick).Where(g => Grids.OnLoraExperts.Contains(g.Method)))
+    {
+        full.Add(loraSearch.Run(grid, all));
+        Log($"LoRA experts, {grid.Name} (full): {Percent(LoraNormalized(full[^1].Test))} normalised");
+    }
+    var adapterSearch = new AdapterSearch(experts, scorer, scratch);
+    var merged = new List<MethodResult>();
+    foreach (var grid in Grids.Adapters(quick))
+    {
+        merged.Add(adapterSearch.Run(grid, adapters, all));
+        Log(
+            $"LoRA experts, {grid.Name} (adapter): {Percent(LoraNormalized(merged[^1].Test))} normalised "
+                + $"({merged[^1].Chosen}; {merged[^1].Seconds:F1} s)"
+        );
+    }
+    lora = new Report.LoraInputs(loraScores, full, merged);
+}
 Directory.Delete(scratch, recursive: true);
 
-// 5. The report.
+// 6. The report.
 string figures = Path.Combine(Path.GetDirectoryName(document ?? Path.Combine(scratch, "x"))!, "quality");
 if (document is not null)
 {
@@ -274,7 +302,8 @@ var report = Report.Document(
         scaleCurves,
         scorer,
         clock.Elapsed,
-        quick
+        quick,
+        lora
     )
 );
 if (document is null)

@@ -30,7 +30,18 @@ public static class Report
         IReadOnlyList<List<double>> ScaleCurves,
         Scorer Scorer,
         TimeSpan Elapsed,
-        bool Quick
+        bool Quick,
+        LoraInputs? Lora
+    );
+
+    /// <summary>
+    /// The LoRA experts: each alone (base+adapter) on every task, merged as task vectors in the full weight space, and
+    /// merged as adapters.
+    /// </summary>
+    public sealed record LoraInputs(
+        IReadOnlyList<double[]> ExpertScores,
+        IReadOnlyList<MethodResult> Full,
+        IReadOnlyList<MethodResult> Adapters
     );
 
     private static string P(double value) =>
@@ -163,6 +174,9 @@ public static class Report
             .Append(string.Join(" | ", r.Base.Select(P)))
             .Append($" | {P(Average(r.Base, all))} | {P(Normalized(r.Base, all))} | | | |\n");
         md.Append("\n![Test accuracy per task of the best methods](quality/methods.png)\n\n");
+
+        if (r.Lora is { } lora)
+            LoraSection(md, r, lora);
 
         md.Append("## Two experts merged\n\n");
         md.Append(
@@ -321,6 +335,63 @@ public static class Report
     }
 
     /// <summary>The new document with the hand-written analysis of the old one, if it had one.</summary>
+    private static void LoraSection(StringBuilder md, Inputs r, LoraInputs lora)
+    {
+        var tasks = r.Experts.Tasks;
+        int n = tasks.Count;
+        var all = Enumerable.Range(0, n).ToList();
+        var own = Enumerable.Range(0, n).Select(t => lora.ExpertScores[t][t]).ToArray();
+        var fullOwn = Enumerable.Range(0, n).Select(t => r.ExpertScores[t][t]).ToArray();
+        double Normalized(double[] scores, double[] by) => all.Average(t => scores[t] / by[t]);
+        md.Append("## LoRA experts merged\n\n");
+        md.Append(
+            F($"The same {n} skills learnt as LoRA adapters of the same base (`examples/experts/models/lora-TASK`: ")
+                + "rank 16, α 32, on every linear layer of the blocks, the base frozen; `alloy train --lora-rank`, "
+                + "same data and steps as the experts). Each adapter applied to the base:\n\n"
+        );
+        md.Append("| model | ")
+            .Append(string.Join(" | ", tasks.Select(t => $"`{t.Name}`")))
+            .Append(" | average |\n|---|")
+            .Append(string.Concat(Enumerable.Repeat("---:|", n + 1)))
+            .Append('\n');
+        for (int e = 0; e < n; e++)
+        {
+            md.Append($"| base + LoRA `{tasks[e].Name}` | ")
+                .Append(string.Join(" | ", lora.ExpertScores[e].Select((s, t) => t == e ? $"**{P(s)}**" : P(s))));
+            md.Append($" | {P(lora.ExpertScores[e].Average())} |\n");
+        }
+        md.Append(
+            "\nAll five merged, coefficients chosen on the validation items as above. *Adapter* rows merge the "
+                + "adapters into one adapter with `alloy merge-adapters` (PEFT's combination types, every adapter "
+                + "weighted alike; the merged adapter's rank is in the *chosen* column) and score base + that "
+                + "adapter; *full* rows merge the task vectors s·B·A of `base+adapter` references with the full-weight "
+                + "methods. *Normalised* is against the LoRA experts; *full experts* is the same method's normalised "
+                + "score on the fully fine-tuned experts (the table above), for comparison.\n\n"
+        );
+        md.Append("| method | space | ")
+            .Append(string.Join(" | ", tasks.Select(t => $"`{t.Name}`")))
+            .Append(" | average | normalised | full experts | chosen on validation | grid | seconds |\n");
+        md.Append("|---|---|").Append(string.Concat(Enumerable.Repeat("---:|", n + 3))).Append("---|---|---:|\n");
+        md.Append("| *LoRA experts, each on its own task* | | ")
+            .Append(string.Join(" | ", own.Select(P)))
+            .Append($" | {P(own.Average())} | 100.0 | | | | |\n");
+        var rows = lora
+            .Full.Select(m => (Space: "full", Result: m))
+            .Concat(lora.Adapters.Select(m => (Space: "adapter", Result: m)))
+            .OrderByDescending(x => Normalized(x.Result.Test, own));
+        foreach (var (space, m) in rows)
+        {
+            var onFull = r.Results.FirstOrDefault(x => x.Method == m.Method && space == "full");
+            md.Append($"| `{m.Method}` | {space} | ").Append(string.Join(" | ", m.Test.Select(P)));
+            md.Append(
+                $" | {P(m.Test.Average())} | {P(Normalized(m.Test, own))} | "
+                    + $"{(onFull is null ? "" : P(Normalized(onFull.Test, fullOwn)))} | {m.ChosenShown} | "
+                    + $"{m.Points}: {m.Source} | {m.Seconds:F1} |\n"
+            );
+        }
+        md.Append('\n');
+    }
+
     public static string KeepAnalysis(string? old, string document)
     {
         string? Section(string text)

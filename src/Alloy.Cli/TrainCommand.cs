@@ -279,11 +279,11 @@ public static class TrainCommand
                     {
                         adapter.Save(
                             target.Temporary,
-                            Path.GetFullPath(source),
+                            source,
                             saveType,
                             $"# LoRA adapter trained by Alloy\n\nRank {lora!.Rank}, α {lora.Alpha}, on "
                                 + $"{string.Join(", ", lora.Targets)} of `{source}` (`alloy train --lora-rank`), "
-                                + $"{done.Count} steps on `{parse.GetValue(inputs.Data)}`.\n"
+                                + $"{done.Count} steps on `{Path.GetFileName(parse.GetValue(inputs.Data))}`.\n"
                         );
                         target.Commit();
                     }

@@ -30,8 +30,10 @@ public sealed partial class ExpertExampleTests : IDisposable
 
     public static TheoryData<string> ExpertNames() => [.. Tasks];
 
-    /// <summary>The base, and one expert (its training depends on the committed base, so it checks that too).</summary>
-    public static TheoryData<string> ReproducedModels() => ["base", "date"];
+    /// <summary>
+    /// The base, one expert and one LoRA expert (their training depends on the committed base, so they check it too).
+    /// </summary>
+    public static TheoryData<string> ReproducedModels() => ["base", "date", "lora-date"];
 
     internal static string Experts(string relative) =>
         Path.Combine(ExampleTests.RepositoryRoot, "examples", "experts", relative);
@@ -220,11 +222,14 @@ public sealed partial class ExpertExampleTests : IDisposable
         }
         else
         {
+            bool lora = model.StartsWith("lora-", StringComparison.Ordinal);
+            string task = lora ? model["lora-".Length..] : model;
             var data = _work.Write(
-                $"{model}.jsonl",
-                File.ReadAllText(Experts($"data/{model}/train.jsonl"))
-                    + File.ReadAllText(Experts($"data/{model}/replay.jsonl"))
+                $"{task}.jsonl",
+                File.ReadAllText(Experts($"data/{task}/train.jsonl"))
+                    + File.ReadAllText(Experts($"data/{task}/replay.jsonl"))
             );
+            string[] adapter = ["--lora-rank", "16", "--lora-alpha", "32", "--lora-targets", "all-linear"];
             command =
             [
                 "train",
@@ -234,12 +239,13 @@ public sealed partial class ExpertExampleTests : IDisposable
                 "--out",
                 _work["out"],
                 "--lr",
-                "3e-4",
+                lora ? "2e-3" : "3e-4",
                 "--warmup",
                 "20",
                 "--weight-decay",
                 "0",
                 .. common,
+                .. lora ? adapter : [],
             ];
         }
         CliResult result;
@@ -276,7 +282,14 @@ public sealed partial class ExpertExampleTests : IDisposable
             .Where(l => l.Length > 0)
             .Select(l => l.Split("  ", 2))
             .ToDictionary(p => p[1], p => p[0]);
-        Assert.Equal(Tasks.Prepend("base").Select(m => $"models/{m}/model.safetensors").Order(), recorded.Keys.Order());
+        Assert.Equal(
+            Tasks
+                .Prepend("base")
+                .Select(m => $"models/{m}/model.safetensors")
+                .Concat(Tasks.Select(t => $"models/lora-{t}/adapter_model.safetensors"))
+                .Order(),
+            recorded.Keys.Order()
+        );
         foreach (var (file, hash) in recorded)
             Assert.Equal(hash, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Experts(file)))));
     }
