@@ -6,7 +6,7 @@ namespace Alloy.Cli;
 
 /// <summary>
 /// <c>alloy merge-adapters</c>: PEFT LoRA adapters of one base merged into one adapter with PEFT's combination types
-/// (<c>add_weighted_adapter</c>) or KnOTS.
+/// (<c>add_weighted_adapter</c>), KnOTS or LoRA-LEGO.
 /// </summary>
 public static class MergeAdaptersCommand
 {
@@ -22,7 +22,7 @@ public static class MergeAdaptersCommand
         {
             Description =
                 $"One of {string.Join(", ", Enum.GetValues<CombinationType>().Select(AdapterMerger.Name))} (PEFT's "
-                + "meanings, and KnOTS: docs/adapters.md).",
+                + "meanings, and KnOTS and LoRA-LEGO: docs/adapters.md).",
             DefaultValueFactory = _ => "svd",
         };
         var density = new Option<double?>("--density")
@@ -36,13 +36,14 @@ public static class MergeAdaptersCommand
             Description = "With ties types: total (the sign of the sum) or frequency (of the sign count).",
             DefaultValueFactory = _ => "total",
         };
-        var seed = new Option<ulong>("--seed") { Description = "Keys DARE's random drops." };
+        var seed = new Option<ulong>("--seed") { Description = "Keys DARE's random drops and lora_lego's k-means++." };
         var output = new Option<string>("--out-path") { Description = "The adapter folder to write.", Required = true };
         var svdRank = new Option<int?>("--svd-rank")
         {
             Description =
                 "The merged rank: with svd types the truncation (default: the largest input rank); with knots types "
-                + "a truncation of the merged update (default: the joint basis's rank).",
+                + "a truncation of the merged update (default: the joint basis's rank); with lora_lego the number of "
+                + "clusters (default: the largest input rank).",
         };
         var svdClamp = new Option<double?>("--svd-clamp")
         {
@@ -53,8 +54,8 @@ public static class MergeAdaptersCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
             "merge-adapters",
-            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (add_weighted_adapter) "
-                + "or KnOTS (knots_*)."
+            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (add_weighted_adapter), "
+                + "KnOTS (knots_*) or LoRA-LEGO (lora_lego)."
         )
         {
             adapters,

@@ -48,6 +48,10 @@ public enum CombinationType
 
     /// <summary>KnOTS with DARE's drop and rescale on the coefficients, then TIES's election and disjoint mean.</summary>
     KnotsDareTies,
+
+    /// <summary>LoRA-LEGO: every adapter's rank-1 units pooled, k-means clustered; the centroids are the new ranks.
+    /// </summary>
+    LoraLego,
 }
 
 /// <summary>The options of <c>alloy merge-adapters</c>, with PEFT's defaults.</summary>
@@ -57,7 +61,8 @@ public sealed record AdapterMergeOptions
 
     /// <summary>
     /// The merged rank: with svd types the truncation (default: the largest input rank of the module); with knots
-    /// types a truncation of the merged update (default: the joint basis's rank).
+    /// types a truncation of the merged update (default: the joint basis's rank); with lora_lego the number of
+    /// clusters (default: the largest input rank).
     /// </summary>
     public int? SvdRank { get; init; }
 
@@ -70,7 +75,8 @@ public sealed record AdapterMergeOptions
     /// <summary>With ties types: elect the sign of the count of signs (<c>frequency</c>) instead of the sum.</summary>
     public bool SignByCount { get; init; }
 
-    /// <summary>Keys DARE's random drops (per module and adapter).</summary>
+    /// <summary>Keys DARE's random drops (per module and adapter) and lora_lego's k-means++ draws (per module).
+    /// </summary>
     public ulong Seed { get; init; }
 }
 
@@ -176,6 +182,11 @@ public static class AdapterMerger
         {
             var (knotsA, knotsB, knotsRank) = Knots.Merge(weight, factors, rows, cols, options);
             return (knotsA, knotsB, rows, cols, knotsRank);
+        }
+        if (type == CombinationType.LoraLego)
+        {
+            var (legoA, legoB, legoRank) = LoraLego.Merge(weight, factors, rows, cols, options);
+            return (legoA, legoB, rows, cols, legoRank);
         }
         if (type == CombinationType.Cat)
         {
@@ -333,7 +344,7 @@ public static class AdapterMerger
         return (a, b, rows, cols, rank);
     }
 
-    /// <summary>PEFT's name of a combination type (dare_ties_svd …), and knots_ties ….</summary>
+    /// <summary>PEFT's name of a combination type (dare_ties_svd …), and knots_ties, lora_lego ….</summary>
     public static string Name(CombinationType type) =>
         string.Concat(
             type.ToString()
