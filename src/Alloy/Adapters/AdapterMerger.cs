@@ -46,7 +46,8 @@ public enum CombinationType
     /// <summary>KnOTS with task arithmetic: Σ w_t·S·V_tᵀ in the joint basis, which is Σ w_t·ΔW_t exactly.</summary>
     KnotsLinear,
 
-    /// <summary>KnOTS with DARE's drop and rescale on the coefficients, then TIES's election and disjoint mean.</summary>
+    /// <summary>KnOTS with DARE's drop and rescale of the coefficients, then TIES's election and disjoint mean.
+    /// </summary>
     KnotsDareTies,
 
     /// <summary>LoRA-LEGO: every adapter's rank-1 units pooled, k-means clustered; the centroids are the new ranks.
@@ -247,8 +248,9 @@ public static class AdapterMerger
 
     /// <summary>
     /// PEFT's element rules (merge_utils) over same-shaped tensors with weights: task arithmetic, magnitude pruning,
-    /// DARE, TIES and DARE-TIES (the knots types use the rule their name ends with); pruning is per tensor, the sign election uses the pruned, unweighted tensors (an
-    /// exact 0 elects +), and the disjoint merge divides by the number of agreeing tensors.
+    /// DARE, TIES and DARE-TIES (the knots types use the rule their name ends with); pruning is per tensor, the sign
+    /// election uses the pruned, unweighted tensors (an exact 0 elects +), and the disjoint merge divides by the
+    /// number of agreeing tensors.
     /// </summary>
     internal static float[] Elementwise(
         CombinationType type,

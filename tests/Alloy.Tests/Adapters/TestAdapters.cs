@@ -5,7 +5,8 @@ using Alloy.Tests.Support;
 
 namespace Alloy.Tests.Adapters;
 
-/// <summary>Small hand-made PEFT adapters of one module, and the CLI's merge of them, for merge-adapters tests.</summary>
+/// <summary>Small hand-made PEFT adapters of one module and the CLI's merge of them, for merge-adapters tests.
+/// </summary>
 internal static class TestAdapters
 {
     public const string Module = "model.layers.0.mlp.up_proj";
@@ -83,7 +84,7 @@ internal static class TestAdapters
         return Factors(output);
     }
 
-    /// <summary>Asserts a failure with exit code 1 and one line on stderr containing <paramref name="expected"/>.</summary>
+    /// <summary>A failure: exit code 1 and one line on stderr, containing <paramref name="expected"/>.</summary>
     public static void Refused(CliResult result, string expected)
     {
         Assert.Equal(1, result.ExitCode);
