@@ -139,7 +139,7 @@ public static class AdapterMerger
                 modules,
                 [],
                 null,
-                $"# LoRA adapters merged by Alloy\n\n`{options.Type.ToString().ToLowerInvariant()}` of "
+                $"# LoRA adapters merged by Alloy\n\n`{Name(options.Type)}` of "
                     + string.Join(", ", inputs.Select(i => $"`{i.Path}` × {i.Weight}"))
                     + ".\n"
             );
