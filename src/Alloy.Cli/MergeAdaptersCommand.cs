@@ -6,7 +6,7 @@ namespace Alloy.Cli;
 
 /// <summary>
 /// <c>alloy merge-adapters</c>: PEFT LoRA adapters of one base merged into one adapter with PEFT's combination types
-/// (<c>add_weighted_adapter</c>).
+/// (<c>add_weighted_adapter</c>), KnOTS or LoRA-LEGO.
 /// </summary>
 public static class MergeAdaptersCommand
 {
@@ -22,23 +22,28 @@ public static class MergeAdaptersCommand
         {
             Description =
                 $"One of {string.Join(", ", Enum.GetValues<CombinationType>().Select(AdapterMerger.Name))} (PEFT's "
-                + "meanings; docs/adapters.md).",
+                + "meanings, and KnOTS and LoRA-LEGO: docs/adapters.md).",
             DefaultValueFactory = _ => "svd",
         };
         var density = new Option<double?>("--density")
         {
-            Description = "With ties, dare_* and magnitude_prune types: the fraction of each tensor's entries kept.",
+            Description =
+                "With ties, dare_*, magnitude_prune and knots_ties / knots_dare_ties types: the fraction of each "
+                + "tensor's entries kept.",
         };
         var signMethod = new Option<string>("--majority-sign-method")
         {
             Description = "With ties types: total (the sign of the sum) or frequency (of the sign count).",
             DefaultValueFactory = _ => "total",
         };
-        var seed = new Option<ulong>("--seed") { Description = "Keys DARE's random drops." };
+        var seed = new Option<ulong>("--seed") { Description = "Keys DARE's random drops and lora_lego's k-means++." };
         var output = new Option<string>("--out-path") { Description = "The adapter folder to write.", Required = true };
         var svdRank = new Option<int?>("--svd-rank")
         {
-            Description = "With svd: the merged rank (default: the largest input rank).",
+            Description =
+                "The merged rank: with svd types the truncation (default: the largest input rank); with knots types "
+                + "a truncation of the merged update (default: the joint basis's rank); with lora_lego the number of "
+                + "clusters (default: the largest input rank).",
         };
         var svdClamp = new Option<double?>("--svd-clamp")
         {
@@ -49,7 +54,8 @@ public static class MergeAdaptersCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Stack traces with errors." };
         var command = new Command(
             "merge-adapters",
-            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (add_weighted_adapter)."
+            "Merge LoRA adapters of one base into one adapter with PEFT's combination types (add_weighted_adapter), "
+                + "KnOTS (knots_*) or LoRA-LEGO (lora_lego)."
         )
         {
             adapters,

@@ -39,6 +39,20 @@ public enum CombinationType
     DareLinearSvd,
     DareTiesSvd,
     MagnitudePruneSvd,
+
+    /// <summary>KnOTS: the updates' joint SVD U·S·[V_1 … V_T]ᵀ, then TIES on the coefficients S·V_tᵀ; B = U.</summary>
+    KnotsTies,
+
+    /// <summary>KnOTS with task arithmetic: Σ w_t·S·V_tᵀ in the joint basis, which is Σ w_t·ΔW_t exactly.</summary>
+    KnotsLinear,
+
+    /// <summary>KnOTS with DARE's drop and rescale of the coefficients, then TIES's election and disjoint mean.
+    /// </summary>
+    KnotsDareTies,
+
+    /// <summary>LoRA-LEGO: every adapter's rank-1 units pooled, k-means clustered; the centroids are the new ranks.
+    /// </summary>
+    LoraLego,
 }
 
 /// <summary>The options of <c>alloy merge-adapters</c>, with PEFT's defaults.</summary>
@@ -46,7 +60,11 @@ public sealed record AdapterMergeOptions
 {
     public CombinationType Type { get; init; } = CombinationType.Svd;
 
-    /// <summary>With svd: the merged rank (default: the largest input rank of the module).</summary>
+    /// <summary>
+    /// The merged rank: with svd types the truncation (default: the largest input rank of the module); with knots
+    /// types a truncation of the merged update (default: the joint basis's rank); with lora_lego the number of
+    /// clusters (default: the largest input rank).
+    /// </summary>
     public int? SvdRank { get; init; }
 
     /// <summary>With svd: clamp both factors to the q-quantile of their values (PEFT's <c>svd_clamp</c>).</summary>
@@ -58,7 +76,8 @@ public sealed record AdapterMergeOptions
     /// <summary>With ties types: elect the sign of the count of signs (<c>frequency</c>) instead of the sum.</summary>
     public bool SignByCount { get; init; }
 
-    /// <summary>Keys DARE's random drops (per module and adapter).</summary>
+    /// <summary>Keys DARE's random drops (per module and adapter) and lora_lego's k-means++ draws (per module).
+    /// </summary>
     public ulong Seed { get; init; }
 }
 
@@ -120,7 +139,7 @@ public static class AdapterMerger
                 modules,
                 [],
                 null,
-                $"# LoRA adapters merged by Alloy\n\n`{options.Type.ToString().ToLowerInvariant()}` of "
+                $"# LoRA adapters merged by Alloy\n\n`{Name(options.Type)}` of "
                     + string.Join(", ", inputs.Select(i => $"`{i.Path}` × {i.Weight}"))
                     + ".\n"
             );
@@ -149,20 +168,27 @@ public static class AdapterMerger
     )
     {
         var factors = inputs
-            .Select(i =>
-                (
-                    A: i.Delta.A.ReadFloat32(),
-                    B: i.Delta.B.ReadFloat32(),
-                    i.Delta.Rank,
-                    i.Delta.Scale,
-                    i.Weight,
-                    Coefficient: i.Weight * i.Delta.Scale
-                )
-            )
+            .Select(i => new LoraFactors(
+                i.Delta.A.ReadFloat32(),
+                i.Delta.B.ReadFloat32(),
+                i.Delta.Rank,
+                i.Delta.Scale,
+                i.Weight
+            ))
             .ToList();
         int rows = (int)inputs[0].Delta.B.Info.Shape[0],
             cols = (int)inputs[0].Delta.A.Info.Shape[1];
         var type = options.Type;
+        if (type is CombinationType.KnotsTies or CombinationType.KnotsLinear or CombinationType.KnotsDareTies)
+        {
+            var (knotsA, knotsB, knotsRank) = Knots.Merge(weight, factors, rows, cols, options);
+            return (knotsA, knotsB, rows, cols, knotsRank);
+        }
+        if (type == CombinationType.LoraLego)
+        {
+            var (legoA, legoB, legoRank) = LoraLego.Merge(weight, factors, rows, cols, options);
+            return (legoA, legoB, rows, cols, legoRank);
+        }
         if (type == CombinationType.Cat)
         {
             int rank = factors.Sum(f => f.Rank);
@@ -222,10 +248,11 @@ public static class AdapterMerger
 
     /// <summary>
     /// PEFT's element rules (merge_utils) over same-shaped tensors with weights: task arithmetic, magnitude pruning,
-    /// DARE, TIES and DARE-TIES; pruning is per tensor, the sign election uses the pruned, unweighted tensors (an
-    /// exact 0 elects +), and the disjoint merge divides by the number of agreeing tensors.
+    /// DARE, TIES and DARE-TIES (the knots types use the rule their name ends with); pruning is per tensor, the sign
+    /// election uses the pruned, unweighted tensors (an exact 0 elects +), and the disjoint merge divides by the
+    /// number of agreeing tensors.
     /// </summary>
-    private static float[] Elementwise(
+    internal static float[] Elementwise(
         CombinationType type,
         float[][] tensors,
         double[] weights,
@@ -239,19 +266,23 @@ public static class AdapterMerger
             is CombinationType.Ties
                 or CombinationType.TiesSvd
                 or CombinationType.MagnitudePrune
-                or CombinationType.MagnitudePruneSvd;
+                or CombinationType.MagnitudePruneSvd
+                or CombinationType.KnotsTies;
         bool dare =
             type
             is CombinationType.DareLinear
                 or CombinationType.DareTies
                 or CombinationType.DareLinearSvd
-                or CombinationType.DareTiesSvd;
+                or CombinationType.DareTiesSvd
+                or CombinationType.KnotsDareTies;
         bool ties =
             type
             is CombinationType.Ties
                 or CombinationType.TiesSvd
                 or CombinationType.DareTies
-                or CombinationType.DareTiesSvd;
+                or CombinationType.DareTiesSvd
+                or CombinationType.KnotsTies
+                or CombinationType.KnotsDareTies;
         if (magnitude || dare)
         {
             double density = options.Density
@@ -315,7 +346,7 @@ public static class AdapterMerger
         return (a, b, rows, cols, rank);
     }
 
-    /// <summary>PEFT's name of a combination type (dare_ties_svd …).</summary>
+    /// <summary>PEFT's name of a combination type (dare_ties_svd …), and knots_ties, lora_lego ….</summary>
     public static string Name(CombinationType type) =>
         string.Concat(
             type.ToString()
@@ -336,4 +367,10 @@ public static class AdapterMerger
         int high = Math.Min(low + 1, values.Length - 1);
         return (float)(values[low] + (position - low) * (values[high] - values[low]));
     }
+}
+
+/// <summary>One input's factors of a module: ΔW = Scale·B·A, merged with Weight.</summary>
+internal sealed record LoraFactors(float[] A, float[] B, int Rank, double Scale, double Weight)
+{
+    public double Coefficient => Weight * Scale;
 }

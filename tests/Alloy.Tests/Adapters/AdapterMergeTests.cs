@@ -163,7 +163,7 @@ public sealed class AdapterMergeTests : IDisposable
     /// the sign of the trimmed tensors' unweighted sum elected (0 elects +), the agreeing weighted entries summed and
     /// divided by how many agree.
     /// </summary>
-    private static double[,] PeftTies(IReadOnlyList<double[,]> tensors, IReadOnlyList<double> weights, double density)
+    internal static double[,] PeftTies(IReadOnlyList<double[,]> tensors, IReadOnlyList<double> weights, double density)
     {
         int rows = tensors[0].GetLength(0),
             cols = tensors[0].GetLength(1),
