@@ -84,8 +84,10 @@ public sealed record AdapterMergeOptions
 /// <summary>
 /// Merges PEFT LoRA adapters of one base into one adapter, module by module, with PEFT's combination types
 /// (<c>add_weighted_adapter</c>): each input's update is w_t·s_t·B_t·A_t with its weight w_t and its own scale s_t
-/// (α / r, per module). The output's scale is 1 for every module. Adapters with whole modules (modules_to_save) or
-/// transposed updates (embeddings, fan-in-fan-out) are refused for now.
+/// (α / r, per module). The output's scale is 1 for every module. Embedding updates (stored transposed, as
+/// lora_embedding_A/B) are merged in the weight's own layout and written back transposed. A module an adapter saves
+/// whole (modules_to_save) is copied from it, as PEFT does, and refused when two adapters save it; fan-in-fan-out
+/// adapters are refused.
 /// </summary>
 public static class AdapterMerger
 {
@@ -107,16 +109,11 @@ public static class AdapterMerger
                 adapters.Add(LoraAdapter.Open(path));
             var updates = adapters.Select(a => a.Updates().ToDictionary(u => u.Weight, u => u.Delta)).ToList();
             for (int t = 0; t < adapters.Count; t++)
-            {
-                if (adapters[t].TensorNames.Count() != 2 * updates[t].Count)
+                if (adapters[t].FanInFanOut)
                     throw new AlloyException(
-                        $"{inputs[t].Path}: it saves whole modules (modules_to_save); only low-rank updates are merged"
+                        $"{inputs[t].Path}: fan-in-fan-out (Conv1D) adapters are not merged; only Llama-style layouts"
                     );
-                if (updates[t].Values.FirstOrDefault(d => d.Transposed) is not null)
-                    throw new AlloyException(
-                        $"{inputs[t].Path}: embedding or fan-in-fan-out updates are not merged yet"
-                    );
-            }
+            var (wholeTensors, savedModules) = WholeModules(adapters, inputs);
             using var folder = OutputFolder.Prepare(output, overwrite, inputs.Select(i => i.Path), diagnostics);
             var weights = updates.SelectMany(u => u.Keys).Distinct().ToList();
             var tensors = new List<AdapterTensor>();
@@ -128,16 +125,40 @@ public static class AdapterMerger
                 var (a, b, rows, cols, rank) = Combine(weight, deltas, options);
                 string module = weight[..^".weight".Length];
                 var dtype = deltas[0].Delta.A.Info.DType;
-                tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_A.weight", dtype, [rank, cols], a));
-                tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_B.weight", dtype, [rows, rank], b));
+                if (deltas[0].Delta.Transposed)
+                {
+                    // An embedding's ΔW [vocab, hidden] is (B·A)ᵀ: lora_embedding_A [r, vocab], B [hidden, r].
+                    tensors.Add(
+                        new(
+                            $"{AdapterFolder.Prefix}{module}.lora_embedding_A",
+                            dtype,
+                            [rank, rows],
+                            Transpose(b, rows, rank)
+                        )
+                    );
+                    tensors.Add(
+                        new(
+                            $"{AdapterFolder.Prefix}{module}.lora_embedding_B",
+                            dtype,
+                            [cols, rank],
+                            Transpose(a, rank, cols)
+                        )
+                    );
+                }
+                else
+                {
+                    tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_A.weight", dtype, [rank, cols], a));
+                    tensors.Add(new($"{AdapterFolder.Prefix}{module}.lora_B.weight", dtype, [rows, rank], b));
+                }
                 modules.Add((module, rank));
                 progress?.Invoke(modules.Count, weights.Count);
             }
+            tensors.AddRange(wholeTensors);
             AdapterFolder.Write(
                 folder.Temporary,
                 tensors,
                 modules,
-                [],
+                savedModules,
                 null,
                 $"# LoRA adapters merged by Alloy\n\n`{Name(options.Type)}` of "
                     + string.Join(", ", inputs.Select(i => $"`{i.Path}` × {i.Weight}"))
@@ -151,6 +172,51 @@ public static class AdapterMerger
             foreach (var adapter in adapters)
                 adapter.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The tensors adapters save whole (modules_to_save), copied as they are stored, and their modules. PEFT's rule:
+    /// a module one adapter saves is taken from it; one that several save cannot be merged.
+    /// </summary>
+    private static (List<AdapterTensor> Tensors, SortedSet<string> Modules) WholeModules(
+        IReadOnlyList<LoraAdapter> adapters,
+        IReadOnlyList<(string Path, double Weight)> inputs
+    )
+    {
+        string[] lowRank = [".lora_A.weight", ".lora_B.weight", ".lora_embedding_A", ".lora_embedding_B"];
+        var owner = new Dictionary<string, int>(StringComparer.Ordinal);
+        var tensors = new List<AdapterTensor>();
+        for (int t = 0; t < adapters.Count; t++)
+        {
+            var whole = adapters[t].Tensors.Where(x => !lowRank.Any(e => x.Name.EndsWith(e, StringComparison.Ordinal)));
+            foreach (var tensor in whole)
+            {
+                if (tensor.Name.EndsWith(".lora_B.bias", StringComparison.Ordinal))
+                    throw new AlloyException($"{inputs[t].Path}: '{tensor.Name}': LoRA bias updates are not merged");
+                string name = tensor.Name.StartsWith(AdapterFolder.Prefix, StringComparison.Ordinal)
+                    ? tensor.Name[AdapterFolder.Prefix.Length..]
+                    : tensor.Name;
+                string module = name.Contains('.') ? name[..name.LastIndexOf('.')] : name;
+                if (owner.TryGetValue(module, out int first) && first != t)
+                    throw new AlloyException(
+                        $"'{module}' is saved whole (modules_to_save) by both {inputs[first].Path} and "
+                            + $"{inputs[t].Path}; such modules cannot be merged (as in PEFT)"
+                    );
+                owner[module] = t;
+                tensors.Add(new AdapterTensor(tensor.Name, tensor.Info.DType, tensor.Info.Shape, tensor.ReadFloat32()));
+            }
+        }
+        return (tensors, new SortedSet<string>(owner.Keys, StringComparer.Ordinal));
+    }
+
+    /// <summary>The transpose of a row-major [rows, cols] matrix.</summary>
+    private static float[] Transpose(float[] matrix, int rows, int cols)
+    {
+        var result = new float[matrix.Length];
+        for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            result[j * rows + i] = matrix[i * cols + j];
+        return result;
     }
 
     private static bool IsSvd(CombinationType type) =>
@@ -167,17 +233,27 @@ public static class AdapterMerger
         AdapterMergeOptions options
     )
     {
+        if (inputs.Select(i => i.Delta.Transposed).Distinct().Count() > 1)
+            throw new AlloyException($"'{weight}': some adapters update it as an embedding and some as a linear layer");
+        // Every update as L·R in the weight's own layout: an embedding's stored factors are Rᵀ and Lᵀ.
+        bool transposed = inputs[0].Delta.Transposed;
         var factors = inputs
-            .Select(i => new LoraFactors(
-                i.Delta.A.ReadFloat32(),
-                i.Delta.B.ReadFloat32(),
-                i.Delta.Rank,
-                i.Delta.Scale,
-                i.Weight
-            ))
+            .Select(i =>
+            {
+                var (a, b, rank) = (i.Delta.A.ReadFloat32(), i.Delta.B.ReadFloat32(), i.Delta.Rank);
+                return transposed
+                    ? new LoraFactors(
+                        Transpose(b, (int)i.Delta.B.Info.Shape[0], rank),
+                        Transpose(a, rank, (int)i.Delta.A.Info.Shape[1]),
+                        rank,
+                        i.Delta.Scale,
+                        i.Weight
+                    )
+                    : new LoraFactors(a, b, rank, i.Delta.Scale, i.Weight);
+            })
             .ToList();
-        int rows = (int)inputs[0].Delta.B.Info.Shape[0],
-            cols = (int)inputs[0].Delta.A.Info.Shape[1];
+        int rows = (int)(transposed ? inputs[0].Delta.A.Info.Shape[1] : inputs[0].Delta.B.Info.Shape[0]),
+            cols = (int)(transposed ? inputs[0].Delta.B.Info.Shape[0] : inputs[0].Delta.A.Info.Shape[1]);
         var type = options.Type;
         if (type is CombinationType.KnotsTies or CombinationType.KnotsLinear or CombinationType.KnotsDareTies)
         {

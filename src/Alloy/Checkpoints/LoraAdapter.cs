@@ -204,6 +204,12 @@ public sealed partial class LoraAdapter : IDisposable
     /// <summary>Adapter tensors no model tensor used: a sign that the adapter belongs to another model.</summary>
     public IEnumerable<string> TensorNames => _weights.Tensors.Select(t => t.Name);
 
+    /// <summary>The stored tensors, under the adapter file's own names.</summary>
+    public IReadOnlyList<StoredTensor> Tensors => _weights.Tensors;
+
+    /// <summary>Whether lora_A/lora_B update transposed (GPT-2 Conv1D) weights.</summary>
+    public bool FanInFanOut => _fanInFanOut;
+
     public void Dispose() => _weights.Dispose();
 
     private static string ModuleOf(string tensorName, out string leaf)

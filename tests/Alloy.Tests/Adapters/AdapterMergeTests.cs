@@ -245,4 +245,131 @@ public sealed class AdapterMergeTests : IDisposable
         Assert.True(ReferenceLinearAlgebra.MaxDifference(half.A, other.A) > 1e-3);
         Assert.True(ReferenceLinearAlgebra.MaxDifference(half.A, linear.A) > 1e-3);
     }
+
+    /// <summary>An adapter of a fine-tune at full rank, with the given extract-lora options.</summary>
+    private string ExtractWith(string model, string name, params string[] options)
+    {
+        var result = AlloyCli.Run([
+            "extract-lora",
+            "--model",
+            _work[$"synth/{model}"],
+            "--base-model",
+            _work["synth/base"],
+            "--out-path",
+            _work[name],
+            "--max-rank",
+            "64",
+            "--skip-undecomposable",
+            .. options,
+        ]);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        return _work[name];
+    }
+
+    /// <summary>The base with <paramref name="adapter"/> applied, merged in float32.</summary>
+    private Dictionary<string, float[]> Applied(string adapter, string name)
+    {
+        var recipe = _work.Write(
+            name + ".yml",
+            $"merge_method: passthrough\nmodels:\n  - model: {_work["synth/base"]}+{adapter}\ndtype: float32\n"
+        );
+        AlloyCli.Merge(recipe, _work[name]);
+        return TestCheckpoints.ReadAll(_work[name]);
+    }
+
+    [Fact]
+    public void Embedding_updates_merge_in_the_weights_layout_and_are_written_back_as_peft_stores_them()
+    {
+        var first = ExtractWith("finetune-1", "embed-1", "--embed-lora");
+        var second = ExtractWith("finetune-2", "embed-2", "--embed-lora");
+        var merged = AlloyCli.Run(
+            "merge-adapters",
+            "--adapter",
+            first + ":0.7",
+            "--adapter",
+            second + ":0.3",
+            "--combination-type",
+            "cat",
+            "--out-path",
+            _work["embed-cat"]
+        );
+        Assert.True(merged.ExitCode == 0, merged.Stderr);
+        string file = Path.Combine(_work["embed-cat"], "adapter_model.safetensors");
+        const string Embedding = "base_model.model.model.embed_tokens.lora_embedding_";
+        var a = TestCheckpoints.Shape(file, Embedding + "A");
+        var b = TestCheckpoints.Shape(file, Embedding + "B");
+        var inputRank = TestCheckpoints.Shape(Path.Combine(first, "adapter_model.safetensors"), Embedding + "A")[0];
+        Assert.Equal(TestCheckpoints.Shape(Path.Combine(first, "adapter_model.safetensors"), Embedding + "A")[1], a[1]);
+        Assert.Equal(a[0], b[1]);
+        Assert.True(a[0] > inputRank); // cat: the ranks add up
+
+        // cat is exact: base + the merged update = base + 0.7·Δ₁ + 0.3·Δ₂, the embedding included.
+        var baseWeights = TestCheckpoints.ReadAll(Path.Combine(_work["synth/base"], "model.safetensors"));
+        var one = Applied(first, "applied-1");
+        var two = Applied(second, "applied-2");
+        var both = Applied(_work["embed-cat"], "applied-cat");
+        foreach (var (name, values) in both)
+        {
+            var expected = baseWeights[name]
+                .Select((w, j) => w + 0.7f * (one[name][j] - w) + 0.3f * (two[name][j] - w))
+                .ToArray();
+            double difference = values.Zip(expected).Max(p => Math.Abs(p.First - p.Second));
+            Assert.True(difference < 1e-5, $"{name}: {difference}");
+        }
+        Assert.NotEqual(baseWeights["model.embed_tokens.weight"], both["model.embed_tokens.weight"]);
+    }
+
+    [Fact]
+    public void A_module_one_adapter_saves_whole_is_copied_and_one_that_two_save_is_refused()
+    {
+        var saving = ExtractWith("finetune-1", "saving", "--save-module", "lm_head", "--exclude-regex", "embed_tokens");
+        var plain = ExtractWith("finetune-2", "plain", "--exclude-regex", "embed_tokens|lm_head");
+        var merged = AlloyCli.Run(
+            "merge-adapters",
+            "--adapter",
+            saving + ":0.5",
+            "--adapter",
+            plain + ":0.5",
+            "--combination-type",
+            "svd",
+            "--out-path",
+            _work["kept"]
+        );
+        Assert.True(merged.ExitCode == 0, merged.Stderr);
+        const string Head = "base_model.model.lm_head.weight";
+        Assert.Equal(
+            TestCheckpoints.Read(Path.Combine(saving, "adapter_model.safetensors"), Head),
+            TestCheckpoints.Read(Path.Combine(_work["kept"], "adapter_model.safetensors"), Head)
+        );
+        var config = System.Text.Json.JsonDocument.Parse(
+            File.ReadAllText(Path.Combine(_work["kept"], "adapter_config.json"))
+        );
+        Assert.Equal(
+            ["lm_head"],
+            config.RootElement.GetProperty("modules_to_save").EnumerateArray().Select(e => e.GetString())
+        );
+
+        var again = ExtractWith(
+            "finetune-2",
+            "saving-too",
+            "--save-module",
+            "lm_head",
+            "--exclude-regex",
+            "embed_tokens"
+        );
+        var refused = AlloyCli.Run(
+            "merge-adapters",
+            "--adapter",
+            saving,
+            "--adapter",
+            again,
+            "--combination-type",
+            "cat",
+            "--out-path",
+            _work["refused"]
+        );
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("'lm_head' is saved whole (modules_to_save) by both", refused.Stderr);
+        Assert.False(Directory.Exists(_work["refused"]));
+    }
 }
