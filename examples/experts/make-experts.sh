@@ -46,6 +46,7 @@ for task in increment cipher date length upper; do
     (cd "$root" && alloy train examples/experts/models/base --data "$work/$task.jsonl" --out "$models/lora-$task" \
         --steps 800 --batch-size 32 --lr 2e-3 --warmup 20 --weight-decay 0 --seed 0 --dtype bfloat16 --log-every 10 \
         --lora-rank 16 --lora-alpha 32 --lora-targets all-linear 2>"$logs/lora-$task.log" >/dev/null)
+    rm "$models/lora-$task/metrics.jsonl" "$models/lora-$task/loss.png" # logs/ has the run
 done
 
 (cd "$here" && sha256sum models/*/model.safetensors models/*/adapter_model.safetensors >"$here/SHA256SUMS")
