@@ -488,12 +488,7 @@ public static class Grids
     {
         double[] weights = quick ? [0.5, 1.0] : [0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5];
         double[] densities = quick ? [0.5] : [0.2, 0.5, 0.8, 1.0];
-        AdapterGrid Grid(
-            CombinationType type,
-            string source,
-            double[]? density = null,
-            int?[]? ranks = null
-        ) =>
+        AdapterGrid Grid(CombinationType type, string source, double[]? density = null, int?[]? ranks = null) =>
             new(
                 AdapterMerger.Name(type),
                 [
@@ -515,6 +510,7 @@ public static class Grids
                 source
             );
         int?[] svdRanks = quick ? [null] : [null, 48, 80];
+        int?[] legoRanks = quick ? [null] : [null, 48, 80];
         return
         [
             Grid(CombinationType.Cat, "weight 0.2–1.5; the exact sum of the updates, rank 5 × 16"),
@@ -531,6 +527,14 @@ public static class Grids
             Grid(CombinationType.Ties, "weight × density 0.2–1 (on A and B separately)", densities),
             Grid(CombinationType.DareLinear, "weight × density 0.2–1 (on A and B separately)", densities),
             Grid(CombinationType.MagnitudePrune, "weight × density 0.2–1 (on A and B separately)", densities),
+            Grid(CombinationType.KnotsLinear, "weight 0.2–1.5 (the weighted sum in the joint basis)"),
+            Grid(
+                CombinationType.KnotsTies,
+                "weight × density 0.2–1 (Stoica et al.: 0.2 for ViT, 1 for Llama)",
+                densities
+            ),
+            Grid(CombinationType.KnotsDareTies, "weight × density 0.2–1 (DARE keep rate, no trim)", densities),
+            Grid(CombinationType.LoraLego, "weight × k 16 (the input rank), 48, 80", ranks: legoRanks),
         ];
     }
 }
