@@ -25,25 +25,8 @@ public sealed class AdapterMergeTests : IDisposable
 
     public void Dispose() => _work.Dispose();
 
-    private string Extract(string model, string name, int rank)
-    {
-        var result = AlloyCli.Run(
-            "extract-lora",
-            "--model",
-            _work[$"synth/{model}"],
-            "--base-model",
-            _work["synth/base"],
-            "--out-path",
-            _work[name],
-            "--max-rank",
-            $"{rank}",
-            "--skip-undecomposable",
-            "--exclude-regex",
-            "embed_tokens"
-        );
-        Assert.True(result.ExitCode == 0, result.Stderr);
-        return _work[name];
-    }
+    private string Extract(string model, string name, int rank) =>
+        ExtractWith(model, name, "--max-rank", $"{rank}", "--exclude-regex", "embed_tokens");
 
     private string Merge(string type, params string[] extra) => MergeWith(type, _second, type, extra);
 
@@ -246,7 +229,8 @@ public sealed class AdapterMergeTests : IDisposable
         Assert.True(ReferenceLinearAlgebra.MaxDifference(half.A, linear.A) > 1e-3);
     }
 
-    /// <summary>An adapter of a fine-tune at full rank, with the given extract-lora options.</summary>
+    /// <summary>An adapter of a fine-tune (modules without a low-rank form skipped), with extract-lora's options.
+    /// </summary>
     private string ExtractWith(string model, string name, params string[] options)
     {
         var result = AlloyCli.Run([
@@ -257,8 +241,6 @@ public sealed class AdapterMergeTests : IDisposable
             _work["synth/base"],
             "--out-path",
             _work[name],
-            "--max-rank",
-            "64",
             "--skip-undecomposable",
             .. options,
         ]);
@@ -280,8 +262,8 @@ public sealed class AdapterMergeTests : IDisposable
     [Fact]
     public void Embedding_updates_merge_in_the_weights_layout_and_are_written_back_as_peft_stores_them()
     {
-        var first = ExtractWith("finetune-1", "embed-1", "--embed-lora");
-        var second = ExtractWith("finetune-2", "embed-2", "--embed-lora");
+        var first = ExtractWith("finetune-1", "embed-1", "--embed-lora", "--max-rank", "64");
+        var second = ExtractWith("finetune-2", "embed-2", "--embed-lora", "--max-rank", "64");
         var merged = AlloyCli.Run(
             "merge-adapters",
             "--adapter",
