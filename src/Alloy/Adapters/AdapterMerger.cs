@@ -89,6 +89,10 @@ public static class AdapterMerger
             var updates = adapters.Select(a => a.Updates().ToDictionary(u => u.Weight, u => u.Delta)).ToList();
             for (int t = 0; t < adapters.Count; t++)
             {
+                if (adapters[t].TensorNames.Any(n => n.EndsWith(".lora_B.bias", StringComparison.Ordinal)))
+                    throw new AlloyException(
+                        $"{inputs[t].Path}: it has bias updates (lora_B.bias), which are not merged yet"
+                    );
                 if (adapters[t].TensorNames.Count() != 2 * updates[t].Count)
                     throw new AlloyException(
                         $"{inputs[t].Path}: it saves whole modules (modules_to_save); only low-rank updates are merged"
