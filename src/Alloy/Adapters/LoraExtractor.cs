@@ -341,7 +341,8 @@ public static class LoraExtractor
             case Whole whole:
                 return new Done([], whole.Tensor, Prefix + whole.Tensor.Name, null);
             case BiasDelta bias:
-                var delta = Difference(bias.Tuned, bias.Base);
+                var delta = new float[bias.Tuned.Info.ElementCount];
+                Difference(bias.Tuned, bias.Base, delta);
                 return new Done(
                     [new(bias.Name, bias.Tuned.Info.DType, bias.Tuned.Info.Shape, delta)],
                     null,
@@ -349,27 +350,31 @@ public static class LoraExtractor
                     null
                 );
             case Factored factored:
-                var values = Difference(factored.Tuned, factored.Base);
-                if (factored.Embedding)
-                    values = Transpose(values, factored.Cols, factored.Rows);
-                var (a, b, result) = Decompose(factored.Module, values, factored.Rows, factored.Cols, options);
-                var names = factored.Factors(result.Rank);
-                var dtype = factored.Tuned.Info.DType;
-                return new Done(
-                    [new(names[0].Name, dtype, names[0].Shape, a), new(names[1].Name, dtype, names[1].Shape, b)],
-                    null,
-                    null,
-                    result
-                );
+                // Pooled: the window's few large buffers are reused from module to module instead of left to the GC.
+                using (var values = PooledArray.Rent(factored.Tuned.Info.ElementCount))
+                {
+                    Difference(factored.Tuned, factored.Base, values.Span);
+                    if (factored.Embedding)
+                        Transpose(values.Span, factored.Cols, factored.Rows);
+                    var (a, b, result) = Decompose(factored.Module, values.Span, factored.Rows, factored.Cols, options);
+                    var names = factored.Factors(result.Rank);
+                    var dtype = factored.Tuned.Info.DType;
+                    return new Done(
+                        [new(names[0].Name, dtype, names[0].Shape, a), new(names[1].Name, dtype, names[1].Shape, b)],
+                        null,
+                        null,
+                        result
+                    );
+                }
             default:
                 throw new InvalidOperationException(item.GetType().Name);
         }
     }
 
     /// <summary>tuned − base in float32; the mapped pages read are given back, so RSS does not keep them.</summary>
-    private static float[] Difference(StoredTensor tuned, StoredTensor original)
+    private static void Difference(StoredTensor tuned, StoredTensor original, Span<float> delta)
     {
-        var delta = tuned.ReadFloat32();
+        tuned.ReadFloat32(0, delta);
         using (var before = PooledArray.Rent(delta.Length))
         {
             original.ReadFloat32(0, before.Span);
@@ -377,7 +382,6 @@ public static class LoraExtractor
         }
         tuned.File.Release(tuned.Offset, tuned.Info.ByteLength);
         original.File.Release(original.Offset, original.Info.ByteLength);
-        return delta;
     }
 
     /// <summary>
@@ -386,7 +390,7 @@ public static class LoraExtractor
     /// </summary>
     private static (float[] A, float[] B, ExtractedModule Result) Decompose(
         string module,
-        float[] delta,
+        ReadOnlySpan<float> delta,
         int rows,
         int cols,
         LoraExtractionOptions options
@@ -412,7 +416,11 @@ public static class LoraExtractor
                 return Factors(module, u, sketch, s, vt, rows, cols, rank, total, "randomized", options);
         }
         {
-            var (u, s, vt) = (new float[(long)rows * k], new float[k], new float[(long)k * cols]);
+            using var pooledU = PooledArray.Rent((long)rows * k);
+            using var pooledVt = PooledArray.Rent((long)k * cols);
+            Span<float> u = pooledU.Span,
+                vt = pooledVt.Span;
+            var s = new float[k];
             DenseBackend.Current.Svd(delta, rows, cols, u, s, vt);
             double total = s.Sum(v => (double)v * v);
             int rank = maxRank;
@@ -462,10 +470,10 @@ public static class LoraExtractor
     /// <summary>The factors of the rank-r truncation of U·diag(S)·Vᵀ (U [rows, width], Vᵀ [width, cols]).</summary>
     private static (float[] A, float[] B, ExtractedModule Result) Factors(
         string module,
-        float[] u,
+        ReadOnlySpan<float> u,
         int width,
         float[] s,
-        float[] vt,
+        ReadOnlySpan<float> vt,
         int rows,
         int cols,
         int rank,
@@ -500,13 +508,15 @@ public static class LoraExtractor
         );
     }
 
-    private static float[] Transpose(float[] values, int rows, int cols)
+    /// <summary>Transposes a row-major [rows, cols] matrix in place (through a pooled copy).</summary>
+    private static void Transpose(Span<float> values, int rows, int cols)
     {
-        var transposed = new float[values.Length];
+        using var copy = PooledArray.Rent(values.Length);
+        values.CopyTo(copy.Span);
+        var source = copy.Span;
         for (int i = 0; i < rows; i++)
         for (int j = 0; j < cols; j++)
-            transposed[j * rows + i] = values[i * cols + j];
-        return transposed;
+            values[j * rows + i] = source[i * cols + j];
     }
 
     private static Regex Pattern(string pattern)
