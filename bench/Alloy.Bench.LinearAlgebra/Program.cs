@@ -11,6 +11,12 @@ using Alloy.Tensors;
 // only, in a linear layer's layout: C[m×n] = A[m×k]·Bᵀ with B stored n×k, as Hugging Face stores weights and
 // Alloy.Runtime multiplies them); the default is 1024 4096.
 
+if (args is ["randomized-svd", ..])
+{
+    RandomizedSvdBench.Run(args[1..]);
+    return;
+}
+
 var sizes = new List<(int M, int N)>();
 var linearShapes = new List<(int M, int N, int K)>();
 var backends = new List<(string Label, DenseBackend Backend)>();

@@ -57,6 +57,15 @@ public static class ExtractLoraCommand
                 + "(at most --max-rank).",
             HelpName = "energy:F",
         };
+        var svd = new Option<string>("--svd")
+        {
+            Description =
+                "exact, randomized (Halko–Martinsson–Tropp: a sketch of max-rank + 10 columns, 2 power iterations) or "
+                + "auto: randomized where the sketch is at most a quarter of the module's smaller side and the rank "
+                + "rules can be settled from it, exact elsewhere.",
+            DefaultValueFactory = _ => "auto",
+        };
+        svd.AcceptOnlyFromAmong("auto", "exact", "randomized");
         var threads = new Option<int>("--threads", "-j")
         {
             Description = "Modules decomposed at once (the output does not depend on it).",
@@ -68,7 +77,8 @@ public static class ExtractLoraCommand
         var command = new Command(
             "extract-lora",
             "Extract a fine-tune as a PEFT LoRA adapter of its base (mergekit-extract-lora): per linear module the "
-                + "truncated SVD of its update; embeddings and norms saved whole."
+                + "truncated SVD of its update (and its bias update as lora_B.bias); embeddings and norms saved whole. "
+                + "Modules are written as they are done, so memory does not grow with the model."
         )
         {
             model,
@@ -84,6 +94,7 @@ public static class ExtractLoraCommand
             skip,
             embedLora,
             rankBy,
+            svd,
             threads,
             overwrite,
             quiet,
@@ -107,6 +118,12 @@ public static class ExtractLoraCommand
                             EmbedLora = parse.GetValue(embedLora),
                             Energy = parse.GetValue(rankBy) is { } rule ? EnergyShare(rule) : null,
                             Threads = parse.GetValue(threads),
+                            Svd = parse.GetValue(svd) switch
+                            {
+                                "exact" => SvdChoice.Exact,
+                                "randomized" => SvdChoice.Randomized,
+                                _ => SvdChoice.Auto,
+                            },
                         },
                         parse.GetValue(overwrite),
                         new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") },
@@ -118,7 +135,7 @@ public static class ExtractLoraCommand
                     stdout.WriteLine(
                         string.Create(
                             CultureInfo.InvariantCulture,
-                            $"{m.Module}  rank {m.Rank}  energy kept {m.KeptEnergy:P2}  error {m.Error:G4}"
+                            $"{m.Module}  rank {m.Rank}  svd {m.Svd}  energy kept {m.KeptEnergy:P2}  error {m.Error:G4}"
                         )
                     );
                 stdout.WriteLine(

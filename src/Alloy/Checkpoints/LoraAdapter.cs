@@ -45,6 +45,22 @@ public sealed record LoraDelta(StoredTensor A, StoredTensor B, double Scale, boo
 }
 
 /// <summary>
+/// A bias update <c>Δb = Scale · lora_B.bias</c> (PEFT's <c>lora_bias</c>: lora_B's bias is added with the module's
+/// scale, as PEFT's merge does; mergekit-extract-lora stores a fine-tune's bias change there).
+/// </summary>
+public sealed record LoraBias(StoredTensor Values, double Scale)
+{
+    /// <summary>Adds elements [start, start + destination.Length) of Δb to <paramref name="destination"/>.</summary>
+    public void Add(long start, Span<float> destination)
+    {
+        var update = new float[destination.Length];
+        Values.ReadFloat32(start, update);
+        for (int i = 0; i < destination.Length; i++)
+            destination[i] += (float)(Scale * update[i]);
+    }
+}
+
+/// <summary>
 /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), applied to its base model's tensors
 /// while they are read, so a <c>model+lora</c> reference never needs a merged copy on disk.
 /// </summary>
@@ -119,6 +135,29 @@ public sealed partial class LoraAdapter : IDisposable
             ?? _weights.Find($"{Prefix}{module}.modules_to_save.{leaf}");
     }
 
+    /// <summary>
+    /// The bias update of a module (<c>lora_B.bias</c>), if the adapter has one. PEFT applies it only when the config
+    /// says <c>lora_bias: true</c>; here it is applied whenever present, because mergekit-extract-lora stores it
+    /// without setting that flag, and the file holding it means it is part of the update.
+    /// </summary>
+    public LoraBias? BiasFor(string tensorName, long[] shape)
+    {
+        var module = ModuleOf(tensorName, out var leaf);
+        if (leaf != "bias" || _weights.Find($"{Prefix}{module}.lora_B.bias") is not { } bias)
+            return null;
+        var a = _weights.Find($"{Prefix}{module}.lora_A.weight");
+        if (a is null || !bias.Info.Shape.AsSpan().SequenceEqual(shape))
+            throw new AlloyException(
+                $"{Path}: '{bias.Name}' is [{string.Join(", ", bias.Info.Shape)}]"
+                    + (
+                        a is null
+                            ? " without a lora_A.weight"
+                            : $", which does not fit '{tensorName}' [{string.Join(", ", shape)}]"
+                    )
+            );
+        return new LoraBias(bias, ScaleOf(module, a.Info.Shape[0]));
+    }
+
     /// <summary>The low-rank update of a weight matrix, if the adapter targets its module.</summary>
     public LoraDelta? DeltaFor(string tensorName, long[] shape)
     {
@@ -154,22 +193,7 @@ public sealed partial class LoraAdapter : IDisposable
                     + $"lora_B [{string.Join(", ", b.Info.Shape)}], which do not fit its shape "
                     + $"[{string.Join(", ", shape)}]; is the adapter for this model?"
             );
-        double alpha;
-        try
-        {
-            alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match
-                ? match.Alpha
-                : _alpha;
-        }
-        catch (RegexMatchTimeoutException e)
-        {
-            throw new AlloyException(
-                $"{Path}: alpha_pattern key '{e.Pattern}' takes over {e.MatchTimeout.TotalSeconds:0} s to match "
-                    + $"'{module}'; simplify the pattern",
-                e
-            );
-        }
-        double scale = _rsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
+        double scale = ScaleOf(module, rank);
         return new LoraDelta(a, b, scale, transposed);
     }
 
@@ -199,6 +223,27 @@ public sealed partial class LoraAdapter : IDisposable
             updates.Add((weight, DeltaFor(weight, shape)!));
         }
         return updates;
+    }
+
+    /// <summary>α/r (or α/√r with rsLoRA), α from alpha_pattern when a key matches the module.</summary>
+    private double ScaleOf(string module, long rank)
+    {
+        double alpha;
+        try
+        {
+            alpha = _alphaPattern.FirstOrDefault(p => p.Pattern.IsMatch(module)) is { Pattern: not null } match
+                ? match.Alpha
+                : _alpha;
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new AlloyException(
+                $"{Path}: alpha_pattern key '{e.Pattern}' takes over {e.MatchTimeout.TotalSeconds:0} s to match "
+                    + $"'{module}'; simplify the pattern",
+                e
+            );
+        }
+        return _rsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
     }
 
     /// <summary>Adapter tensors no model tensor used: a sign that the adapter belongs to another model.</summary>

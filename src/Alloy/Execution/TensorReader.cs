@@ -24,6 +24,7 @@ public static class TensorReader
             ReadCropped(input, start, destination);
         if (input.Lora is { } lora)
             AddLora(lora, input, start, destination);
+        input.LoraBias?.Add(start, destination); // a bias is 1-D: the view's elements are the stored ones
     }
 
     /// <summary>

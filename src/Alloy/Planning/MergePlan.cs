@@ -11,18 +11,20 @@ namespace Alloy.Planning;
 /// with <see cref="Rows"/>, an embedding re-laid-out to the output vocabulary.
 /// </summary>
 /// <param name="Lora">The low-rank update a model+lora reference adds to this tensor as it is read.</param>
+/// <param name="LoraBias">The bias update (lora_B.bias) a model+lora reference adds to this bias as it is read.</param>
 public sealed record PlannedInput(
     InputModel Model,
     StoredTensor Tensor,
     long[] Shape,
     RowLayout? Rows = null,
-    LoraDelta? Lora = null
+    LoraDelta? Lora = null,
+    LoraBias? LoraBias = null
 )
 {
     public bool IsCropped => Rows is null && !Shape.AsSpan().SequenceEqual(Tensor.Info.Shape);
 
     /// <summary>True when the input is read exactly as stored (so a passthrough can copy its bytes).</summary>
-    public bool IsAsStored => Rows is null && Lora is null && !IsCropped;
+    public bool IsAsStored => Rows is null && Lora is null && LoraBias is null && !IsCropped;
 }
 
 /// <summary>An input's statistic (a data-aware method's Fisher or Gram matrix) and the file it is in.</summary>
@@ -131,7 +133,8 @@ public sealed record MergePlan(
             foreach (var input in job.Inputs)
             {
                 text.Append($" {input.Model.Name}:{input.Tensor.Info.Name}[{string.Join(", ", input.Shape)}]");
-                text.Append(input.Rows is null ? "" : "+rows").Append(input.Lora is null ? "" : "+lora");
+                text.Append(input.Rows is null ? "" : "+rows")
+                    .Append(input.Lora is null && input.LoraBias is null ? "" : "+lora");
             }
             if (job.Info is { } info)
             {

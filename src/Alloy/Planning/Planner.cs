@@ -392,17 +392,21 @@ public sealed class Planner
                 );
             // A model+lora reference: the adapter replaces whole tensors (modules_to_save) or adds its low-rank update.
             LoraDelta? lora = null;
+            LoraBias? loraBias = null;
             if (model.Adapter is { } adapter)
             {
                 if (adapter.Replacement(inputNames[i]) is { } replacement)
                     stored = replacement;
                 else
+                {
                     lora = adapter.DeltaFor(inputNames[i], stored.Info.Shape);
+                    loraBias = adapter.BiasFor(inputNames[i], stored.Info.Shape);
+                }
             }
             inputs.Add(
                 (
                     sources[i],
-                    new PlannedInput(model, stored, stored.Info.Shape, Lora: lora),
+                    new PlannedInput(model, stored, stored.Info.Shape, Lora: lora, LoraBias: loraBias),
                     inputNames[i],
                     sourceIndices[i]
                 )
