@@ -469,7 +469,9 @@ public static class Grids
             new("nuslerp", "geometric", BaseUse.Shared, One(), "equal weights, task vectors around the base"),
         ];
 
-    /// <summary>The methods also run on the LoRA experts' task vectors (base+adapter), in the full weight space.</summary>
+    /// <summary>
+    /// The methods also run on the LoRA experts' task vectors (base+adapter), in the full weight space.
+    /// </summary>
     public static readonly string[] OnLoraExperts =
     [
         "task_arithmetic",
