@@ -59,6 +59,21 @@ public sealed partial class ExpertExampleTests : IDisposable
             Assert.True(scores[other] <= OtherLevel, $"{task}: {scores[other]} on {other}");
     }
 
+    /// <summary>The same level for each LoRA expert, applied to the base as <c>base+lora-TASK</c>.</summary>
+    [Theory]
+    [MemberData(nameof(ExpertNames))]
+    public void A_lora_expert_on_the_base_scores_high_on_its_own_task_and_near_zero_on_the_others(string task)
+    {
+        var scores = Evaluate(
+            $"{Experts("models/base")}+{Experts($"models/lora-{task}")}",
+            Experts("data/test.jsonl"),
+            Items
+        );
+        Assert.True(scores[task] >= ExpertLevel, $"lora-{task}: {scores[task]} on its own task");
+        foreach (var other in Tasks.Where(t => t != task))
+            Assert.True(scores[other] <= OtherLevel, $"lora-{task}: {scores[other]} on {other}");
+    }
+
     [Fact]
     public void The_base_scores_near_zero_on_every_task()
     {
