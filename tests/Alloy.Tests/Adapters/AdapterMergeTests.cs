@@ -33,21 +33,22 @@ public sealed class AdapterMergeTests : IDisposable
     /// <summary>0.7 of the first adapter and 0.3 of <paramref name="other"/>, into <paramref name="output"/>.</summary>
     private string MergeWith(string type, string other, string output, params string[] extra)
     {
-        var result = AlloyCli.Run([
+        var result = RunMerge(type, output, [_first + ":0.7", other + ":0.3"], extra);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        return _work[output];
+    }
+
+    /// <summary><c>alloy merge-adapters</c> of ADAPTER[:WEIGHT]s by <paramref name="type"/> into OUTPUT.</summary>
+    private CliResult RunMerge(string type, string output, string[] adapters, params string[] extra) =>
+        AlloyCli.Run([
             "merge-adapters",
-            "--adapter",
-            _first + ":0.7",
-            "--adapter",
-            other + ":0.3",
+            .. adapters.SelectMany(a => new[] { "--adapter", a }),
             "--combination-type",
             type,
             "--out-path",
             _work[output],
             .. extra,
         ]);
-        Assert.True(result.ExitCode == 0, result.Stderr);
-        return _work[output];
-    }
 
     /// <summary>The module's B [rows, r] and A [r, cols] in an adapter folder (every scale here is 1).</summary>
     private static (double[,] B, double[,] A) Factors(string adapter)
@@ -104,32 +105,12 @@ public sealed class AdapterMergeTests : IDisposable
     [Fact]
     public void Linear_combines_the_factors_and_needs_equal_ranks()
     {
-        var refused = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            _first,
-            "--adapter",
-            _second,
-            "--combination-type",
-            "linear",
-            "--out-path",
-            _work["refused"]
-        );
+        var refused = RunMerge("linear", "refused", [_first, _second]);
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("linear needs adapters of equal rank", refused.Stderr);
 
         var third = _third;
-        var result = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            _first + ":0.7",
-            "--adapter",
-            third + ":0.3",
-            "--combination-type",
-            "linear",
-            "--out-path",
-            _work["linear"]
-        );
+        var result = RunMerge("linear", "linear", [_first + ":0.7", third + ":0.3"]);
         Assert.True(result.ExitCode == 0, result.Stderr);
         var (b1, a1) = Factors(_first);
         var (b2, a2) = Factors(third);
@@ -189,17 +170,7 @@ public sealed class AdapterMergeTests : IDisposable
         double[] roots = [Math.Sqrt(0.7), Math.Sqrt(0.3)];
         Assert.True(ReferenceLinearAlgebra.MaxDifference(merged.A, PeftTies([a1, a3], roots, 0.5)) < 1e-6);
         Assert.True(ReferenceLinearAlgebra.MaxDifference(merged.B, PeftTies([b1, b3], roots, 0.5)) < 1e-6);
-        var refused = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            _first,
-            "--adapter",
-            _third,
-            "--combination-type",
-            "ties",
-            "--out-path",
-            _work["no-density"]
-        );
+        var refused = RunMerge("ties", "no-density", [_first, _third]);
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("needs --density", refused.Stderr);
     }
@@ -264,17 +235,7 @@ public sealed class AdapterMergeTests : IDisposable
     {
         var first = ExtractWith("finetune-1", "embed-1", "--embed-lora", "--max-rank", "64");
         var second = ExtractWith("finetune-2", "embed-2", "--embed-lora", "--max-rank", "64");
-        var merged = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            first + ":0.7",
-            "--adapter",
-            second + ":0.3",
-            "--combination-type",
-            "cat",
-            "--out-path",
-            _work["embed-cat"]
-        );
+        var merged = RunMerge("cat", "embed-cat", [first + ":0.7", second + ":0.3"]);
         Assert.True(merged.ExitCode == 0, merged.Stderr);
         string file = Path.Combine(_work["embed-cat"], "adapter_model.safetensors");
         const string Embedding = "base_model.model.model.embed_tokens.lora_embedding_";
@@ -306,17 +267,7 @@ public sealed class AdapterMergeTests : IDisposable
     {
         var saving = ExtractWith("finetune-1", "saving", "--save-module", "lm_head", "--exclude-regex", "embed_tokens");
         var plain = ExtractWith("finetune-2", "plain", "--exclude-regex", "embed_tokens|lm_head");
-        var merged = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            saving + ":0.5",
-            "--adapter",
-            plain + ":0.5",
-            "--combination-type",
-            "svd",
-            "--out-path",
-            _work["kept"]
-        );
+        var merged = RunMerge("svd", "kept", [saving + ":0.5", plain + ":0.5"]);
         Assert.True(merged.ExitCode == 0, merged.Stderr);
         const string Head = "base_model.model.lm_head.weight";
         Assert.Equal(
@@ -339,17 +290,7 @@ public sealed class AdapterMergeTests : IDisposable
             "--exclude-regex",
             "embed_tokens"
         );
-        var refused = AlloyCli.Run(
-            "merge-adapters",
-            "--adapter",
-            saving,
-            "--adapter",
-            again,
-            "--combination-type",
-            "cat",
-            "--out-path",
-            _work["refused"]
-        );
+        var refused = RunMerge("cat", "refused", [saving, again]);
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("'lm_head' is saved whole (modules_to_save) by both", refused.Stderr);
         Assert.False(Directory.Exists(_work["refused"]));
