@@ -68,10 +68,9 @@ public static class MoeGates
         {
             var tok = tokenizer();
             var embed = embedding();
-            int pad = MoePrompts.PadId(tok);
             vectors = prompts =>
             {
-                var one = CheapEmbedding(embed, MoePrompts.Tokenize(tok, prompts), pad);
+                var one = CheapEmbedding(embed, MoePrompts.Tokenize(tok, prompts));
                 return [.. Enumerable.Repeat(one, layers)];
             };
         }
@@ -103,9 +102,8 @@ public static class MoeGates
     /// cheap_embed: the embedding rows of every token that is not padding, summed over the tokens and the prompts, and
     /// L2-normalised. mergekit pads the batch with the pad token and masks it, so the unpadded sum is the same.
     /// </summary>
-    public static float[] CheapEmbedding(StoredTensor embed, int[][] sequences, int padId)
+    public static float[] CheapEmbedding(StoredTensor embed, int[][] sequences)
     {
-        _ = padId; // padding is masked out in mergekit, so the unpadded sequences already are what it sums
         int hidden = (int)embed.Info.Shape[1];
         long vocab = embed.Info.Shape[0];
         var sum = new double[hidden];
