@@ -22,6 +22,7 @@ public static class Program
             StatisticsCommand.CreateFisher(stdout, stderr),
             StatisticsCommand.CreateRegMean(stdout, stderr),
             ExtractLoraCommand.Create(stdout, stderr),
+            MoeCommand.Create(stdout, stderr),
             MergeAdaptersCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),

@@ -190,7 +190,8 @@ public sealed class OutputFolder : IDisposable
     /// </summary>
     private static readonly Regex ModelOutputFile = new(
         @"^(?:model(?:-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|pytorch_model(?:-\d{5}-of-\d{5})?\.bin"
-            + @"|pytorch_model\.bin\.index\.json|config\.json|README\.md|mergekit_config\.yml|metrics\.jsonl|loss\.png"
+            + @"|pytorch_model\.bin\.index\.json|config\.json|README\.md|mergekit_config\.yml|mergekit_moe_config\.yml"
+            + @"|metrics\.jsonl|loss\.png"
             + @"|emr/[^/]+\.safetensors|emr/rescalers\.json|emr/README\.md|adamerging\.json|concrete_mask\.safetensors"
             + @"|adapter_model\.safetensors|adapter_config\.json)$",
         RegexOptions.CultureInvariant

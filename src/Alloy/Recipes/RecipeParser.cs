@@ -59,6 +59,25 @@ public static class RecipeParser
     /// A recipe is read from a regular file or from a pipe the user gave (<c>alloy merge &lt;(make-recipe)</c>); never
     /// from a device.
     /// </summary>
+    /// <summary>Reads a config file's text (a regular file or a pipe) for the other readers (alloy moe).</summary>
+    internal static string ReadConfigFile(string path) => ReadConfig(path);
+
+    /// <summary>Parses a mergekit-moe config (single document).</summary>
+    internal static Moe.MoeConfig ParseMoe(string text, string sourceName, Diagnostics diagnostics)
+    {
+        var docs = YamlLoader.Load(text, sourceName, diagnostics);
+        if (docs.Count > 1)
+            throw new AlloyException($"{docs[1].Location}: expected a single YAML document but found another one");
+        if (docs.Count == 0 || docs[0].Root is null)
+            throw new AlloyException(
+                $"{new SourceLocation(sourceName, 1, 1)}: the config is empty (it needs 'base_model' and 'experts')"
+            );
+        return new RecipeReader(sourceName, diagnostics).MoeConfig(docs[0].Root!, text) with
+        {
+            Folder = FolderOf(sourceName),
+        };
+    }
+
     private static string ReadConfig(string path) =>
         InputFile.KindOf(path) == InputFile.FileKind.NamedPipe ? File.ReadAllText(path) : InputFile.ReadAllText(path);
 
