@@ -152,7 +152,7 @@ public sealed record EvaluationReport
         json.WriteEndObject();
     }
 
-    /// <summary>"routing": [{"layer": 0, "counts": [chosen times per expert]}, …], when the model is a mixture.</summary>
+    /// <summary>"routing": [{"layer": 0, "counts": [times chosen, per expert]}, …], for a mixture.</summary>
     private static void Write(Utf8JsonWriter json, RoutingTable? routing)
     {
         if (routing is null)

@@ -332,7 +332,7 @@ public sealed class TaskEvaluationTests
         [.. Tokenizer.PrefixTokens, .. Tokenizer.Encode(text, addSpecialTokens: false)];
 }
 
-/// <summary>A mixture of experts' routing, per task and for the whole evaluation, in the results and the report.</summary>
+/// <summary>A mixture of experts' routing, per task and for the whole evaluation, in results and report.</summary>
 public sealed class RoutingReportTests
 {
     private static readonly TextTokenizer Tokenizer = TextTokenizer.Load(TestModels.Folder);
