@@ -307,6 +307,7 @@ public static class EvalCommand
                                 Action<EvaluationProgress>? progress = bar is null
                                     ? null
                                     : p => bar.Update(new ProgressUpdate(prefix + p.Stage, p.Done, p.Total, p.Unit));
+                                var routing = llama.Routing?.Snapshot();
                                 var perplexity = corpus is null
                                     ? null
                                     : Perplexity.Measure(llama, tokenizer, corpus, options, progress, cancellation);
@@ -330,6 +331,7 @@ public static class EvalCommand
                                     Elapsed = clock.Elapsed,
                                     Prompts = prompts,
                                     FewShotFile = poolIsTasksFile ? null : poolPath,
+                                    Routing = routing is null ? null : llama.Routing!.Snapshot().Since(routing),
                                 };
                             }
                         )

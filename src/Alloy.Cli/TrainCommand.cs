@@ -97,6 +97,15 @@ public static class TrainCommand
                 + "every linear layer of the blocks).",
             HelpName = "LIST",
         };
+        var only = new Option<string?>("--only")
+        {
+            Description =
+                "Train only these parameters, the rest frozen bit for bit: comma-separated patterns over Hugging Face "
+                + "names (* matches any characters, a pattern matches whole names, as 'model.layers.*.self_attn.*'), "
+                + $"or '{ParameterSelection.Router}' for every router of a mixture of experts (gate weights, "
+                + "Qwen2-MoE's shared_expert_gate too).",
+            HelpName = "PATTERNS",
+        };
         var validation = new Option<string?>("--validation")
         {
             Description =
@@ -145,6 +154,7 @@ public static class TrainCommand
             loraRank,
             loraAlpha,
             loraTargets,
+            only,
         };
         inputs.AddTo(command);
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(inputs.Verbose), cancellation =>
@@ -211,11 +221,21 @@ public static class TrainCommand
                         DecayNormsAndBiases = parse.GetValue(decayNorms),
                         ClipNorm = parse.GetValue(clip),
                         Seed = parse.GetValue(seed),
+                        Only = parse.GetValue(only) is { } patterns
+                            ? patterns.Split(
+                                ',',
+                                StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries
+                            )
+                            : null,
                     };
                     var adapter = lora is null ? null : new TrainableLora(llama, lora);
                     var trainer = new Trainer(llama, options, adapter);
                     string trained = adapter is null
-                        ? $"{llama.Parameters.ElementCount / 1e6:F2}M parameters"
+                        ? options.Only is null
+                            ? $"{llama.Parameters.ElementCount / 1e6:F2}M parameters"
+                            : $"{trainer.Trained.ElementCount / 1e6:F3}M parameters in {trainer.Trained.Count} "
+                                + $"tensors selected by --only (the other {llama.Parameters.ElementCount / 1e6:F2}M "
+                                + "frozen)"
                         : $"a rank-{lora!.Rank} adapter on {adapter.Modules.Count()} layers "
                             + $"({adapter.Parameters.ElementCount / 1e6:F3}M parameters; the model's "
                             + $"{llama.Parameters.ElementCount / 1e6:F2}M frozen)";

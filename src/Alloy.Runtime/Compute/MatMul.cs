@@ -34,7 +34,8 @@ public static class MatMul
         int outFeatures,
         float[]? bias,
         float[] y,
-        bool accumulate = false
+        bool accumulate = false,
+        int weightOffset = 0
     )
     {
         Multiply(
@@ -51,14 +52,15 @@ public static class MatMul
             y,
             outFeatures,
             accumulate ? 1f : 0f,
-            bias
+            bias,
+            bOffset: weightOffset
         );
     }
 
     /// <summary>
     /// C = op(A)·op(B) + β·C (+ a bias added to every row of C), with
     /// <see cref="Alloy.LinearAlgebra.DenseBackend.Gemm"/>'s conventions (row-major, leading dimensions), computed tile
-    /// by tile in parallel.
+    /// by tile in parallel. The offsets say where each matrix starts in its array (one expert of a fused stack).
     /// </summary>
     public static void Multiply(
         ComputeContext context,
@@ -74,7 +76,10 @@ public static class MatMul
         float[] c,
         int ldc,
         float beta = 0,
-        float[]? bias = null
+        float[]? bias = null,
+        int aOffset = 0,
+        int bOffset = 0,
+        int cOffset = 0
     )
     {
         if (m == 0 || n == 0)
@@ -91,12 +96,12 @@ public static class MatMul
                 c1 - c0,
                 k,
                 1f,
-                transA ? a.AsSpan(r0) : a.AsSpan(r0 * lda),
+                transA ? a.AsSpan(aOffset + r0) : a.AsSpan(aOffset + r0 * lda),
                 lda,
-                transB ? b.AsSpan(c0 * ldb) : b.AsSpan(c0),
+                transB ? b.AsSpan(bOffset + c0 * ldb) : b.AsSpan(bOffset + c0),
                 ldb,
                 beta,
-                c.AsSpan(r0 * ldc + c0),
+                c.AsSpan(cOffset + r0 * ldc + c0),
                 ldc
             );
             if (bias is null)
@@ -104,7 +109,7 @@ public static class MatMul
             var biasPart = bias.AsSpan(c0, c1 - c0);
             for (int r = r0; r < r1; r++)
             {
-                var row = c.AsSpan(r * ldc + c0, c1 - c0);
+                var row = c.AsSpan(cOffset + r * ldc + c0, c1 - c0);
                 TensorPrimitives.Add(row, biasPart, row);
             }
         });

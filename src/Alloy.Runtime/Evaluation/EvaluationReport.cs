@@ -1,5 +1,6 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Alloy.Runtime.Models;
 
 namespace Alloy.Runtime.Evaluation;
 
@@ -31,6 +32,12 @@ public sealed record EvaluationReport
     public string? FewShotFile { get; init; }
 
     public required TimeSpan Elapsed { get; init; }
+
+    /// <summary>
+    /// A mixture of experts' routing over the whole evaluation (perplexity and tasks): per layer, how often each expert
+    /// was chosen; each task has its own in <see cref="TaskResult.Routing"/>. Null for a dense model.
+    /// </summary>
+    public RoutingTable? Routing { get; init; }
 
     /// <summary>
     /// The report as indented JSON; <paramref name="samples"/> adds every item's outcome under its task: the full
@@ -81,6 +88,7 @@ public sealed record EvaluationReport
                     Write(json, task, samples);
                 json.WriteEndArray();
             }
+            Write(json, Routing);
             json.WriteNumber("seconds", Math.Round(Elapsed.TotalSeconds, 3));
             json.WriteEndObject();
         }
@@ -105,6 +113,7 @@ public sealed record EvaluationReport
             json.WriteNumber("generated_tokens", task.Generations.Sum(g => (long)g.GeneratedTokens));
         }
         Work(json, task.ForwardTokens, task.Elapsed, task.TokensPerSecond);
+        Write(json, task.Routing);
         if (samples)
         {
             json.WriteStartArray("samples");
@@ -141,6 +150,25 @@ public sealed record EvaluationReport
             json.WriteEndArray();
         }
         json.WriteEndObject();
+    }
+
+    /// <summary>"routing": [{"layer": 0, "counts": [times chosen, per expert]}, …], for a mixture.</summary>
+    private static void Write(Utf8JsonWriter json, RoutingTable? routing)
+    {
+        if (routing is null)
+            return;
+        json.WriteStartArray("routing");
+        for (int layer = 0; layer < routing.Layers.Count; layer++)
+        {
+            json.WriteStartObject();
+            json.WriteNumber("layer", layer);
+            json.WriteStartArray("counts");
+            foreach (long count in routing.Layers[layer])
+                json.WriteNumberValue(count);
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        json.WriteEndArray();
     }
 
     private static void Sample(Utf8JsonWriter json, TaskItem item)

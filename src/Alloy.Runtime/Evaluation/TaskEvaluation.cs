@@ -56,6 +56,12 @@ public sealed record TaskResult
 
     public double TokensPerSecond => ForwardTokens / Math.Max(Elapsed.TotalSeconds, 1e-9);
 
+    /// <summary>
+    /// A mixture of experts' routing over this task's forward passes: per layer, how often each expert was chosen
+    /// (null for a dense model).
+    /// </summary>
+    public RoutingTable? Routing { get; init; }
+
     public IReadOnlyList<ChoiceOutcome> Choices { get; init; } = [];
 
     public IReadOnlyList<GenerationOutcome> Generations { get; init; } = [];
@@ -116,6 +122,7 @@ public sealed class TaskEvaluation
     )
     {
         var clock = Stopwatch.StartNew();
+        var routing = _model.Routing?.Snapshot();
         var requests = new ScoringRequest[items.Sum(i => i.Choices.Count)];
         var firsts = new int[items.Count + 1];
         for (int i = 0; i < items.Count; i++)
@@ -162,6 +169,7 @@ public sealed class TaskEvaluation
             AccuracyNormalized = outcomes.Count(o => o.CorrectNormalized) / (double)items.Count,
             ForwardTokens = total,
             Elapsed = clock.Elapsed,
+            Routing = routing is null ? null : _model.Routing!.Snapshot().Since(routing),
             Choices = outcomes,
         };
     }
@@ -180,6 +188,7 @@ public sealed class TaskEvaluation
     )
     {
         var clock = Stopwatch.StartNew();
+        var routing = _model.Routing?.Snapshot();
         var limits = items.Select(i => i.MaxTokens ?? _options.MaxNewTokens).ToArray();
         var prompts = new int[items.Count][];
         _model.Compute.For(items.Count, i => prompts[i] = PromptTokens(items[i], limits[i]));
@@ -230,6 +239,7 @@ public sealed class TaskEvaluation
             Accuracy = outputs.Count(o => o.Correct) / (double)items.Count,
             ForwardTokens = forward,
             Elapsed = clock.Elapsed,
+            Routing = routing is null ? null : _model.Routing!.Snapshot().Since(routing),
             Generations = outputs,
         };
     }

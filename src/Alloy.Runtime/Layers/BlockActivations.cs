@@ -24,9 +24,8 @@ public sealed class BlockActivations
         AfterAttention = new Matrix(hidden);
         MlpInverseRms = new Matrix(1);
         MlpNormed = new Matrix(hidden);
-        Gate = new Matrix(config.IntermediateSize);
-        Up = new Matrix(config.IntermediateSize);
-        Hidden = new Matrix(config.IntermediateSize);
+        Mlp = new SwiGluActivations(config.IntermediateSize);
+        Moe = config.Moe is null ? null : new MoeActivations(config);
     }
 
     /// <summary>
@@ -69,12 +68,18 @@ public sealed class BlockActivations
     /// <summary>post_attention_layernorm(x): the input of gate_proj and up_proj.</summary>
     public Matrix MlpNormed { get; }
 
+    /// <summary>The dense MLP's gate, up and hidden matrices (unused in a mixture of experts).</summary>
+    public SwiGluActivations Mlp { get; }
+
     /// <summary>gate_proj output, before the activation.</summary>
-    public Matrix Gate { get; }
+    public Matrix Gate => Mlp.Gate;
 
     /// <summary>up_proj output.</summary>
-    public Matrix Up { get; }
+    public Matrix Up => Mlp.Up;
 
     /// <summary>silu(gate) · up: the input of down_proj.</summary>
-    public Matrix Hidden { get; }
+    public Matrix Hidden => Mlp.Hidden;
+
+    /// <summary>A mixture of experts' routing and per-expert activations (MoE models only).</summary>
+    public MoeActivations? Moe { get; }
 }

@@ -4,13 +4,25 @@ using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Layers;
 
-/// <summary>One pre-norm decoder layer: x + attention(norm(x)), then + MLP(norm(·)).</summary>
-public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, RmsNorm postAttentionNorm, SwiGluMlp mlp)
+/// <summary>One pre-norm decoder layer: x + attention(norm(x)), then + FFN(norm(·)) (an MLP or a mixture of experts).
+/// </summary>
+public sealed class DecoderBlock(
+    RmsNorm inputNorm,
+    SelfAttention attention,
+    RmsNorm postAttentionNorm,
+    IFeedForward feedForward
+)
 {
     public RmsNorm InputNorm { get; } = inputNorm;
     public SelfAttention Attention { get; } = attention;
     public RmsNorm PostAttentionNorm { get; } = postAttentionNorm;
-    public SwiGluMlp Mlp { get; } = mlp;
+    public IFeedForward FeedForward { get; } = feedForward;
+
+    /// <summary>The dense MLP; null in a mixture of experts (see <see cref="Moe"/>).</summary>
+    public SwiGluMlp? Mlp => FeedForward as SwiGluMlp;
+
+    /// <summary>The mixture of experts; null in a dense model.</summary>
+    public SparseMoe? Moe => FeedForward as SparseMoe;
 
     /// <summary>
     /// output = block(input). An inference pass passes the residual stream as both (it is updated in place); a kept
@@ -32,7 +44,7 @@ public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, Rms
         Attention.Forward(context, a.AttentionNormed, layout, cache, a, afterAttention, keep);
         PostAttentionNorm.Forward(context, afterAttention, a.MlpNormed, keep ? a.MlpInverseRms : null);
         CopyRows(afterAttention, output);
-        Mlp.Forward(context, a.MlpNormed, a, output);
+        FeedForward.Forward(context, a.MlpNormed, a, output);
     }
 
     /// <summary>
@@ -48,7 +60,7 @@ public sealed class DecoderBlock(RmsNorm inputNorm, SelfAttention attention, Rms
     )
     {
         var residual = b.Residual;
-        Mlp.Backward(context, a.MlpNormed, a, residual, b, gradients);
+        FeedForward.Backward(context, a.MlpNormed, a, residual, b, gradients);
         PostAttentionNorm.Backward(
             context,
             a.AfterAttention,

@@ -4,26 +4,38 @@ using Alloy.Runtime.Training;
 
 namespace Alloy.Runtime.Layers;
 
-/// <summary>A linear layer y = x·Wᵀ + b with Hugging Face's [out, in] weight and an optional bias.</summary>
+/// <summary>
+/// A linear layer y = x·Wᵀ + b with Hugging Face's [out, in] weight and an optional bias. W may be a block of rows of
+/// a larger parameter (one expert's gate or up rows in a fused [experts, 2·I, H] stack), so fused and per-expert
+/// checkpoints run through the same layer.
+/// </summary>
 public sealed class Linear
 {
-    public Linear(Parameter weight, Parameter? bias)
+    private readonly int _offset;
+
+    public Linear(Parameter weight, Parameter? bias, int firstRow = 0, int? rows = null)
     {
-        if (weight.Shape.Length != 2)
+        if (weight.Shape.Length < 2)
             throw new ArgumentException($"'{weight.Name}' is not a matrix");
-        if (bias is not null && (bias.Shape.Length != 1 || bias.Rows != weight.Rows))
+        int count = rows ?? weight.Rows - firstRow;
+        if (firstRow < 0 || count < 1 || firstRow + count > weight.Rows)
+            throw new ArgumentException($"'{weight.Name}' has no rows [{firstRow}, {firstRow + count})");
+        if (bias is not null && (bias.Shape.Length != 1 || bias.Rows != count))
             throw new ArgumentException($"'{bias.Name}' does not match '{weight.Name}'");
         Weight = weight;
         Bias = bias;
+        OutFeatures = count;
+        _offset = firstRow * weight.Columns;
     }
 
+    /// <summary>The parameter the weight is (or is a block of rows of).</summary>
     public Parameter Weight { get; }
 
     public Parameter? Bias { get; }
 
     public int InFeatures => Weight.Columns;
 
-    public int OutFeatures => Weight.Rows;
+    public int OutFeatures { get; }
 
     /// <summary>
     /// output = input·Wᵀ + b; with <paramref name="accumulate"/>, output += input·Wᵀ + b (a residual add for free).
@@ -42,7 +54,8 @@ public sealed class Linear
             OutFeatures,
             Bias?.Data,
             output.Data,
-            accumulate
+            accumulate,
+            _offset
         );
     }
 
@@ -81,7 +94,8 @@ public sealed class Linear
                 InFeatures,
                 inputGradient.Data,
                 InFeatures,
-                accumulate ? 1f : 0f
+                accumulate ? 1f : 0f,
+                bOffset: _offset
             );
         }
         if (rows == 0)
@@ -99,7 +113,8 @@ public sealed class Linear
             InFeatures,
             gradients[Weight],
             InFeatures,
-            1f
+            1f,
+            cOffset: _offset
         );
         if (Bias is not null)
             VectorMath.AddColumnSums(context, outputGradient, gradients[Bias]);

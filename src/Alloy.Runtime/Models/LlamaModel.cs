@@ -39,6 +39,7 @@ public sealed class LlamaModel
                 nameof(parameters)
             );
 
+        Routing = config.Moe is null ? null : new RoutingCounts(config.Layers, config.Moe.Experts);
         Embedding = new Embedding(parameters["model.embed_tokens.weight"]);
         Rope = new RotaryEmbedding(config.Rope, config.HeadDim);
         var blocks = new DecoderBlock[config.Layers];
@@ -55,7 +56,9 @@ public sealed class LlamaModel
                 Linear("self_attn.o_proj"),
                 Rope
             );
-            var mlp = new SwiGluMlp(Linear("mlp.gate_proj"), Linear("mlp.up_proj"), Linear("mlp.down_proj"));
+            IFeedForward mlp = config.Moe is null
+                ? new SwiGluMlp(Linear("mlp.gate_proj"), Linear("mlp.up_proj"), Linear("mlp.down_proj"))
+                : CreateMoe(config, config.Moe, parameters, layer, Routing!);
             blocks[layer] = new DecoderBlock(
                 new RmsNorm(parameters[p + "input_layernorm.weight"], config.RmsNormEpsilon),
                 attention,
@@ -66,6 +69,45 @@ public sealed class LlamaModel
         Blocks = blocks;
         FinalNorm = new RmsNorm(parameters["model.norm.weight"], config.RmsNormEpsilon);
         Head = new Linear(config.TieWordEmbeddings ? Embedding.Weight : parameters["lm_head.weight"], null);
+    }
+
+    private static SparseMoe CreateMoe(
+        ModelConfig config,
+        MoeConfig moe,
+        ParameterSet parameters,
+        int layer,
+        RoutingCounts counts
+    )
+    {
+        string p = $"model.layers.{layer}.";
+        int hidden = config.HiddenSize;
+        var experts = new SwiGluMlp[moe.Experts];
+        for (int e = 0; e < moe.Experts; e++)
+        {
+            var (gate, up, down) = moe.ExpertWeights(config.Family, p, e, hidden);
+            experts[e] = new SwiGluMlp(
+                new Linear(parameters[gate.Name], null, gate.Row, moe.IntermediateSize),
+                new Linear(parameters[up.Name], null, up.Row, moe.IntermediateSize),
+                new Linear(parameters[down.Name], null, down.Row, hidden)
+            );
+        }
+        Linear Named(string name) => new(parameters[p + name], null);
+        bool shared = moe.SharedIntermediateSize is not null;
+        return new SparseMoe(
+            moe,
+            new Linear(parameters[moe.RouterName(config.Family, p)], null),
+            experts,
+            shared
+                ? new SwiGluMlp(
+                    Named("mlp.shared_expert.gate_proj.weight"),
+                    Named("mlp.shared_expert.up_proj.weight"),
+                    Named("mlp.shared_expert.down_proj.weight")
+                )
+                : null,
+            shared ? Named("mlp.shared_expert_gate.weight") : null,
+            counts,
+            layer
+        );
     }
 
     /// <summary>
@@ -85,11 +127,25 @@ public sealed class LlamaModel
             checkpoint.Config,
             System.IO.Path.Combine(checkpoint.Folder ?? "", Checkpoint.ConfigFileName)
         );
+        // A mixture's experts are fused or per expert, as the checkpoint has them (and as a save writes them back).
+        if (config.Moe is { } moe)
+        {
+            var perExpert = moe with { Layout = ExpertLayout.PerExpert };
+            string first = perExpert.ExpertWeights(config.Family, "model.layers.0.", 0, config.HiddenSize).Gate.Name;
+            if (checkpoint.Find(first) is not null)
+                config = config with { Moe = perExpert };
+        }
         var parameters = ParameterSet.Read(checkpoint, config, new ComputeContext(options));
         return new LlamaModel(config, parameters, options);
     }
 
     public ModelConfig Config { get; }
+
+    /// <summary>
+    /// How often each expert has been chosen by the forward passes so far (mixtures of experts; null for a dense
+    /// model). Take a <see cref="RoutingCounts.Snapshot"/> before and after a task for the task's routing.
+    /// </summary>
+    public RoutingCounts? Routing { get; }
 
     public ParameterSet Parameters { get; }
 

@@ -3,13 +3,16 @@ using System.Text.Json.Nodes;
 namespace Alloy.Runtime.Models;
 
 /// <summary>
-/// The decoder families the runtime runs: one architecture, differing in biases and attention windows.
+/// The decoder families the runtime runs: one architecture, differing in biases, attention windows and the
+/// feed-forward part (a dense MLP, or a sparse mixture of experts in Mixtral and Qwen2-MoE).
 /// </summary>
 public enum ArchitectureFamily
 {
     Llama,
     Mistral,
     Qwen2,
+    Mixtral,
+    Qwen2Moe,
 }
 
 /// <summary>
@@ -53,6 +56,9 @@ public sealed record ModelConfig
     /// </summary>
     public int? MaxPositions { get; init; }
 
+    /// <summary>The mixture of experts of every layer (Mixtral, Qwen2-MoE); null for a dense model.</summary>
+    public MoeConfig? Moe { get; init; }
+
     public int QueryDim => Heads * HeadDim;
     public int KeyValueDim => KeyValueHeads * HeadDim;
 
@@ -79,9 +85,14 @@ public sealed record ModelConfig
             Linear("self_attn.k_proj", KeyValueDim, HiddenSize, QkvBias);
             Linear("self_attn.v_proj", KeyValueDim, HiddenSize, QkvBias);
             Linear("self_attn.o_proj", HiddenSize, QueryDim, OutputBias);
-            Linear("mlp.gate_proj", IntermediateSize, HiddenSize, MlpBias);
-            Linear("mlp.up_proj", IntermediateSize, HiddenSize, MlpBias);
-            Linear("mlp.down_proj", HiddenSize, IntermediateSize, MlpBias);
+            if (Moe is not null)
+                list.AddRange(Moe.Shapes(Family, p, HiddenSize));
+            else
+            {
+                Linear("mlp.gate_proj", IntermediateSize, HiddenSize, MlpBias);
+                Linear("mlp.up_proj", IntermediateSize, HiddenSize, MlpBias);
+                Linear("mlp.down_proj", HiddenSize, IntermediateSize, MlpBias);
+            }
             list.Add((p + "input_layernorm.weight", [HiddenSize]));
             list.Add((p + "post_attention_layernorm.weight", [HiddenSize]));
         }
@@ -96,14 +107,19 @@ public sealed record ModelConfig
     {
         var reader = new ConfigReader(json, where);
         string modelType = reader.String("model_type")
-            ?? throw reader.Error("has no \"model_type\"; Alloy.Runtime runs llama, mistral and qwen2 models");
+            ?? throw reader.Error(
+                "has no \"model_type\"; Alloy.Runtime runs llama, mistral, qwen2, mixtral and qwen2_moe models"
+            );
         var family = modelType switch
         {
             "llama" => ArchitectureFamily.Llama,
             "mistral" => ArchitectureFamily.Mistral,
             "qwen2" => ArchitectureFamily.Qwen2,
+            "mixtral" => ArchitectureFamily.Mixtral,
+            "qwen2_moe" => ArchitectureFamily.Qwen2Moe,
             _ => throw reader.Error(
-                $"model_type '{modelType}' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"
+                $"model_type '{modelType}' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2, "
+                    + "mixtral, qwen2_moe)"
             ),
         };
 
@@ -129,7 +145,7 @@ public sealed record ModelConfig
             outputBias,
             mlpBias;
         int? window = null;
-        if (family == ArchitectureFamily.Qwen2)
+        if (family is ArchitectureFamily.Qwen2 or ArchitectureFamily.Qwen2Moe)
         {
             (qkvBias, outputBias, mlpBias) = (true, false, false);
             if (reader.Bool("use_sliding_window", false))
@@ -138,6 +154,11 @@ public sealed record ModelConfig
                         + "false)"
                 );
         }
+        else if (family == ArchitectureFamily.Mixtral)
+        {
+            (qkvBias, outputBias, mlpBias) = (false, false, false);
+            window = reader.OptionalPositiveInt("sliding_window");
+        }
         else
         {
             bool attentionBias = reader.Bool("attention_bias", false);
@@ -145,6 +166,7 @@ public sealed record ModelConfig
             if (family == ArchitectureFamily.Mistral)
                 window = reader.OptionalPositiveInt("sliding_window");
         }
+        var moe = MoeFromJson(reader, family);
 
         return new ModelConfig
         {
@@ -165,7 +187,57 @@ public sealed record ModelConfig
             SlidingWindow = window,
             EosTokenIds = reader.IntList("eos_token_id"),
             MaxPositions = reader.OptionalPositiveInt("max_position_embeddings"),
+            Moe = moe,
         };
+    }
+
+    /// <summary>
+    /// Mixtral's and Qwen2-MoE's experts, with transformers' defaults; what the runtime does not run is refused: router
+    /// noise (Mixtral's router_jitter_noise, a training-time perturbation), and Qwen2-MoE's dense layers among sparse
+    /// ones (decoder_sparse_step ≠ 1, mlp_only_layers).
+    /// </summary>
+    private static MoeConfig? MoeFromJson(ConfigReader reader, ArchitectureFamily family)
+    {
+        MoeConfig moe;
+        if (family == ArchitectureFamily.Mixtral)
+        {
+            if (reader.OptionalDouble("router_jitter_noise") is double noise && noise != 0)
+                throw reader.Error($"router_jitter_noise is {noise}; Alloy.Runtime routes without noise (set it to 0)");
+            moe = new MoeConfig
+            {
+                Experts = reader.PositiveInt("num_local_experts", 8),
+                TopK = reader.PositiveInt("num_experts_per_tok", 2),
+                IntermediateSize = reader.PositiveInt("intermediate_size"),
+                NormalizeTopK = true,
+            };
+        }
+        else if (family == ArchitectureFamily.Qwen2Moe)
+        {
+            int step = reader.PositiveInt("decoder_sparse_step", 1);
+            if (step != 1)
+                throw reader.Error(
+                    $"decoder_sparse_step is {step}; Alloy.Runtime runs Qwen2-MoE models whose every layer is sparse "
+                        + "(decoder_sparse_step 1)"
+                );
+            if (reader.IntList("mlp_only_layers") is { Count: > 0 } dense)
+                throw reader.Error(
+                    $"mlp_only_layers lists [{string.Join(", ", dense)}]; Alloy.Runtime runs Qwen2-MoE models whose "
+                        + "every layer is sparse (an empty list)"
+                );
+            moe = new MoeConfig
+            {
+                Experts = reader.PositiveInt("num_experts", 60),
+                TopK = reader.PositiveInt("num_experts_per_tok", 4),
+                IntermediateSize = reader.PositiveInt("moe_intermediate_size", 1408),
+                NormalizeTopK = reader.Bool("norm_topk_prob", false),
+                SharedIntermediateSize = reader.PositiveInt("shared_expert_intermediate_size", 5632),
+            };
+        }
+        else
+            return null;
+        if (moe.TopK > moe.Experts)
+            throw reader.Error($"num_experts_per_tok ({moe.TopK}) is more than the {moe.Experts} experts");
+        return moe;
     }
 }
 
@@ -258,6 +330,14 @@ internal sealed class ConfigReader(JsonObject json, string where, string prefix 
             null => null,
             JsonValue v when v.TryGetValue<int>(out var i) && i > 0 => i,
             var other => throw Error($"'{key}' must be a positive whole number, not {StrictJson.Shorten(other)}"),
+        };
+
+    public double? OptionalDouble(string key) =>
+        json[key] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<double>(out var d) && double.IsFinite(d) => d,
+            var other => throw Error($"'{key}' must be a number, not {StrictJson.Shorten(other)}"),
         };
 
     public double PositiveDouble(string key, double? fallback = null) =>

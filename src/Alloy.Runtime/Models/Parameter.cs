@@ -10,9 +10,10 @@ public sealed class Parameter
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         long count = shape.Aggregate(1L, (a, b) => a * b);
-        if (shape.Length is < 1 or > 2 || shape.Any(d => d <= 0) || count > Array.MaxLength)
+        if (shape.Length is < 1 or > 3 || shape.Any(d => d <= 0) || count > Array.MaxLength)
             throw new ArgumentException(
-                $"parameter '{name}': shape [{string.Join(", ", shape)}] is not a vector or matrix the runtime can hold"
+                $"parameter '{name}': shape [{string.Join(", ", shape)}] is not a vector, matrix or stack of matrices "
+                    + "the runtime can hold"
             );
         if (data is not null && data.Length != count)
             throw new ArgumentException(
@@ -26,15 +27,17 @@ public sealed class Parameter
     public string Name { get; }
 
     /// <summary>
-    /// [rows, columns] for a matrix (Hugging Face's [out, in] for a linear weight), [length] for a vector.
+    /// [rows, columns] for a matrix (Hugging Face's [out, in] for a linear weight), [length] for a vector,
+    /// [count, rows, columns] for a stack of matrices (fused MoE experts).
     /// </summary>
     public int[] Shape { get; }
 
     public float[] Data { get; }
 
-    public int Rows => Shape[0];
+    /// <summary>Rows of the parameter seen as one matrix (a stack's matrices one under the other).</summary>
+    public int Rows => Shape.Length == 1 ? Shape[0] : Data.Length / Columns;
 
-    public int Columns => Shape.Length == 2 ? Shape[1] : 1;
+    public int Columns => Shape.Length >= 2 ? Shape[^1] : 1;
 
     public override string ToString() => $"{Name} [{string.Join(", ", Shape)}]";
 }

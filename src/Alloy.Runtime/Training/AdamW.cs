@@ -29,7 +29,7 @@ public sealed class AdamW
     public int StepCount { get; private set; }
 
     /// <summary>Whether weight decay applies to <paramref name="parameter"/>.</summary>
-    public bool Decays(Parameter parameter) => Options.DecayNormsAndBiases || parameter.Shape.Length == 2;
+    public bool Decays(Parameter parameter) => Options.DecayNormsAndBiases || parameter.Shape.Length >= 2;
 
     /// <summary>
     /// One update of every parameter from <paramref name="gradients"/> times <paramref name="gradientScale"/>

@@ -1,4 +1,5 @@
 using Alloy.Runtime.Compute;
+using Alloy.Runtime.Layers;
 using Alloy.Runtime.Models;
 
 namespace Alloy.Runtime.Training;
@@ -23,9 +24,8 @@ public sealed class BackwardState
         KeyPerHead = new Matrix(config.QueryDim);
         ValuePerHead = new Matrix(config.QueryDim);
         Context = new Matrix(config.QueryDim);
-        Gate = new Matrix(config.IntermediateSize);
-        Up = new Matrix(config.IntermediateSize);
-        Hidden = new Matrix(config.IntermediateSize);
+        Mlp = new SwiGluActivations(config.IntermediateSize);
+        Moe = config.Moe is null ? null : new MoeGradients(config);
     }
 
     /// <summary>∂loss/∂(residual stream) at the current block boundary, updated in place block by block.</summary>
@@ -53,7 +53,14 @@ public sealed class BackwardState
     public Matrix ValuePerHead { get; }
 
     public Matrix Context { get; }
-    public Matrix Gate { get; }
-    public Matrix Up { get; }
-    public Matrix Hidden { get; }
+
+    /// <summary>∂loss/∂ the dense MLP's gate, up and hidden matrices.</summary>
+    public SwiGluActivations Mlp { get; }
+
+    public Matrix Gate => Mlp.Gate;
+    public Matrix Up => Mlp.Up;
+    public Matrix Hidden => Mlp.Hidden;
+
+    /// <summary>A mixture of experts' gradient buffers (MoE models only).</summary>
+    public MoeGradients? Moe { get; }
 }

@@ -20,6 +20,19 @@ public sealed class GradientSet
             _byParameter.Add(p, new float[p.Data.Length]);
     }
 
+    private GradientSet(ParameterSet parameters, GradientSet all)
+    {
+        Parameters = parameters;
+        foreach (var p in parameters)
+            _byParameter.Add(p, all[p]);
+    }
+
+    /// <summary>
+    /// The gradients of <paramref name="subset"/> (some of this set's parameters), sharing these buffers: what an
+    /// optimizer of part of a model steps with, and what its norm is computed over.
+    /// </summary>
+    public GradientSet Subset(ParameterSet subset) => new(subset, this);
+
     public ParameterSet Parameters { get; }
 
     /// <summary>

@@ -98,6 +98,10 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
     {
         if (batchSize < 1)
             throw new AlloyException($"batch size must be at least 1 (got {batchSize})");
+        if (model.Config.Moe is not null)
+            throw new AlloyException(
+                "RegMean statistics of a mixture of experts are not supported (its experts see different tokens)"
+            );
         var state = model.CreateState(keepActivations: true);
         // Each distinct layer input: how to find it in a kept state, and the weights that read it.
         var inputs = new List<(Func<Matrix> Input, int Size, string[] Weights)>();
@@ -117,9 +121,9 @@ public sealed record ParameterStatistics(string Kind, long Count, IReadOnlyList<
             );
             inputs.Add((() => a.Context, model.Config.QueryDim, [attention.Output.Weight.Name]));
             inputs.Add(
-                (() => a.MlpNormed, model.Config.HiddenSize, [block.Mlp.Gate.Weight.Name, block.Mlp.Up.Weight.Name])
+                (() => a.MlpNormed, model.Config.HiddenSize, [block.Mlp!.Gate.Weight.Name, block.Mlp.Up.Weight.Name])
             );
-            inputs.Add((() => a.Hidden, model.Config.IntermediateSize, [block.Mlp.Down.Weight.Name]));
+            inputs.Add((() => a.Hidden, model.Config.IntermediateSize, [block.Mlp!.Down.Weight.Name]));
         }
         bool head = !model.Config.TieWordEmbeddings && (layers is null || layers.Contains(model.Config.Layers));
         if (head)

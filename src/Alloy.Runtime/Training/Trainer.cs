@@ -23,7 +23,8 @@ public sealed record TrainingStepResult(
 );
 
 /// <summary>
-/// Trains a model in place, or a LoRA adapter on it (the model frozen): seeded batches of examples, mean token
+/// Trains a model in place (all of it, or the parameters <see cref="TrainingOptions.Only"/> selects), or a LoRA adapter
+/// on it (the model frozen): seeded batches of examples, mean token
 /// cross-entropy, global-norm clipping, AdamW with linear warmup and cosine decay. Every result is the same at any
 /// thread count (see <see cref="LossGradients"/>).
 /// </summary>
@@ -40,13 +41,21 @@ public sealed class Trainer
         options.Validate();
         if (adapter is not null && adapter.Model != model)
             throw new ArgumentException("the adapter belongs to another model", nameof(adapter));
+        if (adapter is not null && options.Only is not null)
+            throw new AlloyException("--only selects parameters of the model; a LoRA adapter trains its own factors");
         Model = model;
         Options = options;
         Adapter = adapter;
         _loss = new LossGradients(model);
-        _gradients = adapter is null ? _loss.Gradients : new GradientSet(adapter.Parameters);
-        _optimizer = new AdamW(adapter?.Parameters ?? model.Parameters, options);
+        Trained = adapter?.Parameters
+            ?? (options.Only is null ? model.Parameters : ParameterSelection.Select(model.Parameters, options.Only));
+        _gradients = adapter is not null ? new GradientSet(adapter.Parameters) : _loss.Gradients.Subset(Trained);
+        _optimizer = new AdamW(Trained, options);
     }
+
+    /// <summary>What the optimizer updates: the model's parameters (or those selected), or the adapter's factors.
+    /// </summary>
+    public ParameterSet Trained { get; }
 
     public LlamaModel Model { get; }
 

@@ -44,6 +44,12 @@ public sealed record TrainingOptions
     /// <summary>Seed of the data order (a new permutation of the examples every epoch).</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>
+    /// Train only the parameters these patterns select (<see cref="ParameterSelection"/>; "router" for a mixture's
+    /// routers); the rest stay bit for bit as they were. Null: every parameter.
+    /// </summary>
+    public IReadOnlyList<string>? Only { get; init; }
+
     /// <summary>Checks the values; a bad one is an <see cref="AlloyException"/> naming it.</summary>
     public void Validate()
     {

@@ -331,3 +331,71 @@ public sealed class TaskEvaluationTests
     private static int[] Prefixed(string text) =>
         [.. Tokenizer.PrefixTokens, .. Tokenizer.Encode(text, addSpecialTokens: false)];
 }
+
+/// <summary>A mixture of experts' routing, per task and for the whole evaluation, in results and report.</summary>
+public sealed class RoutingReportTests
+{
+    private static readonly TextTokenizer Tokenizer = TextTokenizer.Load(TestModels.Folder);
+
+    [Fact]
+    public void Each_task_counts_the_experts_its_forwarded_tokens_chose()
+    {
+        var config = RandomModels.Moe(ArchitectureFamily.Mixtral) with { VocabSize = TestModels.Spec.VocabSize };
+        var model = RandomModels.Create(config);
+        var evaluation = new TaskEvaluation(model, Tokenizer);
+        ChoiceItem[] items =
+        [
+            new("mc", "t.jsonl", 1, null, "The opposite of hot is", [" cold", " warm"], 0),
+            new("mc", "t.jsonl", 2, null, "7 + 8 =", [" 15", " 78"], 0),
+        ];
+        var first = evaluation.RunChoices("mc", items);
+        var second = evaluation.RunChoices("mc", items[..1]);
+        foreach (var result in new[] { first, second })
+        {
+            Assert.Equal(config.Layers, result.Routing!.Layers.Count);
+            // Top-2 of every token forwarded by this task, and only this task.
+            Assert.All(result.Routing.Layers, layer => Assert.Equal(2 * result.ForwardTokens, layer.Sum()));
+        }
+
+        var report = new EvaluationReport
+        {
+            Model = "moe",
+            Parameters = model.Parameters.ElementCount,
+            Backend = "managed",
+            Threads = 2,
+            TasksFile = "t.jsonl",
+            Tasks = [first],
+            Elapsed = TimeSpan.Zero,
+            Routing = model.Routing!.Snapshot(),
+        };
+        var json = JsonNode.Parse(report.ToJson())!;
+        var taskRouting = json["tasks"]![0]!["routing"]!.AsArray();
+        Assert.Equal(1, (int)taskRouting[1]!["layer"]!);
+        Assert.Equal(first.Routing!.Layers[1], taskRouting[1]!["counts"]!.AsArray().Select(c => (long)c!));
+        Assert.Equal(
+            2 * (first.ForwardTokens + second.ForwardTokens),
+            json["routing"]![0]!["counts"]!.AsArray().Sum(c => (long)c!)
+        );
+    }
+
+    [Fact]
+    public void A_dense_model_reports_no_routing()
+    {
+        var result = new TaskEvaluation(TestModels.Load("managed"), Tokenizer).RunChoices(
+            "mc",
+            [new("mc", "t.jsonl", 1, null, "A", [" b", " c"], 0)]
+        );
+        Assert.Null(result.Routing);
+        var report = new EvaluationReport
+        {
+            Model = "dense",
+            Parameters = 1,
+            Backend = "managed",
+            Threads = 1,
+            TasksFile = "t.jsonl",
+            Tasks = [result],
+            Elapsed = TimeSpan.Zero,
+        };
+        Assert.DoesNotContain("routing", report.ToJson());
+    }
+}

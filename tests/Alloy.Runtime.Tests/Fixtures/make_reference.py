@@ -16,6 +16,14 @@ MistralForCausalLM and Qwen2ForCausalLM:
 - grouped-query attention: query head h uses key/value head h ÷ (heads / key_value_heads); scores scaled by
   head_dim^−½; causal mask, and for Mistral a sliding window (key position > query position − window);
 - Qwen2 has biases on q/k/v (not o); Llama's attention_bias puts them on q/k/v/o and mlp_bias on the MLP.
+- Mixtral (MixtralForCausalLM) and Qwen2-MoE (Qwen2MoeForCausalLM) replace the MLP by a sparse mixture: router
+  logits z = h·Gᵀ, p = softmax(z) over all experts, the top-k of p (torch.topk), the chosen p renormalised to sum 1
+  (Mixtral always; Qwen2-MoE when norm_topk_prob), output Σ w_e·down_e(silu(gate_e(h))·up_e(h)); Qwen2-MoE adds
+  sigmoid(h·g_sharedᵀ)·shared_expert(h). Experts are read from transformers' fused layout (mlp.experts.gate_up_proj
+  [E, 2I, H], gate rows then up rows; mlp.experts.down_proj [E, H, I]) or the per-expert ones (Mixtral's
+  block_sparse_moe.experts.N.w1/w3/w2, Qwen2-MoE's mlp.experts.N.gate_proj/up_proj/down_proj). mixtral-per-expert
+  holds mixtral's weights in the older layout. Every token's gap between its k-th and (k+1)-th router logit is
+  checked to be far above float32 rounding, so Alloy's float32 routing chooses the same experts.
 
 Everything except the RoPE angles is computed in float64 from the stored (rounded) weights, so the expected logits
 are the exact values of the model as stored; Alloy computes in float32 and must agree to 1e-4 relative.
@@ -70,7 +78,23 @@ MODELS = [
     # Mistral with a sliding window shorter than the longest sequence, float16, stored as pytorch_model.bin.
     ("mistral-window", "F16", "bin", dict(BASE, model_type="mistral", architectures=["MistralForCausalLM"], head_dim=8,
                                           sliding_window=6, num_key_value_heads=4)),
+    # Mixtral: 4 experts, top-2, transformers' fused expert layout, a sliding window, bfloat16.
+    ("mixtral", "BF16", "single", dict(BASE, model_type="mixtral", architectures=["MixtralForCausalLM"],
+                                       intermediate_size=24, num_local_experts=4, num_experts_per_tok=2,
+                                       router_jitter_noise=0.0, sliding_window=8, rope_theta=1000000.0)),
+    # The same weights in Mixtral's older per-expert layout (block_sparse_moe.experts.N.w1/w2/w3).
+    ("mixtral-per-expert", "BF16", "single", dict(BASE, model_type="mixtral", architectures=["MixtralForCausalLM"],
+                                                  intermediate_size=24, num_local_experts=4, num_experts_per_tok=2,
+                                                  router_jitter_noise=0.0, sliding_window=8, rope_theta=1000000.0)),
+    # Qwen2-MoE: 4 experts, top-2 without renormalisation, a shared expert with its sigmoid gate, per-expert layout.
+    ("qwen2-moe", "BF16", "single", dict(BASE, model_type="qwen2_moe", architectures=["Qwen2MoeForCausalLM"],
+                                        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                                        shared_expert_intermediate_size=40, norm_topk_prob=False,
+                                        decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False)),
 ]
+
+# Models stored with another model's weights in the per-expert layout.
+SAME_WEIGHTS_AS = {"mixtral-per-expert": "mixtral"}
 
 DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
@@ -81,7 +105,7 @@ def head_dim(cfg):
 
 def biases(cfg):
     """(q/k/v bias, o bias, mlp bias) for the three families."""
-    if cfg["model_type"] == "qwen2":
+    if cfg["model_type"] in ("qwen2", "qwen2_moe"):
         return True, False, False
     attention = cfg.get("attention_bias", False)
     return attention, attention, cfg.get("mlp_bias", False)
@@ -103,6 +127,22 @@ def tensor_shapes(cfg):
         if o_bias:
             shapes[p + "self_attn.o_proj.bias"] = [h]
         shapes[p + "post_attention_layernorm.weight"] = [h]
+        if cfg["model_type"] == "mixtral":
+            e, i = cfg["num_local_experts"], cfg["intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = [e, h]
+            shapes[p + "mlp.experts.gate_up_proj"] = [e, 2 * i, h]
+            shapes[p + "mlp.experts.down_proj"] = [e, h, i]
+            continue
+        if cfg["model_type"] == "qwen2_moe":
+            e, i, s = cfg["num_experts"], cfg["moe_intermediate_size"], cfg["shared_expert_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = [e, h]
+            for n in range(e):
+                for name, shape in (("gate_proj", [i, h]), ("up_proj", [i, h]), ("down_proj", [h, i])):
+                    shapes[p + f"mlp.experts.{n}.{name}.weight"] = shape
+            for name, shape in (("gate_proj", [s, h]), ("up_proj", [s, h]), ("down_proj", [h, s])):
+                shapes[p + f"mlp.shared_expert.{name}.weight"] = shape
+            shapes[p + "mlp.shared_expert_gate.weight"] = [1, h]
+            continue
         for name, shape in (("gate_proj", [i, h]), ("up_proj", [i, h]), ("down_proj", [h, i])):
             shapes[p + f"mlp.{name}.weight"] = shape
             if mlp_bias:
@@ -127,6 +167,66 @@ def make_weights(cfg, seed, storage):
             values = values / math.sqrt(shape[-1]) * 1.5
         weights[name] = values.to(DTYPES[storage])
     return weights
+
+
+def per_expert_layout(weights, cfg):
+    """Mixtral's fused experts as the older block_sparse_moe.experts.N.w1 (gate), w2 (down), w3 (up)."""
+    i = cfg["intermediate_size"]
+    out = OrderedDict()
+    for name, t in weights.items():
+        if ".mlp." not in name:
+            out[name] = t
+        elif name.endswith("mlp.gate.weight"):
+            out[name.replace(".mlp.", ".block_sparse_moe.")] = t
+        elif name.endswith("gate_up_proj"):
+            p = name[: -len("mlp.experts.gate_up_proj")]
+            down = weights[p + "mlp.experts.down_proj"]
+            for n in range(t.shape[0]):
+                e = f"{p}block_sparse_moe.experts.{n}."
+                out[e + "w1.weight"], out[e + "w2.weight"], out[e + "w3.weight"] = t[n, :i], down[n], t[n, i:]
+    return out
+
+
+def experts_of(w, p):
+    """(router, [(gate, up, down)] per expert) of layer prefix p, from whichever layout w holds."""
+    if p + "mlp.experts.gate_up_proj" in w:
+        gate_up, down = w[p + "mlp.experts.gate_up_proj"], w[p + "mlp.experts.down_proj"]
+        i = down.shape[2]
+        return w[p + "mlp.gate.weight"], [(gate_up[n, :i], gate_up[n, i:], down[n]) for n in range(down.shape[0])]
+    if p + "block_sparse_moe.gate.weight" in w:
+        router = w[p + "block_sparse_moe.gate.weight"]
+        e = [f"{p}block_sparse_moe.experts.{n}." for n in range(router.shape[0])]
+        return router, [(w[x + "w1.weight"], w[x + "w3.weight"], w[x + "w2.weight"]) for x in e]
+    router = w[p + "mlp.gate.weight"]
+    e = [f"{p}mlp.experts.{n}." for n in range(router.shape[0])]
+    return router, [(w[x + "gate_proj.weight"], w[x + "up_proj.weight"], w[x + "down_proj.weight"]) for x in e]
+
+
+# The smallest gap between a token's k-th and (k+1)-th router logits seen by any forward pass.
+ROUTING_GAP = [float("inf")]
+
+
+def sparse_moe(w, cfg, p, h):
+    """The mixture of experts of layer prefix p on h [batch, time, hidden] (float64)."""
+    swiglu = lambda x, g, u, d: (torch.nn.functional.silu(x @ g.T) * (x @ u.T)) @ d.T
+    router, experts = experts_of(w, p)
+    k = cfg["num_experts_per_tok"]
+    logits = h @ router.T
+    probs = torch.softmax(logits, dim=-1)
+    top, chosen = torch.topk(probs, k, dim=-1)
+    ordered = torch.sort(logits, dim=-1, descending=True).values
+    ROUTING_GAP[0] = min(ROUTING_GAP[0], float((ordered[..., k - 1] - ordered[..., k]).min()))
+    if cfg["model_type"] == "mixtral" or cfg.get("norm_topk_prob"):
+        top = top / top.sum(-1, keepdim=True)
+    out = torch.zeros_like(h)
+    for n, (g, u, d) in enumerate(experts):
+        weight = (top * (chosen == n)).sum(-1, keepdim=True)
+        out = out + weight * swiglu(h, g, u, d)
+    if cfg["model_type"] == "qwen2_moe":
+        s = p + "mlp.shared_expert."
+        shared = swiglu(h, w[s + "gate_proj.weight"], w[s + "up_proj.weight"], w[s + "down_proj.weight"])
+        out = out + torch.sigmoid(h @ w[p + "mlp.shared_expert_gate.weight"].T) * shared
+    return out
 
 
 def inv_freq(cfg):
@@ -175,7 +275,7 @@ def forward(w, cfg, ids, positions, real):
     heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     batch, time = ids.shape
     freq = inv_freq(cfg)
-    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "mixtral") else None
 
     q_pos, k_pos = positions[:, :, None], positions[:, None, :]
     allowed = (k_pos <= q_pos) & real[:, None, :] & real[:, :, None]
@@ -203,6 +303,9 @@ def forward(w, cfg, ids, positions, real):
         context = (probs @ v).transpose(1, 2).reshape(batch, time, heads * hd)
         x = x + linear(context, p + "self_attn.o_proj")
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        if cfg["model_type"] in ("mixtral", "qwen2_moe"):
+            x = x + sparse_moe(w, cfg, p, h)
+            continue
         x = x + linear(torch.nn.functional.silu(linear(h, p + "mlp.gate_proj")) * linear(h, p + "mlp.up_proj"), p + "mlp.down_proj")
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
@@ -285,12 +388,17 @@ def write_model(folder, cfg, weights, layout, storage):
 def main():
     torch.manual_seed(0)
     (HERE / "expected").mkdir(exist_ok=True)
+    seeds = {name: seed for seed, (name, *_) in enumerate(MODELS, start=1)}
     for seed, (name, storage, layout, cfg) in enumerate(MODELS, start=1):
-        weights = make_weights(cfg, seed, storage)
+        source = SAME_WEIGHTS_AS.get(name)
+        weights = make_weights(cfg, seeds[source] if source else seed, storage)
+        if source:
+            weights = per_expert_layout(weights, cfg)
         write_model(HERE / "models" / name, cfg, weights, layout, storage)
         w = {n: t.double() for n, t in weights.items()}
 
-        generator = torch.Generator().manual_seed(100 + seed)
+        ROUTING_GAP[0] = float("inf")
+        generator = torch.Generator().manual_seed(100 + (seeds[source] if source else seed))
         sequences = [torch.randint(0, VOCAB, (n,), generator=generator).tolist() for n in LENGTHS]
         expected = [alone(w, cfg, s) for s in sequences]
         for left in (False, True):
@@ -299,6 +407,7 @@ def main():
         prompt = sequences[2][:5]
         continuation, margin = greedy(w, cfg, prompt, 8)
         assert margin > 1e-3, f"{name}: greedy step with a near tie ({margin})"
+        assert ROUTING_GAP[0] > 1e-3, f"{name}: a token's k-th and (k+1)-th experts nearly tie ({ROUTING_GAP[0]})"
 
         out = OrderedDict()
         out["tokens"] = torch.tensor(sum(sequences, []), dtype=torch.int32)
@@ -310,7 +419,8 @@ def main():
         (HERE / "expected" / f"{name}.safetensors").write_bytes(safetensors_bytes(out))
         spread = float(out["logits"].std())
         print(f"{name}: {sum(t.numel() for t in weights.values())} parameters, logits std {spread:.3f}, "
-              f"greedy {continuation} (smallest top-2 gap {margin:.4f})")
+              f"greedy {continuation} (smallest top-2 gap {margin:.4f}"
+              + (f", smallest routing gap {ROUTING_GAP[0]:.4f})" if ROUTING_GAP[0] < float("inf") else ")"))
 
 
 if __name__ == "__main__":

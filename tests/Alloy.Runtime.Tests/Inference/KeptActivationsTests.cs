@@ -54,7 +54,7 @@ public sealed class KeptActivationsTests
                     Close(g / (1 + Math.Exp(-g)) * a.Up.Row(r)[j], a.Hidden.Row(r)[j], "silu(gate)·up");
                 }
                 // The residual stream: next input = after-attention + down_proj(hidden).
-                var down = block.Mlp.Down.Weight;
+                var down = block.Mlp!.Down.Weight;
                 for (int c = 0; c < config.HiddenSize; c++)
                 {
                     double sum = a.AfterAttention.Row(r)[c];

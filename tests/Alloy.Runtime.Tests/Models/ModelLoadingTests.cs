@@ -24,7 +24,8 @@ public sealed class ModelLoadingTests : IDisposable
         {
             {
                 "model_type=\"gpt2\"",
-                "model_type 'gpt2' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2)"
+                "model_type 'gpt2' is not supported by Alloy.Runtime (supported: llama, mistral, qwen2, mixtral, "
+                    + "qwen2_moe)"
             },
             { "model_type=", "has no \"model_type\"" },
             {
@@ -160,7 +161,7 @@ public sealed class ModelLoadingTests : IDisposable
             Assert.Equal(values, model.Parameters[tensor.Name].Data);
             Assert.Equal(tensor.Info.Shape, model.Parameters[tensor.Name].Shape.Select(d => (long)d));
         }
-        Assert.Same(model.Parameters["model.layers.1.mlp.down_proj.bias"], model.Blocks[1].Mlp.Down.Bias);
+        Assert.Same(model.Parameters["model.layers.1.mlp.down_proj.bias"], model.Blocks[1].Mlp!.Down.Bias);
         Assert.Same(model.Parameters["lm_head.weight"], model.Head.Weight);
 
         // A change to a parameter's values (a training step) is what the next forward pass computes with.

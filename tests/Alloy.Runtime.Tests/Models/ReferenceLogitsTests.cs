@@ -5,9 +5,10 @@ using Alloy.Runtime.Tests.Support;
 namespace Alloy.Runtime.Tests.Models;
 
 /// <summary>
-/// Logits of the five reference models (Fixtures/make_reference.py: Llama with GQA, sharded f32; Qwen2 with biases and
+/// Logits of the reference models (Fixtures/make_reference.py: Llama with GQA, sharded f32; Qwen2 with biases and
 /// tied embeddings, bf16; Llama 3 RoPE scaling with head_dim given; linear RoPE scaling with Llama's biases; Mistral's
-/// sliding window, f16 .bin) against PyTorch, on a padded batch of three sequences, on both GEMM backends.
+/// sliding window, f16 .bin; Mixtral in the fused and the per-expert layout; Qwen2-MoE with a shared expert and
+/// norm_topk_prob false) against PyTorch, on a padded batch of three sequences, on both GEMM backends.
 /// </summary>
 public sealed class ReferenceLogitsTests
 {

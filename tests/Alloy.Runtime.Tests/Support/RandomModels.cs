@@ -38,6 +38,27 @@ public static class RandomModels
             SlidingWindow = window,
         };
 
+    /// <summary>
+    /// A mixture-of-experts config of the same size: 4 experts of intermediate size 12, top-2. Mixtral (renormalised
+    /// weights, fused experts) or Qwen2-MoE (no renormalisation, a shared expert of 20, per-expert layout).
+    /// </summary>
+    public static ModelConfig Moe(ArchitectureFamily family, ExpertLayout? layout = null, bool? normalize = null)
+    {
+        bool qwen = family == ArchitectureFamily.Qwen2Moe;
+        return Config(family, biases: qwen) with
+        {
+            Moe = new MoeConfig
+            {
+                Experts = 4,
+                TopK = 2,
+                IntermediateSize = 12,
+                NormalizeTopK = normalize ?? !qwen,
+                SharedIntermediateSize = qwen ? 20 : null,
+                Layout = layout ?? (qwen ? ExpertLayout.PerExpert : ExpertLayout.Fused),
+            },
+        };
+    }
+
     public static LlamaModel Create(ModelConfig config, ulong seed = 3, int threads = 2, DenseBackend? backend = null)
     {
         var parameters = ParameterSet.Zeros(config);

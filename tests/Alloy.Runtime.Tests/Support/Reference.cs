@@ -14,6 +14,9 @@ public static class Reference
         "llama3-rope",
         "llama-linear-bias",
         "mistral-window",
+        "mixtral",
+        "mixtral-per-expert",
+        "qwen2-moe",
     ];
 
     public static string Folder(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "models", name);

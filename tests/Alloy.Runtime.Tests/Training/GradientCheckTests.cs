@@ -8,12 +8,15 @@ namespace Alloy.Runtime.Tests.Training;
 /// <summary>
 /// Backward against central finite differences of the float32 loss, for every parameter tensor of small models that
 /// between them have every kind of parameter and layer: embedding, norms, q/k/v/o and MLP weights and biases, GQA,
-/// an untied and a tied head, a sliding window, sequences longer than a 64-query attention block, and a prompt
-/// whose tokens are not scored.
+/// an untied and a tied head, a sliding window, sequences longer than a 64-query attention block, a prompt whose
+/// tokens are not scored, and mixtures of experts: Mixtral (fused experts, renormalised top-2) and Qwen2-MoE
+/// (per-expert layout, top-2 without renormalisation, the shared expert and its sigmoid gate), through router, experts
+/// and routing weights.
 /// </summary>
 public sealed class GradientCheckTests
 {
-    public static TheoryData<string> Cases => ["llama-biases", "llama-tied", "mistral-window", "qwen2-tied"];
+    public static TheoryData<string> Cases =>
+        ["llama-biases", "llama-tied", "mistral-window", "qwen2-tied", "mixtral", "qwen2-moe", "qwen2-moe-normalized"];
 
     private static ModelConfig ConfigFor(string name) =>
         name switch
@@ -22,6 +25,9 @@ public sealed class GradientCheckTests
             "llama-tied" => RandomModels.Config(biases: false, tied: true),
             "mistral-window" => RandomModels.Config(ArchitectureFamily.Mistral, biases: false, window: 5),
             "qwen2-tied" => RandomModels.Config(ArchitectureFamily.Qwen2, tied: true),
+            "mixtral" => RandomModels.Moe(ArchitectureFamily.Mixtral),
+            "qwen2-moe" => RandomModels.Moe(ArchitectureFamily.Qwen2Moe),
+            "qwen2-moe-normalized" => RandomModels.Moe(ArchitectureFamily.Qwen2Moe, ExpertLayout.Fused, true),
             _ => throw new ArgumentException(name),
         };
 
@@ -36,16 +42,29 @@ public sealed class GradientCheckTests
     public void Gradients_match_central_differences(string name)
     {
         var model = RandomModels.Create(ConfigFor(name));
-        var examples = new[]
-        {
-            RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[0],
-            RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[1],
-            RandomModels.Examples(model.Config.VocabSize, 4, 12)[0], // a prompt of 4 tokens, unscored
-        };
+        var examples = model.Config.Moe is null
+            ? new[]
+            {
+                RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[0],
+                RandomModels.Examples(model.Config.VocabSize, 1, 70, 9)[1],
+                RandomModels.Examples(model.Config.VocabSize, 4, 12)[0], // a prompt of 4 tokens, unscored
+            }
+            : WellRouted(model);
         var loss = new LossGradients(model);
         int targets = examples.Sum(e => e.TargetCount);
         loss.Accumulate(examples, 1.0 / targets);
-        double Loss() => loss.Loss(examples).LossSum / targets;
+        var routing = Routing(loss);
+        // The choice of experts is piecewise constant: a difference quotient across a change of choice measures a
+        // jump, not a derivative, so every evaluation must route as the unperturbed model does.
+        double Loss()
+        {
+            double value = loss.Loss(examples).LossSum / targets;
+            if (!Routing(loss).SequenceEqual(routing))
+                throw new InvalidOperationException(
+                    "a perturbation changed the routing; pick examples with more margin"
+                );
+            return value;
+        }
 
         const float H = 1e-3f;
         var failures = new List<string>();
@@ -80,6 +99,47 @@ public sealed class GradientCheckTests
             }
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    /// <summary>Every block's chosen experts in the last pass of <paramref name="loss"/> (none if dense).</summary>
+    private static int[] Routing(LossGradients loss) =>
+        [
+            .. loss
+                .State.Blocks.Where(b => b.Moe is not null)
+                .SelectMany(b => b.Moe!.Chosen.Take(b.Moe.RouterLogits.Rows * loss.Model.Config.Moe!.TopK)),
+        ];
+
+    /// <summary>
+    /// Two sequences (9 tokens scored from the second, 7 with an unscored prompt of 4) whose every token's k-th router
+    /// logit leads the (k+1)-th by at least 0.05 in every layer, so the perturbations of h = 1e-3 (which move the
+    /// logits by a few thousandths) cannot change which experts are chosen.
+    /// </summary>
+    private static TrainingExample[] WellRouted(LlamaModel model)
+    {
+        int vocab = model.Config.VocabSize,
+            k = model.Config.Moe!.TopK;
+        var state = model.CreateState(keepActivations: true);
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            var stream = RandomStream.For(13, "moe-examples", attempt);
+            int[] Tokens(int n, int offset) =>
+                [.. Enumerable.Range(0, n).Select(i => (int)(stream.Uniform(offset + i) * vocab))];
+            TrainingExample[] examples = [new(Tokens(9, 0), 1), new(Tokens(7, 100), 4)];
+            var batch = Alloy.Runtime.Inference.TokenBatch.FromSequences([
+                .. examples.Select(e => (IReadOnlyList<int>)e.Tokens),
+            ]);
+            model.Forward(batch, state, Alloy.Runtime.Inference.LogitSelection.None);
+            double margin = double.MaxValue;
+            foreach (var block in state.Blocks)
+                for (int r = 0; r < block.Moe!.RouterLogits.Rows; r++)
+                {
+                    var sorted = block.Moe.RouterLogits.Row(r).ToArray().OrderDescending().ToArray();
+                    margin = Math.Min(margin, sorted[k - 1] - sorted[k]);
+                }
+            if (margin >= 0.05)
+                return examples;
+        }
+        throw new InvalidOperationException("no well-routed examples in 100 attempts");
     }
 
     private static int IndexOfLargest(float[] values)
