@@ -68,7 +68,7 @@ public static class MoeCommand
         command.SetAction(parse => ErrorPolicy.Run(stderr, parse.GetValue(verbose), _ =>
             {
                 var diagnostics = new Diagnostics { OnWarning = w => stderr.WriteLine($"warning: {w}") };
-                var moe = MoeConfig.ParseFile(parse.GetValue(config)!, diagnostics);
+                var moe = MoeRecipe.ParseFile(parse.GetValue(config)!, diagnostics);
                 int threadCount = parse.GetValue(threads);
                 var options = new MoeOptions
                 {

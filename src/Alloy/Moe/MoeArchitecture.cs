@@ -29,7 +29,7 @@ public static class MoeArchitecture
     /// when it is one of them, else the first. <paramref name="modelTypes"/>: each model's config model_type, base
     /// first, then experts, then shared experts.
     /// </summary>
-    public static MoeArchitectureKind Select(MoeConfig config, IReadOnlyList<string?> modelTypes)
+    public static MoeArchitectureKind Select(MoeRecipe config, IReadOnlyList<string?> modelTypes)
     {
         var candidates = All.Where(a =>
                 config.Architecture is not { } prefix || a.Name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)
@@ -57,7 +57,7 @@ public static class MoeArchitecture
     /// <summary>
     /// Why <paramref name="kind"/> cannot take the config, or null when it can (mergekit's supports_config).
     /// </summary>
-    private static string? Unsupported(MoeArchitectureKind kind, MoeConfig config, IReadOnlyList<string?> modelTypes)
+    private static string? Unsupported(MoeArchitectureKind kind, MoeRecipe config, IReadOnlyList<string?> modelTypes)
     {
         var shared = config.SharedExperts ?? [];
         // Mixtral checks the base and the experts only; the others the shared experts too.
@@ -96,7 +96,7 @@ public static class MoeArchitecture
     public static JsonObject Config(
         MoeArchitectureKind kind,
         JsonObject baseConfig,
-        MoeConfig config,
+        MoeRecipe config,
         string? dtypeName,
         Diagnostics diagnostics
     )

@@ -86,7 +86,7 @@ public static class MoeBuilder
     private sealed record Output(TensorInfo Info, IReadOnlyList<Piece> Pieces);
 
     public static MoeResult Build(
-        MoeConfig config,
+        MoeRecipe config,
         string output,
         MoeOptions options,
         bool overwrite = false,
@@ -190,7 +190,7 @@ public static class MoeBuilder
         config[key]?.GetValue<int>() ?? throw new AlloyException($"{source.Folder}: config.json has no {key}");
 
     /// <summary>dtype: from the config, else the base's torch_dtype (or dtype); null keeps each tensor's own.</summary>
-    private static DType? OutDType(MoeConfig config, JsonObject baseConfig)
+    private static DType? OutDType(MoeRecipe config, JsonObject baseConfig)
     {
         var name = config.DType ?? (baseConfig["torch_dtype"] ?? baseConfig["dtype"])?.GetValue<string>();
         return name is not null && DTypes.TryParseTorch(name, out var d) && TensorConvert.CanWrite(d) ? d : null;
@@ -204,7 +204,7 @@ public static class MoeBuilder
     /// <summary>Every output tensor in mergekit's write order, with where its elements come from.</summary>
     private static List<Output> Plan(
         MoeArchitectureKind kind,
-        MoeConfig config,
+        MoeRecipe config,
         MoeOptions options,
         Source baseModel,
         List<Source> experts,

@@ -63,7 +63,7 @@ public static class RecipeParser
     internal static string ReadConfigFile(string path) => ReadConfig(path);
 
     /// <summary>Parses a mergekit-moe config (single document).</summary>
-    internal static Moe.MoeConfig ParseMoe(string text, string sourceName, Diagnostics diagnostics)
+    internal static Moe.MoeRecipe ParseMoe(string text, string sourceName, Diagnostics diagnostics)
     {
         var docs = YamlLoader.Load(text, sourceName, diagnostics);
         if (docs.Count > 1)
@@ -72,7 +72,7 @@ public static class RecipeParser
             throw new AlloyException(
                 $"{new SourceLocation(sourceName, 1, 1)}: the config is empty (it needs 'base_model' and 'experts')"
             );
-        return new RecipeReader(sourceName, diagnostics).MoeConfig(docs[0].Root!, text) with
+        return new RecipeReader(sourceName, diagnostics).MoeRecipe(docs[0].Root!, text) with
         {
             Folder = FolderOf(sourceName),
         };

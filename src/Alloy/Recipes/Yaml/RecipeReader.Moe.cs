@@ -26,7 +26,7 @@ internal sealed partial class RecipeReader
         "residual_scale",
     ];
 
-    public MoeConfig MoeConfig(YNode root, string text)
+    public MoeRecipe MoeRecipe(YNode root, string text)
     {
         if (root is not YMapping top)
             throw Error(root, $"a MoE config must be a mapping with 'base_model' and 'experts', not {Describe(root)}");
@@ -39,12 +39,12 @@ internal sealed partial class RecipeReader
         if (Value(fields, "gate_mode") is { } gateNode)
         {
             gateMode = StringValue(gateNode, "'gate_mode'");
-            if (!Moe.MoeConfig.GateModes.Contains(gateMode))
+            if (!Moe.MoeRecipe.GateModes.Contains(gateMode))
                 throw Error(
                     gateNode,
-                    $"unknown gate_mode '{gateMode}'; use one of {string.Join(", ", Moe.MoeConfig.GateModes)}"
+                    $"unknown gate_mode '{gateMode}'; use one of {string.Join(", ", Moe.MoeRecipe.GateModes)}"
                         + (
-                            Suggestions.Closest(gateMode, Moe.MoeConfig.GateModes) is { } near
+                            Suggestions.Closest(gateMode, Moe.MoeRecipe.GateModes) is { } near
                                 ? $" (did you mean '{near}'?)"
                                 : ""
                         )
@@ -68,7 +68,7 @@ internal sealed partial class RecipeReader
         string? architecture = Value(fields, "architecture") is { } archNode
             ? StringValue(archNode, "'architecture'")
             : null;
-        return new MoeConfig
+        return new MoeRecipe
         {
             BaseModel = Model(baseNode, "'base_model'"),
             Experts = Experts(expertsNode, "'experts'"),

@@ -19,7 +19,7 @@ public sealed record MoeExpert(
 /// mergekit-moe's config (MoEMergeConfig): attention, norms and embeddings from <see cref="BaseModel"/>, each expert's
 /// MLP from its source model, routers from <see cref="GateMode"/>.
 /// </summary>
-public sealed record MoeConfig
+public sealed record MoeRecipe
 {
     /// <summary>The gate modes mergekit knows.</summary>
     public static readonly string[] GateModes =
@@ -53,7 +53,7 @@ public sealed record MoeConfig
 
     public SourceLocation Location { get; init; } = SourceLocation.Code;
 
-    public static MoeConfig ParseFile(string path, Diagnostics diagnostics) =>
+    public static MoeRecipe ParseFile(string path, Diagnostics diagnostics) =>
         RecipeParser.ParseMoe(RecipeParser.ReadConfigFile(path), path, diagnostics);
 
     /// <summary>Whether the gates take hidden states of the base model (run by Alloy.Runtime).</summary>
