@@ -23,6 +23,7 @@ public static class Program
             StatisticsCommand.CreateRegMean(stdout, stderr),
             ExtractLoraCommand.Create(stdout, stderr),
             MoeCommand.Create(stdout, stderr),
+            MoeCompressCommand.Create(stdout, stderr),
             MergeAdaptersCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),

@@ -50,6 +50,13 @@ public static class ModelSaver
         // transformers ≥ 4.56 writes "dtype", older versions "torch_dtype": keep whichever the source uses.
         config[config.ContainsKey("dtype") && !config.ContainsKey("torch_dtype") ? "dtype" : "torch_dtype"] =
             dtype.TorchName();
+        // A mixture whose experts were merged (alloy moe-compress) has fewer of them than its source.
+        if (model.Config.Moe is { } moe)
+        {
+            config[model.Config.Family == ArchitectureFamily.Mixtral ? "num_local_experts" : "num_experts"] =
+                moe.Experts;
+            config["num_experts_per_tok"] = moe.TopK;
+        }
 
         var tensors = model
             .Parameters.Select(p => new TensorInfo(p.Name, dtype, [.. p.Shape.Select(d => (long)d)]))
