@@ -54,7 +54,7 @@ public static class MoeCompression
             {
                 var members = Enumerable.Range(0, moe.Experts).Where(e => labels[e] == g).ToList();
                 var merged = ExpertMerging.Merge(
-                    [.. members.Select(e => Read(model.Parameters, moe, config, prefix, e))],
+                    [.. members.Select(e => Expert(model, layer, e))],
                     [.. members.Select(e => frequencies[e])],
                     members.IndexOf(leaders[g])
                 );
@@ -105,19 +105,16 @@ public static class MoeCompression
         return (logits, tokens, selections);
     }
 
-    private static ExpertWeights Read(
-        ParameterSet parameters,
-        MoeConfig moe,
-        ModelConfig config,
-        string prefix,
-        int expert
-    )
+    /// <summary>Expert <paramref name="expert"/> of layer <paramref name="layer"/>, copied out of its parameters.
+    /// </summary>
+    public static ExpertWeights Expert(LlamaModel model, int layer, int expert)
     {
+        var (config, moe) = (model.Config, model.Config.Moe!);
         int i = moe.IntermediateSize,
             h = config.HiddenSize;
-        var (gate, up, down) = moe.ExpertWeights(config.Family, prefix, expert, h);
+        var (gate, up, down) = moe.ExpertWeights(config.Family, $"model.layers.{layer}.", expert, h);
         float[] Rows((string Name, int Row) at, int rows, int columns) =>
-            parameters[at.Name].Data.AsSpan(at.Row * columns, rows * columns).ToArray();
+            model.Parameters[at.Name].Data.AsSpan(at.Row * columns, rows * columns).ToArray();
         return new ExpertWeights(Rows(gate, i, h), Rows(up, i, h), Rows(down, h, i), i, h);
     }
 
