@@ -38,7 +38,7 @@ public sealed class CommandLineTests
         "error: unknown command 'mrege'; did you mean 'merge'? (see 'alloy --help')"
     )]
     [InlineData(new[] { "evl", "model" }, "error: unknown command 'evl'; did you mean 'eval'? (see 'alloy --help')")]
-    [InlineData(new[] { "moe", "config.yml" }, "error: unknown command 'moe' (see 'alloy --help')")]
+    [InlineData(new[] { "tokensurgeon", "config.yml" }, "error: unknown command 'tokensurgeon' (see 'alloy --help')")]
     [InlineData(
         new[] { "merge", "--thraeds", "2", "a.yml", "out" },
         "error: unknown option '--thraeds'; did you mean '--threads'? (see 'alloy merge --help')"
@@ -81,8 +81,8 @@ public sealed class CommandLineTests
     {
         var result = AlloyCli.Run("mrege");
         Assert.Equal(
-            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, merge-adapters, "
-                + "eval, methods",
+            "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, moe, moe-compress, "
+                + "merge-adapters, eval, methods",
             result.Stderr.Split('\n')[1].TrimEnd()
         );
     }
