@@ -7,7 +7,10 @@ public static class Plots
 {
     public sealed record Series(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Y);
 
-    /// <summary>Lines with markers, one per series, y as a percentage.</summary>
+    /// <summary>
+    /// Lines with markers, one per series, y times <paramref name="yScale"/> (100: shares shown as percentages), from 0
+    /// to <paramref name="yMax"/>.
+    /// </summary>
     public static void Lines(
         string path,
         string title,
@@ -15,14 +18,16 @@ public static class Plots
         string yLabel,
         IReadOnlyList<Series> series,
         IReadOnlyList<(string Label, double Y)>? references = null,
-        double yMax = 110
+        double yMax = 110,
+        double yScale = 100,
+        Alignment legend = Alignment.LowerLeft
     )
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         for (int s = 0; s < series.Count; s++)
         {
-            var line = plot.Add.Scatter(series[s].X.ToArray(), series[s].Y.Select(y => 100 * y).ToArray());
+            var line = plot.Add.Scatter(series[s].X.ToArray(), series[s].Y.Select(y => yScale * y).ToArray());
             line.LegendText = series[s].Label;
             line.Color = palette.GetColor(s);
             line.LineWidth = 2;
@@ -30,7 +35,7 @@ public static class Plots
         }
         foreach (var (label, y) in references ?? [])
         {
-            var reference = plot.Add.HorizontalLine(100 * y);
+            var reference = plot.Add.HorizontalLine(yScale * y);
             reference.LegendText = label;
             reference.LinePattern = LinePattern.Dashed;
             reference.Color = Colors.Gray;
@@ -39,7 +44,7 @@ public static class Plots
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
         plot.Axes.SetLimitsY(0, yMax);
-        plot.ShowLegend(Alignment.LowerLeft);
+        plot.ShowLegend(legend);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         plot.SavePng(path, 720, 440);
     }

@@ -7,6 +7,10 @@ using Alloy.Runtime.Models;
 // method's coefficients on the validation items by its paper's grid, scores the test items, and rewrites
 // docs/quality.md and its plots (docs/quality/*.png).
 // Usage: dotnet run -c Release --project bench/Alloy.Bench.Quality -- [--experts DIR] [--out FILE|none] [--quick]
+//        dotnet run -c Release --project bench/Alloy.Bench.Quality -- barrier DIR HELDOUT.jsonl [FIGURE.png]
+//        (linear mode connectivity before and after alignment; bench/alignment-barrier.sh runs it)
+if (args is ["barrier", .. var barrierArgs])
+    return ModeConnectivity.Run(barrierArgs);
 var options = new Dictionary<string, string>
 {
     ["--experts"] = "",

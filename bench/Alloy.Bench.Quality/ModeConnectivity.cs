@@ -1,0 +1,104 @@
+using System.Globalization;
+using Alloy.Recipes;
+using Alloy.Runtime.Models;
+using Alloy.Runtime.Training;
+using Alloy.Tensors;
+using Alloy.Tokenizers.Encoding;
+
+namespace Alloy.Bench.Quality;
+
+/// <summary>
+/// Linear mode connectivity: the held-out loss along the straight line between two models, θ(λ) = (1 − λ)·θ_A + λ·θ_B
+/// at 11 points, merged in memory; the barrier is max_λ L(θ(λ)) − ½·(L(θ_A) + L(θ_B)), as Git Re-Basin reports it.
+/// </summary>
+public static class ModeConnectivity
+{
+    public static readonly double[] Lambdas = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
+
+    /// <summary>The mean completion loss (nats per scored token) at each λ.</summary>
+    public static double[] Curve(string a, string b, IReadOnlyList<TrainingExample> heldOut)
+    {
+        MergeRecipe Recipe(double lambda) =>
+            new RecipeBuilder("linear")
+                .Model(a, new ParameterSettings { ["weight"] = 1 - lambda })
+                .Model(b, new ParameterSettings { ["weight"] = lambda })
+                .DType(DType.F32)
+                .Build();
+        using var session = MergeSession.Open(Recipe(0));
+        LlamaModel? model = null;
+        LossGradients? loss = null;
+        var curve = new double[Lambdas.Length];
+        for (int i = 0; i < Lambdas.Length; i++)
+        {
+            session.Reparameterize(Recipe(Lambdas[i]));
+            if (model is null)
+            {
+                model = MergedModel.Create(session);
+                loss = new LossGradients(model);
+            }
+            else
+                MergedModel.Refill(session, model);
+            var (sum, targets) = loss!.Loss(heldOut);
+            curve[i] = sum / targets;
+        }
+        return curve;
+    }
+
+    public static double Height(IReadOnlyList<double> curve) => curve.Max() - (curve[0] + curve[^1]) / 2;
+
+    /// <summary>
+    /// <c>barrier DIR HELDOUT.jsonl [FIGURE.png]</c>: for every width W with DIR/wW-s1, wW-s2 and wW-s2-aligned (the
+    /// second aligned to the first), the loss curves before and after alignment; prints Markdown and draws the figure.
+    /// </summary>
+    public static int Run(string[] args)
+    {
+        if (args.Length is < 2 or > 3)
+            throw new ArgumentException("usage: barrier DIR HELDOUT.jsonl [FIGURE.png]");
+        string folder = args[0];
+        var widths = Directory
+            .GetDirectories(folder, "w*-s2-aligned")
+            .Select(d => int.Parse(Path.GetFileName(d)[1..^"-s2-aligned".Length], CultureInfo.InvariantCulture))
+            .Order()
+            .ToList();
+        var series = new List<Plots.Series>();
+        Console.WriteLine("| hidden | parameters | L(A) | L(B) | barrier before | barrier after | after ÷ before |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (int width in widths)
+        {
+            string Model(string suffix) => Path.Combine(folder, $"w{width}-{suffix}");
+            var tokenizer = TextTokenizer.Load(Model("s1"));
+            var model = LlamaModel.Load(Model("s1"));
+            var heldOut = TrainingData.Load(args[1], tokenizer, 256, model.Config.VocabSize);
+            var before = Curve(Model("s1"), Model("s2"), heldOut);
+            var after = Curve(Model("s1"), Model("s2-aligned"), heldOut);
+            Console.WriteLine(
+                FormattableString.Invariant(
+                    $"| {width} | {model.Parameters.ElementCount / 1e6:F2}M | {before[0]:F3} | {before[^1]:F3} | "
+                )
+                    + FormattableString.Invariant(
+                        $"{Height(before):F3} | {Height(after):F3} | {Height(after) / Height(before):P0} |"
+                    )
+            );
+            Console.WriteLine(
+                "  before: " + string.Join(" ", before.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)))
+            );
+            Console.WriteLine(
+                "  after:  " + string.Join(" ", after.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)))
+            );
+            series.Add(new($"hidden {width}, naive", Lambdas, before));
+            series.Add(new($"hidden {width}, aligned", Lambdas, after));
+        }
+        if (args.Length == 3)
+            Plots.Lines(
+                args[2],
+                "Held-out loss between two models trained from different seeds",
+                "λ (0: model A, 1: model B)",
+                "loss (nats per token)",
+                series,
+                yMax: series.Max(s => s.Y.Max()) * 1.1,
+                yScale: 1,
+                legend: ScottPlot.Alignment.UpperRight
+            );
+        return 0;
+    }
+}
