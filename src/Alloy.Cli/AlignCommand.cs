@@ -26,11 +26,13 @@ public static class AlignCommand
         var reference = new Option<string>("--to")
         {
             Description = "The reference model folder to align to (same architecture and shape).",
+            HelpName = "REFERENCE",
             Required = true,
         };
         var output = new Option<string>("--out")
         {
             Description = "Folder for the aligned model (created; must be empty unless --overwrite).",
+            HelpName = "DIR",
             Required = true,
         };
         var data = new Option<string?>("--data")
@@ -38,6 +40,7 @@ public static class AlignCommand
             Description =
                 "Activation matching on these examples (.txt, one per line, or .jsonl with \"text\") instead of "
                 + "weight matching.",
+            HelpName = "FILE",
         };
         var seed = new Option<ulong>("--seed")
         {
