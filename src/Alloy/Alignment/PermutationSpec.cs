@@ -20,6 +20,12 @@ public sealed record DecoderShape(
     public int GroupSize => Heads / KeyValueHeads;
 }
 
+/// <summary>
+/// A permuted view of a stored matrix or vector: element (r, c) is the stored element (Rows[r], Columns[c]); a null map
+/// is the identity.
+/// </summary>
+public sealed record TensorGather(int[]? Rows, int[]? Columns);
+
 /// <summary>What a permutation relabels.</summary>
 public enum PermutationKind
 {
@@ -227,6 +233,42 @@ public sealed class PermutationSpec
                 data = Permute(data, shape, slice, perm);
         }
         return data;
+    }
+
+    /// <summary>
+    /// Where each element of a tensor comes from once <paramref name="permutations"/> are applied (the same result as
+    /// <see cref="Apply"/>, as index maps a reader can follow lazily); null when none of them moves the tensor.
+    /// </summary>
+    public TensorGather? Gather(string tensor, IReadOnlyDictionary<string, int[]> permutations)
+    {
+        if (!_byTensor.TryGetValue(tensor, out var slices))
+            return null;
+        var shape = TensorShapes[tensor];
+        int[] rows = [.. Enumerable.Range(0, shape[0])],
+            columns = [.. Enumerable.Range(0, shape.Length > 1 ? shape[1] : 1)];
+        foreach (var (e, slice) in slices)
+        {
+            if (!permutations.TryGetValue(Permutations[e].Name, out var perm))
+                continue;
+            var map = slice.Axis == 0 ? rows : columns;
+            var moved = (int[])map.Clone();
+            for (int i = 0; i < perm.Length; i++)
+                Array.Copy(
+                    map,
+                    slice.Offset + perm[i] * slice.Block,
+                    moved,
+                    slice.Offset + i * slice.Block,
+                    slice.Block
+                );
+            if (slice.Axis == 0)
+                rows = moved;
+            else
+                columns = moved;
+        }
+        static bool Identity(int[] map) => map.Select((v, i) => v == i).All(x => x);
+        return Identity(rows) && Identity(columns)
+            ? null
+            : new TensorGather(Identity(rows) ? null : rows, Identity(columns) ? null : columns);
     }
 
     /// <summary>The tensors <paramref name="kinds"/> of permutation act on.</summary>

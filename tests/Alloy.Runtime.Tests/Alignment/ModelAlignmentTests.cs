@@ -63,6 +63,27 @@ public sealed class ModelAlignmentTests
             );
     }
 
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void IndexMapsReadTheSameTensorsAsApplying(string name)
+    {
+        var (original, permuted, perms) = Pair(name);
+        var spec = ModelAlignment.Spec(original.Config);
+        foreach (var p in original.Parameters)
+        {
+            var gather = spec.Gather(p.Name, perms);
+            int columns = p.Columns;
+            var read = new float[p.Data.Length];
+            for (int i = 0; i < read.Length; i++)
+            {
+                int r = i / columns,
+                    c = i % columns;
+                read[i] = p.Data[(gather?.Rows?[r] ?? r) * columns + (gather?.Columns?[c] ?? c)];
+            }
+            Assert.Equal(permuted.Parameters[p.Name].Data, read);
+        }
+    }
+
     [Fact]
     public void ReorderingDimensionsInsideHeadsChangesTheLogits()
     {

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Alloy.Cli;
 using Alloy.Runtime.Alignment;
 using Alloy.Runtime.Models;
@@ -78,6 +79,32 @@ public sealed class AlignCommandTests : IDisposable
         Assert.Matches(@"^residual +mean correlation -?0\.\d{4} -> 1\.0000\n", result.Stdout);
         Assert.Contains("by activation matching (24 examples", result.Stdout);
         Assert.Equal(0, MaxDifference(_base, _work["aligned"]));
+    }
+
+    [Fact]
+    public void A_recipe_aligns_a_model_entry_before_merging()
+    {
+        string Recipe(string name, string align) =>
+            _work.Write(
+                name,
+                $"merge_method: linear\nmodels:\n  - model: {_base}\n    parameters: {{weight: 0.5}}\n  - model: "
+                    + $"{_permuted}\n    {align}parameters: {{weight: 0.5}}\ndtype: float32\n"
+            );
+        var merged = AlloyCli.Merge(Recipe("aligned.yml", "align: weight_matching\n    "), _work["merged"], "-v");
+        Assert.Matches(
+            $@"aligned {Regex.Escape(_permuted)} to {Regex.Escape(_base)} by weight matching "
+                + @"\(\d+ sweeps, \d+ tensors permuted\)",
+            merged.Stderr
+        );
+        Assert.InRange(MaxDifference(_base, _work["merged"]), 0, 1e-6);
+
+        AlloyCli.Fails(Recipe("bad.yml", "align: zipit\n    "), _work["bad"], "'align' must be weight_matching");
+        var self = _work.Write(
+            "self.yml",
+            $"merge_method: linear\nmodels:\n  - model: {_base}\n    align: weight_matching\n    parameters: "
+                + $"{{weight: 0.5}}\n  - model: {_permuted}\n    parameters: {{weight: 0.5}}\ndtype: float32\n"
+        );
+        AlloyCli.Fails(self, _work["self"], "cannot be aligned itself");
     }
 
     [Fact]
