@@ -24,6 +24,7 @@ public static class Program
             ExtractLoraCommand.Create(stdout, stderr),
             MoeCommand.Create(stdout, stderr),
             MoeCompressCommand.Create(stdout, stderr),
+            AlignCommand.Create(stdout, stderr),
             MergeAdaptersCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
             MethodsCommand.Create(stdout, stderr),

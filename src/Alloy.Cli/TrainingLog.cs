@@ -85,7 +85,7 @@ public sealed class TrainingLog : IDisposable
         plot.Title("Training");
         plot.XLabel("step");
         plot.YLabel("loss (nats per token)");
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         plot.SavePng(path, 800, 450);
     }
 

@@ -1,3 +1,4 @@
+using Alloy.Alignment;
 using Alloy.Checkpoints;
 using Alloy.Planning;
 using Alloy.Tensors;
@@ -18,6 +19,11 @@ public static class TensorReader
             ReadRows(rows, start, destination);
             return;
         }
+        if (input.Gather is { } gather)
+        {
+            ReadGathered(input, gather, start, destination);
+            return;
+        }
         if (!input.IsCropped)
             input.Tensor.ReadFloat32(start, destination);
         else
@@ -34,7 +40,7 @@ public static class TensorReader
     /// </summary>
     public static void Release(PlannedInput input, long start, long count)
     {
-        if (input.Rows is not null || input.IsCropped)
+        if (input.Rows is not null || input.Gather is not null || input.IsCropped)
             return;
         int size = input.Tensor.Info.DType.Size();
         input.Tensor.File.Release(input.Tensor.Offset + start * size, count * size);
@@ -66,6 +72,38 @@ public static class TensorReader
                     update,
                     destination.Slice(done, run)
                 );
+                done += run;
+            }
+        }
+        finally
+        {
+            BufferPool<float>.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Elements [start, start + n) of an aligned model's tensor: each row read from its stored place, its columns
+    /// picked through the column map (a planner's crop keeps the leading part of the permuted view).
+    /// </summary>
+    private static void ReadGathered(PlannedInput input, TensorGather gather, long start, Span<float> destination)
+    {
+        long cols = input.Shape.Length > 1 ? input.Shape[1] : 1;
+        int storedCols = input.Tensor.Info.Shape.Length > 1 ? checked((int)input.Tensor.Info.Shape[1]) : 1;
+        var buffer = BufferPool<float>.Rent(storedCols);
+        try
+        {
+            var row = buffer.AsSpan(0, storedCols);
+            int done = 0;
+            while (done < destination.Length)
+            {
+                long element = start + done;
+                long r = element / cols;
+                int c = (int)(element % cols),
+                    run = (int)Math.Min(cols - c, destination.Length - done);
+                long source = gather.Rows is { } rows ? rows[r] : r;
+                input.Tensor.ReadFloat32(source * storedCols, row);
+                for (int k = 0; k < run; k++)
+                    destination[done + k] = row[gather.Columns is { } columns ? columns[c + k] : c + k];
                 done += run;
             }
         }

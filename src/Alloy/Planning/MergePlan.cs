@@ -12,19 +12,21 @@ namespace Alloy.Planning;
 /// </summary>
 /// <param name="Lora">The low-rank update a model+lora reference adds to this tensor as it is read.</param>
 /// <param name="LoraBias">The bias update (lora_B.bias) a model+lora reference adds to this bias as it is read.</param>
+/// <param name="Gather">The permutation an aligned model's tensor is read through (<c>align:</c>).</param>
 public sealed record PlannedInput(
     InputModel Model,
     StoredTensor Tensor,
     long[] Shape,
     RowLayout? Rows = null,
     LoraDelta? Lora = null,
-    LoraBias? LoraBias = null
+    LoraBias? LoraBias = null,
+    Alignment.TensorGather? Gather = null
 )
 {
     public bool IsCropped => Rows is null && !Shape.AsSpan().SequenceEqual(Tensor.Info.Shape);
 
     /// <summary>True when the input is read exactly as stored (so a passthrough can copy its bytes).</summary>
-    public bool IsAsStored => Rows is null && Lora is null && LoraBias is null && !IsCropped;
+    public bool IsAsStored => Rows is null && Lora is null && LoraBias is null && Gather is null && !IsCropped;
 }
 
 /// <summary>An input's statistic (a data-aware method's Fisher or Gram matrix) and the file it is in.</summary>

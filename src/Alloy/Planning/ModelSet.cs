@@ -1,3 +1,4 @@
+using Alloy.Alignment;
 using Alloy.Architecture;
 using Alloy.Checkpoints;
 using Alloy.Recipes;
@@ -6,6 +7,9 @@ namespace Alloy.Planning;
 
 /// <summary>One input model: where it is, its checkpoint (headers only) and its layout.</summary>
 /// <param name="Adapter">The PEFT LoRA adapter of a <c>model+lora</c> reference, applied as tensors are read.</param>
+/// <param name="Alignment">
+/// For a model entry with <c>align:</c>, the permuted view of each tensor that alignment moves (read through it).
+/// </param>
 public sealed record InputModel(
     ModelReference Reference,
     int Index,
@@ -13,7 +17,8 @@ public sealed record InputModel(
     Checkpoint Checkpoint,
     ModelLayout Layout,
     bool IsHubId = false,
-    LoraAdapter? Adapter = null
+    LoraAdapter? Adapter = null,
+    IReadOnlyDictionary<string, TensorGather>? Alignment = null
 )
 {
     /// <summary>A short name for messages: the reference as written in the recipe.</summary>
@@ -110,6 +115,7 @@ public sealed class ModelSet : IDisposable
                         + $"bytes"
                 );
             }
+            set.Align(recipe, diagnostics);
             // A tokenizer source that is not merged contributes only its tokenizer files: find its folder, open no
             // weights.
             if (recipe.Tokenizer?.Model is { } source && !set._models.ContainsKey(source))
@@ -123,6 +129,50 @@ public sealed class ModelSet : IDisposable
         {
             set.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Permutes each model entry with <c>align: weight_matching</c> onto the reference (base_model, else the first
+    /// model) by weight matching, as index maps its tensors are read through.
+    /// </summary>
+    private void Align(MergeRecipe recipe, Diagnostics diagnostics)
+    {
+        var entries = recipe.Models ?? [];
+        foreach (var entry in entries.Where(e => e.Align is not null))
+        {
+            var anchor = recipe.BaseModel ?? entries[0].Model;
+            if (entry.Model == anchor)
+                throw new AlloyException(
+                    $"{entry.Location}: '{entry.Model}' is the model the others are aligned to (base_model, else the "
+                        + "first model), so it cannot be aligned itself"
+                );
+            if (entries.Any(e => e.Model == entry.Model && e.Align != entry.Align))
+                throw new AlloyException(
+                    $"{entry.Location}: '{entry.Model}' appears both with and without 'align'; give it once"
+                );
+            var model = this[entry.Model];
+            if (model.Alignment is not null)
+                continue;
+            if (model.Adapter is not null)
+                throw new AlloyException(
+                    $"{entry.Location}: '{entry.Model}' has a LoRA adapter, and align permutes stored models only; "
+                        + "merge the adapter into the model first"
+                );
+            var reference = this[anchor];
+            var (gathers, sweeps) = CheckpointAlignment.Align(
+                reference.Checkpoint,
+                reference.Name,
+                model.Checkpoint,
+                model.Name
+            );
+            var aligned = model with { Alignment = gathers };
+            _models[entry.Model] = aligned;
+            _ordered[model.Index] = aligned;
+            diagnostics.Info(
+                $"aligned {model.Name} to {reference.Name} by weight matching ({sweeps} sweeps, {gathers.Count} "
+                    + "tensors permuted)"
+            );
         }
     }
 

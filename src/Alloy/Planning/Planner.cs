@@ -406,7 +406,14 @@ public sealed class Planner
             inputs.Add(
                 (
                     sources[i],
-                    new PlannedInput(model, stored, stored.Info.Shape, Lora: lora, LoraBias: loraBias),
+                    new PlannedInput(
+                        model,
+                        stored,
+                        stored.Info.Shape,
+                        Lora: lora,
+                        LoraBias: loraBias,
+                        Gather: model.Alignment?.GetValueOrDefault(stored.Name)
+                    ),
                     inputNames[i],
                     sourceIndices[i]
                 )
@@ -441,6 +448,11 @@ public sealed class Planner
                     $"'{adapted.Input.Model.Name}': its LoRA adapter changes '{adapted.InputName}', and re-laying out "
                         + $"a LoRA-updated embedding for tokenizer settings is not supported; merge the adapter into "
                         + $"the model first or drop the tokenizer settings"
+                );
+            if (inputs.FirstOrDefault(x => x.Input.Gather is not null) is { Input: not null } aligned)
+                throw new AlloyException(
+                    $"'{aligned.Input.Model.Name}': it is aligned (align:), and re-laying out an aligned embedding for "
+                        + "tokenizer settings is not supported; align it with 'alloy align' first, then merge"
                 );
             // Tokenizer mode: every input becomes a [vocabulary, hidden] matrix over the output vocabulary first.
             var relaid = vocabulary.Relayout(

@@ -10,7 +10,20 @@ public readonly record struct LayerRange(int Start, int End)
 }
 
 /// <summary>One entry of <c>models:</c>.</summary>
-public sealed record ModelEntry(ModelReference Model, ParameterSettings Parameters, SourceLocation Location);
+/// <param name="Align">
+/// <c>weight_matching</c>: the model is permuted onto the reference (base_model, else the first model) by Git
+/// Re-Basin's weight matching before it is merged; null: read as stored.
+/// </param>
+public sealed record ModelEntry(
+    ModelReference Model,
+    ParameterSettings Parameters,
+    SourceLocation Location,
+    string? Align = null
+)
+{
+    /// <summary>The one value <c>align:</c> takes.</summary>
+    public const string WeightMatching = "weight_matching";
+}
 
 /// <summary>One entry of <c>slices[].sources</c>.</summary>
 public sealed record InputSlice(

@@ -82,7 +82,7 @@ public sealed class CommandLineTests
         var result = AlloyCli.Run("mrege");
         Assert.Equal(
             "commands: merge, plan, multi, merge-raw, synth, train, fisher, regmean, extract-lora, moe, moe-compress, "
-                + "merge-adapters, eval, methods",
+                + "align, merge-adapters, eval, methods",
             result.Stderr.Split('\n')[1].TrimEnd()
         );
     }

@@ -18,11 +18,27 @@ internal sealed partial class RecipeReader
                     $"each entry of {what} must be a mapping with a 'model' key (write '- model: NAME'), not "
                         + $"{Describe(item)}"
                 );
-            var fields = Fields(item, "a model entry", ["model", "parameters"], hasParameters: true);
+            var fields = Fields(item, "a model entry", ["model", "parameters", "align"], hasParameters: true);
             var modelNode = Value(fields, "model")
                 ?? throw Error(item, $"an entry of {what} is missing its 'model' key");
+            string? align = null;
+            if (Value(fields, "align") is { } alignNode)
+            {
+                align = StringValue(alignNode, "'align'");
+                if (align != ModelEntry.WeightMatching)
+                    throw Error(
+                        alignNode,
+                        $"'align' must be {ModelEntry.WeightMatching} (Git Re-Basin's permutation alignment), not "
+                            + $"'{align}'"
+                    );
+            }
             result.Add(
-                new ModelEntry(Model(modelNode, "'model'"), Parameters(Value(fields, "parameters")), item.Location)
+                new ModelEntry(
+                    Model(modelNode, "'model'"),
+                    Parameters(Value(fields, "parameters")),
+                    item.Location,
+                    align
+                )
             );
         }
         return result;

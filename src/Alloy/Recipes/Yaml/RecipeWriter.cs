@@ -27,6 +27,8 @@ public static class RecipeWriter
             foreach (var entry in models)
             {
                 w.Append("  - model: ").Append(Model(entry.Model)).Append('\n');
+                if (entry.Align is { } align)
+                    w.Append("    align: ").Append(Scalar(align)).Append('\n');
                 Parameters(w, entry.Parameters, "    ", method);
             }
         }
