@@ -20,7 +20,7 @@ public static class Plots
         IReadOnlyList<(string Label, double Y)>? references = null,
         double yMax = 110,
         double yScale = 100,
-        Alignment legend = Alignment.LowerLeft
+        ScottPlot.Alignment legend = ScottPlot.Alignment.LowerLeft
     )
     {
         var plot = new Plot();
@@ -79,12 +79,12 @@ public static class Plots
         }
         plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, categories.Count).Select(c => (double)c)], [.. categories]);
         plot.Axes.Bottom.TickLabelStyle.Rotation = -35;
-        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleRight;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleRight;
         plot.Axes.Bottom.MinimumSize = 110;
         plot.Title(title);
         plot.YLabel(yLabel);
         plot.Axes.SetLimitsY(0, 110);
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         plot.SavePng(path, 900, 460);
     }
