@@ -46,9 +46,17 @@ public static class ModeConnectivity
 
     public static double Height(IReadOnlyList<double> curve) => curve.Max() - (curve[0] + curve[^1]) / 2;
 
+    /// <summary>The aligned copies compared with the naive line: folder suffix and label.</summary>
+    private static readonly (string Suffix, string Label)[] Alignments =
+    [
+        ("s2-weights", "weight matching"),
+        ("s2-activations", "activation matching"),
+    ];
+
     /// <summary>
-    /// <c>barrier DIR HELDOUT.jsonl [FIGURE.png]</c>: for every width W with DIR/wW-s1, wW-s2 and wW-s2-aligned (the
-    /// second aligned to the first), the loss curves before and after alignment; prints Markdown and draws the figure.
+    /// <c>barrier DIR HELDOUT.jsonl [FIGURE.png]</c>: for every width W with DIR/wW-s1 and wW-s2 (two models from
+    /// different seeds) and the second aligned to the first (wW-s2-weights, wW-s2-activations), the loss curves of the
+    /// naive and the aligned lines; prints Markdown and draws the figure.
     /// </summary>
     public static int Run(string[] args)
     {
@@ -56,38 +64,45 @@ public static class ModeConnectivity
             throw new ArgumentException("usage: barrier DIR HELDOUT.jsonl [FIGURE.png]");
         string folder = args[0];
         var widths = Directory
-            .GetDirectories(folder, "w*-s2-aligned")
-            .Select(d => int.Parse(Path.GetFileName(d)[1..^"-s2-aligned".Length], CultureInfo.InvariantCulture))
+            .GetDirectories(folder, "w*-s2-weights")
+            .Select(d => int.Parse(Path.GetFileName(d)[1..^"-s2-weights".Length], CultureInfo.InvariantCulture))
             .Order()
             .ToList();
         var series = new List<Plots.Series>();
-        Console.WriteLine("| hidden | parameters | L(A) | L(B) | barrier before | barrier after | after ÷ before |");
-        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
+        var table = new List<string>
+        {
+            "| hidden | parameters | L(A) | L(B) | barrier, naive | after weight matching | after activation matching |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        };
         foreach (int width in widths)
         {
             string Model(string suffix) => Path.Combine(folder, $"w{width}-{suffix}");
             var tokenizer = TextTokenizer.Load(Model("s1"));
             var model = LlamaModel.Load(Model("s1"));
             var heldOut = TrainingData.Load(args[1], tokenizer, 256, model.Config.VocabSize);
-            var before = Curve(Model("s1"), Model("s2"), heldOut);
-            var after = Curve(Model("s1"), Model("s2-aligned"), heldOut);
-            Console.WriteLine(
+            var naive = Curve(Model("s1"), Model("s2"), heldOut);
+            var aligned = Alignments.Select(a => Curve(Model("s1"), Model(a.Suffix), heldOut)).ToList();
+            string Relative(double[] curve) =>
+                FormattableString.Invariant($"{Height(curve):F3} ({Height(curve) / Height(naive):P0})");
+            table.Add(
                 FormattableString.Invariant(
-                    $"| {width} | {model.Parameters.ElementCount / 1e6:F2}M | {before[0]:F3} | {before[^1]:F3} | "
+                    $"| {width} | {model.Parameters.ElementCount / 1e6:F2}M | {naive[0]:F3} | {naive[^1]:F3} | "
                 )
-                    + FormattableString.Invariant(
-                        $"{Height(before):F3} | {Height(after):F3} | {Height(after) / Height(before):P0} |"
-                    )
+                    + FormattableString.Invariant($"{Height(naive):F3} | ")
+                    + string.Join(" | ", aligned.Select(Relative))
+                    + " |"
             );
-            Console.WriteLine(
-                "  before: " + string.Join(" ", before.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)))
-            );
-            Console.WriteLine(
-                "  after:  " + string.Join(" ", after.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)))
-            );
-            series.Add(new($"hidden {width}, naive", Lambdas, before));
-            series.Add(new($"hidden {width}, aligned", Lambdas, after));
+            static string Points(double[] curve) =>
+                string.Join(" ", curve.Select(v => v.ToString("F3", CultureInfo.InvariantCulture)));
+            Console.Error.WriteLine($"hidden {width}, naive: {Points(naive)}");
+            for (int a = 0; a < Alignments.Length; a++)
+                Console.Error.WriteLine($"hidden {width}, {Alignments[a].Label}: {Points(aligned[a])}");
+            series.Add(new($"{width}, naive", Lambdas, naive));
+            for (int a = 0; a < Alignments.Length; a++)
+                series.Add(new($"{width}, {Alignments[a].Label}", Lambdas, aligned[a]));
         }
+        foreach (var line in table)
+            Console.WriteLine(line);
         if (args.Length == 3)
             Plots.Lines(
                 args[2],
