@@ -71,7 +71,8 @@ public static class ModeConnectivity
         var series = new List<Plots.Series>();
         var table = new List<string>
         {
-            "| hidden | parameters | L(A) | L(B) | barrier, naive | after weight matching | after activation matching |",
+            "| hidden | parameters | L(A) | L(B) | barrier, naive | after weight matching | after activation "
+                + "matching |",
             "|---:|---:|---:|---:|---:|---:|---:|",
         };
         foreach (int width in widths)
