@@ -47,10 +47,10 @@ public static class ModeConnectivity
     public static double Height(IReadOnlyList<double> curve) => curve.Max() - (curve[0] + curve[^1]) / 2;
 
     /// <summary>The aligned copies compared with the naive line: folder suffix and label.</summary>
-    private static readonly (string Suffix, string Label)[] Alignments =
+    private static readonly (string Suffix, string Label, ScottPlot.LinePattern Pattern)[] Alignments =
     [
-        ("s2-weights", "weight matching"),
-        ("s2-activations", "activation matching"),
+        ("s2-weights", "weight matching", ScottPlot.LinePattern.Dashed),
+        ("s2-activations", "activation matching", ScottPlot.LinePattern.Dotted),
     ];
 
     /// <summary>
@@ -98,9 +98,11 @@ public static class ModeConnectivity
             Console.Error.WriteLine($"hidden {width}, naive: {Points(naive)}");
             for (int a = 0; a < Alignments.Length; a++)
                 Console.Error.WriteLine($"hidden {width}, {Alignments[a].Label}: {Points(aligned[a])}");
-            series.Add(new($"{width}, naive", Lambdas, naive));
+            // One color per width; the naive line solid, the aligned ones dashed (weights) and dotted (activations).
+            int index = widths.IndexOf(width);
+            series.Add(new($"{width}, naive", Lambdas, naive, index));
             for (int a = 0; a < Alignments.Length; a++)
-                series.Add(new($"{width}, {Alignments[a].Label}", Lambdas, aligned[a]));
+                series.Add(new($"{width}, {Alignments[a].Label}", Lambdas, aligned[a], index, Alignments[a].Pattern));
         }
         foreach (var line in table)
             Console.WriteLine(line);

@@ -5,7 +5,15 @@ namespace Alloy.Bench.Quality;
 /// <summary>The figures of docs/quality.md, drawn with ScottPlot.</summary>
 public static class Plots
 {
-    public sealed record Series(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Y);
+    /// <param name="Color">An index into the palette (default: the series' own index).</param>
+    /// <param name="Pattern">The line's pattern (default solid), to tell variants of one color apart.</param>
+    public sealed record Series(
+        string Label,
+        IReadOnlyList<double> X,
+        IReadOnlyList<double> Y,
+        int? Color = null,
+        LinePattern? Pattern = null
+    );
 
     /// <summary>
     /// Lines with markers, one per series, y times <paramref name="yScale"/> (100: shares shown as percentages), from 0
@@ -29,7 +37,8 @@ public static class Plots
         {
             var line = plot.Add.Scatter(series[s].X.ToArray(), series[s].Y.Select(y => yScale * y).ToArray());
             line.LegendText = series[s].Label;
-            line.Color = palette.GetColor(s);
+            line.Color = palette.GetColor(series[s].Color ?? s);
+            line.LinePattern = series[s].Pattern ?? LinePattern.Solid;
             line.LineWidth = 2;
             line.MarkerSize = 6;
         }
