@@ -38,27 +38,10 @@ public sealed class AdapterMergeTests : IDisposable
         return _work[output];
     }
 
-    /// <summary><c>alloy merge-adapters</c> of ADAPTER[:WEIGHT]s by <paramref name="type"/> into OUTPUT.</summary>
     private CliResult RunMerge(string type, string output, string[] adapters, params string[] extra) =>
-        AlloyCli.Run([
-            "merge-adapters",
-            .. adapters.SelectMany(a => new[] { "--adapter", a }),
-            "--combination-type",
-            type,
-            "--out-path",
-            _work[output],
-            .. extra,
-        ]);
+        TestAdapters.Merge(type, _work[output], adapters, extra);
 
-    /// <summary>The module's B [rows, r] and A [r, cols] in an adapter folder (every scale here is 1).</summary>
-    private static (double[,] B, double[,] A) Factors(string adapter)
-    {
-        string file = Path.Combine(adapter, "adapter_model.safetensors");
-        return (
-            TestCheckpoints.Matrix(file, $"base_model.model.{Module}.lora_B.weight"),
-            TestCheckpoints.Matrix(file, $"base_model.model.{Module}.lora_A.weight")
-        );
-    }
+    private static (double[,] B, double[,] A) Factors(string adapter) => TestAdapters.Factors(adapter, Module);
 
     /// <summary>
     /// The merged update is the best rank-4 approximation of <paramref name="target"/> (Eckart–Young): its error is

@@ -61,13 +61,13 @@ internal static class TestAdapters
             .. extra,
         ]);
 
-    /// <summary>The merged module's B [out, r] and A [r, in] (the output's scale is 1).</summary>
-    public static (double[,] B, double[,] A) Factors(string adapter)
+    /// <summary>A module's B [out, r] and A [r, in] in an adapter folder (a merged one's scale is 1).</summary>
+    public static (double[,] B, double[,] A) Factors(string adapter, string module = Module)
     {
         string file = Path.Combine(adapter, "adapter_model.safetensors");
         return (
-            TestCheckpoints.Matrix(file, $"{AdapterFolder.Prefix}{Module}.lora_B.weight"),
-            TestCheckpoints.Matrix(file, $"{AdapterFolder.Prefix}{Module}.lora_A.weight")
+            TestCheckpoints.Matrix(file, $"{AdapterFolder.Prefix}{module}.lora_B.weight"),
+            TestCheckpoints.Matrix(file, $"{AdapterFolder.Prefix}{module}.lora_A.weight")
         );
     }
 
