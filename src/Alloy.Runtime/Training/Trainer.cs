@@ -24,9 +24,8 @@ public sealed record TrainingStepResult(
 
 /// <summary>
 /// Trains a model in place (all of it, or the parameters <see cref="TrainingOptions.Only"/> selects), or a LoRA adapter
-/// on it (the model frozen): seeded batches of examples, mean token
-/// cross-entropy, global-norm clipping, AdamW with linear warmup and cosine decay. Every result is the same at any
-/// thread count (see <see cref="LossGradients"/>).
+/// on it (the model frozen): seeded batches of examples, mean token cross-entropy, global-norm clipping, AdamW with
+/// linear warmup and cosine decay. Every result is the same at any thread count (see <see cref="LossGradients"/>).
 /// </summary>
 public sealed class Trainer
 {
